@@ -1,0 +1,121 @@
+# semcached build. `make help` lists the targets.
+#
+# Layout: every *.c / *.cpp under common/ storage/ index/ embed/ route/
+# server/ goes into build/libsc.a, except entry points named *_main.c.
+# Unit tests are tests/unit/test_*.c, linked into one runner; benchmarks are
+# benchmarks/bench_*.c, one program each; fuzz targets tests/fuzz/fuzz_*.c.
+
+BUILD   ?= build
+CC      ?= gcc
+CXX     ?= g++
+OPT     ?= -O2
+SAN     ?=
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+          -Wno-unused-parameter
+ifneq ($(CI),)
+WARN   += -Werror
+endif
+ifeq ($(SAN),1)
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+LLHTTP_DIR = /usr/share/llhttp
+LLHTTP_INC = /usr/share/include/llhttp
+CPPFLAGS = -I. -Iinclude -I$(LLHTTP_INC) -D_GNU_SOURCE -MMD -MP
+CFLAGS  = -std=c11 $(OPT) -g -pthread $(WARN) $(SANFLAGS)
+CXXFLAGS = -std=c++17 $(OPT) -g -pthread -Wall -Wextra $(SANFLAGS)
+FAISS_LIBS = -lfaiss -lgomp
+LDLIBS  = -luv -llmdb -ljansson -lcurl -lutf8proc -lxxhash $(FAISS_LIBS) -lopenblas -lm -lpthread -lstdc++
+LDFLAGS = -pthread $(SANFLAGS)
+
+MODULES  = common storage index embed route server
+LIB_C    = $(filter-out %_main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
+LIB_CXX  = $(foreach m,$(MODULES),$(wildcard $(m)/*.cpp))
+LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CXX:%.cpp=$(BUILD)/obj/%.o) \
+           $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o $(BUILD)/obj/llhttp/llhttp.o
+CLIENT_C   = $(filter-out %_main.c,$(wildcard client/*.c))
+CLIENT_OBJ = $(CLIENT_C:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/common/err.o $(BUILD)/obj/common/buf.o \
+             $(BUILD)/obj/common/alloc.o $(BUILD)/obj/common/log.o
+UNIT_C   = $(wildcard tests/unit/*.c)
+UNIT_OBJ = $(UNIT_C:%.c=$(BUILD)/obj/%.o)
+BENCH_C  = $(wildcard benchmarks/bench_*.c)
+BENCHES  = $(BENCH_C:benchmarks/%.c=$(BUILD)/%)
+CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
+EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
+PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(CLI) $(EXAMPLE) $(BENCHES)
+
+.PHONY: all deps run test unit asan bench fuzz clean compdb help
+all: deps $(PROGS)
+
+help:
+	@echo "make         build everything into $(BUILD)/ (installs missing deps first)"
+	@echo "make run     build and start semcached on its defaults (port 8080)"
+	@echo "make test    build and run every test; ends with 'N passed, N failed'"
+	@echo "make asan    the whole test suite under ASan+UBSan"
+	@echo "make bench   run the benchmark programs (CSV); see BENCHMARKS.md"
+	@echo "make fuzz    run each libFuzzer target briefly"
+	@echo "make deps    install missing Debian/npm packages and the model"
+	@echo "make clean   remove build outputs;  make compdb  compile_commands.json"
+
+deps:
+	@bash scripts/deps.sh
+
+run: all
+	$(BUILD)/semcached $(ARGS)
+
+test: all
+	@bash tests/run.sh $(BUILD)
+
+unit: all
+	$(BUILD)/unit_tests $(T)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 test
+
+bench: all
+	@bash benchmarks/run.sh $(BUILD)
+
+fuzz: deps
+	@bash tests/fuzz/run.sh
+
+clean:
+	rm -rf build
+
+compdb:
+	$(MAKE) clean && bear -- $(MAKE) all
+
+$(BUILD)/libsc.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libsemcache.a: $(CLIENT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/semcached: $(BUILD)/obj/server/semcached_main.o $(BUILD)/libsc.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/semcache-cli: $(BUILD)/obj/client/cli_main.o $(BUILD)/libsemcache.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+$(BUILD)/semcache-example: $(BUILD)/obj/client/example_main.o $(BUILD)/libsemcache.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsc.a $(BUILD)/libsemcache.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_%: $(BUILD)/obj/benchmarks/bench_%.o $(BUILD)/libsc.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,77 @@
+/* The in-memory cosine index.
+ *
+ * Vectors are grouped in partitions keyed by (namespace, fingerprint); a
+ * search only ever looks inside one partition, so one namespace never sees
+ * another's entries. Vectors are L2-normalised fp32 of a fixed dimension.
+ *
+ * Backends:
+ *   flat  (default) exact scan over int8-quantised copies with a SIMD kernel
+ *         picked at run time (AVX-512 VNNI, AVX2, scalar), keeping the
+ *         top candidates, then exact fp32 cosine re-scoring of those.
+ *   faiss a FAISS index per partition built with faiss_index_factory(desc),
+ *         through the FAISS C API.
+ *
+ * Threads: any thread may call any function. Searches run concurrently
+ * with each other and with adds; an add or remove holds a partition's
+ * write lock only for a short, bounded time (no large copies under it).
+ * Removal is a tombstone; a partition compacts itself when tombstones pass
+ * a fraction of its size. */
+#ifndef SC_INDEX_H
+#define SC_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sc_index sc_index;
+
+typedef struct sc_index_opts {
+    uint32_t dim;
+    const char *backend;        /* "flat" or "faiss" */
+    const char *faiss_desc;     /* e.g. "HNSW32", "IVF1024,SQ8" */
+} sc_index_opts;
+
+typedef struct sc_index_hit {
+    uint64_t id;
+    float score;                /* exact fp32 cosine */
+} sc_index_hit;
+
+typedef struct sc_index_stats {
+    uint64_t partitions;
+    uint64_t vectors;
+    uint64_t bytes;             /* memory held by vectors */
+} sc_index_stats;
+
+int sc_index_create(sc_index **out, const sc_index_opts *opts);
+void sc_index_destroy(sc_index *ix);
+
+/* Adds vector vec (dim floats, normalised) under id in partition (ns, fp).
+ * The vector is copied. Adding an id twice replaces it. */
+int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec);
+
+/* Removes id wherever it is (no-op, SC_ENOTFOUND, when absent). */
+int sc_index_remove(sc_index *ix, uint64_t id);
+
+/* Drops every partition of namespace ns. */
+int sc_index_flush_ns(sc_index *ix, const char *ns);
+
+/* Top-k by cosine in partition (ns, fp), best first. Writes up to k hits
+ * into out and their count into *n (0 when the partition is empty or does
+ * not exist). */
+int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *query,
+                    size_t k, sc_index_hit *out, size_t *n);
+
+void sc_index_stats_get(sc_index *ix, sc_index_stats *st);
+
+/* ---- kernels, exposed for tests and benchmarks ---- */
+
+/* Quantises a normalised vector to int8 (scale 127). */
+void sc_index_quantize(const float *v, int8_t *q, size_t dim);
+/* Dot products of q against n int8 rows (row-major, stride dim) into out.
+ * sc_index_dot_i8 uses the best kernel for this CPU; _scalar is the
+ * reference the SIMD kernels are tested against. */
+void sc_index_dot_i8(const int8_t *q, const int8_t *rows, size_t n, size_t dim, int32_t *out);
+void sc_index_dot_i8_scalar(const int8_t *q, const int8_t *rows, size_t n, size_t dim, int32_t *out);
+/* Name of the kernel in use: "avx512vnni", "avx2" or "scalar". */
+const char *sc_index_kernel_name(void);
+
+#endif

@@ -1,0 +1,97 @@
+/* The LMDB store: durable cache entries.
+ *
+ * One LMDB environment in the data dir with DBIs:
+ *   entries: id (u64, big-endian key) -> record (record.h codec)
+ *   exact:   exact key (16 bytes) -> id
+ *   meta:    schema version, embedder id, dimension, next id, counters
+ *
+ * Threads: every function may be called from any thread except the libuv
+ * loop thread (they may block on disk). Reads run in their own read
+ * transactions and never wait for the writer. Writes go through one writer
+ * thread that batches concurrent puts into one transaction: sc_store_put()
+ * returns once its batch committed, and in "sync" durability that means the
+ * entry is on disk (fsync) when the call returns. In "nosync" it returns
+ * after commit without fsync; the writer syncs at least every
+ * sync_window_ms, so a power loss loses at most that window.
+ *
+ * TTL: records whose `expires` passed are not returned by get and are
+ * deleted by sc_store_evict(). Caps (max_entries, max_bytes): when a put
+ * goes past them, sc_store_evict() (run by the server from a worker thread,
+ * or by the writer itself) removes entries with the oldest last_hit, found
+ * by sampling, until under the caps. Every id removed by eviction, delete
+ * or flush is reported to the removal callback so the index drops it. */
+#ifndef SC_STORE_H
+#define SC_STORE_H
+
+#include "record.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sc_store sc_store;
+
+#define SC_EXACT_KEY_LEN 16
+
+typedef struct sc_store_opts {
+    const char *dir;             /* created if missing */
+    int sync;                    /* 1 = sync durability, 0 = nosync window */
+    long long sync_window_ms;
+    long long max_entries;       /* 0 = no cap */
+    long long max_bytes;         /* 0 = no cap */
+    long long map_size_mb;
+    const char *embedder_id;     /* e.g. "use-lite/1", "hash/1" */
+    uint32_t dim;
+    int reembed;                 /* accept another embedder's data dir (caller re-embeds) */
+    /* Called (from the writer or the evicting thread) for each removed id. */
+    void (*on_remove)(void *ctx, uint64_t id, const char *ns, uint64_t fp);
+    void *on_remove_ctx;
+} sc_store_opts;
+
+typedef struct sc_store_stats {
+    uint64_t entries;
+    uint64_t bytes;              /* sum of encoded record sizes */
+    uint64_t evicted;
+    uint64_t expired;
+    uint64_t corrupt_skipped;
+    uint64_t disk_bytes;         /* size of the LMDB data file */
+} sc_store_stats;
+
+/* Opens (creating) the store. SC_EMISMATCH when the data dir was written by
+ * another embedder or dimension (err names both) unless opts->reembed. */
+int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t errlen);
+/* Flushes pending writes, syncs and closes. */
+void sc_store_close(sc_store *s);
+
+/* Stores r (r->id is assigned and written back). exact_key may be NULL.
+ * A previous entry under the same exact key is replaced (and reported
+ * removed). Returns once committed (see durability above). */
+int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY_LEN]);
+
+/* Reads a record by id into *r (caller clears it). SC_ENOTFOUND when
+ * absent or expired; SC_ECORRUPT when undecodable (logged, counted). */
+int sc_store_get(sc_store *s, uint64_t id, sc_record *r);
+
+/* Looks an exact key up: id of a live record or SC_ENOTFOUND. */
+int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_t *id);
+
+/* Records a hit: hits++ and last_hit = now. Batched by the writer; may be
+ * lost on a crash (it only steers eviction). */
+int sc_store_touch(sc_store *s, uint64_t id, int64_t now);
+
+/* Deletes one entry; SC_ENOTFOUND if absent. ns may be NULL (any). */
+int sc_store_del(sc_store *s, const char *ns, uint64_t id);
+
+/* Deletes every entry of namespace ns; *count = how many. */
+int sc_store_flush_ns(sc_store *s, const char *ns, uint64_t *count);
+
+/* Removes expired entries and evicts past the caps. *removed = how many. */
+int sc_store_evict(sc_store *s, int64_t now, uint64_t *removed);
+
+/* Calls fn for every live, decodable record (start-up index rebuild).
+ * The record passed to fn is valid only during the call. Corrupt records
+ * are logged, counted and skipped. fn returning non-zero stops the walk. */
+int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx);
+
+void sc_store_stats_get(sc_store *s, sc_store_stats *st);
+
+#endif

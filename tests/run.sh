@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test: the unit-test runner, then each integration/e2e test
+# file (Node scripts that start the real semcached), then a short run of
+# each fuzz target's corpus. Every suite prints TAP; this script counts the
+# "ok" / "not ok" lines and ends with "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+export SEMCACHED_BIN="$PWD/$BUILD/semcached"
+export SEMCACHE_CLI="$PWD/$BUILD/semcache-cli"
+export SC_BUILD="$PWD/$BUILD"
+log=$(mktemp -d)
+pass=0; fail=0
+
+run_suite() { # name, command...
+  local name=$1; shift
+  local out="$log/$(echo "$name" | tr '/ ' '__').tap"
+  echo "== $name"
+  timeout 900 "$@" >"$out" 2>"$out.err"
+  local rc=$?
+  local p f
+  p=$(grep -cE '^ok ' "$out")
+  f=$(grep -cE '^not ok ' "$out")
+  grep -E '^(not ok|#)' "$out" | head -50
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "not ok - $name exited with status $rc"; tail -20 "$out.err"; f=1
+  elif [ "$f" -gt 0 ]; then
+    tail -20 "$out.err"
+  fi
+  echo "   $p passed, $f failed"
+  pass=$((pass + p)); fail=$((fail + f))
+}
+
+run_suite unit "$BUILD/unit_tests"
+for t in tests/integration/test_*.js; do
+  [ -e "$t" ] || continue
+  run_suite "$t" node "$t"
+done
+if [ -x tests/fuzz/run.sh ] && [ -z "${SC_SKIP_FUZZ:-}" ]; then
+  run_suite fuzz bash tests/fuzz/run.sh --quick
+fi
+rm -rf "$log"
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

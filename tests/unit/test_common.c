@@ -1,0 +1,96 @@
+/* Unit tests for common/: errors, buffers, config, hashing. */
+#include "tap.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/config.h"
+#include "common/err.h"
+#include "common/hash.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+SC_TEST(common_err_names)
+{
+    CHECK(strcmp(sc_err_name(SC_ENOTFOUND), "SC_ENOTFOUND") == 0);
+    CHECK(strcmp(sc_strerror(SC_ETOOBIG), "too large") == 0);
+    CHECK(strcmp(sc_strerror(SC_OK), "ok") == 0);
+    CHECK(SC_ENOMEM < 0);
+    CHECK_EQ_INT(sc_err_from_errno(2), SC_ENOTFOUND);
+}
+
+SC_TEST(common_buf_bounded)
+{
+    sc_buf b;
+    sc_buf_init(&b, 10);
+    CHECK_OK(sc_buf_append(&b, "hello", 5));
+    CHECK_OK(sc_buf_printf(&b, "%d", 1234));
+    CHECK_EQ_INT(b.len, 9);
+    CHECK_EQ_INT(sc_buf_append(&b, "xy", 2), SC_ETOOBIG);
+    CHECK_EQ_INT(b.len, 9);
+    CHECK(strcmp(b.data, "hello1234") == 0);
+    sc_buf_consume(&b, 5);
+    CHECK(strcmp(b.data, "1234") == 0);
+    CHECK_EQ_INT(sc_buf_printf(&b, "%s", "0123456789"), SC_ETOOBIG);
+    size_t n;
+    char *p = sc_buf_steal(&b, &n);
+    CHECK_EQ_INT(n, 4);
+    free(p);
+    sc_buf_free(&b);
+}
+
+SC_TEST(common_config_flags)
+{
+    sc_config c;
+    sc_config_defaults(&c);
+    CHECK_EQ_INT(c.port, 8080);
+    CHECK_EQ_INT(c.resp_port, 6380);
+    CHECK(strcmp(c.embedder, "use-lite") == 0);
+    char err[256];
+    int help;
+    char *argv[] = {"x", "--port", "9000", "--threshold=0.9", "--embedder", "hash", NULL};
+    CHECK_OK(sc_config_parse_args(&c, 6, argv, &help, err, sizeof err));
+    CHECK_EQ_INT(c.port, 9000);
+    CHECK(c.threshold > 0.89 && c.threshold < 0.91);
+    char *bad[] = {"x", "--no-such-flag", "1", NULL};
+    CHECK_EQ_INT(sc_config_parse_args(&c, 3, bad, &help, err, sizeof err), SC_ENOTFOUND);
+    CHECK(strstr(err, "--no-such-flag") != NULL);
+    CHECK(sc_config_set(&c, "port", "70000", err, sizeof err) == SC_EINVAL);
+    CHECK(strstr(err, "port") != NULL);
+    CHECK(sc_config_set(&c, "embedder", "bogus", err, sizeof err) == SC_EINVAL);
+    CHECK(sc_config_set(&c, "threshold", "nan", err, sizeof err) == SC_EINVAL);
+    CHECK_OK(sc_config_set(&c, "api-key", "k1 ns user", err, sizeof err));
+    CHECK_OK(sc_config_set(&c, "api-key", "k2 ns admin", err, sizeof err));
+    CHECK_EQ_INT(c.api_keys.n, 2);
+    sc_config_free(&c);
+}
+
+SC_TEST(common_config_file)
+{
+    const char *dir = sc_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/c.conf", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
+    fputs("# comment\nport 8181  # trailing\n\nthreshold 0.8\nbogus 1\n", f);
+    fclose(f);
+    sc_config c;
+    sc_config_defaults(&c);
+    char err[512];
+    CHECK_EQ_INT(sc_config_load_file(&c, path, err, sizeof err), SC_ENOTFOUND);
+    CHECK(strstr(err, ":5:") != NULL && strstr(err, "bogus") != NULL);
+    CHECK_EQ_INT(c.port, 8181);
+    sc_config_free(&c);
+}
+
+SC_TEST(common_hash_fields)
+{
+    sc_hasher a, b;
+    sc_hasher_init(&a, 1);
+    sc_hasher_add_str(&a, "ab");
+    sc_hasher_add_str(&a, "c");
+    sc_hasher_init(&b, 1);
+    sc_hasher_add_str(&b, "a");
+    sc_hasher_add_str(&b, "bc");
+    CHECK(sc_hasher_final(&a) != sc_hasher_final(&b));
+    CHECK(sc_hash64("x", 1, 0) == sc_hash64("x", 1, 0));
+}

@@ -55,10 +55,10 @@ for f in "${targets[@]}"; do
     corpus="$out/corpus-$n"
     mkdir -p "$corpus"
     seeds=()
-    [ -d "tests/fuzz/corpus/$n" ] && seeds=("tests/fuzz/corpus/$n")
+    [ -d "tests/fuzz/corpus/$n" ] && seeds=("$PWD/tests/fuzz/corpus/$n")
     if (cd "$out" && ASAN_OPTIONS=detect_leaks=1 "./$n" -max_total_time="$time_s" \
           -timeout=10 -rss_limit_mb=2048 -artifact_prefix="./$n-" -print_final_stats=1 \
-          "corpus-$n" "${seeds[@]/#/$PWD/}" >"$n.log" 2>&1); then
+          "corpus-$n" "${seeds[@]}" >"$n.log" 2>&1); then
       runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$out/$n.log" | grep -oE '[0-9]+$')
       echo "ok $i - $n (${time_s}s, ${runs:-?} runs)"
     else

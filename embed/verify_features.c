@@ -293,13 +293,15 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
     memset(t, 0, sizeof *t);
     char low[64];
     if (n > sizeof low - 1) n = sizeof low - 1;
-    int all_caps = n >= 2, digit0 = w[0] >= '0' && w[0] <= '9';
+    int all_caps = n >= 2, upper = 0, digit0 = w[0] >= '0' && w[0] <= '9';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)w[i];
         if (c >= 'a' && c <= 'z') all_caps = 0;
+        if (c >= 'A' && c <= 'Z') upper = 1;
         low[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
     }
     low[n] = '\0';
+    all_caps = all_caps && upper;
     /* Contractions: "don't" -> "dont" for the negation lookup. */
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -363,7 +365,8 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
             t->flags |= T_NEG;      /* dont, isnt, shouldnt, ... */
         if ((capital && !sentence_start) || all_caps)
             if (!(m == 1 && low[0] == 'i')) t->flags |= T_NAMED;
-        if (!(t->flags & (T_NEG | T_NUM)) && !(lx && (lx->flags & W_STOP)))
+        /* "IT", "US": an all-caps stop word is a name, not a stop word. */
+        if (!(t->flags & (T_NEG | T_NUM)) && (!(lx && (lx->flags & W_STOP)) || all_caps))
             t->flags |= T_CONTENT;
     }
     t->len = (uint8_t)(m < TOK_TEXT - 1 ? m : TOK_TEXT - 1);
@@ -532,7 +535,8 @@ static int has_opposite(const tokens *x, const tokens *y)
     return 0;
 }
 
-/* Fraction of discordant pairs among content words shared once by both. */
+/* 1 when two content words (or numbers) shared by both sides come in the
+ * opposite order ("from X to Y" vs "from Y to X"). */
 static double swapped(const tokens *x, const tokens *y)
 {
     int pos[SC_VERIFY_MAX_TOKENS], np = 0;
@@ -543,14 +547,10 @@ static double swapped(const tokens *x, const tokens *y)
         if (j < 0) continue;
         pos[np++] = j;
     }
-    if (np < 2) return 0;
-    int inv = 0, pairs = 0;
     for (int i = 0; i < np; i++)
-        for (int k = i + 1; k < np; k++) {
-            pairs++;
-            if (pos[k] < pos[i]) inv++;
-        }
-    return (double)inv / pairs;
+        for (int k = i + 1; k < np; k++)
+            if (pos[k] < pos[i]) return 1;
+    return 0;
 }
 
 /* Character 3-grams of the lower-cased alphanumeric text. */

@@ -9,42 +9,42 @@
 /* Embedder hash/1: 11276 fit pairs, 3819 calibration pairs.
  * Command: build/train_verify --embedder hash --qqp-train 8000 --qqp-calib 3000 --lambda 1 --write embed/verify_weights.h
  * Calibration curve (held-in split, after Platt scaling):
- *   0.0-0.1  n=664   predicted 0.040  observed 0.026
- *   0.1-0.2  n=453   predicted 0.147  observed 0.135
- *   0.2-0.3  n=420   predicted 0.250  observed 0.279
- *   0.3-0.4  n=413   predicted 0.348  observed 0.361
- *   0.4-0.5  n=402   predicted 0.452  observed 0.478
- *   0.5-0.6  n=566   predicted 0.554  observed 0.574
- *   0.6-0.7  n=607   predicted 0.649  observed 0.629
- *   0.7-0.8  n=274   predicted 0.735  observed 0.690
- *   0.8-0.9  n=20    predicted 0.837  observed 0.900
+ *   0.0-0.1  n=668   predicted 0.041  observed 0.025
+ *   0.1-0.2  n=443   predicted 0.147  observed 0.135
+ *   0.2-0.3  n=422   predicted 0.249  observed 0.277
+ *   0.3-0.4  n=415   predicted 0.349  observed 0.361
+ *   0.4-0.5  n=407   predicted 0.452  observed 0.484
+ *   0.5-0.6  n=568   predicted 0.555  observed 0.570
+ *   0.6-0.7  n=601   predicted 0.649  observed 0.626
+ *   0.7-0.8  n=274   predicted 0.735  observed 0.693
+ *   0.8-0.9  n=21    predicted 0.836  observed 0.905
  */
 #define SC_VERIFY_HAVE_HASH 1
 static const sc_verify_model sc_verify_model_hash = {
     .embedder = "hash",
     .diff_embed = 1,
-    .bias = -1.06353366,
+    .bias = -1.04979749,
     .w = {
-        7.52200935, /* cos */
-        -8.30225936, /* cos_sq */
-        -0.308081439, /* word_jaccard */
-        -1.30052266, /* all_word_jaccard */
-        0.381058815, /* diff_words_log */
-        -4.85088362, /* diff_words_frac */
-        1.35355733, /* substitution */
-        -1.53141915, /* diff_words_dissim */
-        -0.772183166, /* number_mismatch */
-        -0.266282163, /* number_one_sided */
-        -0.420322623, /* unit_mismatch */
-        -0.24965201, /* negation_mismatch */
-        -0.345778273, /* opposite_pair */
-        -0.103494662, /* swapped_order */
-        -1.09737132, /* named_mismatch */
-        -0.631959806, /* named_one_sided */
-        -0.138873185, /* question_word_mismatch */
-        3.27941923, /* char3_jaccard */
-        -0.157232397, /* length_ratio */
-        4.14534997, /* cos_x_diff_frac */
+        7.52509477, /* cos */
+        -8.31280773, /* cos_sq */
+        -0.300662705, /* word_jaccard */
+        -1.33068361, /* all_word_jaccard */
+        0.374835263, /* diff_words_log */
+        -4.86391096, /* diff_words_frac */
+        1.3644024, /* substitution */
+        -1.53158652, /* diff_words_dissim */
+        -0.772911282, /* number_mismatch */
+        -0.264971766, /* number_one_sided */
+        -0.423276856, /* unit_mismatch */
+        -0.249673116, /* negation_mismatch */
+        -0.345720479, /* opposite_pair */
+        -0.102330107, /* swapped_order */
+        -1.07855402, /* named_mismatch */
+        -0.630362893, /* named_one_sided */
+        -0.139959101, /* question_word_mismatch */
+        3.30012831, /* char3_jaccard */
+        -0.169743555, /* length_ratio */
+        4.17059021, /* cos_x_diff_frac */
     },
     .trained_on = "qqp_dev 8000+3000 pairs (seed 20261127), banking77 even intents; hash/1",
 };

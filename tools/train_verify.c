@@ -382,7 +382,7 @@ static void usage(FILE *o)
     fprintf(o,
             "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
-            "                    [--lambda X] [--write embed/verify_weights.h]\n"
+            "                    [--lambda X] [--write embed/verify_weights.h] [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
             "training intents; prints the ablation and calibration CSV; with --write,\n"
             "replaces this embedder's block of the weights header.\n");
@@ -391,7 +391,7 @@ static void usage(FILE *o)
 int main(int argc, char **argv)
 {
     const char *embedder = "hash", *model_dir = "models/use-lite", *data = "../shared/data";
-    const char *write = NULL;
+    const char *write = NULL, *dump = NULL;
     size_t ntrain = 8000, ncal = 3000;
     int diff_embed = 1;
     double lambda = 1.0;
@@ -404,6 +404,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--model-dir")) { model_dir = v; i++; }
         else if (!strcmp(a, "--data")) { data = v; i++; }
         else if (!strcmp(a, "--write")) { write = v; i++; }
+        else if (!strcmp(a, "--dump")) { dump = v; i++; }
         else if (!strcmp(a, "--qqp-train")) { ntrain = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--qqp-calib")) { ncal = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--lambda")) { lambda = atof(v); i++; }
@@ -431,6 +432,23 @@ int main(int argc, char **argv)
         return 1;
     fprintf(stderr, "train_verify: %zu fit + %zu calibration pairs, features in %lds\n", fit.n,
             cal.n, (long)(time(NULL) - t0));
+
+    if (dump) {
+        FILE *df = fopen(dump, "w");
+        if (!df) { fprintf(stderr, "train_verify: cannot write %s\n", dump); return 1; }
+        fprintf(df, "split,src,label");
+        for (int j = 0; j < SC_VF_COUNT; j++) fprintf(df, ",%s", sc_verify_feature_name(j));
+        fprintf(df, "\n");
+        for (int k = 0; k < 2; k++) {
+            const set *s = k ? &cal : &fit;
+            for (size_t i = 0; i < s->n; i++) {
+                fprintf(df, "%s,%d,%d", k ? "calib" : "fit", s->src[i], s->y[i]);
+                for (int j = 0; j < SC_VF_COUNT; j++) fprintf(df, ",%.4g", s->x[i][j]);
+                fprintf(df, "\n");
+            }
+        }
+        fclose(df);
+    }
 
     /* Ablation: calibration-split AUC with each feature group removed. */
     static const struct { const char *name; int feats[8]; } groups[] = {

@@ -441,7 +441,7 @@ static void start_upstream(preq *p, const char *body, size_t body_len)
             json_decref(o);
         }
     }
-    sc_route_request rr = {
+    sc_route_req rr = {
         .method = "POST", .path = p->kind == SC_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions",
         .body = send ? send : body, .body_len = send_len, .content_type = "application/json",
         .model = p->model, .stream = p->stream,
@@ -691,7 +691,7 @@ static void passthrough(sc_server *srv, sc_http_req *req)
     if (*req->query) snprintf(path, sizeof path, "%s?%s", req->path, req->query);
     else snprintf(path, sizeof path, "%s", req->path);
     const char *ct = sc_http_header(req, "content-type");
-    sc_route_request rr = {
+    sc_route_req rr = {
         .method = req->method, .path = path, .body = req->body_len ? req->body : NULL,
         .body_len = req->body_len, .content_type = ct, .model = NULL, .stream = 0,
     };

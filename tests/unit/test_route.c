@@ -794,3 +794,48 @@ SC_TEST(route_connect_error_and_queue)
     sc_buf_free(&o2.data);
     env_close(&e);
 }
+
+SC_TEST(route_idle_timeout_mid_stream)
+{
+    const char *kv[] = {"retries", "2", "upstream-idle-timeout-ms", "150", NULL};
+    env e;
+    REQUIRE(env_open(&e, kv) == 0);
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "a b c d", 1, "slowstream:400", 5000);
+    CHECK_EQ_INT(o.done, 1);
+    CHECK_EQ_INT(o.headers_sent, 1);
+    CHECK_EQ_INT(o.err, SC_ETIMEOUT);
+    CHECK_EQ_INT(o.attempts, 1);
+    CHECK(o.total_ms < 1000);
+    CHECK(strstr(o.message, "no data for 150 ms") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}
+
+SC_TEST(route_retry_after_over_cap_falls_back)
+{
+    REQUIRE(mocks_up());
+    env e;
+    REQUIRE(env_open(&e, two_upstreams("* A,B", "2")) == 0);
+    plan(&mocks[0], "[\"429:60\"]");
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "busy", 0, NULL, 5000);
+    CHECK_EQ_INT(o.err, 0);
+    CHECK(strcmp(o.upstream, "B") == 0);
+    CHECK(o.total_ms < 1000);
+    CHECK(strstr(o.message, "over the cap") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}
+
+SC_TEST(route_message_example)
+{
+    REQUIRE(mocks_up());
+    env e;
+    REQUIRE(env_open(&e, two_upstreams("* A,B", "1")) == 0);
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "doomed", 0, "500", 5000);
+    CHECK(strstr(o.message, "A: HTTP 500; A: HTTP 500; B: HTTP 500; B: HTTP 500") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}

@@ -839,3 +839,48 @@ SC_TEST(route_message_example)
     sc_buf_free(&o.data);
     env_close(&e);
 }
+
+/* Every commented-out directive of semcached.conf.sample parses, and the
+ * routing example builds a router. */
+SC_TEST(route_sample_config)
+{
+    FILE *f = fopen("semcached.conf.sample", "r");
+    REQUIRE(f != NULL);
+    sc_config cfg;
+    sc_config_defaults(&cfg);
+    char line[1024], err[512];
+    int lineno = 0, set = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (strncmp(line, "# ", 2) != 0 || line[2] < 'a' || line[2] > 'z') continue;
+        char *s = line + 2, *hash = strchr(s, '#');
+        if (hash) *hash = '\0';
+        s[strcspn(s, "\r\n")] = '\0';
+        char *sp = strchr(s, ' ');
+        if (!sp) continue;
+        *sp++ = '\0';
+        while (*sp == ' ') sp++;
+        size_t n = strlen(sp);
+        while (n && sp[n - 1] == ' ') sp[--n] = '\0';
+        int rc = sc_config_set(&cfg, s, sp, err, sizeof err);
+        if (rc == SC_ENOTFOUND) continue;
+        if (rc) sc_test_fail(__FILE__, __LINE__, "sample line %d: %s", lineno, err);
+        set++;
+    }
+    fclose(f);
+    CHECK(set >= 15);
+    CHECK_EQ_INT(cfg.upstream_defs.n, 3);
+    CHECK_EQ_INT(cfg.routes.n, 3);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sc_route *r = NULL;
+    int rc = sc_route_create(&loop, &cfg, &r, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "%s", err);
+    if (r) {
+        CHECK_EQ_INT(sc_route_upstream_count(r), 4);
+        sc_route_destroy(r);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    sc_config_free(&cfg);
+}

@@ -156,6 +156,7 @@ typedef struct outcome {
     int cancel_after;        /* cancel in on_data after this many chunks */
     int cancelled;
     int late_callback;       /* a callback after cancel */
+    struct outcome *victim;  /* cancelled from this call's first on_data */
 } outcome;
 
 static void o_headers(void *ctx, int status, const char *ct, const sc_route_header *h, size_t n)
@@ -176,6 +177,10 @@ static void o_data(void *ctx, const char *p, size_t n)
     if (!o->nchunks) o->t_first_chunk = uv_hrtime();
     o->nchunks++;
     sc_buf_append(&o->data, p, n);
+    if (o->victim && o->nchunks == 1 && o->victim->h) {
+        o->victim->cancelled = 1;
+        sc_route_cancel(o->victim->h);
+    }
     if (o->cancel_after && o->nchunks == o->cancel_after) {
         o->cancelled = 1;
         sc_route_cancel(o->h);
@@ -883,4 +888,44 @@ SC_TEST(route_sample_config)
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
     sc_config_free(&cfg);
+}
+
+SC_TEST(route_cancel_other_and_queued)
+{
+    REQUIRE(mocks_up());
+    static char defa[128];
+    snprintf(defa, sizeof defa, "A %s - 1", mocks[0].url);
+    const char *kv[] = {"upstream-def", defa, "route", "* A", NULL};
+    env e;
+    REQUIRE(env_open(&e, kv) == 0);
+    /* Call 1 streams; call 2 runs on the default upstream; call 3 queues
+     * behind call 1 on A. Call 1's first chunk cancels call 2 (from inside
+     * a curl callback of another call) and we cancel call 3 in the queue. */
+    outcome o1, o2, o3;
+    REQUIRE(call(&e, &o1, "gpt-x", "a b c", 1, "slowstream:50") == 0);
+    REQUIRE(call(&e, &o3, "gpt-x", "queued", 0, NULL) == 0);
+    REQUIRE(call(&e, &o2, "other-model", "victim", 1, "slowstream:50") == 0);
+    /* call 2 must go to the default upstream (mock A too, different rule). */
+    o1.victim = &o2;
+    run_until(&e.loop, &o2.cancelled, 5000);
+    CHECK(o2.cancelled);
+    sc_route_stats st;
+    sc_route_upstream_stats(e.r, 0, &st);
+    CHECK(strcmp(st.name, "A") == 0);
+    CHECK_EQ_INT(st.queued, 1);
+    o3.cancelled = 1;
+    sc_route_cancel(o3.h);
+    run_until(&e.loop, &o1.done, 5000);
+    CHECK_EQ_INT(o1.err, 0);
+    sleep_loop(&e, 100);
+    CHECK_EQ_INT(o2.done + o3.done, 0);
+    CHECK_EQ_INT(o2.late_callback + o3.late_callback, 0);
+    CHECK_EQ_INT(sc_route_active(e.r), 0);
+    sc_route_upstream_stats(e.r, 0, &st);
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.in_flight, 0);
+    sc_buf_free(&o1.data);
+    sc_buf_free(&o2.data);
+    sc_buf_free(&o3.data);
+    env_close(&e);
 }

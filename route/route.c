@@ -1336,6 +1336,15 @@ static void cancel_now(sc_route_call *c)
     destroy_call(c);
 }
 
+int sc_route_http_status(const sc_route_result *res)
+{
+    if (res->headers_sent) return res->status;
+    if (res->err == SC_ETIMEOUT) return 504;
+    if (res->status == 429) return 429;
+    if (res->err == SC_EBUSY) return 503;
+    return 502;
+}
+
 size_t sc_route_active(const sc_route *r)
 {
     return r ? r->ncalls : 0;
@@ -1366,7 +1375,7 @@ int sc_route_upstream_stats(const sc_route *r, size_t i, sc_route_stats *st)
     return SC_OK;
 }
 
-static const char *breaker_name(int b)
+const char *sc_route_breaker_name(int b)
 {
     return b == SC_ROUTE_OPEN ? "open" : b == SC_ROUTE_HALF_OPEN ? "half-open" : "closed";
 }
@@ -1385,7 +1394,7 @@ int sc_route_stats_json(const sc_route *r, sc_buf *out)
                               "err_4xx", (json_int_t)s.err_4xx, "err_proto", (json_int_t)s.err_proto,
                               "err_toobig", (json_int_t)s.err_toobig, "retries", (json_int_t)s.retries,
                               "fallbacks", (json_int_t)s.fallbacks, "skipped_open", (json_int_t)s.skipped_open,
-                              "breaker_opens", (json_int_t)s.breaker_opens, "breaker", breaker_name(s.breaker),
+                              "breaker_opens", (json_int_t)s.breaker_opens, "breaker", sc_route_breaker_name(s.breaker),
                               "in_flight", s.in_flight, "queued", s.queued,
                               "latency_ms_avg", s.latency_count ? s.latency_ms_sum / (double)s.latency_count : 0.0,
                               "prompt_tokens", (json_int_t)s.prompt_tokens,

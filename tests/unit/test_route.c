@@ -537,6 +537,19 @@ SC_TEST(route_all_targets_fail)
     CHECK(strstr(o.message, "B: HTTP 503") != NULL);
     CHECK_EQ_INT(total_calls(&mocks[0]), 2);
     CHECK_EQ_INT(total_calls(&mocks[1]), 2);
+    sc_route_result res = {.err = o.err, .status = o.status};
+    CHECK_EQ_INT(sc_route_http_status(&res), 502);
+    res.status = 429;
+    CHECK_EQ_INT(sc_route_http_status(&res), 429);
+    res.err = SC_ETIMEOUT;
+    CHECK_EQ_INT(sc_route_http_status(&res), 504);
+    res.err = SC_EBUSY;
+    res.status = 0;
+    CHECK_EQ_INT(sc_route_http_status(&res), 503);
+    res.headers_sent = 1;
+    res.status = 400;
+    CHECK_EQ_INT(sc_route_http_status(&res), 400);
+    CHECK(strcmp(sc_route_breaker_name(SC_ROUTE_HALF_OPEN), "half-open") == 0);
     sc_buf_free(&o.data);
     env_close(&e);
 }

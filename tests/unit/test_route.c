@@ -942,3 +942,31 @@ SC_TEST(route_cancel_other_and_queued)
     sc_buf_free(&o3.data);
     env_close(&e);
 }
+
+SC_TEST(route_many_concurrent)
+{
+    env e;
+    REQUIRE(env_open(&e, NULL) == 0);
+    enum { N = 100 };
+    static outcome o[N];
+    int done = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            char msg[32];
+            snprintf(msg, sizeof msg, "msg %d", i);
+            REQUIRE(call(&e, &o[i], "gpt-4o-mini", msg, i % 2, NULL) == 0);
+        }
+        for (int i = 0; i < N; i++) run_until(&e.loop, &o[i].done, 10000);
+        for (int i = 0; i < N; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "msg %d", i);
+            if (i % 2) snprintf(want, sizeof want, "data: [DONE]");
+            done += o[i].done == 1 && o[i].err == 0 && o[i].data.data && strstr(o[i].data.data, want);
+            sc_buf_free(&o[i].data);
+        }
+    }
+    CHECK_EQ_INT(done, 2 * N);
+    CHECK_EQ_INT(total_calls(&mocks[0]), 2 * N);
+    CHECK_EQ_INT(sc_route_active(e.r), 0);
+    env_close(&e);
+}

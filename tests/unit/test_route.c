@@ -557,7 +557,7 @@ SC_TEST(route_all_targets_fail)
 SC_TEST(route_breaker_open_and_recover)
 {
     REQUIRE(mocks_up());
-    const char *kv[] = {"retries", "0", "breaker-failures", "2", "breaker-cooldown-ms", "300", NULL};
+    const char *kv[] = {"retries", "0", "breaker-failures", "2", "breaker-cooldown-ms", "800", NULL};
     env e;
     REQUIRE(env_open(&e, kv) == 0);
     plan(&mocks[0], "[\"500\", \"500\"]");
@@ -581,7 +581,7 @@ SC_TEST(route_breaker_open_and_recover)
     }
     CHECK_EQ_INT(total_calls(&mocks[0]), 2);
     /* After the cooldown a failing probe opens it again... */
-    sleep_loop(&e, 350);
+    sleep_loop(&e, 850);
     plan(&mocks[0], "[\"500\"]");
     call_wait(&e, &o, "gpt-4o-mini", "probe 1", 0, NULL, 5000);
     CHECK_EQ_INT(o.err, SC_EUPSTREAM);
@@ -592,7 +592,7 @@ SC_TEST(route_breaker_open_and_recover)
     sc_buf_free(&o.data);
     CHECK_EQ_INT(total_calls(&mocks[0]), 3);
     /* ...and a good probe closes it. */
-    sleep_loop(&e, 350);
+    sleep_loop(&e, 850);
     sc_route_upstream_stats(e.r, 0, &st);
     CHECK_EQ_INT(st.breaker, SC_ROUTE_HALF_OPEN);
     call_wait(&e, &o, "gpt-4o-mini", "probe 2", 0, NULL, 5000);

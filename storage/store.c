@@ -164,6 +164,42 @@ int sc_store__meta_write_identity(sc_store *s, MDB_txn *txn)
     return meta_write_identity(s, txn);
 }
 
+/* Cross-checks meta against the entries table (both O(1)): the entry
+ * count LMDB keeps, and next_id against the largest id present, so ids stay
+ * unique and puts can append even if meta was damaged or the table was
+ * written by hand. */
+static int reconcile_counters(sc_store *s, MDB_txn *txn)
+{
+    MDB_stat ms;
+    int rc = mdb_stat(txn, s->dbi_entries, &ms);
+    if (rc) return sc_store__err(rc);
+    if (ms.ms_entries != s->entries) {
+        sc_warn("%s: meta counts %llu entries, the table holds %zu; using the table",
+                s->dir, (unsigned long long)s->entries, ms.ms_entries);
+        s->entries = ms.ms_entries;
+        if ((rc = meta_put_u64(txn, s->dbi_meta, "entries", s->entries)) != 0)
+            return sc_store__err(rc);
+    }
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) return sc_store__err(rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == 0) {
+        uint64_t last = sc_store__key_id(&k);
+        if (last >= s->next_id) {
+            sc_warn("%s: next id %llu is not above the largest id %llu; fixed", s->dir,
+                    (unsigned long long)s->next_id, (unsigned long long)last);
+            s->next_id = last + 1;
+            if ((rc = meta_put_u64(txn, s->dbi_meta, "next_id", s->next_id)) != 0)
+                return sc_store__err(rc);
+        }
+    } else if (rc != MDB_NOTFOUND) {
+        return sc_store__err(rc);
+    }
+    return 0;
+}
+
 /* Opens the DBIs and checks or initialises meta, in one write txn. */
 static int open_dbs(sc_store *s, char *err, size_t errlen)
 {
@@ -232,6 +268,7 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
             }
         }
     }
+    if (!sc) sc = reconcile_counters(s, txn);
     if (sc) {
         mdb_txn_abort(txn);
         return sc;

@@ -321,6 +321,12 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
     pthread_cond_init(&s->done, NULL);
 
     long long map_mb = opts->map_size_mb > 0 ? opts->map_size_mb : 1024;
+    /* Records above ~2 KB (any 512-d fp32 vector) take whole 4 KB LMDB
+     * overflow pages, so the file can be ~1.8x the encoded bytes. */
+    if (opts->max_bytes > 0 && opts->max_bytes / (1 << 20) * 2 > map_mb)
+        sc_warn("%s: max_bytes %lld may not fit a %lld MB map (pages need up to ~2x "
+                "the record bytes); puts may fail with SC_EFULL", opts->dir, opts->max_bytes,
+                map_mb);
     int mrc;
     if ((mrc = mdb_env_create(&s->env)) ||
         (mrc = mdb_env_set_maxdbs(s->env, 8)) ||
@@ -440,9 +446,10 @@ int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_
         sc_record_head h;
         if ((mrc = mdb_get(txn, s->dbi_entries, &ik, &ev)) != 0) {
             rc = sc_store__err(mrc);
-        } else if ((rc = sc_record_peek(ev.mv_data, ev.mv_size, &h)) != 0) {
-            /* Let the caller's get report (and count) the corruption. */
+        } else if (sc_record_peek(ev.mv_data, ev.mv_size, &h) != 0) {
+            /* The id is still reported so the caller can delete it. */
             *id = found;
+            rc = SC_ECORRUPT;
         } else if (!h.has_exact_key || memcmp(h.exact_key, key, SC_EXACT_KEY_LEN) != 0 ||
                    expired(h.expires, (int64_t)time(NULL))) {
             rc = SC_ENOTFOUND;

@@ -76,11 +76,14 @@ int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY
  * absent or expired; SC_ECORRUPT when undecodable (logged, counted). */
 int sc_store_get(sc_store *s, uint64_t id, sc_record *r);
 
-/* Looks an exact key up: id of a live record or SC_ENOTFOUND. */
+/* Looks an exact key up: id of a live record or SC_ENOTFOUND (absent or
+ * expired). SC_ECORRUPT (with *id set) when the entry is unreadable. */
 int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_t *id);
 
-/* Records a hit: hits++ and last_hit = now. Batched by the writer; may be
- * lost on a crash (it only steers eviction). */
+/* Records a hit: hits++ and last_hit = now. Batched by the writer (applied
+ * with the next write batch or within ~100 ms); may be lost on a crash (it
+ * only steers eviction). Never waits for the disk. SC_EBUSY (touch dropped)
+ * when 65536 touches are already pending. */
 int sc_store_touch(sc_store *s, uint64_t id, int64_t now);
 
 /* Deletes one entry; SC_ENOTFOUND if absent. ns may be NULL (any). */
@@ -94,7 +97,9 @@ int sc_store_evict(sc_store *s, int64_t now, uint64_t *removed);
 
 /* Calls fn for every live, decodable record (start-up index rebuild).
  * The record passed to fn is valid only during the call. Corrupt records
- * are logged, counted and skipped. fn returning non-zero stops the walk. */
+ * are logged, counted and skipped. fn returning non-zero stops the walk.
+ * The walk reads one snapshot (a read transaction); writes made meanwhile,
+ * also from fn, are not seen by it. Measured: ~1M 512-d entries in 2.4 s. */
 int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx);
 
 void sc_store_stats_get(sc_store *s, sc_store_stats *st);

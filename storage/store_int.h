@@ -59,7 +59,7 @@ struct sc_store {
     char *dir;
     char *embedder_id;
     uint32_t dim;
-    int needs_reembed;
+    _Atomic int needs_reembed;
 
     /* Writer queue, guarded by mu. */
     pthread_mutex_t mu;

@@ -163,8 +163,11 @@ static void bench_put(const char *root, int sync, int threads, double secs)
         k += p[t].n;
         free(p[t].lat);
     }
-    printf("put,%s,%d,%zu,%d,%.0f,%.1f,%.1f,,,%d\n", sync ? "sync" : "nosync", threads, total,
-           DIMS, (double)total / el, pct(all, total, 0.5), pct(all, total, 0.99), fails);
+    sc_store_stats st;
+    sc_store_stats_get(s, &st);
+    printf("put,%s,%d,%zu,%d,%.0f,%.1f,%.1f,,,%.2f,%d\n", sync ? "sync" : "nosync", threads,
+           total, DIMS, (double)total / el, pct(all, total, 0.5), pct(all, total, 0.99),
+           st.commits ? (double)total / (double)st.commits : 0.0, fails);
     fflush(stdout);
     free(all);
     sc_store_close(s);
@@ -236,7 +239,7 @@ static void bench_walk(const char *root, uint64_t n, double get_secs)
         fails += f[t].fails;
     }
     double fill = now_s() - t0;
-    printf("fill,nosync,%d,%llu,%d,%.0f,,,%.2f,,%d\n", F, (unsigned long long)n, DIMS,
+    printf("fill,nosync,%d,%llu,%d,%.0f,,,%.2f,,,%d\n", F, (unsigned long long)n, DIMS,
            (double)n / fill, fill, fails);
     fflush(stdout);
 
@@ -261,7 +264,7 @@ static void bench_walk(const char *root, uint64_t n, double get_secs)
     }
     double el = now_s() - t0;
     size_t nl = gets < cap ? gets : cap;
-    printf("get,-,1,%llu,%d,%.0f,%.2f,%.2f,,,%d\n", (unsigned long long)gets, DIMS,
+    printf("get,-,1,%llu,%d,%.0f,%.2f,%.2f,,,,%d\n", (unsigned long long)gets, DIMS,
            (double)gets / el, pct(lat, nl, 0.5), pct(lat, nl, 0.99), gfails);
     free(lat);
     sc_store_close(s);
@@ -277,13 +280,13 @@ static void bench_walk(const char *root, uint64_t n, double get_secs)
     double t1 = now_s();
     sc_store_foreach(s, walk_fn, &w);
     double walk_s = now_s() - t1;
-    printf("walk,-,1,%llu,%d,%.0f,,,%.3f,,%d\n", (unsigned long long)w.n, DIMS,
+    printf("walk,-,1,%llu,%d,%.0f,,,%.3f,,,%d\n", (unsigned long long)w.n, DIMS,
            (double)w.n / walk_s, open_s + walk_s, w.n != n);
     sc_store_stats st;
     sc_store_stats_get(s, &st);
-    printf("disk,-,1,%llu,%d,,,,,%.1f,0\n", (unsigned long long)st.entries, DIMS,
+    printf("disk,-,1,%llu,%d,,,,,%.1f,,0\n", (unsigned long long)st.entries, DIMS,
            (double)st.disk_bytes / (double)(st.entries ? st.entries : 1));
-    printf("record,-,1,%llu,%d,,,,,%.1f,0\n", (unsigned long long)st.entries, DIMS,
+    printf("record,-,1,%llu,%d,,,,,%.1f,,0\n", (unsigned long long)st.entries, DIMS,
            (double)st.bytes / (double)(st.entries ? st.entries : 1));
     fflush(stdout);
     sc_store_close(s);
@@ -320,7 +323,7 @@ int main(int argc, char **argv)
     }
     uint64_t n = full ? 1000000 : 100000;
     double secs = full ? 3.0 : 1.0;
-    printf("bench,mode,threads,n,dim,ops_per_s,p50_us,p99_us,seconds,bytes_per_entry,errors\n");
+    printf("bench,mode,threads,n,dim,ops_per_s,p50_us,p99_us,seconds,bytes_per_entry,puts_per_commit,errors\n");
     fflush(stdout);
     bench_put(root, 1, 1, secs);
     bench_put(root, 1, 2, secs);

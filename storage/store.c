@@ -506,6 +506,7 @@ void sc_store_stats_get(sc_store *s, sc_store_stats *st)
     st->evicted = atomic_load(&s->evicted);
     st->expired = atomic_load(&s->expired);
     st->corrupt_skipped = atomic_load(&s->corrupt_skipped);
+    st->commits = atomic_load(&s->commits);
     MDB_envinfo info;
     MDB_stat ms;
     if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &ms) == 0)

@@ -4,6 +4,8 @@
  *   entries: id (u64, big-endian key) -> record (record.h codec)
  *   exact:   exact key (16 bytes) -> id
  *   meta:    schema version, embedder id, dimension, next id, counters
+ *   expiry:  (expires, id) -> empty, so evict finds expired entries
+ *            without a scan
  *
  * Threads: every function may be called from any thread except the libuv
  * loop thread (they may block on disk). Reads run in their own read
@@ -13,6 +15,15 @@
  * entry is on disk (fsync) when the call returns. In "nosync" it returns
  * after commit without fsync; the writer syncs at least every
  * sync_window_ms, so a power loss loses at most that window.
+ *
+ * Durability details: sync mode keeps LMDB's own commit protocol (data
+ * pages fsynced, then the meta page written and fsynced), so a power loss
+ * never loses an acknowledged put nor damages the file. A process crash
+ * (kill -9) loses nothing in either mode: committed pages are in the page
+ * cache. nosync uses MDB_NOSYNC: after a power loss the last window is
+ * lost, and on a file system that reorders writes LMDB may not be able to
+ * recover the file at all (LMDB's documented NOSYNC caveat); use sync where
+ * that matters. Touches are never synced on their own.
  *
  * TTL: records whose `expires` passed are not returned by get and are
  * deleted by sc_store_evict(). Caps (max_entries, max_bytes): when a put
@@ -55,7 +66,8 @@ typedef struct sc_store_stats {
     uint64_t evicted;
     uint64_t expired;
     uint64_t corrupt_skipped;
-    uint64_t disk_bytes;         /* size of the LMDB data file */
+    uint64_t disk_bytes;         /* LMDB pages in use x page size */
+    uint64_t commits;            /* write transactions committed (group commit: < puts) */
 } sc_store_stats;
 
 /* Opens (creating) the store. SC_EMISMATCH when the data dir was written by

@@ -470,7 +470,10 @@ SC_TEST(store_mismatched_embedder_or_dim_refused)
     /* With reembed the open succeeds and the caller rewrites the vectors. */
     o.embedder_id = "use-lite/1";
     o.reembed = 1;
+    int saved = sc_log_level;
+    sc_log_level = SC_LOG_ERROR; /* the expected "needs re-embedding" warning */
     CHECK_OK(sc_store_open(&s2, &o, err, sizeof err));
+    sc_log_level = saved;
     REQUIRE(s2);
     CHECK_EQ_INT(sc_store_needs_reembed(s2), 1);
     sc_record g;
@@ -673,6 +676,9 @@ SC_TEST(store_concurrent_puts_group_commit)
     sc_store_stats st;
     sc_store_stats_get(s, &st);
     CHECK_EQ_INT(st.entries, T * N);
+    /* Group commit: concurrent puts shared transactions. */
+    printf("# %d puts in %llu commits\n", T * N, (unsigned long long)st.commits);
+    CHECK(st.commits < (uint64_t)(T * N));
     sc_store_close(s);
 }
 

@@ -14,11 +14,14 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------
  * Small helpers shared with store_writer.c
@@ -194,7 +197,12 @@ static int reconcile_counters(sc_store *s, MDB_txn *txn)
             if ((rc = meta_put_u64(txn, s->dbi_meta, "next_id", s->next_id)) != 0)
                 return sc_store__err(rc);
         }
-    } else if (rc != MDB_NOTFOUND) {
+    } else if (rc == MDB_NOTFOUND) {
+        if (s->bytes != 0) {
+            s->bytes = 0;
+            if ((rc = meta_put_u64(txn, s->dbi_meta, "bytes", 0)) != 0) return sc_store__err(rc);
+        }
+    } else {
         return sc_store__err(rc);
     }
     return 0;
@@ -303,7 +311,24 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
         snprintf(err, errlen, "%s: cannot create: %s", opts->dir, sc_strerror(rc));
         return rc;
     }
+    /* LMDB itself allows several processes, but the writer keeps counters
+     * in memory, so a second server on the same dir is refused. */
+    char lock_path[4096];
+    snprintf(lock_path, sizeof lock_path, "%s/semcached.lock", opts->dir);
+    int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) {
+        rc = sc_err_from_errno(errno);
+        snprintf(err, errlen, "%s: cannot open: %s", lock_path, strerror(errno));
+        return rc;
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, errlen, "%s is in use by another semcached process (%s is locked)",
+                 opts->dir, lock_path);
+        close(lock_fd);
+        return SC_EBUSY;
+    }
     sc_store *s = SC_NEW(sc_store);
+    s->lock_fd = lock_fd;
     s->opts = *opts;
     s->dir = sc_strdup(opts->dir);
     s->opts.dir = s->dir;
@@ -373,6 +398,7 @@ void sc_store_close(sc_store *s)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     free(s->touches);
     free(s->scratch);
     free(s->dir);

@@ -59,6 +59,7 @@ struct sc_store {
     MDB_dbi dbi_entries, dbi_exact, dbi_meta, dbi_expiry;
     sc_store_opts opts;
     char *dir;
+    int lock_fd;              /* flock'ed semcached.lock: one process per dir */
     char *embedder_id;
     uint32_t dim;
     _Atomic int needs_reembed;

@@ -347,7 +347,13 @@ static int enforce_caps(wctx *c, uint64_t *removed)
         uint64_t id;
         MDB_val v;
         int rc = pick_victim(c, &id);
-        if (rc == SC_ENOTFOUND) break; /* counters say more than there is */
+        if (rc == SC_ENOTFOUND) {
+            /* The table is empty: the counters drifted (damaged meta).
+             * Reset them rather than loop. */
+            c->entries = 0;
+            c->bytes = 0;
+            break;
+        }
         if (rc) return rc;
         if ((rc = get_entry(c, id, &v)) != 0) return rc;
         if ((rc = remove_entry(c, id, v)) != 0) return rc;

@@ -458,6 +458,12 @@ SC_TEST(store_mismatched_embedder_or_dim_refused)
 
     char err[256];
     sc_store *s2 = NULL;
+    /* One process per data dir: a second open while the first is live. */
+    s = open_store(&o);
+    REQUIRE(s);
+    CHECK_EQ_INT(sc_store_open(&s2, &o, err, sizeof err), SC_EBUSY);
+    CHECK(strstr(err, "in use") != NULL);
+    sc_store_close(s);
     o.embedder_id = "use-lite/1";
     CHECK_EQ_INT(sc_store_open(&s2, &o, err, sizeof err), SC_EMISMATCH);
     CHECK(s2 == NULL);

@@ -802,3 +802,46 @@ SC_TEST(store_kill9_durability_sync_mode)
     sc_store_close(s);
     free(acked);
 }
+
+SC_TEST(store_caps_applied_by_evict_and_touch_protects)
+{
+    removed_log *l = new_log();
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), l);
+    o.sync = 0;
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    sc_record r;
+    uint64_t ids[20];
+    for (int i = 0; i < 20; i++) {
+        rec_init(&r, "n", "p", 100 + i, 0, NULL);
+        CHECK_OK(sc_store_put(s, &r, NULL));
+        ids[i] = r.id;
+    }
+    /* The oldest entry gets a recent hit, so it must survive. */
+    CHECK_OK(sc_store_touch(s, ids[0], 10000));
+    sc_store_close(s);
+
+    /* Reopen with a lower cap: evict (no expired entries) enforces it. */
+    o.max_entries = 3;
+    s = open_store(&o);
+    REQUIRE(s);
+    uint64_t removed = 0;
+    CHECK_OK(sc_store_evict(s, (int64_t)time(NULL), &removed));
+    CHECK_EQ_INT(removed, 17);
+    CHECK_EQ_INT(l->n, 17);
+    sc_record g;
+    CHECK_OK(sc_store_get(s, ids[0], &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get(s, ids[19], &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get(s, ids[18], &g));
+    sc_record_clear(&g);
+    CHECK_EQ_INT(sc_store_get(s, ids[1], &g), SC_ENOTFOUND);
+    sc_store_stats st;
+    sc_store_stats_get(s, &st);
+    CHECK_EQ_INT(st.entries, 3);
+    CHECK_EQ_INT(st.evicted, 17);
+    sc_store_close(s);
+    free(l);
+}

@@ -143,8 +143,8 @@ SC_TEST(embed_use_matches_tfjs)
         if (cb < worst_b) worst_b = cb;
         if (c < 0.9999) below++;
     }
-    printf("# min cosine to TF.js over %zu sentences: %.7f (sentence %zu); batch vs single min %.7f\n",
-           n, worst, worst_i, worst_b);
+    printf("# min cosine to TF.js over %zu sentences: %.9f (1 - cos = %.2e, sentence %zu); "
+           "batch vs single min %.9f\n", n, worst, 1 - worst, worst_i, worst_b);
     CHECK(below == 0);
     CHECK(worst_b > 0.99999);
     free(texts);

@@ -717,6 +717,12 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "train_verify: wrote the %s block of %s\n", family, write);
     }
+    for (int k = 0; k < 2; k++) {
+        set *st = k ? &cal : &fit;
+        free(st->x);
+        free(st->y);
+        free(st->src);
+    }
     sc_embedder_close(e);
     return 0;
 }

@@ -106,6 +106,10 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsc.a $(BUILD)/libsemcache.a
 $(BUILD)/bench_%: $(BUILD)/obj/benchmarks/bench_%.o $(BUILD)/libsc.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The hit verifier's trainer (not part of `all`): see docs/quality.md.
+$(BUILD)/train_verify: $(BUILD)/obj/tools/train_verify.o $(BUILD)/libsc.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<

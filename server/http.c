@@ -31,6 +31,7 @@ struct sc_http_server {
     const sc_config *cfg;
     sc_http_handler handler;
     void *ctx;
+    sc_http_finish_fn on_finish;
     llhttp_settings_t settings;
     struct conn *conns;          /* doubly linked list */
     size_t nconns;
@@ -261,6 +262,8 @@ static void finish(sc_http_req *req)
     conn *c = req->conn_;
     sc_assert(!req->done_);
     req->done_ = 1;
+    if (c->srv->on_finish)
+        c->srv->on_finish(c->srv->ctx, req, req->status_, (double)(sc_http_now_ns() - req->start_ns_) / 1e9);
     if (c->busy == req) c->busy = NULL;
     req_free(req);
     if (!c->closed) {
@@ -657,6 +660,7 @@ int sc_http_server_start(sc_http_server **out, uv_loop_t *loop, const sc_config 
 }
 
 int sc_http_server_port(const sc_http_server *s) { return s->port; }
+void sc_http_server_on_finish(sc_http_server *s, sc_http_finish_fn fn) { s->on_finish = fn; }
 size_t sc_http_server_conns(const sc_http_server *s) { return s->nconns; }
 
 static void on_listener_closed(uv_handle_t *h)

@@ -40,6 +40,7 @@ struct sc_http_req {
     int aborted;                 /* client went away */
     void *user;                  /* the handler's */
     void (*on_abort)(sc_http_req *req);
+    char note[256];              /* handler's words for the access log */
     /* private */
     struct conn *conn_;
     int streaming_;
@@ -60,6 +61,10 @@ int sc_http_server_port(const sc_http_server *s);
 void sc_http_server_stop(sc_http_server *s, void (*done)(void *arg), void *arg);
 /* Connections open now. */
 size_t sc_http_server_conns(const sc_http_server *s);
+
+/* Called for every finished request (stats, access log), loop thread. */
+typedef void (*sc_http_finish_fn)(void *ctx, const sc_http_req *req, int status, double seconds);
+void sc_http_server_on_finish(sc_http_server *s, sc_http_finish_fn fn);
 
 /* Case-insensitive header lookup (name in lower case); NULL when absent. */
 const char *sc_http_header(const sc_http_req *req, const char *lname);

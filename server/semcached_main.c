@@ -8,6 +8,10 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "server/server.h"
+#include "server/auth.h"
+#include "server/cache.h"
+#include "server/stats.h"
+#include "route/route.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -15,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 static sc_server server;
 static uv_signal_t sig_int, sig_term;
@@ -22,8 +27,28 @@ static uv_signal_t sig_int, sig_term;
 static void on_http_stopped(void *arg)
 {
     (void)arg;
+    sc_route_destroy(server.route);
+    server.route = NULL;
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
+}
+
+/* Every finished HTTP request: statistics and the access log. */
+static void on_request_finished(void *ctx, const sc_http_req *req, int status, double seconds)
+{
+    sc_server *srv = ctx;
+    sc_stats_request(srv->stats, req->path, status);
+    if (status >= 400) atomic_fetch_add(&srv->http_errors, 1);
+    if (srv->access_log) {
+        char ts[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        fprintf(srv->access_log, "%s %s %s %d %.3fms %s\n", ts, req->method ? req->method : "-",
+                req->path ? req->path : "-", status, seconds * 1e3, req->note[0] ? req->note : "-");
+        fflush(srv->access_log);
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -79,11 +104,33 @@ int main(int argc, char **argv)
         sc_error("%s", err);
         return 1;
     }
-    if (sc_http_server_start(&server.http, server.loop, &cfg, sc_server_handle, &server, err,
-                             sizeof err)) {
+    if (*cfg.access_log) {
+        server.access_log = strcmp(cfg.access_log, "-") == 0 ? stderr : fopen(cfg.access_log, "a");
+        if (!server.access_log) {
+            sc_error("cannot open access-log '%s': %s", cfg.access_log, strerror(errno));
+            return 1;
+        }
+    }
+    if (sc_auth_create(&server.auth, &cfg, err, sizeof err)) {
+        fprintf(stderr, "semcached: %s\n", err);
+        return 2;
+    }
+    if (sc_route_create(server.loop, &cfg, &server.route, err, sizeof err)) {
+        fprintf(stderr, "semcached: %s\n", err);
+        return 2;
+    }
+    if (sc_cache_open(&server.cache, &cfg, err, sizeof err)) {
         sc_error("%s", err);
         return 1;
     }
+    server.stats = sc_stats_create();
+    if (sc_http_server_start(&server.http, server.loop, &cfg, sc_server_handle, &server, err,
+                             sizeof err)) {
+        sc_error("%s", err);
+        sc_cache_close(server.cache);
+        return 1;
+    }
+    sc_http_server_on_finish(server.http, on_request_finished);
     uv_signal_init(server.loop, &sig_int);
     uv_signal_init(server.loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
@@ -94,6 +141,10 @@ int main(int argc, char **argv)
     uv_run(server.loop, UV_RUN_DEFAULT);
 
     uv_loop_close(server.loop);
+    sc_cache_close(server.cache);
+    sc_stats_destroy(server.stats);
+    sc_auth_destroy(server.auth);
+    if (server.access_log && server.access_log != stderr) fclose(server.access_log);
     sc_info("stopped cleanly");
     sc_config_free(&cfg);
     return 0;

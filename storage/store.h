@@ -42,7 +42,9 @@ typedef struct sc_store_opts {
     const char *embedder_id;     /* e.g. "use-lite/1", "hash/1" */
     uint32_t dim;
     int reembed;                 /* accept another embedder's data dir (caller re-embeds) */
-    /* Called (from the writer or the evicting thread) for each removed id. */
+    /* Called from the writer thread, after the removal committed, for each
+     * removed id (ns is valid during the call only). It must not call back
+     * into the store (the writer would wait for itself). */
     void (*on_remove)(void *ctx, uint64_t id, const char *ns, uint64_t fp);
     void *on_remove_ctx;
 } sc_store_opts;
@@ -64,7 +66,10 @@ void sc_store_close(sc_store *s);
 
 /* Stores r (r->id is assigned and written back). exact_key may be NULL.
  * A previous entry under the same exact key is replaced (and reported
- * removed). Returns once committed (see durability above). */
+ * removed). Returns once committed (see durability above). r->has_exact_key
+ * and r->exact_key are set from exact_key. SC_EINVAL when r->dim is neither
+ * 0 nor the store's dimension, SC_ETOOBIG past the record bounds, SC_EFULL
+ * when the LMDB map is full (raise map_size_mb or lower max_bytes). */
 int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY_LEN]);
 
 /* Reads a record by id into *r (caller clears it). SC_ENOTFOUND when
@@ -93,5 +98,28 @@ int sc_store_evict(sc_store *s, int64_t now, uint64_t *removed);
 int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx);
 
 void sc_store_stats_get(sc_store *s, sc_store_stats *st);
+
+/* ---- Extensions (storage issue 3) ----
+ *
+ * Re-embedding. When the store was opened with opts->reembed over a data
+ * dir written by another embedder or dimension, sc_store_needs_reembed()
+ * returns 1. The caller then walks the entries (collect ids with
+ * sc_store_foreach(), then for each: sc_store_get(), replace r.vec/r.dim
+ * with the new embedding, sc_store_update()), and finally calls
+ * sc_store_reembed_done(), which records the configured embedder id and
+ * dimension in meta. Until then meta keeps the old identity, so a crash
+ * half-way through re-embeds again on the next start. Entries not yet
+ * re-embedded still carry their old r->dim; skip those in the index. */
+int sc_store_needs_reembed(sc_store *s);
+int sc_store_reembed_done(sc_store *s);
+
+/* Rewrites the entry r->id with r (same id; exact key and expiry follow
+ * r->has_exact_key/exact_key and r->expires). SC_ENOTFOUND if absent,
+ * SC_EINVAL if r->dim is neither 0 nor the store's dimension. Waits for the
+ * commit like sc_store_put(). */
+int sc_store_update(sc_store *s, const sc_record *r);
+
+/* Forces an fsync of everything committed so far (nosync mode); any thread. */
+int sc_store_sync(sc_store *s);
 
 #endif

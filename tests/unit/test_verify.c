@@ -1,0 +1,265 @@
+/* Unit tests for the hit verifier (embed/verify.h): each feature fires on
+ * its kind of look-alike and stays quiet on paraphrases (deterministic,
+ * no model needed), bounds on odd input, the model's direction (a
+ * mismatch lowers the probability at equal cosine), thread safety, and,
+ * when the USE-lite model is installed, that the verifier separates our
+ * own look-alike and paraphrase pairs better than the raw cosine. */
+#include "tap.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "embed/embed.h"
+#include "embed/verify.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void feats(const char *a, const char *b, float x[SC_VF_COUNT])
+{
+    int rc = sc_verify_features(a, strlen(a), b, strlen(b), 0.9f, NULL, x);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "features(%s, %s) = %d", a, b, rc);
+}
+
+SC_TEST(verify_features_identical)
+{
+    float x[SC_VF_COUNT];
+    feats("How do I reset my PIN?", "How do I reset my PIN?", x);
+    CHECK(x[SC_VF_WORD_JACC] == 1);
+    CHECK(x[SC_VF_CHAR3_JACC] == 1);
+    CHECK(x[SC_VF_DIFF_LOG] == 0);
+    CHECK(x[SC_VF_LEN_RATIO] == 1);
+    CHECK(x[SC_VF_COS] > 0.89f && x[SC_VF_COS] < 0.91f);
+    for (int i = SC_VF_NUM_MISMATCH; i <= SC_VF_WH_MISMATCH; i++) CHECK(x[i] == 0);
+}
+
+SC_TEST(verify_features_numbers)
+{
+    float x[SC_VF_COUNT];
+    feats("Can I get a refund within 14 days?", "Can I get a refund after 60 days?", x);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 1);
+    feats("Is the 3.5 mm jack supported?", "Is the 2.5 mm jack supported?", x);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 1);
+    feats("Does shipping cost $1,000 or more?", "Does shipping cost $100 or more?", x);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 1);
+    /* Same value in words and digits, and a glued unit: no mismatch. */
+    feats("Can I return it within fourteen days?", "Can I return it within 14 days?", x);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 0);
+    feats("Is a 5km run long?", "Is a 5 km run long?", x);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 0);
+    CHECK(x[SC_VF_UNIT_MISMATCH] == 0);
+    feats("What changed in version 2?", "What changed in the new version?", x);
+    CHECK(x[SC_VF_NUM_ONESIDED] == 1);
+    CHECK(x[SC_VF_NUM_MISMATCH] == 0);
+}
+
+SC_TEST(verify_features_units)
+{
+    float x[SC_VF_COUNT];
+    feats("How many liters are in 3 gallons?", "How many ml are in 3 gallons?", x);
+    CHECK(x[SC_VF_UNIT_MISMATCH] == 1);
+    feats("Price in euros please", "Price in dollars please", x);
+    CHECK(x[SC_VF_UNIT_MISMATCH] == 1);
+    feats("Is 40 kilometres far?", "Is 40 km far?", x);
+    CHECK(x[SC_VF_UNIT_MISMATCH] == 0);
+    /* Direction: the same units in the other order is a swap. */
+    feats("Convert ounces to grams", "Convert grams to ounces", x);
+    CHECK(x[SC_VF_SWAP] == 1);
+    CHECK(x[SC_VF_UNIT_MISMATCH] == 0);
+}
+
+SC_TEST(verify_features_negation_opposites)
+{
+    float x[SC_VF_COUNT];
+    feats("Why does my card work abroad?", "Why doesn't my card work abroad?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 1);
+    feats("Can I travel with a passport?", "Can I travel without a passport?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 1);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("How do I enable push notifications?", "How do I disable push notifications?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    CHECK(x[SC_VF_SUBST] == 1);
+    feats("How do I mute the channel?", "How do I unmute the channel?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("Which accounts can I deposit cash into?", "Which accounts can I withdraw cash from?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    /* Paraphrases: nothing fires. */
+    feats("How do I switch on notifications?", "How can I turn on notifications?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 0);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 0);
+    /* Both sides negated: no mismatch. */
+    feats("Why can't I log in?", "Why am I not able to log in?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 0);
+}
+
+SC_TEST(verify_features_swapped_named_wh)
+{
+    float x[SC_VF_COUNT];
+    feats("Can I fly from Lisbon to Madrid today?", "Can I fly from Madrid to Lisbon today?", x);
+    CHECK(x[SC_VF_SWAP] > 0);
+    CHECK(x[SC_VF_WORD_JACC] == 1);
+    feats("Is shipping free to Canada?", "Is shipping free to Mexico?", x);
+    CHECK(x[SC_VF_NAME_MISMATCH] == 1);
+    feats("How do I install it on linux?", "How do I install it on windows?", x);
+    CHECK(x[SC_VF_NAME_MISMATCH] == 1);
+    feats("Does the plan include IT support?", "Does the plan include support?", x);
+    CHECK(x[SC_VF_NAME_ONESIDED] == 1);           /* "IT" is not the pronoun */
+    feats("When does the store open?", "Where does the store open?", x);
+    CHECK(x[SC_VF_WH_MISMATCH] == 1);
+    feats("Where is my parcel?", "Where is my package?", x);
+    CHECK(x[SC_VF_WH_MISMATCH] == 0);
+    CHECK(x[SC_VF_NAME_MISMATCH] == 0);
+    CHECK(x[SC_VF_SWAP] == 0);
+    CHECK(x[SC_VF_SUBST] == 1);
+}
+
+SC_TEST(verify_features_bounds)
+{
+    float x[SC_VF_COUNT];
+    CHECK_OK(sc_verify_features("", 0, "", 0, 0, NULL, x));
+    CHECK(x[SC_VF_WORD_JACC] == 1 && x[SC_VF_LEN_RATIO] == 1);
+    CHECK_EQ_INT(sc_verify_features(NULL, 3, "a", 1, 0, NULL, x), SC_EINVAL);
+    size_t n = 200000;
+    char *big = sc_malloc(n + 1);
+    for (size_t i = 0; i < n; i++) big[i] = "ab9 .,'$%\xe2\x82\xac\xc3"[i % 16];
+    big[n] = '\0';
+    CHECK_OK(sc_verify_features(big, n, "short text", 10, 0.5f, NULL, x));
+    for (int i = 0; i < SC_VF_COUNT; i++) CHECK(isfinite(x[i]));
+    CHECK_OK(sc_verify_features(big, n, big, n, 1, NULL, x));
+    CHECK(x[SC_VF_WORD_JACC] == 1);
+    free(big);
+}
+
+static sc_embedder *open_emb(const char *name)
+{
+    sc_embedder *e = NULL;
+    char err[256];
+    sc_embedder_opts o = {.name = name, .model_dir = "models/use-lite"};
+    if (sc_embedder_open(&e, &o, err, sizeof err) != 0) return NULL;
+    return e;
+}
+
+SC_TEST(verify_model_direction)
+{
+    sc_embedder *e = open_emb("hash");
+    REQUIRE(e);
+    sc_verify *v;
+    REQUIRE(sc_verify_create(&v, e, NULL) == 0);
+    CHECK(sc_verify_builtin("no-such-embedder") == NULL);
+    /* At equal cosine, every kind of mismatch lowers the probability. */
+    static const char *const pairs[][3] = {
+        {"Can I get a refund within 14 days?", "Can I get a refund within 14 days?",
+         "Can I get a refund within 60 days?"},
+        {"How do I enable push notifications?", "How do I enable push notifications?",
+         "How do I disable push notifications?"},
+        {"Is shipping free to Canada?", "Is shipping free to Canada?", "Is shipping free to Mexico?"},
+        {"Can I travel with a passport?", "Can I travel with a passport?",
+         "Can I travel without a passport?"},
+    };
+    for (size_t i = 0; i < SC_COUNTOF(pairs); i++) {
+        const char *q = pairs[i][0];
+        double same = sc_verify_score(v, q, strlen(q), NULL, pairs[i][1], strlen(pairs[i][1]), NULL, 0.9f);
+        double diff = sc_verify_score(v, q, strlen(q), NULL, pairs[i][2], strlen(pairs[i][2]), NULL, 0.9f);
+        CHECK(same >= 0 && same <= 1 && diff >= 0 && diff <= 1);
+        if (!(diff < same)) sc_test_fail(__FILE__, __LINE__, "pair %zu: %.3f !< %.3f", i, diff, same);
+    }
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}
+
+typedef struct { sc_verify *v; double out[16]; } thr_arg;
+static const char *const thr_a[4] = {"reset my PIN", "open an account", "card declined abroad", "fees for 3 transfers"};
+static const char *const thr_b[4] = {"reset my password", "close an account", "card rejected abroad", "fees for 5 transfers"};
+
+static void *thr_main(void *p)
+{
+    thr_arg *t = p;
+    for (int r = 0; r < 50; r++)
+        for (int i = 0; i < 4; i++)
+            t->out[i] = sc_verify_score(t->v, thr_a[i], strlen(thr_a[i]), NULL, thr_b[i],
+                                        strlen(thr_b[i]), NULL, 0.8f);
+    return NULL;
+}
+
+SC_TEST(verify_threads)
+{
+    sc_embedder *e = open_emb("hash");
+    REQUIRE(e);
+    sc_verify *v;
+    REQUIRE(sc_verify_create(&v, e, NULL) == 0);
+    thr_arg ref = {.v = v};
+    thr_main(&ref);
+    thr_arg t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i].v = v;
+        pthread_create(&th[i], NULL, thr_main, &t[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        for (int k = 0; k < 4; k++) CHECK(t[i].out[k] == ref.out[k]);
+    }
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}
+
+/* Our own pairs (not the issue's): 1 = paraphrase, 0 = look-alike. */
+static const struct { int label; const char *a, *b; } own_pairs[] = {
+    {0, "How do I freeze my credit card?", "How do I unfreeze my credit card?"},
+    {0, "Can I withdraw 200 euros per day?", "Can I withdraw 2000 euros per day?"},
+    {0, "Why is my transfer not showing?", "Why is my transfer showing?"},
+    {0, "How do I send money from PayPal to my bank?", "How do I send money from my bank to PayPal?"},
+    {0, "What is the population of Sweden?", "What is the population of Switzerland?"},
+    {0, "How many ounces are in a cup?", "How many cups are in an ounce?"},
+    {0, "How do I encrypt a zip file?", "How do I decrypt a zip file?"},
+    {0, "How do I archive old emails in Gmail?", "How do I archive old emails in Outlook?"},
+    {1, "How do I freeze my credit card?", "How can I temporarily block my credit card?"},
+    {1, "Can I withdraw 200 euros per day?", "Is 200 euros the daily withdrawal limit?"},
+    {1, "Why is my transfer not showing?", "My transfer doesn't appear in my account, why?"},
+    {1, "What is the population of Sweden?", "How many people live in Sweden?"},
+    {1, "How do I encrypt a zip file?", "How can I password protect a zip file?"},
+    {1, "How do I archive old emails in Gmail?", "How can I archive my old Gmail messages?"},
+};
+
+SC_TEST(verify_beats_cosine_use_lite)
+{
+    sc_embedder *e = open_emb("use-lite");
+    if (!e) {
+        printf("# skip: use-lite model not available\n");
+        return;
+    }
+    sc_verify *v;
+    if (sc_verify_create(&v, e, NULL) != 0) {
+        printf("# skip: no verifier weights for %s\n", sc_embedder_id(e));
+        sc_embedder_close(e);
+        return;
+    }
+    uint32_t dim = sc_embedder_dim(e);
+    float *va = sc_malloc(2 * dim * sizeof *va), *vb = va + dim;
+    /* Rank quality: AUC of each scorer over the pairs. */
+    size_t n = SC_COUNTOF(own_pairs);
+    double cs[32], vs[32];
+    for (size_t i = 0; i < n; i++) {
+        const char *t[2] = {own_pairs[i].a, own_pairs[i].b};
+        size_t l[2] = {strlen(t[0]), strlen(t[1])};
+        REQUIRE(sc_embed(e, t, l, 2, va) == 0);
+        double c = 0;
+        for (uint32_t k = 0; k < dim; k++) c += (double)va[k] * vb[k];
+        cs[i] = c;
+        vs[i] = sc_verify_score(v, t[0], l[0], va, t[1], l[1], vb, (float)c);
+    }
+    int cwin = 0, vwin = 0, pairs = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (own_pairs[i].label == 1 && own_pairs[j].label == 0) {
+                pairs++;
+                cwin += cs[i] > cs[j];
+                vwin += vs[i] > vs[j];
+            }
+    printf("# pairwise ranking accuracy: cosine %.2f, verifier %.2f\n", (double)cwin / pairs,
+           (double)vwin / pairs);
+    CHECK(vwin > cwin);
+    free(va);
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}

@@ -1,0 +1,569 @@
+/* train_verify: trains the hit verifier's logistic model for one embedder
+ * and writes its block of embed/verify_weights.h.
+ *
+ * Data (fixed splits, see benchmarks/quality_data.h and docs/quality.md):
+ * a seeded subsample of qqp_dev (never qqp_test) and FAQ-style pairs from
+ * the banking77 training intents (each non-seed query paired with its 3
+ * nearest seeded entries by cosine; positive when the intents agree). Each
+ * source is split into a fit part and a held-in calibration part. The model
+ * is L2-regularised logistic regression on standardised features, fitted
+ * by Newton's method (IRLS); Platt scaling on the calibration part then
+ * makes the output a probability that the cached answer is right. The
+ * standardisation and the calibration are folded into one weight vector.
+ * It also prints (CSV, stdout) an ablation: calibration-split AUC with
+ * each feature group removed, and the calibration curve.
+ *
+ * Build and run (from the repository root):
+ *   make build/train_verify
+ *   build/train_verify --embedder use-lite --write embed/verify_weights.h
+ *   build/train_verify --embedder hash --write embed/verify_weights.h
+ * Exit codes: 0 ok, 1 data/embedder failure, 2 bad usage. */
+#include "benchmarks/quality_data.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "embed/embed.h"
+#include "embed/verify.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NP (SC_VF_COUNT + 1)   /* parameters: features + bias (last) */
+
+typedef struct set {
+    float (*x)[SC_VF_COUNT];
+    int *y;
+    int *src;                  /* 0 = qqp, 1 = banking77 */
+    size_t n, cap;
+} set;
+
+static void set_push(set *s, const float *x, int y, int src)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->x = sc_realloc(s->x, s->cap * sizeof *s->x);
+        s->y = sc_realloc(s->y, s->cap * sizeof *s->y);
+        s->src = sc_realloc(s->src, s->cap * sizeof *s->src);
+    }
+    memcpy(s->x[s->n], x, sizeof s->x[0]);
+    s->y[s->n] = y;
+    s->src[s->n] = src;
+    s->n++;
+}
+
+/* ---------------------------------------------------------------------
+ * Logistic regression (IRLS) and Platt scaling
+ * ------------------------------------------------------------------- */
+
+typedef struct lr {
+    double mean[SC_VF_COUNT], sd[SC_VF_COUNT];
+    double w[NP];              /* on standardised features; w[SC_VF_COUNT] = bias */
+    int mask[SC_VF_COUNT];     /* 1 = feature used */
+} lr;
+
+static double sigm(double z)
+{
+    return z > 40 ? 1 : z < -40 ? 0 : 1 / (1 + exp(-z));
+}
+
+static void feat_std(const lr *m, const float *x, double *z)
+{
+    for (int j = 0; j < SC_VF_COUNT; j++)
+        z[j] = m->mask[j] ? (x[j] - m->mean[j]) / m->sd[j] : 0;
+    z[SC_VF_COUNT] = 1;
+}
+
+static double lr_logit(const lr *m, const float *x)
+{
+    double z[NP], s = 0;
+    feat_std(m, x, z);
+    for (int j = 0; j < NP; j++) s += m->w[j] * z[j];
+    return s;
+}
+
+/* Solves A x = b (n x n, symmetric positive definite) in place; A is
+ * destroyed. Gaussian elimination with partial pivoting. */
+static int solve(double *A, double *b, int n)
+{
+    for (int c = 0; c < n; c++) {
+        int p = c;
+        for (int r = c + 1; r < n; r++)
+            if (fabs(A[r * n + c]) > fabs(A[p * n + c])) p = r;
+        if (fabs(A[p * n + c]) < 1e-12) return -1;
+        if (p != c) {
+            for (int k = 0; k < n; k++) {
+                double t = A[c * n + k];
+                A[c * n + k] = A[p * n + k];
+                A[p * n + k] = t;
+            }
+            double t = b[c];
+            b[c] = b[p];
+            b[p] = t;
+        }
+        for (int r = c + 1; r < n; r++) {
+            double f = A[r * n + c] / A[c * n + c];
+            for (int k = c; k < n; k++) A[r * n + k] -= f * A[c * n + k];
+            b[r] -= f * b[c];
+        }
+    }
+    for (int c = n - 1; c >= 0; c--) {
+        double s = b[c];
+        for (int k = c + 1; k < n; k++) s -= A[c * n + k] * b[k];
+        b[c] = s / A[c * n + c];
+    }
+    return 0;
+}
+
+static void lr_fit(lr *m, const set *s, double lambda)
+{
+    for (int j = 0; j < SC_VF_COUNT; j++) {
+        double mu = 0, v = 0;
+        for (size_t i = 0; i < s->n; i++) mu += s->x[i][j];
+        mu /= s->n;
+        for (size_t i = 0; i < s->n; i++) v += (s->x[i][j] - mu) * (s->x[i][j] - mu);
+        v = sqrt(v / s->n);
+        m->mean[j] = mu;
+        m->sd[j] = v > 1e-9 ? v : 1;
+        if (v <= 1e-9) m->mask[j] = 0;   /* constant on the data: unusable */
+    }
+    memset(m->w, 0, sizeof m->w);
+    static double H[NP * NP];
+    double g[NP], z[NP];
+    for (int it = 0; it < 50; it++) {
+        memset(H, 0, sizeof H);
+        memset(g, 0, sizeof g);
+        for (size_t i = 0; i < s->n; i++) {
+            feat_std(m, s->x[i], z);
+            double t = 0;
+            for (int j = 0; j < NP; j++) t += m->w[j] * z[j];
+            double p = sigm(t), wgt = p * (1 - p) + 1e-9, r = s->y[i] - p;
+            for (int j = 0; j < NP; j++) {
+                if (z[j] == 0 && j < SC_VF_COUNT && !m->mask[j]) continue;
+                g[j] += r * z[j];
+                for (int k = 0; k <= j; k++) H[j * NP + k] += wgt * z[j] * z[k];
+            }
+        }
+        for (int j = 0; j < NP; j++)
+            for (int k = j + 1; k < NP; k++) H[j * NP + k] = H[k * NP + j];
+        for (int j = 0; j < SC_VF_COUNT; j++) {
+            H[j * NP + j] += lambda;
+            g[j] -= lambda * m->w[j];
+            if (!m->mask[j]) {           /* pin unused weights at 0 */
+                for (int k = 0; k < NP; k++) H[j * NP + k] = H[k * NP + j] = 0;
+                H[j * NP + j] = 1;
+                g[j] = 0;
+            }
+        }
+        if (solve(H, g, NP) != 0) break;
+        double step = 0;
+        for (int j = 0; j < NP; j++) {
+            m->w[j] += g[j];
+            step += fabs(g[j]);
+        }
+        if (step < 1e-8) break;
+    }
+}
+
+/* Fits p = sigmoid(A z + B) to labels on logits z (Newton, 2 parameters),
+ * with Platt's target smoothing. */
+static void platt(const double *z, const int *y, size_t n, double *A, double *B)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) pos += y[i] != 0;
+    double tp = (pos + 1.0) / (pos + 2.0), tn = 1.0 / (n - pos + 2.0);
+    double a = 1, b = 0;
+    for (int it = 0; it < 100; it++) {
+        double haa = 1e-9, hab = 0, hbb = 1e-9, ga = 0, gb = 0;
+        for (size_t i = 0; i < n; i++) {
+            double p = sigm(a * z[i] + b), t = y[i] ? tp : tn, w = p * (1 - p);
+            ga += (t - p) * z[i];
+            gb += (t - p);
+            haa += w * z[i] * z[i];
+            hab += w * z[i];
+            hbb += w;
+        }
+        double det = haa * hbb - hab * hab;
+        if (fabs(det) < 1e-15) break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a += da;
+        b += db;
+        if (fabs(da) + fabs(db) < 1e-10) break;
+    }
+    *A = a;
+    *B = b;
+}
+
+static double set_auc(const lr *m, const set *s, int src)
+{
+    double *sc = sc_malloc((s->n + 1) * sizeof *sc);
+    int *y = sc_malloc((s->n + 1) * sizeof *y);
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (src >= 0 && s->src[i] != src) continue;
+        sc[k] = lr_logit(m, s->x[i]);
+        y[k++] = s->y[i];
+    }
+    double a = qd_auc(sc, y, k);
+    free(sc);
+    free(y);
+    return a;
+}
+
+/* ---------------------------------------------------------------------
+ * Data
+ * ------------------------------------------------------------------- */
+
+static int add_pairs(sc_embedder *e, int diff_embed, char **ta, char **tb, const int *y,
+                     size_t n, const int *to_calib, int src, set *fit, set *cal)
+{
+    uint32_t dim = sc_embedder_dim(e);
+    float *va = sc_malloc((n + 1) * dim * sizeof(float)), *vb = sc_malloc((n + 1) * dim * sizeof(float));
+    int rc = qd_embed_all(e, ta, n, va);
+    if (!rc) rc = qd_embed_all(e, tb, n, vb);
+    for (size_t i = 0; i < n && !rc; i++) {
+        float x[SC_VF_COUNT];
+        float c = qd_dot(va + i * dim, vb + i * dim, dim);
+        rc = sc_verify_features(ta[i], strlen(ta[i]), tb[i], strlen(tb[i]), c,
+                                diff_embed ? e : NULL, x);
+        set_push(to_calib[i] ? cal : fit, x, y[i], src);
+    }
+    free(va);
+    free(vb);
+    return rc;
+}
+
+static int load_qqp(const char *dir, size_t ntrain, size_t ncal, sc_embedder *e, int de,
+                    set *fit, set *cal)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/qqp_dev.jsonl.gz", dir);
+    qd_pairs all = {0};
+    if (qd_load_qqp(path, &all) != 0) {
+        fprintf(stderr, "train_verify: cannot read %s\n", path);
+        return -1;
+    }
+    size_t *perm = qd_shuffle(all.n, QD_SEED);
+    size_t n = ntrain + ncal;
+    if (n > all.n) n = all.n;
+    char **ta = sc_malloc(n * sizeof *ta), **tb = sc_malloc(n * sizeof *tb);
+    int *y = sc_malloc(n * sizeof *y), *tc = sc_malloc(n * sizeof *tc);
+    for (size_t i = 0; i < n; i++) {
+        qd_pair *p = &all.v[perm[i]];
+        ta[i] = p->a;
+        tb[i] = p->b;
+        y[i] = p->label;
+        tc[i] = i >= ntrain;
+    }
+    int rc = add_pairs(e, de, ta, tb, y, n, tc, 0, fit, cal);
+    free(ta);
+    free(tb);
+    free(y);
+    free(tc);
+    free(perm);
+    qd_free(&all);
+    return rc;
+}
+
+static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *cal)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/banking77_test.csv", dir);
+    qd_bank bk;
+    if (qd_load_banking(path, &bk) != 0) {
+        fprintf(stderr, "train_verify: cannot read %s\n", path);
+        return -1;
+    }
+    uint32_t dim = sc_embedder_dim(e);
+    float *v = sc_malloc(bk.n * dim * sizeof *v);
+    int rc = qd_embed_all(e, bk.text, bk.n, v);
+    size_t cap = bk.n * 3, n = 0;
+    char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
+    int *y = sc_malloc(cap * sizeof *y), *tc = sc_malloc(cap * sizeof *tc);
+    for (size_t q = 0; q < bk.n && !rc; q++) {
+        if (!qd_bank_train_intent(bk.intent[q]) || qd_bank_is_seed(&bk, q)) continue;
+        size_t best[3] = {0};
+        float bc[3] = {-2, -2, -2};
+        for (size_t s = 0; s < bk.n; s++) {
+            if (!qd_bank_train_intent(bk.intent[s]) || !qd_bank_is_seed(&bk, s)) continue;
+            float c = qd_dot(v + q * dim, v + s * dim, dim);
+            for (int k = 0; k < 3; k++)
+                if (c > bc[k]) {
+                    for (int m = 2; m > k; m--) { bc[m] = bc[m - 1]; best[m] = best[m - 1]; }
+                    bc[k] = c;
+                    best[k] = s;
+                    break;
+                }
+        }
+        for (int k = 0; k < 3; k++) {
+            ta[n] = bk.text[q];
+            tb[n] = bk.text[best[k]];
+            y[n] = bk.intent[q] == bk.intent[best[k]];
+            tc[n] = bk.pos[q] % 5 == 0;
+            n++;
+        }
+    }
+    free(v);
+    if (!rc) rc = add_pairs(e, de, ta, tb, y, n, tc, 1, fit, cal);
+    free(ta);
+    free(tb);
+    free(y);
+    free(tc);
+    qd_bank_free(&bk);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Output
+ * ------------------------------------------------------------------- */
+
+static void slug(const char *family, char *out, size_t cap, int upper)
+{
+    size_t i = 0;
+    for (; family[i] && i + 1 < cap; i++) {
+        char c = family[i];
+        if (c == '-' || c == '.') c = '_';
+        if (upper && c >= 'a' && c <= 'z') c = (char)(c - 32);
+        out[i] = c;
+    }
+    out[i] = '\0';
+}
+
+static char *read_all(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = sc_malloc((size_t)n + 1);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* Replaces (or inserts before the final #endif) this family's block. */
+static int write_block(const char *path, const char *family, const char *block)
+{
+    char begin[128], end[128];
+    snprintf(begin, sizeof begin, "/* @@begin %s@@ */", family);
+    snprintf(end, sizeof end, "/* @@end %s@@ */\n", family);
+    char *old = read_all(path);
+    if (!old) {
+        fprintf(stderr, "train_verify: cannot read %s\n", path);
+        return -1;
+    }
+    char *b = strstr(old, begin), *e = b ? strstr(b, end) : NULL;
+    size_t pre, post;
+    if (b && e) {
+        pre = (size_t)(b - old);
+        post = (size_t)(e - old) + strlen(end);
+    } else {
+        char *endif = strstr(old, "#endif");
+        char *last = NULL;
+        while (endif) { last = endif; endif = strstr(endif + 1, "#endif"); }
+        if (!last) return -1;
+        pre = post = (size_t)(last - old);
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fwrite(old, 1, pre, f);
+    fputs(block, f);
+    fputs(old + post, f);
+    fclose(f);
+    free(old);
+    return 0;
+}
+
+static void usage(FILE *o)
+{
+    fprintf(o,
+            "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
+            "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
+            "                    [--lambda X] [--write embed/verify_weights.h] [--dump FEATURES.csv]\n"
+            "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
+            "training intents; prints the ablation and calibration CSV; with --write,\n"
+            "replaces this embedder's block of the weights header.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *embedder = "hash", *model_dir = "models/use-lite", *data = "../shared/data";
+    const char *write = NULL, *dump = NULL;
+    size_t ntrain = 8000, ncal = 3000;
+    int diff_embed = 1;
+    double lambda = 1.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--no-diff-embed")) diff_embed = 0;
+        else if (!v) { usage(stderr); return 2; }
+        else if (!strcmp(a, "--embedder")) { embedder = v; i++; }
+        else if (!strcmp(a, "--model-dir")) { model_dir = v; i++; }
+        else if (!strcmp(a, "--data")) { data = v; i++; }
+        else if (!strcmp(a, "--write")) { write = v; i++; }
+        else if (!strcmp(a, "--dump")) { dump = v; i++; }
+        else if (!strcmp(a, "--qqp-train")) { ntrain = (size_t)atol(v); i++; }
+        else if (!strcmp(a, "--qqp-calib")) { ncal = (size_t)atol(v); i++; }
+        else if (!strcmp(a, "--lambda")) { lambda = atof(v); i++; }
+        else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
+    }
+    if (ntrain + ncal > QD_QQP_EVAL_AT) {
+        fprintf(stderr, "train_verify: --qqp-train + --qqp-calib must be <= %d (the benchmark's split starts there)\n",
+                QD_QQP_EVAL_AT);
+        return 2;
+    }
+    char err[512];
+    sc_embedder *e;
+    sc_embedder_opts eo = {.name = embedder, .model_dir = model_dir};
+    if (sc_embedder_open(&e, &eo, err, sizeof err) != 0) {
+        fprintf(stderr, "train_verify: %s\n", err);
+        return 1;
+    }
+    char family[64];
+    snprintf(family, sizeof family, "%.*s", (int)strcspn(sc_embedder_id(e), "/"), sc_embedder_id(e));
+
+    set fit = {0}, cal = {0};
+    time_t t0 = time(NULL);
+    if (load_qqp(data, ntrain, ncal, e, diff_embed, &fit, &cal) != 0 ||
+        load_banking(data, e, diff_embed, &fit, &cal) != 0)
+        return 1;
+    fprintf(stderr, "train_verify: %zu fit + %zu calibration pairs, features in %lds\n", fit.n,
+            cal.n, (long)(time(NULL) - t0));
+
+    if (dump) {
+        FILE *df = fopen(dump, "w");
+        if (!df) { fprintf(stderr, "train_verify: cannot write %s\n", dump); return 1; }
+        fprintf(df, "split,src,label");
+        for (int j = 0; j < SC_VF_COUNT; j++) fprintf(df, ",%s", sc_verify_feature_name(j));
+        fprintf(df, "\n");
+        for (int k = 0; k < 2; k++) {
+            const set *s = k ? &cal : &fit;
+            for (size_t i = 0; i < s->n; i++) {
+                fprintf(df, "%s,%d,%d", k ? "calib" : "fit", s->src[i], s->y[i]);
+                for (int j = 0; j < SC_VF_COUNT; j++) fprintf(df, ",%.4g", s->x[i][j]);
+                fprintf(df, "\n");
+            }
+        }
+        fclose(df);
+    }
+
+    /* Ablation: calibration-split AUC with each feature group removed. */
+    static const struct { const char *name; int feats[8]; } groups[] = {
+        {"none", {-1}},
+        {"word_alignment", {SC_VF_WORD_JACC, SC_VF_ALL_JACC, SC_VF_DIFF_LOG, SC_VF_DIFF_FRAC,
+                            SC_VF_SUBST, SC_VF_COS_X_DIFF, -1}},
+        {"diff_word_embedding", {SC_VF_DIFF_DISSIM, -1}},
+        {"numbers_units", {SC_VF_NUM_MISMATCH, SC_VF_NUM_ONESIDED, SC_VF_UNIT_MISMATCH, -1}},
+        {"negation_opposites", {SC_VF_NEG_MISMATCH, SC_VF_OPPOSITE, -1}},
+        {"swapped_order", {SC_VF_SWAP, -1}},
+        {"named_things", {SC_VF_NAME_MISMATCH, SC_VF_NAME_ONESIDED, -1}},
+        {"question_word", {SC_VF_WH_MISMATCH, -1}},
+        {"char3_jaccard", {SC_VF_CHAR3_JACC, -1}},
+        {"length_ratio", {SC_VF_LEN_RATIO, -1}},
+        {"all_but_cosine", {SC_VF_WORD_JACC, SC_VF_ALL_JACC, SC_VF_DIFF_LOG, SC_VF_DIFF_FRAC,
+                            SC_VF_SUBST, SC_VF_COS_X_DIFF, SC_VF_DIFF_DISSIM, -2}},
+    };
+    printf("table,embedder,removed,auc_qqp_calib,auc_banking_calib,auc_all_calib\n");
+    printf("ablation,%s,cosine_only", family);
+    {
+        lr m = {0};
+        m.mask[SC_VF_COS] = m.mask[SC_VF_COS_SQ] = 1;
+        lr_fit(&m, &fit, lambda);
+        printf(",%.4f,%.4f,%.4f\n", set_auc(&m, &cal, 0), set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
+    }
+    lr best = {0};
+    for (size_t gi = 0; gi < SC_COUNTOF(groups); gi++) {
+        lr m = {0};
+        for (int j = 0; j < SC_VF_COUNT; j++) m.mask[j] = 1;
+        if (!diff_embed) m.mask[SC_VF_DIFF_DISSIM] = 0;
+        int allbut = 0;
+        for (int k = 0; k < 8 && groups[gi].feats[k] >= 0; k++) m.mask[groups[gi].feats[k]] = 0;
+        for (int k = 0; k < 8; k++) if (groups[gi].feats[k] == -2) allbut = 1;
+        if (allbut) {      /* keep everything except the cosine */
+            for (int j = 0; j < SC_VF_COUNT; j++) m.mask[j] = 1;
+            m.mask[SC_VF_COS] = m.mask[SC_VF_COS_SQ] = m.mask[SC_VF_COS_X_DIFF] = 0;
+            if (!diff_embed) m.mask[SC_VF_DIFF_DISSIM] = 0;
+        }
+        lr_fit(&m, &fit, lambda);
+        printf("ablation,%s,%s,%.4f,%.4f,%.4f\n", family, allbut ? "cosine" : groups[gi].name,
+               set_auc(&m, &cal, 0), set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
+        if (gi == 0) best = m;
+    }
+
+    /* Platt scaling on the calibration split, then the curve. */
+    double *z = sc_malloc(cal.n * sizeof *z);
+    for (size_t i = 0; i < cal.n; i++) z[i] = lr_logit(&best, cal.x[i]);
+    double A, B;
+    platt(z, cal.y, cal.n, &A, &B);
+    int bn[10] = {0};
+    double bp[10] = {0}, by[10] = {0};
+    for (size_t i = 0; i < cal.n; i++) {
+        double p = sigm(A * z[i] + B);
+        int k = (int)(p * 10);
+        if (k > 9) k = 9;
+        bn[k]++;
+        bp[k] += p;
+        by[k] += cal.y[i];
+    }
+    free(z);
+    char curve[2048];
+    size_t cl = 0;
+    printf("table,embedder,bin,n,mean_predicted,observed_correct\n");
+    for (int k = 0; k < 10; k++) {
+        if (!bn[k]) continue;
+        printf("calibration,%s,%.1f-%.1f,%d,%.3f,%.3f\n", family, k / 10.0, (k + 1) / 10.0, bn[k],
+               bp[k] / bn[k], by[k] / bn[k]);
+        cl += (size_t)snprintf(curve + cl, sizeof curve - cl,
+                               " *   %.1f-%.1f  n=%-5d predicted %.3f  observed %.3f\n",
+                               k / 10.0, (k + 1) / 10.0, bn[k], bp[k] / bn[k], by[k] / bn[k]);
+    }
+
+    /* Fold standardisation and calibration into raw weights. */
+    double w[SC_VF_COUNT], bias = best.w[SC_VF_COUNT];
+    for (int j = 0; j < SC_VF_COUNT; j++) {
+        w[j] = best.mask[j] ? best.w[j] / best.sd[j] : 0;
+        bias -= w[j] * (best.mask[j] ? best.mean[j] : 0);
+    }
+    for (int j = 0; j < SC_VF_COUNT; j++) w[j] *= A;
+    bias = A * bias + B;
+    fprintf(stderr, "train_verify: Platt A=%.4f B=%.4f\n", A, B);
+
+    if (write) {
+        char lo[64], up[64];
+        slug(family, lo, sizeof lo, 0);
+        slug(family, up, sizeof up, 1);
+        char blk[8192];
+        size_t n = 0;
+        n += (size_t)snprintf(blk + n, sizeof blk - n, "/* @@begin %s@@ */\n", family);
+        n += (size_t)snprintf(blk + n, sizeof blk - n,
+                              "/* Embedder %s: %zu fit pairs, %zu calibration pairs.\n"
+                              " * Command: build/train_verify --embedder %s%s --qqp-train %zu"
+                              " --qqp-calib %zu --lambda %g --write embed/verify_weights.h\n"
+                              " * Calibration curve (held-in split, after Platt scaling):\n%s */\n",
+                              sc_embedder_id(e), fit.n, cal.n, embedder,
+                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, curve);
+        n += (size_t)snprintf(blk + n, sizeof blk - n,
+                              "#define SC_VERIFY_HAVE_%s 1\n"
+                              "static const sc_verify_model sc_verify_model_%s = {\n"
+                              "    .embedder = \"%s\",\n    .diff_embed = %d,\n    .bias = %.9g,\n"
+                              "    .w = {\n",
+                              up, lo, family, diff_embed, bias);
+        for (int j = 0; j < SC_VF_COUNT; j++)
+            n += (size_t)snprintf(blk + n, sizeof blk - n, "        %.9g, /* %s */\n", w[j],
+                                  sc_verify_feature_name(j));
+        n += (size_t)snprintf(blk + n, sizeof blk - n,
+                              "    },\n    .trained_on = \"qqp_dev %zu+%zu pairs (seed %u), "
+                              "banking77 even intents; %s\",\n};\n/* @@end %s@@ */\n",
+                              ntrain, ncal, QD_SEED, sc_embedder_id(e), family);
+        if (write_block(write, family, blk) != 0) {
+            fprintf(stderr, "train_verify: cannot write %s\n", write);
+            return 1;
+        }
+        fprintf(stderr, "train_verify: wrote the %s block of %s\n", family, write);
+    }
+    sc_embedder_close(e);
+    return 0;
+}

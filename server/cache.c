@@ -248,18 +248,29 @@ static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *pr
     return 1;
 }
 
+int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                          sc_cache_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!lookup_exact(c, ns, fp, prompt, len, res)) return 0;
+    atomic_fetch_add(&c->lookups, 1);
+    atomic_fetch_add(&c->hits_exact, 1);
+    sc_store_touch(c->store, res->id, now_s());
+    return 1;
+}
+
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
-                    double threshold, int exact_only, sc_cache_result *res)
+                    double threshold, int flags, sc_cache_result *res)
 {
     memset(res, 0, sizeof *res);
     atomic_fetch_add(&c->lookups, 1);
     if (threshold < 0) threshold = c->cfg->threshold;
-    if (lookup_exact(c, ns, fp, prompt, len, res)) {
+    if (!(flags & SC_LOOKUP_SKIP_EXACT) && lookup_exact(c, ns, fp, prompt, len, res)) {
         atomic_fetch_add(&c->hits_exact, 1);
         sc_store_touch(c->store, res->id, now_s());
         return SC_OK;
     }
-    if (exact_only) {
+    if (flags & SC_LOOKUP_EXACT_ONLY) {
         atomic_fetch_add(&c->misses, 1);
         return SC_OK;
     }

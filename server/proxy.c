@@ -288,13 +288,7 @@ static void on_up_data(void *ctx, const char *d, size_t n)
         sc_debug("client went away mid-stream");
 }
 
-static int err_status(const sc_route_result *r)
-{
-    if (r->status == 429) return 429;
-    if (r->err == SC_ETIMEOUT) return 504;
-    if (r->err == SC_EBUSY) return 503;
-    return 502;
-}
+static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
 
 /* Finishes every waiter from the leader's outcome. */
 static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
@@ -479,7 +473,8 @@ static void lookup_work(sc_job *j)
 {
     lookup_ctx *l = j->data;
     preq *p = l->p;
-    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, 0, &p->res);
+    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold,
+                            SC_LOOKUP_SKIP_EXACT, &p->res);
 }
 
 static void after_lookup(preq *p, const char *body, size_t body_len)
@@ -619,6 +614,11 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     if (!p->bypass) sc_cache_exact_key(p->ns, p->fp, p->prompt, p->prompt_len, p->key);
     if (p->bypass || p->no_cache) {
         after_lookup(p, req->body, req->body_len);
+        return;
+    }
+    /* The exact layer is one LMDB read: answer exact hits right here. */
+    if (sc_cache_lookup_exact(srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, &p->res)) {
+        serve_hit(p);
         return;
     }
     lookup_ctx *l = SC_NEW(lookup_ctx);

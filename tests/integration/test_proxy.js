@@ -489,6 +489,97 @@ test('client disconnect mid-stream cancels the upstream transfer', async () => {
   await health();
 });
 
+test('a leader leaving mid-stream does not cancel the call a waiter shares', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('alpha beta gamma delta epsilon zeta eta theta iota kappa');
+  mock.plan(['slowstream:150']);
+  const ac = new AbortController();
+  const leader = (async () => {
+    const { data } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+      { signal: ac.signal }).withResponse();
+    let n = 0;
+    try { for await (const _ of data) { if (++n === 2) ac.abort(); } } catch (_) { /* aborted */ }
+    return n;
+  })();
+  await sleep(100);
+  const waiter = chat({ model: m, messages: q });
+  assert((await leader) >= 2, 'leader read two chunks');
+  const w = await waiter;
+  assertEq(w.h.get('x-semcache-coalesced'), '1', 'the waiter joined the call');
+  assert(/^echo: alpha beta .* kappa #\d+$/.test(w.content), `complete answer: ${w.content}`);
+  assertEq(calls() - before, 1);
+  await settle();
+  const again = await chat({ model: m, messages: q });
+  assertEq(again.h.get('x-semcache'), 'hit-exact', 'the completed stream was stored');
+  assertEq(again.content, w.content);
+});
+
+test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
+  const m = model();
+  const before = calls();
+  const cases = [
+    [{ model: m, messages: user('two answers please'), n: 2 }, {}],
+    [{ model: m, messages: [...user('hi'), { role: 'assistant', content: 'hello' }] }, {}],
+    [{ model: m, messages: user('fresh and private') }, { 'Cache-Control': 'no-cache, no-store' }],
+  ];
+  for (let round = 0; round < 2; round++) {
+    for (const [body, headers] of cases) {
+      const r = await chat(body, headers);
+      assertEq(r.h.get('x-semcache'), 'bypass', JSON.stringify(body));
+    }
+    await settle();
+  }
+  assertEq(calls() - before, 6, 'every one went upstream');
+});
+
+test('upstream key from the environment; the client key is never forwarded', async () => {
+  const before = calls();
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-key-env', 'SC_TEST_UP_KEY'],
+    env: { SC_TEST_UP_KEY: 'sk-from-env' } });
+  try {
+    const c2 = mkClient(s2.url);
+    await chat({ model: 'gpt-key', messages: user('whose key?') }, { 'X-Api-Key': 'client-secret' }, c2);
+    await c2.models.list();
+    const reqs = mock.calls().requests.slice(-(calls() - before));
+    assertEq(reqs.length, 2);
+    for (const r of reqs) {
+      assertEq(r.headers.authorization, 'Bearer sk-from-env', r.path);
+      assert(!JSON.stringify(r.headers).includes('client-secret'), 'client key leaked');
+    }
+  } finally {
+    await stopServer(s2);
+  }
+});
+
+test('upstream stalls mid-stream (idle timeout) or refuses connections -> errors, nothing stored', async () => {
+  const net2 = require('node:net');
+  const closedPort = await new Promise((r) => { const x = net2.createServer().listen(0, '127.0.0.1', () => { const p = x.address().port; x.close(() => r(p)); }); });
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-idle-timeout-ms', '500', '--retries', '0',
+    '--upstream-def', `dead http://127.0.0.1:${closedPort} -`, '--route', 'gpt-dead dead'] });
+  try {
+    const c2 = mkClient(s2.url);
+    const before = calls();
+    const q = user('one two three four five six');
+    mock.plan(['slowstream:1500']);
+    const t0 = Date.now();
+    const e = await errOf(chatStream({ model: 'gpt-idle', messages: q }, {}, c2));
+    assert(e, 'stream error seen');
+    assert(Date.now() - t0 < 4000, `cut after ${Date.now() - t0} ms`);
+    await settle();
+    const ok = await chat({ model: 'gpt-idle', messages: q }, {}, c2);
+    assertEq(ok.h.get('x-semcache'), 'miss', 'the stalled stream was not stored');
+    assertEq(calls() - before, 2);
+    const d = await errOf(chat({ model: 'gpt-dead', messages: q }, {}, c2));
+    assertEq(d.status, 502);
+    assert(/dead/.test(d.error && d.error.message), `names the upstream: ${d.error && d.error.message}`);
+    assertEq(calls() - before, 2);
+    await health(s2);
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 /* ------------------------------------------------------------------ */
 /* Pass-through                                                        */
 /* ------------------------------------------------------------------ */

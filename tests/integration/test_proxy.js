@@ -702,6 +702,44 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
   await health();
 });
 
+test('streams with Connection: close or a half-closed socket are relayed whole', async () => {
+  const m = model();
+  const before = calls();
+  const body = (q) => JSON.stringify({ model: m, stream: true, messages: user(q) });
+  const req = (q, extra = '') => `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${extra}` +
+    `Content-Length: ${Buffer.byteLength(body(q))}\r\n\r\n${body(q)}`;
+  const r = await rawExchange(srv.port, req('close after this stream', 'Connection: close\r\n'), { ms: 5000 });
+  assert(r.data.startsWith('HTTP/1.1 200'), r.data.slice(0, 80));
+  assert(r.data.includes('data: [DONE]') && r.data.endsWith('0\r\n\r\n'), `whole stream: ${JSON.stringify(r.data.slice(-120))}`);
+  assert(r.closed, 'closed afterwards');
+  const data = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(req('half closed stream')));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assert(data.includes('data: [DONE]'), `half-closed stream whole: ${JSON.stringify(data.slice(-120))}`);
+  assertEq(calls() - before, 2);
+  await settle();
+  // Both completed, so both were stored.
+  assertEq((await chat({ model: m, messages: user('close after this stream') })).h.get('x-semcache'), 'hit-exact');
+  assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
+});
+
+test('SIGTERM lets a stream in progress finish', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url] });
+  const c2 = mkClient(s2.url);
+  mock.plan(['slowstream:100']);
+  const p = chatStream({ model: 'gpt-term', messages: user('one two three four five six seven eight') }, {}, c2);
+  await sleep(300);
+  const exited = stopServer(s2, 'SIGTERM');
+  const s = await p;
+  assert(/^echo: one two three four five six seven eight #\d+$/.test(s.content), `whole answer: ${s.content}`);
+  assertEq((await exited).code, 0);
+});
+
 test('after all of it: healthy, and only good answers were stored', async () => {
   await health();
   const st = await fetch(`${srv.url}/stats`).then((r) => r.json());

@@ -406,9 +406,9 @@ static void on_client_abort(sc_http_req *req)
             /* Nobody else wants the answer: stop the upstream transfer. */
             sc_route_cancel(f->call);
             f->call = NULL;
+            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
             sc_http_stream_end(p->req);   /* finishes the aborted request */
             p->req = NULL;
-            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
             flight_free(f);
             preq_free(p);
             return;

@@ -9,6 +9,10 @@ const OpenAI = require('openai');
 const { test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const accessLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sc_plog_')), 'access.log');
 let mock, srv, client;
 let seq = 0;
 // Every test uses its own model name, so its entries live in their own
@@ -53,7 +57,7 @@ async function health(s = srv) {
 test('start mock upstream and semcached', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
   srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--max-body', '65536',
-    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000'] });
+    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000', '--access-log', accessLog] });
   client = mkClient(srv.url);
 });
 
@@ -459,6 +463,9 @@ test('single-flight with streams: waiters get the same content', async () => {
 test('client disconnect mid-stream cancels the upstream transfer', async () => {
   const m = model();
   const before = calls();
+  const abandonedLines = () => fs.readFileSync(accessLog, 'utf8').split('\n')
+    .filter((l) => / 200 .*ns=default outcome=error/.test(l)).length;
+  const abandoned0 = abandonedLines();
   const ac = new AbortController();
   mock.plan(['slowstream:200']);
   const q = user('one two three four five six seven eight nine ten eleven twelve');
@@ -487,6 +494,7 @@ test('client disconnect mid-stream cancels the upstream transfer', async () => {
   const again = await chat({ model: m, messages: q });
   assertEq(again.h.get('x-semcache'), 'miss', 'the cut stream was not stored');
   await health();
+  assertEq(abandonedLines() - abandoned0, 1, 'the abandoned stream has an access-log line with its outcome');
 });
 
 test('a leader leaving mid-stream does not cancel the call a waiter shares', async () => {

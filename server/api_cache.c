@@ -135,7 +135,7 @@ static int item_store(sc_cache *c, const store_item *it, uint64_t *id)
     r.response_len = it->response_len;
     r.content_type = "text/plain";
     r.model = it->model ? it->model : "";
-    if (it->ttl > 0) r.expires = (int64_t)time(NULL) + it->ttl;
+    if (it->ttl > 0) r.expires = sc_cache_expires_in(it->ttl);
     int rc = sc_cache_put(c, &r, NULL);
     *id = r.id;
     return rc;

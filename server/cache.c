@@ -324,6 +324,13 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
  * Store, delete, flush
  * ------------------------------------------------------------------- */
 
+int64_t sc_cache_expires_in(long long ttl)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec + ttl + (ts.tv_nsec > 0);
+}
+
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
 {
     float *own = NULL;
@@ -341,7 +348,7 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
     int64_t now = now_s();
     if (!r->created) r->created = now;
     if (!r->last_hit) r->last_hit = now;
-    if (!r->expires && c->cfg->default_ttl > 0) r->expires = now + c->cfg->default_ttl;
+    if (!r->expires && c->cfg->default_ttl > 0) r->expires = sc_cache_expires_in(c->cfg->default_ttl);
     if (!r->content_type) r->content_type = "text/plain";
     if (!r->model) r->model = "";
     r->dim = c->dim;

@@ -70,6 +70,11 @@ void sc_cache_result_clear(sc_cache_result *res);
  * here). Sets r->id. */
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
 
+/* The `expires` (Unix seconds) for an entry that must live ttl seconds
+ * from now: rounded up, so that it lives at least ttl seconds although
+ * expiry is checked in whole seconds (expires <= now). Any thread. */
+int64_t sc_cache_expires_in(long long ttl);
+
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);
 int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);

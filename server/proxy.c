@@ -241,7 +241,7 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
     s->rec.model = s->model;
     s->rec.prompt_tokens = u.found && u.prompt_tokens > 0 ? (uint32_t)u.prompt_tokens : 0;
     s->rec.completion_tokens = u.found && u.completion_tokens > 0 ? (uint32_t)u.completion_tokens : 0;
-    if (p->ttl > 0) s->rec.expires = (int64_t)time(NULL) + p->ttl;
+    if (p->ttl > 0) s->rec.expires = sc_cache_expires_in(p->ttl);
     s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
     p->res.vec = NULL;
     s->fl = f;

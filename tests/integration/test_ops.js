@@ -256,6 +256,18 @@ test("tenant A's entries are never served to tenant B; the namespace header is i
   }
 });
 
+test('single-flight never shares a call across tenants', async () => {
+  const A = mkClient(srv, 'ukey'), B = mkClient(srv, 'bkey');
+  const before = mock.calls().total;
+  const body = { model: 'gpt-test-tenants', messages: user('Concurrent tenant question') };
+  mock.plan(['slow:300', 'slow:300']);
+  const rs = await Promise.all([chat(A, body), chat(B, body), chat(A, body), chat(B, body)]);
+  assertEq(mock.calls().total - before, 2, 'one call per tenant');
+  assertEq(rs[2].content, rs[0].content);
+  assertEq(rs[3].content, rs[1].content);
+  assert(rs[0].content !== rs[1].content, 'tenants got their own answers');
+});
+
 test('admin endpoints need an admin key (401 without, 403 with a user key)', async () => {
   const ep = [
     ['POST', '/cache/store', { namespace: 'tenantB', prompt: 'Admin stored question', response: 'admin answer', model: 'gpt-test-tenants' }],

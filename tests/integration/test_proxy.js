@@ -267,9 +267,13 @@ test('X-Semcache-TTL 1 -> expired after 2 s', async () => {
   const m = model();
   const before = calls();
   const q = user('A short-lived fact');
+  // Store just before a whole second: the entry must still live a full
+  // second, although expiry is kept in whole seconds.
+  while (Date.now() % 1000 < 800 || Date.now() % 1000 > 900) await sleep(10);
+  const t0 = Date.now();
   await chat({ model: m, messages: q }, { 'X-Semcache-TTL': '1' });
-  await sleep(100);
-  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact');
+  await sleep(Math.max(0, 350 - (Date.now() - t0)));
+  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact', 'alive 350 ms later');
   await sleep(2100);
   assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'miss', 'expired');
   assertEq(calls() - before, 2);
@@ -339,6 +343,21 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   assertEq(mock.calls().last_request.body.stream_options.include_usage, true, 'usage requested upstream');
 });
 
+test('non-ASCII prompts and answers survive streaming, storing and replay', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('¿Qué tal? 日本語のテキスト 😀 naïve café');
+  const s = await chatStream({ model: m, messages: q });
+  assertEq(s.content.replace(/ #\d+$/, ''), 'echo: ¿Qué tal? 日本語のテキスト 😀 naïve café');
+  await settle();
+  const a = await chat({ model: m, messages: q });
+  assertEq(a.h.get('x-semcache'), 'hit-exact');
+  assertEq(a.content, s.content);
+  const s2 = await chatStream({ model: m, messages: q });
+  assertEq(s2.content, s.content);
+  assertEq(calls() - before, 1);
+});
+
 /* ------------------------------------------------------------------ */
 /* Upstream errors                                                     */
 /* ------------------------------------------------------------------ */
@@ -355,6 +374,12 @@ test('upstream 400 relayed and not cached', async () => {
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the error was not stored');
   assertEq(calls() - before, 2);
+  // A streamed request that the upstream rejects gets the JSON error too.
+  mock.plan(['status:400']);
+  const es = await errOf(chatStream({ model: m, messages: user('rejected stream') }));
+  assertEq(es.status, 400);
+  assertEq(es.error && es.error.message, 'mock fault 400');
+  assertEq(calls() - before, 3);
 });
 
 test('upstream 429 after retries -> 429 to the client', async () => {
@@ -702,11 +727,19 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
   });
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 80));
   assert(/X-Semcache: hit-exact/i.test(data), 'served from the cache');
+  // A chunked request body is read like any other.
+  const cbody = JSON.stringify({ model: m, messages: user('chunked request body') });
+  const half = cbody.length >> 1;
+  const chunked = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+    `${half.toString(16)}\r\n${cbody.slice(0, half)}\r\n${(cbody.length - half).toString(16)}\r\n${cbody.slice(half)}\r\n0\r\n\r\n`;
+  const cr = await rawExchange(srv.port, chunked, { ms: 5000 });
+  assert(cr.data.startsWith('HTTP/1.1 200') && cr.data.includes('echo: chunked request body'), cr.data.slice(0, 300));
+  assertEq(calls() - before, 2);
   // Slowloris: a chat request dribbled too slowly is cut at the idle timeout.
   const slow = await rawExchange(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`.split(''), { ms: 8000, delay: 60 });
   assert(slow.closed, 'slow client closed');
   assert(!slow.data.includes('200 OK'), 'never answered');
-  assertEq(calls() - before, 1, 'nothing more went upstream');
+  assertEq(calls() - before, 2, 'nothing more went upstream');
   await health();
 });
 

@@ -70,6 +70,10 @@ void sc_cache_result_clear(sc_cache_result *res);
  * here). Sets r->id. */
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
 
+/* Stores n entries, embedding their prompts in batches (one sgemm per
+ * batch). An entry that failed has id 0; returns the first error. */
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);
+
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);
 int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);

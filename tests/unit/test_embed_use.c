@@ -289,3 +289,38 @@ __attribute__((destructor)) static void close_shared(void)
     sc_embedder_close(use_e);
     use_e = NULL;
 }
+
+/* The packed AVX-512 kernel against cblas_sgemm on the model's shapes and
+ * every row count from 1 to 40 (block paddings), plus a few large ones. */
+SC_TEST(embed_use_gemm_kernel_vs_sgemm)
+{
+    static const uint32_t shapes[][2] = {{256, 768}, {512, 1536}, {1536, 512}, {32, 16}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        uint32_t k = shapes[s][0], n = shapes[s][1];
+        float *w = malloc((size_t)k * n * sizeof(float)), *x = malloc(130 * (size_t)k * sizeof(float));
+        float *c1 = malloc(130 * (size_t)n * sizeof(float)), *c2 = malloc(130 * (size_t)n * sizeof(float));
+        REQUIRE(w && x && c1 && c2);
+        uint32_t seed = 1;
+        for (size_t i = 0; i < (size_t)k * n; i++) w[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < 130 * (size_t)k; i++) x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        sc_use_mat m;
+        sc_use_mat_pack(&m, w, k, n);
+        double worst = 0;
+        for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
+            for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
+            sc_use_matmul(&m, x, rows, c1, 1);
+            sc_use_matmul(&m, x, rows, c2, -1);
+            for (size_t i = 0; i < rows * n; i++) {
+                double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
+                worst = d > worst ? d : worst;
+            }
+        }
+        printf("# kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst);
+        CHECK(worst < 1e-4);
+        sc_use_mat_free(&m);
+        free(w);
+        free(x);
+        free(c1);
+        free(c2);
+    }
+}

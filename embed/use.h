@@ -19,12 +19,18 @@ typedef struct sc_use_vocab sc_use_vocab;
 int sc_use_vocab_load(sc_use_vocab **out, const char *json, size_t len, char *err, size_t errlen);
 void sc_use_vocab_free(sc_use_vocab *v);
 uint32_t sc_use_vocab_size(const sc_use_vocab *v);
+/* 1 when long texts can be encoded by prefixes (see use_tokenizer.c). */
+int sc_use_vocab_cut_safe(const sc_use_vocab *v);
 
 /* Encodes UTF-8 text to token ids as the TF.js tokenizer would: NFKC, a
  * U+2581 word-boundary marker in front and in place of every U+0020,
  * Viterbi over the piece lattice (unknown code points become id 0, runs of
- * them one id 0). *ids is allocated (free() it; may be NULL when *n is 0). */
-int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, int32_t **ids, size_t *n);
+ * them one id 0). With max_ids > 0 only the first ids are guaranteed: a
+ * long text may stop early, with more than max_ids ids (so the caller can
+ * still tell it was cut); 0 encodes everything. *ids is allocated (free()
+ * it; may be NULL when *n is 0). */
+int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
+                  int32_t **ids, size_t *n);
 
 /* ---- matrix products (use_gemm.c) ---------------------------------------- */
 

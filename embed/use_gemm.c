@@ -26,7 +26,19 @@
 
 #define PANEL 16
 
+
 int sc_use_gemm_small_rows = 96; /* rows at or below this use the kernel */
+
+/* Panels are only built where the kernel can run, so sc_use_matmul just
+ * checks m->panels (no CPU probing on the request path). */
+static int have_avx512(void)
+{
+#ifdef HAVE_AVX512_KERNEL
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
 
 void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n)
 {
@@ -34,7 +46,7 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n)
     m->n = n;
     m->w = w;
     m->panels = NULL;
-    if (n % PANEL != 0) return;
+    if (n % PANEL != 0 || !have_avx512()) return;
     size_t bytes = (size_t)k * n * sizeof(float);
     m->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!m->panels) return; /* falls back to sgemm */
@@ -98,19 +110,13 @@ __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, c
     }
 }
 
-static int have_avx512(void)
-{
-    static int v = -1;
-    if (v < 0) v = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return v;
-}
 #endif
 
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force)
 {
     if (rows == 0) return;
 #ifdef HAVE_AVX512_KERNEL
-    if (m->panels && force >= 0 && have_avx512() &&
+    if (m->panels && force >= 0 &&
         (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
         small_gemm(m, x, rows, c);
         return;

@@ -512,7 +512,7 @@ static int use_embedn(sc_embedder *e, const char *const *texts, const size_t *le
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t k;
-        rc = sc_use_encode(m->vocab, lens[i] ? texts[i] : "", lens[i], &ids[i], &k);
+        rc = sc_use_encode(m->vocab, lens[i] ? texts[i] : "", lens[i], m->max_len, &ids[i], &k);
         if (rc) break;
         if (k > m->max_len) {
             k = m->max_len;

@@ -58,6 +58,32 @@ static double cosine(const float *a, const float *b, size_t n)
     return ab / sqrt(aa * bb + 1e-30);
 }
 
+/* A text far beyond the clip: the prefix encoding must give the same first
+ * 128 ids as the full one, for several kinds of text. */
+SC_TEST(embed_use_long_prefix_encode)
+{
+    sc_embedder *e = use_open_shared();
+    REQUIRE(e != NULL);
+    const sc_use_model *m = e->impl;
+    const char *units[] = {"hello world, this is 中文 text ", "😀😀 ", "abcdefghijklmnopqrstuvwxyz",
+                           "x ", "  \t ", "e\xcc\x81 \xc2\xa0x\xcc\x81\xef\xac\x81 \xff"};
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        size_t ul = strlen(units[u]), n = 200000 / ul * ul;
+        char *t = malloc(n);
+        REQUIRE(t != NULL);
+        for (size_t i = 0; i < n; i++) t[i] = units[u][i % ul];
+        int32_t *a, *b;
+        size_t ka, kb;
+        CHECK_OK(sc_use_encode(m->vocab, t, n, 0, &a, &ka));
+        CHECK_OK(sc_use_encode(m->vocab, t, n, 128, &b, &kb));
+        CHECK((ka > 128) == (kb > 128));
+        for (size_t j = 0; j < 128 && j < ka && j < kb; j++) CHECK_EQ_INT(a[j], b[j]);
+        free(a);
+        free(b);
+        free(t);
+    }
+}
+
 SC_TEST(embed_use_open)
 {
     sc_embedder *e = use_open_shared();
@@ -68,6 +94,7 @@ SC_TEST(embed_use_open)
     CHECK_EQ_INT(m->max_len, SC_EMBED_USE_MAX_TOKENS);
     CHECK_EQ_INT(m->layer[0].heads, 4);
     CHECK_EQ_INT(m->layer[1].heads, 4);
+    CHECK(sc_use_vocab_cut_safe(m->vocab));
 }
 
 SC_TEST(embed_use_tokenizer_matches_tfjs)
@@ -84,10 +111,18 @@ SC_TEST(embed_use_tokenizer_matches_tfjs)
         json_t *t = json_object_get(s, "text");
         int32_t *got;
         size_t k;
-        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), &got, &k));
+        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), 0, &got, &k));
         int same = k == json_array_size(ids);
         for (size_t j = 0; same && j < k; j++)
             same = got[j] == json_integer_value(json_array_get(ids, j));
+        /* The early-stopping encode (as the embedder calls it) agrees on
+         * the first 128 ids and on whether there are more. */
+        int32_t *pre;
+        size_t kp;
+        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), 128, &pre, &kp));
+        same = same && (kp > 128) == (k > 128) && (k > 128 || kp == k);
+        for (size_t j = 0; same && j < kp && j < 128; j++) same = pre[j] == got[j];
+        free(pre);
         if (!same && bad++ < 5) {
             printf("# token mismatch on sentence %zu (%zu ids, want %zu): %.60s\n", i, k,
                    json_array_size(ids), json_string_value(t));

@@ -192,7 +192,7 @@ static void row(const char *name, sc_embedder *e, int words, int threads, int ba
     qsort(cpu, nl, sizeof *cpu, cmp_d);
     double sps = (double)sent / el;
     /* Encoder GFLOP/s per core, from CPU time. */
-    double gf = forward_flops(tok) * (double)sent / cpu_total * 1e-9;
+    double gf = sgemm > 0 ? forward_flops(tok) * (double)sent / cpu_total * 1e-9 : 0;
     size_t p99 = (size_t)((double)nl * 0.99);
     printf("%s,%.1f,%d,%d,%.0f,%.0f,%.0f,%.0f,%.0f,%.2f,%.2f,%.3f,%.3f\n", name, tok, threads,
            batch, sps, all[nl / 2] * 1e6, all[p99] * 1e6, cpu[nl / 2] * 1e6, cpu[p99] * 1e6, gf,

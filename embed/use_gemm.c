@@ -63,25 +63,24 @@ void sc_use_mat_free(sc_use_mat *m)
 }
 
 #ifdef HAVE_AVX512_KERNEL
-/* One block of R rows (only the first `valid` are real: the others repeat
- * row 0 and are not stored, so every block streams the panel once):
- * C[r, panel] += X[r, :] W[:, panel]. */
+/* One block of R rows against one panel: C[r, panel] += X[r, :] W[:, panel]
+ * with X given transposed (xt[k][R], rows past `valid` zero), so each
+ * broadcast is one register plus a constant offset, and only the first
+ * `valid` rows are loaded and stored. */
 #define DEFINE_BLOCK(R)                                                                   \
     __attribute__((target("avx512f"))) static void block_##R(                             \
-        const float *x, size_t ldx, size_t valid, const float *panel, uint32_t k,         \
-        float *c, size_t ldc)                                                             \
+        const float *xt, size_t valid, const float *panel, uint32_t k, float *c,          \
+        size_t ldc)                                                                       \
     {                                                                                     \
         __m512 acc[R];                                                                    \
-        const float *xr[R];                                                               \
-        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                            \
-            xr[r] = x + ((size_t)r < valid ? (size_t)r * ldx : 0);                        \
-            acc[r] = (size_t)r < valid ? _mm512_loadu_ps(c + (size_t)r * ldc)             \
-                                       : _mm512_setzero_ps();                             \
-        }                                                                                 \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                     \
+            (size_t)r < valid ? _mm512_loadu_ps(c + (size_t)r * ldc) : _mm512_setzero_ps(); \
         for (uint32_t kk = 0; kk < k; kk++) {                                             \
+            _mm_prefetch((const char *)(panel + (size_t)(kk + 16) * PANEL), _MM_HINT_T0); \
             __m512 w = _mm512_load_ps(panel + (size_t)kk * PANEL);                        \
+            const float *xk = xt + (size_t)kk * R;                                        \
             _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                 \
-                _mm512_fmadd_ps(_mm512_set1_ps(xr[r][kk]), w, acc[r]);                    \
+                _mm512_fmadd_ps(_mm512_set1_ps(xk[r]), w, acc[r]);                        \
         }                                                                                 \
         _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) if ((size_t)r < valid)       \
             _mm512_storeu_ps(c + (size_t)r * ldc, acc[r]);                                \
@@ -91,23 +90,29 @@ DEFINE_BLOCK(8)
 DEFINE_BLOCK(4)
 
 /* Rows go in blocks of 16; the last partial block is padded to 4, 8 or 16
- * rows, whichever is the smallest that holds it. */
+ * rows, whichever is the smallest that holds it. Each block of X is
+ * transposed once into xt and reused for every panel. */
 __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, const float *x,
                                                           size_t rows, float *c)
 {
     uint32_t k = m->k, n = m->n;
+    float *xt = sc_malloc((size_t)k * 16 * sizeof(float));
     for (size_t r0 = 0; r0 < rows; r0 += 16) {
         size_t left = rows - r0, valid = left < 16 ? left : 16;
-        const float *xb = x + r0 * k;
+        size_t R = valid > 8 ? 16 : valid > 4 ? 8 : 4;
+        for (uint32_t kk = 0; kk < k; kk++)
+            for (size_t r = 0; r < R; r++)
+                xt[(size_t)kk * R + r] = r < valid ? x[(r0 + r) * k + kk] : 0.0f;
         float *cb = c + r0 * n;
         for (uint32_t p = 0; p < n / PANEL; p++) {
             const float *panel = m->panels + (size_t)p * k * PANEL;
             float *cp = cb + (size_t)p * PANEL;
-            if (valid > 8) block_16(xb, k, valid, panel, k, cp, n);
-            else if (valid > 4) block_8(xb, k, valid, panel, k, cp, n);
-            else block_4(xb, k, valid, panel, k, cp, n);
+            if (R == 16) block_16(xt, valid, panel, k, cp, n);
+            else if (R == 8) block_8(xt, valid, panel, k, cp, n);
+            else block_4(xt, valid, panel, k, cp, n);
         }
     }
+    free(xt);
 }
 
 #endif

@@ -8,7 +8,8 @@
  * 16-column panels ([n/16][k][16], 64-byte aligned), and small products run
  * an AVX-512 kernel that streams each panel once per block of up to 16
  * rows, with the row block's accumulators in registers. Large products
- * (and machines without AVX-512) use cblas_sgemm on the row-major W.
+ * (more than 128 rows: batches; and machines without AVX-512) use
+ * cblas_sgemm on the row-major W.
  * The kernel is checked against cblas_sgemm in tests/unit/test_embed_use.c.
  * Read-only after packing; any thread. */
 #include "embed/use.h"
@@ -27,7 +28,7 @@
 #define PANEL 16
 
 
-int sc_use_gemm_small_rows = 96; /* rows at or below this use the kernel */
+int sc_use_gemm_small_rows = 128; /* rows at or below this use the kernel (measured: >= OpenBLAS up to 128) */
 
 /* Panels are only built where the kernel can run, so sc_use_matmul just
  * checks m->panels (no CPU probing on the request path). */

@@ -75,6 +75,10 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
  * expiry is checked in whole seconds (expires <= now). Any thread. */
 int64_t sc_cache_expires_in(long long ttl);
 
+/* Stores n entries, embedding their prompts in batches (one sgemm per
+ * batch). An entry that failed has id 0; returns the first error. */
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);
+
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);
 int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);

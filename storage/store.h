@@ -84,6 +84,13 @@ void sc_store_close(sc_store *s);
  * when the LMDB map is full (raise map_size_mb or lower max_bytes). */
 int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY_LEN]);
 
+/* Stores n records in as few transactions (and fsyncs) as the writer
+ * batches them: all are queued at once, then awaited. keys may be NULL
+ * (no exact keys) or hold n keys. rcs[i] gets each record's result and
+ * recs[i]->id its id; returns the first error. */
+int sc_store_put_many(sc_store *s, sc_record *const *recs, const uint8_t (*keys)[SC_EXACT_KEY_LEN],
+                      size_t n, int *rcs);
+
 /* Reads a record by id into *r (caller clears it). SC_ENOTFOUND when
  * absent or expired; SC_ECORRUPT when undecodable (logged, counted). */
 int sc_store_get(sc_store *s, uint64_t id, sc_record *r);

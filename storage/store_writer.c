@@ -672,6 +672,33 @@ static int submit(sc_store *s, store_op *op)
     return op->rc;
 }
 
+/* Queues n ops at once (so they share one transaction and one fsync)
+ * and waits until all are committed. */
+static void submit_many(sc_store *s, store_op *ops, size_t n)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < n; i++) {
+        store_op *op = &ops[i];
+        op->next = NULL;
+        op->done = 0;
+        if (s->stop) {
+            op->rc = SC_ECLOSED;
+            op->done = 1;
+            continue;
+        }
+        if (s->tail)
+            s->tail->next = op;
+        else
+            s->head = op;
+        s->tail = op;
+        s->nqueued++;
+    }
+    pthread_cond_signal(&s->wake);
+    for (size_t i = 0; i < n; i++)
+        while (!ops[i].done) pthread_cond_wait(&s->done, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* ---------------------------------------------------------------------
  * Public write functions
  * ------------------------------------------------------------------- */
@@ -703,6 +730,49 @@ int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY
     free(buf);
     if (rc == 0) r->id = op.id;
     return rc;
+}
+
+int sc_store_put_many(sc_store *s, sc_record *const *recs, const uint8_t (*keys)[SC_EXACT_KEY_LEN],
+                      size_t n, int *rcs)
+{
+    store_op *ops = sc_calloc(n ? n : 1, sizeof *ops);
+    uint8_t **bufs = sc_calloc(n ? n : 1, sizeof *bufs);
+    size_t nq = 0;
+    int first = 0;
+    size_t *which = sc_calloc(n ? n : 1, sizeof *which);
+    for (size_t i = 0; i < n; i++) {
+        sc_record *r = recs[i];
+        rcs[i] = 0;
+        if (r->dim && r->dim != s->dim) {
+            rcs[i] = SC_EINVAL;
+            continue;
+        }
+        r->has_exact_key = keys != NULL;
+        if (keys) memcpy(r->exact_key, keys[i], SC_EXACT_KEY_LEN);
+        size_t len;
+        int rc = sc_record_encode(r, &bufs[i], &len);
+        if (rc) {
+            rcs[i] = rc;
+            continue;
+        }
+        ops[nq] = (store_op){.kind = STORE_OP_PUT, .buf = bufs[i], .len = len,
+                             .exact = keys ? keys[i] : NULL, .expires = r->expires};
+        which[nq++] = i;
+    }
+    if (nq) submit_many(s, ops, nq);
+    for (size_t q = 0; q < nq; q++) {
+        size_t i = which[q];
+        rcs[i] = ops[q].rc;
+        if (!ops[q].rc) recs[i]->id = ops[q].id;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(bufs[i]);
+        if (rcs[i] && !first) first = rcs[i];
+    }
+    free(ops);
+    free(bufs);
+    free(which);
+    return first;
 }
 
 int sc_store_update(sc_store *s, const sc_record *r)

@@ -845,3 +845,45 @@ SC_TEST(store_caps_applied_by_evict_and_touch_protects)
     sc_store_close(s);
     free(l);
 }
+
+/* put_many: one queueing of many records; all stored, ids distinct, exact
+ * keys resolve, few commits, a bad record fails alone. */
+SC_TEST(store_put_many_batches)
+{
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), NULL);
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    enum { N = 50 };
+    float v[DIM] = {0.5f, 0.5f, 0.5f, 0.5f};
+    float bad[DIM * 2] = {0};
+    sc_record recs[N];
+    sc_record *ptrs[N];
+    uint8_t keys[N][SC_EXACT_KEY_LEN];
+    int rcs[N];
+    for (int i = 0; i < N; i++) {
+        rec_init(&recs[i], "bulk", "same prompt text", 100, 0, v);
+        key_of(keys[i], 1000 + i);
+        ptrs[i] = &recs[i];
+    }
+    recs[7].dim = DIM * 2;   /* wrong dimension: refused alone */
+    recs[7].vec = bad;
+    sc_store_stats before;
+    sc_store_stats_get(s, &before);
+    CHECK_EQ_INT(sc_store_put_many(s, ptrs, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, N, rcs), SC_EINVAL);
+    sc_store_stats after;
+    sc_store_stats_get(s, &after);
+    CHECK(after.commits - before.commits <= 3);
+    CHECK_EQ_INT(rcs[7], SC_EINVAL);
+    for (int i = 0; i < N; i++) {
+        if (i == 7) continue;
+        CHECK_EQ_INT(rcs[i], 0);
+        CHECK(recs[i].id != 0);
+        if (i > 0 && i != 8) CHECK(recs[i].id != recs[i - 1].id);
+        uint64_t id = 0;
+        CHECK_OK(sc_store_get_exact(s, keys[i], &id));
+        CHECK_EQ_INT(id, recs[i].id);
+    }
+    CHECK_EQ_INT(after.entries, N - 1);
+    sc_store_close(s);
+}

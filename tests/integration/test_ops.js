@@ -20,7 +20,7 @@ const PRICE_IN = 1.0, PRICE_OUT = 2.0;   // USD per million tokens of gpt-test
 const mkClient = (s, key, headers = {}) =>
   new OpenAI({ baseURL: s.url + '/v1', apiKey: key, maxRetries: 0, timeout: 20000, defaultHeaders: headers });
 const user = (text) => [{ role: 'user', content: text }];
-const settle = () => sleep(150);   // write-back is asynchronous
+const settle = () => sleep(300);   // write-back is asynchronous
 
 async function chat(c, body, headers = {}) {
   const { data, response } = await c.chat.completions.create(body, { headers }).withResponse();

@@ -44,7 +44,7 @@ async function chatStream(body, headers = {}, c = client) {
 
 // Write-back is asynchronous (LMDB put after the answer went out): wait a
 // moment before expecting a hit, except where the test is about that window.
-const settle = () => sleep(150);
+const settle = () => sleep(300);
 const user = (text) => [{ role: 'user', content: text }];
 const statusOf = async (p) => { try { await p; return 200; } catch (e) { return e.status; } };
 const errOf = async (p) => { try { await p; } catch (e) { return e; } throw new Error('expected an error'); };
@@ -125,7 +125,7 @@ test('legacy completions streamed: miss relayed, then replayed from the cache', 
   let t1 = '';
   for await (const ch of s1.data) t1 += ch.choices.map((c) => c.text || '').join('');
   assert(/^echo: Count from one to three #\d+$/.test(t1), t1);
-  await sleep(100);
+  await settle();
   const s2 = await client.completions.create({ model: m, prompt: 'Count from one to three', stream: true }).withResponse();
   assertEq(s2.response.headers.get('x-semcache'), 'hit-exact');
   let t2 = '';
@@ -221,7 +221,7 @@ test('Cache-Control: no-store -> answer not stored', async () => {
   const q = user('Tell me a secret');
   const a = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
   assertEq(a.h.get('x-semcache'), 'miss');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'miss', 'nothing was stored');
   assert(a.content !== b.content, 'fresh answer');
@@ -237,7 +237,7 @@ test('Cache-Control: no-cache -> lookup skipped but the answer is stored', async
   assertEq(b.h.get('x-semcache'), 'miss', 'lookup skipped');
   assert(a.content !== b.content, 'fresh answer');
   assertEq(calls() - before, 2);
-  await sleep(100);
+  await settle();
   const c = await chat({ model: m, messages: q });
   assertEq(c.h.get('x-semcache'), 'hit-exact');
   assertEq(c.content, b.content, 'the no-cache answer replaced the old one');
@@ -293,7 +293,7 @@ test('streamed miss relayed chunk by chunk, then served to a non-streamed reques
   assert(s.chunks.length >= 4, `chunks: ${s.chunks.length}`);
   assert(/^echo: Stream me a short story #\d+$/.test(s.content), s.content);
   assert(s.chunks.every((c) => c.choices.length > 0), 'no usage chunk unless asked');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   assertEq(b.content, s.content);
@@ -327,7 +327,7 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   const ua = a.chunks.filter((c) => c.usage);
   assertEq(ua.length, 1, 'one usage chunk on the miss');
   assertEq(a.chunks[a.chunks.length - 1].choices.length, 0, 'usage chunk last with no choices');
-  await sleep(100);
+  await settle();
   const b = await chatStream({ model: m, messages: q, stream_options: { include_usage: true } });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   const ub = b.chunks.filter((c) => c.usage);
@@ -407,7 +407,7 @@ test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   const ok = await chat({ model: m, messages: user('Server error once') });
   assertEq(ok.h.get('x-semcache'), 'miss');
   assertEq(calls() - before, 5);
-  await sleep(100);
+  await settle();
   assertEq((await chat({ model: m, messages: user('Server error once') })).h.get('x-semcache'), 'hit-exact');
 });
 
@@ -440,7 +440,7 @@ test('truncated stream -> error event / incomplete stream, nothing stored', asyn
   const e = await errOf(chatStream({ model: m, messages: q }));
   assert(e, 'the SDK saw an error');
   assertEq(calls() - before, 1, 'a started stream is not retried');
-  await sleep(100);
+  await settle();
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the truncated stream was not stored');
   assertEq(calls() - before, 2);
@@ -515,7 +515,7 @@ test('client disconnect mid-stream cancels the upstream transfer', async () => {
   assert(closed, 'upstream call still in flight after the client left');
   assert(Date.now() - t0 < 2500, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
   assertEq(calls() - before, 1);
-  await sleep(100);
+  await settle();
   const again = await chat({ model: m, messages: q });
   assertEq(again.h.get('x-semcache'), 'miss', 'the cut stream was not stored');
   await health();
@@ -535,7 +535,7 @@ test('a leader leaving mid-stream does not cancel the call a waiter shares', asy
     try { for await (const _ of data) { if (++n === 2) ac.abort(); } } catch (_) { /* aborted */ }
     return n;
   })();
-  await sleep(100);
+  await settle();
   const waiter = chat({ model: m, messages: q });
   assert((await leader) >= 2, 'leader read two chunks');
   const w = await waiter;

@@ -535,6 +535,35 @@ test('routing: every target fails -> 502 naming what was tried; not cached', asy
   assertEq(again.h.get('x-semcache'), 'miss');
 });
 
+test('routing: a model rewrite reaches the upstream; MAX_CONCURRENT queues calls', async () => {
+  const s = await startServer({ args: ['--upstream-def', `a ${ma.url} - 1`, '--upstream-def', `b ${mb.url} -`,
+    '--route', 'gpt-rw a:alpha-model,b:beta-model', '--route', '* a', '--retries', '0', '--verify', 'off'] });
+  try {
+    const c = mkClient(s, 'x');
+    const r = await chat(c, { model: 'gpt-rw', messages: user('rewrite me') });
+    assertEq(ma.calls().last_request.body.model, 'alpha-model');
+    assertEq(r.data.model, 'alpha-model');
+    ma.plan(['500']);
+    const r2 = await chat(c, { model: 'gpt-rw', messages: user('rewrite me twice') });
+    assertEq(r2.h.get('x-semcache-upstream'), 'b');
+    assertEq(mb.calls().last_request.body.model, 'beta-model');
+    // The cache key is the client's model: a second ask is a hit.
+    await settle();
+    assertEq((await chat(c, { model: 'gpt-rw', messages: user('rewrite me') })).h.get('x-semcache'), 'hit-exact');
+    // One transfer at a time to a: three slow calls take three turns.
+    ma.plan(['slow:300', 'slow:300', 'slow:300']);
+    const t0 = Date.now();
+    const a0 = ma.calls().total;
+    const rs = await Promise.all([0, 1, 2].map((i) => chat(c, { model: 'gpt-q', messages: user(`queued ${i}`) })));
+    const dt = Date.now() - t0;
+    assertEq(ma.calls().total - a0, 3);
+    assert(rs.every((x) => x.h.get('x-semcache-upstream') === 'a'), 'all served by a');
+    assert(dt >= 850, `queued, not parallel: ${dt} ms`);
+  } finally {
+    assertEq((await stopServer(s, 'SIGTERM')).code, 0);
+  }
+});
+
 test('stop the routing server', async () => {
   assertEq((await stopServer(rs, 'SIGTERM')).code, 0);
 });

@@ -198,6 +198,11 @@ test('/cache/embed: dim, unit-length vectors, equal for equal input', async () =
 test('entries survive a restart (SIGTERM, same data dir)', async () => {
   const r = await store({ namespace: 'persist', prompt: 'Do you survive restarts?', response: 'Yes.' });
   const id = r.body.id;
+  // And an answer the proxy wrote back.
+  const ask = { model: 'gpt-persist', messages: [{ role: 'user', content: 'Proxy answer across restarts' }] };
+  const p1 = await curl('POST', '/v1/chat/completions', ask);
+  assertEq(p1.headers['x-semcache'], 'miss');
+  await sleep(300);
   const st = await stopServer(srv, 'SIGTERM');
   assertEq(st.code, 0, 'clean exit');
   srv = await startServer({ dataDir: srv.dataDir, args: ARGS() });
@@ -210,6 +215,12 @@ test('entries survive a restart (SIGTERM, same data dir)', async () => {
   assertEq(s.body.hit, true, s.text);
   assertEq(s.body.kind, 'semantic');
   assertEq((await curl('GET', `/cache/entries/${id}`)).body.response, 'Yes.');
+  const calls0 = mock.calls().total;
+  const p2 = await curl('POST', '/v1/chat/completions', ask);
+  assertEq(p2.headers['x-semcache'], 'hit-exact');
+  assertEq(p2.body.choices[0].message.content, p1.body.choices[0].message.content);
+  assertEq(p2.body.usage.total_tokens, p1.body.usage.total_tokens);
+  assertEq(mock.calls().total, calls0);
   // Earlier namespaces too; the flushed one stays empty.
   assertEq((await lookup({ namespace: 'fl-b', prompt: 'keep me 0' })).body.hit, true);
   assertEq((await lookup({ namespace: 'fl-a', prompt: 'flush me 0' })).body.hit, false);

@@ -613,6 +613,45 @@ test('upstream stalls mid-stream (idle timeout) or refuses connections -> errors
   }
 });
 
+test('a burst of mixed concurrent traffic: every answer right, one call per distinct miss', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(Array.from({ length: 30 }, () => 'slow:100'));
+  const jobs = [];
+  // 10 identical (one call), 10 distinct (ten calls), 10 distinct streams (ten calls).
+  for (let i = 0; i < 10; i++) jobs.push(chat({ model: m, messages: user('burst shared') }).then((r) => ['shared', r.content]));
+  for (let i = 0; i < 10; i++) jobs.push(chat({ model: m, messages: user(`burst distinct ${i}`) }).then((r) => [`d${i}`, r.content]));
+  for (let i = 0; i < 10; i++) jobs.push(chatStream({ model: m, messages: user(`burst stream ${i}`) }).then((r) => [`s${i}`, r.content]));
+  // 5 clients that give up at once, 5 bad requests.
+  for (let i = 0; i < 5; i++) {
+    const ac = new AbortController();
+    jobs.push(client.chat.completions.create({ model: m, messages: user(`burst abandoned ${i}`) }, { signal: ac.signal })
+      .then(() => ['abandoned', 'answered'], () => ['abandoned', 'aborted']));
+    setTimeout(() => ac.abort(), 20);
+  }
+  for (let i = 0; i < 5; i++) jobs.push(post('{"model":"x","messages":[').then((r) => ['bad', r.status]));
+  const out = await Promise.all(jobs);
+  const shared = out.filter(([k]) => k === 'shared').map(([, c]) => c);
+  assert(shared.every((c) => c === shared[0]) && /^echo: burst shared #\d+$/.test(shared[0]), 'shared answers');
+  for (const [k, c] of out) {
+    if (/^d\d/.test(k)) assert(new RegExp(`^echo: burst distinct ${k.slice(1)} #\\d+$`).test(c), `${k}: ${c}`);
+    if (/^s\d/.test(k)) assert(new RegExp(`^echo: burst stream ${k.slice(1)} #\\d+$`).test(c), `${k}: ${c}`);
+    if (k === 'bad') assertEq(c, 400);
+  }
+  await sleep(500);
+  const n = calls() - before;
+  // 21 answered misses, plus however many abandoned calls reached the mock before they were cancelled.
+  assert(n >= 21 && n <= 26, `upstream calls: ${n}`);
+  mock.reset();   // drops the unused planned faults (later tests count from their own start)
+  await health();
+  // Everything answered was stored; nothing abandoned was.
+  await settle();
+  const again = await chat({ model: m, messages: user('burst distinct 3') });
+  assertEq(again.h.get('x-semcache'), 'hit-exact');
+  const st = await chatStream({ model: m, messages: user('burst stream 7') });
+  assertEq(st.h.get('x-semcache'), 'hit-exact');
+});
+
 /* ------------------------------------------------------------------ */
 /* Pass-through                                                        */
 /* ------------------------------------------------------------------ */

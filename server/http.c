@@ -246,7 +246,11 @@ static int format_head(char *head, size_t cap, int status, const char *ctype, co
                        long long clen, int keep_alive)
 {
     int n;
-    if (clen >= 0)
+    if (clen == -2)   /* HTTP/1.0 stream: the body ends when the connection closes */
+        n = snprintf(head, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\nConnection: close\r\n%s\r\n",
+                     status, sc_http_reason(status), ctype, extra ? extra : "");
+    else if (clen >= 0)
         n = snprintf(head, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
                      "Connection: %s\r\n%s\r\n",
@@ -334,10 +338,15 @@ void sc_http_stream_begin(sc_http_req *req, int status, const char *content_type
     req->status_ = status;
     if (req->aborted) return;
     int ka = keep_alive_for(req);
+    /* Chunked encoding is HTTP/1.1 only (RFC 9112 6.1): an HTTP/1.0
+     * client gets the bytes as they are and the close ends the body. */
+    req->unframed_ = llhttp_get_http_major(&c->parser) == 1 && llhttp_get_http_minor(&c->parser) == 0;
+    if (req->unframed_) ka = 0;
     if (!ka) c->closing = 1;
+    long long framing = req->unframed_ ? -2 : -1;
     char head[8192];
-    int n = format_head(head, sizeof head, status, content_type, extra_headers, -1, ka);
-    if (n < 0 || (size_t)n >= sizeof head) n = format_head(head, sizeof head, status, content_type, NULL, -1, 0);
+    int n = format_head(head, sizeof head, status, content_type, extra_headers, framing, ka);
+    if (n < 0 || (size_t)n >= sizeof head) n = format_head(head, sizeof head, status, content_type, NULL, framing, 0);
     send_bytes(c, head, (size_t)n, NULL, 0, NULL, 0);
 }
 
@@ -345,6 +354,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 {
     if (req->aborted || req->conn_->closed) return SC_ECLOSED;
     if (len == 0) return SC_OK;
+    if (req->unframed_) return send_bytes(req->conn_, data, len, NULL, 0, NULL, 0);
     char size[32];
     int n = snprintf(size, sizeof size, "%zx\r\n", len);
     return send_bytes(req->conn_, size, (size_t)n, data, len, "\r\n", 2);
@@ -352,7 +362,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 
 void sc_http_stream_end(sc_http_req *req)
 {
-    if (!req->aborted && !req->conn_->closed) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    if (!req->aborted && !req->conn_->closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     finish(req);
 }
 

@@ -802,8 +802,15 @@ test('streams with Connection: close or a half-closed socket are relayed whole',
   });
   assert(data.includes('data: [DONE]'), `half-closed stream whole: ${JSON.stringify(data.slice(-120))}`);
   assertEq(calls() - before, 2);
+  // HTTP/1.0 has no chunked encoding: the stream is sent as is, ended by the close.
+  const r10 = await rawExchange(srv.port, req('an http 1.0 stream').replace('HTTP/1.1', 'HTTP/1.0'), { ms: 5000 });
+  const [head10, body10] = [r10.data.split('\r\n\r\n')[0], r10.data.split('\r\n\r\n').slice(1).join('\r\n\r\n')];
+  assert(r10.data.startsWith('HTTP/1.1 200') && !/transfer-encoding/i.test(head10), head10);
+  assert(body10.startsWith('data: {') && body10.endsWith('data: [DONE]\n\n'), `unframed body: ${JSON.stringify(body10.slice(0, 60))}...${JSON.stringify(body10.slice(-40))}`);
+  assert(r10.closed, 'closed to end the body');
+  assertEq(calls() - before, 3);
   await settle();
-  // Both completed, so both were stored.
+  // All completed, so all were stored.
   assertEq((await chat({ model: m, messages: user('close after this stream') })).h.get('x-semcache'), 'hit-exact');
   assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
 });

@@ -53,6 +53,8 @@ struct preq {
     sc_cache_result res;         /* lookup result (vec reused on write-back) */
     flight *fl;                  /* the call this request leads or waits on */
     const char *upstream;        /* for the access log; valid during on_up_done */
+    char *body;                  /* waiters: the request, in case they must go alone */
+    size_t body_len;
     preq *next_waiter;
 };
 
@@ -89,6 +91,7 @@ static void preq_free(preq *p)
     free(p->ns);
     free(p->prompt);
     free(p->model);
+    free(p->body);
     free(p);
 }
 
@@ -295,6 +298,28 @@ static void on_up_data(void *ctx, const char *d, size_t n)
 
 static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
 
+static void after_lookup(preq *p, const char *body, size_t body_len);
+
+/* The leader's stream ended well but cannot be shared (its assembled body
+ * is unstorable, e.g. tool calls): the waiters go upstream themselves, the
+ * first as a new leader, the others joining its call. */
+static void restart_waiters(flight *f)
+{
+    preq *w = f->waiters;
+    f->waiters = NULL;
+    flight_unregister(f);
+    while (w) {
+        preq *next = w->next_waiter;
+        char *body = w->body;
+        w->body = NULL;
+        w->next_waiter = NULL;
+        w->fl = NULL;
+        after_lookup(w, body, w->body_len);   /* frees w if its client left */
+        free(body);
+        w = next;
+    }
+}
+
 /* Finishes every waiter from the leader's outcome. */
 static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
 {
@@ -349,6 +374,7 @@ static void on_up_done(void *ctx, const sc_route_result *r)
             p->req = NULL;
         }
         if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");
+        else if (ok && f->sse.done) restart_waiters(f);
         else finish_waiters(f, 502, NULL, 0, NULL);
     } else if (r->headers_sent && f->status > 0) {
         /* A complete answer: 2xx, or an upstream error relayed as is. */
@@ -507,6 +533,8 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
     }
     if (f) {
         p->fl = f;
+        p->body = sc_strndup(body, body_len);
+        p->body_len = body_len;
         p->next_waiter = f->waiters;
         f->waiters = p;
         return;

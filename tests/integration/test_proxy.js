@@ -652,6 +652,56 @@ test('a burst of mixed concurrent traffic: every answer right, one call per dist
   assertEq(st.h.get('x-semcache'), 'hit-exact');
 });
 
+test('a waiter on a streamed tool-call answer (not storable) still gets an answer', async () => {
+  // A tiny upstream answering with a tool call, 300 ms late, as SSE or JSON.
+  const http = require('node:http');
+  let n = 0;
+  const up = http.createServer((req, res) => {
+    let b = '';
+    req.on('data', (d) => { b += d; });
+    req.on('end', async () => {
+      n++;
+      const body = JSON.parse(b);
+      await sleep(300);
+      const base = { id: `chatcmpl-tool-${n}`, created: 1700000000, model: body.model };
+      const tc = { index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } };
+      if (!body.stream) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ...base, object: 'chat.completion', usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+          choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [tc] }, finish_reason: 'tool_calls' }] }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const ev = (o) => res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', ...o })}\n\n`);
+      ev({ choices: [{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [tc] }, finish_reason: null }] });
+      ev({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  await new Promise((r) => up.listen(0, '127.0.0.1', r));
+  const s2 = await startServer({ args: ['--upstream', `http://127.0.0.1:${up.address().port}`] });
+  try {
+    const c2 = mkClient(s2.url);
+    const body = { model: 'gpt-tools', messages: user('weather in Oslo?'),
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }] };
+    const [st, w] = await Promise.all([chatStream(body, {}, c2),
+      (async () => { await sleep(100); return c2.chat.completions.create(body).withResponse(); })()]);
+    assert(st.chunks.some((c) => c.choices[0] && c.choices[0].delta.tool_calls), 'leader got the tool call');
+    assertEq(w.response.status, 200, 'the waiter was not failed');
+    assertEq(w.data.choices[0].message.tool_calls[0].function.name, 'get_weather');
+    assertEq(n, 2, 'the waiter made its own call');
+    await settle();
+    // The waiter's JSON answer was storable: the next ask is a hit with the tool call.
+    const h = await c2.chat.completions.create(body).withResponse();
+    assertEq(h.response.headers.get('x-semcache'), 'hit-exact');
+    assertEq(h.data.choices[0].message.tool_calls[0].function.arguments, '{"city":"Oslo"}');
+    assertEq(n, 2);
+  } finally {
+    await stopServer(s2);
+    up.close();
+  }
+});
+
 /* ------------------------------------------------------------------ */
 /* Pass-through                                                        */
 /* ------------------------------------------------------------------ */

@@ -242,10 +242,16 @@ static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t
     return SC_OK;
 }
 
+/* keep_alive: 0 closes after this response; otherwise the seconds an idle
+ * connection is kept, announced in Keep-Alive: timeout=N so that pooling
+ * clients drop it before the server does (no reuse racing the close). */
 static int format_head(char *head, size_t cap, int status, const char *ctype, const char *extra,
                        long long clen, int keep_alive)
 {
     int n;
+    char conn_hdr[64];
+    if (keep_alive > 0) snprintf(conn_hdr, sizeof conn_hdr, "keep-alive\r\nKeep-Alive: timeout=%d", keep_alive);
+    else snprintf(conn_hdr, sizeof conn_hdr, "close");
     if (clen == -2)   /* HTTP/1.0 stream: the body ends when the connection closes */
         n = snprintf(head, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\nConnection: close\r\n%s\r\n",
@@ -255,13 +261,13 @@ static int format_head(char *head, size_t cap, int status, const char *ctype, co
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
                      "Connection: %s\r\n%s\r\n",
                      status, sc_http_reason(status), ctype, clen,
-                     keep_alive ? "keep-alive" : "close", extra ? extra : "");
+                     conn_hdr, extra ? extra : "");
     else
         n = snprintf(head, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
                      "Cache-Control: no-cache\r\nConnection: %s\r\n%s\r\n",
                      status, sc_http_reason(status), ctype,
-                     keep_alive ? "keep-alive" : "close", extra ? extra : "");
+                     conn_hdr, extra ? extra : "");
     return n;
 }
 
@@ -287,10 +293,13 @@ static void finish(sc_http_req *req)
     conn_unref(c);
 }
 
+/* 0: close after this response; else the idle timeout in whole seconds. */
 static int keep_alive_for(sc_http_req *req)
 {
     conn *c = req->conn_;
-    return !c->closing && !c->eof && !c->srv->stopping && llhttp_should_keep_alive(&c->parser);
+    if (c->closing || c->eof || c->srv->stopping || !llhttp_should_keep_alive(&c->parser)) return 0;
+    long long s = c->srv->cfg->idle_timeout_ms / 1000;
+    return s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
 }
 
 void sc_http_respond(sc_http_req *req, int status, const char *content_type,

@@ -877,6 +877,16 @@ test('SIGTERM lets a stream in progress finish', async () => {
   assertEq((await exited).code, 0);
 });
 
+test('kept-alive answers announce the idle timeout (Keep-Alive: timeout=N)', async () => {
+  // Pooling clients (undici, the openai SDK) then drop an idle connection
+  // before semcached closes it, instead of racing a request against the close.
+  const r = await fetch(`${srv.url}/healthz`);
+  assertEq(r.headers.get('connection'), 'keep-alive');
+  assertEq(r.headers.get('keep-alive'), 'timeout=2', '--idle-timeout-ms 2000');
+  const c = await rawExchange(srv.port, 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert(/\r\nConnection: close\r\n/.test(c.data) && !/Keep-Alive:/i.test(c.data), c.data.slice(0, 200));
+});
+
 test('after all of it: healthy, and only good answers were stored', async () => {
   await health();
   const st = await fetch(`${srv.url}/stats`).then((r) => r.json());

@@ -13,8 +13,10 @@
  * and row, so remove is O(1) and re-adding an id replaces it.
  *
  * Locking: one mutex (wmu) serialises every mutation; searches never take
- * it. The partition table has a rwlock (searches hold it shared for their
- * whole duration, so a partition cannot be freed under them); each
+ * it. The partition table has a rwlock, held shared by a search only to
+ * find its partition and take a reference (a partition is freed by whoever
+ * drops its last reference, the table holding one while it is linked), so
+ * creating or dropping a partition never waits for a long scan. Each
  * partition has a rwlock that a writer holds exclusively only to publish a
  * row already written outside it, to mark a tombstone, to add one vector
  * to a FAISS index, or to swap in arrays a compaction built outside it.
@@ -29,6 +31,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -56,6 +59,7 @@ typedef struct part {
     char *ns;
     uint64_t fp, hash;
     pthread_rwlock_t lock;
+    atomic_size_t refs;         /* the table's (while linked) + searches' */
     chunk *chunks;
     size_t nchunks, chunks_cap;
     size_t rows;                /* rows stored, tombstones included */
@@ -280,16 +284,28 @@ static size_t part_bytes(const sc_index *ix, const part *p)
     return b;
 }
 
-/* Frees a partition nobody can reach any more; with wmu held (accounting). */
-static void part_destroy(sc_index *ix, part *p)
+/* Frees a partition nobody references any more. */
+static void part_free(part *p)
 {
-    ix->bytes -= part_bytes(ix, p);
     for (size_t i = 0; i < p->nchunks; i++) chunk_free(&p->chunks[i]);
     free(p->chunks);
     if (p->faiss) sc_index__faiss_free(p->faiss);
     pthread_rwlock_destroy(&p->lock);
     free(p->ns);
     free(p);
+}
+
+static void part_unref(part *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) part_free(p);
+}
+
+/* With wmu held, after p was unlinked from the table: accounting, then the
+ * table's reference goes (searches still running keep p alive). */
+static void part_retire(sc_index *ix, part *p)
+{
+    ix->bytes -= part_bytes(ix, p);
+    part_unref(p);
 }
 
 /* ---------------------------------------------------------------------
@@ -333,7 +349,7 @@ void sc_index_destroy(sc_index *ix)
         part *p = ix->buckets[i];
         while (p) {
             part *next = p->next;
-            part_destroy(ix, p);
+            part_free(p);
             p = next;
         }
     }
@@ -370,6 +386,7 @@ static part *part_get_or_create(sc_index *ix, const char *ns, uint64_t fp)
     p->fp = fp;
     p->hash = h;
     p->train_next = FAISS_TRAIN_FIRST;
+    atomic_init(&p->refs, 1);
     rwlock_init(&p->lock);
     if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&p->faiss, ix->dim, ix->faiss_desc)) {
         pthread_rwlock_destroy(&p->lock);
@@ -388,7 +405,7 @@ static void drop_part(sc_index *ix, part *p)
     pthread_rwlock_wrlock(&ix->tlock);
     table_unlink(ix, p);
     pthread_rwlock_unlock(&ix->tlock);
-    part_destroy(ix, p);
+    part_retire(ix, p);
 }
 
 /* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
@@ -597,7 +614,7 @@ int sc_index_flush_ns(sc_index *ix, const char *ns)
             }
         }
         ix->vectors -= p->rows - p->dead;
-        part_destroy(ix, p);
+        part_retire(ix, p);
     }
     pthread_mutex_unlock(&ix->wmu);
     return 0;
@@ -613,7 +630,7 @@ void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 }
 
 /* ---------------------------------------------------------------------
- * Search (table and partition locks held shared)
+ * Search (a reference to the partition, its lock held shared)
  * ------------------------------------------------------------------- */
 
 typedef struct cand {
@@ -756,10 +773,9 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
 
     pthread_rwlock_rdlock(&ix->tlock);
     part *p = part_find(ix, ns, fp, hsh);
-    if (!p) {
-        pthread_rwlock_unlock(&ix->tlock);
-        return 0;
-    }
+    if (p) atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ix->tlock);
+    if (!p) return 0;
     pthread_rwlock_rdlock(&p->lock);
     cand stackbuf[256], *h = NULL;
     size_t nc = 0;
@@ -778,7 +794,7 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     for (size_t i = 0; i < m; i++) out[i] = (sc_index_hit){h[i].id, h[i].s};
     *n = m;
     pthread_rwlock_unlock(&p->lock);
-    pthread_rwlock_unlock(&ix->tlock);
+    part_unref(p);
     if (h != stackbuf) free(h);
     return rc;
 }

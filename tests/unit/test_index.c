@@ -448,7 +448,8 @@ static void *searcher(void *arg)
         size_t i = rnext(&r) % CN;
         sc_index_hit h[10];
         size_t n = 0;
-        const char *ns = (rnext(&r) & 1) ? "x" : "y";
+        static const char *const names[] = {"x", "y", "z", "x"};
+        const char *ns = names[rnext(&r) & 3];
         if (sc_index_search(c->ix, ns, 3, c->v + i * CD, 10, h, &n) != 0) atomic_fetch_add(&c->bad, 1);
         for (size_t j = 0; j < n; j++) {
             if (h[j].id >= 2 * CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
@@ -474,7 +475,7 @@ static void *writer(void *arg)
         } else {
             sc_index_add(c->ix, (rnext(&r) & 1) ? "y" : "z", 3, id, c->v + i * CD);
         }
-        if (rnext(&r) % 5000 == 0) sc_index_flush_ns(c->ix, "z");
+        if (rnext(&r) % 500 == 0) sc_index_flush_ns(c->ix, "z"); /* drops under searches */
         atomic_fetch_add(&c->writes, 1);
     }
     return NULL;

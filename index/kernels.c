@@ -216,6 +216,19 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, co
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
+/* The four horizontal sums of a0..a3, minus corr, stored to out[0..3]:
+ * a transposing add tree instead of four separate reductions. */
+VNNI_TARGET static inline void store4(int32_t *out, __m512i a0, __m512i a1, __m512i a2,
+                                      __m512i a3, int32_t corr)
+{
+    __m512i t0 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+    __m512i t1 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+    __m512i u = _mm512_add_epi32(_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1));
+    __m256i v = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64(u, 1));
+    __m128i w = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storeu_si128((__m128i *)out, _mm_sub_epi32(w, _mm_set1_epi32(corr)));
+}
+
 VNNI_TARGET static void dot_i8_vnni(const int8_t *q, const int8_t *rows, size_t n, size_t dim,
                                     int32_t *out)
 {
@@ -244,10 +257,7 @@ VNNI_TARGET static void dot_i8_vnni(const int8_t *q, const int8_t *rows, size_t 
             a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r2 + full), bias), qt);
             a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r3 + full), bias), qt);
         }
-        out[i] = _mm512_reduce_add_epi32(a0) - corr;
-        out[i + 1] = _mm512_reduce_add_epi32(a1) - corr;
-        out[i + 2] = _mm512_reduce_add_epi32(a2) - corr;
-        out[i + 3] = _mm512_reduce_add_epi32(a3) - corr;
+        store4(out + i, a0, a1, a2, a3, corr);
     }
     for (; i < n; i++) {
         const int8_t *r0 = rows + i * dim;
@@ -287,10 +297,7 @@ VNNI_TARGET static void dot_i4_vnni(const int8_t *q, const uint8_t *codes, size_
             I4_STEP(a2, c2);
             I4_STEP(a3, c3);
         }
-        out[r] = _mm512_reduce_add_epi32(a0) - corr;
-        out[r + 1] = _mm512_reduce_add_epi32(a1) - corr;
-        out[r + 2] = _mm512_reduce_add_epi32(a2) - corr;
-        out[r + 3] = _mm512_reduce_add_epi32(a3) - corr;
+        store4(out + r, a0, a1, a2, a3, corr);
     }
     for (; r < n; r++) {
         const uint8_t *c0 = codes + r * rb;

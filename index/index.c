@@ -577,8 +577,10 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     pthread_rwlock_unlock(&p->lock);
     id_put(ix, id, p, row);
     ix->vectors++;
-    if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
-        p->rows - p->dead >= p->train_next)
+    if (p->dead * 4 > p->rows)
+        compact(ix, p); /* re-adds of ids of this partition left tombstones */
+    else if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
+             p->rows - p->dead >= p->train_next)
         compact(ix, p); /* trains the FAISS index (or retries later) */
 out:
     pthread_mutex_unlock(&ix->wmu);

@@ -277,6 +277,15 @@ SC_TEST(index_basic_add_search_remove)
     CHECK((hits[0].id == 1000 && hits[1].id == 1050) || (hits[0].id == 1050 && hits[1].id == 1000));
     sc_index_stats_get(ix, &st);
     CHECK_EQ_INT(st.vectors, 100);
+    /* Re-adding the same ids over and over compacts: memory stays bounded. */
+    uint64_t bytes0 = st.bytes;
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 60; i < 100; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1000 + i, v + i * d));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, 100);
+    CHECK(st.bytes <= bytes0 * 3); /* at most 25% dead, chunks double */
+    CHECK_OK(sc_index_search(ix, "ns", 1, v + 80 * d, 1, hits, &n));
+    CHECK_EQ_INT(hits[0].id, 1080);
     /* Remove. */
     CHECK_OK(sc_index_remove(ix, 1050));
     CHECK_EQ_INT(sc_index_remove(ix, 1050), SC_ENOTFOUND);

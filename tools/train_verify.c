@@ -507,7 +507,7 @@ static void usage(FILE *o)
 
 int main(int argc, char **argv)
 {
-    const char *embedder = "hash", *model_dir = "models/use-lite", *data = "../shared/data";
+    const char *embedder = "hash", *model_dir = "models/use-lite/dist", *data = "../shared/data";
     const char *write = NULL, *dump = NULL;
     size_t ntrain = 8000, ncal = 3000;
     int diff_embed = 1, ntrees = 200;

@@ -134,7 +134,7 @@ static sc_embedder *open_emb(const char *name)
 {
     sc_embedder *e = NULL;
     char err[256];
-    sc_embedder_opts o = {.name = name, .model_dir = "models/use-lite"};
+    sc_embedder_opts o = {.name = name, .model_dir = "models/use-lite/dist"};
     if (sc_embedder_open(&e, &o, err, sizeof err) != 0) return NULL;
     return e;
 }

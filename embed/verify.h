@@ -101,6 +101,12 @@ typedef struct sc_verify_model {
 int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, float cosine,
                        sc_embedder *emb, float out[SC_VF_COUNT]);
 
+/* The built-in word lists, for the trainer's synthetic look-alikes: the
+ * opposite of a lower-case word (NULL if none; static storage), and the
+ * i-th named word (NULL past the end). */
+const char *sc_verify_opposite_of(const char *word);
+const char *sc_verify_named_word(size_t i);
+
 /* Probability of model m for a feature vector. */
 double sc_verify_model_score(const sc_verify_model *m, const float x[SC_VF_COUNT]);
 

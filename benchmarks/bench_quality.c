@@ -101,7 +101,7 @@ static void curve_row(const char *row, const char *ds, const char *sc, double t,
 
 static void report(const char *ds, scored *s, int faq, int full)
 {
-    static const double fixed[] = {0.90, 0.95, 0.97};
+    static const double fixed[] = {0.60, 0.70, 0.90, 0.95, 0.97};
     for (int k = 0; k < 2; k++) {
         const double *sc = k ? s->ver : s->cos;
         const int *ok = k ? s->ver_ok : s->cos_ok;

@@ -43,7 +43,7 @@ CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
 EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
 PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(CLI) $(EXAMPLE) $(BENCHES)
 
-.PHONY: all deps run test unit asan bench fuzz clean compdb help
+.PHONY: all deps run test unit asan bench fuzz clean compdb help reference
 all: deps $(PROGS)
 
 help:
@@ -54,10 +54,14 @@ help:
 	@echo "make bench   run the benchmark programs (CSV); see BENCHMARKS.md"
 	@echo "make fuzz    run each libFuzzer target briefly"
 	@echo "make deps    install missing Debian/npm packages and the model"
+	@echo "make reference  regenerate tests/fixtures/use_reference.json with TF.js (slow)"
 	@echo "make clean   remove build outputs;  make compdb  compile_commands.json"
 
 deps:
 	@bash scripts/deps.sh
+
+reference: deps
+	cd tools/reference && npm install --no-audit --no-fund && node gen.js
 
 run: all
 	$(BUILD)/semcached $(ARGS)

@@ -19,12 +19,36 @@ typedef struct sc_use_vocab sc_use_vocab;
 int sc_use_vocab_load(sc_use_vocab **out, const char *json, size_t len, char *err, size_t errlen);
 void sc_use_vocab_free(sc_use_vocab *v);
 uint32_t sc_use_vocab_size(const sc_use_vocab *v);
+/* 1 when long texts can be encoded by prefixes (see use_tokenizer.c). */
+int sc_use_vocab_cut_safe(const sc_use_vocab *v);
 
 /* Encodes UTF-8 text to token ids as the TF.js tokenizer would: NFKC, a
  * U+2581 word-boundary marker in front and in place of every U+0020,
  * Viterbi over the piece lattice (unknown code points become id 0, runs of
- * them one id 0). *ids is allocated (free() it; may be NULL when *n is 0). */
-int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, int32_t **ids, size_t *n);
+ * them one id 0). With max_ids > 0 only the first ids are guaranteed: a
+ * long text may stop early, with more than max_ids ids (so the caller can
+ * still tell it was cut); 0 encodes everything. *ids is allocated (free()
+ * it; may be NULL when *n is 0). */
+int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
+                  int32_t **ids, size_t *n);
+
+/* ---- matrix products (use_gemm.c) ---------------------------------------- */
+
+/* A constant weight matrix W [k, n] (row-major, not owned) and, when n is
+ * a multiple of 16, a copy packed into 16-column panels for small products. */
+typedef struct sc_use_mat {
+    uint32_t k, n;
+    const float *w;
+    float *panels;
+} sc_use_mat;
+
+void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n);
+void sc_use_mat_free(sc_use_mat *m);
+/* C[rows, n] += X[rows, k] W. force: 0 picks (packed kernel up to
+ * sc_use_gemm_small_rows rows, else cblas_sgemm), 1 the packed kernel when
+ * available, -1 cblas_sgemm (tests and benchmarks). */
+void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
+extern int sc_use_gemm_small_rows;
 
 /* ---- model --------------------------------------------------------------- */
 
@@ -38,6 +62,7 @@ typedef struct sc_use_layer {
     const float *ln2_g, *ln2_b;   /* [width] */
     const float *ffn1_w, *ffn1_b; /* [width, ffn], [ffn] */
     const float *ffn2_w, *ffn2_b; /* [ffn, width], [width] */
+    sc_use_mat qkv, out, res, ffn1, ffn2;
     uint32_t ffn;
 } sc_use_layer;
 
@@ -53,6 +78,7 @@ typedef struct sc_use_model {
     float *timing;                /* [max_len, emb_dim]: sin | cos per position */
     sc_use_layer layer[2];
     const float *tanh_w, *tanh_b; /* [out_dim, out_dim], [out_dim] */
+    sc_use_mat tanh_m;
 } sc_use_model;
 
 /* Loads dir/model.json, its weight shards and dir/vocab.json, checking

@@ -16,7 +16,7 @@
  * computing each sentence on its own positions is the same function.
  *
  * All dense layers run on the token rows of every sentence in the call at
- * once (one cblas_sgemm each); attention runs per sentence and head with
+ * once (one product each, use_gemm.c); attention runs per sentence and head with
  * strided sgemm calls straight on the QKV matrix. Biases are broadcast into
  * the output first and the product is accumulated (beta = 1). Scratch is
  * allocated per call, so any number of threads can run this at once. */
@@ -49,11 +49,10 @@ static void broadcast(float *y, const float *bias, size_t rows, uint32_t cols)
     for (size_t r = 0; r < rows; r++) memcpy(y + r * cols, bias, cols * sizeof(float));
 }
 
-/* C[M,N] += A[M,K] B[K,N], row-major, dense leading dimensions. */
-static void gemm_acc(const float *a, const float *b, float *c, size_t m, uint32_t k, uint32_t n)
+/* C[rows, n] += X[rows, k] W (see use_gemm.c). */
+static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, a,
-                (int)k, b, (int)n, 1.0f, c, (int)n);
+    sc_use_matmul(w, x, rows, c, 0);
 }
 
 static void layer_norm(const float *x, float *y, size_t rows, uint32_t n, const float *g,
@@ -99,7 +98,7 @@ static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float 
     uint32_t in = L->in, w = L->width, q3 = 3 * in, dh = L->head_dim;
     layer_norm(x, s->h, rows, in, L->ln1_g, L->ln1_b, m->ln_eps);
     broadcast(s->qkv, L->qkv_b, rows, q3);
-    gemm_acc(s->h, L->qkv_w, s->qkv, rows, in, q3);
+    gemm_acc(s->h, &L->qkv, s->qkv, rows);
     size_t off = 0;
     for (size_t si = 0; si < nsent; si++) {
         uint32_t t = ntok[si];
@@ -119,19 +118,19 @@ static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float 
     if (L->res_w) {
         for (size_t r = 0; r < rows; r++)
             for (uint32_t i = 0; i < w; i++) y[r * w + i] += L->res_b[i];
-        gemm_acc(x, L->res_w, y, rows, in, w);
+        gemm_acc(x, &L->res, y, rows);
     } else {
         for (size_t r = 0; r < rows * w; r++) y[r] += x[r];
     }
-    gemm_acc(s->att, L->out_w, y, rows, in, w);
+    gemm_acc(s->att, &L->out, y, rows);
     /* y += W2 relu(W1 LN(y) + b1) + b2 */
     layer_norm(y, s->h, rows, w, L->ln2_g, L->ln2_b, m->ln_eps);
     broadcast(s->ffn, L->ffn1_b, rows, L->ffn);
-    gemm_acc(s->h, L->ffn1_w, s->ffn, rows, w, L->ffn);
+    gemm_acc(s->h, &L->ffn1, s->ffn, rows);
     for (size_t r = 0; r < rows * L->ffn; r++) s->ffn[r] = s->ffn[r] > 0 ? s->ffn[r] : 0;
     for (size_t r = 0; r < rows; r++)
         for (uint32_t i = 0; i < w; i++) y[r * w + i] += L->ffn2_b[i];
-    gemm_acc(s->ffn, L->ffn2_w, y, rows, L->ffn, w);
+    gemm_acc(s->ffn, &L->ffn2, y, rows);
 }
 
 int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint32_t *ntok,
@@ -179,7 +178,7 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         for (uint32_t k = 0; k < w; k++) mi[k] /= div;
     }
     broadcast(out, m->tanh_b, n, w);
-    gemm_acc(mean, m->tanh_w, out, n, w, w);
+    gemm_acc(mean, &m->tanh_m, out, n);
     for (size_t i = 0; i < n; i++) {
         float *o = out + i * w, ss = 0;
         for (uint32_t k = 0; k < w; k++) {

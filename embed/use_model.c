@@ -423,6 +423,15 @@ int sc_use_model_load(sc_use_model **out, const char *dir, char *err, size_t err
     m->ln_eps = (float)eps;
     m->l2_eps = (float)l2eps;
     m->max_len = (uint32_t)clip;
+    for (int l = 0; l < 2; l++) {
+        sc_use_layer *y = &m->layer[l];
+        sc_use_mat_pack(&y->qkv, y->qkv_w, y->in, 3 * y->in);
+        sc_use_mat_pack(&y->out, y->out_w, y->in, y->width);
+        if (y->res_w) sc_use_mat_pack(&y->res, y->res_w, y->in, y->width);
+        sc_use_mat_pack(&y->ffn1, y->ffn1_w, y->width, y->ffn);
+        sc_use_mat_pack(&y->ffn2, y->ffn2_w, y->ffn, y->width);
+    }
+    sc_use_mat_pack(&m->tanh_m, m->tanh_w, m->out_dim, m->out_dim);
     m->timing = sc_malloc((size_t)m->max_len * m->emb_dim * sizeof *m->timing);
     sc_use_timing_table(m);
 
@@ -460,6 +469,15 @@ void sc_use_model_free(sc_use_model *m)
     if (!m) return;
     sc_use_vocab_free(m->vocab);
     free(m->timing);
+    for (int l = 0; l < 2; l++) {
+        sc_use_layer *y = &m->layer[l];
+        sc_use_mat_free(&y->qkv);
+        sc_use_mat_free(&y->out);
+        sc_use_mat_free(&y->res);
+        sc_use_mat_free(&y->ffn1);
+        sc_use_mat_free(&y->ffn2);
+    }
+    sc_use_mat_free(&m->tanh_m);
     free(m->blob);
     free(m);
 }
@@ -494,7 +512,7 @@ static int use_embedn(sc_embedder *e, const char *const *texts, const size_t *le
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t k;
-        rc = sc_use_encode(m->vocab, lens[i] ? texts[i] : "", lens[i], &ids[i], &k);
+        rc = sc_use_encode(m->vocab, lens[i] ? texts[i] : "", lens[i], m->max_len, &ids[i], &k);
         if (rc) break;
         if (k > m->max_len) {
             k = m->max_len;

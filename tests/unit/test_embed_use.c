@@ -58,6 +58,32 @@ static double cosine(const float *a, const float *b, size_t n)
     return ab / sqrt(aa * bb + 1e-30);
 }
 
+/* A text far beyond the clip: the prefix encoding must give the same first
+ * 128 ids as the full one, for several kinds of text. */
+SC_TEST(embed_use_long_prefix_encode)
+{
+    sc_embedder *e = use_open_shared();
+    REQUIRE(e != NULL);
+    const sc_use_model *m = e->impl;
+    const char *units[] = {"hello world, this is 中文 text ", "😀😀 ", "abcdefghijklmnopqrstuvwxyz",
+                           "x ", "  \t ", "e\xcc\x81 \xc2\xa0x\xcc\x81\xef\xac\x81 \xff"};
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        size_t ul = strlen(units[u]), n = 200000 / ul * ul;
+        char *t = malloc(n);
+        REQUIRE(t != NULL);
+        for (size_t i = 0; i < n; i++) t[i] = units[u][i % ul];
+        int32_t *a, *b;
+        size_t ka, kb;
+        CHECK_OK(sc_use_encode(m->vocab, t, n, 0, &a, &ka));
+        CHECK_OK(sc_use_encode(m->vocab, t, n, 128, &b, &kb));
+        CHECK((ka > 128) == (kb > 128));
+        for (size_t j = 0; j < 128 && j < ka && j < kb; j++) CHECK_EQ_INT(a[j], b[j]);
+        free(a);
+        free(b);
+        free(t);
+    }
+}
+
 SC_TEST(embed_use_open)
 {
     sc_embedder *e = use_open_shared();
@@ -68,6 +94,7 @@ SC_TEST(embed_use_open)
     CHECK_EQ_INT(m->max_len, SC_EMBED_USE_MAX_TOKENS);
     CHECK_EQ_INT(m->layer[0].heads, 4);
     CHECK_EQ_INT(m->layer[1].heads, 4);
+    CHECK(sc_use_vocab_cut_safe(m->vocab));
 }
 
 SC_TEST(embed_use_tokenizer_matches_tfjs)
@@ -84,10 +111,18 @@ SC_TEST(embed_use_tokenizer_matches_tfjs)
         json_t *t = json_object_get(s, "text");
         int32_t *got;
         size_t k;
-        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), &got, &k));
+        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), 0, &got, &k));
         int same = k == json_array_size(ids);
         for (size_t j = 0; same && j < k; j++)
             same = got[j] == json_integer_value(json_array_get(ids, j));
+        /* The early-stopping encode (as the embedder calls it) agrees on
+         * the first 128 ids and on whether there are more. */
+        int32_t *pre;
+        size_t kp;
+        CHECK_OK(sc_use_encode(m->vocab, json_string_value(t), json_string_length(t), 128, &pre, &kp));
+        same = same && (kp > 128) == (k > 128) && (k > 128 || kp == k);
+        for (size_t j = 0; same && j < kp && j < 128; j++) same = pre[j] == got[j];
+        free(pre);
         if (!same && bad++ < 5) {
             printf("# token mismatch on sentence %zu (%zu ids, want %zu): %.60s\n", i, k,
                    json_array_size(ids), json_string_value(t));
@@ -143,8 +178,8 @@ SC_TEST(embed_use_matches_tfjs)
         if (cb < worst_b) worst_b = cb;
         if (c < 0.9999) below++;
     }
-    printf("# min cosine to TF.js over %zu sentences: %.7f (sentence %zu); batch vs single min %.7f\n",
-           n, worst, worst_i, worst_b);
+    printf("# min cosine to TF.js over %zu sentences: %.9f (1 - cos = %.2e, sentence %zu); "
+           "batch vs single min %.9f\n", n, worst, 1 - worst, worst_i, worst_b);
     CHECK(below == 0);
     CHECK(worst_b > 0.99999);
     free(texts);
@@ -288,4 +323,39 @@ __attribute__((destructor)) static void close_shared(void)
 {
     sc_embedder_close(use_e);
     use_e = NULL;
+}
+
+/* The packed AVX-512 kernel against cblas_sgemm on the model's shapes and
+ * every row count from 1 to 40 (block paddings), plus a few large ones. */
+SC_TEST(embed_use_gemm_kernel_vs_sgemm)
+{
+    static const uint32_t shapes[][2] = {{256, 768}, {512, 1536}, {1536, 512}, {32, 16}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        uint32_t k = shapes[s][0], n = shapes[s][1];
+        float *w = malloc((size_t)k * n * sizeof(float)), *x = malloc(130 * (size_t)k * sizeof(float));
+        float *c1 = malloc(130 * (size_t)n * sizeof(float)), *c2 = malloc(130 * (size_t)n * sizeof(float));
+        REQUIRE(w && x && c1 && c2);
+        uint32_t seed = 1;
+        for (size_t i = 0; i < (size_t)k * n; i++) w[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < 130 * (size_t)k; i++) x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+        sc_use_mat m;
+        sc_use_mat_pack(&m, w, k, n);
+        double worst = 0;
+        for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
+            for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
+            sc_use_matmul(&m, x, rows, c1, 1);
+            sc_use_matmul(&m, x, rows, c2, -1);
+            for (size_t i = 0; i < rows * n; i++) {
+                double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
+                worst = d > worst ? d : worst;
+            }
+        }
+        printf("# kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst);
+        CHECK(worst < 1e-4);
+        sc_use_mat_free(&m);
+        free(w);
+        free(x);
+        free(c1);
+        free(c2);
+    }
 }

@@ -315,14 +315,13 @@ static int bench_banking(const char *path)
                     break;
                 }
         }
-        double vbest = -1;
-        size_t vi = best[0];
-        for (int k = 0; k < K; k++) {
-            size_t s = best[k];
-            double p = sc_verify_score(ver, bk.text[q], strlen(bk.text[q]), v + q * dim, bk.text[s],
-                                       strlen(bk.text[s]), v + s * dim, bc[k]);
-            if (p > vbest) { vbest = p; vi = s; }
-        }
+        /* As the pipeline does: verify the top K, serve the best-scored. */
+        sc_verify_cand cand[K];
+        for (int k = 0; k < K; k++)
+            cand[k] = (sc_verify_cand){bk.text[best[k]], strlen(bk.text[best[k]]), v + best[k] * dim, bc[k]};
+        double vbest;
+        int bi = sc_verify_best(ver, bk.text[q], strlen(bk.text[q]), v + q * dim, cand, K, &vbest);
+        size_t vi = best[bi < 0 ? 0 : bi];
         scored *dst[2] = {&all, qd_bank_train_intent(bk.intent[q]) ? NULL : &held};
         for (int d = 0; d < 2; d++) {
             if (!dst[d]) continue;

@@ -167,6 +167,28 @@ SC_TEST(verify_model_direction)
     sc_embedder_close(e);
 }
 
+SC_TEST(verify_best_candidate)
+{
+    sc_embedder *e = open_emb("hash");
+    REQUIRE(e);
+    sc_verify *v;
+    REQUIRE(sc_verify_create(&v, e, NULL) == 0);
+    const char *q = "How do I unlock my debit card?";
+    /* The look-alike has the higher cosine; the paraphrase must win. */
+    sc_verify_cand c[3] = {
+        {"How do I lock my debit card?", 28, NULL, 0.97f},
+        {"How can I unlock my debit card?", 31, NULL, 0.93f},
+        {"What is the capital of Peru?", 28, NULL, 0.10f},
+    };
+    double p = -1;
+    CHECK_EQ_INT(sc_verify_best(v, q, strlen(q), NULL, c, 3, &p), 1);
+    CHECK(p > 0 && p <= 1);
+    CHECK(fabs(p - sc_verify_score(v, q, strlen(q), NULL, c[1].text, c[1].len, NULL, c[1].cosine)) < 1e-12);
+    CHECK_EQ_INT(sc_verify_best(v, q, strlen(q), NULL, c, 0, &p), -1);
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}
+
 typedef struct { sc_verify *v; double out[16]; } thr_arg;
 static const char *const thr_a[4] = {"reset my PIN", "open an account", "card declined abroad", "fees for 3 transfers"};
 static const char *const thr_b[4] = {"reset my password", "close an account", "card rejected abroad", "fees for 5 transfers"};

@@ -11,6 +11,15 @@ uint64_t sc_hash64(const void *p, size_t n, uint64_t seed)
     return XXH3_64bits_withSeed(p, n, seed);
 }
 
+void sc_hash128(const void *p, size_t n, uint8_t out[16])
+{
+    XXH128_hash_t h = XXH3_128bits(p, n);
+    for (int i = 0; i < 8; i++) {
+        out[i] = (uint8_t)(h.high64 >> (56 - 8 * i));
+        out[8 + i] = (uint8_t)(h.low64 >> (56 - 8 * i));
+    }
+}
+
 void sc_hasher_init(sc_hasher *h, uint64_t seed)
 {
     XXH3_state_t *s = XXH3_createState();

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 uint64_t sc_hash64(const void *p, size_t n, uint64_t seed);
+/* 128-bit hash written as 16 bytes (fixed order) into out. */
+void sc_hash128(const void *p, size_t n, uint8_t out[16]);
 
 /* Incremental 64-bit hashing of several fields; each field is length-
  * prefixed so ("ab","c") and ("a","bc") differ. */

@@ -24,6 +24,10 @@
 
 typedef struct sc_index sc_index;
 
+/* Largest accepted dimension; the largest k a search accepts. */
+#define SC_INDEX_MAX_DIM 4096
+#define SC_INDEX_MAX_K 1024
+
 typedef struct sc_index_opts {
     uint32_t dim;
     const char *backend;        /* "flat" or "faiss" */
@@ -41,22 +45,30 @@ typedef struct sc_index_stats {
     uint64_t bytes;             /* memory held by vectors */
 } sc_index_stats;
 
+/* Creates an empty index. SC_EINVAL for a dim of 0 or above
+ * SC_INDEX_MAX_DIM, an unknown backend, or a FAISS description that
+ * faiss_index_factory rejects (backend NULL means "flat"). */
 int sc_index_create(sc_index **out, const sc_index_opts *opts);
 void sc_index_destroy(sc_index *ix);
 
 /* Adds vector vec (dim floats, normalised) under id in partition (ns, fp).
- * The vector is copied. Adding an id twice replaces it. */
+ * The vector is copied (and re-normalised). Adding an id twice replaces it,
+ * also across partitions. SC_EINVAL for id UINT64_MAX (reserved as the
+ * tombstone), a NULL ns, or a zero or non-finite vector. */
 int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec);
 
-/* Removes id wherever it is (no-op, SC_ENOTFOUND, when absent). */
+/* Removes id wherever it is (no-op, SC_ENOTFOUND, when absent). May compact
+ * the partition (copies its live rows outside the partition lock: searches
+ * go on; other adds/removes wait) or drop it when it became empty. */
 int sc_index_remove(sc_index *ix, uint64_t id);
 
 /* Drops every partition of namespace ns. */
 int sc_index_flush_ns(sc_index *ix, const char *ns);
 
-/* Top-k by cosine in partition (ns, fp), best first. Writes up to k hits
- * into out and their count into *n (0 when the partition is empty or does
- * not exist). */
+/* Top-k by cosine in partition (ns, fp), best first (ties: smaller id
+ * first). Writes up to k hits into out and their count into *n (0 when the
+ * partition is empty or does not exist). SC_EINVAL when k is above
+ * SC_INDEX_MAX_K or the query is zero or non-finite. */
 int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *query,
                     size_t k, sc_index_hit *out, size_t *n);
 
@@ -73,5 +85,11 @@ void sc_index_dot_i8(const int8_t *q, const int8_t *rows, size_t n, size_t dim, 
 void sc_index_dot_i8_scalar(const int8_t *q, const int8_t *rows, size_t n, size_t dim, int32_t *out);
 /* Name of the kernel in use: "avx512vnni", "avx2" or "scalar". */
 const char *sc_index_kernel_name(void);
+/* Forces a kernel by name ("auto" or NULL = best for this CPU), for tests
+ * and benchmarks; SC_EUNSUPPORTED when this CPU lacks it, SC_EINVAL for an
+ * unknown name. Not to be called while other threads search. */
+int sc_index_kernel_force(const char *name);
+/* Exact fp32 dot product of two dim-vectors (dispatched like the above). */
+float sc_index_dot_f32(const float *a, const float *b, size_t dim);
 
 #endif

@@ -15,6 +15,14 @@
 #define SC_RECORD_VERSION 1
 #define SC_RECORD_MAX_DIM 8192
 
+/* Bounds on the variable-length fields; encode refuses larger values with
+ * SC_ETOOBIG and decode treats them as corruption. */
+#define SC_RECORD_MAX_NS 256                 /* bytes, namespace */
+#define SC_RECORD_MAX_SHORT 256              /* bytes, content_type and model */
+#define SC_RECORD_MAX_PROMPT (1u << 20)      /* 1 MiB */
+#define SC_RECORD_MAX_RESPONSE (64u << 20)   /* 64 MiB */
+#define SC_RECORD_EXACT_LEN 16               /* same as SC_EXACT_KEY_LEN */
+
 typedef struct sc_record {
     uint64_t id;              /* assigned by the store; not part of the encoding */
     char *ns;                 /* namespace, NUL-terminated */
@@ -33,7 +41,25 @@ typedef struct sc_record {
     uint32_t completion_tokens;
     uint32_t dim;             /* 0 when the entry has no vector */
     float *vec;               /* dim floats, L2-normalised */
+    /* The exact-layer key the entry is filed under (set by sc_store_put from
+     * its exact_key argument), so deleting the entry also drops the key. */
+    int has_exact_key;
+    uint8_t exact_key[SC_RECORD_EXACT_LEN];
 } sc_record;
+
+/* The fixed-size part of an encoded record, read without copying the
+ * strings or the vector and without verifying the checksum (the store uses
+ * it to check expiry, sample last_hit for eviction and match namespaces
+ * cheaply). ns is NUL-terminated here. */
+typedef struct sc_record_head {
+    uint16_t version;
+    int64_t created, expires, last_hit;
+    uint64_t hits, fp;
+    uint32_t dim;
+    int has_exact_key;
+    uint8_t exact_key[SC_RECORD_EXACT_LEN];
+    char ns[SC_RECORD_MAX_NS + 1];
+} sc_record_head;
 
 /* Encodes r into a freshly malloc'ed buffer (*out, *len); caller frees. */
 int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len);
@@ -47,5 +73,15 @@ void sc_record_clear(sc_record *r);
 
 /* Size in bytes of r's encoding (for max_bytes accounting). */
 size_t sc_record_encoded_size(const sc_record *r);
+
+/* Reads the fixed fields of p[0..n) into *h after checking the magic, the
+ * version and that every length fits n (SC_ECORRUPT / SC_EVERSION). The
+ * checksum is not verified; sc_record_decode() does that. Pure. */
+int sc_record_peek(const uint8_t *p, size_t n, sc_record_head *h);
+
+/* Records a hit in an encoded record in place: hits += 1, last_hit =
+ * max(last_hit, now), checksum recomputed. The checksum is verified first,
+ * so a corrupt record is never re-sealed (SC_ECORRUPT). Pure. */
+int sc_record_patch_hit(uint8_t *p, size_t n, int64_t now);
 
 #endif

@@ -1,0 +1,784 @@
+/* The index proper: partitions, their storage, locking, tombstones,
+ * compaction and search (the kernels live in kernels.c, the FAISS calls in
+ * faiss_backend.c).
+ *
+ * A partition (ns, fp) holds its rows in chunks that never move once
+ * allocated: chunk i holds min(16 << i, 16384) rows, so small partitions
+ * stay small and appends never copy existing rows. Arrays of 2 MB and more
+ * are 2 MB aligned and advised as huge pages (fewer TLB misses, and the
+ * hardware prefetcher does not stop every 4 KB during a scan). A row is the fp32
+ * original (re-scoring, FAISS rebuilds), its int8 copy (flat backend) and
+ * its id; a removed row keeps its place with the id UINT64_MAX (a
+ * tombstone) until compaction. A global id map gives each id's partition
+ * and row, so remove is O(1) and re-adding an id replaces it.
+ *
+ * Locking: one mutex (wmu) serialises every mutation; searches never take
+ * it. The partition table has a rwlock (searches hold it shared for their
+ * whole duration, so a partition cannot be freed under them); each
+ * partition has a rwlock that a writer holds exclusively only to publish a
+ * row already written outside it, to mark a tombstone, to add one vector
+ * to a FAISS index, or to swap in arrays a compaction built outside it.
+ * Lock order: wmu, then the table lock, then a partition lock. Both
+ * rwlocks prefer writers so that a stream of searches cannot starve adds. */
+#include "index/index.h"
+#include "index/index_int.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define TOMB UINT64_MAX
+#define CHUNK_MIN_SHIFT 4            /* first chunk: 16 rows */
+#define CHUNK_GROW_STEPS 10          /* chunks 0..9 double; from 10 on: 16384 */
+#define CHUNK_MAX (1u << (CHUNK_MIN_SHIFT + CHUNK_GROW_STEPS))
+#define SMALL_BASE ((((size_t)1 << CHUNK_GROW_STEPS) - 1) << CHUNK_MIN_SHIFT) /* 16368 */
+#define HUGE_PAGE ((size_t)2 << 20)
+#define SCAN_BLOCK 256
+#define FAISS_TRAIN_FIRST 1024
+
+enum { BACKEND_FLAT, BACKEND_FAISS };
+
+typedef struct chunk {
+    int8_t *q;                  /* cap*dim int8 rows (flat backend), else NULL */
+    float *f;                   /* cap*dim fp32 rows */
+    uint64_t *ids;              /* cap ids; TOMB = removed */
+    uint32_t cap, n;
+} chunk;
+
+typedef struct part {
+    struct part *next;          /* hash chain */
+    char *ns;
+    uint64_t fp, hash;
+    pthread_rwlock_t lock;
+    chunk *chunks;
+    size_t nchunks, chunks_cap;
+    size_t rows;                /* rows stored, tombstones included */
+    size_t dead;                /* tombstones */
+    void *faiss;                /* faiss backend: index holding rows 0..faiss_rows-1 */
+    size_t faiss_rows;
+    size_t train_next;          /* untrained faiss index: rows at the next attempt */
+} part;
+
+typedef struct idslot {
+    uint64_t id;
+    part *p;                    /* NULL = empty slot */
+    size_t row;
+} idslot;
+
+struct sc_index {
+    uint32_t dim;
+    int backend;
+    char *faiss_desc;
+    pthread_mutex_t wmu;
+    pthread_rwlock_t tlock;
+    part **buckets;
+    size_t nbuckets, nparts;
+    idslot *ids;                /* open addressing, linear probing; under wmu */
+    size_t ids_cap, ids_n;
+    uint64_t vectors, bytes;    /* under wmu */
+};
+
+/* ---------------------------------------------------------------------
+ * Row geometry
+ * ------------------------------------------------------------------- */
+
+static uint32_t chunk_cap(size_t i)
+{
+    return i < CHUNK_GROW_STEPS ? (uint32_t)1 << (CHUNK_MIN_SHIFT + i) : CHUNK_MAX;
+}
+
+static void row_loc(size_t row, size_t *ci, size_t *off)
+{
+    if (row < SMALL_BASE) {
+        size_t x = (row >> CHUNK_MIN_SHIFT) + 1;
+        size_t i = (size_t)(63 - __builtin_clzll((unsigned long long)x));
+        *ci = i;
+        *off = row - ((((size_t)1 << i) - 1) << CHUNK_MIN_SHIFT);
+    } else {
+        *ci = CHUNK_GROW_STEPS + (row - SMALL_BASE) / CHUNK_MAX;
+        *off = (row - SMALL_BASE) % CHUNK_MAX;
+    }
+}
+
+static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
+{
+    size_t per = (size_t)ix->dim * sizeof(float) + sizeof(uint64_t);
+    if (ix->backend == BACKEND_FLAT) per += ix->dim;
+    return per * cap;
+}
+
+static void *alloc_aligned(size_t n)
+{
+    void *p = NULL;
+    if (n >= HUGE_PAGE) {
+        n = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        if (posix_memalign(&p, HUGE_PAGE, n) != 0) sc_panic("out of memory (%zu bytes)", n);
+        (void)madvise(p, n, MADV_HUGEPAGE);
+        return p;
+    }
+    if (posix_memalign(&p, 64, n ? n : 64) != 0) sc_panic("out of memory (%zu bytes)", n);
+    return p;
+}
+
+static void chunk_alloc(const sc_index *ix, chunk *c, uint32_t cap)
+{
+    c->cap = cap;
+    c->n = 0;
+    c->f = alloc_aligned((size_t)cap * ix->dim * sizeof(float));
+    c->q = ix->backend == BACKEND_FLAT ? alloc_aligned((size_t)cap * ix->dim) : NULL;
+    c->ids = sc_malloc((size_t)cap * sizeof(uint64_t));
+}
+
+static void chunk_free(chunk *c)
+{
+    free(c->f);
+    free(c->q);
+    free(c->ids);
+}
+
+/* ---------------------------------------------------------------------
+ * Id map: id -> (partition, row). Linear probing with backward-shift
+ * deletion. Only touched with wmu held.
+ * ------------------------------------------------------------------- */
+
+static size_t id_home(uint64_t id, size_t cap)
+{
+    uint64_t h = id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+static idslot *id_find(sc_index *ix, uint64_t id)
+{
+    if (!ix->ids_cap) return NULL;
+    for (size_t i = id_home(id, ix->ids_cap);; i = (i + 1) & (ix->ids_cap - 1)) {
+        idslot *s = &ix->ids[i];
+        if (!s->p) return NULL;
+        if (s->id == id) return s;
+    }
+}
+
+static void id_put(sc_index *ix, uint64_t id, part *p, size_t row);
+
+static void id_grow(sc_index *ix)
+{
+    idslot *old = ix->ids;
+    size_t oldcap = ix->ids_cap;
+    ix->ids_cap = oldcap ? oldcap * 2 : 64;
+    ix->ids = sc_calloc(ix->ids_cap, sizeof(idslot));
+    ix->ids_n = 0;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].p) id_put(ix, old[i].id, old[i].p, old[i].row);
+    free(old);
+}
+
+static void id_put(sc_index *ix, uint64_t id, part *p, size_t row)
+{
+    if ((ix->ids_n + 1) * 4 > ix->ids_cap * 3) id_grow(ix);
+    for (size_t i = id_home(id, ix->ids_cap);; i = (i + 1) & (ix->ids_cap - 1)) {
+        idslot *s = &ix->ids[i];
+        if (!s->p) {
+            *s = (idslot){id, p, row};
+            ix->ids_n++;
+            return;
+        }
+        if (s->id == id) {
+            s->p = p;
+            s->row = row;
+            return;
+        }
+    }
+}
+
+static void id_del(sc_index *ix, idslot *s)
+{
+    size_t mask = ix->ids_cap - 1, i = (size_t)(s - ix->ids);
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!ix->ids[j].p) break;
+        size_t h = id_home(ix->ids[j].id, ix->ids_cap);
+        /* Move j back to i unless its home lies cyclically in (i, j]. */
+        int stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+        if (stays) continue;
+        ix->ids[i] = ix->ids[j];
+        i = j;
+    }
+    ix->ids[i].p = NULL;
+    ix->ids_n--;
+}
+
+/* ---------------------------------------------------------------------
+ * Partition table (under tlock; lookups shared, changes exclusive)
+ * ------------------------------------------------------------------- */
+
+static uint64_t part_hash(const char *ns, uint64_t fp)
+{
+    return sc_hash64(ns, strlen(ns), fp);
+}
+
+static part *part_find(sc_index *ix, const char *ns, uint64_t fp, uint64_t h)
+{
+    for (part *p = ix->buckets[h & (ix->nbuckets - 1)]; p; p = p->next)
+        if (p->hash == h && p->fp == fp && strcmp(p->ns, ns) == 0) return p;
+    return NULL;
+}
+
+static void rwlock_init(pthread_rwlock_t *l)
+{
+    pthread_rwlockattr_t a;
+    pthread_rwlockattr_init(&a);
+    pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(l, &a);
+    pthread_rwlockattr_destroy(&a);
+}
+
+static void table_insert(sc_index *ix, part *p)
+{
+    if (ix->nparts + 1 > ix->nbuckets) {
+        size_t nb = ix->nbuckets * 2;
+        part **b = sc_calloc(nb, sizeof(part *));
+        for (size_t i = 0; i < ix->nbuckets; i++) {
+            part *q = ix->buckets[i];
+            while (q) {
+                part *next = q->next;
+                q->next = b[q->hash & (nb - 1)];
+                b[q->hash & (nb - 1)] = q;
+                q = next;
+            }
+        }
+        free(ix->buckets);
+        ix->buckets = b;
+        ix->nbuckets = nb;
+    }
+    part **head = &ix->buckets[p->hash & (ix->nbuckets - 1)];
+    p->next = *head;
+    *head = p;
+    ix->nparts++;
+}
+
+static void table_unlink(sc_index *ix, part *p)
+{
+    for (part **pp = &ix->buckets[p->hash & (ix->nbuckets - 1)]; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            ix->nparts--;
+            return;
+        }
+}
+
+static size_t part_bytes(const sc_index *ix, const part *p)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < p->nchunks; i++) b += chunk_bytes(ix, p->chunks[i].cap);
+    if (p->faiss) b += p->faiss_rows * ix->dim * sizeof(float);
+    return b;
+}
+
+/* Frees a partition nobody can reach any more; with wmu held (accounting). */
+static void part_destroy(sc_index *ix, part *p)
+{
+    ix->bytes -= part_bytes(ix, p);
+    for (size_t i = 0; i < p->nchunks; i++) chunk_free(&p->chunks[i]);
+    free(p->chunks);
+    if (p->faiss) sc_index__faiss_free(p->faiss);
+    pthread_rwlock_destroy(&p->lock);
+    free(p->ns);
+    free(p);
+}
+
+/* ---------------------------------------------------------------------
+ * Create / destroy
+ * ------------------------------------------------------------------- */
+
+int sc_index_create(sc_index **out, const sc_index_opts *opts)
+{
+    *out = NULL;
+    if (!opts || opts->dim == 0 || opts->dim > SC_INDEX_MAX_DIM) return SC_EINVAL;
+    int backend;
+    if (!opts->backend || strcmp(opts->backend, "flat") == 0)
+        backend = BACKEND_FLAT;
+    else if (strcmp(opts->backend, "faiss") == 0)
+        backend = BACKEND_FAISS;
+    else
+        return SC_EINVAL;
+    const char *desc = opts->faiss_desc && *opts->faiss_desc ? opts->faiss_desc : "Flat";
+    if (backend == BACKEND_FAISS) {
+        void *probe;
+        int rc = sc_index__faiss_new(&probe, opts->dim, desc);
+        if (rc) return SC_EINVAL;
+        sc_index__faiss_free(probe);
+    }
+    sc_index *ix = SC_NEW(sc_index);
+    ix->dim = opts->dim;
+    ix->backend = backend;
+    ix->faiss_desc = sc_strdup(desc);
+    pthread_mutex_init(&ix->wmu, NULL);
+    rwlock_init(&ix->tlock);
+    ix->nbuckets = 16;
+    ix->buckets = sc_calloc(ix->nbuckets, sizeof(part *));
+    *out = ix;
+    return 0;
+}
+
+void sc_index_destroy(sc_index *ix)
+{
+    if (!ix) return;
+    for (size_t i = 0; i < ix->nbuckets; i++) {
+        part *p = ix->buckets[i];
+        while (p) {
+            part *next = p->next;
+            part_destroy(ix, p);
+            p = next;
+        }
+    }
+    free(ix->buckets);
+    free(ix->ids);
+    free(ix->faiss_desc);
+    pthread_rwlock_destroy(&ix->tlock);
+    pthread_mutex_destroy(&ix->wmu);
+    free(ix);
+}
+
+/* ---------------------------------------------------------------------
+ * Mutations (all with wmu held)
+ * ------------------------------------------------------------------- */
+
+/* Copies vec normalised into dst; SC_EINVAL for zero or non-finite input. */
+static int normalise(const float *vec, float *dst, size_t dim)
+{
+    double s = 0;
+    for (size_t i = 0; i < dim; i++) s += (double)vec[i] * vec[i];
+    if (!(s > 0) || !isfinite(s)) return SC_EINVAL;
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < dim; i++) dst[i] = vec[i] * inv;
+    return 0;
+}
+
+static part *part_get_or_create(sc_index *ix, const char *ns, uint64_t fp)
+{
+    uint64_t h = part_hash(ns, fp);
+    part *p = part_find(ix, ns, fp, h); /* wmu held: the table cannot change */
+    if (p) return p;
+    p = SC_NEW(part);
+    p->ns = sc_strdup(ns);
+    p->fp = fp;
+    p->hash = h;
+    p->train_next = FAISS_TRAIN_FIRST;
+    rwlock_init(&p->lock);
+    if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&p->faiss, ix->dim, ix->faiss_desc)) {
+        pthread_rwlock_destroy(&p->lock);
+        free(p->ns);
+        free(p);
+        return NULL;
+    }
+    pthread_rwlock_wrlock(&ix->tlock);
+    table_insert(ix, p);
+    pthread_rwlock_unlock(&ix->tlock);
+    return p;
+}
+
+static void drop_part(sc_index *ix, part *p)
+{
+    pthread_rwlock_wrlock(&ix->tlock);
+    table_unlink(ix, p);
+    pthread_rwlock_unlock(&ix->tlock);
+    part_destroy(ix, p);
+}
+
+/* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
+ * when it needs training and there are enough rows), new row numbers in
+ * the id map. Everything is built outside p's lock (readers keep using the
+ * old arrays; wmu keeps other writers out) and swapped in under it. */
+static void compact(sc_index *ix, part *p)
+{
+    const size_t dim = ix->dim, live = p->rows - p->dead;
+    size_t nch = 0, capsum = 0;
+    while (capsum < live) capsum += chunk_cap(nch++);
+    chunk *ch = sc_calloc(nch ? nch : 1, sizeof(chunk));
+    for (size_t i = 0; i < nch; i++) chunk_alloc(ix, &ch[i], chunk_cap(i));
+    size_t r = 0;
+    for (size_t i = 0; i < p->nchunks; i++) {
+        const chunk *c = &p->chunks[i];
+        for (size_t off = 0; off < c->n; off++) {
+            if (c->ids[off] == TOMB) continue;
+            size_t ci, o;
+            row_loc(r++, &ci, &o);
+            chunk *d = &ch[ci];
+            memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
+            if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
+            d->ids[o] = c->ids[off];
+            d->n++;
+        }
+    }
+    void *fx = NULL;
+    size_t frows = 0, train_next = p->train_next;
+    if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&fx, ix->dim, ix->faiss_desc) == 0) {
+        float *all = sc_malloc((live ? live : 1) * dim * sizeof(float));
+        for (size_t i = 0; i < live; i++) {
+            size_t ci, o;
+            row_loc(i, &ci, &o);
+            memcpy(all + i * dim, ch[ci].f + o * dim, dim * sizeof(float));
+        }
+        if (!sc_index__faiss_is_trained(fx) && live >= train_next)
+            (void)sc_index__faiss_train(fx, live, all);
+        if (sc_index__faiss_is_trained(fx) && live && sc_index__faiss_add(fx, live, all) == 0)
+            frows = live;
+        if (frows < live && live >= train_next) train_next = live * 2; /* retry later */
+        free(all);
+    }
+    size_t oldbytes = part_bytes(ix, p);
+    chunk *oldch = p->chunks;
+    size_t oldn = p->nchunks;
+    void *oldfx = p->faiss;
+
+    pthread_rwlock_wrlock(&p->lock);
+    p->chunks = ch;
+    p->nchunks = p->chunks_cap = nch;
+    p->rows = live;
+    p->dead = 0;
+    p->faiss = fx;
+    p->faiss_rows = frows;
+    p->train_next = train_next;
+    pthread_rwlock_unlock(&p->lock);
+
+    for (size_t i = 0; i < oldn; i++) chunk_free(&oldch[i]);
+    free(oldch);
+    if (oldfx) sc_index__faiss_free(oldfx);
+    ix->bytes = ix->bytes - oldbytes + part_bytes(ix, p);
+    for (size_t i = 0; i < live; i++) {
+        size_t ci, o;
+        row_loc(i, &ci, &o);
+        id_put(ix, ch[ci].ids[o], p, i);
+    }
+}
+
+/* Marks row of p removed. */
+static void kill_row(sc_index *ix, part *p, size_t row)
+{
+    size_t ci, off;
+    row_loc(row, &ci, &off);
+    pthread_rwlock_wrlock(&p->lock);
+    p->chunks[ci].ids[off] = TOMB;
+    p->dead++;
+    pthread_rwlock_unlock(&p->lock);
+    ix->vectors--;
+}
+
+/* After a removal: drop an empty partition, compact one past 25% dead. */
+static void maybe_shrink(sc_index *ix, part *p)
+{
+    if (p->dead == p->rows)
+        drop_part(ix, p);
+    else if (p->dead * 4 > p->rows)
+        compact(ix, p);
+}
+
+int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec)
+{
+    if (!ix || !ns || !vec || id == TOMB) return SC_EINVAL;
+    const size_t dim = ix->dim;
+    float f[SC_INDEX_MAX_DIM];
+    int8_t q[SC_INDEX_MAX_DIM];
+    if (normalise(vec, f, dim)) return SC_EINVAL;
+    if (ix->backend == BACKEND_FLAT) sc_index_quantize(f, q, dim);
+
+    int rc = 0;
+    pthread_mutex_lock(&ix->wmu);
+    part *p = part_get_or_create(ix, ns, fp);
+    if (!p) {
+        rc = SC_EINVAL;
+        goto out;
+    }
+    idslot *s = id_find(ix, id);
+    if (s) {
+        part *old = s->p;
+        size_t oldrow = s->row;
+        id_del(ix, s);
+        kill_row(ix, old, oldrow);
+        if (old != p) maybe_shrink(ix, old);
+    }
+
+    size_t capsum = 0;
+    for (size_t i = 0; i < p->nchunks; i++) capsum += p->chunks[i].cap;
+    if (p->rows == capsum) {
+        chunk c;
+        chunk_alloc(ix, &c, chunk_cap(p->nchunks));
+        pthread_rwlock_wrlock(&p->lock);
+        if (p->nchunks == p->chunks_cap) {
+            p->chunks_cap = p->chunks_cap ? p->chunks_cap * 2 : 4;
+            p->chunks = sc_realloc(p->chunks, p->chunks_cap * sizeof(chunk));
+        }
+        p->chunks[p->nchunks++] = c;
+        pthread_rwlock_unlock(&p->lock);
+        ix->bytes += chunk_bytes(ix, c.cap);
+    }
+    size_t row = p->rows, ci, off;
+    row_loc(row, &ci, &off);
+    chunk *c = &p->chunks[ci];
+    /* The slot is past c->n: no reader looks at it before it is published. */
+    memcpy(c->f + off * dim, f, dim * sizeof(float));
+    if (c->q) memcpy(c->q + off * dim, q, dim);
+    c->ids[off] = id;
+
+    pthread_rwlock_wrlock(&p->lock);
+    c->n++;
+    p->rows++;
+    if (p->faiss && p->faiss_rows == row && sc_index__faiss_is_trained(p->faiss) &&
+        sc_index__faiss_add(p->faiss, 1, f) == 0) {
+        p->faiss_rows++;
+        ix->bytes += dim * sizeof(float);
+    }
+    pthread_rwlock_unlock(&p->lock);
+    id_put(ix, id, p, row);
+    ix->vectors++;
+    if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
+        p->rows - p->dead >= p->train_next)
+        compact(ix, p); /* trains the FAISS index (or retries later) */
+out:
+    pthread_mutex_unlock(&ix->wmu);
+    return rc;
+}
+
+int sc_index_remove(sc_index *ix, uint64_t id)
+{
+    if (!ix) return SC_EINVAL;
+    int rc = 0;
+    pthread_mutex_lock(&ix->wmu);
+    idslot *s = id_find(ix, id);
+    if (!s) {
+        rc = SC_ENOTFOUND;
+    } else {
+        part *p = s->p;
+        size_t row = s->row;
+        id_del(ix, s);
+        kill_row(ix, p, row);
+        maybe_shrink(ix, p);
+    }
+    pthread_mutex_unlock(&ix->wmu);
+    return rc;
+}
+
+int sc_index_flush_ns(sc_index *ix, const char *ns)
+{
+    if (!ix || !ns) return SC_EINVAL;
+    pthread_mutex_lock(&ix->wmu);
+    part *doomed = NULL;
+    pthread_rwlock_wrlock(&ix->tlock);
+    for (size_t i = 0; i < ix->nbuckets; i++) {
+        part **pp = &ix->buckets[i];
+        while (*pp) {
+            part *p = *pp;
+            if (strcmp(p->ns, ns) == 0) {
+                *pp = p->next;
+                ix->nparts--;
+                p->next = doomed;
+                doomed = p;
+            } else {
+                pp = &p->next;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&ix->tlock);
+    while (doomed) {
+        part *p = doomed;
+        doomed = p->next;
+        for (size_t i = 0; i < p->nchunks; i++) {
+            const chunk *c = &p->chunks[i];
+            for (size_t off = 0; off < c->n; off++) {
+                if (c->ids[off] == TOMB) continue;
+                idslot *s = id_find(ix, c->ids[off]);
+                if (s && s->p == p) id_del(ix, s);
+            }
+        }
+        ix->vectors -= p->rows - p->dead;
+        part_destroy(ix, p);
+    }
+    pthread_mutex_unlock(&ix->wmu);
+    return 0;
+}
+
+void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
+{
+    pthread_mutex_lock(&ix->wmu);
+    st->partitions = ix->nparts;
+    st->vectors = ix->vectors;
+    st->bytes = ix->bytes;
+    pthread_mutex_unlock(&ix->wmu);
+}
+
+/* ---------------------------------------------------------------------
+ * Search (table and partition locks held shared)
+ * ------------------------------------------------------------------- */
+
+typedef struct cand {
+    float s;
+    uint64_t id;
+    const float *f;
+} cand;
+
+/* Min-heap on s: the root is the weakest candidate kept. */
+static void heap_down(cand *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && h[l].s < h[m].s) m = l;
+        if (l + 1 < n && h[l + 1].s < h[m].s) m = l + 1;
+        if (m == i) return;
+        cand t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_up(cand *h, size_t i)
+{
+    while (i) {
+        size_t parent = (i - 1) / 2;
+        if (h[parent].s <= h[i].s) return;
+        cand t = h[i];
+        h[i] = h[parent];
+        h[parent] = t;
+        i = parent;
+    }
+}
+
+static void heap_offer(cand *h, size_t *n, size_t cap, cand c)
+{
+    if (*n < cap) {
+        h[*n] = c;
+        heap_up(h, (*n)++);
+    } else if (c.s > h[0].s) {
+        h[0] = c;
+        heap_down(h, cap, 0);
+    }
+}
+
+static int by_score_desc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Int8 scan for the top cap rows, into h (unsorted); returns the count. */
+static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
+{
+    const size_t dim = ix->dim;
+    int32_t sb[SCAN_BLOCK];
+    size_t n = 0;
+    for (size_t ci = 0; ci < p->nchunks; ci++) {
+        const chunk *c = &p->chunks[ci];
+        for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
+            size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
+            sc_index_dot_i8(q, c->q + off * dim, m, dim, sb);
+            for (size_t j = 0; j < m; j++) {
+                float s = (float)sb[j];
+                if (n == cap && s <= h[0].s) continue;
+                uint64_t id = c->ids[off + j];
+                if (id == TOMB) continue;
+                heap_offer(h, &n, cap, (cand){s, id, c->f + (off + j) * dim});
+            }
+        }
+    }
+    return n;
+}
+
+/* Exact fp32 scan (FAISS partitions whose index is not usable yet). */
+static size_t scan_f32(const sc_index *ix, const part *p, const float *qf, cand *h, size_t cap)
+{
+    const size_t dim = ix->dim;
+    size_t n = 0;
+    for (size_t ci = 0; ci < p->nchunks; ci++) {
+        const chunk *c = &p->chunks[ci];
+        for (size_t off = 0; off < c->n; off++) {
+            if (c->ids[off] == TOMB) continue;
+            const float *f = c->f + off * dim;
+            heap_offer(h, &n, cap, (cand){sc_index_dot_f32(qf, f, dim), c->ids[off], f});
+        }
+    }
+    return n;
+}
+
+/* FAISS search asking for more results until k live ones came back. */
+static int search_faiss(const sc_index *ix, const part *p, const float *qf, size_t k,
+                        size_t want, cand **hp, size_t *np)
+{
+    size_t live = p->rows - p->dead, need = k < live ? k : live;
+    size_t kk = want;
+    for (;;) {
+        if (kk > p->rows) kk = p->rows;
+        float *dist = sc_malloc(kk * sizeof(float));
+        int64_t *lab = sc_malloc(kk * sizeof(int64_t));
+        cand *h = sc_malloc(kk * sizeof(cand));
+        int rc = sc_index__faiss_search(p->faiss, qf, kk, dist, lab);
+        size_t n = 0;
+        for (size_t i = 0; rc == 0 && i < kk; i++) {
+            if (lab[i] < 0 || (size_t)lab[i] >= p->rows) continue;
+            size_t ci, off;
+            row_loc((size_t)lab[i], &ci, &off);
+            uint64_t id = p->chunks[ci].ids[off];
+            if (id == TOMB) continue;
+            h[n++] = (cand){0, id, p->chunks[ci].f + off * ix->dim};
+        }
+        free(dist);
+        free(lab);
+        if (rc || n >= need || kk == p->rows) {
+            *hp = h;
+            *np = n;
+            return rc;
+        }
+        free(h);
+        kk *= 2;
+    }
+}
+
+int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *query, size_t k,
+                    sc_index_hit *out, size_t *n)
+{
+    if (n) *n = 0;
+    if (!ix || !ns || !query || !n || (k && !out) || k > SC_INDEX_MAX_K) return SC_EINVAL;
+    if (k == 0) return 0;
+    const size_t dim = ix->dim;
+    float qf[SC_INDEX_MAX_DIM];
+    int8_t q8[SC_INDEX_MAX_DIM];
+    if (normalise(query, qf, dim)) return SC_EINVAL;
+    if (ix->backend == BACKEND_FLAT) sc_index_quantize(qf, q8, dim);
+    uint64_t hsh = part_hash(ns, fp);
+    size_t want = k * 4 > 32 ? k * 4 : 32;
+    int rc = 0;
+
+    pthread_rwlock_rdlock(&ix->tlock);
+    part *p = part_find(ix, ns, fp, hsh);
+    if (!p) {
+        pthread_rwlock_unlock(&ix->tlock);
+        return 0;
+    }
+    pthread_rwlock_rdlock(&p->lock);
+    cand stackbuf[256], *h = NULL;
+    size_t nc = 0;
+    if (ix->backend == BACKEND_FLAT) {
+        h = want <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(want * sizeof(cand));
+        nc = scan_i8(ix, p, q8, h, want);
+    } else if (p->faiss && p->faiss_rows == p->rows && p->rows) {
+        rc = search_faiss(ix, p, qf, k, want, &h, &nc);
+    } else {
+        h = k <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(k * sizeof(cand));
+        nc = scan_f32(ix, p, qf, h, k);
+    }
+    for (size_t i = 0; i < nc; i++) h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+    if (nc > 1) qsort(h, nc, sizeof(cand), by_score_desc);
+    size_t m = nc < k ? nc : k;
+    for (size_t i = 0; i < m; i++) out[i] = (sc_index_hit){h[i].id, h[i].s};
+    *n = m;
+    pthread_rwlock_unlock(&p->lock);
+    pthread_rwlock_unlock(&ix->tlock);
+    if (h != stackbuf) free(h);
+    return rc;
+}

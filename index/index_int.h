@@ -1,0 +1,25 @@
+/* Internal declarations shared by the files of the index module (not part
+ * of its public interface): the thin wrapper around the FAISS C API that
+ * the faiss backend uses. */
+#ifndef SC_INDEX_INT_H
+#define SC_INDEX_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- faiss_backend.c: FAISS indexes as opaque pointers ----
+ * All return 0 or a negative SC_E* code; on failure the FAISS message is
+ * logged. Every call runs FAISS single-threaded (OpenMP 1 thread). */
+int sc_index__faiss_new(void **out, uint32_t dim, const char *desc);
+void sc_index__faiss_free(void *fx);
+int sc_index__faiss_is_trained(const void *fx);
+int sc_index__faiss_train(void *fx, size_t n, const float *x);
+int sc_index__faiss_add(void *fx, size_t n, const float *x);
+/* Labels are the insertion order (0..ntotal-1); missing results are -1. */
+int sc_index__faiss_search(const void *fx, const float *q, size_t k, float *dist,
+                           int64_t *labels);
+
+/* faiss_c.cpp: limits OpenMP to one thread for the calling thread. */
+void sc_index__faiss_single_thread(void);
+
+#endif

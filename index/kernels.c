@@ -1,0 +1,296 @@
+/* The numeric kernels of the index: int8 quantisation, int8 dot products
+ * of one query against many rows, and the fp32 dot product used to
+ * re-score candidates exactly.
+ *
+ * Each kernel has a portable scalar reference and SIMD versions compiled
+ * with per-function target attributes (the global flags stay generic); the
+ * best version for this CPU is picked once, at first use, with
+ * __builtin_cpu_supports. The int8 kernels are exact integer arithmetic,
+ * so every SIMD version must equal the scalar one bit for bit; the unit
+ * tests check that. Inputs to the int8 kernels are in [-127, 127] (what
+ * sc_index_quantize produces); -128 is never used.
+ *
+ * AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes. Flipping the
+ * top bit of a row byte (r ^ 0x80) turns it into the unsigned value r+128,
+ * so the instruction yields sum((r+128)*q) = dot(r,q) + 128*sum(q), and the
+ * query-only term is subtracted once per row. Tails (dim not a multiple of
+ * 64) use masked loads; masked-off query bytes are zero, so they add
+ * nothing. AVX2: |q| (unsigned) times sign(q)*r (signed) with vpmaddubsw,
+ * pairs never saturate because |q|,|r| <= 127, then vpmaddwd to int32. */
+#include "index/index.h"
+#include "index/index_int.h"
+#include "common/err.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------
+ * Scalar references
+ * ------------------------------------------------------------------- */
+
+void sc_index_quantize(const float *v, int8_t *q, size_t dim)
+{
+    for (size_t i = 0; i < dim; i++) {
+        float x = v[i] * 127.0f;
+        if (x > 127.0f) x = 127.0f;
+        if (x < -127.0f) x = -127.0f;
+        if (x != x) x = 0.0f; /* NaN */
+        q[i] = (int8_t)lrintf(x);
+    }
+}
+
+void sc_index_dot_i8_scalar(const int8_t *q, const int8_t *rows, size_t n, size_t dim,
+                            int32_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        const int8_t *r = rows + i * dim;
+        int32_t s = 0;
+        for (size_t j = 0; j < dim; j++) s += (int32_t)q[j] * (int32_t)r[j];
+        out[i] = s;
+    }
+}
+
+static float dot_f32_scalar(const float *a, const float *b, size_t dim)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t j = 0;
+    for (; j + 4 <= dim; j += 4) {
+        s0 += a[j] * b[j];
+        s1 += a[j + 1] * b[j + 1];
+        s2 += a[j + 2] * b[j + 2];
+        s3 += a[j + 3] * b[j + 3];
+    }
+    for (; j < dim; j++) s0 += a[j] * b[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* ---------------------------------------------------------------------
+ * AVX2
+ * ------------------------------------------------------------------- */
+
+__attribute__((target("avx2"))) static inline int32_t hsum256_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2"))) static void dot_i8_avx2(const int8_t *q, const int8_t *rows,
+                                                        size_t n, size_t dim, int32_t *out)
+{
+    const size_t full = dim / 32 * 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    size_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const int8_t *r0 = rows + i * dim, *r1 = r0 + dim;
+        __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+        for (size_t j = 0; j < full; j += 32) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + j));
+            __m256i qa = _mm256_abs_epi8(qv);
+            __m256i v0 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(r0 + j)), qv);
+            __m256i v1 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(r1 + j)), qv);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, v0), ones));
+            a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(qa, v1), ones));
+        }
+        int32_t s0 = hsum256_epi32(a0), s1 = hsum256_epi32(a1);
+        for (size_t j = full; j < dim; j++) {
+            s0 += (int32_t)q[j] * r0[j];
+            s1 += (int32_t)q[j] * r1[j];
+        }
+        out[i] = s0;
+        out[i + 1] = s1;
+    }
+    for (; i < n; i++) {
+        const int8_t *r0 = rows + i * dim;
+        __m256i a0 = _mm256_setzero_si256();
+        for (size_t j = 0; j < full; j += 32) {
+            __m256i qv = _mm256_loadu_si256((const __m256i *)(q + j));
+            __m256i v0 = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(r0 + j)), qv);
+            a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(qv), v0), ones));
+        }
+        int32_t s0 = hsum256_epi32(a0);
+        for (size_t j = full; j < dim; j++) s0 += (int32_t)q[j] * r0[j];
+        out[i] = s0;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, const float *b,
+                                                              size_t dim)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(b + j + 8), s1);
+    }
+    for (; j + 8 <= dim; j += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; j < dim; j++) s += a[j] * b[j];
+    return s;
+}
+
+/* ---------------------------------------------------------------------
+ * AVX-512 (VNNI for int8, F for fp32)
+ * ------------------------------------------------------------------- */
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+VNNI_TARGET static void dot_i8_vnni(const int8_t *q, const int8_t *rows, size_t n, size_t dim,
+                                    int32_t *out)
+{
+    const size_t full = dim / 64 * 64, tail = dim - full;
+    const __mmask64 tm = tail ? (((__mmask64)1 << tail) - 1) : 0;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    int32_t sq = 0;
+    for (size_t j = 0; j < dim; j++) sq += q[j];
+    const int32_t corr = 128 * sq;
+    const __m512i qt = _mm512_maskz_loadu_epi8(tm, q + full);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const int8_t *r0 = rows + i * dim, *r1 = r0 + dim, *r2 = r1 + dim, *r3 = r2 + dim;
+        __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
+        __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+        for (size_t j = 0; j < full; j += 64) {
+            __m512i qv = _mm512_loadu_si512(q + j);
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(r0 + j), bias), qv);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(r1 + j), bias), qv);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_loadu_si512(r2 + j), bias), qv);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(_mm512_loadu_si512(r3 + j), bias), qv);
+        }
+        if (tail) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r0 + full), bias), qt);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r1 + full), bias), qt);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r2 + full), bias), qt);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r3 + full), bias), qt);
+        }
+        out[i] = _mm512_reduce_add_epi32(a0) - corr;
+        out[i + 1] = _mm512_reduce_add_epi32(a1) - corr;
+        out[i + 2] = _mm512_reduce_add_epi32(a2) - corr;
+        out[i + 3] = _mm512_reduce_add_epi32(a3) - corr;
+    }
+    for (; i < n; i++) {
+        const int8_t *r0 = rows + i * dim;
+        __m512i a0 = _mm512_setzero_si512();
+        for (size_t j = 0; j < full; j += 64)
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(r0 + j), bias),
+                                     _mm512_loadu_si512(q + j));
+        if (tail)
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_maskz_loadu_epi8(tm, r0 + full), bias), qt);
+        out[i] = _mm512_reduce_add_epi32(a0) - corr;
+    }
+}
+
+__attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, const float *b,
+                                                               size_t dim)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= dim; j += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(b + j), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), _mm512_loadu_ps(b + j + 16), s1);
+    }
+    if (j < dim) {
+        size_t rest = dim - j;
+        __mmask16 m0 = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, a + j), _mm512_maskz_loadu_ps(m0, b + j), s0);
+        if (rest > 16) {
+            __mmask16 m1 = (__mmask16)((1u << (rest - 16)) - 1);
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, a + j + 16),
+                                 _mm512_maskz_loadu_ps(m1, b + j + 16), s1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+/* ---------------------------------------------------------------------
+ * Dispatch
+ * ------------------------------------------------------------------- */
+
+typedef void (*dot_i8_fn)(const int8_t *, const int8_t *, size_t, size_t, int32_t *);
+typedef float (*dot_f32_fn)(const float *, const float *, size_t);
+
+static struct {
+    const char *name;
+    dot_i8_fn i8;
+    dot_f32_fn f32;
+} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar};
+static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
+
+static int cpu_has(const char *name)
+{
+    __builtin_cpu_init();
+    if (strcmp(name, "scalar") == 0) return 1;
+    if (strcmp(name, "avx2") == 0)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (strcmp(name, "avx512vnni") == 0)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni");
+    return 0;
+}
+
+static void select_kernel(const char *name)
+{
+    if (strcmp(name, "avx512vnni") == 0) {
+        active.name = "avx512vnni";
+        active.i8 = dot_i8_vnni;
+        active.f32 = dot_f32_avx512;
+    } else if (strcmp(name, "avx2") == 0) {
+        active.name = "avx2";
+        active.i8 = dot_i8_avx2;
+        active.f32 = dot_f32_avx2;
+    } else {
+        active.name = "scalar";
+        active.i8 = sc_index_dot_i8_scalar;
+        active.f32 = dot_f32_scalar;
+    }
+}
+
+static void dispatch_init(void)
+{
+    if (cpu_has("avx512vnni"))
+        select_kernel("avx512vnni");
+    else if (cpu_has("avx2"))
+        select_kernel("avx2");
+    else
+        select_kernel("scalar");
+}
+
+int sc_index_kernel_force(const char *name)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    if (!name || strcmp(name, "auto") == 0) {
+        dispatch_init();
+        return 0;
+    }
+    if (strcmp(name, "scalar") && strcmp(name, "avx2") && strcmp(name, "avx512vnni"))
+        return SC_EINVAL;
+    if (!cpu_has(name)) return SC_EUNSUPPORTED;
+    select_kernel(name);
+    return 0;
+}
+
+const char *sc_index_kernel_name(void)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.name;
+}
+
+void sc_index_dot_i8(const int8_t *q, const int8_t *rows, size_t n, size_t dim, int32_t *out)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    active.i8(q, rows, n, dim, out);
+}
+
+float sc_index_dot_f32(const float *a, const float *b, size_t dim)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.f32(a, b, dim);
+}

@@ -1,0 +1,27 @@
+/* HTTP handlers, one function per endpoint (loop thread). Each finishes
+ * its request, now or from a job's done() callback. */
+#ifndef SC_API_H
+#define SC_API_H
+
+#include "server/server.h"
+
+#define SC_VERSION "0.1.0"
+
+/* api_cache.c: the cache admin API (contract section 4). */
+void sc_api_store(sc_server *srv, sc_http_req *req);
+void sc_api_lookup(sc_server *srv, sc_http_req *req);
+void sc_api_flush(sc_server *srv, sc_http_req *req);
+void sc_api_import(sc_server *srv, sc_http_req *req);
+void sc_api_embed(sc_server *srv, sc_http_req *req);
+/* GET or DELETE /cache/entries/{id}; rest is what follows the prefix. */
+void sc_api_entry(sc_server *srv, sc_http_req *req, const char *rest);
+
+/* metrics.c */
+void sc_api_stats(sc_server *srv, sc_http_req *req);
+void sc_api_metrics(sc_server *srv, sc_http_req *req);
+
+/* proxy.c: POST /v1/chat/completions, /v1/completions; other /v1/ paths
+ * are passed through uncached. */
+void sc_proxy_handle(sc_server *srv, sc_http_req *req);
+
+#endif

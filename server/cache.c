@@ -1,0 +1,529 @@
+/* The cache pipeline (see cache.h): ties the embedder, the LMDB store, the
+ * in-memory index and the verifier together.
+ *
+ * Lookup: exact key -> store (microseconds, no embedding); otherwise embed
+ * the prompt, take the top-k candidates of the partition from the index,
+ * score each (verifier estimate, or the cosine with verify off) and serve
+ * the best when it clears the threshold. Store: embed (unless the caller
+ * has the vector already), put into LMDB (durable when put returns), then
+ * add to the index. A maintenance thread expires and evicts entries once a
+ * second; every removal reaches the index through the store's callback. */
+#include "server/cache.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+#include "embed/embed.h"
+#include "embed/verify.h"
+#include "index/index.h"
+#include "storage/store.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_TOPK 64
+
+struct sc_cache {
+    const sc_config *cfg;
+    sc_embedder *emb;
+    sc_store *store;
+    sc_index *index;
+    sc_verify *verify;          /* NULL with verify off */
+    uint32_t dim;
+    pthread_t maint;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    int maint_stop;
+    int maint_started;
+    atomic_ullong lookups, hits_exact, hits_semantic, misses, puts;
+};
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+/* ---------------------------------------------------------------------
+ * Keys
+ * ------------------------------------------------------------------- */
+
+/* Trims, collapses runs of white space to one space, lower-cases ASCII. */
+static char *normalise(const char *p, size_t n, size_t *outlen)
+{
+    char *o = sc_malloc(n + 1);
+    size_t k = 0;
+    int space = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v') {
+            space = k > 0;
+            continue;
+        }
+        if (space) o[k++] = ' ';
+        space = 0;
+        o[k++] = (char)(ch < 128 ? tolower(ch) : ch);
+    }
+    o[k] = '\0';
+    *outlen = k;
+    return o;
+}
+
+void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t len,
+                        uint8_t key[SC_EXACT_KEY_LEN])
+{
+    size_t nlen;
+    char *norm = normalise(prompt, len, &nlen);
+    size_t nslen = strlen(ns);
+    size_t total = nslen + 1 + 8 + nlen;
+    uint8_t *buf = sc_malloc(total);
+    memcpy(buf, ns, nslen + 1);
+    for (int i = 0; i < 8; i++) buf[nslen + 1 + i] = (uint8_t)(fp >> (8 * i));
+    memcpy(buf + nslen + 9, norm, nlen);
+    sc_hash128(buf, total, key);
+    free(buf);
+    free(norm);
+}
+
+static int same_prompt(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t na, nb;
+    char *x = normalise(a, alen, &na), *y = normalise(b, blen, &nb);
+    int same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* ---------------------------------------------------------------------
+ * Open / close / maintenance
+ * ------------------------------------------------------------------- */
+
+static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
+{
+    (void)ns;
+    (void)fp;
+    sc_cache *c = ctx;
+    if (c->index) sc_index_remove(c->index, id);
+}
+
+static int rebuild_one(void *ctx, const sc_record *r)
+{
+    sc_cache *c = ctx;
+    if (r->dim == c->dim && r->vec) sc_index_add(c->index, r->ns, r->fp, r->id, r->vec);
+    return 0;
+}
+
+typedef struct id_list {
+    uint64_t *ids;
+    size_t n, cap;
+} id_list;
+
+static int collect_id(void *ctx, const sc_record *r)
+{
+    id_list *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->ids = sc_realloc(l->ids, l->cap * sizeof *l->ids);
+    }
+    l->ids[l->n++] = r->id;
+    return 0;
+}
+
+/* --reembed: a data dir written by another embedder gets every prompt
+ * embedded again, in batches, before the index is built. Interrupted, it
+ * starts over on the next start (meta keeps the old identity until done). */
+static int reembed_all(sc_cache *c, char *err, size_t errlen)
+{
+    enum { BATCH = 32 };
+    id_list l = {0};
+    int rc = sc_store_foreach(c->store, collect_id, &l);
+    sc_info("re-embedding %zu entries with %s", l.n, sc_embedder_id(c->emb));
+    float *vecs = sc_malloc(sizeof(float) * c->dim * BATCH);
+    for (size_t i = 0; i < l.n && !rc; i += BATCH) {
+        sc_record recs[BATCH];
+        const char *texts[BATCH];
+        size_t lens[BATCH], n = 0;
+        for (size_t k = i; k < l.n && n < BATCH; k++) {
+            memset(&recs[n], 0, sizeof recs[n]);
+            if (sc_store_get(c->store, l.ids[k], &recs[n])) continue;
+            texts[n] = recs[n].prompt;
+            lens[n] = recs[n].prompt_len;
+            n++;
+        }
+        if (n) rc = sc_embed(c->emb, texts, lens, n, vecs);
+        for (size_t k = 0; k < n; k++) {
+            if (!rc) {
+                free(recs[k].vec);
+                recs[k].vec = sc_malloc(sizeof(float) * c->dim);
+                memcpy(recs[k].vec, vecs + k * c->dim, sizeof(float) * c->dim);
+                recs[k].dim = c->dim;
+                rc = sc_store_update(c->store, &recs[k]);
+            }
+            sc_record_clear(&recs[k]);
+        }
+    }
+    free(vecs);
+    free(l.ids);
+    if (!rc) rc = sc_store_reembed_done(c->store);
+    if (rc) snprintf(err, errlen, "re-embedding %s failed: %s", c->cfg->data_dir, sc_strerror(rc));
+    return rc;
+}
+
+static void *maint_main(void *arg)
+{
+    sc_cache *c = arg;
+    pthread_mutex_lock(&c->maint_mu);
+    while (!c->maint_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&c->maint_cv, &c->maint_mu, &ts);
+        if (c->maint_stop) break;
+        pthread_mutex_unlock(&c->maint_mu);
+        uint64_t removed = 0;
+        int rc = sc_store_evict(c->store, now_s(), &removed);
+        if (rc) sc_warn("eviction failed: %s", sc_strerror(rc));
+        else if (removed) sc_debug("evicted or expired %llu entries", (unsigned long long)removed);
+        pthread_mutex_lock(&c->maint_mu);
+    }
+    pthread_mutex_unlock(&c->maint_mu);
+    return NULL;
+}
+
+int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen)
+{
+    sc_cache *c = SC_NEW(sc_cache);
+    c->cfg = cfg;
+    pthread_mutex_init(&c->maint_mu, NULL);
+    pthread_cond_init(&c->maint_cv, NULL);
+    const char *key = *cfg->upstream_key ? cfg->upstream_key : getenv(cfg->upstream_key_env);
+    sc_embedder_opts eo = {
+        .name = cfg->embedder, .model_dir = cfg->model_dir, .url = cfg->embed_url,
+        .model = cfg->embed_model, .api_key = key, .dim = (uint32_t)cfg->embed_dim,
+    };
+    int rc = sc_embedder_open(&c->emb, &eo, err, errlen);
+    if (rc) goto fail;
+    c->dim = sc_embedder_dim(c->emb);
+
+    sc_index_opts io = {.dim = c->dim, .backend = cfg->index_backend, .faiss_desc = cfg->faiss_desc};
+    rc = sc_index_create(&c->index, &io);
+    if (rc) {
+        snprintf(err, errlen, "cannot create the %s index: %s", cfg->index_backend, sc_strerror(rc));
+        goto fail;
+    }
+    sc_store_opts so = {
+        .dir = cfg->data_dir, .sync = strcmp(cfg->durability, "sync") == 0,
+        .sync_window_ms = cfg->sync_window_ms, .max_entries = cfg->max_entries,
+        .max_bytes = cfg->max_bytes, .map_size_mb = cfg->map_size_mb,
+        .embedder_id = sc_embedder_id(c->emb), .dim = c->dim, .reembed = cfg->reembed,
+        .on_remove = on_store_remove, .on_remove_ctx = c,
+    };
+    rc = sc_store_open(&c->store, &so, err, errlen);
+    if (rc) goto fail;
+    if (sc_store_needs_reembed(c->store) && (rc = reembed_all(c, err, errlen))) goto fail;
+    if (strcmp(cfg->verify, "on") == 0) {
+        rc = sc_verify_create(&c->verify, c->emb, NULL);
+        if (rc == SC_ENOTFOUND) {
+            sc_warn("no verifier was trained for embedder %s: using the raw cosine", sc_embedder_id(c->emb));
+            c->verify = NULL;
+        } else if (rc) {
+            snprintf(err, errlen, "cannot create the verifier: %s", sc_strerror(rc));
+            goto fail;
+        }
+    }
+    uint64_t t0 = (uint64_t)clock();
+    rc = sc_store_foreach(c->store, rebuild_one, c);
+    if (rc) {
+        snprintf(err, errlen, "cannot rebuild the index from %s: %s", cfg->data_dir, sc_strerror(rc));
+        goto fail;
+    }
+    sc_index_stats ist;
+    sc_index_stats_get(c->index, &ist);
+    sc_info("index rebuilt: %llu vectors in %llu partitions (%.2f s CPU)",
+            (unsigned long long)ist.vectors, (unsigned long long)ist.partitions,
+            (double)((uint64_t)clock() - t0) / CLOCKS_PER_SEC);
+    if (pthread_create(&c->maint, NULL, maint_main, c) == 0) c->maint_started = 1;
+    *out = c;
+    return SC_OK;
+fail:
+    sc_cache_close(c);
+    return rc;
+}
+
+void sc_cache_close(sc_cache *c)
+{
+    if (!c) return;
+    if (c->maint_started) {
+        pthread_mutex_lock(&c->maint_mu);
+        c->maint_stop = 1;
+        pthread_cond_signal(&c->maint_cv);
+        pthread_mutex_unlock(&c->maint_mu);
+        pthread_join(c->maint, NULL);
+    }
+    if (c->store) sc_store_close(c->store);
+    if (c->verify) sc_verify_destroy(c->verify);
+    if (c->index) sc_index_destroy(c->index);
+    if (c->emb) sc_embedder_close(c->emb);
+    pthread_mutex_destroy(&c->maint_mu);
+    pthread_cond_destroy(&c->maint_cv);
+    free(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Lookup
+ * ------------------------------------------------------------------- */
+
+void sc_cache_result_clear(sc_cache_result *res)
+{
+    sc_record_clear(&res->rec);
+    free(res->vec);
+    memset(res, 0, sizeof *res);
+}
+
+static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                        sc_cache_result *res)
+{
+    uint8_t key[SC_EXACT_KEY_LEN];
+    sc_cache_exact_key(ns, fp, prompt, len, key);
+    uint64_t id;
+    if (sc_store_get_exact(c->store, key, &id)) return 0;
+    sc_record r = {0};
+    if (sc_store_get(c->store, id, &r)) return 0;
+    /* Guard against a hash collision: the entry must be what was asked. */
+    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !same_prompt(r.prompt, r.prompt_len, prompt, len)) {
+        sc_record_clear(&r);
+        return 0;
+    }
+    res->outcome = SC_CACHE_HIT_EXACT;
+    res->id = id;
+    res->similarity = 1.0f;
+    res->confidence = 1.0;
+    res->rec = r;
+    return 1;
+}
+
+int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                          sc_cache_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!lookup_exact(c, ns, fp, prompt, len, res)) return 0;
+    atomic_fetch_add(&c->lookups, 1);
+    atomic_fetch_add(&c->hits_exact, 1);
+    sc_store_touch(c->store, res->id, now_s());
+    return 1;
+}
+
+int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                    double threshold, int flags, sc_cache_result *res)
+{
+    memset(res, 0, sizeof *res);
+    atomic_fetch_add(&c->lookups, 1);
+    if (threshold < 0) threshold = c->cfg->threshold;
+    if (!(flags & SC_LOOKUP_SKIP_EXACT) && lookup_exact(c, ns, fp, prompt, len, res)) {
+        atomic_fetch_add(&c->hits_exact, 1);
+        sc_store_touch(c->store, res->id, now_s());
+        return SC_OK;
+    }
+    if (flags & SC_LOOKUP_EXACT_ONLY) {
+        atomic_fetch_add(&c->misses, 1);
+        return SC_OK;
+    }
+    res->dim = c->dim;
+    res->vec = sc_malloc(sizeof(float) * c->dim);
+    int rc = sc_embed(c->emb, &prompt, &len, 1, res->vec);
+    if (rc) return rc;
+    size_t k = (size_t)c->cfg->top_k, n = 0;
+    if (k > MAX_TOPK) k = MAX_TOPK;
+    sc_index_hit hits[MAX_TOPK];
+    rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n);
+    if (rc) return rc;
+    double best_conf = -1;
+    for (size_t i = 0; i < n; i++) {
+        sc_record r = {0};
+        if (sc_store_get(c->store, hits[i].id, &r)) continue;   /* expired or gone */
+        if (strcmp(r.ns, ns) != 0 || r.fp != fp) {
+            sc_record_clear(&r);
+            continue;
+        }
+        double conf = hits[i].score;
+        if (c->verify)
+            conf = sc_verify_score(c->verify, prompt, len, res->vec, r.prompt, r.prompt_len, r.vec,
+                                   hits[i].score);
+        if (i == 0) res->similarity = hits[i].score;
+        if (conf > best_conf) {
+            best_conf = conf;
+            sc_record_clear(&res->rec);
+            res->rec = r;
+            res->id = r.id;
+            res->similarity = hits[i].score;
+            res->confidence = conf;
+        } else {
+            sc_record_clear(&r);
+        }
+        if (!c->verify) break;   /* raw cosine: the first is the best */
+    }
+    if (best_conf >= threshold && res->id) {
+        res->outcome = SC_CACHE_HIT_SEMANTIC;
+        atomic_fetch_add(&c->hits_semantic, 1);
+        sc_store_touch(c->store, res->id, now_s());
+    } else {
+        res->outcome = SC_CACHE_MISS;
+        sc_record_clear(&res->rec);
+        atomic_fetch_add(&c->misses, 1);
+    }
+    return SC_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Store, delete, flush
+ * ------------------------------------------------------------------- */
+
+/* Fills the fields sc_cache_put() defaults and the exact key. */
+static void prepare(sc_cache *c, sc_record *r, const float *vec, uint8_t key[SC_EXACT_KEY_LEN])
+{
+    int64_t now = now_s();
+    if (!r->created) r->created = now;
+    if (!r->last_hit) r->last_hit = now;
+    if (!r->expires && c->cfg->default_ttl > 0) r->expires = now + c->cfg->default_ttl;
+    if (!r->content_type) r->content_type = "text/plain";
+    if (!r->model) r->model = "";
+    r->dim = c->dim;
+    r->vec = (float *)vec;
+    sc_cache_exact_key(r->ns, r->fp, r->prompt, r->prompt_len, key);
+}
+
+int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
+{
+    float *own = NULL;
+    if (!vec) {
+        own = sc_malloc(sizeof(float) * c->dim);
+        const char *p = r->prompt;
+        size_t len = r->prompt_len;
+        int rc = sc_embed(c->emb, &p, &len, 1, own);
+        if (rc) {
+            free(own);
+            return rc;
+        }
+        vec = own;
+    }
+    uint8_t key[SC_EXACT_KEY_LEN];
+    prepare(c, r, vec, key);
+    int rc = sc_store_put(c->store, r, key);
+    r->vec = NULL;
+    r->dim = 0;
+    if (rc == SC_OK) {
+        rc = sc_index_add(c->index, r->ns, r->fp, r->id, vec);
+        atomic_fetch_add(&c->puts, 1);
+    }
+    free(own);
+    return rc;
+}
+
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n)
+{
+    enum { BATCH = 64 };
+    int first_err = SC_OK;
+    float *vecs = sc_malloc(sizeof(float) * c->dim * BATCH);
+    uint8_t keys[BATCH][SC_EXACT_KEY_LEN];
+    int rcs[BATCH];
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t m = n - i < BATCH ? n - i : BATCH;
+        const char *texts[BATCH];
+        size_t lens[BATCH];
+        for (size_t k = 0; k < m; k++) {
+            texts[k] = recs[i + k]->prompt;
+            lens[k] = recs[i + k]->prompt_len;
+        }
+        int rc = sc_embed(c->emb, texts, lens, m, vecs);
+        if (!rc) {
+            for (size_t k = 0; k < m; k++) prepare(c, recs[i + k], vecs + k * c->dim, keys[k]);
+            rc = sc_store_put_many(c->store, recs + i, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, m, rcs);
+            for (size_t k = 0; k < m; k++) {
+                sc_record *r = recs[i + k];
+                r->vec = NULL;
+                r->dim = 0;
+                if (rcs[k] == SC_OK) {
+                    sc_index_add(c->index, r->ns, r->fp, r->id, vecs + k * c->dim);
+                    atomic_fetch_add(&c->puts, 1);
+                } else {
+                    r->id = 0;
+                }
+            }
+        } else {
+            for (size_t k = 0; k < m; k++) recs[i + k]->id = 0;
+        }
+        if (rc && !first_err) first_err = rc;
+    }
+    free(vecs);
+    return first_err;
+}
+
+int sc_cache_del(sc_cache *c, const char *ns, uint64_t id)
+{
+    return sc_store_del(c->store, ns, id);
+}
+
+int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count)
+{
+    int rc = sc_store_flush_ns(c->store, ns, count);
+    if (rc == SC_OK) sc_index_flush_ns(c->index, ns);
+    return rc;
+}
+
+int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r)
+{
+    return sc_store_get(c->store, id, r);
+}
+
+int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, size_t n, float *out)
+{
+    return sc_embed(c->emb, texts, lens, n, out);
+}
+
+uint32_t sc_cache_dim(const sc_cache *c) { return c->dim; }
+const char *sc_cache_embedder_id(const sc_cache *c) { return sc_embedder_id(c->emb); }
+double sc_cache_threshold(const sc_cache *c) { return c->cfg->threshold; }
+
+char *sc_cache_answer_text(const sc_record *r, size_t *len)
+{
+    if (r->content_type && strncmp(r->content_type, "application/json", 16) == 0) {
+        json_t *o = json_loadb(r->response, r->response_len, 0, NULL);
+        json_t *ch = o ? json_array_get(json_object_get(o, "choices"), 0) : NULL;
+        json_t *t = ch ? json_object_get(json_object_get(ch, "message"), "content") : NULL;
+        if (!t && ch) t = json_object_get(ch, "text");
+        if (json_is_string(t)) {
+            *len = json_string_length(t);
+            char *s = sc_strndup(json_string_value(t), *len);
+            json_decref(o);
+            return s;
+        }
+        json_decref(o);
+    }
+    *len = r->response_len;
+    return sc_strndup(r->response, r->response_len);
+}
+
+void sc_cache_stats_get(sc_cache *c, sc_cache_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    sc_store_stats ss;
+    sc_store_stats_get(c->store, &ss);
+    sc_index_stats is;
+    sc_index_stats_get(c->index, &is);
+    st->entries = ss.entries;
+    st->bytes = ss.bytes;
+    st->disk_bytes = ss.disk_bytes;
+    st->evicted = ss.evicted;
+    st->expired = ss.expired;
+    st->corrupt_skipped = ss.corrupt_skipped;
+    st->index_vectors = is.vectors;
+    st->index_partitions = is.partitions;
+    st->lookups = atomic_load(&c->lookups);
+    st->hits_exact = atomic_load(&c->hits_exact);
+    st->hits_semantic = atomic_load(&c->hits_semantic);
+    st->misses = atomic_load(&c->misses);
+    st->puts = atomic_load(&c->puts);
+}

@@ -1,0 +1,103 @@
+/* The cache pipeline: exact layer, semantic layer, write-back.
+ *
+ * sc_cache owns the embedder, the LMDB store, the in-memory index and the
+ * verifier, and implements the lookup and store steps of the request flow
+ * (ARCHITECTURE section 2) for every front end: the OpenAI proxy, the
+ * admin API and the RESP listener.
+ *
+ * Keys: a partition is (namespace, fingerprint). fp 0 is the "plain"
+ * partition used by RESP SEM.* and by /cache/store without a model; the
+ * proxy computes fp from everything that changes the answer except the
+ * last user message (sc_cache_fingerprint_* in fingerprint.h). The exact
+ * key is a 128-bit hash of (ns, fp, normalised prompt); normalising trims,
+ * collapses white space and lower-cases ASCII.
+ *
+ * Threads: sc_cache_open/close on the main thread before/after the loop
+ * runs. Every other function except sc_cache_lookup_exact() and the pure
+ * helpers blocks (embedding, LMDB writes) and must be called from a worker
+ * thread (uv_queue_work), never from the loop thread; all are safe to call
+ * concurrently. */
+#ifndef SC_CACHE_H
+#define SC_CACHE_H
+
+#include "common/config.h"
+#include "storage/record.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sc_cache sc_cache;
+
+enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
+
+typedef struct sc_cache_result {
+    int outcome;               /* enum sc_cache_outcome */
+    uint64_t id;               /* entry served (hits) or best candidate (misses, 0 if none) */
+    float similarity;          /* cosine of the best candidate; 1 for exact hits */
+    double confidence;         /* verifier estimate (== similarity with verify off) */
+    sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
+    float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put) */
+    uint32_t dim;
+} sc_cache_result;
+
+/* Opens every component from cfg and rebuilds the index from the store.
+ * err names what failed and how to fix it. */
+int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen);
+void sc_cache_close(sc_cache *c);
+
+enum {
+    SC_LOOKUP_EXACT_ONLY = 1,  /* skip the semantic layer */
+    SC_LOOKUP_SKIP_EXACT = 2,  /* the caller already ran sc_cache_lookup_exact() */
+};
+
+/* Looks prompt up in (ns, fp). threshold < 0 means the configured one.
+ * flags: SC_LOOKUP_*. On return, res->vec holds the query's embedding when
+ * one was computed (free() it, or pass it to sc_cache_put). */
+int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                    double threshold, int flags, sc_cache_result *res);
+
+/* The exact layer alone: one LMDB read, no embedding, so it MAY run on the
+ * loop thread (a few microseconds). Returns 1 and fills res on a hit (and
+ * counts it), 0 otherwise (counts nothing: the caller goes on with
+ * sc_cache_lookup(..., SC_LOOKUP_SKIP_EXACT, ...)). */
+int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                          sc_cache_result *res);
+/* Releases what res holds. */
+void sc_cache_result_clear(sc_cache_result *res);
+
+/* Stores an entry: r->ns, fp, prompt, response, content_type, model,
+ * expires (0 = default TTL), token counts. vec may be NULL (embedded
+ * here). Sets r->id. */
+int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
+
+/* Stores n entries, embedding their prompts in batches (one sgemm per
+ * batch). An entry that failed has id 0; returns the first error. */
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);
+
+int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
+int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);
+int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);
+
+/* The exact key of a prompt in (ns, fp): also the single-flight key.
+ * Pure; any thread. */
+void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t len, uint8_t key[16]);
+
+/* Embeds texts with the cache's own embedder. */
+int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, size_t n, float *out);
+uint32_t sc_cache_dim(const sc_cache *c);
+const char *sc_cache_embedder_id(const sc_cache *c);
+double sc_cache_threshold(const sc_cache *c);
+
+/* The answer text of an entry: the stored text for plain entries, the
+ * first choice's message content for OpenAI JSON bodies. malloc'ed. */
+char *sc_cache_answer_text(const sc_record *r, size_t *len);
+
+typedef struct sc_cache_stats {
+    uint64_t entries, bytes, disk_bytes;
+    uint64_t lookups, hits_exact, hits_semantic, misses;
+    uint64_t puts, evicted, expired, corrupt_skipped;
+    uint64_t index_vectors, index_partitions;
+} sc_cache_stats;
+void sc_cache_stats_get(sc_cache *c, sc_cache_stats *st);
+
+#endif

@@ -1,0 +1,79 @@
+/* GET /stats (JSON) and GET /metrics (Prometheus text): the request
+ * statistics, the cache's store/index counters and every upstream's
+ * calls, errors, retries, fallbacks and breaker state. */
+#include "server/api.h"
+#include "server/cache.h"
+#include "server/stats.h"
+#include "route/route.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void sc_api_stats(sc_server *srv, sc_http_req *req)
+{
+    if (!sc_server_namespace(srv, req, NULL, 1)) return;
+    json_t *o = json_object();
+    sc_stats_json(srv->stats, o);
+    sc_cache_stats cs;
+    sc_cache_stats_get(srv->cache, &cs);
+    json_object_set_new(o, "cache",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:f}",
+                                  "entries", (json_int_t)cs.entries, "bytes", (json_int_t)cs.bytes,
+                                  "disk_bytes", (json_int_t)cs.disk_bytes, "lookups", (json_int_t)cs.lookups,
+                                  "hits_exact", (json_int_t)cs.hits_exact, "hits_semantic",
+                                  (json_int_t)cs.hits_semantic, "misses", (json_int_t)cs.misses,
+                                  "evicted", (json_int_t)cs.evicted, "expired", (json_int_t)cs.expired,
+                                  "corrupt_skipped", (json_int_t)cs.corrupt_skipped, "index_vectors",
+                                  (json_int_t)cs.index_vectors, "embedder", sc_cache_embedder_id(srv->cache),
+                                  "dim", (int)sc_cache_dim(srv->cache), "threshold",
+                                  sc_cache_threshold(srv->cache)));
+    sc_buf b;
+    sc_buf_init(&b, 1 << 20);
+    if (sc_route_stats_json(srv->route, &b) == 0 && b.data) {
+        json_t *ups = json_loadb(b.data, b.len, 0, NULL);
+        if (ups) json_object_set_new(o, "upstreams", ups);
+    }
+    sc_buf_free(&b);
+    json_object_set_new(o, "connections", json_integer((json_int_t)sc_http_server_conns(srv->http)));
+    sc_server_json(req, 200, o, NULL);
+}
+
+void sc_api_metrics(sc_server *srv, sc_http_req *req)
+{
+    if (!sc_server_namespace(srv, req, NULL, 1)) return;
+    sc_buf b;
+    sc_buf_init(&b, 8 << 20);
+    int rc = sc_stats_metrics(srv->stats, &b);
+    sc_cache_stats cs;
+    sc_cache_stats_get(srv->cache, &cs);
+    if (!rc)
+        rc = sc_buf_printf(&b,
+                           "# HELP semcached_entries Entries in the cache.\n# TYPE semcached_entries gauge\n"
+                           "semcached_entries %llu\n"
+                           "# HELP semcached_entry_bytes Bytes of cached records.\n# TYPE semcached_entry_bytes gauge\n"
+                           "semcached_entry_bytes %llu\n"
+                           "# HELP semcached_disk_bytes Size of the LMDB data file.\n# TYPE semcached_disk_bytes gauge\n"
+                           "semcached_disk_bytes %llu\n"
+                           "# HELP semcached_evicted_total Entries evicted by the caps.\n# TYPE semcached_evicted_total counter\n"
+                           "semcached_evicted_total %llu\n"
+                           "# HELP semcached_expired_total Entries removed by their TTL.\n# TYPE semcached_expired_total counter\n"
+                           "semcached_expired_total %llu\n"
+                           "# HELP semcached_index_vectors Vectors in the in-memory index.\n# TYPE semcached_index_vectors gauge\n"
+                           "semcached_index_vectors %llu\n"
+                           "# HELP semcached_connections Open HTTP connections.\n# TYPE semcached_connections gauge\n"
+                           "semcached_connections %zu\n",
+                           (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
+                           (unsigned long long)cs.disk_bytes, (unsigned long long)cs.evicted,
+                           (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
+                           sc_http_server_conns(srv->http));
+    if (!rc) rc = sc_route_metrics(srv->route, &b);
+    if (rc) {
+        sc_buf_free(&b);
+        sc_http_error(req, 500, "server_error", "metrics_too_large", "metrics output too large");
+        return;
+    }
+    sc_http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.data ? b.data : "", b.len);
+    sc_buf_free(&b);
+}

@@ -1,0 +1,732 @@
+/* The transparent caching proxy: POST /v1/chat/completions and
+ * /v1/completions (ARCHITECTURE section 2), and uncached pass-through of
+ * every other /v1/ path.
+ *
+ * Flow of a cacheable request (all on the loop thread except the lookup
+ * and the write-back, which run in the thread pool):
+ *   parse + validate (400) -> namespace (auth) -> fingerprint + prompt ->
+ *   lookup job (exact, then semantic) -> hit: serve the entry (JSON, or
+ *   replayed as SSE) -> miss: join the in-flight call for the same key if
+ *   there is one (single-flight), else call the upstream through route/,
+ *   relay the answer as it arrives, and store it once it completed with a
+ *   2xx (streams: ended with [DONE]).
+ * A client that goes away cancels its upstream call unless other clients
+ * wait on the same call. */
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/cache.h"
+#include "server/fingerprint.h"
+#include "server/openai_fmt.h"
+#include "server/stats.h"
+#include "route/route.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct flight flight;
+typedef struct preq preq;
+
+/* One client request through the proxy. */
+struct preq {
+    sc_server *srv;
+    sc_http_req *req;            /* NULL once finished */
+    int kind;                    /* SC_OAI_CHAT / SC_OAI_COMPLETION */
+    char *ns;
+    uint64_t fp;
+    char *prompt;
+    size_t prompt_len;
+    char *model;
+    int stream, include_usage;
+    int no_cache, no_store, bypass;
+    double threshold;            /* < 0: configured */
+    long long ttl;               /* 0: default */
+    uint64_t start_ns;
+    uint8_t key[16];
+    sc_cache_result res;         /* lookup result (vec reused on write-back) */
+    flight *fl;                  /* the call this request leads or waits on */
+    preq *next_waiter;
+};
+
+/* One upstream call, shared by the leader and its waiters. */
+struct flight {
+    sc_server *srv;
+    preq *leader;                /* NULL once the leader's client is gone */
+    preq *waiters;
+    sc_route_call *call;
+    uint8_t key[16];
+    int registered;              /* in the single-flight table */
+    /* answer */
+    int status;
+    char *content_type;
+    int streaming;               /* relaying SSE to the leader */
+    sc_buf body;                 /* non-streamed answer */
+    sc_oai_stream sse;           /* streamed answer being assembled */
+    sc_buf relay;
+    /* Set once the call finished and its answer is being written back:
+     * the body owned by the store job, valid until the job's done() frees
+     * this flight. Identical requests that missed meanwhile (the entry is
+     * not in LMDB yet) are served from it instead of calling upstream. */
+    const char *answer;
+    size_t answer_len;
+    flight *next;                /* table chain */
+};
+
+#define FLIGHT_BUCKETS 1024
+static flight *flights[FLIGHT_BUCKETS];
+
+static void preq_free(preq *p)
+{
+    sc_cache_result_clear(&p->res);
+    free(p->ns);
+    free(p->prompt);
+    free(p->model);
+    free(p);
+}
+
+static double elapsed_s(const preq *p) { return (double)(sc_http_now_ns() - p->start_ns) / 1e9; }
+
+/* ---------------------------------------------------------------------
+ * Single-flight table (loop thread only)
+ * ------------------------------------------------------------------- */
+
+static size_t bucket_of(const uint8_t key[16]) { return ((size_t)key[0] << 8 | key[1]) % FLIGHT_BUCKETS; }
+
+static flight *flight_find(const uint8_t key[16])
+{
+    for (flight *f = flights[bucket_of(key)]; f; f = f->next)
+        if (memcmp(f->key, key, 16) == 0) return f;
+    return NULL;
+}
+
+static void flight_unregister(flight *f)
+{
+    if (!f->registered) return;
+    flight **pp = &flights[bucket_of(f->key)];
+    while (*pp && *pp != f) pp = &(*pp)->next;
+    if (*pp) *pp = f->next;
+    f->registered = 0;
+}
+
+static void flight_free(flight *f)
+{
+    flight_unregister(f);
+    free(f->content_type);
+    sc_buf_free(&f->body);
+    sc_buf_free(&f->relay);
+    sc_oai_stream_free(&f->sse);
+    free(f);
+}
+
+/* ---------------------------------------------------------------------
+ * Answering
+ * ------------------------------------------------------------------- */
+
+static void record_outcome(preq *p, int outcome, long long pt, long long ct, double usd)
+{
+    sc_stats_outcome(p->srv->stats, p->ns, outcome, elapsed_s(p), pt, ct, usd);
+    if (p->req)
+        snprintf(p->req->note, sizeof p->req->note, "ns=%s outcome=%s similarity=%.4f confidence=%.4f tokens=%lld usd=%.6f",
+                 p->ns, sc_outcome_name(outcome), (double)p->res.similarity, p->res.confidence, pt + ct, usd);
+}
+
+static void cache_headers(char *h, size_t cap, const char *outcome, const preq *p)
+{
+    if (p->res.outcome != SC_CACHE_MISS)
+        snprintf(h, cap, "X-Semcache: %s\r\nX-Semcache-Similarity: %.4f\r\nX-Semcache-Confidence: %.4f\r\n"
+                         "X-Semcache-Entry: %llu\r\n",
+                 outcome, (double)p->res.similarity, p->res.confidence, (unsigned long long)p->res.id);
+    else
+        snprintf(h, cap, "X-Semcache: %s\r\n", outcome);
+}
+
+/* Serves a complete body (from the cache or a finished upstream call) as
+ * JSON or replayed as SSE, as the request asked. */
+static void serve_body(preq *p, int status, const char *body, size_t len, const char *headers)
+{
+    if (p->stream && status / 100 == 2) {
+        sc_buf sse;
+        sc_buf_init(&sse, len * 2 + 65536);
+        if (sc_oai_sse_from_body(p->kind, body, len, p->include_usage, &sse) == SC_OK) {
+            sc_http_respond(p->req, status, "text/event-stream", headers, sse.data, sse.len);
+        } else {
+            sc_http_error(p->req, 502, "server_error", "bad_entry", "cached answer could not be replayed as a stream");
+        }
+        sc_buf_free(&sse);
+    } else {
+        sc_http_respond(p->req, status, "application/json", headers, body, len);
+    }
+    p->req = NULL;
+}
+
+static void serve_hit(preq *p)
+{
+    sc_record *r = &p->res.rec;
+    char headers[512];
+    cache_headers(headers, sizeof headers, p->res.outcome == SC_CACHE_HIT_EXACT ? "hit-exact" : "hit-semantic", p);
+    int json = r->content_type && strncmp(r->content_type, "application/json", 16) == 0;
+    size_t len;
+    char *body = json ? NULL
+                      : sc_oai_body_from_text(p->kind, p->model, r->response, r->response_len, r->prompt_tokens,
+                                              r->completion_tokens, &len);
+    double usd = sc_route_cost(p->srv->route, *r->model ? r->model : p->model, r->prompt_tokens, r->completion_tokens);
+    record_outcome(p, p->res.outcome == SC_CACHE_HIT_EXACT ? SC_OUT_EXACT : SC_OUT_SEMANTIC, r->prompt_tokens,
+                   r->completion_tokens, usd);
+    if (json) serve_body(p, 200, r->response, r->response_len, headers);
+    else serve_body(p, 200, body, len, headers);
+    free(body);
+    preq_free(p);
+}
+
+/* ---------------------------------------------------------------------
+ * Write-back
+ * ------------------------------------------------------------------- */
+
+typedef struct store_job {
+    sc_record rec;
+    char *body;
+    float *vec;
+    char *ns, *prompt, *model;
+    flight *fl;                  /* unregistered once stored */
+} store_job;
+
+static void store_work(sc_job *j)
+{
+    store_job *s = j->data;
+    j->rc = sc_cache_put(j->srv->cache, &s->rec, s->vec);
+}
+
+static void store_done(sc_job *j)
+{
+    store_job *s = j->data;
+    if (j->rc) sc_warn("write-back failed: %s", sc_strerror(j->rc));
+    if (s->fl) flight_free(s->fl);
+    free(s->body);
+    free(s->vec);
+    free(s->ns);
+    free(s->prompt);
+    free(s->model);
+    free(s);
+}
+
+/* Stores a finished answer (takes body); frees the flight afterwards. */
+static void write_back(preq *p, flight *f, char *body, size_t len)
+{
+    sc_route_usage u = {0};
+    sc_route_usage_from_json(body, len, &u);
+    store_job *s = SC_NEW(store_job);
+    s->body = body;
+    s->ns = sc_strdup(p->ns);
+    s->prompt = sc_strndup(p->prompt, p->prompt_len);
+    s->model = sc_strdup(*u.model ? u.model : p->model);
+    s->rec.ns = s->ns;
+    s->rec.fp = p->fp;
+    s->rec.prompt = s->prompt;
+    s->rec.prompt_len = p->prompt_len;
+    s->rec.response = body;
+    s->rec.response_len = len;
+    s->rec.content_type = "application/json";
+    s->rec.model = s->model;
+    s->rec.prompt_tokens = u.found && u.prompt_tokens > 0 ? (uint32_t)u.prompt_tokens : 0;
+    s->rec.completion_tokens = u.found && u.completion_tokens > 0 ? (uint32_t)u.completion_tokens : 0;
+    if (p->ttl > 0) s->rec.expires = (int64_t)time(NULL) + p->ttl;
+    s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
+    p->res.vec = NULL;
+    s->fl = f;
+    sc_job_submit(p->srv, NULL, store_work, store_done, s);
+}
+
+/* ---------------------------------------------------------------------
+ * The upstream call
+ * ------------------------------------------------------------------- */
+
+static void fail_request(preq *p, int status, const char *code, const char *msg)
+{
+    record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
+    if (p->req) {
+        sc_http_error(p->req, status, status == 504 ? "timeout_error" : "upstream_error", code, "%s", msg);
+        p->req = NULL;
+    }
+}
+
+static void on_up_headers(void *ctx, int status, const char *ctype, const sc_route_header *h, size_t nh)
+{
+    (void)h;
+    (void)nh;
+    flight *f = ctx;
+    f->status = status;
+    f->content_type = sc_strdup(ctype ? ctype : "application/json");
+    preq *p = f->leader;
+    if (status / 100 == 2 && strncmp(f->content_type, "text/event-stream", 17) == 0) {
+        f->streaming = 1;
+        if (p && p->req) {
+            char headers[128];
+            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
+            sc_http_stream_begin(p->req, 200, "text/event-stream", headers);
+        }
+    }
+}
+
+static void on_up_data(void *ctx, const char *d, size_t n)
+{
+    flight *f = ctx;
+    if (!f->streaming) {
+        if (sc_buf_append(&f->body, d, n)) f->status = -1;   /* route bounds it too */
+        return;
+    }
+    sc_buf_reset(&f->relay);
+    if (sc_oai_stream_feed(&f->sse, d, n, &f->relay)) f->sse.unstorable = 1;
+    preq *p = f->leader;
+    if (p && p->req && f->relay.len && sc_http_stream_write(p->req, f->relay.data, f->relay.len))
+        sc_debug("client went away mid-stream");
+}
+
+static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
+
+/* Finishes every waiter from the leader's outcome. */
+static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
+{
+    preq *w = f->waiters;
+    f->waiters = NULL;
+    while (w) {
+        preq *next = w->next_waiter;
+        if (w->req) {
+            char headers[128];
+            snprintf(headers, sizeof headers, "X-Semcache: %s\r\nX-Semcache-Coalesced: 1\r\n", w->bypass ? "bypass" : "miss");
+            if (body && status / 100 == 2) {
+                record_outcome(w, SC_OUT_MISS, 0, 0, 0);
+                serve_body(w, status, body, len, headers);
+            } else if (body) {
+                record_outcome(w, SC_OUT_ERROR, 0, 0, 0);
+                sc_http_respond(w->req, status, ctype ? ctype : "application/json", headers, body, len);
+                w->req = NULL;
+            } else {
+                fail_request(w, 502, "upstream_failed", "the shared upstream call failed");
+            }
+        }
+        preq_free(w);
+        w = next;
+    }
+}
+
+static void on_up_done(void *ctx, const sc_route_result *r)
+{
+    flight *f = ctx;
+    f->call = NULL;
+    preq *p = f->leader;
+    char *store_body = NULL;
+    size_t store_len = 0;
+    int ok = r->err == 0 && f->status / 100 == 2;
+
+    if (f->streaming) {
+        if (ok && f->sse.done) store_body = sc_oai_stream_body(&f->sse, &store_len);
+        if (p && p->req) {
+            if (!ok || !f->sse.done) {
+                /* The stream broke after it started: tell the client in-band. */
+                char ev[512];
+                int n = snprintf(ev, sizeof ev,
+                                 "data: {\"error\":{\"message\":\"upstream stream ended early: %s\",\"type\":\"upstream_error\",\"code\":\"stream_truncated\"}}\n\n",
+                                 r->err ? sc_strerror(r->err) : "no [DONE]");
+                sc_http_stream_write(p->req, ev, (size_t)n);
+            }
+            sc_http_stream_end(p->req);
+            p->req = NULL;
+        }
+        if (p) record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
+                              0, 0, r->cost_usd);
+        if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");
+        else finish_waiters(f, 502, NULL, 0, NULL);
+    } else if (r->headers_sent && f->status > 0) {
+        /* A complete answer: 2xx, or an upstream error relayed as is. */
+        if (p && p->req) {
+            char headers[512];
+            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
+            if (r->upstream && *r->upstream) {
+                size_t hl = strlen(headers);
+                snprintf(headers + hl, sizeof headers - hl, "X-Semcache-Upstream: %s\r\n", r->upstream);
+            }
+            record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, 0, 0, r->cost_usd);
+            if (ok) {
+                serve_body(p, f->status, f->body.data ? f->body.data : "", f->body.len, headers);
+            } else {
+                sc_http_respond(p->req, f->status, f->content_type, headers, f->body.data ? f->body.data : "",
+                                f->body.len);
+                p->req = NULL;
+            }
+        }
+        finish_waiters(f, f->status, f->body.data ? f->body.data : "", f->body.len, f->content_type);
+        if (ok) store_body = sc_buf_steal(&f->body, &store_len);
+    } else {
+        /* Every target failed before anything was relayed. */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "upstream failed: %s", r->message ? r->message : sc_strerror(r->err));
+        if (p) fail_request(p, err_status(r), r->err == SC_ETIMEOUT ? "upstream_timeout" : "upstream_failed", msg);
+        finish_waiters(f, 0, NULL, 0, NULL);
+    }
+
+    /* Write back. The flight stays registered until the entry is stored
+     * (store_done frees it), so an identical request whose lookup ran
+     * before the entry was in LMDB is served the same answer instead of
+     * calling upstream again (see after_lookup). */
+    if (store_body && p && !p->no_store && !p->bypass) {
+        f->answer = store_body;
+        f->answer_len = store_len;
+        write_back(p, f, store_body, store_len);
+        f = NULL;
+    } else {
+        flight_unregister(f);
+        free(store_body);
+    }
+    if (f) flight_free(f);
+    if (p) preq_free(p);
+}
+
+static void on_client_abort(sc_http_req *req)
+{
+    preq *p = req->user;
+    flight *f = p->fl;
+    if (!f) return;   /* still in the lookup job: its done() sees aborted */
+    if (f->leader == p) {
+        if (f->waiters == NULL && f->call) {
+            /* Nobody else wants the answer: stop the upstream transfer. */
+            sc_route_cancel(f->call);
+            f->call = NULL;
+            sc_http_stream_end(p->req);   /* finishes the aborted request */
+            p->req = NULL;
+            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
+            flight_free(f);
+            preq_free(p);
+            return;
+        }
+        /* Others wait: keep the call, stop writing to this client. */
+        sc_http_stream_end(p->req);
+        p->req = NULL;
+    } else {
+        /* A waiter left: finish its request now; it stays queued. */
+        sc_http_stream_end(p->req);
+        p->req = NULL;
+    }
+}
+
+static void start_upstream(preq *p, const char *body, size_t body_len)
+{
+    flight *f = SC_NEW(flight);
+    f->srv = p->srv;
+    f->leader = p;
+    memcpy(f->key, p->key, 16);
+    sc_buf_init(&f->body, (size_t)p->srv->cfg->max_upstream_body);
+    sc_buf_init(&f->relay, (size_t)p->srv->cfg->max_upstream_body);
+    sc_oai_stream_init(&f->sse, p->kind, !p->include_usage, (size_t)p->srv->cfg->max_upstream_body);
+    p->fl = f;
+    if (!p->bypass && !p->no_store) {
+        size_t b = bucket_of(f->key);
+        f->next = flights[b];
+        flights[b] = f;
+        f->registered = 1;
+    }
+    /* Ask for usage on streams so the stored entry knows its tokens; the
+     * usage-only chunk is not relayed unless the client asked for it. */
+    char *send = NULL;
+    size_t send_len = body_len;
+    if (p->stream && !p->include_usage) {
+        json_t *o = json_loadb(body, body_len, 0, NULL);
+        if (o) {
+            json_object_set_new(o, "stream_options", json_pack("{s:b}", "include_usage", 1));
+            send = json_dumps(o, JSON_COMPACT);
+            send_len = strlen(send);
+            json_decref(o);
+        }
+    }
+    sc_route_req rr = {
+        .method = "POST", .path = p->kind == SC_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions",
+        .body = send ? send : body, .body_len = send_len, .content_type = "application/json",
+        .model = p->model, .stream = p->stream,
+    };
+    static const sc_route_callbacks cb = {on_up_headers, on_up_data, on_up_done};
+    int rc = sc_route_request(p->srv->route, &rr, &cb, f, &f->call);
+    free(send);
+    if (rc) {
+        fail_request(p, 500, "route_error", "could not start the upstream call");
+        flight_free(f);
+        preq_free(p);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Lookup
+ * ------------------------------------------------------------------- */
+
+typedef struct lookup_ctx {
+    preq *p;
+    char *body;                  /* the original request body, for the upstream */
+    size_t body_len;
+} lookup_ctx;
+
+static void lookup_work(sc_job *j)
+{
+    lookup_ctx *l = j->data;
+    preq *p = l->p;
+    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold,
+                            SC_LOOKUP_SKIP_EXACT, &p->res);
+}
+
+static void after_lookup(preq *p, const char *body, size_t body_len)
+{
+    if (!p->req) {   /* the client left during the lookup */
+        preq_free(p);
+        return;
+    }
+    if (p->res.outcome != SC_CACHE_MISS) {
+        serve_hit(p);
+        return;
+    }
+    flight *f = p->bypass || p->no_store ? NULL : flight_find(p->key);
+    if (f && f->answer) {
+        if (!p->no_cache) {   /* finished; its entry is being stored */
+            record_outcome(p, SC_OUT_MISS, 0, 0, 0);
+            serve_body(p, 200, f->answer, f->answer_len, "X-Semcache: miss\r\nX-Semcache-Coalesced: 1\r\n");
+            preq_free(p);
+            return;
+        }
+        f = NULL;
+    }
+    if (f) {
+        p->fl = f;
+        p->next_waiter = f->waiters;
+        f->waiters = p;
+        return;
+    }
+    start_upstream(p, body, body_len);
+}
+
+static void lookup_done(sc_job *j)
+{
+    lookup_ctx *l = j->data;
+    preq *p = l->p;
+    if (p->req && p->req->aborted) {
+        sc_http_stream_end(p->req);
+        p->req = NULL;
+    }
+    if (j->rc && p->req) {
+        sc_warn("cache lookup failed (%s); forwarding", sc_strerror(j->rc));
+        sc_cache_result_clear(&p->res);
+    }
+    after_lookup(p, l->body, l->body_len);
+    free(l->body);
+    free(l);
+}
+
+/* ---------------------------------------------------------------------
+ * Entry points
+ * ------------------------------------------------------------------- */
+
+/* Parses Cache-Control and the X-Semcache-* request headers. */
+static int read_controls(preq *p, sc_http_req *req)
+{
+    const char *cc = sc_http_header(req, "cache-control");
+    if (cc) {
+        if (strcasestr(cc, "no-cache")) p->no_cache = 1;
+        if (strcasestr(cc, "no-store")) p->no_store = 1;
+    }
+    const char *t = sc_http_header(req, "x-semcache-threshold");
+    if (t) {
+        char *end;
+        errno = 0;
+        double v = strtod(t, &end);
+        if (errno || end == t || *end || !(v >= 0 && v <= 1)) {
+            sc_http_error(req, 400, "invalid_request_error", "invalid_header",
+                          "X-Semcache-Threshold must be a number from 0 to 1, got '%.32s'", t);
+            return -1;
+        }
+        p->threshold = v;
+    }
+    const char *ttl = sc_http_header(req, "x-semcache-ttl");
+    if (ttl) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(ttl, &end, 10);
+        if (errno || end == ttl || *end || v < 0 || v > 100LL * 365 * 86400) {
+            sc_http_error(req, 400, "invalid_request_error", "invalid_header",
+                          "X-Semcache-TTL must be a whole number of seconds >= 0, got '%.32s'", ttl);
+            return -1;
+        }
+        p->ttl = v;
+    }
+    return 0;
+}
+
+static void passthrough(sc_server *srv, sc_http_req *req);
+
+void sc_proxy_handle(sc_server *srv, sc_http_req *req)
+{
+    int kind;
+    if (!strcmp(req->path, "/v1/chat/completions")) kind = SC_OAI_CHAT;
+    else if (!strcmp(req->path, "/v1/completions")) kind = SC_OAI_COMPLETION;
+    else {
+        passthrough(srv, req);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        sc_http_error(req, 405, "invalid_request_error", "method_not_allowed", "method %s not allowed on %s (use POST)",
+                      req->method, req->path);
+        return;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        sc_http_error(req, 400, "invalid_request_error", "invalid_json",
+                      "request body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
+        return;
+    }
+    preq *p = SC_NEW(preq);
+    p->srv = srv;
+    p->req = req;
+    p->kind = kind;
+    p->threshold = -1;
+    p->start_ns = sc_http_now_ns();
+    const char *ns = sc_server_namespace(srv, req, NULL, 0);
+    if (!ns) goto done;
+    p->ns = sc_strdup(ns);
+    if (read_controls(p, req)) goto done;
+    char err[256];
+    int rc = sc_fp_request(kind == SC_OAI_CHAT ? SC_FP_CHAT : SC_FP_COMPLETION, body, &p->fp, &p->prompt,
+                           &p->prompt_len, err, sizeof err);
+    if (rc == SC_EINVAL) {
+        sc_http_error(req, 400, "invalid_request_error", "invalid_request", "%s", err);
+        goto done;
+    }
+    p->bypass = rc == SC_EUNSUPPORTED || (p->no_cache && p->no_store);
+    json_t *model = json_object_get(body, "model");
+    p->model = sc_strdup(json_is_string(model) ? json_string_value(model) : "");
+    p->stream = json_is_true(json_object_get(body, "stream"));
+    p->include_usage = json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
+    if (!p->prompt) p->prompt = sc_strdup("");
+    req->user = p;
+    req->on_abort = on_client_abort;
+    json_decref(body);
+    if (!p->bypass) sc_cache_exact_key(p->ns, p->fp, p->prompt, p->prompt_len, p->key);
+    if (p->bypass || p->no_cache) {
+        after_lookup(p, req->body, req->body_len);
+        return;
+    }
+    /* The exact layer is one LMDB read: answer exact hits right here. */
+    if (sc_cache_lookup_exact(srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, &p->res)) {
+        serve_hit(p);
+        return;
+    }
+    lookup_ctx *l = SC_NEW(lookup_ctx);
+    l->p = p;
+    l->body = sc_strndup(req->body, req->body_len);
+    l->body_len = req->body_len;
+    sc_job_submit(srv, req, lookup_work, lookup_done, l);
+    return;
+done:
+    json_decref(body);
+    preq_free(p);
+}
+
+/* ---------------------------------------------------------------------
+ * Pass-through of other /v1/ paths (uncached)
+ * ------------------------------------------------------------------- */
+
+typedef struct pass {
+    sc_http_req *req;
+    sc_route_call *call;
+    int status, streaming;
+    char *ctype;
+    sc_buf body;
+} pass;
+
+static void pass_headers(void *ctx, int status, const char *ctype, const sc_route_header *h, size_t nh)
+{
+    (void)h;
+    (void)nh;
+    pass *ps = ctx;
+    ps->status = status;
+    ps->ctype = sc_strdup(ctype ? ctype : "application/json");
+    if (strncmp(ps->ctype, "text/event-stream", 17) == 0 && ps->req) {
+        ps->streaming = 1;
+        sc_http_stream_begin(ps->req, status, ps->ctype, "X-Semcache: bypass\r\n");
+    }
+}
+
+static void pass_data(void *ctx, const char *d, size_t n)
+{
+    pass *ps = ctx;
+    if (ps->streaming) {
+        if (ps->req) sc_http_stream_write(ps->req, d, n);
+    } else {
+        sc_buf_append(&ps->body, d, n);
+    }
+}
+
+static void pass_done(void *ctx, const sc_route_result *r)
+{
+    pass *ps = ctx;
+    if (ps->req) {
+        ps->req->user = NULL;
+        ps->req->on_abort = NULL;
+        if (ps->streaming) {
+            sc_http_stream_end(ps->req);
+        } else if (r->headers_sent && ps->status > 0) {
+            sc_http_respond(ps->req, ps->status, ps->ctype, "X-Semcache: bypass\r\n",
+                            ps->body.data ? ps->body.data : "", ps->body.len);
+        } else {
+            sc_http_error(ps->req, err_status(r), "upstream_error", "upstream_failed", "upstream failed: %s",
+                          r->message ? r->message : sc_strerror(r->err));
+        }
+    }
+    free(ps->ctype);
+    sc_buf_free(&ps->body);
+    free(ps);
+}
+
+static void pass_abort(sc_http_req *req)
+{
+    pass *ps = req->user;
+    if (!ps) return;
+    if (ps->call) sc_route_cancel(ps->call);
+    sc_http_stream_end(req);
+    free(ps->ctype);
+    sc_buf_free(&ps->body);
+    free(ps);
+}
+
+static void passthrough(sc_server *srv, sc_http_req *req)
+{
+    if (!sc_server_namespace(srv, req, NULL, 0)) return;
+    pass *ps = SC_NEW(pass);
+    ps->req = req;
+    sc_buf_init(&ps->body, (size_t)srv->cfg->max_upstream_body);
+    char path[2048];
+    if (*req->query) snprintf(path, sizeof path, "%s?%s", req->path, req->query);
+    else snprintf(path, sizeof path, "%s", req->path);
+    const char *ct = sc_http_header(req, "content-type");
+    sc_route_req rr = {
+        .method = req->method, .path = path, .body = req->body_len ? req->body : NULL,
+        .body_len = req->body_len, .content_type = ct, .model = NULL, .stream = 0,
+    };
+    json_t *o = req->body_len ? json_loadb(req->body, req->body_len, 0, NULL) : NULL;
+    json_t *model = json_object_get(o, "model");
+    char *m = json_is_string(model) ? sc_strdup(json_string_value(model)) : sc_strdup("");
+    rr.model = m;
+    json_decref(o);
+    static const sc_route_callbacks cb = {pass_headers, pass_data, pass_done};
+    req->user = ps;
+    req->on_abort = pass_abort;
+    int rc = sc_route_request(srv->route, &rr, &cb, ps, &ps->call);
+    free(m);
+    if (rc) {
+        req->user = NULL;
+        sc_http_error(req, 502, "upstream_error", "route_error", "could not start the upstream call");
+        sc_buf_free(&ps->body);
+        free(ps);
+    }
+}

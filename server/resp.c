@@ -1,0 +1,1186 @@
+/* The RESP2 listener (see resp.h for the contract).
+ *
+ * Per connection: bytes read go into conn->in; process() parses them into
+ * a queue of commands (sc_resp_parse), runs queued commands that need no
+ * cache directly on the loop thread, and hands the next run of commands to
+ * the thread pool as one batch when the head of the queue needs the cache.
+ * Replies of a batch are collected in its own buffer by the worker and
+ * written by the after-work callback, so the order of replies is always the
+ * order of requests. A connection has at most one batch in flight; the
+ * refcount (tcp handle, timer handle, batch, pending writes) keeps it alive
+ * until all of them are done, even when the socket closes first.
+ *
+ * What a worker may touch: its batch, the connection's session (auth
+ * state, name), the cache and the server's atomic counters. The loop
+ * thread leaves the session alone while a batch is in flight. */
+#include "server/resp.h"
+#include "server/resp_parse.h"
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SC_RESP_VERSION "0.1.0"
+#define IN_HIGH (1u << 20)          /* buffered input that pauses reading */
+#define OUT_HIGH (8u << 20)         /* queued output that pauses processing */
+#define QMAX 256                    /* parsed commands waiting per connection */
+#define QBYTES (16u << 20)          /* their argument bytes */
+#define BATCH_MAX 128               /* commands per thread-pool hop */
+#define BATCH_OUT_MAX (4u << 20)    /* reply bytes after which a batch stops */
+#define REPLY_MAX ((size_t)1 << 30)
+#define NAME_MAX_LEN 128
+#define NS_MAX 256
+
+struct sc_resp {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    const sc_config *cfg;
+    sc_cache *cache;
+    const sc_auth *auth;
+    sc_resp_limits lim;
+    struct conn *conns;
+    size_t nconns;
+    int port;
+    int stopping;
+    int listener_closed;
+    time_t started;
+    uint64_t next_id;
+    void (*stop_done)(void *);
+    void *stop_arg;
+    atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
+};
+
+/* What a command may read and change about its connection. */
+typedef struct session {
+    uint64_t id;
+    int authed;              /* or auth is off */
+    int role;
+    const char *key_ns;      /* the key's namespace (user role) */
+    char name[NAME_MAX_LEN + 1];
+    char addr[64];
+} session;
+
+typedef struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    sc_resp *srv;
+    struct conn *prev, *next;
+    sc_resp_parser parser;
+    sc_buf in;               /* received, not parsed yet */
+    sc_resp_cmd *q[QMAX];    /* parsed, not run yet (ring) */
+    size_t qhead, qlen, qbytes;
+    struct batch *busy;
+    session ss;
+    char proto_err[SC_RESP_ERR_MAX];
+    int has_proto_err;
+    int mid_command;         /* the parser holds part of a command */
+    int reading;
+    int processing;
+    int closing;             /* close once the output is flushed */
+    int closed;
+    int eof;
+    int refs;
+    size_t out_queued;
+} conn;
+
+typedef struct batch {
+    uv_work_t work;
+    conn *c;
+    sc_resp_cmd *cmds[BATCH_MAX];
+    size_t n, done;
+    int quit;
+    sc_buf out;
+} batch;
+
+typedef struct wreq {
+    uv_write_t w;
+    conn *c;
+    size_t len;
+    char *data;
+} wreq;
+
+static void process(conn *c);
+static void conn_close(conn *c);
+
+/* ---------------------------------------------------------------------
+ * Reply encoding
+ * ------------------------------------------------------------------- */
+
+static void r_raw(sc_buf *o, const char *s, size_t n)
+{
+    if (sc_buf_append(o, s, n)) sc_panic("reply buffer over %zu bytes", o->max);
+}
+
+static void r_status(sc_buf *o, const char *s)
+{
+    r_raw(o, "+", 1);
+    r_raw(o, s, strlen(s));
+    r_raw(o, "\r\n", 2);
+}
+
+/* An error line; CR/LF in the text (which may quote the client) become
+ * spaces so the reply stays one line. */
+__attribute__((format(printf, 2, 3))) static void r_error(sc_buf *o, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+    for (int i = 0; i < n; i++)
+        if (msg[i] == '\r' || msg[i] == '\n') msg[i] = ' ';
+    r_raw(o, "-", 1);
+    r_raw(o, msg, (size_t)n);
+    r_raw(o, "\r\n", 2);
+}
+
+static void r_int(sc_buf *o, long long v)
+{
+    char b[32];
+    int n = snprintf(b, sizeof b, ":%lld\r\n", v);
+    r_raw(o, b, (size_t)n);
+}
+
+static void r_bulk(sc_buf *o, const char *s, size_t n)
+{
+    char b[32];
+    int h = snprintf(b, sizeof b, "$%zu\r\n", n);
+    r_raw(o, b, (size_t)h);
+    r_raw(o, s, n);
+    r_raw(o, "\r\n", 2);
+}
+
+static void r_str(sc_buf *o, const char *s) { r_bulk(o, s, strlen(s)); }
+
+static void r_nil(sc_buf *o) { r_raw(o, "$-1\r\n", 5); }
+
+static void r_array(sc_buf *o, size_t n)
+{
+    char b[32];
+    int h = snprintf(b, sizeof b, "*%zu\r\n", n);
+    r_raw(o, b, (size_t)h);
+}
+
+/* Prints up to `max` bytes of an argument for an error message. */
+static void quote_arg(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 1 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        dst[j++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+    }
+    dst[j] = '\0';
+}
+
+/* ---------------------------------------------------------------------
+ * Commands
+ * ------------------------------------------------------------------- */
+
+enum { F_CACHE = 1, F_NOAUTH = 2 };   /* needs the cache; allowed before AUTH */
+enum { EXEC_OK, EXEC_NEED_WORKER, EXEC_QUIT };
+
+typedef struct ctx {
+    sc_resp *s;
+    session *ss;
+    sc_resp_cmd *cmd;
+    sc_buf *out;
+} ctx;
+
+typedef void (*cmd_fn)(ctx *x);
+
+typedef struct command {
+    const char *name;
+    int arity;               /* > 0: exact; < 0: at least -arity */
+    int flags;
+    cmd_fn fn;
+    const char *summary;
+    const char *syntax;
+} command;
+
+static int arg_eq(const sc_resp_cmd *c, size_t i, const char *s)
+{
+    size_t n = strlen(s);
+    return i < c->argc && c->len[i] == n && strncasecmp(c->argv[i], s, n) == 0;
+}
+
+static int parse_i64(const char *s, size_t n, long long *out)
+{
+    if (n == 0 || n > 20) return SC_EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end != s + n || isspace((unsigned char)s[0])) return SC_EINVAL;
+    *out = v;
+    return SC_OK;
+}
+
+static int parse_u64(const char *s, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 20 || s[0] < '0' || s[0] > '9') return SC_EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end != s + n) return SC_EINVAL;
+    *out = v;
+    return SC_OK;
+}
+
+/* Checks a namespace argument against the bounds and the session's key.
+ * Writes the error reply and returns 0 when it is refused. */
+static int ns_ok(ctx *x, size_t i)
+{
+    const char *ns = x->cmd->argv[i];
+    size_t n = x->cmd->len[i];
+    if (n == 0 || n > NS_MAX || memchr(ns, '\0', n)) {
+        r_error(x->out, "ERR namespace must be 1 to %d bytes without NUL", NS_MAX);
+        return 0;
+    }
+    if (x->ss->role == SC_ROLE_USER && x->ss->key_ns && strcmp(ns, x->ss->key_ns) != 0) {
+        r_error(x->out, "NOPERM this key may only use namespace '%s'", x->ss->key_ns);
+        return 0;
+    }
+    return 1;
+}
+
+/* Turns a cache failure into an error reply. */
+static void cache_error(ctx *x, int rc, const char *what)
+{
+    atomic_fetch_add(&x->s->errors, 1);
+    switch (rc) {
+    case SC_EINVAL: r_error(x->out, "ERR %s: invalid argument", what); break;
+    case SC_ETOOBIG: r_error(x->out, "ERR %s: value too large", what); break;
+    case SC_EFULL: r_error(x->out, "ERR %s: the store is full", what); break;
+    default: r_error(x->out, "IOERR %s failed: %s", what, sc_strerror(rc)); break;
+    }
+}
+
+static void cmd_ping(ctx *x)
+{
+    if (x->cmd->argc > 2) {
+        r_error(x->out, "ERR wrong number of arguments for 'ping' command");
+        return;
+    }
+    if (x->cmd->argc == 2) r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]);
+    else r_status(x->out, "PONG");
+}
+
+static void cmd_echo(ctx *x) { r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]); }
+
+static void cmd_quit(ctx *x) { r_status(x->out, "OK"); }
+
+static void cmd_select(ctx *x)
+{
+    long long db;
+    if (parse_i64(x->cmd->argv[1], x->cmd->len[1], &db)) r_error(x->out, "ERR value is not an integer or out of range");
+    else if (db != 0) r_error(x->out, "ERR DB index is out of range");
+    else r_status(x->out, "OK");
+}
+
+/* AUTH password | AUTH username password. Returns 1 when accepted. */
+static int do_auth(ctx *x, const char *key, size_t len)
+{
+    if (!sc_auth_enabled(x->s->auth)) {
+        r_error(x->out, "ERR AUTH <password> called without any password configured for the default user. "
+                        "Are you sure your configuration is correct?");
+        return 0;
+    }
+    const char *ns = NULL;
+    int role = sc_auth_check(x->s->auth, key, len, &ns);
+    if (role == SC_ROLE_NONE) {
+        r_error(x->out, "WRONGPASS invalid username-password pair or user is disabled.");
+        return 0;
+    }
+    x->ss->authed = 1;
+    x->ss->role = role;
+    x->ss->key_ns = ns;
+    return 1;
+}
+
+static void cmd_auth(ctx *x)
+{
+    size_t k = x->cmd->argc == 3 ? 2 : 1;
+    if (x->cmd->argc > 3) {
+        r_error(x->out, "ERR syntax error");
+        return;
+    }
+    if (do_auth(x, x->cmd->argv[k], x->cmd->len[k])) r_status(x->out, "OK");
+}
+
+static void cmd_hello(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    size_t i = 1;
+    if (c->argc > 1) {
+        long long ver;
+        if (parse_i64(c->argv[1], c->len[1], &ver) || ver < 1 || ver > 3) {
+            r_error(x->out, "NOPROTO unsupported protocol version");
+            return;
+        }
+        if (ver != 2) {
+            r_error(x->out, "NOPROTO sorry, this protocol version is not supported");
+            return;
+        }
+        i = 2;
+    }
+    const char *setname = NULL;
+    size_t setname_len = 0;
+    for (; i < c->argc; i++) {
+        if (arg_eq(c, i, "AUTH") && i + 2 < c->argc) {
+            if (!do_auth(x, c->argv[i + 2], c->len[i + 2])) return;
+            i += 2;
+        } else if (arg_eq(c, i, "SETNAME") && i + 1 < c->argc) {
+            setname = c->argv[i + 1];
+            setname_len = c->len[i + 1];
+            i++;
+        } else {
+            r_error(x->out, "ERR Syntax error in HELLO option '%.64s'", c->argv[i]);
+            return;
+        }
+    }
+    if (!x->ss->authed) {
+        r_error(x->out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+                        "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+                        "select the RESP protocol version at the same time");
+        return;
+    }
+    if (setname) quote_arg(x->ss->name, sizeof x->ss->name, setname, setname_len);
+    r_array(x->out, 14);
+    r_str(x->out, "server");
+    r_str(x->out, "semcached");
+    r_str(x->out, "version");
+    r_str(x->out, SC_RESP_VERSION);
+    r_str(x->out, "proto");
+    r_int(x->out, 2);
+    r_str(x->out, "id");
+    r_int(x->out, (long long)x->ss->id);
+    r_str(x->out, "mode");
+    r_str(x->out, "standalone");
+    r_str(x->out, "role");
+    r_str(x->out, "master");
+    r_str(x->out, "modules");
+    r_array(x->out, 0);
+}
+
+static void client_line(ctx *x, sc_buf *b)
+{
+    sc_buf_printf(b, "id=%llu addr=%s name=%s db=0 cmd=client\n", (unsigned long long)x->ss->id, x->ss->addr,
+                  x->ss->name);
+}
+
+static void cmd_client(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    if (arg_eq(c, 1, "SETNAME") && c->argc == 3) {
+        for (size_t i = 0; i < c->len[2]; i++)
+            if (c->argv[2][i] <= ' ' || c->argv[2][i] > '~') {
+                r_error(x->out, "ERR Client names cannot contain spaces, newlines or special characters.");
+                return;
+            }
+        quote_arg(x->ss->name, sizeof x->ss->name, c->argv[2], c->len[2]);
+        r_status(x->out, "OK");
+    } else if (arg_eq(c, 1, "GETNAME") && c->argc == 2) {
+        if (x->ss->name[0]) r_str(x->out, x->ss->name);
+        else r_nil(x->out);
+    } else if (arg_eq(c, 1, "ID") && c->argc == 2) {
+        r_int(x->out, (long long)x->ss->id);
+    } else if (arg_eq(c, 1, "SETINFO") && c->argc == 4) {
+        r_status(x->out, "OK");
+    } else if ((arg_eq(c, 1, "INFO") || arg_eq(c, 1, "LIST")) && c->argc >= 2) {
+        /* Only this connection: the others belong to the loop thread. */
+        sc_buf b;
+        sc_buf_init(&b, 4096);
+        client_line(x, &b);
+        r_bulk(x->out, b.data, b.len);
+        sc_buf_free(&b);
+    } else if ((arg_eq(c, 1, "NO-EVICT") || arg_eq(c, 1, "NO-TOUCH") || arg_eq(c, 1, "REPLY")) && c->argc == 3) {
+        r_status(x->out, "OK");
+    } else {
+        char sub[64];
+        quote_arg(sub, sizeof sub, c->argv[1], c->len[1]);
+        r_error(x->out, "ERR unknown subcommand '%s'. Try CLIENT HELP.", sub);
+    }
+}
+
+static void cmd_config(ctx *x)
+{
+    if (arg_eq(x->cmd, 1, "GET")) r_array(x->out, 0);
+    else r_error(x->out, "ERR CONFIG is not supported by semcached; see semcached --help");
+}
+
+static void cmd_command(ctx *x);
+static void cmd_info(ctx *x);
+static void cmd_dbsize(ctx *x);
+static void cmd_sem_set(ctx *x);
+static void cmd_sem_get(ctx *x);
+static void cmd_sem_del(ctx *x);
+static void cmd_sem_flush(ctx *x);
+static void cmd_sem_stats(ctx *x);
+
+static const command commands[] = {
+    {"sem.set", -4, F_CACHE, cmd_sem_set, "Stores a prompt's response in a namespace; returns the entry id",
+     "SEM.SET ns prompt response [EX seconds]"},
+    {"sem.get", -3, F_CACHE, cmd_sem_get,
+     "Finds the response of the same or a semantically close prompt: nil or [response, similarity, id]",
+     "SEM.GET ns prompt [THRESHOLD x] [EXACT]"},
+    {"sem.del", 3, F_CACHE, cmd_sem_del, "Deletes an entry by id; returns 1 or 0", "SEM.DEL ns id"},
+    {"sem.flush", 2, F_CACHE, cmd_sem_flush, "Deletes every entry of a namespace; returns the count",
+     "SEM.FLUSH ns"},
+    {"sem.stats", 1, F_CACHE, cmd_sem_stats, "Cache statistics as name/value pairs", "SEM.STATS"},
+    {"ping", -1, 0, cmd_ping, "Returns PONG or the message", "PING [message]"},
+    {"echo", 2, 0, cmd_echo, "Returns the message", "ECHO message"},
+    {"info", -1, F_CACHE, cmd_info, "Server information and statistics", "INFO [section ...]"},
+    {"dbsize", 1, F_CACHE, cmd_dbsize, "Number of cached entries", "DBSIZE"},
+    {"auth", -2, F_NOAUTH, cmd_auth, "Authenticates the connection with an API key", "AUTH [username] key"},
+    {"hello", -1, F_NOAUTH, cmd_hello, "Handshake (RESP2 only)", "HELLO [2 [AUTH username key] [SETNAME name]]"},
+    {"client", -2, 0, cmd_client, "Connection name and information", "CLIENT SETNAME|GETNAME|SETINFO|ID|INFO"},
+    {"command", -1, 0, cmd_command, "Describes the commands", "COMMAND [COUNT|DOCS|INFO|LIST]"},
+    {"select", 2, 0, cmd_select, "Selects database 0 (the only one)", "SELECT 0"},
+    {"config", -2, 0, cmd_config, "CONFIG GET answers an empty list", "CONFIG GET pattern"},
+    {"quit", 1, F_NOAUTH, cmd_quit, "Closes the connection", "QUIT"},
+};
+
+static const command *lookup(const sc_resp_cmd *c)
+{
+    for (size_t i = 0; i < SC_COUNTOF(commands); i++)
+        if (arg_eq(c, 0, commands[i].name)) return &commands[i];
+    return NULL;
+}
+
+static void command_info(sc_buf *o, const command *k)
+{
+    int keyed = (k->flags & F_CACHE) && strncmp(k->name, "sem.", 4) == 0 && strcmp(k->name, "sem.stats") != 0;
+    r_array(o, 10);
+    r_str(o, k->name);
+    r_int(o, k->arity);
+    r_array(o, (k->flags & F_NOAUTH) ? 2 : 1);
+    r_status(o, (k->flags & F_CACHE) ? "write" : "fast");
+    if (k->flags & F_NOAUTH) r_status(o, "no-auth");
+    r_int(o, keyed);
+    r_int(o, keyed);
+    r_int(o, keyed);
+    r_array(o, 0);   /* ACL categories */
+    r_array(o, 0);   /* tips */
+    r_array(o, 0);   /* key specs */
+    r_array(o, 0);   /* subcommands */
+}
+
+static void cmd_command(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    size_t n = SC_COUNTOF(commands);
+    if (c->argc == 1) {
+        r_array(x->out, n);
+        for (size_t i = 0; i < n; i++) command_info(x->out, &commands[i]);
+    } else if (arg_eq(c, 1, "COUNT")) {
+        r_int(x->out, (long long)n);
+    } else if (arg_eq(c, 1, "LIST")) {
+        r_array(x->out, n);
+        for (size_t i = 0; i < n; i++) r_str(x->out, commands[i].name);
+    } else if (arg_eq(c, 1, "INFO")) {
+        r_array(x->out, c->argc - 2);
+        for (size_t j = 2; j < c->argc; j++) {
+            sc_resp_cmd one = {.argc = 1, .argv = &c->argv[j], .len = &c->len[j]};
+            const command *k = lookup(&one);
+            if (k) command_info(x->out, k);
+            else r_raw(x->out, "*-1\r\n", 5);
+        }
+    } else if (arg_eq(c, 1, "DOCS")) {
+        /* A map as a flat array: name, [summary, text, since, version,
+         * group, generic, syntax?, ...]. */
+        size_t want = c->argc > 2 ? 0 : n;
+        for (size_t j = 2; j < c->argc; j++) {
+            sc_resp_cmd one = {.argc = 1, .argv = &c->argv[j], .len = &c->len[j]};
+            if (lookup(&one)) want++;
+        }
+        r_array(x->out, want * 2);
+        for (size_t i = 0; i < n; i++) {
+            const command *k = &commands[i];
+            int listed = c->argc == 2;
+            for (size_t j = 2; j < c->argc && !listed; j++)
+                listed = c->len[j] == strlen(k->name) && strncasecmp(c->argv[j], k->name, c->len[j]) == 0;
+            if (!listed) continue;
+            r_str(x->out, k->name);
+            r_array(x->out, 8);
+            r_str(x->out, "summary");
+            r_str(x->out, k->summary);
+            r_str(x->out, "since");
+            r_str(x->out, SC_RESP_VERSION);
+            r_str(x->out, "group");
+            r_str(x->out, "generic");
+            r_str(x->out, "syntax");
+            r_str(x->out, k->syntax);
+        }
+    } else {
+        char sub[64];
+        quote_arg(sub, sizeof sub, c->argv[1], c->len[1]);
+        r_error(x->out, "ERR unknown subcommand '%s'. Try COMMAND HELP.", sub);
+    }
+}
+
+/* ---- cache commands (worker thread) ---- */
+
+static void cmd_sem_set(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    if (!ns_ok(x, 1)) return;
+    long long ex = 0;
+    for (size_t i = 4; i < c->argc; i++) {
+        if (arg_eq(c, i, "EX") && i + 1 < c->argc) {
+            if (parse_i64(c->argv[i + 1], c->len[i + 1], &ex) || ex <= 0 || ex > 100LL * 365 * 86400) {
+                r_error(x->out, "ERR invalid expire time in 'sem.set' command");
+                return;
+            }
+            i++;
+        } else {
+            r_error(x->out, "ERR syntax error");
+            return;
+        }
+    }
+    sc_record r;
+    memset(&r, 0, sizeof r);
+    r.ns = c->argv[1];
+    r.fp = 0;
+    r.prompt = c->argv[2];
+    r.prompt_len = c->len[2];
+    r.response = c->argv[3];
+    r.response_len = c->len[3];
+    r.content_type = (char *)"text/plain";
+    r.model = (char *)"";
+    r.expires = ex ? (int64_t)time(NULL) + ex : 0;
+    int rc = sc_cache_put(x->s->cache, &r, NULL);
+    if (rc) {
+        cache_error(x, rc, "SEM.SET");
+        return;
+    }
+    r_int(x->out, (long long)r.id);
+}
+
+static void cmd_sem_get(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    if (!ns_ok(x, 1)) return;
+    double threshold = -1;
+    int exact = 0;
+    for (size_t i = 3; i < c->argc; i++) {
+        if (arg_eq(c, i, "THRESHOLD") && i + 1 < c->argc) {
+            char *end;
+            errno = 0;
+            threshold = strtod(c->argv[i + 1], &end);
+            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] || !(threshold >= 0) ||
+                threshold > 1) {
+                r_error(x->out, "ERR THRESHOLD must be a number between 0 and 1");
+                return;
+            }
+            i++;
+        } else if (arg_eq(c, i, "EXACT")) {
+            exact = 1;
+        } else {
+            r_error(x->out, "ERR syntax error");
+            return;
+        }
+    }
+    sc_cache_result res;
+    memset(&res, 0, sizeof res);
+    int rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold, exact, &res);
+    if (rc) {
+        sc_cache_result_clear(&res);
+        cache_error(x, rc, "SEM.GET");
+        return;
+    }
+    if (res.outcome == SC_CACHE_MISS) {
+        r_nil(x->out);
+    } else {
+        size_t len = 0;
+        char *text = sc_cache_answer_text(&res.rec, &len);
+        char sim[32];
+        snprintf(sim, sizeof sim, "%.6f", (double)res.similarity);
+        r_array(x->out, 3);
+        if (text) r_bulk(x->out, text, len);
+        else r_bulk(x->out, res.rec.response ? res.rec.response : "", res.rec.response ? res.rec.response_len : 0);
+        r_str(x->out, sim);
+        r_int(x->out, (long long)res.id);
+        free(text);
+    }
+    sc_cache_result_clear(&res);
+}
+
+static void cmd_sem_del(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    if (!ns_ok(x, 1)) return;
+    uint64_t id;
+    if (parse_u64(c->argv[2], c->len[2], &id)) {
+        r_error(x->out, "ERR id is not an integer or out of range");
+        return;
+    }
+    int rc = sc_cache_del(x->s->cache, c->argv[1], id);
+    if (rc == SC_ENOTFOUND) r_int(x->out, 0);
+    else if (rc) cache_error(x, rc, "SEM.DEL");
+    else r_int(x->out, 1);
+}
+
+static void cmd_sem_flush(ctx *x)
+{
+    if (!ns_ok(x, 1)) return;
+    uint64_t count = 0;
+    int rc = sc_cache_flush(x->s->cache, x->cmd->argv[1], &count);
+    if (rc) cache_error(x, rc, "SEM.FLUSH");
+    else r_int(x->out, (long long)count);
+}
+
+#define STAT_FIELDS(X)                                                                   \
+    X(entries) X(bytes) X(disk_bytes) X(lookups) X(hits_exact) X(hits_semantic) X(misses) \
+    X(puts) X(evicted) X(expired) X(corrupt_skipped) X(index_vectors) X(index_partitions)
+
+static void cmd_sem_stats(ctx *x)
+{
+    sc_cache_stats st;
+    memset(&st, 0, sizeof st);
+    sc_cache_stats_get(x->s->cache, &st);
+    size_t n = 0;
+#define COUNT_(f) n++;
+    STAT_FIELDS(COUNT_)
+#undef COUNT_
+    r_array(x->out, 2 * (n + 5));
+#define EMIT_(f)              \
+    r_str(x->out, #f);        \
+    r_int(x->out, (long long)st.f);
+    STAT_FIELDS(EMIT_)
+#undef EMIT_
+    uint64_t hits = st.hits_exact + st.hits_semantic;
+    char ratio[32];
+    snprintf(ratio, sizeof ratio, "%.4f", st.lookups ? (double)hits / (double)st.lookups : 0.0);
+    r_str(x->out, "hit_ratio");
+    r_str(x->out, ratio);
+    r_str(x->out, "threshold");
+    char th[32];
+    snprintf(th, sizeof th, "%.4f", sc_cache_threshold(x->s->cache));
+    r_str(x->out, th);
+    r_str(x->out, "embedder");
+    r_str(x->out, sc_cache_embedder_id(x->s->cache));
+    r_str(x->out, "resp_commands");
+    r_int(x->out, (long long)atomic_load(&x->s->commands));
+    r_str(x->out, "resp_connections");
+    r_int(x->out, (long long)atomic_load(&x->s->conns_total));
+}
+
+static void cmd_dbsize(ctx *x)
+{
+    sc_cache_stats st;
+    memset(&st, 0, sizeof st);
+    sc_cache_stats_get(x->s->cache, &st);
+    r_int(x->out, (long long)st.entries);
+}
+
+static int want_section(const sc_resp_cmd *c, const char *name)
+{
+    if (c->argc == 1) return 1;
+    for (size_t i = 1; i < c->argc; i++)
+        if (arg_eq(c, i, name) || arg_eq(c, i, "all") || arg_eq(c, i, "everything") || arg_eq(c, i, "default"))
+            return 1;
+    return 0;
+}
+
+static void cmd_info(ctx *x)
+{
+    sc_resp *s = x->s;
+    sc_buf b;
+    sc_buf_init(&b, 1 << 16);
+    time_t now = time(NULL);
+    long long up = (long long)(now - s->started);
+    if (want_section(x->cmd, "server"))
+        sc_buf_printf(&b,
+                      "# Server\r\nredis_version:7.0.0\r\nsemcached_version:%s\r\nredis_mode:standalone\r\n"
+                      "os:Linux\r\narch_bits:%d\r\nprocess_id:%ld\r\ntcp_port:%d\r\n"
+                      "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n",
+                      SC_RESP_VERSION, (int)(sizeof(void *) * 8), (long)getpid(), s->port, up, up / 86400);
+    if (want_section(x->cmd, "clients"))
+        sc_buf_printf(&b, "# Clients\r\nmaxclients:%lld\r\n\r\n", s->cfg->max_conns);
+    if (want_section(x->cmd, "persistence")) sc_buf_printf(&b, "# Persistence\r\nloading:0\r\n\r\n");
+    sc_cache_stats st;
+    memset(&st, 0, sizeof st);
+    int need_stats = want_section(x->cmd, "stats") || want_section(x->cmd, "keyspace") ||
+                     want_section(x->cmd, "semcache");
+    if (need_stats) sc_cache_stats_get(s->cache, &st);
+    if (want_section(x->cmd, "stats"))
+        sc_buf_printf(&b,
+                      "# Stats\r\ntotal_connections_received:%llu\r\nrejected_connections:%llu\r\n"
+                      "total_commands_processed:%llu\r\ntotal_error_replies:%llu\r\n"
+                      "total_protocol_errors:%llu\r\nkeyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
+                      "expired_keys:%llu\r\nevicted_keys:%llu\r\n\r\n",
+                      (unsigned long long)atomic_load(&s->conns_total),
+                      (unsigned long long)atomic_load(&s->conns_rejected),
+                      (unsigned long long)atomic_load(&s->commands), (unsigned long long)atomic_load(&s->errors),
+                      (unsigned long long)atomic_load(&s->proto_errors),
+                      (unsigned long long)(st.hits_exact + st.hits_semantic), (unsigned long long)st.misses,
+                      (unsigned long long)st.expired, (unsigned long long)st.evicted);
+    if (want_section(x->cmd, "semcache"))
+        sc_buf_printf(&b,
+                      "# Semcache\r\nembedder:%s\r\nthreshold:%.4f\r\nentries:%llu\r\nbytes:%llu\r\n"
+                      "disk_bytes:%llu\r\nlookups:%llu\r\nhits_exact:%llu\r\nhits_semantic:%llu\r\n"
+                      "misses:%llu\r\nputs:%llu\r\nindex_vectors:%llu\r\nindex_partitions:%llu\r\n\r\n",
+                      sc_cache_embedder_id(s->cache), sc_cache_threshold(s->cache),
+                      (unsigned long long)st.entries, (unsigned long long)st.bytes,
+                      (unsigned long long)st.disk_bytes, (unsigned long long)st.lookups,
+                      (unsigned long long)st.hits_exact, (unsigned long long)st.hits_semantic,
+                      (unsigned long long)st.misses, (unsigned long long)st.puts,
+                      (unsigned long long)st.index_vectors, (unsigned long long)st.index_partitions);
+    if (want_section(x->cmd, "keyspace"))
+        sc_buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)st.entries);
+    r_bulk(x->out, b.data ? b.data : "", b.len);
+    sc_buf_free(&b);
+}
+
+/* Runs one command. In the loop thread (worker == 0) a command that needs
+ * the cache is not run: EXEC_NEED_WORKER. */
+static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int worker)
+{
+    const command *k = lookup(cmd);
+    if (k && (k->flags & F_CACHE) && !worker && ss->authed) return EXEC_NEED_WORKER;
+    atomic_fetch_add(&s->commands, 1);
+    if (!k) {
+        char name[64], args[160];
+        size_t j = 0;
+        quote_arg(name, sizeof name, cmd->argv[0], cmd->len[0]);
+        args[0] = '\0';
+        for (size_t i = 1; i < cmd->argc && j + 8 < sizeof args; i++) {
+            char a[48];
+            quote_arg(a, sizeof a, cmd->argv[i], cmd->len[i]);
+            int w = snprintf(args + j, sizeof args - j, "'%s' ", a);
+            if (w < 0 || (size_t)w >= sizeof args - j) break;
+            j += (size_t)w;
+        }
+        atomic_fetch_add(&s->errors, 1);
+        r_error(out, "ERR unknown command '%s', with args beginning with: %s", name, args);
+        return EXEC_OK;
+    }
+    if (!ss->authed && !(k->flags & F_NOAUTH)) {
+        atomic_fetch_add(&s->errors, 1);
+        r_error(out, "NOAUTH Authentication required.");
+        return EXEC_OK;
+    }
+    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) || (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
+        atomic_fetch_add(&s->errors, 1);
+        r_error(out, "ERR wrong number of arguments for '%s' command", k->name);
+        return EXEC_OK;
+    }
+    ctx x = {.s = s, .ss = ss, .cmd = cmd, .out = out};
+    k->fn(&x);
+    return k->fn == cmd_quit ? EXEC_QUIT : EXEC_OK;
+}
+
+/* ---------------------------------------------------------------------
+ * Connection lifetime and output
+ * ------------------------------------------------------------------- */
+
+static void maybe_stopped(sc_resp *s)
+{
+    if (!s->stopping || !s->listener_closed || s->nconns > 0) return;
+    void (*done)(void *) = s->stop_done;
+    void *arg = s->stop_arg;
+    free(s);
+    if (done) done(arg);
+}
+
+static void conn_unref(conn *c)
+{
+    if (--c->refs > 0) return;
+    sc_resp *s = c->srv;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    for (size_t i = 0; i < c->qlen; i++) sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
+    sc_resp_parser_free(&c->parser);
+    sc_buf_free(&c->in);
+    free(c);
+    maybe_stopped(s);
+}
+
+static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
+
+static void conn_close(conn *c)
+{
+    if (c->closed) return;
+    c->closed = 1;
+    c->reading = 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Reads while there is room for input and the connection is live. */
+static void update_reading(conn *c)
+{
+    int want = !c->closed && !c->closing && !c->eof && c->in.len < IN_HIGH;
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    wreq *wr = (wreq *)w;
+    conn *c = wr->c;
+    size_t before = c->out_queued;
+    c->out_queued -= wr->len;
+    free(wr->data);
+    free(wr);
+    if (status < 0) {
+        conn_close(c);
+    } else if (c->closing && c->out_queued == 0) {
+        conn_close(c);
+    } else if (before >= OUT_HIGH && c->out_queued < OUT_HIGH && !c->closed && !c->processing) {
+        process(c);   /* a slow reader caught up */
+    }
+    conn_unref(c);
+}
+
+/* Sends the buffer's bytes (taking its memory). */
+static void send_buf(conn *c, sc_buf *b)
+{
+    if (b->len == 0) return;
+    if (c->closed) {
+        sc_buf_free(b);
+        return;
+    }
+    wreq *wr = SC_NEW(wreq);
+    wr->c = c;
+    wr->len = b->len;
+    wr->data = sc_buf_steal(b, NULL);
+    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
+    c->refs++;
+    c->out_queued += wr->len;
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    if (rc < 0) {
+        c->out_queued -= wr->len;
+        c->refs--;
+        free(wr->data);
+        free(wr);
+        conn_close(c);
+    }
+}
+
+/* ---------------------------------------------------------------------
+ * Parsing and dispatch
+ * ------------------------------------------------------------------- */
+
+static void on_stall(uv_timer_t *t)
+{
+    conn *c = t->data;
+    if (c->busy || !c->mid_command) return;
+    sc_debug("RESP client stalled in the middle of a command; closing");
+    conn_close(c);
+}
+
+/* Parses buffered input into the queue while there is room. */
+static void fill_queue(conn *c)
+{
+    size_t off = 0;
+    while (off < c->in.len && !c->has_proto_err && c->qlen < QMAX && c->qbytes < QBYTES) {
+        size_t used;
+        sc_resp_cmd *cmd;
+        int rc = sc_resp_parse(&c->parser, c->in.data + off, c->in.len - off, &used, &cmd);
+        if (rc) {
+            c->has_proto_err = 1;
+            snprintf(c->proto_err, sizeof c->proto_err, "%s", c->parser.err);
+            atomic_fetch_add(&c->srv->proto_errors, 1);
+            off = c->in.len;
+            break;
+        }
+        off += used;
+        if (cmd) {
+            c->q[(c->qhead + c->qlen) % QMAX] = cmd;
+            c->qlen++;
+            c->qbytes += cmd->bytes;
+        }
+    }
+    if (off == c->in.len) sc_buf_reset(&c->in);
+    else sc_buf_consume(&c->in, off);
+    /* A command half received: arm the stall timer. */
+    c->mid_command = c->parser.state != 0 || c->in.len > 0;
+    if (c->mid_command && !c->closed) uv_timer_start(&c->timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
+    else if (!c->closed) uv_timer_stop(&c->timer);
+}
+
+static sc_resp_cmd *q_pop(conn *c)
+{
+    sc_resp_cmd *cmd = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % QMAX;
+    c->qlen--;
+    c->qbytes -= cmd->bytes;
+    return cmd;
+}
+
+static void q_push_front(conn *c, sc_resp_cmd *cmd)
+{
+    c->qhead = (c->qhead + QMAX - 1) % QMAX;
+    c->q[c->qhead] = cmd;
+    c->qlen++;
+    c->qbytes += cmd->bytes;
+}
+
+static void work_cb(uv_work_t *w)
+{
+    batch *b = w->data;
+    conn *c = b->c;
+    for (b->done = 0; b->done < b->n;) {
+        int r = exec_cmd(c->srv, &c->ss, b->cmds[b->done], &b->out, 1);
+        b->done++;
+        if (r == EXEC_QUIT) {
+            b->quit = 1;
+            break;
+        }
+        if (b->out.len >= BATCH_OUT_MAX) break;
+    }
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    batch *b = w->data;
+    conn *c = b->c;
+    (void)status;
+    for (size_t i = 0; i < b->done; i++) sc_resp_cmd_free(b->cmds[i]);
+    /* Commands left over (output limit) go back to the queue front. */
+    for (size_t i = b->n; i > b->done; i--) q_push_front(c, b->cmds[i - 1]);
+    c->busy = NULL;
+    send_buf(c, &b->out);
+    sc_buf_free(&b->out);
+    if (b->quit) c->closing = 1;
+    free(b);
+    if (!c->closed) {
+        if (c->closing && c->out_queued == 0) conn_close(c);
+        else process(c);
+    }
+    conn_unref(c);
+}
+
+static void start_batch(conn *c)
+{
+    batch *b = SC_NEW(batch);
+    b->c = c;
+    b->work.data = b;
+    sc_buf_init(&b->out, REPLY_MAX);
+    while (c->qlen > 0 && b->n < BATCH_MAX) b->cmds[b->n++] = q_pop(c);
+    c->busy = b;
+    c->refs++;
+    int rc = uv_queue_work(c->srv->loop, &b->work, work_cb, after_work_cb);
+    if (rc) sc_panic("uv_queue_work: %s", uv_strerror(rc));
+}
+
+/* Runs what can run now; see the file comment. */
+static void process(conn *c)
+{
+    if (c->processing) return;
+    c->processing = 1;
+    while (!c->closed && !c->closing && !c->busy && c->out_queued < OUT_HIGH) {
+        fill_queue(c);
+        if (c->qlen == 0) break;
+        sc_buf out;
+        sc_buf_init(&out, REPLY_MAX);
+        int quit = 0, need_worker = 0;
+        while (c->qlen > 0 && !quit) {
+            sc_resp_cmd *cmd = c->q[c->qhead];
+            int r = exec_cmd(c->srv, &c->ss, cmd, &out, 0);
+            if (r == EXEC_NEED_WORKER) {
+                need_worker = 1;
+                break;
+            }
+            sc_resp_cmd_free(q_pop(c));
+            if (r == EXEC_QUIT) quit = 1;
+        }
+        send_buf(c, &out);
+        sc_buf_free(&out);
+        if (quit) {
+            c->closing = 1;
+            break;
+        }
+        if (need_worker) start_batch(c);
+    }
+    if (!c->closed && !c->busy && c->qlen == 0 && !c->closing) {
+        if (c->has_proto_err) {
+            sc_buf out;
+            sc_buf_init(&out, 1024);
+            r_error(&out, "ERR %s", c->proto_err);
+            send_buf(c, &out);
+            sc_buf_free(&out);
+            c->closing = 1;
+        } else if (c->eof && c->in.len == 0) {
+            c->closing = 1;
+        }
+    }
+    if (!c->closed && c->closing && c->out_queued == 0 && !c->busy) conn_close(c);
+    if (!c->closed) update_reading(c);
+    c->processing = 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char slab[65536];   /* loop thread only; consumed in on_read */
+    *buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn *c = st->data;
+    if (nread < 0) {
+        if (nread == UV_EOF) {
+            c->eof = 1;      /* answer what was sent, then close */
+            update_reading(c);
+            process(c);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing) return;
+    /* Cannot fail: reading pauses at IN_HIGH, below the buffer's bound. */
+    if (sc_buf_append(&c->in, buf->base, (size_t)nread)) {
+        conn_close(c);
+        return;
+    }
+    process(c);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    sc_resp *s = ls->data;
+    if (status < 0) {
+        sc_warn("RESP accept failed: %s", uv_strerror(status));
+        return;
+    }
+    conn *c = SC_NEW(conn);
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    sc_buf_init(&c->in, IN_HIGH + 65536);
+    sc_resp_parser_init(&c->parser, &s->lim);
+    c->ss.id = ++s->next_id;
+    c->ss.authed = !sc_auth_enabled(s->auth);
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    atomic_fetch_add(&s->conns_total, 1);
+    if (s->stopping || s->nconns > (size_t)s->cfg->max_conns) {
+        atomic_fetch_add(&s->conns_rejected, 1);
+        sc_warn("too many RESP connections (%zu); refusing one", s->nconns);
+        conn_close(c);
+        return;
+    }
+    struct sockaddr_storage peer;
+    int plen = sizeof peer;
+    snprintf(c->ss.addr, sizeof c->ss.addr, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+        char ip[48] = "?";
+        int port = 0;
+        if (peer.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&peer, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+        } else if (peer.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&peer, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+        }
+        snprintf(c->ss.addr, sizeof c->ss.addr, "%s:%d", ip, port);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    update_reading(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Server
+ * ------------------------------------------------------------------- */
+
+int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache, const sc_auth *auth,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    sc_resp *s = SC_NEW(sc_resp);
+    s->loop = loop;
+    s->cfg = cfg;
+    s->cache = cache;
+    s->auth = auth;
+    s->started = time(NULL);
+    s->lim.max_args = SC_RESP_MAX_ARGS;
+    s->lim.max_bulk = (size_t)cfg->max_body;
+    s->lim.max_inline = SC_RESP_MAX_INLINE;
+    s->lim.max_total = (size_t)cfg->max_body + (1u << 20);
+
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(cfg->bind, (int)cfg->resp_port, (struct sockaddr_in *)&addr);
+    if (rc) rc = uv_ip6_addr(cfg->bind, (int)cfg->resp_port, (struct sockaddr_in6 *)&addr);
+    if (rc) {
+        snprintf(err, errlen, "bad value '%s' for 'bind': not an IP address", cfg->bind);
+        free(s);
+        return SC_EINVAL;
+    }
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
+    if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    if (rc) {
+        snprintf(err, errlen, "cannot listen for RESP on %s:%lld: %s", cfg->bind, cfg->resp_port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        uv_run(loop, UV_RUN_NOWAIT);
+        free(s);
+        return SC_EIO;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    *out = s;
+    return SC_OK;
+}
+
+int sc_resp_port(const sc_resp *r) { return r->port; }
+size_t sc_resp_conns(const sc_resp *r) { return r->nconns; }
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    sc_resp *s = h->data;
+    s->listener_closed = 1;
+    maybe_stopped(s);
+}
+
+void sc_resp_stop(sc_resp *s, void (*done)(void *arg), void *arg)
+{
+    s->stopping = 1;
+    s->stop_done = done;
+    s->stop_arg = arg;
+    for (conn *c = s->conns; c; c = c->next) {
+        if (!c->busy && c->out_queued == 0) conn_close(c);
+        else c->closing = 1;
+    }
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}

@@ -1,0 +1,72 @@
+/* The semcached process: the parts it owns and the HTTP router.
+ *
+ * sc_server holds the configuration, the libuv loop, the listeners and
+ * the cache's components. It is created by semcached_main.c and lives for
+ * the whole process. Request handlers (api.c, proxy.c) run on the loop
+ * thread and hand slow work to the libuv thread pool. */
+#ifndef SC_SERVER_H
+#define SC_SERVER_H
+
+#include "common/config.h"
+#include "server/http.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+struct sc_cache;
+struct sc_auth;
+struct sc_route;
+struct sc_stats;
+struct sc_resp;
+
+typedef struct sc_server {
+    sc_config *cfg;
+    uv_loop_t *loop;
+    sc_http_server *http;
+    struct sc_cache *cache;
+    struct sc_auth *auth;
+    struct sc_route *route;
+    struct sc_stats *stats;
+    struct sc_resp *resp;
+    FILE *access_log;
+    uint64_t started_ns;
+    int stopping;
+    atomic_ullong http_requests;
+    atomic_ullong http_errors;
+} sc_server;
+
+/* Work handed to the thread pool for one HTTP request: work() runs on a
+ * worker thread (may block), done() on the loop thread and must finish the
+ * request. The job is freed after done(); data is the caller's. */
+typedef struct sc_job sc_job;
+typedef void (*sc_job_fn)(sc_job *job);
+struct sc_job {
+    uv_work_t work_req;
+    sc_server *srv;
+    sc_http_req *req;
+    sc_job_fn work, done;
+    void *data;
+    int rc;
+};
+void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn done, void *data);
+
+/* Sends a JSON value (takes the reference) with status. */
+void sc_server_json(sc_http_req *req, int status, json_t *o, const char *extra_headers);
+
+/* The request's namespace: from its API key when auth is on (after the
+ * role check), else X-Semcache-Namespace, else "default". Returns NULL
+ * after answering the request with 401/403/400 itself. need_admin asks
+ * for an admin key (admin endpoints). */
+const char *sc_server_namespace(sc_server *srv, sc_http_req *req, const char *requested,
+                                int need_admin);
+
+/* 1 when s is a valid namespace name: 1-128 of [A-Za-z0-9_.:-]. */
+int sc_server_valid_ns(const char *s);
+
+/* The HTTP router: the sc_http_handler of the listener (ctx = sc_server). */
+void sc_server_handle(void *ctx, sc_http_req *req);
+
+#endif

@@ -1,0 +1,115 @@
+// Issue 2: the server skeleton. The real semcached on ephemeral ports: health,
+// JSON 404, bad flags, oversized headers (431), malformed HTTP (400), bodies
+// over the limit (413), a silent client (closed after the idle timeout),
+// pipelining, half-closed sockets, and a clean stop on SIGTERM.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { test, run, startServer, stopServer, rawExchange, assert, assertEq, json } = require('./lib');
+
+let srv;
+const health = async () => assertEq((await fetch(`${srv.url}/healthz`)).status, 200, 'still healthy');
+
+test('start and GET /healthz answers JSON', async () => {
+  srv = await startServer({ args: ['--idle-timeout-ms', '400', '--max-body', '65536'] });
+  const r = await json(`${srv.url}/healthz`, undefined, { method: 'GET' });
+  assertEq(r.status, 200);
+  assertEq(r.body.status, 'ok');
+  assert(/application\/json/.test(r.headers.get('content-type')), 'json content type');
+});
+
+test('unknown path is a JSON 404 naming the path', async () => {
+  const r = await json(`${srv.url}/no/such/thing`, undefined, { method: 'GET' });
+  assertEq(r.status, 404);
+  assert(r.body.error.message.includes('/no/such/thing'), r.text);
+});
+
+test('--no-such-flag exits 2 naming the flag', async () => {
+  const r = spawnSync(process.env.SEMCACHED_BIN, ['--no-such-flag', '1'], { encoding: 'utf8' });
+  assertEq(r.status, 2);
+  assert(r.stderr.includes('--no-such-flag'), r.stderr);
+});
+
+test('bad value exits 2 naming the option', async () => {
+  const r = spawnSync(process.env.SEMCACHED_BIN, ['--port', 'abc'], { encoding: 'utf8' });
+  assertEq(r.status, 2);
+  assert(r.stderr.includes("'port'"), r.stderr);
+  const r2 = spawnSync(process.env.SEMCACHED_BIN, ['--threshold', '1.5'], { encoding: 'utf8' });
+  assertEq(r2.status, 2);
+  assert(r2.stderr.includes('threshold'), r2.stderr);
+});
+
+test('--help prints usage to stdout and exits 0', async () => {
+  const r = spawnSync(process.env.SEMCACHED_BIN, ['--help'], { encoding: 'utf8' });
+  assertEq(r.status, 0);
+  assert(r.stdout.includes('--resp-port') && r.stdout.includes('--threshold'), 'lists options');
+});
+
+test('oversized headers get 431 and the server stays up', async () => {
+  const big = 'x'.repeat(20000);
+  const r = await rawExchange(srv.port, `GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: ${big}\r\n\r\n`);
+  assert(r.data.startsWith('HTTP/1.1 431'), r.data.slice(0, 80));
+  const many = Array.from({ length: 150 }, (_, i) => `X-H${i}: v`).join('\r\n');
+  const r2 = await rawExchange(srv.port, `GET /healthz HTTP/1.1\r\nHost: a\r\n${many}\r\n\r\n`);
+  assert(r2.data.startsWith('HTTP/1.1 431'), r2.data.slice(0, 80));
+  await health();
+});
+
+test('malformed HTTP gets 400 and a close', async () => {
+  for (const bad of ['HELLO WORLD\r\n\r\n', 'GET / HTTP/9.9\r\n\r\n', 'GET /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n',
+    '\x00\x01\x02\x03\r\n\r\n', 'POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n']) {
+    const r = await rawExchange(srv.port, bad);
+    assert(r.data.startsWith('HTTP/1.1 400'), `for ${JSON.stringify(bad)}: ${r.data.slice(0, 80)}`);
+    assert(r.closed, 'connection closed');
+  }
+  await health();
+});
+
+test('body over the limit gets 413 before it is read', async () => {
+  const r = await rawExchange(srv.port, 'POST /cache/store HTTP/1.1\r\nHost: a\r\nContent-Length: 9999999\r\n\r\n{');
+  assert(r.data.startsWith('HTTP/1.1 413'), r.data.slice(0, 80));
+  const chunk = 'x'.repeat(70000);
+  const r2 = await rawExchange(srv.port, `POST /cache/store HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
+  assert(r2.data.startsWith('HTTP/1.1 413'), r2.data.slice(0, 80));
+  await health();
+});
+
+test('a client that sends nothing is closed after the idle timeout', async () => {
+  const r = await rawExchange(srv.port, [], { ms: 5000 });
+  assert(r.closed, 'closed by server');
+  assert(r.elapsed >= 300 && r.elapsed < 3000, `closed after ${r.elapsed} ms`);
+});
+
+test('slowloris: a request dribbled byte by byte is cut at the timeout', async () => {
+  const req = 'GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ' + 'y'.repeat(200);
+  const r = await rawExchange(srv.port, req.split(''), { ms: 6000, delay: 20 });
+  assert(r.closed, 'closed');
+  assert(!r.data.includes('200 OK'), 'never completed');
+  await health();
+});
+
+test('pipelined requests are answered in order', async () => {
+  const one = 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n';
+  const r = await rawExchange(srv.port, one + 'GET /nope HTTP/1.1\r\nHost: a\r\n\r\n' + one + 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  const statuses = [...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  assertEq(statuses.join(','), '200,404,200,200');
+  assert(r.closed, 'closed after Connection: close');
+});
+
+test('half-closed socket still gets its answer', async () => {
+  const net = require('node:net');
+  const data = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => { s.end('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'); });
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+  });
+  assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 60));
+});
+
+test('SIGTERM stops cleanly with exit 0', async () => {
+  const r = await stopServer(srv, 'SIGTERM');
+  assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);
+});
+
+run();

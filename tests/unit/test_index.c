@@ -1,0 +1,591 @@
+/* Unit tests for index/: the SIMD kernels against the scalar reference,
+ * the flat backend (recall against exact fp32 search, tombstones,
+ * compaction, replacement, namespace isolation, concurrency) and the faiss
+ * backend (Flat agrees with the flat backend, HNSW32 and an IVF index that
+ * trains itself once enough rows arrived). */
+#include "tap.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "index/index.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------------
+ * Helpers: deterministic random vectors
+ * ------------------------------------------------------------------- */
+
+typedef struct { uint64_t s; } rng;
+
+static uint64_t rnext(rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return r->s = x;
+}
+
+static double runif(rng *r) { return ((double)(rnext(r) >> 11) + 0.5) / 9007199254740992.0; }
+
+static float rgauss(rng *r)
+{
+    return (float)(sqrt(-2.0 * log(runif(r))) * cos(6.283185307179586 * runif(r)));
+}
+
+static void normalise(float *v, size_t d)
+{
+    double s = 0;
+    for (size_t i = 0; i < d; i++) s += (double)v[i] * v[i];
+    float inv = (float)(1.0 / sqrt(s));
+    for (size_t i = 0; i < d; i++) v[i] *= inv;
+}
+
+static float *rand_unit(rng *r, size_t n, size_t d)
+{
+    float *v = sc_malloc(n * d * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < d; j++) v[i * d + j] = rgauss(r);
+        normalise(v + i * d, d);
+    }
+    return v;
+}
+
+/* q = normalise(base + sigma * gaussian). */
+static void near_dup(rng *r, const float *base, float *q, size_t d, float sigma)
+{
+    for (size_t j = 0; j < d; j++) q[j] = base[j] + sigma * rgauss(r);
+    normalise(q, d);
+}
+
+static double dotd(const float *a, const float *b, size_t d)
+{
+    double s = 0;
+    for (size_t i = 0; i < d; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* Index of the exact fp32 (double-accumulated) nearest row. */
+static size_t exact_top1(const float *db, size_t n, size_t d, const float *q)
+{
+    size_t best = 0;
+    double bs = -2;
+    for (size_t i = 0; i < n; i++) {
+        double s = dotd(db + i * d, q, d);
+        if (s > bs) {
+            bs = s;
+            best = i;
+        }
+    }
+    return best;
+}
+
+static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
+{
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc};
+    int rc = sc_index_create(&ix, &o);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
+    return ix;
+}
+
+/* ---------------------------------------------------------------------
+ * Kernels
+ * ------------------------------------------------------------------- */
+
+SC_TEST(index_kernels_match_scalar)
+{
+    static const size_t dims[] = {1, 2, 3, 15, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129,
+                                  255, 384, 500, 512, 768, 1000, 1024, 4096};
+    static const size_t rows[] = {1, 2, 3, 4, 5, 7, 8, 9, 17, 64};
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    rng r = {0x1234567};
+    int8_t *q = sc_malloc(4096);
+    int8_t *m = sc_malloc(64 * 4096);
+    int32_t ref[64], got[64];
+    int tested = 0;
+    for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+        int rc = sc_index_kernel_force(kernels[ki]);
+        if (rc == SC_EUNSUPPORTED) {
+            printf("# kernel %s not supported here, skipped\n", kernels[ki]);
+            continue;
+        }
+        REQUIRE(rc == 0);
+        REQUIRE(strcmp(sc_index_kernel_name(), kernels[ki]) == 0);
+        tested++;
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++) {
+            size_t d = dims[di];
+            for (size_t ri = 0; ri < SC_COUNTOF(rows); ri++) {
+                size_t n = rows[ri];
+                /* Mix of extremes (+-127, overflow-prone) and random bytes. */
+                int mode = (int)((di + ri) % 3);
+                for (size_t j = 0; j < d; j++)
+                    q[j] = mode == 0 ? (int8_t)((rnext(&r) & 1) ? 127 : -127)
+                                     : (int8_t)((int)(rnext(&r) % 255) - 127);
+                for (size_t j = 0; j < n * d; j++)
+                    m[j] = mode == 1 ? (int8_t)((rnext(&r) & 1) ? 127 : -127)
+                                     : (int8_t)((int)(rnext(&r) % 255) - 127);
+                sc_index_dot_i8_scalar(q, m, n, d, ref);
+                sc_index_dot_i8(q, m, n, d, got);
+                for (size_t i = 0; i < n; i++)
+                    if (ref[i] != got[i]) {
+                        sc_test_fail(__FILE__, __LINE__, "%s d=%zu n=%zu row %zu: %d != %d",
+                                     kernels[ki], d, n, i, got[i], ref[i]);
+                        goto next_kernel;
+                    }
+            }
+        }
+        /* fp32 kernel: close to a double-precision reference. */
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++) {
+            size_t d = dims[di];
+            float *a = rand_unit(&r, 2, d);
+            double want = dotd(a, a + d, d);
+            float gotf = sc_index_dot_f32(a, a + d, d);
+            CHECK(fabs(gotf - want) < 1e-5);
+            free(a);
+        }
+    next_kernel:;
+    }
+    CHECK(tested >= 1);
+    CHECK_OK(sc_index_kernel_force("auto"));
+    CHECK_EQ_INT(sc_index_kernel_force("nope"), SC_EINVAL);
+    printf("# dispatched kernel: %s\n", sc_index_kernel_name());
+    free(q);
+    free(m);
+}
+
+SC_TEST(index_quantize)
+{
+    float v[6] = {1.0f, -1.0f, 0.5f, -0.004f, 2.0f, 0.0f};
+    int8_t q[6];
+    sc_index_quantize(v, q, 6);
+    CHECK_EQ_INT(q[0], 127);
+    CHECK_EQ_INT(q[1], -127);
+    CHECK_EQ_INT(q[2], 64);
+    CHECK_EQ_INT(q[3], -1);
+    CHECK_EQ_INT(q[4], 127);
+    CHECK_EQ_INT(q[5], 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Flat backend
+ * ------------------------------------------------------------------- */
+
+SC_TEST(index_basic_add_search_remove)
+{
+    const size_t d = 64;
+    rng r = {42};
+    sc_index *ix = mk(d, NULL, NULL);
+    REQUIRE(ix);
+    float *v = rand_unit(&r, 100, d);
+    sc_index_hit hits[5];
+    size_t n = 99;
+    CHECK_OK(sc_index_search(ix, "ns", 1, v, 5, hits, &n));
+    CHECK_EQ_INT(n, 0);
+    for (size_t i = 0; i < 100; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1000 + i, v + i * d));
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, 1);
+    CHECK_EQ_INT(st.vectors, 100);
+    CHECK(st.bytes >= 100 * d * 5);
+    for (size_t i = 0; i < 100; i++) {
+        CHECK_OK(sc_index_search(ix, "ns", 1, v + i * d, 5, hits, &n));
+        CHECK_EQ_INT(n, 5);
+        CHECK_EQ_INT(hits[0].id, 1000 + i);
+        CHECK(fabsf(hits[0].score - 1.0f) < 1e-5f);
+        for (size_t j = 1; j < n; j++) CHECK(hits[j - 1].score >= hits[j].score);
+    }
+    /* Unnormalised queries and vectors are normalised. */
+    float big[64];
+    for (size_t j = 0; j < d; j++) big[j] = v[7 * d + j] * 3.0f;
+    CHECK_OK(sc_index_search(ix, "ns", 1, big, 1, hits, &n));
+    CHECK_EQ_INT(hits[0].id, 1007);
+    CHECK(fabsf(hits[0].score - 1.0f) < 1e-5f);
+    /* k larger than the partition. */
+    sc_index_hit many[200];
+    CHECK_OK(sc_index_search(ix, "ns", 1, v, 200, many, &n));
+    CHECK_EQ_INT(n, 100);
+    /* Replace id 1000 with vector 50's value: both now match vector 50. */
+    CHECK_OK(sc_index_add(ix, "ns", 1, 1000, v + 50 * d));
+    CHECK_OK(sc_index_search(ix, "ns", 1, v, 3, hits, &n));
+    CHECK(hits[0].id != 1000);
+    CHECK_OK(sc_index_search(ix, "ns", 1, v + 50 * d, 2, hits, &n));
+    CHECK_EQ_INT(n, 2);
+    CHECK((hits[0].id == 1000 && hits[1].id == 1050) || (hits[0].id == 1050 && hits[1].id == 1000));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, 100);
+    /* Remove. */
+    CHECK_OK(sc_index_remove(ix, 1050));
+    CHECK_EQ_INT(sc_index_remove(ix, 1050), SC_ENOTFOUND);
+    CHECK_EQ_INT(sc_index_remove(ix, 424242), SC_ENOTFOUND);
+    CHECK_OK(sc_index_search(ix, "ns", 1, v + 50 * d, 1, hits, &n));
+    CHECK_EQ_INT(hits[0].id, 1000);
+    /* Other partition keys are empty. */
+    CHECK_OK(sc_index_search(ix, "ns", 2, v, 5, hits, &n));
+    CHECK_EQ_INT(n, 0);
+    CHECK_OK(sc_index_search(ix, "other", 1, v, 5, hits, &n));
+    CHECK_EQ_INT(n, 0);
+    /* k = 0 */
+    CHECK_OK(sc_index_search(ix, "ns", 1, v, 0, hits, &n));
+    CHECK_EQ_INT(n, 0);
+    sc_index_destroy(ix);
+    free(v);
+}
+
+SC_TEST(index_invalid_args)
+{
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = 0};
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    o.dim = SC_INDEX_MAX_DIM + 1;
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    o.dim = 8;
+    o.backend = "annoy";
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    o.backend = "faiss";
+    o.faiss_desc = "NoSuchIndex";
+    int lvl = sc_log_level;
+    sc_log_level = SC_LOG_OFF;
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    sc_log_level = lvl;
+    CHECK(ix == NULL);
+    ix = mk(8, "flat", NULL);
+    REQUIRE(ix);
+    float zero[8] = {0}, one[8] = {1, 0, 0, 0, 0, 0, 0, 0}, bad[8] = {NAN, 1};
+    CHECK_EQ_INT(sc_index_add(ix, "a", 0, 1, zero), SC_EINVAL);
+    CHECK_EQ_INT(sc_index_add(ix, "a", 0, 1, bad), SC_EINVAL);
+    CHECK_EQ_INT(sc_index_add(ix, "a", 0, UINT64_MAX, one), SC_EINVAL);
+    CHECK_EQ_INT(sc_index_add(ix, NULL, 0, 1, one), SC_EINVAL);
+    CHECK_OK(sc_index_add(ix, "a", 0, 1, one));
+    sc_index_hit h[2];
+    size_t n;
+    CHECK_EQ_INT(sc_index_search(ix, "a", 0, zero, 1, h, &n), SC_EINVAL);
+    CHECK_EQ_INT(sc_index_search(ix, "a", 0, one, SC_INDEX_MAX_K + 1, h, &n), SC_EINVAL);
+    CHECK_OK(sc_index_search(ix, "a", 0, one, 2, h, &n));
+    CHECK_EQ_INT(n, 1);
+    sc_index_destroy(ix);
+}
+
+/* Recall@1 of the index against exact fp32 search, near-duplicate queries. */
+static double recall_at_1(const char *backend, const char *desc, size_t nvec, size_t d,
+                          size_t nq, float sigma, uint64_t seed)
+{
+    rng r = {seed};
+    sc_index *ix = mk((uint32_t)d, backend, desc);
+    if (!ix) return 0;
+    float *db = rand_unit(&r, nvec, d);
+    for (size_t i = 0; i < nvec; i++) sc_index_add(ix, "ns", 7, i, db + i * d);
+    float *q = sc_malloc(d * sizeof(float));
+    size_t good = 0;
+    for (size_t t = 0; t < nq; t++) {
+        near_dup(&r, db + (rnext(&r) % nvec) * d, q, d, sigma);
+        size_t want = exact_top1(db, nvec, d, q);
+        sc_index_hit h[10];
+        size_t n = 0;
+        sc_index_search(ix, "ns", 7, q, 10, h, &n);
+        if (n && h[0].id == want) good++;
+    }
+    free(q);
+    free(db);
+    sc_index_destroy(ix);
+    return (double)good / (double)nq;
+}
+
+SC_TEST(index_recall_near_duplicates)
+{
+    /* sigma per component: 0.5/sqrt(d) gives cosine ~0.9 to the source,
+     * 1.5/sqrt(d) about 0.55, where neighbours start to crowd in. */
+    const size_t d = 384;
+    double r1 = recall_at_1(NULL, NULL, 20000, d, 400, 0.5f / sqrtf((float)d), 11);
+    double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 12);
+    double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 13);
+    printf("# recall@1 flat: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
+    CHECK(r1 >= 0.999);
+    CHECK(r2 >= 0.999);
+    CHECK(r3 >= 0.999);
+}
+
+SC_TEST(index_namespace_isolation)
+{
+    const size_t d = 32;
+    rng r = {5};
+    sc_index *ix = mk(d, NULL, NULL);
+    REQUIRE(ix);
+    float *v = rand_unit(&r, 40, d);
+    for (size_t i = 0; i < 20; i++) {
+        CHECK_OK(sc_index_add(ix, "a", 9, i, v + i * d));
+        CHECK_OK(sc_index_add(ix, "b", 9, 100 + i, v + i * d)); /* same vectors, same fp */
+        CHECK_OK(sc_index_add(ix, "a", 10, 200 + i, v + (20 + i) * d));
+    }
+    sc_index_hit h[64];
+    size_t n;
+    for (size_t i = 0; i < 20; i++) {
+        CHECK_OK(sc_index_search(ix, "a", 9, v + i * d, 64, h, &n));
+        CHECK_EQ_INT(n, 20);
+        for (size_t j = 0; j < n; j++) CHECK(h[j].id < 20);
+        CHECK_OK(sc_index_search(ix, "b", 9, v + i * d, 64, h, &n));
+        CHECK_EQ_INT(n, 20);
+        for (size_t j = 0; j < n; j++) CHECK(h[j].id >= 100 && h[j].id < 120);
+        CHECK_EQ_INT(h[0].id, 100 + i);
+    }
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, 3);
+    CHECK_EQ_INT(st.vectors, 60);
+    /* Namespace "a" is a prefix-free distinct key: "ab" must not be hit. */
+    CHECK_OK(sc_index_flush_ns(ix, "ab"));
+    CHECK_OK(sc_index_flush_ns(ix, "a"));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, 1);
+    CHECK_EQ_INT(st.vectors, 20);
+    CHECK_OK(sc_index_search(ix, "a", 9, v, 5, h, &n));
+    CHECK_EQ_INT(n, 0);
+    CHECK_OK(sc_index_search(ix, "a", 10, v, 5, h, &n));
+    CHECK_EQ_INT(n, 0);
+    CHECK_OK(sc_index_search(ix, "b", 9, v, 5, h, &n));
+    CHECK_EQ_INT(h[0].id, 100);
+    /* Ids of the flushed namespace are gone from the id map too. */
+    CHECK_EQ_INT(sc_index_remove(ix, 3), SC_ENOTFOUND);
+    CHECK_OK(sc_index_remove(ix, 103));
+    /* An id can move between partitions; the old copy disappears. */
+    CHECK_OK(sc_index_add(ix, "b", 9, 7777, v));
+    CHECK_OK(sc_index_add(ix, "c", 1, 7777, v));
+    CHECK_OK(sc_index_search(ix, "b", 9, v, 1, h, &n));
+    CHECK_EQ_INT(h[0].id, 100);
+    CHECK_OK(sc_index_search(ix, "c", 1, v, 1, h, &n));
+    CHECK_EQ_INT(h[0].id, 7777);
+    sc_index_destroy(ix);
+    free(v);
+}
+
+static void check_tombstones(const char *backend, const char *desc)
+{
+    const size_t d = 48, N = 5000;
+    rng r = {77};
+    sc_index *ix = mk(d, backend, desc);
+    if (!ix) return;
+    float *v = rand_unit(&r, N, d);
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "t", 1, i, v + i * d));
+    char *gone = sc_calloc(N, 1);
+    /* Remove 60% in random order: several compactions run on the way. */
+    size_t removed = 0;
+    while (removed < N * 6 / 10) {
+        size_t i = rnext(&r) % N;
+        if (gone[i]) continue;
+        CHECK_OK(sc_index_remove(ix, i));
+        gone[i] = 1;
+        removed++;
+        if (removed % 500 == 0) {
+            sc_index_hit h[8];
+            size_t n;
+            for (size_t t = 0; t < 50; t++) {
+                size_t j = rnext(&r) % N;
+                CHECK_OK(sc_index_search(ix, "t", 1, v + j * d, 8, h, &n));
+                CHECK_EQ_INT(n, 8);
+                for (size_t x = 0; x < n; x++) CHECK(!gone[h[x].id]);
+                if (!gone[j]) CHECK_EQ_INT(h[0].id, j);
+            }
+        }
+    }
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, N - removed);
+    size_t bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        int rc = sc_index_remove(ix, i);
+        if (gone[i] ? rc != SC_ENOTFOUND : rc != 0) bad++;
+        if (!gone[i]) CHECK_OK(sc_index_add(ix, "t", 1, i, v + i * d)); /* put it back */
+    }
+    CHECK_EQ_INT(bad, 0);
+    for (size_t i = 0; i < N; i += 7) {
+        sc_index_hit h[1];
+        size_t n;
+        CHECK_OK(sc_index_search(ix, "t", 1, v + i * d, 1, h, &n));
+        CHECK_EQ_INT(n, 1);
+        if (!gone[i]) CHECK_EQ_INT(h[0].id, i);
+        else CHECK(!gone[h[0].id]);
+    }
+    /* Remove everything: the partition is dropped. */
+    for (size_t i = 0; i < N; i++)
+        if (!gone[i]) CHECK_OK(sc_index_remove(ix, i));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, 0);
+    CHECK_EQ_INT(st.partitions, 0);
+    CHECK_EQ_INT(st.bytes, 0);
+    sc_index_destroy(ix);
+    free(gone);
+    free(v);
+}
+
+SC_TEST(index_tombstones_and_compaction)
+{
+    check_tombstones(NULL, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Concurrency: 2 searching threads, 1 writer adding and removing
+ * ------------------------------------------------------------------- */
+
+enum { CD = 64, CN = 3000 };
+
+typedef struct {
+    sc_index *ix;
+    const float *v;
+    atomic_int stop;
+    atomic_long searches, writes, bad;
+} conc;
+
+static void *searcher(void *arg)
+{
+    conc *c = arg;
+    rng r = {(uint64_t)(uintptr_t)&r | 1};
+    while (!atomic_load(&c->stop)) {
+        size_t i = rnext(&r) % CN;
+        sc_index_hit h[10];
+        size_t n = 0;
+        const char *ns = (rnext(&r) & 1) ? "x" : "y";
+        if (sc_index_search(c->ix, ns, 3, c->v + i * CD, 10, h, &n) != 0) atomic_fetch_add(&c->bad, 1);
+        for (size_t j = 0; j < n; j++) {
+            if (h[j].id >= 2 * CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
+                atomic_fetch_add(&c->bad, 1);
+            if (j && h[j - 1].score < h[j].score) atomic_fetch_add(&c->bad, 1);
+        }
+        /* Ids below CN stay in "x" for the whole test: always found. */
+        if (ns[0] == 'x' && (n == 0 || h[0].id != i)) atomic_fetch_add(&c->bad, 1);
+        atomic_fetch_add(&c->searches, 1);
+    }
+    return NULL;
+}
+
+static void *writer(void *arg)
+{
+    conc *c = arg;
+    rng r = {99};
+    while (!atomic_load(&c->stop)) {
+        size_t i = rnext(&r) % CN;
+        uint64_t id = CN + i;
+        if (rnext(&r) % 3 == 0) {
+            (void)sc_index_remove(c->ix, id);
+        } else {
+            sc_index_add(c->ix, (rnext(&r) & 1) ? "y" : "z", 3, id, c->v + i * CD);
+        }
+        if (rnext(&r) % 5000 == 0) sc_index_flush_ns(c->ix, "z");
+        atomic_fetch_add(&c->writes, 1);
+    }
+    return NULL;
+}
+
+static void run_concurrency(const char *backend, const char *desc, double secs)
+{
+    rng r = {1234};
+    conc c = {.ix = mk(CD, backend, desc)};
+    if (!c.ix) return;
+    float *v = rand_unit(&r, CN, CD);
+    c.v = v;
+    for (size_t i = 0; i < CN; i++) CHECK_OK(sc_index_add(c.ix, "x", 3, i, v + i * CD));
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, searcher, &c);
+    pthread_create(&t[1], NULL, searcher, &c);
+    pthread_create(&t[2], NULL, writer, &c);
+    struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
+    nanosleep(&ts, NULL);
+    atomic_store(&c.stop, 1);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    printf("# %s: %ld searches, %ld writes, %ld bad\n", backend ? backend : "flat",
+           atomic_load(&c.searches), atomic_load(&c.writes), atomic_load(&c.bad));
+    CHECK_EQ_INT(atomic_load(&c.bad), 0);
+    CHECK(atomic_load(&c.searches) > 10);
+    CHECK(atomic_load(&c.writes) > 10);
+    sc_index_destroy(c.ix);
+    free(v);
+}
+
+SC_TEST(index_concurrent_search_and_write)
+{
+    run_concurrency(NULL, NULL, 1.0);
+}
+
+/* ---------------------------------------------------------------------
+ * FAISS backend
+ * ------------------------------------------------------------------- */
+
+SC_TEST(index_faiss_flat_matches_flat)
+{
+    const size_t d = 128, N = 4000;
+    rng r = {321};
+    sc_index *a = mk(d, "flat", NULL), *b = mk(d, "faiss", "Flat");
+    REQUIRE(a && b);
+    float *v = rand_unit(&r, N, d);
+    for (size_t i = 0; i < N; i++) {
+        CHECK_OK(sc_index_add(a, "n", 1, i, v + i * d));
+        CHECK_OK(sc_index_add(b, "n", 1, i, v + i * d));
+    }
+    for (size_t i = 0; i < N; i += 3) {
+        CHECK_OK(sc_index_remove(a, i));
+        CHECK_OK(sc_index_remove(b, i));
+    }
+    float q[128];
+    size_t same = 0, total = 300;
+    for (size_t t = 0; t < total; t++) {
+        near_dup(&r, v + (rnext(&r) % N) * d, q, d, (t % 2 ? 1.0f : 0.3f) / sqrtf((float)d));
+        sc_index_hit ha[5], hb[5];
+        size_t na, nb;
+        CHECK_OK(sc_index_search(a, "n", 1, q, 5, ha, &na));
+        CHECK_OK(sc_index_search(b, "n", 1, q, 5, hb, &nb));
+        CHECK_EQ_INT(na, 5);
+        CHECK_EQ_INT(nb, 5);
+        if (na && nb && ha[0].id == hb[0].id) same++;
+        if (na && nb) CHECK(fabsf(ha[0].score - hb[0].score) < 1e-4f);
+        for (size_t j = 0; j < nb; j++) CHECK(hb[j].id % 3 != 0);
+    }
+    CHECK_EQ_INT(same, total);
+    sc_index_stats st;
+    sc_index_stats_get(b, &st);
+    CHECK_EQ_INT(st.vectors, N - (N + 2) / 3);
+    sc_index_destroy(a);
+    sc_index_destroy(b);
+    free(v);
+}
+
+SC_TEST(index_faiss_hnsw)
+{
+    double r1 = recall_at_1("faiss", "HNSW32", 5000, 64, 200, 0.5f / 8.0f, 21);
+    printf("# recall@1 faiss HNSW32: %.4f\n", r1);
+    CHECK(r1 >= 0.98);
+    check_tombstones("faiss", "HNSW32");
+}
+
+SC_TEST(index_faiss_ivf_trains_itself)
+{
+    /* IVF16,Flat needs training: below the first attempt the partition is
+     * scanned exactly; past it the FAISS index is trained and used. */
+    const size_t d = 32;
+    rng r = {8};
+    sc_index *ix = mk(d, "faiss", "IVF16,Flat");
+    REQUIRE(ix);
+    float *v = rand_unit(&r, 2000, d);
+    sc_index_hit h[3];
+    size_t n;
+    for (size_t i = 0; i < 2000; i++) {
+        CHECK_OK(sc_index_add(ix, "i", 0, i, v + i * d));
+        if (i == 100 || i == 1999) {
+            for (size_t j = 0; j <= i; j += 17) {
+                CHECK_OK(sc_index_search(ix, "i", 0, v + j * d, 3, h, &n));
+                CHECK(n >= 1);
+                if (n) CHECK_EQ_INT(h[0].id, j);
+            }
+        }
+    }
+    sc_index_destroy(ix);
+    free(v);
+}
+
+SC_TEST(index_faiss_concurrent)
+{
+    run_concurrency("faiss", "Flat", 0.5);
+}

@@ -50,6 +50,24 @@ void sc_cache_close(sc_cache *c);
  * sc_cache_put). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                     double threshold, int exact_only, sc_cache_result *res);
+/* The exact layer alone: LMDB reads only (no embedding, no index search,
+ * no write; a hit's touch is queued for the writer), so unlike the other
+ * functions it may run on a loop thread (the RESP listener's fast path for
+ * exact hits). Counts a lookup and an exact hit only on a hit, so a caller
+ * that falls back to sc_cache_lookup() after a miss is counted once. */
+int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                          sc_cache_result *res);
+/* For callers that memoise exact hits (the RESP fast path): a counter
+ * bumped after every committed removal of an entry (delete, flush, expiry,
+ * eviction, replacement under the same exact key). Read it before the
+ * lookup whose answer is memoised; trust the memo only while it is
+ * unchanged. sc_cache_note_exact_hit() counts a hit served from such a
+ * memo (lookups, hits_exact) and, if touch, queues the entry's touch
+ * (a memo may touch once a second per entry: last_hit has one-second
+ * resolution, and each touch costs the writer a record update). Both are
+ * non-blocking; any thread. */
+uint64_t sc_cache_generation(sc_cache *c);
+void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch);
 /* Releases what res holds. */
 void sc_cache_result_clear(sc_cache_result *res);
 

@@ -275,16 +275,21 @@ int semcache_connect(semcache **out, const char *host, int port, int timeout_ms)
                 socklen_t sl = sizeof soerr;
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
                 rc = soerr ? SC_EIO : SC_OK;
+                if (soerr) errno = soerr;
             }
         }
         if (rc == SC_OK) break;
+        int e = errno;
         close(fd);
+        errno = e;
         c->fd = -1;
     }
+    int saved = errno;
     freeaddrinfo(ai);
     if (rc) {
         sc_buf_free(&c->out);
         free(c);
+        errno = saved;
         return rc;
     }
     int one = 1;

@@ -69,8 +69,9 @@ typedef struct semcache semcache;
  * timeout_ms (0 = the system's connect timeout) for the connection and,
  * later, for every network wait of each call. On success *out is a new
  * handle; release it with semcache_close(). On failure *out is NULL and the
- * code says why (SEMCACHE_EIO, SEMCACHE_ETIMEOUT, SEMCACHE_EINVAL for an
- * unresolvable host). */
+ * code says why (SEMCACHE_EIO, with errno set to the system's reason such
+ * as ECONNREFUSED; SEMCACHE_ETIMEOUT; SEMCACHE_EINVAL for an unresolvable
+ * host or a bad port). */
 int semcache_connect(semcache **out, const char *host, int port, int timeout_ms);
 
 /* Closes the connection and frees the handle (NULL is fine). */

@@ -1,8 +1,9 @@
 /* semcache-cli: the command-line client of semcached.
  *
  * get/set/del/flush/stats talk RESP through libsemcache; import streams a
- * JSONL file as pipelined SEM.SET commands (a window of 128 in flight),
- * with a progress bar (rate, ETA) on a terminal; embed asks the HTTP port
+ * JSONL file as pipelined SEM.SET commands over a few connections (64 in
+ * flight on each, so the server's writer can group-commit puts of several
+ * worker threads), with a progress bar (rate, ETA) on a terminal; embed asks the HTTP port
  * (POST /cache/embed) through a tiny HTTP/1.1 client. Human-readable
  * output by default, --json for machines. Exit codes are documented in
  * usage() and in the README. */
@@ -29,7 +30,8 @@
 
 enum { EXIT_OK = 0, EXIT_MISS = 1, EXIT_USAGE = 2, EXIT_SERVER = 3, EXIT_REJECTED = 4 };
 
-#define WINDOW 128
+#define WINDOW 64                   /* commands in flight per connection */
+#define MAX_CONNS 16
 #define MAX_LINE ((size_t)256 << 20)
 
 typedef struct opts {
@@ -43,6 +45,7 @@ typedef struct opts {
     long long ttl;
     int json;
     int quiet;
+    int conns;
 } opts;
 
 static void usage(FILE *f)
@@ -72,6 +75,8 @@ static void usage(FILE *f)
           "      --ttl SECONDS     set: expire the entry after SECONDS\n"
           "      --json            machine-readable JSON output\n"
           "  -q, --quiet           import: no progress bar\n"
+          "      --connections N   import: parallel connections (default 4; lines with the same\n"
+          "                        prompt share one, so the last one in the file wins)\n"
           "      --help            this text\n"
           "\n"
           "Exit codes:\n"
@@ -241,12 +246,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* One import connection: its commands in flight, by line number. */
+typedef struct import_conn {
+    semcache *c;
+    size_t line[WINDOW];            /* ring */
+    size_t head, inflight;
+} import_conn;
+
 typedef struct import_state {
     const opts *o;
-    semcache *c;
+    import_conn conn[MAX_CONNS];
+    int nconn;
     size_t lines, stored, rejected, shown_errors;
-    size_t inflight_line[WINDOW];   /* line numbers of commands in flight (ring) */
-    size_t head, inflight;
     double t0, last_draw;
     long long total_bytes;          /* -1 when unknown (a pipe) */
     long long done_bytes;
@@ -264,15 +275,16 @@ static void reject(import_state *st, size_t line, const char *msg)
     }
 }
 
-/* Reads one reply of the oldest command in flight. */
-static int read_one(import_state *st)
+/* Reads the reply of the oldest command in flight on connection k. */
+static int read_one(import_state *st, int k)
 {
+    import_conn *ic = &st->conn[k];
     semcache_reply *r;
-    int rc = semcache_read_reply(st->c, &r);
+    int rc = semcache_read_reply(ic->c, &r);
     if (rc) return rc;
-    size_t line = st->inflight_line[st->head];
-    st->head = (st->head + 1) % WINDOW;
-    st->inflight--;
+    size_t line = ic->line[ic->head];
+    ic->head = (ic->head + 1) % WINDOW;
+    ic->inflight--;
     if (r->type == SEMCACHE_REPLY_INTEGER) st->stored++;
     else reject(st, line, r->type == SEMCACHE_REPLY_ERROR ? r->str : "unexpected reply");
     semcache_reply_free(r);
@@ -317,6 +329,29 @@ static void draw(import_state *st, int final)
     fflush(stderr);
 }
 
+/* Hash of the namespace and the prompt as the server normalises it
+ * (trimmed, runs of white space collapsed, ASCII lower-cased). */
+static uint64_t prompt_hash(const char *ns, const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *q = ns; *q; q++) h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    int space = 0, any = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f') {
+            space = any;
+            continue;
+        }
+        if (space) h = (h ^ ' ') * 1099511628211ull;
+        space = 0;
+        any = 1;
+        if (ch >= 'A' && ch <= 'Z') ch = (unsigned char)(ch - 'A' + 'a');
+        h = (h ^ ch) * 1099511628211ull;
+    }
+    return h;
+}
+
 static int cmd_import(const opts *o, int argc, char **argv)
 {
     if (argc != 1) return die_usage("%s", "import takes one FILE.jsonl ('-' for stdin)");
@@ -329,8 +364,11 @@ static int cmd_import(const opts *o, int argc, char **argv)
     struct stat sb;
     if (fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode)) st.total_bytes = (long long)sb.st_size;
     st.bar = !o->quiet && isatty(2);
-    int ex = connect_to(o, &st.c);
+    st.nconn = o->conns;
+    int ex = EXIT_OK;
+    for (int k = 0; k < st.nconn && !ex; k++) ex = connect_to(o, &st.conn[k].c);
     if (ex) {
+        for (int k = 0; k < st.nconn; k++) semcache_close(st.conn[k].c);
         if (f != stdin) fclose(f);
         return ex;
     }
@@ -338,16 +376,16 @@ static int cmd_import(const opts *o, int argc, char **argv)
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    int rc = SC_OK;
+    int rc = SC_OK, bad_conn = 0;
     char ttl[24];
     while ((n = getline(&line, &cap, f)) >= 0) {
         st.lines++;
         st.done_bytes += n;
         size_t len = (size_t)n;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-        size_t k = 0;
-        while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
-        if (k == len) {   /* blank lines are skipped, not rejected */
+        size_t sp = 0;
+        while (sp < len && (line[sp] == ' ' || line[sp] == '\t')) sp++;
+        if (sp == len) {   /* blank lines are skipped, not rejected */
             st.lines--;
             continue;
         }
@@ -367,33 +405,44 @@ static int cmd_import(const opts *o, int argc, char **argv)
         snprintf(ttl, sizeof ttl, "%lld", t);
         const char *args[] = {"SEM.SET", ns, e.prompt, e.response, "EX", ttl};
         size_t lens[] = {7, strlen(ns), e.prompt_len, e.response_len, 2, strlen(ttl)};
-        rc = semcache_append(st.c, t > 0 ? 6 : 4, args, lens);
+        /* The same (namespace, prompt) always goes to the same connection,
+         * so a later line for a prompt wins, as in the file. */
+        int k = (int)(prompt_hash(ns, e.prompt, e.prompt_len) % (uint64_t)st.nconn);
+        import_conn *ic = &st.conn[k];
+        rc = semcache_append(ic->c, t > 0 ? 6 : 4, args, lens);
         sc_cli_entry_clear(&e);
         if (rc == SEMCACHE_ETOOBIG) {
             reject(&st, st.lines, "entry too large");
             rc = SC_OK;
             continue;
         }
-        if (rc) break;
-        st.inflight_line[(st.head + st.inflight) % WINDOW] = st.lines;
-        st.inflight++;
-        if (st.inflight == WINDOW && (rc = read_one(&st))) break;
+        if (rc) {
+            bad_conn = k;
+            break;
+        }
+        ic->line[(ic->head + ic->inflight) % WINDOW] = st.lines;
+        ic->inflight++;
+        if (ic->inflight == WINDOW && (rc = read_one(&st, k))) {
+            bad_conn = k;
+            break;
+        }
         if (st.bar) draw(&st, 0);
     }
-    while (!rc && st.inflight > 0) rc = read_one(&st);
+    for (int k = 0; k < st.nconn && !rc; k++)
+        while (!rc && st.conn[k].inflight > 0)
+            if ((rc = read_one(&st, k))) bad_conn = k;
     free(line);
     int read_err = ferror(f);
     if (f != stdin) fclose(f);
     if (st.bar) draw(&st, 1);
     double el = now_s() - st.t0;
     if (rc) {
-        ex = server_error("import", st.c, rc);
+        ex = server_error("import", st.conn[bad_conn].c, rc);
         fprintf(stderr, "semcache-cli: import stopped at line %zu (%zu stored, %zu rejected)\n", st.lines, st.stored,
                 st.rejected);
-        semcache_close(st.c);
-        return ex;
     }
-    semcache_close(st.c);
+    for (int k = 0; k < st.nconn; k++) semcache_close(st.conn[k].c);
+    if (rc) return ex;
     if (read_err) {
         fprintf(stderr, "semcache-cli: error reading '%s'\n", argv[0]);
         return EXIT_USAGE;
@@ -552,7 +601,7 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 int main(int argc, char **argv)
 {
     opts o = {.host = "127.0.0.1", .port = 6380, .http_port = 8080, .ns = "default", .timeout_ms = 5000,
-              .threshold = -1};
+              .threshold = -1, .conns = 4};
     const char *env;
     long long v;
     if ((env = getenv("SEMCACHE_HOST")) && *env) o.host = env;
@@ -561,14 +610,15 @@ int main(int argc, char **argv)
     if ((env = getenv("SEMCACHE_NAMESPACE")) && *env) o.ns = env;
     if ((env = getenv("SEMCACHE_KEY")) && *env) o.key = env;
 
-    enum { O_HTTP = 256, O_THRESHOLD, O_TTL, O_JSON, O_HELP };
+    enum { O_HTTP = 256, O_THRESHOLD, O_TTL, O_JSON, O_HELP, O_CONNS };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, 'h'},      {"port", required_argument, NULL, 'p'},
         {"http-port", required_argument, NULL, O_HTTP}, {"namespace", required_argument, NULL, 'n'},
         {"key", required_argument, NULL, 'a'},       {"timeout", required_argument, NULL, 't'},
         {"threshold", required_argument, NULL, O_THRESHOLD}, {"ttl", required_argument, NULL, O_TTL},
         {"json", no_argument, NULL, O_JSON},         {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, O_HELP},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, O_HELP},         {"connections", required_argument, NULL, O_CONNS},
+        {NULL, 0, NULL, 0},
     };
     opterr = 0;
     int ch;
@@ -602,6 +652,10 @@ int main(int argc, char **argv)
             o.ttl = v;
             break;
         case O_JSON: o.json = 1; break;
+        case O_CONNS:
+            if (parse_int(optarg, 1, MAX_CONNS, &v)) return die_usage("bad value '%s' for --connections (1-16)", optarg);
+            o.conns = (int)v;
+            break;
         case 'q': o.quiet = 1; break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default:

@@ -25,6 +25,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -443,10 +444,32 @@ static void cmd_client(ctx *x)
     }
 }
 
+/* CONFIG GET answers the few parameters tools read (redis-benchmark asks
+ * for save and appendonly); everything else is an empty list. */
 static void cmd_config(ctx *x)
 {
-    if (arg_eq(x->cmd, 1, "GET")) r_array(x->out, 0);
-    else r_error(x->out, "ERR CONFIG is not supported by semcached; see semcached --help");
+    static const char *const params[][2] = {
+        {"save", ""}, {"appendonly", "no"}, {"databases", "1"}, {"maxmemory", "0"},
+    };
+    sc_resp_cmd *c = x->cmd;
+    if (!arg_eq(c, 1, "GET") || c->argc < 3) {
+        r_error(x->out, "ERR CONFIG is not supported by semcached except CONFIG GET; see semcached --help");
+        return;
+    }
+    size_t n = 0;
+    int hit[SC_COUNTOF(params)] = {0};
+    for (size_t i = 0; i < SC_COUNTOF(params); i++)
+        for (size_t j = 2; j < c->argc && !hit[i]; j++)
+            if (fnmatch(c->argv[j], params[i][0], FNM_CASEFOLD) == 0) {
+                hit[i] = 1;
+                n++;
+            }
+    r_array(x->out, 2 * n);
+    for (size_t i = 0; i < SC_COUNTOF(params); i++)
+        if (hit[i]) {
+            r_str(x->out, params[i][0]);
+            r_str(x->out, params[i][1]);
+        }
 }
 
 static void cmd_command(ctx *x);
@@ -477,7 +500,8 @@ static const command commands[] = {
     {"client", -2, 0, cmd_client, "Connection name and information", "CLIENT SETNAME|GETNAME|SETINFO|ID|INFO"},
     {"command", -1, 0, cmd_command, "Describes the commands", "COMMAND [COUNT|DOCS|INFO|LIST]"},
     {"select", 2, 0, cmd_select, "Selects database 0 (the only one)", "SELECT 0"},
-    {"config", -2, 0, cmd_config, "CONFIG GET answers an empty list", "CONFIG GET pattern"},
+    {"config", -2, 0, cmd_config, "CONFIG GET answers save, appendonly, databases, maxmemory",
+     "CONFIG GET pattern [pattern ...]"},
     {"quit", 1, F_NOAUTH, cmd_quit, "Closes the connection", "QUIT"},
 };
 

@@ -43,6 +43,7 @@
 #define BATCH_MAX 128               /* commands per thread-pool hop */
 #define BATCH_OUT_MAX (4u << 20)    /* reply bytes after which a batch stops */
 #define REPLY_MAX ((size_t)1 << 30)
+#define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
 #define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
 #define MEMO_MAX_REPLY (256u << 10) /* larger replies are not memoised */
 #define MEMO_MAX_KEY 4096           /* nor longer ns + prompt */
@@ -99,6 +100,7 @@ typedef struct conn {
     struct conn *prev, *next;
     sc_resp_parser parser;
     sc_buf in;               /* received, not parsed yet */
+    sc_buf out;              /* replies of loop-thread commands, being collected */
     sc_resp_cmd *q[QMAX];    /* parsed, not run yet (ring) */
     size_t qhead, qlen, qbytes;
     struct batch *busy;
@@ -968,6 +970,7 @@ static void conn_unref(conn *c)
     for (size_t i = 0; i < c->qlen; i++) sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
     sc_resp_parser_free(&c->parser);
     sc_buf_free(&c->in);
+    sc_buf_free(&c->out);
     free(c);
     maybe_stopped(s);
 }
@@ -1018,18 +1021,29 @@ static void on_written(uv_write_t *w, int status)
     conn_unref(c);
 }
 
-/* Sends the buffer's bytes (taking its memory). */
-static void send_buf(conn *c, sc_buf *b)
+/* Sends bytes: straight into the socket when it takes them and nothing is
+ * queued before them (the common case: no allocation, no copy), else the
+ * rest is copied into a write request. */
+static void send_bytes(conn *c, const char *data, size_t len)
 {
-    if (b->len == 0) return;
-    if (c->closed) {
-        sc_buf_free(b);
-        return;
+    if (c->closed || len == 0) return;
+    size_t done = 0;
+    if (c->out_queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n > 0) {
+            done = (size_t)n;
+        } else if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (done == len) return;
     }
     wreq *wr = SC_NEW(wreq);
     wr->c = c;
-    wr->len = b->len;
-    wr->data = sc_buf_steal(b, NULL);
+    wr->len = len - done;
+    wr->data = sc_malloc(wr->len);
+    memcpy(wr->data, data + done, wr->len);
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
     c->refs++;
     c->out_queued += wr->len;
@@ -1041,6 +1055,14 @@ static void send_buf(conn *c, sc_buf *b)
         free(wr);
         conn_close(c);
     }
+}
+
+/* Sends what process() collected in c->out; keeps its memory unless big. */
+static void flush_out(conn *c)
+{
+    send_bytes(c, c->out.data, c->out.len);
+    if (c->out.cap > OUT_KEEP) sc_buf_free(&c->out);
+    else sc_buf_reset(&c->out);
 }
 
 /* ---------------------------------------------------------------------
@@ -1126,7 +1148,7 @@ static void after_work_cb(uv_work_t *w, int status)
     /* Commands left over (output limit) go back to the queue front. */
     for (size_t i = b->n; i > b->done; i--) q_push_front(c, b->cmds[i - 1]);
     c->busy = NULL;
-    send_buf(c, &b->out);
+    send_bytes(c, b->out.data, b->out.len);
     sc_buf_free(&b->out);
     if (b->quit) c->closing = 1;
     free(b);
@@ -1158,12 +1180,10 @@ static void process(conn *c)
     while (!c->closed && !c->closing && !c->busy && c->out_queued < OUT_HIGH) {
         fill_queue(c);
         if (c->qlen == 0) break;
-        sc_buf out;
-        sc_buf_init(&out, REPLY_MAX);
         int quit = 0, need_worker = 0;
         while (c->qlen > 0 && !quit) {
             sc_resp_cmd *cmd = c->q[c->qhead];
-            int r = exec_cmd(c->srv, &c->ss, cmd, &out, 0);
+            int r = exec_cmd(c->srv, &c->ss, cmd, &c->out, 0);
             if (r == EXEC_NEED_WORKER) {
                 need_worker = 1;
                 break;
@@ -1171,8 +1191,7 @@ static void process(conn *c)
             sc_resp_cmd_free(q_pop(c));
             if (r == EXEC_QUIT) quit = 1;
         }
-        send_buf(c, &out);
-        sc_buf_free(&out);
+        flush_out(c);
         if (quit) {
             c->closing = 1;
             break;
@@ -1181,11 +1200,8 @@ static void process(conn *c)
     }
     if (!c->closed && !c->busy && c->qlen == 0 && !c->closing) {
         if (c->has_proto_err) {
-            sc_buf out;
-            sc_buf_init(&out, 1024);
-            r_error(&out, "ERR %s", c->proto_err);
-            send_buf(c, &out);
-            sc_buf_free(&out);
+            r_error(&c->out, "ERR %s", c->proto_err);
+            flush_out(c);
             c->closing = 1;
         } else if (c->eof && c->in.len == 0) {
             c->closing = 1;
@@ -1245,6 +1261,7 @@ static void on_connection(uv_stream_t *ls, int status)
     s->conns = c;
     s->nconns++;
     sc_buf_init(&c->in, IN_HIGH + 65536);
+    sc_buf_init(&c->out, REPLY_MAX);
     sc_resp_parser_init(&c->parser, &s->lim);
     c->ss.id = ++s->next_id;
     c->ss.authed = !sc_auth_enabled(s->auth);

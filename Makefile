@@ -6,6 +6,8 @@
 # benchmarks/bench_*.c, one program each; fuzz targets tests/fuzz/fuzz_*.c.
 
 BUILD   ?= build
+V       ?=
+Q       = $(if $(V),,@)
 CC      ?= gcc
 CXX     ?= g++
 OPT     ?= -O2
@@ -43,7 +45,7 @@ CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
 EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
 PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(CLI) $(EXAMPLE) $(BENCHES)
 
-.PHONY: all deps run test unit asan bench fuzz clean compdb help
+.PHONY: all deps run test unit asan bench fuzz clean compdb help reference
 all: deps $(PROGS)
 
 help:
@@ -54,10 +56,14 @@ help:
 	@echo "make bench   run the benchmark programs (CSV); see BENCHMARKS.md"
 	@echo "make fuzz    run each libFuzzer target briefly"
 	@echo "make deps    install missing Debian/npm packages and the model"
+	@echo "make reference  regenerate tests/fixtures/use_reference.json with TF.js (slow)"
 	@echo "make clean   remove build outputs;  make compdb  compile_commands.json"
 
 deps:
 	@bash scripts/deps.sh
+
+reference: deps
+	cd tools/reference && npm install --no-audit --no-fund && node gen.js
 
 run: all
 	$(BUILD)/semcached $(ARGS)
@@ -85,41 +91,49 @@ compdb:
 
 $(BUILD)/libsc.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libsemcache.a: $(CLIENT_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/semcached: $(BUILD)/obj/server/semcached_main.o $(BUILD)/libsc.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/semcache-cli: $(BUILD)/obj/client/cli_main.o $(BUILD)/libsemcache.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lm
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/semcache-example: $(BUILD)/obj/client/example_main.o $(BUILD)/libsemcache.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lm
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsc.a $(BUILD)/libsemcache.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/benchmarks/bench_%.o $(BUILD)/libsc.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The hit verifier's trainer (not part of `all`): see docs/quality.md.
 $(BUILD)/train_verify: $(BUILD)/obj/tools/train_verify.o $(BUILD)/libsc.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+	$(Q)$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
+	@echo "  CXX   $<"
+	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

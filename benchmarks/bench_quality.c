@@ -108,7 +108,7 @@ static void report(const char *ds, scored *s, int faq, int full)
         const char *name = k ? "verify" : "cosine";
         double auc = qd_auc(sc, ok, s->n);
         if (full)
-            for (int t = 70; t <= 99; t++) curve_row("curve", ds, name, t / 100.0, sc, ok, s->n, faq, auc);
+            for (int t = 50; t <= 99; t++) curve_row("curve", ds, name, t / 100.0, sc, ok, s->n, faq, auc);
         else
             for (size_t i = 0; i < SC_COUNTOF(fixed); i++)
                 curve_row("curve", ds, name, fixed[i], sc, ok, s->n, faq, auc);

@@ -30,9 +30,7 @@ void sc_embed_l2_normalize(float *v, size_t n)
     for (size_t i = 0; i < n; i++) v[i] *= inv;
 }
 
-/* Copies text into a valid UTF-8 string, replacing every maximal invalid
- * subsequence by U+FFFD as utf8proc_iterate sees it (one byte at a time). */
-static uint8_t *sanitize_utf8(const char *text, size_t len, size_t *outlen)
+uint8_t *sc_embed_sanitize_utf8(const char *text, size_t len, size_t *outlen)
 {
     const uint8_t *s = (const uint8_t *)text;
     uint8_t *o = sc_malloc(len * 3 + 4), *p = o;
@@ -47,6 +45,7 @@ static uint8_t *sanitize_utf8(const char *text, size_t len, size_t *outlen)
         p += utf8proc_encode_char(c, p);
         i += (size_t)k;
     }
+    *p = 0;
     *outlen = (size_t)(p - o);
     return o;
 }
@@ -54,8 +53,8 @@ static uint8_t *sanitize_utf8(const char *text, size_t len, size_t *outlen)
 int sc_embed_normalize(const char *text, size_t len, int extra, int32_t **out, size_t *n)
 {
     size_t slen;
-    uint8_t *s = sanitize_utf8(text, len, &slen);
-    utf8proc_option_t opt = (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPAT | extra);
+    uint8_t *s = sc_embed_sanitize_utf8(text, len, &slen);
+    utf8proc_option_t opt = (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT | extra);
     utf8proc_ssize_t cap = utf8proc_decompose(s, (utf8proc_ssize_t)slen, NULL, 0, opt);
     if (cap < 0) {
         free(s);
@@ -68,7 +67,7 @@ int sc_embed_normalize(const char *text, size_t len, int extra, int32_t **out, s
         free(buf);
         return SC_EINVAL;
     }
-    got = utf8proc_normalize_utf32(buf, got, (utf8proc_option_t)(opt | UTF8PROC_COMPOSE));
+    got = utf8proc_normalize_utf32(buf, got, opt);
     if (got < 0) {
         free(buf);
         return SC_EINVAL;

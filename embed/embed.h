@@ -23,9 +23,10 @@ typedef struct sc_embedder sc_embedder;
 #define SC_EMBED_MAX_TEXTS 1024u          /* texts per sc_embed() call */
 #define SC_EMBED_MAX_BYTES (1u << 20)     /* bytes per text */
 #define SC_EMBED_MAX_DIM 8192u            /* remote: largest accepted dimension */
-/* use-lite reads at most this many tokens of a text; the rest is dropped
- * and counted in sc_embed_stats.truncated. */
-#define SC_EMBED_USE_MAX_TOKENS 512u
+/* use-lite reads at most this many tokens of a text (the graph's
+ * ClipToMaxLength drops positions >= 128, so this matches the original);
+ * the rest is dropped and counted in sc_embed_stats.truncated. */
+#define SC_EMBED_USE_MAX_TOKENS 128u
 
 typedef struct sc_embedder_opts {
     const char *name;           /* "use-lite", "hash", "remote" */

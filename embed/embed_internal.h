@@ -42,6 +42,10 @@ extern const sc_embed_backend sc_embed_remote_backend;
 /* Scales v[n] to unit L2 norm; a zero vector is left as it is. */
 void sc_embed_l2_normalize(float *v, size_t n);
 
+/* Copies text into valid UTF-8 (NUL-terminated, *outlen bytes without the
+ * NUL; free() it), replacing each invalid byte by U+FFFD. */
+uint8_t *sc_embed_sanitize_utf8(const char *text, size_t len, size_t *outlen);
+
 /* Decodes UTF-8 text (invalid bytes become U+FFFD, like a browser's
  * TextDecoder) and normalises it to NFKC plus the utf8proc `extra` flags
  * (e.g. UTF8PROC_CASEFOLD). *out is an allocated code point array of *n

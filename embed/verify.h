@@ -64,14 +64,27 @@ enum sc_verify_feature {
 /* Name of feature i ("cos"); static storage. */
 const char *sc_verify_feature_name(int i);
 
+/* A regression tree of depth 3 (complete): node i tests
+ * x[feat[i]] > thr[i] and goes to child 2i+2 if so, else 2i+1; nodes 7..14
+ * are the leaves leaf[0..7]. */
+typedef struct sc_verify_tree {
+    signed char feat[7];
+    float thr[7];
+    float leaf[8];
+} sc_verify_tree;
+
 /* A trained model (verify_weights.h holds one per embedder). The score is
- * sigmoid(bias + sum w[i] * x[i]); standardisation and the Platt
- * calibration are folded into w and bias by the trainer. */
+ * sigmoid(bias + sum w[i] * x[i] + sum of the trees' leaves): a logistic
+ * regression, optionally boosted by small trees fitted to its residuals
+ * (they catch interactions, e.g. a high cosine with no differing word).
+ * Standardisation and the Platt calibration are folded in by the trainer. */
 typedef struct sc_verify_model {
     const char *embedder;        /* embedder family: "hash", "use-lite" */
     int diff_embed;              /* model uses DIFF_DISSIM (one sc_embed call) */
     double bias;
     double w[SC_VF_COUNT];
+    int ntrees;
+    const sc_verify_tree *trees;
     const char *trained_on;      /* provenance, for logs and docs */
 } sc_verify_model;
 

@@ -714,6 +714,12 @@ double sc_verify_model_score(const sc_verify_model *m, const float x[SC_VF_COUNT
 {
     double z = m->bias;
     for (int i = 0; i < SC_VF_COUNT; i++) z += m->w[i] * x[i];
+    for (int t = 0; t < m->ntrees; t++) {
+        const sc_verify_tree *tr = &m->trees[t];
+        int k = 0;
+        for (int d = 0; d < 3; d++) k = 2 * k + 1 + (x[tr->feat[k]] > tr->thr[k]);
+        z += tr->leaf[k - 7];
+    }
     if (z > 40) return 1;
     if (z < -40) return 0;
     return 1 / (1 + exp(-z));

@@ -3,8 +3,10 @@
  * faiss_backend.c).
  *
  * A partition (ns, fp) holds its rows in chunks that never move once
- * allocated: chunk i holds min(16 << i, 4096) rows, so small partitions
- * stay small and appends never copy existing rows. A row is the fp32
+ * allocated: chunk i holds min(16 << i, 16384) rows, so small partitions
+ * stay small and appends never copy existing rows. Arrays of 2 MB and more
+ * are 2 MB aligned and advised as huge pages (fewer TLB misses, and the
+ * hardware prefetcher does not stop every 4 KB during a scan). A row is the fp32
  * original (re-scoring, FAISS rebuilds), its int8 copy (flat backend) and
  * its id; a removed row keeps its place with the id UINT64_MAX (a
  * tombstone) until compaction. A global id map gives each id's partition
@@ -29,12 +31,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define TOMB UINT64_MAX
 #define CHUNK_MIN_SHIFT 4            /* first chunk: 16 rows */
-#define CHUNK_GROW_STEPS 8           /* chunks 0..7 double; from 8 on: 4096 */
+#define CHUNK_GROW_STEPS 10          /* chunks 0..9 double; from 10 on: 16384 */
 #define CHUNK_MAX (1u << (CHUNK_MIN_SHIFT + CHUNK_GROW_STEPS))
-#define SMALL_BASE ((((size_t)1 << CHUNK_GROW_STEPS) - 1) << CHUNK_MIN_SHIFT) /* 4080 */
+#define SMALL_BASE ((((size_t)1 << CHUNK_GROW_STEPS) - 1) << CHUNK_MIN_SHIFT) /* 16368 */
+#define HUGE_PAGE ((size_t)2 << 20)
 #define SCAN_BLOCK 256
 #define FAISS_TRAIN_FIRST 1024
 
@@ -112,6 +116,12 @@ static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
 static void *alloc_aligned(size_t n)
 {
     void *p = NULL;
+    if (n >= HUGE_PAGE) {
+        n = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        if (posix_memalign(&p, HUGE_PAGE, n) != 0) sc_panic("out of memory (%zu bytes)", n);
+        (void)madvise(p, n, MADV_HUGEPAGE);
+        return p;
+    }
     if (posix_memalign(&p, 64, n ? n : 64) != 0) sc_panic("out of memory (%zu bytes)", n);
     return p;
 }

@@ -86,6 +86,7 @@ struct sc_route {
     sock *socks;
     uint64_t rng;
     int destroying;
+    int in_curl;               /* inside curl_multi_socket_action() */
 };
 
 enum cstate { ST_START, ST_QUEUED, ST_RUNNING, ST_FINISH, ST_DEAD };
@@ -144,6 +145,7 @@ struct sc_route_call {
 static void start_target(sc_route_call *c);
 static void check_multi(sc_route *r);
 static void pump_queue(upstream *up);
+static void cancel_now(sc_route_call *c);
 
 /* ---------------------------------------------------------------------
  * Small helpers
@@ -352,7 +354,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
         if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
         if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     }
+    r->in_curl = 1;
     curl_multi_socket_action(r->multi, k->fd, flags, &running);
+    r->in_curl = 0;
     check_multi(r);
 }
 
@@ -395,7 +399,9 @@ static void on_route_timer(uv_timer_t *t)
 {
     sc_route *r = t->data;
     int running;
+    r->in_curl = 1;
     curl_multi_socket_action(r->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    r->in_curl = 0;
     check_multi(r);
 }
 
@@ -911,6 +917,18 @@ static void deliver_buffered(sc_route_call *c)
     finish(c);
 }
 
+/* Leaves the current target for the next one (a fallback when one is left). */
+static void move_on(sc_route_call *c)
+{
+    c->ti++;
+    c->tries = 0;
+    if (c->ti < c->rule->nt) {
+        c->up->st.fallbacks++;
+        c->fallbacks++;
+    }
+    start_target(c);
+}
+
 static void attempt_end(sc_route_call *c, CURLcode cc)
 {
     sc_route *r = c->r;
@@ -1032,11 +1050,7 @@ static void attempt_end(sc_route_call *c, CURLcode cc)
         return;
     }
     if (ra > SC_ROUTE_RETRY_AFTER_CAP_MS) note(c, "%s: Retry-After %lld ms is over the cap", u->name, ra);
-    u->st.fallbacks++;
-    c->ti++;
-    c->tries = 0;
-    if (c->ti < c->rule->nt) c->fallbacks++;
-    start_target(c);
+    move_on(c);
 }
 
 static void check_multi(sc_route *r)
@@ -1058,6 +1072,10 @@ static void check_multi(sc_route *r)
 static void on_call_timer(uv_timer_t *t)
 {
     sc_route_call *c = t->data;
+    if (c->cancelled) {
+        cancel_now(c);
+        return;
+    }
     switch (c->state) {
     case ST_START:
         start_target(c);
@@ -1069,11 +1087,7 @@ static void on_call_timer(uv_timer_t *t)
         u->st.err_timeout++;
         note(c, "%s: no free slot (max %d concurrent) within %lld ms", u->name, u->max_conc, c->r->fb_ms);
         c->last_err = SC_ETIMEOUT;
-        u->st.fallbacks++;
-        c->ti++;
-        c->tries = 0;
-        if (c->ti < c->rule->nt) c->fallbacks++;
-        start_target(c);
+        move_on(c);
         break;
     }
     case ST_RUNNING:
@@ -1292,6 +1306,17 @@ void sc_route_cancel(sc_route_call *c)
     if (!c || c->state == ST_DEAD || c->cancelled) return;
     c->cancelled = 1;
     if (c->in_cb) return; /* the running callback aborts; cleanup follows */
+    if (c->state == ST_RUNNING && c->r->in_curl) {
+        /* Called from another call's curl callback: libcurl forbids
+         * removing a handle now, so finish the cancel on the next turn. */
+        uv_timer_start(&c->timer, on_call_timer, 0, 0);
+        return;
+    }
+    cancel_now(c);
+}
+
+static void cancel_now(sc_route_call *c)
+{
     switch (c->state) {
     case ST_RUNNING: {
         upstream *u = c->up;
@@ -1309,6 +1334,15 @@ void sc_route_cancel(sc_route_call *c)
         break;
     }
     destroy_call(c);
+}
+
+int sc_route_http_status(const sc_route_result *res)
+{
+    if (res->headers_sent) return res->status;
+    if (res->err == SC_ETIMEOUT) return 504;
+    if (res->status == 429) return 429;
+    if (res->err == SC_EBUSY) return 503;
+    return 502;
 }
 
 size_t sc_route_active(const sc_route *r)
@@ -1341,7 +1375,7 @@ int sc_route_upstream_stats(const sc_route *r, size_t i, sc_route_stats *st)
     return SC_OK;
 }
 
-static const char *breaker_name(int b)
+const char *sc_route_breaker_name(int b)
 {
     return b == SC_ROUTE_OPEN ? "open" : b == SC_ROUTE_HALF_OPEN ? "half-open" : "closed";
 }
@@ -1360,7 +1394,7 @@ int sc_route_stats_json(const sc_route *r, sc_buf *out)
                               "err_4xx", (json_int_t)s.err_4xx, "err_proto", (json_int_t)s.err_proto,
                               "err_toobig", (json_int_t)s.err_toobig, "retries", (json_int_t)s.retries,
                               "fallbacks", (json_int_t)s.fallbacks, "skipped_open", (json_int_t)s.skipped_open,
-                              "breaker_opens", (json_int_t)s.breaker_opens, "breaker", breaker_name(s.breaker),
+                              "breaker_opens", (json_int_t)s.breaker_opens, "breaker", sc_route_breaker_name(s.breaker),
                               "in_flight", s.in_flight, "queued", s.queued,
                               "latency_ms_avg", s.latency_count ? s.latency_ms_sum / (double)s.latency_count : 0.0,
                               "prompt_tokens", (json_int_t)s.prompt_tokens,

@@ -159,6 +159,12 @@ int sc_route_request(sc_route *r, const sc_route_req *req, const sc_route_callba
  * same call; not after on_done. */
 void sc_route_cancel(sc_route_call *call);
 
+/* The status to answer the client with when on_done ran without
+ * headers_sent: 504 for a timeout, 429 when the last upstream answer was
+ * 429 (send res->retry_after_ms as Retry-After when >= 0), 503 when every
+ * breaker was open, 502 otherwise. Returns res->status when headers_sent. */
+int sc_route_http_status(const sc_route_result *res);
+
 /* Number of calls started and not yet finished or cancelled. */
 size_t sc_route_active(const sc_route *r);
 
@@ -191,6 +197,9 @@ typedef struct sc_route_stats {
     uint64_t completion_tokens;
     double cost_usd;
 } sc_route_stats;
+
+/* "closed", "open" or "half-open"; static storage. */
+const char *sc_route_breaker_name(int breaker);
 
 size_t sc_route_upstream_count(const sc_route *r);
 /* Fills st for upstream i (< sc_route_upstream_count). */

@@ -19,6 +19,7 @@
 #define PROMPT_MAX (64u << 10)   /* bytes of a prompt */
 #define EMBED_MAX_INPUTS 256
 #define IMPORT_MAX_ERRORS 20
+#define IMPORT_BATCH 64
 
 /* Parses the body as a JSON object; answers 400 itself on failure. */
 static json_t *body_object(sc_http_req *req)
@@ -124,7 +125,8 @@ static int item_from_json(json_t *o, const char *default_ns, store_item *it, cha
     return SC_OK;
 }
 
-static int item_store(sc_cache *c, const store_item *it, uint64_t *id)
+/* The record of an item (pointing into it). */
+static void item_record(const store_item *it, sc_record *rec)
 {
     sc_record r = {0};
     r.ns = it->ns;
@@ -136,6 +138,13 @@ static int item_store(sc_cache *c, const store_item *it, uint64_t *id)
     r.content_type = "text/plain";
     r.model = it->model ? it->model : "";
     if (it->ttl > 0) r.expires = (int64_t)time(NULL) + it->ttl;
+    *rec = r;
+}
+
+static int item_store(sc_cache *c, const store_item *it, uint64_t *id)
+{
+    sc_record r;
+    item_record(it, &r);
     int rc = sc_cache_put(c, &r, NULL);
     *id = r.id;
     return rc;
@@ -422,10 +431,31 @@ static void import_reject(import_job *im, uint64_t line, const char *msg)
         json_array_append_new(im->errors, json_pack("{s:I,s:s}", "line", (json_int_t)line, "message", msg));
 }
 
+/* Stores the pending batch of an import (one embedding call and one
+ * store transaction per batch). */
+static void import_flush(sc_cache *c, import_job *im, store_item *items, uint64_t *lines, size_t n)
+{
+    sc_record recs[IMPORT_BATCH];
+    sc_record *ptrs[IMPORT_BATCH] = {0};
+    for (size_t k = 0; k < n; k++) {
+        item_record(&items[k], &recs[k]);
+        ptrs[k] = &recs[k];
+    }
+    sc_cache_put_many(c, ptrs, n);
+    for (size_t k = 0; k < n; k++) {
+        if (recs[k].id) im->stored++;
+        else import_reject(im, lines[k], "store failed");
+        item_free(&items[k]);
+    }
+}
+
 static void import_work(sc_job *j)
 {
     import_job *im = j->data;
     const char *p = j->req->body, *end = p + j->req->body_len;
+    store_item items[IMPORT_BATCH];
+    uint64_t lines[IMPORT_BATCH];
+    size_t n = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
@@ -436,27 +466,23 @@ static void import_work(sc_job *j)
             json_error_t e;
             json_t *o = json_loadb(p, len, JSON_REJECT_DUPLICATES, &e);
             char err[256];
-            store_item it;
             if (!o) {
                 snprintf(err, sizeof err, "invalid JSON: %s", e.text);
                 import_reject(im, im->lines, err);
-            } else if (item_from_json(o, im->ns, &it, err, sizeof err)) {
+            } else if (item_from_json(o, im->ns, &items[n], err, sizeof err)) {
                 import_reject(im, im->lines, err);
             } else {
-                uint64_t id;
-                int rc = item_store(j->srv->cache, &it, &id);
-                if (rc) {
-                    snprintf(err, sizeof err, "store failed: %s", sc_strerror(rc));
-                    import_reject(im, im->lines, err);
-                } else {
-                    im->stored++;
+                lines[n++] = im->lines;
+                if (n == IMPORT_BATCH) {
+                    import_flush(j->srv->cache, im, items, lines, n);
+                    n = 0;
                 }
-                item_free(&it);
             }
             json_decref(o);
         }
         p = le + 1;
     }
+    if (n) import_flush(j->srv->cache, im, items, lines, n);
 }
 
 static void import_done(sc_job *j)

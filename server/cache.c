@@ -118,6 +118,62 @@ static int rebuild_one(void *ctx, const sc_record *r)
     return 0;
 }
 
+typedef struct id_list {
+    uint64_t *ids;
+    size_t n, cap;
+} id_list;
+
+static int collect_id(void *ctx, const sc_record *r)
+{
+    id_list *l = ctx;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1024;
+        l->ids = sc_realloc(l->ids, l->cap * sizeof *l->ids);
+    }
+    l->ids[l->n++] = r->id;
+    return 0;
+}
+
+/* --reembed: a data dir written by another embedder gets every prompt
+ * embedded again, in batches, before the index is built. Interrupted, it
+ * starts over on the next start (meta keeps the old identity until done). */
+static int reembed_all(sc_cache *c, char *err, size_t errlen)
+{
+    enum { BATCH = 32 };
+    id_list l = {0};
+    int rc = sc_store_foreach(c->store, collect_id, &l);
+    sc_info("re-embedding %zu entries with %s", l.n, sc_embedder_id(c->emb));
+    float *vecs = sc_malloc(sizeof(float) * c->dim * BATCH);
+    for (size_t i = 0; i < l.n && !rc; i += BATCH) {
+        sc_record recs[BATCH];
+        const char *texts[BATCH];
+        size_t lens[BATCH], n = 0;
+        for (size_t k = i; k < l.n && n < BATCH; k++) {
+            memset(&recs[n], 0, sizeof recs[n]);
+            if (sc_store_get(c->store, l.ids[k], &recs[n])) continue;
+            texts[n] = recs[n].prompt;
+            lens[n] = recs[n].prompt_len;
+            n++;
+        }
+        if (n) rc = sc_embed(c->emb, texts, lens, n, vecs);
+        for (size_t k = 0; k < n; k++) {
+            if (!rc) {
+                free(recs[k].vec);
+                recs[k].vec = sc_malloc(sizeof(float) * c->dim);
+                memcpy(recs[k].vec, vecs + k * c->dim, sizeof(float) * c->dim);
+                recs[k].dim = c->dim;
+                rc = sc_store_update(c->store, &recs[k]);
+            }
+            sc_record_clear(&recs[k]);
+        }
+    }
+    free(vecs);
+    free(l.ids);
+    if (!rc) rc = sc_store_reembed_done(c->store);
+    if (rc) snprintf(err, errlen, "re-embedding %s failed: %s", c->cfg->data_dir, sc_strerror(rc));
+    return rc;
+}
+
 static void *maint_main(void *arg)
 {
     sc_cache *c = arg;
@@ -169,6 +225,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     };
     rc = sc_store_open(&c->store, &so, err, errlen);
     if (rc) goto fail;
+    if (sc_store_needs_reembed(c->store) && (rc = reembed_all(c, err, errlen))) goto fail;
     if (strcmp(cfg->verify, "on") == 0) {
         rc = sc_verify_create(&c->verify, c->emb, NULL);
         if (rc == SC_ENOTFOUND) {
@@ -250,18 +307,29 @@ static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *pr
     return 1;
 }
 
+int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                          sc_cache_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (!lookup_exact(c, ns, fp, prompt, len, res)) return 0;
+    atomic_fetch_add(&c->lookups, 1);
+    atomic_fetch_add(&c->hits_exact, 1);
+    sc_store_touch(c->store, res->id, now_s());
+    return 1;
+}
+
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
-                    double threshold, int exact_only, sc_cache_result *res)
+                    double threshold, int flags, sc_cache_result *res)
 {
     memset(res, 0, sizeof *res);
     atomic_fetch_add(&c->lookups, 1);
     if (threshold < 0) threshold = c->cfg->threshold;
-    if (lookup_exact(c, ns, fp, prompt, len, res)) {
+    if (!(flags & SC_LOOKUP_SKIP_EXACT) && lookup_exact(c, ns, fp, prompt, len, res)) {
         atomic_fetch_add(&c->hits_exact, 1);
         sc_store_touch(c->store, res->id, now_s());
         return SC_OK;
     }
-    if (exact_only) {
+    if (flags & SC_LOOKUP_EXACT_ONLY) {
         atomic_fetch_add(&c->misses, 1);
         return SC_OK;
     }
@@ -311,17 +379,6 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
     return SC_OK;
 }
 
-int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
-                          sc_cache_result *res)
-{
-    memset(res, 0, sizeof *res);
-    if (!lookup_exact(c, ns, fp, prompt, len, res)) return SC_OK;
-    atomic_fetch_add(&c->lookups, 1);
-    atomic_fetch_add(&c->hits_exact, 1);
-    sc_store_touch(c->store, res->id, now_s());
-    return SC_OK;
-}
-
 uint64_t sc_cache_generation(sc_cache *c) { return atomic_load(&c->generation); }
 
 void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch)
@@ -334,6 +391,20 @@ void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch)
 /* ---------------------------------------------------------------------
  * Store, delete, flush
  * ------------------------------------------------------------------- */
+
+/* Fills the fields sc_cache_put() defaults and the exact key. */
+static void prepare(sc_cache *c, sc_record *r, const float *vec, uint8_t key[SC_EXACT_KEY_LEN])
+{
+    int64_t now = now_s();
+    if (!r->created) r->created = now;
+    if (!r->last_hit) r->last_hit = now;
+    if (!r->expires && c->cfg->default_ttl > 0) r->expires = now + c->cfg->default_ttl;
+    if (!r->content_type) r->content_type = "text/plain";
+    if (!r->model) r->model = "";
+    r->dim = c->dim;
+    r->vec = (float *)vec;
+    sc_cache_exact_key(r->ns, r->fp, r->prompt, r->prompt_len, key);
+}
 
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
 {
@@ -349,16 +420,8 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
         }
         vec = own;
     }
-    int64_t now = now_s();
-    if (!r->created) r->created = now;
-    if (!r->last_hit) r->last_hit = now;
-    if (!r->expires && c->cfg->default_ttl > 0) r->expires = now + c->cfg->default_ttl;
-    if (!r->content_type) r->content_type = "text/plain";
-    if (!r->model) r->model = "";
-    r->dim = c->dim;
-    r->vec = (float *)vec;
     uint8_t key[SC_EXACT_KEY_LEN];
-    sc_cache_exact_key(r->ns, r->fp, r->prompt, r->prompt_len, key);
+    prepare(c, r, vec, key);
     int rc = sc_store_put(c->store, r, key);
     r->vec = NULL;
     r->dim = 0;
@@ -368,6 +431,45 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
     }
     free(own);
     return rc;
+}
+
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n)
+{
+    enum { BATCH = 64 };
+    int first_err = SC_OK;
+    float *vecs = sc_malloc(sizeof(float) * c->dim * BATCH);
+    uint8_t keys[BATCH][SC_EXACT_KEY_LEN];
+    int rcs[BATCH];
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t m = n - i < BATCH ? n - i : BATCH;
+        const char *texts[BATCH];
+        size_t lens[BATCH];
+        for (size_t k = 0; k < m; k++) {
+            texts[k] = recs[i + k]->prompt;
+            lens[k] = recs[i + k]->prompt_len;
+        }
+        int rc = sc_embed(c->emb, texts, lens, m, vecs);
+        if (!rc) {
+            for (size_t k = 0; k < m; k++) prepare(c, recs[i + k], vecs + k * c->dim, keys[k]);
+            rc = sc_store_put_many(c->store, recs + i, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, m, rcs);
+            for (size_t k = 0; k < m; k++) {
+                sc_record *r = recs[i + k];
+                r->vec = NULL;
+                r->dim = 0;
+                if (rcs[k] == SC_OK) {
+                    sc_index_add(c->index, r->ns, r->fp, r->id, vecs + k * c->dim);
+                    atomic_fetch_add(&c->puts, 1);
+                } else {
+                    r->id = 0;
+                }
+            }
+        } else {
+            for (size_t k = 0; k < m; k++) recs[i + k]->id = 0;
+        }
+        if (rc && !first_err) first_err = rc;
+    }
+    free(vecs);
+    return first_err;
 }
 
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id)

@@ -13,9 +13,10 @@
  * collapses white space and lower-cases ASCII.
  *
  * Threads: sc_cache_open/close on the main thread before/after the loop
- * runs. Every other function blocks (embedding, LMDB) and must be called
- * from a worker thread (uv_queue_work), never from the loop thread; they
- * are safe to call concurrently. */
+ * runs. Every other function except sc_cache_lookup_exact() and the pure
+ * helpers blocks (embedding, LMDB writes) and must be called from a worker
+ * thread (uv_queue_work), never from the loop thread; all are safe to call
+ * concurrently. */
 #ifndef SC_CACHE_H
 #define SC_CACHE_H
 
@@ -44,17 +45,21 @@ typedef struct sc_cache_result {
 int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen);
 void sc_cache_close(sc_cache *c);
 
+enum {
+    SC_LOOKUP_EXACT_ONLY = 1,  /* skip the semantic layer */
+    SC_LOOKUP_SKIP_EXACT = 2,  /* the caller already ran sc_cache_lookup_exact() */
+};
+
 /* Looks prompt up in (ns, fp). threshold < 0 means the configured one.
- * exact_only skips the semantic layer. On return, res->vec holds the
- * query's embedding when one was computed (free() it, or pass it to
- * sc_cache_put). */
+ * flags: SC_LOOKUP_*. On return, res->vec holds the query's embedding when
+ * one was computed (free() it, or pass it to sc_cache_put). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
-                    double threshold, int exact_only, sc_cache_result *res);
-/* The exact layer alone: LMDB reads only (no embedding, no index search,
- * no write; a hit's touch is queued for the writer), so unlike the other
- * functions it may run on a loop thread (the RESP listener's fast path for
- * exact hits). Counts a lookup and an exact hit only on a hit, so a caller
- * that falls back to sc_cache_lookup() after a miss is counted once. */
+                    double threshold, int flags, sc_cache_result *res);
+
+/* The exact layer alone: one LMDB read, no embedding, so it MAY run on the
+ * loop thread (a few microseconds). Returns 1 and fills res on a hit (and
+ * counts it), 0 otherwise (counts nothing: the caller goes on with
+ * sc_cache_lookup(..., SC_LOOKUP_SKIP_EXACT, ...)). */
 int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                           sc_cache_result *res);
 /* For callers that memoise exact hits (the RESP fast path): a counter
@@ -75,6 +80,10 @@ void sc_cache_result_clear(sc_cache_result *res);
  * expires (0 = default TTL), token counts. vec may be NULL (embedded
  * here). Sets r->id. */
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
+
+/* Stores n entries, embedding their prompts in batches (one sgemm per
+ * batch). An entry that failed has id 0; returns the first error. */
+int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);
 
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);

@@ -117,6 +117,8 @@ const char *sc_http_reason(int status)
  * Connection lifetime
  * ------------------------------------------------------------------- */
 
+static void req_free(sc_http_req *r);
+
 /* Finishes a stop once the listener and every connection are closed. */
 static void maybe_stopped(sc_http_server *s)
 {
@@ -135,6 +137,7 @@ static void conn_unref(conn *c)
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
+    req_free(c->req);   /* a request cut short by an error or a close */
     sc_buf_free(&c->in);
     sc_buf_free(&c->url);
     sc_buf_free(&c->hfield);

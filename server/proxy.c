@@ -70,6 +70,12 @@ struct flight {
     sc_buf body;                 /* non-streamed answer */
     sc_oai_stream sse;           /* streamed answer being assembled */
     sc_buf relay;
+    /* Set once the call finished and its answer is being written back:
+     * the body owned by the store job, valid until the job's done() frees
+     * this flight. Identical requests that missed meanwhile (the entry is
+     * not in LMDB yet) are served from it instead of calling upstream. */
+    const char *answer;
+    size_t answer_len;
     flight *next;                /* table chain */
 };
 
@@ -282,13 +288,7 @@ static void on_up_data(void *ctx, const char *d, size_t n)
         sc_debug("client went away mid-stream");
 }
 
-static int err_status(const sc_route_result *r)
-{
-    if (r->status == 429) return 429;
-    if (r->err == SC_ETIMEOUT) return 504;
-    if (r->err == SC_EBUSY) return 503;
-    return 502;
-}
+static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
 
 /* Finishes every waiter from the leader's outcome. */
 static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
@@ -371,14 +371,17 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         finish_waiters(f, 0, NULL, 0, NULL);
     }
 
-    /* Write back (the flight stays registered until stored, so identical
-     * requests arriving meanwhile still coalesce... on a finished call
-     * they go upstream again; see flight_join). */
-    flight_unregister(f);
+    /* Write back. The flight stays registered until the entry is stored
+     * (store_done frees it), so an identical request whose lookup ran
+     * before the entry was in LMDB is served the same answer instead of
+     * calling upstream again (see after_lookup). */
     if (store_body && p && !p->no_store && !p->bypass) {
+        f->answer = store_body;
+        f->answer_len = store_len;
         write_back(p, f, store_body, store_len);
         f = NULL;
     } else {
+        flight_unregister(f);
         free(store_body);
     }
     if (f) flight_free(f);
@@ -470,7 +473,8 @@ static void lookup_work(sc_job *j)
 {
     lookup_ctx *l = j->data;
     preq *p = l->p;
-    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, 0, &p->res);
+    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold,
+                            SC_LOOKUP_SKIP_EXACT, &p->res);
 }
 
 static void after_lookup(preq *p, const char *body, size_t body_len)
@@ -484,6 +488,15 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
         return;
     }
     flight *f = p->bypass || p->no_store ? NULL : flight_find(p->key);
+    if (f && f->answer) {
+        if (!p->no_cache) {   /* finished; its entry is being stored */
+            record_outcome(p, SC_OUT_MISS, 0, 0, 0);
+            serve_body(p, 200, f->answer, f->answer_len, "X-Semcache: miss\r\nX-Semcache-Coalesced: 1\r\n");
+            preq_free(p);
+            return;
+        }
+        f = NULL;
+    }
     if (f) {
         p->fl = f;
         p->next_waiter = f->waiters;
@@ -601,6 +614,11 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     if (!p->bypass) sc_cache_exact_key(p->ns, p->fp, p->prompt, p->prompt_len, p->key);
     if (p->bypass || p->no_cache) {
         after_lookup(p, req->body, req->body_len);
+        return;
+    }
+    /* The exact layer is one LMDB read: answer exact hits right here. */
+    if (sc_cache_lookup_exact(srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, &p->res)) {
+        serve_hit(p);
         return;
     }
     lookup_ctx *l = SC_NEW(lookup_ctx);

@@ -724,14 +724,17 @@ static void cmd_sem_get(ctx *x)
         h = memo_hash(c->argv[1], c->len[1], c->argv[2], c->len[2]);
         gen = sc_cache_generation(x->s->cache);
         if (memo_get(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
-        rc = sc_cache_lookup_exact(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &res);
-        if (rc || res.outcome == SC_CACHE_MISS) {
+        if (!sc_cache_lookup_exact(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &res)) {
             sc_cache_result_clear(&res);
             x->need_worker = 1;
             return;
         }
+        rc = SC_OK;
     } else {
-        rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold, exact, &res);
+        /* Not SC_LOOKUP_SKIP_EXACT: commands batched behind another one
+         * never tried the fast path (a miss there counts nothing). */
+        rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold,
+                             exact ? SC_LOOKUP_EXACT_ONLY : 0, &res);
     }
     if (rc) {
         sc_cache_result_clear(&res);

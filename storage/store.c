@@ -14,11 +14,14 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------------
  * Small helpers shared with store_writer.c
@@ -164,6 +167,47 @@ int sc_store__meta_write_identity(sc_store *s, MDB_txn *txn)
     return meta_write_identity(s, txn);
 }
 
+/* Cross-checks meta against the entries table (both O(1)): the entry
+ * count LMDB keeps, and next_id against the largest id present, so ids stay
+ * unique and puts can append even if meta was damaged or the table was
+ * written by hand. */
+static int reconcile_counters(sc_store *s, MDB_txn *txn)
+{
+    MDB_stat ms;
+    int rc = mdb_stat(txn, s->dbi_entries, &ms);
+    if (rc) return sc_store__err(rc);
+    if (ms.ms_entries != s->entries) {
+        sc_warn("%s: meta counts %llu entries, the table holds %zu; using the table",
+                s->dir, (unsigned long long)s->entries, ms.ms_entries);
+        s->entries = ms.ms_entries;
+        if ((rc = meta_put_u64(txn, s->dbi_meta, "entries", s->entries)) != 0)
+            return sc_store__err(rc);
+    }
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) return sc_store__err(rc);
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == 0) {
+        uint64_t last = sc_store__key_id(&k);
+        if (last >= s->next_id) {
+            sc_warn("%s: next id %llu is not above the largest id %llu; fixed", s->dir,
+                    (unsigned long long)s->next_id, (unsigned long long)last);
+            s->next_id = last + 1;
+            if ((rc = meta_put_u64(txn, s->dbi_meta, "next_id", s->next_id)) != 0)
+                return sc_store__err(rc);
+        }
+    } else if (rc == MDB_NOTFOUND) {
+        if (s->bytes != 0) {
+            s->bytes = 0;
+            if ((rc = meta_put_u64(txn, s->dbi_meta, "bytes", 0)) != 0) return sc_store__err(rc);
+        }
+    } else {
+        return sc_store__err(rc);
+    }
+    return 0;
+}
+
 /* Opens the DBIs and checks or initialises meta, in one write txn. */
 static int open_dbs(sc_store *s, char *err, size_t errlen)
 {
@@ -232,6 +276,7 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
             }
         }
     }
+    if (!sc) sc = reconcile_counters(s, txn);
     if (sc) {
         mdb_txn_abort(txn);
         return sc;
@@ -266,7 +311,24 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
         snprintf(err, errlen, "%s: cannot create: %s", opts->dir, sc_strerror(rc));
         return rc;
     }
+    /* LMDB itself allows several processes, but the writer keeps counters
+     * in memory, so a second server on the same dir is refused. */
+    char lock_path[4096];
+    snprintf(lock_path, sizeof lock_path, "%s/semcached.lock", opts->dir);
+    int lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0) {
+        rc = sc_err_from_errno(errno);
+        snprintf(err, errlen, "%s: cannot open: %s", lock_path, strerror(errno));
+        return rc;
+    }
+    if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, errlen, "%s is in use by another semcached process (%s is locked)",
+                 opts->dir, lock_path);
+        close(lock_fd);
+        return SC_EBUSY;
+    }
     sc_store *s = SC_NEW(sc_store);
+    s->lock_fd = lock_fd;
     s->opts = *opts;
     s->dir = sc_strdup(opts->dir);
     s->opts.dir = s->dir;
@@ -284,6 +346,12 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
     pthread_cond_init(&s->done, NULL);
 
     long long map_mb = opts->map_size_mb > 0 ? opts->map_size_mb : 1024;
+    /* Records above ~2 KB (any 512-d fp32 vector) take whole 4 KB LMDB
+     * overflow pages, so the file can be ~1.8x the encoded bytes. */
+    if (opts->max_bytes > 0 && opts->max_bytes / (1 << 20) * 2 > map_mb)
+        sc_warn("%s: max_bytes %lld may not fit a %lld MB map (pages need up to ~2x "
+                "the record bytes); puts may fail with SC_EFULL", opts->dir, opts->max_bytes,
+                map_mb);
     int mrc;
     if ((mrc = mdb_env_create(&s->env)) ||
         (mrc = mdb_env_set_maxdbs(s->env, 8)) ||
@@ -330,6 +398,7 @@ void sc_store_close(sc_store *s)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->done);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     free(s->touches);
     free(s->scratch);
     free(s->dir);
@@ -403,9 +472,10 @@ int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_
         sc_record_head h;
         if ((mrc = mdb_get(txn, s->dbi_entries, &ik, &ev)) != 0) {
             rc = sc_store__err(mrc);
-        } else if ((rc = sc_record_peek(ev.mv_data, ev.mv_size, &h)) != 0) {
-            /* Let the caller's get report (and count) the corruption. */
+        } else if (sc_record_peek(ev.mv_data, ev.mv_size, &h) != 0) {
+            /* The id is still reported so the caller can delete it. */
             *id = found;
+            rc = SC_ECORRUPT;
         } else if (!h.has_exact_key || memcmp(h.exact_key, key, SC_EXACT_KEY_LEN) != 0 ||
                    expired(h.expires, (int64_t)time(NULL))) {
             rc = SC_ENOTFOUND;
@@ -462,6 +532,7 @@ void sc_store_stats_get(sc_store *s, sc_store_stats *st)
     st->evicted = atomic_load(&s->evicted);
     st->expired = atomic_load(&s->expired);
     st->corrupt_skipped = atomic_load(&s->corrupt_skipped);
+    st->commits = atomic_load(&s->commits);
     MDB_envinfo info;
     MDB_stat ms;
     if (mdb_env_info(s->env, &info) == 0 && mdb_env_stat(s->env, &ms) == 0)

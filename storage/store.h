@@ -4,6 +4,8 @@
  *   entries: id (u64, big-endian key) -> record (record.h codec)
  *   exact:   exact key (16 bytes) -> id
  *   meta:    schema version, embedder id, dimension, next id, counters
+ *   expiry:  (expires, id) -> empty, so evict finds expired entries
+ *            without a scan
  *
  * Threads: every function may be called from any thread except the libuv
  * loop thread (they may block on disk). Reads run in their own read
@@ -13,6 +15,15 @@
  * entry is on disk (fsync) when the call returns. In "nosync" it returns
  * after commit without fsync; the writer syncs at least every
  * sync_window_ms, so a power loss loses at most that window.
+ *
+ * Durability details: sync mode keeps LMDB's own commit protocol (data
+ * pages fsynced, then the meta page written and fsynced), so a power loss
+ * never loses an acknowledged put nor damages the file. A process crash
+ * (kill -9) loses nothing in either mode: committed pages are in the page
+ * cache. nosync uses MDB_NOSYNC: after a power loss the last window is
+ * lost, and on a file system that reorders writes LMDB may not be able to
+ * recover the file at all (LMDB's documented NOSYNC caveat); use sync where
+ * that matters. Touches are never synced on their own.
  *
  * TTL: records whose `expires` passed are not returned by get and are
  * deleted by sc_store_evict(). Caps (max_entries, max_bytes): when a put
@@ -55,7 +66,8 @@ typedef struct sc_store_stats {
     uint64_t evicted;
     uint64_t expired;
     uint64_t corrupt_skipped;
-    uint64_t disk_bytes;         /* size of the LMDB data file */
+    uint64_t disk_bytes;         /* LMDB pages in use x page size */
+    uint64_t commits;            /* write transactions committed (group commit: < puts) */
 } sc_store_stats;
 
 /* Opens (creating) the store. SC_EMISMATCH when the data dir was written by
@@ -72,15 +84,25 @@ void sc_store_close(sc_store *s);
  * when the LMDB map is full (raise map_size_mb or lower max_bytes). */
 int sc_store_put(sc_store *s, sc_record *r, const uint8_t exact_key[SC_EXACT_KEY_LEN]);
 
+/* Stores n records in as few transactions (and fsyncs) as the writer
+ * batches them: all are queued at once, then awaited. keys may be NULL
+ * (no exact keys) or hold n keys. rcs[i] gets each record's result and
+ * recs[i]->id its id; returns the first error. */
+int sc_store_put_many(sc_store *s, sc_record *const *recs, const uint8_t (*keys)[SC_EXACT_KEY_LEN],
+                      size_t n, int *rcs);
+
 /* Reads a record by id into *r (caller clears it). SC_ENOTFOUND when
  * absent or expired; SC_ECORRUPT when undecodable (logged, counted). */
 int sc_store_get(sc_store *s, uint64_t id, sc_record *r);
 
-/* Looks an exact key up: id of a live record or SC_ENOTFOUND. */
+/* Looks an exact key up: id of a live record or SC_ENOTFOUND (absent or
+ * expired). SC_ECORRUPT (with *id set) when the entry is unreadable. */
 int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_t *id);
 
-/* Records a hit: hits++ and last_hit = now. Batched by the writer; may be
- * lost on a crash (it only steers eviction). */
+/* Records a hit: hits++ and last_hit = now. Batched by the writer (applied
+ * with the next write batch or within ~100 ms); may be lost on a crash (it
+ * only steers eviction). Never waits for the disk. SC_EBUSY (touch dropped)
+ * when 65536 touches are already pending. */
 int sc_store_touch(sc_store *s, uint64_t id, int64_t now);
 
 /* Deletes one entry; SC_ENOTFOUND if absent. ns may be NULL (any). */
@@ -94,7 +116,9 @@ int sc_store_evict(sc_store *s, int64_t now, uint64_t *removed);
 
 /* Calls fn for every live, decodable record (start-up index rebuild).
  * The record passed to fn is valid only during the call. Corrupt records
- * are logged, counted and skipped. fn returning non-zero stops the walk. */
+ * are logged, counted and skipped. fn returning non-zero stops the walk.
+ * The walk reads one snapshot (a read transaction); writes made meanwhile,
+ * also from fn, are not seen by it. Measured: ~1M 512-d entries in 2.4 s. */
 int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx);
 
 void sc_store_stats_get(sc_store *s, sc_store_stats *st);

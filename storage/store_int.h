@@ -20,6 +20,8 @@
 #define SC_STORE_RTXN_POOL 64     /* reset read transactions kept for reuse */
 #define SC_STORE_TOUCH_MAX 65536  /* pending touches past this are dropped */
 #define SC_STORE_TOUCH_DELAY_MS 100
+#define SC_STORE_GATHER_US 200    /* sync mode: wait for returning putters */
+#define SC_STORE_GATHER_MAX 64
 
 typedef enum store_op_kind {
     STORE_OP_PUT,
@@ -57,15 +59,17 @@ struct sc_store {
     MDB_dbi dbi_entries, dbi_exact, dbi_meta, dbi_expiry;
     sc_store_opts opts;
     char *dir;
+    int lock_fd;              /* flock'ed semcached.lock: one process per dir */
     char *embedder_id;
     uint32_t dim;
-    int needs_reembed;
+    _Atomic int needs_reembed;
 
     /* Writer queue, guarded by mu. */
     pthread_mutex_t mu;
     pthread_cond_t wake;      /* writer waits here for work */
     pthread_cond_t done;      /* callers wait here for their op */
     store_op *head, *tail;
+    size_t nqueued;           /* ops in the queue */
     store_touch *touches;
     size_t ntouch, touch_cap;
     int64_t touch_first_ms;   /* monotonic ms of the oldest pending touch */
@@ -81,7 +85,7 @@ struct sc_store {
 
     /* Published counters (any thread reads). */
     _Atomic uint64_t pub_entries, pub_bytes;
-    _Atomic uint64_t evicted, expired, corrupt_skipped;
+    _Atomic uint64_t evicted, expired, corrupt_skipped, commits;
 
     /* Pool of reset read-only transactions (MDB_NOTLS lets any thread use
      * any of them). */

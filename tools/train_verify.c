@@ -57,10 +57,13 @@ static void set_push(set *s, const float *x, int y, int src)
  * Logistic regression (IRLS) and Platt scaling
  * ------------------------------------------------------------------- */
 
+#define MAXTREES 400
 typedef struct lr {
     double mean[SC_VF_COUNT], sd[SC_VF_COUNT];
     double w[NP];              /* on standardised features; w[SC_VF_COUNT] = bias */
     int mask[SC_VF_COUNT];     /* 1 = feature used */
+    int ntrees;                /* boosted trees on raw features, on top */
+    sc_verify_tree trees[MAXTREES];
 } lr;
 
 static double sigm(double z)
@@ -75,11 +78,19 @@ static void feat_std(const lr *m, const float *x, double *z)
     z[SC_VF_COUNT] = 1;
 }
 
+static double tree_eval(const sc_verify_tree *t, const float *x)
+{
+    int k = 0;
+    for (int d = 0; d < 3; d++) k = 2 * k + 1 + (x[t->feat[k]] > t->thr[k]);
+    return t->leaf[k - 7];
+}
+
 static double lr_logit(const lr *m, const float *x)
 {
     double z[NP], s = 0;
     feat_std(m, x, z);
     for (int j = 0; j < NP; j++) s += m->w[j] * z[j];
+    for (int t = 0; t < m->ntrees; t++) s += tree_eval(&m->trees[t], x);
     return s;
 }
 
@@ -164,6 +175,111 @@ static void lr_fit(lr *m, const set *s, double lambda)
         }
         if (step < 1e-8) break;
     }
+}
+
+/* ---------------------------------------------------------------------
+ * Gradient-boosted trees (depth 3, Newton leaves) on the residuals of the
+ * logistic regression. Features are cut at up to 31 quantiles.
+ * ------------------------------------------------------------------- */
+
+#define NBIN 32
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void gbdt_fit(lr *m, const set *s, int ntrees, double eta, double lambda)
+{
+    size_t n = s->n;
+    float cuts[SC_VF_COUNT][NBIN];
+    int ncut[SC_VF_COUNT];
+    float *tmp = sc_malloc(n * sizeof *tmp);
+    unsigned char *bin = sc_malloc(n * SC_VF_COUNT);
+    for (int j = 0; j < SC_VF_COUNT; j++) {
+        for (size_t i = 0; i < n; i++) tmp[i] = s->x[i][j];
+        qsort(tmp, n, sizeof *tmp, cmp_float);
+        ncut[j] = 0;
+        for (int k = 1; k < NBIN; k++) {
+            float c = tmp[(size_t)((double)k / NBIN * (n - 1))];
+            if (c >= tmp[n - 1]) break;   /* a cut must leave something right */
+            if (ncut[j] == 0 || c > cuts[j][ncut[j] - 1]) cuts[j][ncut[j]++] = c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int b = 0;
+            while (b < ncut[j] && s->x[i][j] > cuts[j][b]) b++;
+            bin[i * SC_VF_COUNT + j] = (unsigned char)b;
+        }
+    }
+    double *F = sc_malloc(n * sizeof *F), *g = sc_malloc(n * sizeof *g), *h = sc_malloc(n * sizeof *h);
+    int *node = sc_malloc(n * sizeof *node);
+    m->ntrees = 0;
+    for (size_t i = 0; i < n; i++) F[i] = lr_logit(m, s->x[i]);
+    for (int t = 0; t < ntrees && t < MAXTREES; t++) {
+        for (size_t i = 0; i < n; i++) {
+            double p = sigm(F[i]);
+            g[i] = p - s->y[i];
+            h[i] = p * (1 - p) + 1e-6;
+            node[i] = 0;
+        }
+        sc_verify_tree tr;
+        memset(&tr, 0, sizeof tr);
+        for (int d = 0; d < 3; d++) {
+            int first = (1 << d) - 1, cnt = 1 << d;
+            static double hg[8][SC_VF_COUNT][NBIN], hh[8][SC_VF_COUNT][NBIN];
+            double G[8] = {0}, H[8] = {0};
+            memset(hg, 0, sizeof hg);
+            memset(hh, 0, sizeof hh);
+            for (size_t i = 0; i < n; i++) {
+                int k = node[i] - first;
+                G[k] += g[i];
+                H[k] += h[i];
+                for (int j = 0; j < SC_VF_COUNT; j++) {
+                    if (!m->mask[j]) continue;
+                    int b = bin[i * SC_VF_COUNT + j];
+                    hg[k][j][b] += g[i];
+                    hh[k][j][b] += h[i];
+                }
+            }
+            for (int k = 0; k < cnt; k++) {
+                double best = 1e-9, parent = G[k] * G[k] / (H[k] + lambda);
+                int bf = 0;
+                float bt = 3.0e38f;
+                for (int j = 0; j < SC_VF_COUNT; j++) {
+                    if (!m->mask[j]) continue;
+                    double gl = 0, hl = 0;
+                    for (int b = 0; b < ncut[j]; b++) {
+                        gl += hg[k][j][b];
+                        hl += hh[k][j][b];
+                        double gr = G[k] - gl, hr = H[k] - hl;
+                        if (hl < 2 || hr < 2) continue;
+                        double gain = gl * gl / (hl + lambda) + gr * gr / (hr + lambda) - parent;
+                        if (gain > best) { best = gain; bf = j; bt = cuts[j][b]; }
+                    }
+                }
+                tr.feat[first + k] = (signed char)bf;
+                tr.thr[first + k] = bt;
+            }
+            for (size_t i = 0; i < n; i++) {
+                int k = node[i];
+                node[i] = 2 * k + 1 + (s->x[i][tr.feat[k]] > tr.thr[k]);
+            }
+        }
+        double LG[8] = {0}, LH[8] = {0};
+        for (size_t i = 0; i < n; i++) {
+            LG[node[i] - 7] += g[i];
+            LH[node[i] - 7] += h[i];
+        }
+        for (int k = 0; k < 8; k++) tr.leaf[k] = (float)(-eta * LG[k] / (LH[k] + lambda));
+        for (size_t i = 0; i < n; i++) F[i] += tr.leaf[node[i] - 7];
+        m->trees[m->ntrees++] = tr;
+    }
+    free(tmp);
+    free(bin);
+    free(F);
+    free(g);
+    free(h);
+    free(node);
 }
 
 /* Fits p = sigmoid(A z + B) to labels on logits z (Newton, 2 parameters),
@@ -382,7 +498,8 @@ static void usage(FILE *o)
     fprintf(o,
             "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
-            "                    [--lambda X] [--write embed/verify_weights.h] [--dump FEATURES.csv]\n"
+            "                    [--lambda X] [--trees N] [--eta X] [--write embed/verify_weights.h]\n"
+            "                    [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
             "training intents; prints the ablation and calibration CSV; with --write,\n"
             "replaces this embedder's block of the weights header.\n");
@@ -393,8 +510,8 @@ int main(int argc, char **argv)
     const char *embedder = "hash", *model_dir = "models/use-lite", *data = "../shared/data";
     const char *write = NULL, *dump = NULL;
     size_t ntrain = 8000, ncal = 3000;
-    int diff_embed = 1;
-    double lambda = 1.0;
+    int diff_embed = 1, ntrees = 200;
+    double lambda = 1.0, eta = 0.1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -408,6 +525,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--qqp-train")) { ntrain = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--qqp-calib")) { ncal = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--lambda")) { lambda = atof(v); i++; }
+        else if (!strcmp(a, "--trees")) { ntrees = atoi(v); i++; }
+        else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (ntrain + ncal > QD_QQP_EVAL_AT) {
@@ -469,14 +588,15 @@ int main(int argc, char **argv)
     printf("table,embedder,removed,auc_qqp_calib,auc_banking_calib,auc_all_calib\n");
     printf("ablation,%s,cosine_only", family);
     {
-        lr m = {0};
+        static lr m;
         m.mask[SC_VF_COS] = m.mask[SC_VF_COS_SQ] = 1;
         lr_fit(&m, &fit, lambda);
         printf(",%.4f,%.4f,%.4f\n", set_auc(&m, &cal, 0), set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
     }
-    lr best = {0};
+    static lr best;
     for (size_t gi = 0; gi < SC_COUNTOF(groups); gi++) {
-        lr m = {0};
+        static lr m;
+        memset(&m, 0, sizeof m);
         for (int j = 0; j < SC_VF_COUNT; j++) m.mask[j] = 1;
         if (!diff_embed) m.mask[SC_VF_DIFF_DISSIM] = 0;
         int allbut = 0;
@@ -488,6 +608,11 @@ int main(int argc, char **argv)
             if (!diff_embed) m.mask[SC_VF_DIFF_DISSIM] = 0;
         }
         lr_fit(&m, &fit, lambda);
+        if (gi == 0) {
+            printf("ablation,%s,none_logistic_only,%.4f,%.4f,%.4f\n", family, set_auc(&m, &cal, 0),
+                   set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
+        }
+        if (ntrees > 0) gbdt_fit(&m, &fit, ntrees, eta, 1.0);
         printf("ablation,%s,%s,%.4f,%.4f,%.4f\n", family, allbut ? "cosine" : groups[gi].name,
                set_auc(&m, &cal, 0), set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
         if (gi == 0) best = m;
@@ -529,22 +654,45 @@ int main(int argc, char **argv)
     }
     for (int j = 0; j < SC_VF_COUNT; j++) w[j] *= A;
     bias = A * bias + B;
+    for (int t = 0; t < best.ntrees; t++)
+        for (int k = 0; k < 8; k++) best.trees[t].leaf[k] = (float)(A * best.trees[t].leaf[k]);
     fprintf(stderr, "train_verify: Platt A=%.4f B=%.4f\n", A, B);
 
     if (write) {
         char lo[64], up[64];
         slug(family, lo, sizeof lo, 0);
         slug(family, up, sizeof up, 1);
-        char blk[8192];
+        static char blk[1 << 20];
         size_t n = 0;
         n += (size_t)snprintf(blk + n, sizeof blk - n, "/* @@begin %s@@ */\n", family);
         n += (size_t)snprintf(blk + n, sizeof blk - n,
                               "/* Embedder %s: %zu fit pairs, %zu calibration pairs.\n"
                               " * Command: build/train_verify --embedder %s%s --qqp-train %zu"
-                              " --qqp-calib %zu --lambda %g --write embed/verify_weights.h\n"
+                              " --qqp-calib %zu --lambda %g --trees %d --eta %g --write embed/verify_weights.h\n"
                               " * Calibration curve (held-in split, after Platt scaling):\n%s */\n",
                               sc_embedder_id(e), fit.n, cal.n, embedder,
-                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, curve);
+                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, curve);
+        if (best.ntrees) {
+            n += (size_t)snprintf(blk + n, sizeof blk - n,
+                                  "static const sc_verify_tree sc_verify_trees_%s[%d] = {\n", lo,
+                                  best.ntrees);
+            for (int t = 0; t < best.ntrees; t++) {
+                const sc_verify_tree *tr = &best.trees[t];
+                n += (size_t)snprintf(blk + n, sizeof blk - n, "    {{");
+                for (int k = 0; k < 7; k++)
+                    n += (size_t)snprintf(blk + n, sizeof blk - n, "%s%d", k ? "," : "", tr->feat[k]);
+                n += (size_t)snprintf(blk + n, sizeof blk - n, "}, {");
+                for (int k = 0; k < 7; k++)
+                    n += (size_t)snprintf(blk + n, sizeof blk - n, "%s%.7g", k ? "," : "",
+                                          tr->thr[k] > 1e30f ? 3.0e38 : (double)tr->thr[k]);
+                n += (size_t)snprintf(blk + n, sizeof blk - n, "}, {");
+                for (int k = 0; k < 8; k++)
+                    n += (size_t)snprintf(blk + n, sizeof blk - n, "%s%.7g", k ? "," : "",
+                                          (double)tr->leaf[k]);
+                n += (size_t)snprintf(blk + n, sizeof blk - n, "}},\n");
+            }
+            n += (size_t)snprintf(blk + n, sizeof blk - n, "};\n");
+        }
         n += (size_t)snprintf(blk + n, sizeof blk - n,
                               "#define SC_VERIFY_HAVE_%s 1\n"
                               "static const sc_verify_model sc_verify_model_%s = {\n"
@@ -555,7 +703,12 @@ int main(int argc, char **argv)
             n += (size_t)snprintf(blk + n, sizeof blk - n, "        %.9g, /* %s */\n", w[j],
                                   sc_verify_feature_name(j));
         n += (size_t)snprintf(blk + n, sizeof blk - n,
-                              "    },\n    .trained_on = \"qqp_dev %zu+%zu pairs (seed %u), "
+                              "    },\n");
+        if (best.ntrees)
+            n += (size_t)snprintf(blk + n, sizeof blk - n,
+                                  "    .ntrees = %d,\n    .trees = sc_verify_trees_%s,\n", best.ntrees, lo);
+        n += (size_t)snprintf(blk + n, sizeof blk - n,
+                              "    .trained_on = \"qqp_dev %zu+%zu pairs (seed %u), "
                               "banking77 even intents; %s\",\n};\n/* @@end %s@@ */\n",
                               ntrain, ncal, QD_SEED, sc_embedder_id(e), family);
         if (write_block(write, family, blk) != 0) {
@@ -563,6 +716,12 @@ int main(int argc, char **argv)
             return 1;
         }
         fprintf(stderr, "train_verify: wrote the %s block of %s\n", family, write);
+    }
+    for (int k = 0; k < 2; k++) {
+        set *st = k ? &cal : &fit;
+        free(st->x);
+        free(st->y);
+        free(st->src);
     }
     sc_embedder_close(e);
     return 0;

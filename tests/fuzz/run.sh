@@ -5,8 +5,9 @@
 #
 # Each target is built twice: with clang -fsanitize=fuzzer,address,undefined
 # and run for FUZZ_TIME seconds (10 with --quick, else 60), and as a plain
-# program (-DFUZZ_STANDALONE, gcc + ASan/UBSan) that runs its own
-# deterministic corpus. A target names the sources it needs in comment lines:
+# program (-DFUZZ_STANDALONE, gcc + ASan/UBSan) that runs a deterministic
+# corpus: the target's own main() if it has a FUZZ_STANDALONE section, else
+# tests/fuzz/standalone_main.c over its seeds and mutations of them. A target names the sources it needs in comment lines:
 #   // fuzz-sources: storage/record.c common/alloc.c ...   (or " * fuzz-sources:")
 #   // fuzz-libs: -lxxhash
 # Seeds come from tests/fuzz/corpus/<name>/ when present; crashes are kept
@@ -67,14 +68,21 @@ for f in "${targets[@]}"; do
     fi
   fi
 
-  # 2. Standalone build (the deterministic corpus) with gcc sanitizers.
+  # 2. Standalone build with gcc sanitizers: the target's own main() when
+  # it has a FUZZ_STANDALONE section, else the generic driver
+  # (standalone_main.c) over the seed corpus and deterministic mutations.
   i=$((i + 1))
+  driver=(); sargs=()
+  if ! grep -q FUZZ_STANDALONE "$f"; then
+    driver=(tests/fuzz/standalone_main.c)
+    [ -d "tests/fuzz/corpus/$n" ] && sargs=("tests/fuzz/corpus/$n")
+  fi
   if ! ${CC:-gcc} $CFLAGS_COMMON -DFUZZ_STANDALONE -fsanitize=address,undefined \
-        -fno-sanitize-recover=undefined -o "$out/$n-standalone" "$f" $srcs $libs \
+        -fno-sanitize-recover=undefined -o "$out/$n-standalone" "$f" "${driver[@]}" $srcs $libs \
         2>"$out/$n-standalone.build.log"; then
     echo "not ok $i - $n standalone (build failed)"
     sed 's/^/# /' "$out/$n-standalone.build.log" | head -20
-  elif "$out/$n-standalone" >"$out/$n-standalone.log" 2>&1; then
+  elif "$out/$n-standalone" "${sargs[@]}" >"$out/$n-standalone.log" 2>&1; then
     echo "ok $i - $n standalone ($(tail -1 "$out/$n-standalone.log"))"
   else
     echo "not ok $i - $n standalone (see $out/$n-standalone.log)"

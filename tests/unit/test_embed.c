@@ -131,3 +131,100 @@ SC_TEST(embed_hash_stable_values)
     printf("# hash stable checksum %.6f\n", s);
     CHECK(fabs(s - HASH_STABLE_SUM) < 1e-3);
 }
+
+/* ---- remote backend against a one-shot mock server ---------------------- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+    int lfd;
+    const char *answer;   /* full HTTP response */
+    char request[8192];
+} mock_srv;
+
+static void *mock_main(void *p)
+{
+    mock_srv *m = p;
+    int fd = accept(m->lfd, NULL, NULL);
+    if (fd < 0) return NULL;
+    size_t got = 0;
+    /* Read headers and the body (Content-Length). */
+    for (;;) {
+        ssize_t k = read(fd, m->request + got, sizeof m->request - 1 - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+        m->request[got] = 0;
+        char *end = strstr(m->request, "\r\n\r\n");
+        char *cl = strcasestr(m->request, "content-length:");
+        if (end && cl && got >= (size_t)(end + 4 - m->request) + (size_t)atoi(cl + 15)) break;
+    }
+    if (write(fd, m->answer, strlen(m->answer)) < 0) perror("write");
+    close(fd);
+    return NULL;
+}
+
+static int mock_start(mock_srv *m, pthread_t *th)
+{
+    m->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(m->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(m->lfd, 1) != 0 ||
+        getsockname(m->lfd, (struct sockaddr *)&a, &al) != 0)
+        return -1;
+    pthread_create(th, NULL, mock_main, m);
+    return ntohs(a.sin_port);
+}
+
+static int remote_once(const char *answer, uint32_t dim, float *out, char *request, size_t n)
+{
+    mock_srv m = {.answer = answer};
+    pthread_t th;
+    int port = mock_start(&m, &th);
+    if (port < 0) return -1;
+    char url[64], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    sc_embedder_opts o = {.name = "remote", .url = url, .model = "m1", .api_key = "sk-test", .dim = dim};
+    sc_embedder *e;
+    int rc = sc_embedder_open(&e, &o, err, sizeof err);
+    if (rc == 0) {
+        const char *texts[2] = {"hi", "bad \xff utf8"};
+        size_t lens[2] = {2, 10};
+        rc = sc_embed(e, texts, lens, 2, out);
+        sc_embedder_close(e);
+    }
+    pthread_join(th, NULL);
+    close(m.lfd);
+    if (request) snprintf(request, n, "%s", m.request);
+    return rc;
+}
+
+SC_TEST(embed_remote_mock)
+{
+    const char *ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     "Content-Length: 102\r\n\r\n"
+                     "{\"data\":[{\"index\":1,\"embedding\":[0,3,4]},{\"index\":0,\"embedding\":[2,0,0]}],"
+                     "\"usage\":{\"prompt_tokens\":5}}";
+    float out[6];
+    char req[8192];
+    CHECK_OK(remote_once(ok, 3, out, req, sizeof req));
+    CHECK(fabsf(out[0] - 1) < 1e-6f && out[1] == 0 && out[2] == 0);
+    CHECK(fabsf(out[4] - 0.6f) < 1e-6f && fabsf(out[5] - 0.8f) < 1e-6f);
+    CHECK(strstr(req, "POST /v1/embeddings") != NULL);
+    CHECK(strstr(req, "Bearer sk-test") != NULL);
+    CHECK(strstr(req, "\"model\":\"m1\"") != NULL);
+    CHECK(strstr(req, "bad \xef\xbf\xbd utf8") != NULL);
+    /* Wrong dimension and HTTP errors are refused. */
+    CHECK_EQ_INT(remote_once(ok, 4, out, NULL, 0), SC_EMISMATCH);
+    const char *e500 = "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    CHECK_EQ_INT(remote_once(e500, 3, out, NULL, 0), SC_EUPSTREAM);
+    const char *junk = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope!";
+    CHECK_EQ_INT(remote_once(junk, 3, out, NULL, 0), SC_EUPSTREAM);
+    char err[256];
+    sc_embedder *e;
+    sc_embedder_opts bad = {.name = "remote", .url = "ftp://x", .model = "m", .dim = 3};
+    CHECK_EQ_INT(sc_embedder_open(&e, &bad, err, sizeof err), SC_EINVAL);
+}

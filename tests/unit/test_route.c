@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@ static int start_mock(mock *m, const char *name)
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* no orphan mock if the runner crashes */
         dup2(fd[1], 1);
         close(fd[0]);
         close(fd[1]);
@@ -156,6 +158,7 @@ typedef struct outcome {
     int cancel_after;        /* cancel in on_data after this many chunks */
     int cancelled;
     int late_callback;       /* a callback after cancel */
+    struct outcome *victim;  /* cancelled from this call's first on_data */
 } outcome;
 
 static void o_headers(void *ctx, int status, const char *ct, const sc_route_header *h, size_t n)
@@ -176,6 +179,10 @@ static void o_data(void *ctx, const char *p, size_t n)
     if (!o->nchunks) o->t_first_chunk = uv_hrtime();
     o->nchunks++;
     sc_buf_append(&o->data, p, n);
+    if (o->victim && o->nchunks == 1 && o->victim->h) {
+        o->victim->cancelled = 1;
+        sc_route_cancel(o->victim->h);
+    }
     if (o->cancel_after && o->nchunks == o->cancel_after) {
         o->cancelled = 1;
         sc_route_cancel(o->h);
@@ -532,6 +539,19 @@ SC_TEST(route_all_targets_fail)
     CHECK(strstr(o.message, "B: HTTP 503") != NULL);
     CHECK_EQ_INT(total_calls(&mocks[0]), 2);
     CHECK_EQ_INT(total_calls(&mocks[1]), 2);
+    sc_route_result res = {.err = o.err, .status = o.status};
+    CHECK_EQ_INT(sc_route_http_status(&res), 502);
+    res.status = 429;
+    CHECK_EQ_INT(sc_route_http_status(&res), 429);
+    res.err = SC_ETIMEOUT;
+    CHECK_EQ_INT(sc_route_http_status(&res), 504);
+    res.err = SC_EBUSY;
+    res.status = 0;
+    CHECK_EQ_INT(sc_route_http_status(&res), 503);
+    res.headers_sent = 1;
+    res.status = 400;
+    CHECK_EQ_INT(sc_route_http_status(&res), 400);
+    CHECK(strcmp(sc_route_breaker_name(SC_ROUTE_HALF_OPEN), "half-open") == 0);
     sc_buf_free(&o.data);
     env_close(&e);
 }
@@ -539,7 +559,7 @@ SC_TEST(route_all_targets_fail)
 SC_TEST(route_breaker_open_and_recover)
 {
     REQUIRE(mocks_up());
-    const char *kv[] = {"retries", "0", "breaker-failures", "2", "breaker-cooldown-ms", "300", NULL};
+    const char *kv[] = {"retries", "0", "breaker-failures", "2", "breaker-cooldown-ms", "800", NULL};
     env e;
     REQUIRE(env_open(&e, kv) == 0);
     plan(&mocks[0], "[\"500\", \"500\"]");
@@ -563,7 +583,7 @@ SC_TEST(route_breaker_open_and_recover)
     }
     CHECK_EQ_INT(total_calls(&mocks[0]), 2);
     /* After the cooldown a failing probe opens it again... */
-    sleep_loop(&e, 350);
+    sleep_loop(&e, 850);
     plan(&mocks[0], "[\"500\"]");
     call_wait(&e, &o, "gpt-4o-mini", "probe 1", 0, NULL, 5000);
     CHECK_EQ_INT(o.err, SC_EUPSTREAM);
@@ -574,7 +594,7 @@ SC_TEST(route_breaker_open_and_recover)
     sc_buf_free(&o.data);
     CHECK_EQ_INT(total_calls(&mocks[0]), 3);
     /* ...and a good probe closes it. */
-    sleep_loop(&e, 350);
+    sleep_loop(&e, 850);
     sc_route_upstream_stats(e.r, 0, &st);
     CHECK_EQ_INT(st.breaker, SC_ROUTE_HALF_OPEN);
     call_wait(&e, &o, "gpt-4o-mini", "probe 2", 0, NULL, 5000);
@@ -792,5 +812,163 @@ SC_TEST(route_connect_error_and_queue)
     sc_buf_free(&m);
     sc_buf_free(&o1.data);
     sc_buf_free(&o2.data);
+    env_close(&e);
+}
+
+SC_TEST(route_idle_timeout_mid_stream)
+{
+    const char *kv[] = {"retries", "2", "upstream-idle-timeout-ms", "150", NULL};
+    env e;
+    REQUIRE(env_open(&e, kv) == 0);
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "a b c d", 1, "slowstream:400", 5000);
+    CHECK_EQ_INT(o.done, 1);
+    CHECK_EQ_INT(o.headers_sent, 1);
+    CHECK_EQ_INT(o.err, SC_ETIMEOUT);
+    CHECK_EQ_INT(o.attempts, 1);
+    CHECK(o.total_ms < 1000);
+    CHECK(strstr(o.message, "no data for 150 ms") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}
+
+SC_TEST(route_retry_after_over_cap_falls_back)
+{
+    REQUIRE(mocks_up());
+    env e;
+    REQUIRE(env_open(&e, two_upstreams("* A,B", "2")) == 0);
+    plan(&mocks[0], "[\"429:60\"]");
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "busy", 0, NULL, 5000);
+    CHECK_EQ_INT(o.err, 0);
+    CHECK(strcmp(o.upstream, "B") == 0);
+    CHECK(o.total_ms < 1000);
+    CHECK(strstr(o.message, "over the cap") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}
+
+SC_TEST(route_message_example)
+{
+    REQUIRE(mocks_up());
+    env e;
+    REQUIRE(env_open(&e, two_upstreams("* A,B", "1")) == 0);
+    outcome o;
+    call_wait(&e, &o, "gpt-4o-mini", "doomed", 0, "500", 5000);
+    CHECK(strstr(o.message, "A: HTTP 500; A: HTTP 500; B: HTTP 500; B: HTTP 500") != NULL);
+    sc_buf_free(&o.data);
+    env_close(&e);
+}
+
+/* Every commented-out directive of semcached.conf.sample parses, and the
+ * routing example builds a router. */
+SC_TEST(route_sample_config)
+{
+    FILE *f = fopen("semcached.conf.sample", "r");
+    REQUIRE(f != NULL);
+    sc_config cfg;
+    sc_config_defaults(&cfg);
+    char line[1024], err[512];
+    int lineno = 0, set = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (strncmp(line, "# ", 2) != 0 || line[2] < 'a' || line[2] > 'z') continue;
+        char *s = line + 2, *hash = strchr(s, '#');
+        if (hash) *hash = '\0';
+        s[strcspn(s, "\r\n")] = '\0';
+        char *sp = strchr(s, ' ');
+        if (!sp) continue;
+        *sp++ = '\0';
+        while (*sp == ' ') sp++;
+        size_t n = strlen(sp);
+        while (n && sp[n - 1] == ' ') sp[--n] = '\0';
+        int rc = sc_config_set(&cfg, s, sp, err, sizeof err);
+        if (rc == SC_ENOTFOUND) continue;
+        if (rc) sc_test_fail(__FILE__, __LINE__, "sample line %d: %s", lineno, err);
+        set++;
+    }
+    fclose(f);
+    CHECK(set >= 15);
+    CHECK_EQ_INT(cfg.upstream_defs.n, 3);
+    CHECK_EQ_INT(cfg.routes.n, 3);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    sc_route *r = NULL;
+    int rc = sc_route_create(&loop, &cfg, &r, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "%s", err);
+    if (r) {
+        CHECK_EQ_INT(sc_route_upstream_count(r), 4);
+        sc_route_destroy(r);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+    sc_config_free(&cfg);
+}
+
+SC_TEST(route_cancel_other_and_queued)
+{
+    REQUIRE(mocks_up());
+    static char defa[128];
+    snprintf(defa, sizeof defa, "A %s - 1", mocks[0].url);
+    const char *kv[] = {"upstream-def", defa, "route", "* A", NULL};
+    env e;
+    REQUIRE(env_open(&e, kv) == 0);
+    /* Call 1 streams; call 2 runs on the default upstream; call 3 queues
+     * behind call 1 on A. Call 1's first chunk cancels call 2 (from inside
+     * a curl callback of another call) and we cancel call 3 in the queue. */
+    outcome o1, o2, o3;
+    REQUIRE(call(&e, &o1, "gpt-x", "a b c", 1, "slowstream:50") == 0);
+    REQUIRE(call(&e, &o3, "gpt-x", "queued", 0, NULL) == 0);
+    REQUIRE(call(&e, &o2, "other-model", "victim", 1, "slowstream:50") == 0);
+    /* call 2 must go to the default upstream (mock A too, different rule). */
+    o1.victim = &o2;
+    run_until(&e.loop, &o2.cancelled, 5000);
+    CHECK(o2.cancelled);
+    sc_route_stats st;
+    sc_route_upstream_stats(e.r, 0, &st);
+    CHECK(strcmp(st.name, "A") == 0);
+    CHECK_EQ_INT(st.queued, 1);
+    o3.cancelled = 1;
+    sc_route_cancel(o3.h);
+    run_until(&e.loop, &o1.done, 5000);
+    CHECK_EQ_INT(o1.err, 0);
+    sleep_loop(&e, 100);
+    CHECK_EQ_INT(o2.done + o3.done, 0);
+    CHECK_EQ_INT(o2.late_callback + o3.late_callback, 0);
+    CHECK_EQ_INT(sc_route_active(e.r), 0);
+    sc_route_upstream_stats(e.r, 0, &st);
+    CHECK_EQ_INT(st.queued, 0);
+    CHECK_EQ_INT(st.in_flight, 0);
+    sc_buf_free(&o1.data);
+    sc_buf_free(&o2.data);
+    sc_buf_free(&o3.data);
+    env_close(&e);
+}
+
+SC_TEST(route_many_concurrent)
+{
+    env e;
+    REQUIRE(env_open(&e, NULL) == 0);
+    enum { N = 100 };
+    static outcome o[N];
+    int done = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            char msg[32];
+            snprintf(msg, sizeof msg, "msg %d", i);
+            REQUIRE(call(&e, &o[i], "gpt-4o-mini", msg, i % 2, NULL) == 0);
+        }
+        for (int i = 0; i < N; i++) run_until(&e.loop, &o[i].done, 10000);
+        for (int i = 0; i < N; i++) {
+            char want[32];
+            snprintf(want, sizeof want, "msg %d", i);
+            if (i % 2) snprintf(want, sizeof want, "data: [DONE]");
+            done += o[i].done == 1 && o[i].err == 0 && o[i].data.data && strstr(o[i].data.data, want);
+            sc_buf_free(&o[i].data);
+        }
+    }
+    CHECK_EQ_INT(done, 2 * N);
+    CHECK_EQ_INT(total_calls(&mocks[0]), 2 * N);
+    CHECK_EQ_INT(sc_route_active(e.r), 0);
     env_close(&e);
 }

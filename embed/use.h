@@ -1,0 +1,100 @@
+/* Internals of the USE-lite backend, shared by use_model.c (loading and
+ * validating the TF.js files), use_tokenizer.c (SentencePiece unigram
+ * encoding exactly as the TF.js tokenizer does it) and use_forward.c (the
+ * transformer forward pass). Everything here is read-only after load, so
+ * any number of threads may tokenize and run the forward pass at once. */
+#ifndef SC_EMBED_USE_H
+#define SC_EMBED_USE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- tokenizer ----------------------------------------------------------- */
+
+typedef struct sc_use_vocab sc_use_vocab;
+
+/* Builds the tokenizer from vocab.json's text ([[piece, score], ...]).
+ * Pieces 0..5 are reserved (unknown, control and user symbols) and never
+ * matched, like the TF.js tokenizer. */
+int sc_use_vocab_load(sc_use_vocab **out, const char *json, size_t len, char *err, size_t errlen);
+void sc_use_vocab_free(sc_use_vocab *v);
+uint32_t sc_use_vocab_size(const sc_use_vocab *v);
+/* 1 when long texts can be encoded by prefixes (see use_tokenizer.c). */
+int sc_use_vocab_cut_safe(const sc_use_vocab *v);
+
+/* Encodes UTF-8 text to token ids as the TF.js tokenizer would: NFKC, a
+ * U+2581 word-boundary marker in front and in place of every U+0020,
+ * Viterbi over the piece lattice (unknown code points become id 0, runs of
+ * them one id 0). With max_ids > 0 only the first ids are guaranteed: a
+ * long text may stop early, with more than max_ids ids (so the caller can
+ * still tell it was cut); 0 encodes everything. *ids is allocated (free()
+ * it; may be NULL when *n is 0). */
+int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
+                  int32_t **ids, size_t *n);
+
+/* ---- matrix products (use_gemm.c) ---------------------------------------- */
+
+/* A constant weight matrix W [k, n] (row-major, not owned) and, when n is
+ * a multiple of 16, a copy packed into 16-column panels for small products. */
+typedef struct sc_use_mat {
+    uint32_t k, n;
+    const float *w;
+    float *panels;
+} sc_use_mat;
+
+void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n);
+void sc_use_mat_free(sc_use_mat *m);
+/* C[rows, n] += X[rows, k] W. force: 0 picks (packed kernel up to
+ * sc_use_gemm_small_rows rows, else cblas_sgemm), 1 the packed kernel when
+ * available, -1 cblas_sgemm (tests and benchmarks). */
+void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
+extern int sc_use_gemm_small_rows;
+
+/* ---- model --------------------------------------------------------------- */
+
+typedef struct sc_use_layer {
+    uint32_t in, width, heads, head_dim;
+    float scale;                  /* query scale, 1/sqrt(head_dim) */
+    const float *ln1_g, *ln1_b;   /* [in] */
+    const float *qkv_w, *qkv_b;   /* [in, 3*in], [3*in] */
+    const float *out_w, *out_b;   /* [in, width], [width] */
+    const float *res_w, *res_b;   /* [in, width] or NULL when in == width */
+    const float *ln2_g, *ln2_b;   /* [width] */
+    const float *ffn1_w, *ffn1_b; /* [width, ffn], [ffn] */
+    const float *ffn2_w, *ffn2_b; /* [ffn, width], [width] */
+    sc_use_mat qkv, out, res, ffn1, ffn2;
+    uint32_t ffn;
+} sc_use_layer;
+
+typedef struct sc_use_model {
+    float *blob;                  /* all weights, as in the shards */
+    size_t blob_floats;
+    sc_use_vocab *vocab;
+    uint32_t n_vocab_rows, emb_dim, out_dim;
+    uint32_t max_len;             /* ClipToMaxLength: positions >= this are dropped */
+    float ln_eps, l2_eps;
+    const float *emb;             /* [n_vocab_rows, emb_dim] */
+    const float *inv_timescales;  /* [emb_dim / 2] */
+    float *timing;                /* [max_len, emb_dim]: sin | cos per position */
+    sc_use_layer layer[2];
+    const float *tanh_w, *tanh_b; /* [out_dim, out_dim], [out_dim] */
+    sc_use_mat tanh_m;
+} sc_use_model;
+
+/* Loads dir/model.json, its weight shards and dir/vocab.json, checking
+ * names, shapes, dtypes, shard sizes and the graph constants used. On error
+ * err names the file and says to run make deps. */
+int sc_use_model_load(sc_use_model **out, const char *dir, char *err, size_t errlen);
+void sc_use_model_free(sc_use_model *m);
+
+/* Runs the encoder on n token sequences (ids[i] of ntok[i] ids, each
+ * already clipped to max_len) and writes n L2-normalised vectors of out_dim
+ * floats. The token rows of all sequences go through each dense layer as
+ * one matrix. Allocates its own scratch; any thread. */
+/* Fills m->timing from m->inv_timescales (called once at load). */
+void sc_use_timing_table(sc_use_model *m);
+
+int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint32_t *ntok,
+                   size_t n, float *out);
+
+#endif

@@ -1,0 +1,630 @@
+// Issue 5: the transparent caching proxy end to end. The real `openai` npm
+// client talks to the real semcached, which forwards misses to the
+// fault-injecting mock upstream. Every claim is proven twice: by the
+// X-Semcache* response headers and by the mock's call count (the mock
+// numbers its answers "#N", so a served copy is recognisable).
+'use strict';
+const net = require('node:net');
+const OpenAI = require('openai');
+const { test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
+const mockUpstream = require('./mock_upstream');
+
+let mock, srv, client;
+let seq = 0;
+// Every test uses its own model name, so its entries live in their own
+// partition and cannot be hit by another test.
+const model = () => `gpt-test-${++seq}`;
+const calls = () => mock.calls().total;
+const chatPath = () => mock.calls().by_path['/v1/chat/completions'] || 0;
+
+function mkClient(url, headers = {}) {
+  return new OpenAI({ baseURL: url + '/v1', apiKey: 'x', maxRetries: 0, timeout: 20000, defaultHeaders: headers });
+}
+
+async function chat(body, headers = {}, c = client) {
+  const { data, response } = await c.chat.completions.create({ messages: [], ...body }, { headers }).withResponse();
+  return { data, h: response.headers, content: data.choices[0].message.content };
+}
+
+async function chatStream(body, headers = {}, c = client) {
+  const { data: stream, response } = await c.chat.completions
+    .create({ ...body, stream: true }, { headers }).withResponse();
+  const chunks = [];
+  let content = '';
+  for await (const ch of stream) {
+    chunks.push(ch);
+    for (const choice of ch.choices || []) if (choice.delta && choice.delta.content) content += choice.delta.content;
+  }
+  return { chunks, content, h: response.headers };
+}
+
+// Write-back is asynchronous (LMDB put after the answer went out): wait a
+// moment before expecting a hit, except where the test is about that window.
+const settle = () => sleep(150);
+const user = (text) => [{ role: 'user', content: text }];
+const statusOf = async (p) => { try { await p; return 200; } catch (e) { return e.status; } };
+const errOf = async (p) => { try { await p; } catch (e) { return e; } throw new Error('expected an error'); };
+
+async function health(s = srv) {
+  const r = await fetch(`${s.url}/healthz`);
+  assertEq(r.status, 200, 'semcached still healthy');
+}
+
+test('start mock upstream and semcached', async () => {
+  mock = await mockUpstream.start({ port: 0, name: 'mock' });
+  srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--max-body', '65536',
+    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000'] });
+  client = mkClient(srv.url);
+});
+
+/* ------------------------------------------------------------------ */
+/* Misses, exact hits, semantic hits                                   */
+/* ------------------------------------------------------------------ */
+
+test('chat: miss then exact hit (one upstream call)', async () => {
+  const m = model();
+  const before = calls();
+  const a = await chat({ model: m, messages: user('What is the capital of France?') });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(a.h.get('x-semcache-entry'), null, 'no entry header on a miss');
+  assertEq(calls() - before, 1, 'one upstream call');
+  assert(/^echo: What is the capital of France\? #\d+$/.test(a.content), a.content);
+  await settle();
+  const b = await chat({ model: m, messages: user('What is the capital of France?') });
+  assertEq(b.h.get('x-semcache'), 'hit-exact');
+  assert(/^\d+$/.test(b.h.get('x-semcache-entry') || ''), `entry header: ${b.h.get('x-semcache-entry')}`);
+  assertEq(Number(b.h.get('x-semcache-similarity')), 1, 'similarity 1');
+  assertEq(b.content, a.content, 'same content');
+  assertEq(b.data.object, 'chat.completion');
+  assertEq(calls() - before, 1, 'still one upstream call');
+  // Case, whitespace and surrounding blanks are normalised for the exact layer.
+  const c = await chat({ model: m, messages: user('  what IS the   capital of france?  ') });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, a.content);
+  assertEq(calls() - before, 1);
+});
+
+test('an identical request right after a miss never calls upstream again', async () => {
+  // The entry may not be in LMDB yet when the second request is looked up;
+  // it must then be served from the finishing call (X-Semcache-Coalesced).
+  for (let i = 0; i < 5; i++) {
+    const m = model();
+    const before = calls();
+    const a = await chat({ model: m, messages: user(`Back to back question ${i}`) });
+    const b = await chat({ model: m, messages: user(`Back to back question ${i}`) });
+    assertEq(calls() - before, 1, `one upstream call (round ${i}, second was ${b.h.get('x-semcache')})`);
+    assertEq(b.content, a.content);
+    const o = b.h.get('x-semcache');
+    assert(o === 'hit-exact' || (o === 'miss' && b.h.get('x-semcache-coalesced') === '1'), `outcome ${o}`);
+  }
+});
+
+test('legacy completions: miss then exact hit', async () => {
+  const m = model();
+  const before = mock.calls().by_path['/v1/completions'] || 0;
+  const r1 = await client.completions.create({ model: m, prompt: 'Say hello to the world' }).withResponse();
+  assertEq(r1.response.headers.get('x-semcache'), 'miss');
+  assertEq(r1.data.object, 'text_completion');
+  await settle();
+  const r2 = await client.completions.create({ model: m, prompt: 'Say hello to the world' }).withResponse();
+  assertEq(r2.response.headers.get('x-semcache'), 'hit-exact');
+  assertEq(r2.data.choices[0].text, r1.data.choices[0].text);
+  assertEq(r2.data.object, 'text_completion');
+  assertEq((mock.calls().by_path['/v1/completions'] || 0) - before, 1, 'one upstream call');
+});
+
+test('legacy completions streamed: miss relayed, then replayed from the cache', async () => {
+  const m = model();
+  const before = calls();
+  const s1 = await client.completions.create({ model: m, prompt: 'Count from one to three', stream: true }).withResponse();
+  assertEq(s1.response.headers.get('x-semcache'), 'miss');
+  let t1 = '';
+  for await (const ch of s1.data) t1 += ch.choices.map((c) => c.text || '').join('');
+  assert(/^echo: Count from one to three #\d+$/.test(t1), t1);
+  await sleep(100);
+  const s2 = await client.completions.create({ model: m, prompt: 'Count from one to three', stream: true }).withResponse();
+  assertEq(s2.response.headers.get('x-semcache'), 'hit-exact');
+  let t2 = '';
+  for await (const ch of s2.data) { assertEq(ch.object, 'text_completion'); t2 += ch.choices.map((c) => c.text || '').join(''); }
+  assertEq(t2, t1);
+  assertEq(calls() - before, 1);
+});
+
+test('semantic hit on a near-duplicate (extra word), similarity < 1', async () => {
+  const m = model();
+  const before = calls();
+  const a = await chat({ model: m, messages: user('How do I reset my account password?') });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  await settle();
+  const b = await chat({ model: m, messages: user('How do I reset my account password please?') },
+    { 'X-Semcache-Threshold': '0.6' });
+  assertEq(b.h.get('x-semcache'), 'hit-semantic');
+  const sim = Number(b.h.get('x-semcache-similarity'));
+  assert(sim >= 0.6 && sim < 1, `similarity ${sim}`);
+  assertEq(b.h.get('x-semcache-entry') !== null, true, 'entry header');
+  assertEq(b.content, a.content);
+  assertEq(calls() - before, 1);
+  // The default threshold (0.95) does not accept this paraphrase.
+  const c = await chat({ model: m, messages: user('How do I reset my account password please?') });
+  assertEq(c.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 2);
+  // A bad threshold header is a 400, not a silent default.
+  assertEq(await statusOf(chat({ model: m, messages: user('x') }, { 'X-Semcache-Threshold': '2' })), 400);
+  assertEq(calls() - before, 2);
+});
+
+/* ------------------------------------------------------------------ */
+/* Context: what must make a different partition                       */
+/* ------------------------------------------------------------------ */
+
+test('different system prompt -> miss', async () => {
+  const m = model();
+  const before = calls();
+  const q = 'Describe the weather today';
+  const a = await chat({ model: m, messages: [{ role: 'system', content: 'You are terse.' }, ...user(q)] });
+  const b = await chat({ model: m, messages: [{ role: 'system', content: 'You are a pirate.' }, ...user(q)] });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(b.h.get('x-semcache'), 'miss');
+  assert(a.content !== b.content, 'different answers');
+  await settle();
+  const c = await chat({ model: m, messages: [{ role: 'system', content: 'You are a pirate.' }, ...user(q)] });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, b.content);
+  // No system prompt at all is yet another context.
+  const d = await chat({ model: m, messages: user(q) });
+  assertEq(d.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 3);
+});
+
+test('different earlier turns with the same last question -> miss', async () => {
+  const m = model();
+  const before = calls();
+  const h1 = [{ role: 'user', content: 'I live in Oslo.' }, { role: 'assistant', content: 'Nice city.' }];
+  const h2 = [{ role: 'user', content: 'I live in Lima.' }, { role: 'assistant', content: 'Nice city.' }];
+  const a = await chat({ model: m, messages: [...h1, ...user('What time zone am I in?')] });
+  const b = await chat({ model: m, messages: [...h2, ...user('What time zone am I in?')] });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(b.h.get('x-semcache'), 'miss');
+  await settle();
+  const c = await chat({ model: m, messages: [...h1, ...user('What time zone am I in?')] });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, a.content);
+  assertEq(calls() - before, 2);
+});
+
+test('different model or temperature -> miss', async () => {
+  const m = model(), m2 = model();
+  const before = calls();
+  const q = user('Name three primary colours');
+  assertEq((await chat({ model: m, messages: q, temperature: 0 })).h.get('x-semcache'), 'miss');
+  assertEq((await chat({ model: m2, messages: q, temperature: 0 })).h.get('x-semcache'), 'miss');
+  assertEq((await chat({ model: m, messages: q, temperature: 0.7 })).h.get('x-semcache'), 'miss');
+  await settle();
+  assertEq((await chat({ model: m, messages: q, temperature: 0 })).h.get('x-semcache'), 'hit-exact');
+  assertEq((await chat({ model: m, messages: q, temperature: 0, max_tokens: 5 })).h.get('x-semcache'), 'miss');
+  // Fields that do not change the answer (user, stream_options) share the entry.
+  assertEq((await chat({ model: m, messages: q, temperature: 0, user: 'someone' })).h.get('x-semcache'), 'hit-exact');
+  assertEq(calls() - before, 4);
+});
+
+/* ------------------------------------------------------------------ */
+/* Controls                                                            */
+/* ------------------------------------------------------------------ */
+
+test('Cache-Control: no-store -> answer not stored', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Tell me a secret');
+  const a = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  await sleep(100);
+  const b = await chat({ model: m, messages: q });
+  assertEq(b.h.get('x-semcache'), 'miss', 'nothing was stored');
+  assert(a.content !== b.content, 'fresh answer');
+  assertEq(calls() - before, 2);
+});
+
+test('Cache-Control: no-cache -> lookup skipped but the answer is stored', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('What is two plus two?');
+  const a = await chat({ model: m, messages: q });
+  const b = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-cache' });
+  assertEq(b.h.get('x-semcache'), 'miss', 'lookup skipped');
+  assert(a.content !== b.content, 'fresh answer');
+  assertEq(calls() - before, 2);
+  await sleep(100);
+  const c = await chat({ model: m, messages: q });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, b.content, 'the no-cache answer replaced the old one');
+  assertEq(calls() - before, 2);
+});
+
+test('X-Semcache-Namespace isolates entries', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Which namespace am I in?');
+  const a = await chat({ model: m, messages: q }, { 'X-Semcache-Namespace': 'ns-a' });
+  const b = await chat({ model: m, messages: q }, { 'X-Semcache-Namespace': 'ns-b' });
+  const d = await chat({ model: m, messages: q });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(b.h.get('x-semcache'), 'miss');
+  assertEq(d.h.get('x-semcache'), 'miss', 'default namespace is separate');
+  await settle();
+  const a2 = await chat({ model: m, messages: q }, { 'X-Semcache-Namespace': 'ns-a' });
+  assertEq(a2.h.get('x-semcache'), 'hit-exact');
+  assertEq(a2.content, a.content);
+  assertEq(calls() - before, 3);
+  assertEq(await statusOf(chat({ model: m, messages: q }, { 'X-Semcache-Namespace': 'bad ns!' })), 400);
+  assertEq(calls() - before, 3);
+});
+
+test('X-Semcache-TTL 1 -> expired after 2 s', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('A short-lived fact');
+  await chat({ model: m, messages: q }, { 'X-Semcache-TTL': '1' });
+  await sleep(100);
+  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact');
+  await sleep(2100);
+  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'miss', 'expired');
+  assertEq(calls() - before, 2);
+  assertEq(await statusOf(chat({ model: m, messages: q }, { 'X-Semcache-TTL': 'soon' })), 400);
+});
+
+/* ------------------------------------------------------------------ */
+/* Streaming                                                           */
+/* ------------------------------------------------------------------ */
+
+test('streamed miss relayed chunk by chunk, then served to a non-streamed request', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Stream me a short story');
+  const s = await chatStream({ model: m, messages: q });
+  assertEq(s.h.get('x-semcache'), 'miss');
+  assert(s.chunks.length >= 4, `chunks: ${s.chunks.length}`);
+  assert(/^echo: Stream me a short story #\d+$/.test(s.content), s.content);
+  assert(s.chunks.every((c) => c.choices.length > 0), 'no usage chunk unless asked');
+  await sleep(100);
+  const b = await chat({ model: m, messages: q });
+  assertEq(b.h.get('x-semcache'), 'hit-exact');
+  assertEq(b.content, s.content);
+  assertEq(b.data.object, 'chat.completion');
+  assert(b.data.usage && b.data.usage.completion_tokens > 0, 'usage kept from the stream');
+  const s2 = await chatStream({ model: m, messages: q });
+  assertEq(s2.h.get('x-semcache'), 'hit-exact');
+  assertEq(s2.content, s.content);
+  assertEq(calls() - before, 1);
+});
+
+test('non-streamed entry replayed as a stream through the SDK iterator', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Give me a non streamed answer');
+  const a = await chat({ model: m, messages: q });
+  await settle();
+  const s = await chatStream({ model: m, messages: q });
+  assertEq(s.h.get('x-semcache'), 'hit-exact');
+  assertEq(s.content, a.content);
+  assert(s.chunks.every((c) => c.object === 'chat.completion.chunk'), 'chunk objects');
+  assertEq(s.chunks[s.chunks.length - 1].choices[0].finish_reason, 'stop');
+  assertEq(calls() - before, 1);
+});
+
+test('stream_options.include_usage respected on misses and hits', async () => {
+  const m = model();
+  const q = user('Usage please');
+  const a = await chatStream({ model: m, messages: q, stream_options: { include_usage: true } });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  const ua = a.chunks.filter((c) => c.usage);
+  assertEq(ua.length, 1, 'one usage chunk on the miss');
+  assertEq(a.chunks[a.chunks.length - 1].choices.length, 0, 'usage chunk last with no choices');
+  await sleep(100);
+  const b = await chatStream({ model: m, messages: q, stream_options: { include_usage: true } });
+  assertEq(b.h.get('x-semcache'), 'hit-exact');
+  const ub = b.chunks.filter((c) => c.usage);
+  assertEq(ub.length, 1, 'one usage chunk on the hit');
+  assertEq(JSON.stringify(ub[0].usage), JSON.stringify(ua[0].usage), 'same usage');
+  const c = await chatStream({ model: m, messages: q });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.chunks.filter((x) => x.usage).length, 0, 'no usage chunk when not asked');
+  // A miss without include_usage: semcached asks upstream for usage but must not relay it.
+  const m2 = model();
+  const d = await chatStream({ model: m2, messages: q });
+  assertEq(d.chunks.filter((x) => x.usage || x.choices.length === 0).length, 0, 'usage chunk not relayed');
+  assertEq(mock.calls().last_request.body.stream_options.include_usage, true, 'usage requested upstream');
+});
+
+/* ------------------------------------------------------------------ */
+/* Upstream errors                                                     */
+/* ------------------------------------------------------------------ */
+
+test('upstream 400 relayed and not cached', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('This request is rejected');
+  mock.plan(['status:400']);
+  const e = await errOf(chat({ model: m, messages: q }));
+  assertEq(e.status, 400);
+  assertEq(e.error && e.error.message, 'mock fault 400', 'upstream error body relayed');
+  assertEq(calls() - before, 1, 'a 400 is not retried');
+  const ok = await chat({ model: m, messages: q });
+  assertEq(ok.h.get('x-semcache'), 'miss', 'the error was not stored');
+  assertEq(calls() - before, 2);
+});
+
+test('upstream 429 after retries -> 429 to the client', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(['429:0', '429:0', '429:0']);
+  const e = await errOf(chat({ model: m, messages: user('Rate limited') }));
+  assertEq(e.status, 429);
+  assertEq(calls() - before, 3, '1 + 2 retries');
+  const ok = await chat({ model: m, messages: user('Rate limited') });
+  assertEq(ok.h.get('x-semcache'), 'miss');
+});
+
+test('upstream 500 -> retried, then 502 naming what was tried', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(['500', '500', '500']);
+  const e = await errOf(chat({ model: m, messages: user('Server error please') }));
+  assertEq(e.status, 502);
+  assertEq(calls() - before, 3, '1 + 2 retries');
+  const msg = e.error && e.error.message || '';
+  assert(msg.includes('default') && msg.includes('500'), `message names the upstream and status: ${msg}`);
+  // A 500 then success through the plan: retried transparently, stored.
+  mock.plan(['500', null]);
+  const ok = await chat({ model: m, messages: user('Server error once') });
+  assertEq(ok.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 5);
+  await sleep(100);
+  assertEq((await chat({ model: m, messages: user('Server error once') })).h.get('x-semcache'), 'hit-exact');
+});
+
+test('hang -> 504 (first-byte timeout, no retries)', async () => {
+  const mock2 = await mockUpstream.start({ port: 0, name: 'hangs' });
+  const s2 = await startServer({ args: ['--upstream', mock2.url, '--first-byte-timeout-ms', '500', '--retries', '0'] });
+  try {
+    const c2 = mkClient(s2.url);
+    const t0 = Date.now();
+    mock2.plan(['hang']);
+    const e = await errOf(chat({ model: 'gpt-hang', messages: user('hang on') }, {}, c2));
+    const dt = Date.now() - t0;
+    assertEq(e.status, 504);
+    assert(dt >= 450 && dt < 5000, `answered after ${dt} ms`);
+    assertEq(mock2.calls().total, 1);
+    const ok = await chat({ model: 'gpt-hang', messages: user('hang on') }, {}, c2);
+    assertEq(ok.h.get('x-semcache'), 'miss', 'nothing stored');
+    await health(s2);
+  } finally {
+    await stopServer(s2);
+    await mock2.close();
+  }
+});
+
+test('truncated stream -> error event / incomplete stream, nothing stored', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('This stream will be cut short by the upstream');
+  mock.plan(['truncate']);
+  const e = await errOf(chatStream({ model: m, messages: q }));
+  assert(e, 'the SDK saw an error');
+  assertEq(calls() - before, 1, 'a started stream is not retried');
+  await sleep(100);
+  const ok = await chat({ model: m, messages: q });
+  assertEq(ok.h.get('x-semcache'), 'miss', 'the truncated stream was not stored');
+  assertEq(calls() - before, 2);
+  await health();
+});
+
+test('non-streamed truncated or invalid JSON answer is retried, never stored', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(['badjson', 'truncate', null]);
+  const a = await chat({ model: m, messages: user('bad json first') });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 3);
+  assert(/^echo: bad json first #\d+$/.test(a.content), a.content);
+});
+
+/* ------------------------------------------------------------------ */
+/* Single-flight and client disconnects                                */
+/* ------------------------------------------------------------------ */
+
+test('single-flight: 5 concurrent identical misses make one upstream call', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Everyone asks this at once');
+  mock.plan(['slow:300']);
+  const rs = await Promise.all(Array.from({ length: 5 }, () => chat({ model: m, messages: q })));
+  assertEq(calls() - before, 1, 'one upstream call');
+  for (const r of rs) assertEq(r.content, rs[0].content, 'same content');
+  assertEq(rs.filter((r) => r.h.get('x-semcache') === 'miss').length, 5);
+  assertEq(rs.filter((r) => r.h.get('x-semcache-coalesced') === '1').length, 4, 'four waited on the leader');
+});
+
+test('single-flight with streams: waiters get the same content', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('Streaming crowd question');
+  mock.plan(['slow:300']);
+  const rs = await Promise.all([chatStream({ model: m, messages: q }), chatStream({ model: m, messages: q }),
+    chat({ model: m, messages: q })]);
+  assertEq(calls() - before, 1);
+  assertEq(rs[1].content, rs[0].content);
+  assertEq(rs[2].content, rs[0].content);
+});
+
+test('client disconnect mid-stream cancels the upstream transfer', async () => {
+  const m = model();
+  const before = calls();
+  const ac = new AbortController();
+  mock.plan(['slowstream:200']);
+  const q = user('one two three four five six seven eight nine ten eleven twelve');
+  const { data: stream } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+    { signal: ac.signal }).withResponse();
+  let got = 0;
+  const t0 = Date.now();
+  try {
+    for await (const ch of stream) { got++; if (got === 2) ac.abort(); }
+  } catch (_) { /* aborted */ }
+  assert(got >= 2, `chunks before abort: ${got}`);
+  // The mock keeps writing every 200 ms while its peer is there; semcached
+  // must close its upstream socket soon after the client went away.
+  const deadline = Date.now() + 3000;
+  let closed = false;
+  while (Date.now() < deadline) {
+    const st = await fetch(`${srv.url}/stats`).then((r) => r.json());
+    const up = (st.upstreams || []).find((u) => u.name === 'default');
+    if (up && up.in_flight === 0) { closed = true; break; }
+    await sleep(50);
+  }
+  assert(closed, 'upstream call still in flight after the client left');
+  assert(Date.now() - t0 < 2500, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
+  assertEq(calls() - before, 1);
+  await sleep(100);
+  const again = await chat({ model: m, messages: q });
+  assertEq(again.h.get('x-semcache'), 'miss', 'the cut stream was not stored');
+  await health();
+});
+
+/* ------------------------------------------------------------------ */
+/* Pass-through                                                        */
+/* ------------------------------------------------------------------ */
+
+test('other /v1 paths pass through uncached (X-Semcache: bypass)', async () => {
+  const b1 = mock.calls().by_path['/v1/models'] || 0;
+  const r1 = await client.models.list().withResponse();
+  assertEq(r1.response.headers.get('x-semcache'), 'bypass');
+  assert(r1.data.data.some((x) => x.id === 'gpt-4o-mini'), 'models listed');
+  await client.models.list();
+  assertEq((mock.calls().by_path['/v1/models'] || 0) - b1, 2, 'each call reached the upstream');
+  const e1 = mock.calls().by_path['/v1/embeddings'] || 0;
+  const r2 = await client.embeddings.create({ model: 'text-embedding-3-small', input: ['hello'], encoding_format: 'float' }).withResponse();
+  assertEq(r2.response.headers.get('x-semcache'), 'bypass');
+  assertEq(r2.data.data.length, 1);
+  await client.embeddings.create({ model: 'text-embedding-3-small', input: ['hello'], encoding_format: 'float' });
+  assertEq((mock.calls().by_path['/v1/embeddings'] || 0) - e1, 2);
+  // The client's Authorization never reaches the upstream.
+  assert(mock.calls().last_request.headers.authorization !== 'Bearer x', 'client key not forwarded');
+});
+
+/* ------------------------------------------------------------------ */
+/* Bad input                                                           */
+/* ------------------------------------------------------------------ */
+
+const post = (body, headers) => json(`${srv.url}/v1/chat/completions`, body, { headers });
+
+test('malformed JSON -> 400 naming the problem', async () => {
+  const before = calls();
+  const r = await post('{"model": "x", "messages": [');
+  assertEq(r.status, 400);
+  assertEq(r.body.error.type, 'invalid_request_error');
+  assert(/JSON/i.test(r.body.error.message), r.text);
+  const r2 = await post('');
+  assertEq(r2.status, 400);
+  const r3 = await post('[1,2,3]');
+  assertEq(r3.status, 400);
+  assertEq(calls() - before, 0);
+});
+
+test("missing or empty 'messages' -> 400 naming 'messages'", async () => {
+  const before = calls();
+  const r = await post({ model: 'gpt-x' });
+  assertEq(r.status, 400);
+  assert(r.body.error.message.includes('messages'), r.text);
+  const r2 = await post({ model: 'gpt-x', messages: [] });
+  assertEq(r2.status, 400);
+  assert(r2.body.error.message.includes('messages'), r2.text);
+  const r3 = await post({ messages: user('hi') });
+  assertEq(r3.status, 400);
+  assert(r3.body.error.message.includes('model'), r3.text);
+  const r4 = await json(`${srv.url}/v1/completions`, { model: 'gpt-x' });
+  assertEq(r4.status, 400);
+  assert(r4.body.error.message.includes('prompt'), r4.text);
+  assertEq(calls() - before, 0);
+});
+
+test('wrong types -> 400', async () => {
+  const before = calls();
+  const cases = [
+    [{ model: 'gpt-x', messages: 'hello' }, 'messages'],
+    [{ model: 'gpt-x', messages: user('hi'), temperature: 'hot' }, 'temperature'],
+    [{ model: 'gpt-x', messages: user('hi'), stream: 'yes' }, 'stream'],
+    [{ model: 'gpt-x', messages: user('hi'), max_tokens: 1.5 }, 'max_tokens'],
+    [{ model: 42, messages: user('hi') }, 'model'],
+    [{ model: 'gpt-x', messages: [{ content: 'no role' }] }, 'role'],
+    [{ model: 'gpt-x', messages: [{ role: 'user', content: 7 }] }, 'content'],
+  ];
+  for (const [body, word] of cases) {
+    const r = await post(body);
+    assertEq(r.status, 400, JSON.stringify(body));
+    assert(r.body && r.body.error && r.body.error.message.includes(word), `${JSON.stringify(body)} -> ${r.text}`);
+  }
+  assertEq(calls() - before, 0);
+});
+
+test('body over --max-body -> 413', async () => {
+  const before = calls();
+  const r = await post({ model: 'gpt-x', messages: user('x'.repeat(70000)) });
+  assertEq(r.status, 413);
+  assertEq(r.body.error.code !== undefined, true);
+  assertEq(calls() - before, 0);
+  await health();
+});
+
+test('slowloris, half-closed and pipelined chat requests', async () => {
+  const m = model();
+  const before = calls();
+  const body = JSON.stringify({ model: m, messages: user('pipelined question') });
+  const reqText = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  // Two pipelined on one socket: both answered, in order; the second is a hit.
+  const closeText = reqText.replace('Host: a\r\n', 'Host: a\r\nConnection: close\r\n');
+  const r = await rawExchange(srv.port, reqText + closeText, { ms: 5000 });
+  const statuses = [...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((x) => x[1]);
+  assertEq(statuses.join(','), '200,200');
+  const outcomes = [...r.data.matchAll(/X-Semcache: (\S+)/gi)].map((x) => x[1]);
+  assertEq(outcomes[0], 'miss');
+  assert(outcomes[1] === 'hit-exact' || /X-Semcache-Coalesced: 1/i.test(r.data), `second: ${outcomes[1]}`);
+  const contents = [...r.data.matchAll(/"content":"([^"]*)"/g)].map((x) => x[1]);
+  assertEq(contents.length, 2, 'two answers');
+  assertEq(contents[1], contents[0], 'same answer');
+  assertEq(calls() - before, 1);
+  // Half-closed: the client sends its request and shuts down its side.
+  await settle();
+  const data = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(reqText));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 80));
+  assert(/X-Semcache: hit-exact/i.test(data), 'served from the cache');
+  // Slowloris: a chat request dribbled too slowly is cut at the idle timeout.
+  const slow = await rawExchange(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`.split(''), { ms: 8000, delay: 60 });
+  assert(slow.closed, 'slow client closed');
+  assert(!slow.data.includes('200 OK'), 'never answered');
+  assertEq(calls() - before, 1, 'nothing more went upstream');
+  await health();
+});
+
+test('after all of it: healthy, and only good answers were stored', async () => {
+  await health();
+  const st = await fetch(`${srv.url}/stats`).then((r) => r.json());
+  assert(st.cache.entries > 0, 'entries stored');
+  // Every chat completion that reached the mock came from a valid request.
+  for (const r of mock.calls().requests)
+    if (r.path === '/v1/chat/completions') assert(Array.isArray(r.body.messages) && typeof r.body.model === 'string', JSON.stringify(r.body).slice(0, 200));
+  assertEq(srv.proc.exitCode, null, 'still running');
+});
+
+test('stop', async () => {
+  const r = await stopServer(srv, 'SIGTERM');
+  assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);
+  await mock.close();
+});
+
+run();

@@ -11,7 +11,7 @@ const net = require('node:net');
 const { createClient } = require('redis');
 const { test, run, startServer, sleep, rawExchange, assert, assertEq } = require('./lib');
 
-let srv;
+let srv, authSrv;
 const clients = [];
 
 function cli(args, input) {
@@ -67,13 +67,13 @@ test('namespaces are isolated; SEM.FLUSH empties one only', async () => {
   assert(cli(['SEM.GET', 'tenant-b', 'what is the refund policy']).startsWith('1) "B: 14 days"'));
 });
 
-test('TTL: an entry set with EX 1 is gone after it expires (also from the memo)', async () => {
-  cli(['SEM.SET', 'ttl', 'short lived', 'soon gone', 'EX', '1']);
+test('TTL: an entry set with EX 2 is gone after it expires (also from the memo)', async () => {
+  cli(['SEM.SET', 'ttl', 'short lived', 'soon gone', 'EX', '2']);   // lives >= 1 s (whole seconds)
   const c = await client();
   // Twice: the second answer comes from the exact-hit memo.
   assertEq((await cmd(c, 'SEM.GET', 'ttl', 'short lived'))[0], 'soon gone');
   assertEq((await cmd(c, 'SEM.GET', 'ttl', 'short lived'))[0], 'soon gone');
-  await sleep(2100);
+  await sleep(3100);
   assertEq(await cmd(c, 'SEM.GET', 'ttl', 'short lived'), null);
 });
 
@@ -224,6 +224,46 @@ test('malformed and oversized frames: -ERR Protocol error and a close; others ke
   assertEq(cli(['PING']), 'PONG');
 });
 
+test('a slow reader: 300 pipelined 64 KiB replies arrive complete and in order', async () => {
+  const c = await client();
+  const big = 'z'.repeat(65536);
+  await cmd(c, 'SEM.SET', 'slow', 'big one', big);
+  const n = 300;
+  const req = Array.from({ length: n }, (_, i) => (i % 2 ? 'PING\r\n' : 'SEM.GET slow "big one"\r\n')).join('');
+  const got = await new Promise((resolve, reject) => {
+    const s = net.connect(srv.respPort, '127.0.0.1');
+    const chunks = [];
+    let len = 0;
+    const want = (n / 2) * (12 + 65536 + 2 + 14 + 4) + (n / 2) * 7;   // a lower bound
+    s.on('error', reject);
+    s.on('data', (d) => {
+      chunks.push(d);
+      len += d.length;
+      if (len >= want && d.toString('latin1').endsWith('+PONG\r\n')) {
+        s.destroy();
+        resolve(Buffer.concat(chunks).toString('latin1'));
+      }
+    });
+    s.write(req);
+    s.pause();   // let the server's output queue fill up
+    setTimeout(() => s.resume(), 700);
+    setTimeout(() => { s.destroy(); resolve(Buffer.concat(chunks).toString('latin1')); }, 20000);
+  });
+  let pos = 0;
+  for (let i = 0; i < n; i++) {
+    if (i % 2) {
+      assertEq(got.slice(pos, pos + 7), '+PONG\r\n', `reply ${i}`);
+      pos += 7;
+    } else {
+      assertEq(got.slice(pos, pos + 12), '*3\r\n$65536\r\n', `reply ${i}`);
+      pos += 12 + 65536 + 2;
+      const m = /^\$8\r\n1\.000000\r\n:\d+\r\n/.exec(got.slice(pos, pos + 40));
+      assert(m, `reply ${i} tail`);
+      pos += m[0].length;
+    }
+  }
+});
+
 test('a half-closed socket gets its answers; a client stalled mid-command is closed', async () => {
   const r = await new Promise((resolve) => {
     const s = net.connect(srv.respPort, '127.0.0.1');
@@ -245,6 +285,7 @@ test('a half-closed socket gets its answers; a client stalled mid-command is clo
 
 test('AUTH with api keys: NOAUTH, WRONGPASS, own namespace only for user keys, any for admin', async () => {
   const a = await startServer({ args: ['--api-key', 'userkey1 tenant1 user', '--api-key', 'adminkey9 ops admin'] });
+  authSrv = a;
   const raw = await rawExchange(a.respPort, 'SEM.GET tenant1 x\r\nPING\r\nAUTH wrong\r\nAUTH userkey1\r\nPING\r\nQUIT\r\n');
   const lines = raw.data.split('\r\n');
   assert(lines[0].startsWith('-NOAUTH'), lines[0]);
@@ -275,6 +316,14 @@ test('SIGTERM stops the server cleanly with RESP clients connected', async () =>
   const { stopServer } = require('./lib');
   const ex = await stopServer(s2);
   assertEq(ex.code, 0);
+});
+
+test('no sanitizer reports in the server logs', async () => {
+  for (const s of [srv, authSrv]) {
+    if (!s) continue;
+    const log = s.stderr();
+    assert(!/AddressSanitizer|LeakSanitizer|runtime error:/.test(log), log.slice(0, 2000));
+  }
 });
 
 run().finally(() => { for (const c of clients) { try { c.disconnect(); } catch (_) { /* closed */ } } });

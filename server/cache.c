@@ -42,6 +42,7 @@ struct sc_cache {
     int maint_stop;
     int maint_started;
     atomic_ullong lookups, hits_exact, hits_semantic, misses, puts;
+    atomic_ullong generation;   /* bumped after every committed removal */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -107,6 +108,7 @@ static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     (void)fp;
     sc_cache *c = ctx;
     if (c->index) sc_index_remove(c->index, id);
+    atomic_fetch_add(&c->generation, 1);
 }
 
 static int rebuild_one(void *ctx, const sc_record *r)
@@ -375,6 +377,15 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         atomic_fetch_add(&c->misses, 1);
     }
     return SC_OK;
+}
+
+uint64_t sc_cache_generation(sc_cache *c) { return atomic_load(&c->generation); }
+
+void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch)
+{
+    atomic_fetch_add(&c->lookups, 1);
+    atomic_fetch_add(&c->hits_exact, 1);
+    if (touch) sc_store_touch(c->store, id, now_s());
 }
 
 /* ---------------------------------------------------------------------

@@ -392,13 +392,20 @@ void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch)
  * Store, delete, flush
  * ------------------------------------------------------------------- */
 
+int64_t sc_cache_expires_in(long long ttl)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec + ttl + (ts.tv_nsec > 0);
+}
+
 /* Fills the fields sc_cache_put() defaults and the exact key. */
 static void prepare(sc_cache *c, sc_record *r, const float *vec, uint8_t key[SC_EXACT_KEY_LEN])
 {
     int64_t now = now_s();
     if (!r->created) r->created = now;
     if (!r->last_hit) r->last_hit = now;
-    if (!r->expires && c->cfg->default_ttl > 0) r->expires = now + c->cfg->default_ttl;
+    if (!r->expires && c->cfg->default_ttl > 0) r->expires = sc_cache_expires_in(c->cfg->default_ttl);
     if (!r->content_type) r->content_type = "text/plain";
     if (!r->model) r->model = "";
     r->dim = c->dim;

@@ -81,6 +81,11 @@ void sc_cache_result_clear(sc_cache_result *res);
  * here). Sets r->id. */
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
 
+/* The `expires` (Unix seconds) for an entry that must live ttl seconds
+ * from now: rounded up, so that it lives at least ttl seconds although
+ * expiry is checked in whole seconds (expires <= now). Any thread. */
+int64_t sc_cache_expires_in(long long ttl);
+
 /* Stores n entries, embedding their prompts in batches (one sgemm per
  * batch). An entry that failed has id 0; returns the first error. */
 int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);

@@ -203,7 +203,9 @@ static void on_written(uv_write_t *w, int status)
     free(wr);
     if (status < 0) {
         conn_close(c);
-    } else if (c->closing && c->out_queued == 0) {
+    } else if (c->closing && c->out_queued == 0 && !c->busy) {
+        /* Not while a request is still being answered (a stream between
+         * two writes): finish() closes once it is done. */
         conn_close(c);
     }
     conn_unref(c);

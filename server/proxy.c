@@ -52,6 +52,7 @@ struct preq {
     uint8_t key[16];
     sc_cache_result res;         /* lookup result (vec reused on write-back) */
     flight *fl;                  /* the call this request leads or waits on */
+    const char *upstream;        /* for the access log; valid during on_up_done */
     preq *next_waiter;
 };
 
@@ -135,6 +136,10 @@ static void record_outcome(preq *p, int outcome, long long pt, long long ct, dou
     if (p->req)
         snprintf(p->req->note, sizeof p->req->note, "ns=%s outcome=%s similarity=%.4f confidence=%.4f tokens=%lld usd=%.6f",
                  p->ns, sc_outcome_name(outcome), (double)p->res.similarity, p->res.confidence, pt + ct, usd);
+    if (p->req && p->upstream && *p->upstream) {
+        size_t n = strlen(p->req->note);
+        snprintf(p->req->note + n, sizeof p->req->note - n, " upstream=%s", p->upstream);
+    }
 }
 
 static void cache_headers(char *h, size_t cap, const char *outcome, const preq *p)
@@ -236,7 +241,7 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
     s->rec.model = s->model;
     s->rec.prompt_tokens = u.found && u.prompt_tokens > 0 ? (uint32_t)u.prompt_tokens : 0;
     s->rec.completion_tokens = u.found && u.completion_tokens > 0 ? (uint32_t)u.completion_tokens : 0;
-    if (p->ttl > 0) s->rec.expires = (int64_t)time(NULL) + p->ttl;
+    if (p->ttl > 0) s->rec.expires = sc_cache_expires_in(p->ttl);
     s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
     p->res.vec = NULL;
     s->fl = f;
@@ -325,8 +330,12 @@ static void on_up_done(void *ctx, const sc_route_result *r)
     size_t store_len = 0;
     int ok = r->err == 0 && f->status / 100 == 2;
 
+    if (p) p->upstream = r->upstream;
     if (f->streaming) {
         if (ok && f->sse.done) store_body = sc_oai_stream_body(&f->sse, &store_len);
+        /* Before the stream ends: the access log reads the note then. */
+        if (p) record_outcome(p, ok && f->sse.done ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
+                              r->usage.prompt_tokens, r->usage.completion_tokens, r->cost_usd);
         if (p && p->req) {
             if (!ok || !f->sse.done) {
                 /* The stream broke after it started: tell the client in-band. */
@@ -339,8 +348,6 @@ static void on_up_done(void *ctx, const sc_route_result *r)
             sc_http_stream_end(p->req);
             p->req = NULL;
         }
-        if (p) record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
-                              0, 0, r->cost_usd);
         if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");
         else finish_waiters(f, 502, NULL, 0, NULL);
     } else if (r->headers_sent && f->status > 0) {
@@ -352,7 +359,8 @@ static void on_up_done(void *ctx, const sc_route_result *r)
                 size_t hl = strlen(headers);
                 snprintf(headers + hl, sizeof headers - hl, "X-Semcache-Upstream: %s\r\n", r->upstream);
             }
-            record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, 0, 0, r->cost_usd);
+            record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, r->usage.prompt_tokens,
+                           r->usage.completion_tokens, r->cost_usd);
             if (ok) {
                 serve_body(p, f->status, f->body.data ? f->body.data : "", f->body.len, headers);
             } else {
@@ -398,9 +406,9 @@ static void on_client_abort(sc_http_req *req)
             /* Nobody else wants the answer: stop the upstream transfer. */
             sc_route_cancel(f->call);
             f->call = NULL;
+            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
             sc_http_stream_end(p->req);   /* finishes the aborted request */
             p->req = NULL;
-            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
             flight_free(f);
             preq_free(p);
             return;

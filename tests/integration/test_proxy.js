@@ -9,6 +9,10 @@ const OpenAI = require('openai');
 const { test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const accessLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sc_plog_')), 'access.log');
 let mock, srv, client;
 let seq = 0;
 // Every test uses its own model name, so its entries live in their own
@@ -40,7 +44,7 @@ async function chatStream(body, headers = {}, c = client) {
 
 // Write-back is asynchronous (LMDB put after the answer went out): wait a
 // moment before expecting a hit, except where the test is about that window.
-const settle = () => sleep(150);
+const settle = () => sleep(300);
 const user = (text) => [{ role: 'user', content: text }];
 const statusOf = async (p) => { try { await p; return 200; } catch (e) { return e.status; } };
 const errOf = async (p) => { try { await p; } catch (e) { return e; } throw new Error('expected an error'); };
@@ -53,7 +57,7 @@ async function health(s = srv) {
 test('start mock upstream and semcached', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
   srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--max-body', '65536',
-    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000'] });
+    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000', '--access-log', accessLog] });
   client = mkClient(srv.url);
 });
 
@@ -121,7 +125,7 @@ test('legacy completions streamed: miss relayed, then replayed from the cache', 
   let t1 = '';
   for await (const ch of s1.data) t1 += ch.choices.map((c) => c.text || '').join('');
   assert(/^echo: Count from one to three #\d+$/.test(t1), t1);
-  await sleep(100);
+  await settle();
   const s2 = await client.completions.create({ model: m, prompt: 'Count from one to three', stream: true }).withResponse();
   assertEq(s2.response.headers.get('x-semcache'), 'hit-exact');
   let t2 = '';
@@ -217,7 +221,7 @@ test('Cache-Control: no-store -> answer not stored', async () => {
   const q = user('Tell me a secret');
   const a = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
   assertEq(a.h.get('x-semcache'), 'miss');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'miss', 'nothing was stored');
   assert(a.content !== b.content, 'fresh answer');
@@ -233,7 +237,7 @@ test('Cache-Control: no-cache -> lookup skipped but the answer is stored', async
   assertEq(b.h.get('x-semcache'), 'miss', 'lookup skipped');
   assert(a.content !== b.content, 'fresh answer');
   assertEq(calls() - before, 2);
-  await sleep(100);
+  await settle();
   const c = await chat({ model: m, messages: q });
   assertEq(c.h.get('x-semcache'), 'hit-exact');
   assertEq(c.content, b.content, 'the no-cache answer replaced the old one');
@@ -263,9 +267,13 @@ test('X-Semcache-TTL 1 -> expired after 2 s', async () => {
   const m = model();
   const before = calls();
   const q = user('A short-lived fact');
+  // Store just before a whole second: the entry must still live a full
+  // second, although expiry is kept in whole seconds.
+  while (Date.now() % 1000 < 800 || Date.now() % 1000 > 900) await sleep(10);
+  const t0 = Date.now();
   await chat({ model: m, messages: q }, { 'X-Semcache-TTL': '1' });
-  await sleep(100);
-  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact');
+  await sleep(Math.max(0, 350 - (Date.now() - t0)));
+  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact', 'alive 350 ms later');
   await sleep(2100);
   assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'miss', 'expired');
   assertEq(calls() - before, 2);
@@ -285,7 +293,7 @@ test('streamed miss relayed chunk by chunk, then served to a non-streamed reques
   assert(s.chunks.length >= 4, `chunks: ${s.chunks.length}`);
   assert(/^echo: Stream me a short story #\d+$/.test(s.content), s.content);
   assert(s.chunks.every((c) => c.choices.length > 0), 'no usage chunk unless asked');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   assertEq(b.content, s.content);
@@ -319,7 +327,7 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   const ua = a.chunks.filter((c) => c.usage);
   assertEq(ua.length, 1, 'one usage chunk on the miss');
   assertEq(a.chunks[a.chunks.length - 1].choices.length, 0, 'usage chunk last with no choices');
-  await sleep(100);
+  await settle();
   const b = await chatStream({ model: m, messages: q, stream_options: { include_usage: true } });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   const ub = b.chunks.filter((c) => c.usage);
@@ -333,6 +341,21 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   const d = await chatStream({ model: m2, messages: q });
   assertEq(d.chunks.filter((x) => x.usage || x.choices.length === 0).length, 0, 'usage chunk not relayed');
   assertEq(mock.calls().last_request.body.stream_options.include_usage, true, 'usage requested upstream');
+});
+
+test('non-ASCII prompts and answers survive streaming, storing and replay', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('¿Qué tal? 日本語のテキスト 😀 naïve café');
+  const s = await chatStream({ model: m, messages: q });
+  assertEq(s.content.replace(/ #\d+$/, ''), 'echo: ¿Qué tal? 日本語のテキスト 😀 naïve café');
+  await settle();
+  const a = await chat({ model: m, messages: q });
+  assertEq(a.h.get('x-semcache'), 'hit-exact');
+  assertEq(a.content, s.content);
+  const s2 = await chatStream({ model: m, messages: q });
+  assertEq(s2.content, s.content);
+  assertEq(calls() - before, 1);
 });
 
 /* ------------------------------------------------------------------ */
@@ -351,6 +374,12 @@ test('upstream 400 relayed and not cached', async () => {
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the error was not stored');
   assertEq(calls() - before, 2);
+  // A streamed request that the upstream rejects gets the JSON error too.
+  mock.plan(['status:400']);
+  const es = await errOf(chatStream({ model: m, messages: user('rejected stream') }));
+  assertEq(es.status, 400);
+  assertEq(es.error && es.error.message, 'mock fault 400');
+  assertEq(calls() - before, 3);
 });
 
 test('upstream 429 after retries -> 429 to the client', async () => {
@@ -378,7 +407,7 @@ test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   const ok = await chat({ model: m, messages: user('Server error once') });
   assertEq(ok.h.get('x-semcache'), 'miss');
   assertEq(calls() - before, 5);
-  await sleep(100);
+  await settle();
   assertEq((await chat({ model: m, messages: user('Server error once') })).h.get('x-semcache'), 'hit-exact');
 });
 
@@ -411,7 +440,7 @@ test('truncated stream -> error event / incomplete stream, nothing stored', asyn
   const e = await errOf(chatStream({ model: m, messages: q }));
   assert(e, 'the SDK saw an error');
   assertEq(calls() - before, 1, 'a started stream is not retried');
-  await sleep(100);
+  await settle();
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the truncated stream was not stored');
   assertEq(calls() - before, 2);
@@ -459,6 +488,9 @@ test('single-flight with streams: waiters get the same content', async () => {
 test('client disconnect mid-stream cancels the upstream transfer', async () => {
   const m = model();
   const before = calls();
+  const abandonedLines = () => fs.readFileSync(accessLog, 'utf8').split('\n')
+    .filter((l) => / 200 .*ns=default outcome=error/.test(l)).length;
+  const abandoned0 = abandonedLines();
   const ac = new AbortController();
   mock.plan(['slowstream:200']);
   const q = user('one two three four five six seven eight nine ten eleven twelve');
@@ -483,10 +515,102 @@ test('client disconnect mid-stream cancels the upstream transfer', async () => {
   assert(closed, 'upstream call still in flight after the client left');
   assert(Date.now() - t0 < 2500, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
   assertEq(calls() - before, 1);
-  await sleep(100);
+  await settle();
   const again = await chat({ model: m, messages: q });
   assertEq(again.h.get('x-semcache'), 'miss', 'the cut stream was not stored');
   await health();
+  assertEq(abandonedLines() - abandoned0, 1, 'the abandoned stream has an access-log line with its outcome');
+});
+
+test('a leader leaving mid-stream does not cancel the call a waiter shares', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('alpha beta gamma delta epsilon zeta eta theta iota kappa');
+  mock.plan(['slowstream:150']);
+  const ac = new AbortController();
+  const leader = (async () => {
+    const { data } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+      { signal: ac.signal }).withResponse();
+    let n = 0;
+    try { for await (const _ of data) { if (++n === 2) ac.abort(); } } catch (_) { /* aborted */ }
+    return n;
+  })();
+  await settle();
+  const waiter = chat({ model: m, messages: q });
+  assert((await leader) >= 2, 'leader read two chunks');
+  const w = await waiter;
+  assertEq(w.h.get('x-semcache-coalesced'), '1', 'the waiter joined the call');
+  assert(/^echo: alpha beta .* kappa #\d+$/.test(w.content), `complete answer: ${w.content}`);
+  assertEq(calls() - before, 1);
+  await settle();
+  const again = await chat({ model: m, messages: q });
+  assertEq(again.h.get('x-semcache'), 'hit-exact', 'the completed stream was stored');
+  assertEq(again.content, w.content);
+});
+
+test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
+  const m = model();
+  const before = calls();
+  const cases = [
+    [{ model: m, messages: user('two answers please'), n: 2 }, {}],
+    [{ model: m, messages: [...user('hi'), { role: 'assistant', content: 'hello' }] }, {}],
+    [{ model: m, messages: user('fresh and private') }, { 'Cache-Control': 'no-cache, no-store' }],
+  ];
+  for (let round = 0; round < 2; round++) {
+    for (const [body, headers] of cases) {
+      const r = await chat(body, headers);
+      assertEq(r.h.get('x-semcache'), 'bypass', JSON.stringify(body));
+    }
+    await settle();
+  }
+  assertEq(calls() - before, 6, 'every one went upstream');
+});
+
+test('upstream key from the environment; the client key is never forwarded', async () => {
+  const before = calls();
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-key-env', 'SC_TEST_UP_KEY'],
+    env: { SC_TEST_UP_KEY: 'sk-from-env' } });
+  try {
+    const c2 = mkClient(s2.url);
+    await chat({ model: 'gpt-key', messages: user('whose key?') }, { 'X-Api-Key': 'client-secret' }, c2);
+    await c2.models.list();
+    const reqs = mock.calls().requests.slice(-(calls() - before));
+    assertEq(reqs.length, 2);
+    for (const r of reqs) {
+      assertEq(r.headers.authorization, 'Bearer sk-from-env', r.path);
+      assert(!JSON.stringify(r.headers).includes('client-secret'), 'client key leaked');
+    }
+  } finally {
+    await stopServer(s2);
+  }
+});
+
+test('upstream stalls mid-stream (idle timeout) or refuses connections -> errors, nothing stored', async () => {
+  const net2 = require('node:net');
+  const closedPort = await new Promise((r) => { const x = net2.createServer().listen(0, '127.0.0.1', () => { const p = x.address().port; x.close(() => r(p)); }); });
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-idle-timeout-ms', '500', '--retries', '0',
+    '--upstream-def', `dead http://127.0.0.1:${closedPort} -`, '--route', 'gpt-dead dead'] });
+  try {
+    const c2 = mkClient(s2.url);
+    const before = calls();
+    const q = user('one two three four five six');
+    mock.plan(['slowstream:1500']);
+    const t0 = Date.now();
+    const e = await errOf(chatStream({ model: 'gpt-idle', messages: q }, {}, c2));
+    assert(e, 'stream error seen');
+    assert(Date.now() - t0 < 4000, `cut after ${Date.now() - t0} ms`);
+    await settle();
+    const ok = await chat({ model: 'gpt-idle', messages: q }, {}, c2);
+    assertEq(ok.h.get('x-semcache'), 'miss', 'the stalled stream was not stored');
+    assertEq(calls() - before, 2);
+    const d = await errOf(chat({ model: 'gpt-dead', messages: q }, {}, c2));
+    assertEq(d.status, 502);
+    assert(/dead/.test(d.error && d.error.message), `names the upstream: ${d.error && d.error.message}`);
+    assertEq(calls() - before, 2);
+    await health(s2);
+  } finally {
+    await stopServer(s2);
+  }
 });
 
 /* ------------------------------------------------------------------ */
@@ -603,12 +727,58 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
   });
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 80));
   assert(/X-Semcache: hit-exact/i.test(data), 'served from the cache');
+  // A chunked request body is read like any other.
+  const cbody = JSON.stringify({ model: m, messages: user('chunked request body') });
+  const half = cbody.length >> 1;
+  const chunked = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+    `${half.toString(16)}\r\n${cbody.slice(0, half)}\r\n${(cbody.length - half).toString(16)}\r\n${cbody.slice(half)}\r\n0\r\n\r\n`;
+  const cr = await rawExchange(srv.port, chunked, { ms: 5000 });
+  assert(cr.data.startsWith('HTTP/1.1 200') && cr.data.includes('echo: chunked request body'), cr.data.slice(0, 300));
+  assertEq(calls() - before, 2);
   // Slowloris: a chat request dribbled too slowly is cut at the idle timeout.
   const slow = await rawExchange(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`.split(''), { ms: 8000, delay: 60 });
   assert(slow.closed, 'slow client closed');
   assert(!slow.data.includes('200 OK'), 'never answered');
-  assertEq(calls() - before, 1, 'nothing more went upstream');
+  assertEq(calls() - before, 2, 'nothing more went upstream');
   await health();
+});
+
+test('streams with Connection: close or a half-closed socket are relayed whole', async () => {
+  const m = model();
+  const before = calls();
+  const body = (q) => JSON.stringify({ model: m, stream: true, messages: user(q) });
+  const req = (q, extra = '') => `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${extra}` +
+    `Content-Length: ${Buffer.byteLength(body(q))}\r\n\r\n${body(q)}`;
+  const r = await rawExchange(srv.port, req('close after this stream', 'Connection: close\r\n'), { ms: 5000 });
+  assert(r.data.startsWith('HTTP/1.1 200'), r.data.slice(0, 80));
+  assert(r.data.includes('data: [DONE]') && r.data.endsWith('0\r\n\r\n'), `whole stream: ${JSON.stringify(r.data.slice(-120))}`);
+  assert(r.closed, 'closed afterwards');
+  const data = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(req('half closed stream')));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assert(data.includes('data: [DONE]'), `half-closed stream whole: ${JSON.stringify(data.slice(-120))}`);
+  assertEq(calls() - before, 2);
+  await settle();
+  // Both completed, so both were stored.
+  assertEq((await chat({ model: m, messages: user('close after this stream') })).h.get('x-semcache'), 'hit-exact');
+  assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
+});
+
+test('SIGTERM lets a stream in progress finish', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url] });
+  const c2 = mkClient(s2.url);
+  mock.plan(['slowstream:100']);
+  const p = chatStream({ model: 'gpt-term', messages: user('one two three four five six seven eight') }, {}, c2);
+  await sleep(300);
+  const exited = stopServer(s2, 'SIGTERM');
+  const s = await p;
+  assert(/^echo: one two three four five six seven eight #\d+$/.test(s.content), `whole answer: ${s.content}`);
+  assertEq((await exited).code, 0);
 });
 
 test('after all of it: healthy, and only good answers were stored', async () => {

@@ -8,11 +8,12 @@
  * between the two prompts (verify_features.c): the cosine, word alignment,
  * the embedder's similarity of the differing words, numbers and units,
  * negation and opposite words, swapped order, named things, question
- * words, character 3-gram overlap, length ratio. A logistic model trained
- * by tools/train_verify.c (weights in verify_weights.h, one set per
- * embedder) maps them to a calibrated probability that the cached answer
- * is correct, so `threshold 0.95` means "serve only when the estimate is
- * >= 95%".
+ * words, character 3-gram overlap, length ratio. A logistic regression
+ * plus small boosted trees, trained by tools/train_verify.c (weights in
+ * verify_weights.h, one set per embedder), maps them to a calibrated
+ * probability that the cached answer is correct, so `threshold 0.6` means
+ * "serve only when the estimate is >= 60%" (docs/quality.md explains why
+ * 0.6, not 0.95, is the useful default).
  *
  * Use from the cache pipeline (worker thread, after the fp32 re-score):
  *     double p;

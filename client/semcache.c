@@ -45,6 +45,7 @@ _Static_assert(SEMCACHE_ECLOSED == SC_ECLOSED, "code");
 #define MAX_LINE (1u << 20)          /* status / error / integer lines */
 #define MAX_ELEMS (1u << 20)
 #define MAX_DEPTH 16
+#define MAX_REPLY (1ull << 30)       /* bytes buffered for one reply */
 #define MAX_OUT ((size_t)1 << 31)    /* bytes of queued commands */
 #define READ_CHUNK 65536
 
@@ -275,16 +276,21 @@ int semcache_connect(semcache **out, const char *host, int port, int timeout_ms)
                 socklen_t sl = sizeof soerr;
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
                 rc = soerr ? SC_EIO : SC_OK;
+                if (soerr) errno = soerr;
             }
         }
         if (rc == SC_OK) break;
+        int e = errno;
         close(fd);
+        errno = e;
         c->fd = -1;
     }
+    int saved = errno;
     freeaddrinfo(ai);
     if (rc) {
         sc_buf_free(&c->out);
         free(c);
+        errno = saved;
         return rc;
     }
     int one = 1;
@@ -331,6 +337,10 @@ static int read_more(semcache *c)
         memmove(c->in, c->in + c->ioff, c->ilen - c->ioff);
         c->ilen -= c->ioff;
         c->ioff = 0;
+    }
+    if (c->ilen - c->ioff > MAX_REPLY) {
+        set_err(c, SC_ETOOBIG, "reply larger than %llu bytes", (unsigned long long)MAX_REPLY);
+        return broken(c, SC_ETOOBIG);
     }
     if (c->icap - c->ilen < READ_CHUNK) {
         c->icap = c->icap ? c->icap * 2 : READ_CHUNK * 2;
@@ -501,7 +511,7 @@ int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_
                  semcache_hit *hit)
 {
     if (hit) memset(hit, 0, sizeof *hit);
-    if (!c || !prompt || !hit || threshold > 1) return SC_EINVAL;
+    if (!c || !prompt || !hit || threshold > 1 || threshold != threshold) return SC_EINVAL;
     char th[32];
     snprintf(th, sizeof th, "%.17g", threshold);
     const char *argv[] = {"SEM.GET", ns ? ns : "default", prompt, "THRESHOLD", th};

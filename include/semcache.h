@@ -69,8 +69,9 @@ typedef struct semcache semcache;
  * timeout_ms (0 = the system's connect timeout) for the connection and,
  * later, for every network wait of each call. On success *out is a new
  * handle; release it with semcache_close(). On failure *out is NULL and the
- * code says why (SEMCACHE_EIO, SEMCACHE_ETIMEOUT, SEMCACHE_EINVAL for an
- * unresolvable host). */
+ * code says why (SEMCACHE_EIO, with errno set to the system's reason such
+ * as ECONNREFUSED; SEMCACHE_ETIMEOUT; SEMCACHE_EINVAL for an unresolvable
+ * host or a bad port). */
 int semcache_connect(semcache **out, const char *host, int port, int timeout_ms);
 
 /* Closes the connection and frees the handle (NULL is fine). */
@@ -148,7 +149,9 @@ void semcache_reply_free(semcache_reply *r);
 
 /* Sends one command (argv[i] of lens[i] bytes; lens may be NULL for NUL-
  * terminated strings) and reads its reply. An error reply from the server
- * is not a failure here: rc 0 and (*out)->type == SEMCACHE_REPLY_ERROR. */
+ * is not a failure here: rc 0 and (*out)->type == SEMCACHE_REPLY_ERROR.
+ * Replies of commands appended earlier and not read yet are read and
+ * dropped first (so do not mix this with unread semcache_append()s). */
 int semcache_command(semcache *c, int argc, const char *const *argv, const size_t *lens, semcache_reply **out);
 
 /* Pipelining: semcache_append() queues a command without waiting;
@@ -163,7 +166,8 @@ size_t semcache_pending(const semcache *c);
  * their own networking). SEMCACHE_OK with *out NULL means "incomplete";
  * with *out set, *used bytes were consumed. SEMCACHE_EPROTO for malformed
  * input, SEMCACHE_ETOOBIG past the limits (bulk 512 MiB, 1M array
- * elements, nesting depth 16). */
+ * elements, nesting depth 16; a handle also refuses to buffer more than
+ * 1 GiB for one reply). */
 int semcache_reply_parse(const char *buf, size_t len, size_t *used, semcache_reply **out);
 
 #ifdef __cplusplus

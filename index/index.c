@@ -7,14 +7,16 @@
  * stay small and appends never copy existing rows. Arrays of 2 MB and more
  * are 2 MB aligned and advised as huge pages (fewer TLB misses, and the
  * hardware prefetcher does not stop every 4 KB during a scan). A row is the fp32
- * original (re-scoring, FAISS rebuilds), its int8 copy (flat backend) and
- * its id; a removed row keeps its place with the id UINT64_MAX (a
+ * original (re-scoring, FAISS rebuilds), its scan copy (flat backend: int8,
+ * or 4-bit codes and a scale) and its id; a removed row keeps its place with the id UINT64_MAX (a
  * tombstone) until compaction. A global id map gives each id's partition
  * and row, so remove is O(1) and re-adding an id replaces it.
  *
  * Locking: one mutex (wmu) serialises every mutation; searches never take
- * it. The partition table has a rwlock (searches hold it shared for their
- * whole duration, so a partition cannot be freed under them); each
+ * it. The partition table has a rwlock, held shared by a search only to
+ * find its partition and take a reference (a partition is freed by whoever
+ * drops its last reference, the table holding one while it is linked), so
+ * creating or dropping a partition never waits for a long scan. Each
  * partition has a rwlock that a writer holds exclusively only to publish a
  * row already written outside it, to mark a tombstone, to add one vector
  * to a FAISS index, or to swap in arrays a compaction built outside it.
@@ -29,6 +31,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,7 +48,9 @@
 enum { BACKEND_FLAT, BACKEND_FAISS };
 
 typedef struct chunk {
-    int8_t *q;                  /* cap*dim int8 rows (flat backend), else NULL */
+    int8_t *q;                  /* cap*dim int8 rows (flat, 8-bit scan), else NULL */
+    uint8_t *c4;                /* cap 4-bit code rows (flat, 4-bit scan), else NULL */
+    float *s4;                  /* cap scales of the 4-bit rows */
     float *f;                   /* cap*dim fp32 rows */
     uint64_t *ids;              /* cap ids; TOMB = removed */
     uint32_t cap, n;
@@ -56,6 +61,7 @@ typedef struct part {
     char *ns;
     uint64_t fp, hash;
     pthread_rwlock_t lock;
+    atomic_size_t refs;         /* the table's (while linked) + searches' */
     chunk *chunks;
     size_t nchunks, chunks_cap;
     size_t rows;                /* rows stored, tombstones included */
@@ -74,6 +80,7 @@ typedef struct idslot {
 struct sc_index {
     uint32_t dim;
     int backend;
+    uint32_t scan_bits;         /* flat: 8 or 4 */
     char *faiss_desc;
     pthread_mutex_t wmu;
     pthread_rwlock_t tlock;
@@ -109,7 +116,9 @@ static void row_loc(size_t row, size_t *ci, size_t *off)
 static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
 {
     size_t per = (size_t)ix->dim * sizeof(float) + sizeof(uint64_t);
-    if (ix->backend == BACKEND_FLAT) per += ix->dim;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) per += ix->dim;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4)
+        per += SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
     return per * cap;
 }
 
@@ -131,7 +140,10 @@ static void chunk_alloc(const sc_index *ix, chunk *c, uint32_t cap)
     c->cap = cap;
     c->n = 0;
     c->f = alloc_aligned((size_t)cap * ix->dim * sizeof(float));
-    c->q = ix->backend == BACKEND_FLAT ? alloc_aligned((size_t)cap * ix->dim) : NULL;
+    int flat = ix->backend == BACKEND_FLAT;
+    c->q = flat && ix->scan_bits == 8 ? alloc_aligned((size_t)cap * ix->dim) : NULL;
+    c->c4 = flat && ix->scan_bits == 4 ? alloc_aligned((size_t)cap * SC_INDEX_I4_BYTES(ix->dim)) : NULL;
+    c->s4 = flat && ix->scan_bits == 4 ? sc_malloc((size_t)cap * sizeof(float)) : NULL;
     c->ids = sc_malloc((size_t)cap * sizeof(uint64_t));
 }
 
@@ -139,6 +151,8 @@ static void chunk_free(chunk *c)
 {
     free(c->f);
     free(c->q);
+    free(c->c4);
+    free(c->s4);
     free(c->ids);
 }
 
@@ -280,16 +294,28 @@ static size_t part_bytes(const sc_index *ix, const part *p)
     return b;
 }
 
-/* Frees a partition nobody can reach any more; with wmu held (accounting). */
-static void part_destroy(sc_index *ix, part *p)
+/* Frees a partition nobody references any more. */
+static void part_free(part *p)
 {
-    ix->bytes -= part_bytes(ix, p);
     for (size_t i = 0; i < p->nchunks; i++) chunk_free(&p->chunks[i]);
     free(p->chunks);
     if (p->faiss) sc_index__faiss_free(p->faiss);
     pthread_rwlock_destroy(&p->lock);
     free(p->ns);
     free(p);
+}
+
+static void part_unref(part *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) part_free(p);
+}
+
+/* With wmu held, after p was unlinked from the table: accounting, then the
+ * table's reference goes (searches still running keep p alive). */
+static void part_retire(sc_index *ix, part *p)
+{
+    ix->bytes -= part_bytes(ix, p);
+    part_unref(p);
 }
 
 /* ---------------------------------------------------------------------
@@ -314,8 +340,10 @@ int sc_index_create(sc_index **out, const sc_index_opts *opts)
         if (rc) return SC_EINVAL;
         sc_index__faiss_free(probe);
     }
+    if (opts->scan_bits != 0 && opts->scan_bits != 8 && opts->scan_bits != 4) return SC_EINVAL;
     sc_index *ix = SC_NEW(sc_index);
     ix->dim = opts->dim;
+    ix->scan_bits = opts->scan_bits ? opts->scan_bits : 8;
     ix->backend = backend;
     ix->faiss_desc = sc_strdup(desc);
     pthread_mutex_init(&ix->wmu, NULL);
@@ -333,7 +361,7 @@ void sc_index_destroy(sc_index *ix)
         part *p = ix->buckets[i];
         while (p) {
             part *next = p->next;
-            part_destroy(ix, p);
+            part_free(p);
             p = next;
         }
     }
@@ -370,6 +398,7 @@ static part *part_get_or_create(sc_index *ix, const char *ns, uint64_t fp)
     p->fp = fp;
     p->hash = h;
     p->train_next = FAISS_TRAIN_FIRST;
+    atomic_init(&p->refs, 1);
     rwlock_init(&p->lock);
     if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&p->faiss, ix->dim, ix->faiss_desc)) {
         pthread_rwlock_destroy(&p->lock);
@@ -388,7 +417,7 @@ static void drop_part(sc_index *ix, part *p)
     pthread_rwlock_wrlock(&ix->tlock);
     table_unlink(ix, p);
     pthread_rwlock_unlock(&ix->tlock);
-    part_destroy(ix, p);
+    part_retire(ix, p);
 }
 
 /* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
@@ -412,6 +441,11 @@ static void compact(sc_index *ix, part *p)
             chunk *d = &ch[ci];
             memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
             if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
+            if (c->c4) {
+                size_t rb = SC_INDEX_I4_BYTES(dim);
+                memcpy(d->c4 + o * rb, c->c4 + off * rb, rb);
+                d->s4[o] = c->s4[off];
+            }
             d->ids[o] = c->ids[off];
             d->n++;
         }
@@ -483,10 +517,12 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
 {
     if (!ix || !ns || !vec || id == TOMB) return SC_EINVAL;
     const size_t dim = ix->dim;
-    float f[SC_INDEX_MAX_DIM];
+    float f[SC_INDEX_MAX_DIM], s4 = 0;
     int8_t q[SC_INDEX_MAX_DIM];
+    uint8_t c4[SC_INDEX_I4_BYTES(SC_INDEX_MAX_DIM)];
     if (normalise(vec, f, dim)) return SC_EINVAL;
-    if (ix->backend == BACKEND_FLAT) sc_index_quantize(f, q, dim);
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) sc_index_quantize(f, q, dim);
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) sc_index_quantize_i4(f, c4, dim, &s4);
 
     int rc = 0;
     pthread_mutex_lock(&ix->wmu);
@@ -524,6 +560,10 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     /* The slot is past c->n: no reader looks at it before it is published. */
     memcpy(c->f + off * dim, f, dim * sizeof(float));
     if (c->q) memcpy(c->q + off * dim, q, dim);
+    if (c->c4) {
+        memcpy(c->c4 + off * SC_INDEX_I4_BYTES(dim), c4, SC_INDEX_I4_BYTES(dim));
+        c->s4[off] = s4;
+    }
     c->ids[off] = id;
 
     pthread_rwlock_wrlock(&p->lock);
@@ -537,8 +577,10 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     pthread_rwlock_unlock(&p->lock);
     id_put(ix, id, p, row);
     ix->vectors++;
-    if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
-        p->rows - p->dead >= p->train_next)
+    if (p->dead * 4 > p->rows)
+        compact(ix, p); /* re-adds of ids of this partition left tombstones */
+    else if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
+             p->rows - p->dead >= p->train_next)
         compact(ix, p); /* trains the FAISS index (or retries later) */
 out:
     pthread_mutex_unlock(&ix->wmu);
@@ -597,7 +639,7 @@ int sc_index_flush_ns(sc_index *ix, const char *ns)
             }
         }
         ix->vectors -= p->rows - p->dead;
-        part_destroy(ix, p);
+        part_retire(ix, p);
     }
     pthread_mutex_unlock(&ix->wmu);
     return 0;
@@ -613,7 +655,7 @@ void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 }
 
 /* ---------------------------------------------------------------------
- * Search (table and partition locks held shared)
+ * Search (a reference to the partition, its lock held shared)
  * ------------------------------------------------------------------- */
 
 typedef struct cand {
@@ -690,6 +732,29 @@ static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *
     return n;
 }
 
+/* 4-bit scan: the same with codes and per-row scales. q is zero-padded. */
+static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
+{
+    const size_t dim = ix->dim, rb = SC_INDEX_I4_BYTES(dim);
+    int32_t sb[SCAN_BLOCK];
+    size_t n = 0;
+    for (size_t ci = 0; ci < p->nchunks; ci++) {
+        const chunk *c = &p->chunks[ci];
+        for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
+            size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
+            sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
+            for (size_t j = 0; j < m; j++) {
+                float s = (float)sb[j] * c->s4[off + j];
+                if (n == cap && s <= h[0].s) continue;
+                uint64_t id = c->ids[off + j];
+                if (id == TOMB) continue;
+                heap_offer(h, &n, cap, (cand){s, id, c->f + (off + j) * dim});
+            }
+        }
+    }
+    return n;
+}
+
 /* Exact fp32 scan (FAISS partitions whose index is not usable yet). */
 static size_t scan_f32(const sc_index *ix, const part *p, const float *qf, cand *h, size_t cap)
 {
@@ -750,22 +815,23 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     int8_t q8[SC_INDEX_MAX_DIM];
     if (normalise(query, qf, dim)) return SC_EINVAL;
     if (ix->backend == BACKEND_FLAT) sc_index_quantize(qf, q8, dim);
+    if (ix->scan_bits == 4) memset(q8 + dim, 0, SC_INDEX_I4_QLEN(dim) - dim);
     uint64_t hsh = part_hash(ns, fp);
     size_t want = k * 4 > 32 ? k * 4 : 32;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) want = k * 8 > 64 ? k * 8 : 64;
     int rc = 0;
 
     pthread_rwlock_rdlock(&ix->tlock);
     part *p = part_find(ix, ns, fp, hsh);
-    if (!p) {
-        pthread_rwlock_unlock(&ix->tlock);
-        return 0;
-    }
+    if (p) atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ix->tlock);
+    if (!p) return 0;
     pthread_rwlock_rdlock(&p->lock);
     cand stackbuf[256], *h = NULL;
     size_t nc = 0;
     if (ix->backend == BACKEND_FLAT) {
         h = want <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(want * sizeof(cand));
-        nc = scan_i8(ix, p, q8, h, want);
+        nc = ix->scan_bits == 4 ? scan_i4(ix, p, q8, h, want) : scan_i8(ix, p, q8, h, want);
     } else if (p->faiss && p->faiss_rows == p->rows && p->rows) {
         rc = search_faiss(ix, p, qf, k, want, &h, &nc);
     } else {
@@ -778,7 +844,7 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     for (size_t i = 0; i < m; i++) out[i] = (sc_index_hit){h[i].id, h[i].s};
     *n = m;
     pthread_rwlock_unlock(&p->lock);
-    pthread_rwlock_unlock(&ix->tlock);
+    part_unref(p);
     if (h != stackbuf) free(h);
     return rc;
 }

@@ -28,6 +28,10 @@
 
 typedef struct sc_cache sc_cache;
 
+/* Default thresholds (threshold -1), tuned by bench_quality. */
+#define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
+#define SC_DEFAULT_THRESHOLD_COSINE 0.90
+
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
 
 typedef struct sc_cache_result {
@@ -62,6 +66,17 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
  * sc_cache_lookup(..., SC_LOOKUP_SKIP_EXACT, ...)). */
 int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                           sc_cache_result *res);
+/* For callers that memoise exact hits (the RESP fast path): a counter
+ * bumped after every committed removal of an entry (delete, flush, expiry,
+ * eviction, replacement under the same exact key). Read it before the
+ * lookup whose answer is memoised; trust the memo only while it is
+ * unchanged. sc_cache_note_exact_hit() counts a hit served from such a
+ * memo (lookups, hits_exact) and, if touch, queues the entry's touch
+ * (a memo may touch once a second per entry: last_hit has one-second
+ * resolution, and each touch costs the writer a record update). Both are
+ * non-blocking; any thread. */
+uint64_t sc_cache_generation(sc_cache *c);
+void sc_cache_note_exact_hit(sc_cache *c, uint64_t id, int touch);
 /* Releases what res holds. */
 void sc_cache_result_clear(sc_cache_result *res);
 

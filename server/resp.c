@@ -15,13 +15,17 @@
  * thread leaves the session alone while a batch is in flight. */
 #include "server/resp.h"
 #include "server/resp_parse.h"
+#include "server/api.h"
+#include "server/server.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
+#include "common/hash.h"
 #include "common/log.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -32,7 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SC_RESP_VERSION "0.1.0"
 #define IN_HIGH (1u << 20)          /* buffered input that pauses reading */
 #define OUT_HIGH (8u << 20)         /* queued output that pauses processing */
 #define QMAX 256                    /* parsed commands waiting per connection */
@@ -40,8 +43,23 @@
 #define BATCH_MAX 128               /* commands per thread-pool hop */
 #define BATCH_OUT_MAX (4u << 20)    /* reply bytes after which a batch stops */
 #define REPLY_MAX ((size_t)1 << 30)
+#define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
+#define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
+#define MEMO_MAX_REPLY (256u << 10) /* larger replies are not memoised */
+#define MEMO_MAX_KEY 4096           /* nor longer ns + prompt */
+#define MEMO_BYTES (32u << 20)      /* total memo memory */
 #define NAME_MAX_LEN 128
-#define NS_MAX 256
+
+/* One memoised SEM.GET exact-hit reply (see memo_get). */
+typedef struct memo_slot {
+    uint64_t h, gen, id;
+    int64_t expires;
+    int64_t touched;         /* last touch (unix seconds) */
+    char *key;               /* ns, NUL, raw prompt */
+    size_t klen;
+    char *reply;             /* the complete reply bytes */
+    size_t rlen;
+} memo_slot;
 
 struct sc_resp {
     uv_loop_t *loop;
@@ -60,6 +78,9 @@ struct sc_resp {
     void (*stop_done)(void *);
     void *stop_arg;
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
+    memo_slot *memo;         /* loop thread only */
+    size_t memo_bytes;
+    atomic_ullong memo_hits;
 };
 
 /* What a command may read and change about its connection. */
@@ -79,6 +100,7 @@ typedef struct conn {
     struct conn *prev, *next;
     sc_resp_parser parser;
     sc_buf in;               /* received, not parsed yet */
+    sc_buf out;              /* replies of loop-thread commands, being collected */
     sc_resp_cmd *q[QMAX];    /* parsed, not run yet (ring) */
     size_t qhead, qlen, qbytes;
     struct batch *busy;
@@ -148,18 +170,28 @@ __attribute__((format(printf, 2, 3))) static void r_error(sc_buf *o, const char 
     r_raw(o, "\r\n", 2);
 }
 
-static void r_int(sc_buf *o, long long v)
+/* Appends "<type><v>\r\n" without printf (hot path). */
+static void r_head(sc_buf *o, char type, long long v)
 {
     char b[32];
-    int n = snprintf(b, sizeof b, ":%lld\r\n", v);
-    r_raw(o, b, (size_t)n);
+    char *p = b + sizeof b;
+    *--p = '\n';
+    *--p = '\r';
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    *--p = type;
+    r_raw(o, p, (size_t)(b + sizeof b - p));
 }
+
+static void r_int(sc_buf *o, long long v) { r_head(o, ':', v); }
 
 static void r_bulk(sc_buf *o, const char *s, size_t n)
 {
-    char b[32];
-    int h = snprintf(b, sizeof b, "$%zu\r\n", n);
-    r_raw(o, b, (size_t)h);
+    r_head(o, '$', (long long)n);
     r_raw(o, s, n);
     r_raw(o, "\r\n", 2);
 }
@@ -168,12 +200,7 @@ static void r_str(sc_buf *o, const char *s) { r_bulk(o, s, strlen(s)); }
 
 static void r_nil(sc_buf *o) { r_raw(o, "$-1\r\n", 5); }
 
-static void r_array(sc_buf *o, size_t n)
-{
-    char b[32];
-    int h = snprintf(b, sizeof b, "*%zu\r\n", n);
-    r_raw(o, b, (size_t)h);
-}
+static void r_array(sc_buf *o, size_t n) { r_head(o, '*', (long long)n); }
 
 /* Prints up to `max` bytes of an argument for an error message. */
 static void quote_arg(char *dst, size_t cap, const char *s, size_t n)
@@ -198,6 +225,8 @@ typedef struct ctx {
     session *ss;
     sc_resp_cmd *cmd;
     sc_buf *out;
+    int worker;              /* on a worker thread (else the loop) */
+    int need_worker;         /* set by a loop-thread attempt: rerun on a worker */
 } ctx;
 
 typedef void (*cmd_fn)(ctx *x);
@@ -245,8 +274,10 @@ static int ns_ok(ctx *x, size_t i)
 {
     const char *ns = x->cmd->argv[i];
     size_t n = x->cmd->len[i];
-    if (n == 0 || n > NS_MAX || memchr(ns, '\0', n)) {
-        r_error(x->out, "ERR namespace must be 1 to %d bytes without NUL", NS_MAX);
+    if (n != strlen(ns) || !sc_server_valid_ns(ns)) {
+        char q[80];
+        quote_arg(q, sizeof q, ns, n);
+        r_error(x->out, "ERR invalid namespace '%s': want 1-128 characters of A-Z a-z 0-9 _ - . :", q);
         return 0;
     }
     if (x->ss->role == SC_ROLE_USER && x->ss->key_ns && strcmp(ns, x->ss->key_ns) != 0) {
@@ -362,7 +393,7 @@ static void cmd_hello(ctx *x)
     r_str(x->out, "server");
     r_str(x->out, "semcached");
     r_str(x->out, "version");
-    r_str(x->out, SC_RESP_VERSION);
+    r_str(x->out, SC_VERSION);
     r_str(x->out, "proto");
     r_int(x->out, 2);
     r_str(x->out, "id");
@@ -415,10 +446,32 @@ static void cmd_client(ctx *x)
     }
 }
 
+/* CONFIG GET answers the few parameters tools read (redis-benchmark asks
+ * for save and appendonly); everything else is an empty list. */
 static void cmd_config(ctx *x)
 {
-    if (arg_eq(x->cmd, 1, "GET")) r_array(x->out, 0);
-    else r_error(x->out, "ERR CONFIG is not supported by semcached; see semcached --help");
+    static const char *const params[][2] = {
+        {"save", ""}, {"appendonly", "no"}, {"databases", "1"}, {"maxmemory", "0"},
+    };
+    sc_resp_cmd *c = x->cmd;
+    if (!arg_eq(c, 1, "GET") || c->argc < 3) {
+        r_error(x->out, "ERR CONFIG is not supported by semcached except CONFIG GET; see semcached --help");
+        return;
+    }
+    size_t n = 0;
+    int hit[SC_COUNTOF(params)] = {0};
+    for (size_t i = 0; i < SC_COUNTOF(params); i++)
+        for (size_t j = 2; j < c->argc && !hit[i]; j++)
+            if (fnmatch(c->argv[j], params[i][0], FNM_CASEFOLD) == 0) {
+                hit[i] = 1;
+                n++;
+            }
+    r_array(x->out, 2 * n);
+    for (size_t i = 0; i < SC_COUNTOF(params); i++)
+        if (hit[i]) {
+            r_str(x->out, params[i][0]);
+            r_str(x->out, params[i][1]);
+        }
 }
 
 static void cmd_command(ctx *x);
@@ -449,7 +502,8 @@ static const command commands[] = {
     {"client", -2, 0, cmd_client, "Connection name and information", "CLIENT SETNAME|GETNAME|SETINFO|ID|INFO"},
     {"command", -1, 0, cmd_command, "Describes the commands", "COMMAND [COUNT|DOCS|INFO|LIST]"},
     {"select", 2, 0, cmd_select, "Selects database 0 (the only one)", "SELECT 0"},
-    {"config", -2, 0, cmd_config, "CONFIG GET answers an empty list", "CONFIG GET pattern"},
+    {"config", -2, 0, cmd_config, "CONFIG GET answers save, appendonly, databases, maxmemory",
+     "CONFIG GET pattern [pattern ...]"},
     {"quit", 1, F_NOAUTH, cmd_quit, "Closes the connection", "QUIT"},
 };
 
@@ -518,7 +572,7 @@ static void cmd_command(ctx *x)
             r_str(x->out, "summary");
             r_str(x->out, k->summary);
             r_str(x->out, "since");
-            r_str(x->out, SC_RESP_VERSION);
+            r_str(x->out, SC_VERSION);
             r_str(x->out, "group");
             r_str(x->out, "generic");
             r_str(x->out, "syntax");
@@ -569,6 +623,73 @@ static void cmd_sem_set(ctx *x)
     r_int(x->out, (long long)r.id);
 }
 
+/* ---- the exact-hit memo (loop thread only) ----
+ *
+ * A SEM.GET answered by the loop-thread fast path keeps its reply bytes
+ * here, keyed by the raw (ns, prompt) and tagged with the cache generation
+ * read before the lookup. A later identical SEM.GET is answered from the
+ * memo while the generation is unchanged (no entry was deleted, flushed,
+ * expired, evicted or replaced since) and the entry's own expiry has not
+ * passed; it still counts as an exact hit and touches the entry (at most
+ * once a second: last_hit has one-second resolution). Anything
+ * else falls through to the real lookup. Bounded: 4096 slots, 32 MiB. */
+
+static uint64_t memo_hash(const char *ns, size_t nslen, const char *prompt, size_t plen)
+{
+    return sc_hash64(prompt, plen, sc_hash64(ns, nslen, 0x5eca11));
+}
+
+static void memo_drop(sc_resp *s, memo_slot *m)
+{
+    s->memo_bytes -= m->klen + m->rlen;
+    free(m->key);
+    free(m->reply);
+    memset(m, 0, sizeof *m);
+}
+
+static int memo_get(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+                    size_t plen, sc_buf *out)
+{
+    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
+    if (!m->key || m->h != h || m->klen != nslen + 1 + plen) return 0;
+    int64_t now = (int64_t)time(NULL);
+    if (m->gen != gen || (m->expires && m->expires <= now)) {
+        memo_drop(s, m);
+        return 0;
+    }
+    if (memcmp(m->key, ns, nslen) != 0 || m->key[nslen] != '\0' || memcmp(m->key + nslen + 1, prompt, plen) != 0)
+        return 0;
+    r_raw(out, m->reply, m->rlen);
+    sc_cache_note_exact_hit(s->cache, m->id, m->touched != now);
+    m->touched = now;
+    atomic_fetch_add(&s->memo_hits, 1);
+    return 1;
+}
+
+static void memo_put(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+                     size_t plen, const char *reply, size_t rlen, uint64_t id, int64_t expires)
+{
+    size_t klen = nslen + 1 + plen;
+    if (rlen > MEMO_MAX_REPLY || klen > MEMO_MAX_KEY) return;
+    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
+    if (m->key) memo_drop(s, m);
+    if (s->memo_bytes + klen + rlen > MEMO_BYTES) return;
+    m->h = h;
+    m->gen = gen;
+    m->id = id;
+    m->expires = expires;
+    m->touched = (int64_t)time(NULL);   /* the lookup that filled it touched */
+    m->key = sc_malloc(klen);
+    memcpy(m->key, ns, nslen);
+    m->key[nslen] = '\0';
+    memcpy(m->key + nslen + 1, prompt, plen);
+    m->klen = klen;
+    m->reply = sc_malloc(rlen);
+    memcpy(m->reply, reply, rlen);
+    m->rlen = rlen;
+    s->memo_bytes += klen + rlen;
+}
+
 static void cmd_sem_get(ctx *x)
 {
     sc_resp_cmd *c = x->cmd;
@@ -595,7 +716,26 @@ static void cmd_sem_get(ctx *x)
     }
     sc_cache_result res;
     memset(&res, 0, sizeof res);
-    int rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold, exact, &res);
+    int rc;
+    uint64_t h = 0, gen = 0;
+    size_t mark = x->out->len;
+    if (!x->worker) {
+        /* Fast path on the loop thread: exact hits need no embedding. */
+        h = memo_hash(c->argv[1], c->len[1], c->argv[2], c->len[2]);
+        gen = sc_cache_generation(x->s->cache);
+        if (memo_get(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
+        if (!sc_cache_lookup_exact(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &res)) {
+            sc_cache_result_clear(&res);
+            x->need_worker = 1;
+            return;
+        }
+        rc = SC_OK;
+    } else {
+        /* Not SC_LOOKUP_SKIP_EXACT: commands batched behind another one
+         * never tried the fast path (a miss there counts nothing). */
+        rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold,
+                             exact ? SC_LOOKUP_EXACT_ONLY : 0, &res);
+    }
     if (rc) {
         sc_cache_result_clear(&res);
         cache_error(x, rc, "SEM.GET");
@@ -605,15 +745,23 @@ static void cmd_sem_get(ctx *x)
         r_nil(x->out);
     } else {
         size_t len = 0;
-        char *text = sc_cache_answer_text(&res.rec, &len);
-        char sim[32];
-        snprintf(sim, sizeof sim, "%.6f", (double)res.similarity);
+        int plain = !res.rec.content_type || strncmp(res.rec.content_type, "application/json", 16) != 0;
+        char *text = plain ? NULL : sc_cache_answer_text(&res.rec, &len);
         r_array(x->out, 3);
         if (text) r_bulk(x->out, text, len);
         else r_bulk(x->out, res.rec.response ? res.rec.response : "", res.rec.response ? res.rec.response_len : 0);
-        r_str(x->out, sim);
+        if (res.outcome == SC_CACHE_HIT_EXACT) {
+            r_raw(x->out, "$8\r\n1.000000\r\n", 14);
+        } else {
+            char sim[32];
+            snprintf(sim, sizeof sim, "%.6f", (double)res.similarity);
+            r_str(x->out, sim);
+        }
         r_int(x->out, (long long)res.id);
         free(text);
+        if (!x->worker)
+            memo_put(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out->data + mark,
+                     x->out->len - mark, res.id, res.rec.expires);
     }
     sc_cache_result_clear(&res);
 }
@@ -655,7 +803,7 @@ static void cmd_sem_stats(ctx *x)
 #define COUNT_(f) n++;
     STAT_FIELDS(COUNT_)
 #undef COUNT_
-    r_array(x->out, 2 * (n + 5));
+    r_array(x->out, 2 * (n + 6));
 #define EMIT_(f)              \
     r_str(x->out, #f);        \
     r_int(x->out, (long long)st.f);
@@ -676,6 +824,8 @@ static void cmd_sem_stats(ctx *x)
     r_int(x->out, (long long)atomic_load(&x->s->commands));
     r_str(x->out, "resp_connections");
     r_int(x->out, (long long)atomic_load(&x->s->conns_total));
+    r_str(x->out, "resp_memo_hits");
+    r_int(x->out, (long long)atomic_load(&x->s->memo_hits));
 }
 
 static void cmd_dbsize(ctx *x)
@@ -707,7 +857,7 @@ static void cmd_info(ctx *x)
                       "# Server\r\nredis_version:7.0.0\r\nsemcached_version:%s\r\nredis_mode:standalone\r\n"
                       "os:Linux\r\narch_bits:%d\r\nprocess_id:%ld\r\ntcp_port:%d\r\n"
                       "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n",
-                      SC_RESP_VERSION, (int)(sizeof(void *) * 8), (long)getpid(), s->port, up, up / 86400);
+                      SC_VERSION, (int)(sizeof(void *) * 8), (long)getpid(), s->port, up, up / 86400);
     if (want_section(x->cmd, "clients"))
         sc_buf_printf(&b, "# Clients\r\nmaxclients:%lld\r\n\r\n", s->cfg->max_conns);
     if (want_section(x->cmd, "persistence")) sc_buf_printf(&b, "# Persistence\r\nloading:0\r\n\r\n");
@@ -750,8 +900,7 @@ static void cmd_info(ctx *x)
 static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int worker)
 {
     const command *k = lookup(cmd);
-    if (k && (k->flags & F_CACHE) && !worker && ss->authed) return EXEC_NEED_WORKER;
-    atomic_fetch_add(&s->commands, 1);
+    if (k && (k->flags & F_CACHE) && !worker && ss->authed && k->fn != cmd_sem_get) return EXEC_NEED_WORKER;
     if (!k) {
         char name[64], args[160];
         size_t j = 0;
@@ -764,22 +913,31 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
             if (w < 0 || (size_t)w >= sizeof args - j) break;
             j += (size_t)w;
         }
+        atomic_fetch_add(&s->commands, 1);
         atomic_fetch_add(&s->errors, 1);
         r_error(out, "ERR unknown command '%s', with args beginning with: %s", name, args);
         return EXEC_OK;
     }
     if (!ss->authed && !(k->flags & F_NOAUTH)) {
+        atomic_fetch_add(&s->commands, 1);
         atomic_fetch_add(&s->errors, 1);
         r_error(out, "NOAUTH Authentication required.");
         return EXEC_OK;
     }
     if ((k->arity > 0 && cmd->argc != (size_t)k->arity) || (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
+        atomic_fetch_add(&s->commands, 1);
         atomic_fetch_add(&s->errors, 1);
         r_error(out, "ERR wrong number of arguments for '%s' command", k->name);
         return EXEC_OK;
     }
-    ctx x = {.s = s, .ss = ss, .cmd = cmd, .out = out};
+    ctx x = {.s = s, .ss = ss, .cmd = cmd, .out = out, .worker = worker};
+    size_t mark = out->len;
     k->fn(&x);
+    if (x.need_worker) {
+        sc_assert(out->len == mark);
+        return EXEC_NEED_WORKER;
+    }
+    atomic_fetch_add(&s->commands, 1);
     return k->fn == cmd_quit ? EXEC_QUIT : EXEC_OK;
 }
 
@@ -787,12 +945,20 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
  * Connection lifetime and output
  * ------------------------------------------------------------------- */
 
+static void resp_free(sc_resp *s)
+{
+    for (size_t i = 0; i < MEMO_SLOTS; i++)
+        if (s->memo[i].key) memo_drop(s, &s->memo[i]);
+    free(s->memo);
+    free(s);
+}
+
 static void maybe_stopped(sc_resp *s)
 {
     if (!s->stopping || !s->listener_closed || s->nconns > 0) return;
     void (*done)(void *) = s->stop_done;
     void *arg = s->stop_arg;
-    free(s);
+    resp_free(s);
     if (done) done(arg);
 }
 
@@ -807,6 +973,7 @@ static void conn_unref(conn *c)
     for (size_t i = 0; i < c->qlen; i++) sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
     sc_resp_parser_free(&c->parser);
     sc_buf_free(&c->in);
+    sc_buf_free(&c->out);
     free(c);
     maybe_stopped(s);
 }
@@ -857,18 +1024,29 @@ static void on_written(uv_write_t *w, int status)
     conn_unref(c);
 }
 
-/* Sends the buffer's bytes (taking its memory). */
-static void send_buf(conn *c, sc_buf *b)
+/* Sends bytes: straight into the socket when it takes them and nothing is
+ * queued before them (the common case: no allocation, no copy), else the
+ * rest is copied into a write request. */
+static void send_bytes(conn *c, const char *data, size_t len)
 {
-    if (b->len == 0) return;
-    if (c->closed) {
-        sc_buf_free(b);
-        return;
+    if (c->closed || len == 0) return;
+    size_t done = 0;
+    if (c->out_queued == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n > 0) {
+            done = (size_t)n;
+        } else if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (done == len) return;
     }
     wreq *wr = SC_NEW(wreq);
     wr->c = c;
-    wr->len = b->len;
-    wr->data = sc_buf_steal(b, NULL);
+    wr->len = len - done;
+    wr->data = sc_malloc(wr->len);
+    memcpy(wr->data, data + done, wr->len);
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
     c->refs++;
     c->out_queued += wr->len;
@@ -880,6 +1058,14 @@ static void send_buf(conn *c, sc_buf *b)
         free(wr);
         conn_close(c);
     }
+}
+
+/* Sends what process() collected in c->out; keeps its memory unless big. */
+static void flush_out(conn *c)
+{
+    send_bytes(c, c->out.data, c->out.len);
+    if (c->out.cap > OUT_KEEP) sc_buf_free(&c->out);
+    else sc_buf_reset(&c->out);
 }
 
 /* ---------------------------------------------------------------------
@@ -919,7 +1105,7 @@ static void fill_queue(conn *c)
     if (off == c->in.len) sc_buf_reset(&c->in);
     else sc_buf_consume(&c->in, off);
     /* A command half received: arm the stall timer. */
-    c->mid_command = c->parser.state != 0 || c->in.len > 0;
+    c->mid_command = sc_resp_parser_midway(&c->parser) || c->in.len > 0;
     if (c->mid_command && !c->closed) uv_timer_start(&c->timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
     else if (!c->closed) uv_timer_stop(&c->timer);
 }
@@ -965,7 +1151,7 @@ static void after_work_cb(uv_work_t *w, int status)
     /* Commands left over (output limit) go back to the queue front. */
     for (size_t i = b->n; i > b->done; i--) q_push_front(c, b->cmds[i - 1]);
     c->busy = NULL;
-    send_buf(c, &b->out);
+    send_bytes(c, b->out.data, b->out.len);
     sc_buf_free(&b->out);
     if (b->quit) c->closing = 1;
     free(b);
@@ -997,12 +1183,10 @@ static void process(conn *c)
     while (!c->closed && !c->closing && !c->busy && c->out_queued < OUT_HIGH) {
         fill_queue(c);
         if (c->qlen == 0) break;
-        sc_buf out;
-        sc_buf_init(&out, REPLY_MAX);
         int quit = 0, need_worker = 0;
         while (c->qlen > 0 && !quit) {
             sc_resp_cmd *cmd = c->q[c->qhead];
-            int r = exec_cmd(c->srv, &c->ss, cmd, &out, 0);
+            int r = exec_cmd(c->srv, &c->ss, cmd, &c->out, 0);
             if (r == EXEC_NEED_WORKER) {
                 need_worker = 1;
                 break;
@@ -1010,8 +1194,7 @@ static void process(conn *c)
             sc_resp_cmd_free(q_pop(c));
             if (r == EXEC_QUIT) quit = 1;
         }
-        send_buf(c, &out);
-        sc_buf_free(&out);
+        flush_out(c);
         if (quit) {
             c->closing = 1;
             break;
@@ -1020,11 +1203,8 @@ static void process(conn *c)
     }
     if (!c->closed && !c->busy && c->qlen == 0 && !c->closing) {
         if (c->has_proto_err) {
-            sc_buf out;
-            sc_buf_init(&out, 1024);
-            r_error(&out, "ERR %s", c->proto_err);
-            send_buf(c, &out);
-            sc_buf_free(&out);
+            r_error(&c->out, "ERR %s", c->proto_err);
+            flush_out(c);
             c->closing = 1;
         } else if (c->eof && c->in.len == 0) {
             c->closing = 1;
@@ -1084,6 +1264,7 @@ static void on_connection(uv_stream_t *ls, int status)
     s->conns = c;
     s->nconns++;
     sc_buf_init(&c->in, IN_HIGH + 65536);
+    sc_buf_init(&c->out, REPLY_MAX);
     sc_resp_parser_init(&c->parser, &s->lim);
     c->ss.id = ++s->next_id;
     c->ss.authed = !sc_auth_enabled(s->auth);
@@ -1131,6 +1312,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->cache = cache;
     s->auth = auth;
     s->started = time(NULL);
+    s->memo = sc_calloc(MEMO_SLOTS, sizeof *s->memo);
     s->lim.max_args = SC_RESP_MAX_ARGS;
     s->lim.max_bulk = (size_t)cfg->max_body;
     s->lim.max_inline = SC_RESP_MAX_INLINE;
@@ -1141,7 +1323,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     if (rc) rc = uv_ip6_addr(cfg->bind, (int)cfg->resp_port, (struct sockaddr_in6 *)&addr);
     if (rc) {
         snprintf(err, errlen, "bad value '%s' for 'bind': not an IP address", cfg->bind);
-        free(s);
+        resp_free(s);
         return SC_EINVAL;
     }
     uv_tcp_init(loop, &s->listener);
@@ -1152,7 +1334,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
         snprintf(err, errlen, "cannot listen for RESP on %s:%lld: %s", cfg->bind, cfg->resp_port, uv_strerror(rc));
         uv_close((uv_handle_t *)&s->listener, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
-        free(s);
+        resp_free(s);
         return SC_EIO;
     }
     struct sockaddr_storage bound;

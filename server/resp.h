@@ -7,7 +7,7 @@
  * SEM.FLUSH ns -> count, SEM.STATS -> [name, value, ...], DBSIZE, plus what
  * client libraries send while connecting: HELLO [2] (3 gets -NOPROTO),
  * AUTH, CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST, COMMAND
- * [COUNT|DOCS|INFO|LIST], SELECT 0, CONFIG GET (empty), QUIT. Anything
+ * [COUNT|DOCS|INFO|LIST], SELECT 0, CONFIG GET (save, appendonly, ...), QUIT. Anything
  * else: "-ERR unknown command '<name>', with args beginning with: ...".
  * SEM.SET stores into the plain partition (fp 0) of the namespace, with the
  * response as text/plain; SEM.GET answers the stored text (for OpenAI JSON

@@ -45,10 +45,31 @@ void sc_resp_parser_init(sc_resp_parser *p, const sc_resp_limits *lim)
 void sc_resp_cmd_free(sc_resp_cmd *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < c->argc; i++) free(c->argv[i]);
-    free(c->argv);
-    free(c->len);
+    for (size_t i = 0; i < c->argc; i++)
+        if (!(c->argv[i] >= c->arena_ && c->argv[i] < c->arena_end_)) free(c->argv[i]);
+    if (c->own_arrays_) {
+        free(c->argv);
+        free(c->len);
+    }
     free(c);
+}
+
+/* One block: the command, argv[n], len[n], then an arena for small
+ * arguments (up to ARENA bytes, NUL included). */
+#define ARENA 512u
+static sc_resp_cmd *cmd_new(size_t n, char **arena_next)
+{
+    size_t head = sizeof(sc_resp_cmd) + n * (sizeof(char *) + sizeof(size_t));
+    head = (head + 15) & ~(size_t)15;
+    char *blk = sc_malloc(head + ARENA);
+    sc_resp_cmd *c = (sc_resp_cmd *)(void *)blk;
+    memset(c, 0, sizeof *c);
+    c->argv = (char **)(void *)(blk + sizeof(sc_resp_cmd));
+    c->len = (size_t *)(void *)(blk + sizeof(sc_resp_cmd) + n * sizeof(char *));
+    c->arena_ = blk + head;
+    c->arena_end_ = blk + head + ARENA;
+    *arena_next = c->arena_;
+    return c;
 }
 
 void sc_resp_parser_free(sc_resp_parser *p)
@@ -57,6 +78,8 @@ void sc_resp_parser_free(sc_resp_parser *p)
     p->cmd = NULL;
     sc_buf_free(&p->inl);
 }
+
+int sc_resp_parser_midway(const sc_resp_parser *p) { return p->state != S_START; }
 
 static int fail(sc_resp_parser *p, int code, const char *msg)
 {
@@ -122,6 +145,7 @@ int sc_resp_split_inline(const char *s, size_t n, size_t max_args, sc_resp_cmd *
 {
     *out = NULL;
     sc_resp_cmd *c = SC_NEW(sc_resp_cmd);
+    c->own_arrays_ = 1;
     size_t cap = 0;
     size_t i = 0;
     sc_buf arg;
@@ -272,9 +296,7 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
                 break;
             }
             p->nargs = (size_t)v;
-            p->cmd = SC_NEW(sc_resp_cmd);
-            p->cmd->argv = sc_calloc(p->nargs, sizeof *p->cmd->argv);
-            p->cmd->len = sc_calloc(p->nargs, sizeof *p->cmd->len);
+            p->cmd = cmd_new(p->nargs, &p->arena_next);
             p->state = S_BULK_TYPE;
             break;
         }
@@ -303,8 +325,15 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
                 return fail(p, SC_ETOOBIG, "command too large");
             p->bulk_len = (size_t)v;
             p->bulk_got = 0;
-            p->bulk_cap = p->bulk_len + 1 < FIRST_CHUNK ? p->bulk_len + 1 : FIRST_CHUNK;
-            p->cmd->argv[p->cmd->argc] = sc_malloc(p->bulk_cap);
+            if (p->bulk_len + 1 <= (size_t)(p->cmd->arena_end_ - p->arena_next)) {
+                /* Fits the arena: its exact size, never reallocated. */
+                p->bulk_cap = p->bulk_len + 1;
+                p->cmd->argv[p->cmd->argc] = p->arena_next;
+                p->arena_next += p->bulk_cap;
+            } else {
+                p->bulk_cap = p->bulk_len + 1 < FIRST_CHUNK ? p->bulk_len + 1 : FIRST_CHUNK;
+                p->cmd->argv[p->cmd->argc] = sc_malloc(p->bulk_cap);
+            }
             p->cmd->len[p->cmd->argc] = 0;
             p->cmd->argc++;
             p->state = p->bulk_len ? S_BULK_DATA : S_BULK_CR;

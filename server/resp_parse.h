@@ -46,6 +46,10 @@ typedef struct sc_resp_cmd {
     char **argv;
     size_t *len;
     size_t bytes;        /* argument bytes (sum of len) */
+    /* private: small arguments live in an arena allocated with the
+     * command (one malloc for a typical command); argv/len too. */
+    char *arena_, *arena_end_;
+    int own_arrays_;
 } sc_resp_cmd;
 
 /* The parser's state. The fields are private; the struct is in the header
@@ -58,6 +62,7 @@ typedef struct sc_resp_parser {
     size_t line_len;
     sc_buf inl;          /* an inline line being read */
     sc_resp_cmd *cmd;    /* the multibulk command being read */
+    char *arena_next;    /* free space in cmd's arena */
     size_t nargs;        /* announced argument count */
     size_t bulk_len;     /* announced length of the current bulk string */
     size_t bulk_got;
@@ -80,6 +85,9 @@ void sc_resp_parser_free(sc_resp_parser *p);
 int sc_resp_parse(sc_resp_parser *p, const char *data, size_t n, size_t *used, sc_resp_cmd **out);
 
 void sc_resp_cmd_free(sc_resp_cmd *c);
+
+/* 1 when part of a command has been consumed (a client stalled midway). */
+int sc_resp_parser_midway(const sc_resp_parser *p);
 
 /* Splits one inline line (without its line end) into arguments the way
  * redis does: white space separates words; "..." understands \n \r \t \b

@@ -10,6 +10,7 @@
 #include "server/server.h"
 #include "server/auth.h"
 #include "server/cache.h"
+#include "server/resp.h"
 #include "server/stats.h"
 #include "route/route.h"
 
@@ -60,6 +61,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     server.stopping = 1;
     sc_info("signal %d: shutting down", signum);
+    if (server.resp) sc_resp_stop(server.resp, NULL, NULL);
+    server.resp = NULL;
     sc_http_server_stop(server.http, on_http_stopped, NULL);
 }
 
@@ -131,12 +134,19 @@ int main(int argc, char **argv)
         return 1;
     }
     sc_http_server_on_finish(server.http, on_request_finished);
+    if (cfg.resp_port != 0 &&
+        sc_resp_start(&server.resp, server.loop, &cfg, server.cache, server.auth, err, sizeof err)) {
+        sc_error("%s", err);
+        return 1;
+    }
     uv_signal_init(server.loop, &sig_int);
     uv_signal_init(server.loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     sc_info("semcached listening on http://%s:%d (data in %s, embedder %s)", cfg.bind,
             sc_http_server_port(server.http), cfg.data_dir, cfg.embedder);
+    if (server.resp)
+        sc_info("RESP on %s:%d", cfg.bind, sc_resp_port(server.resp));
 
     uv_run(server.loop, UV_RUN_DEFAULT);
 

@@ -85,10 +85,12 @@ static size_t exact_top1(const float *db, size_t n, size_t d, const float *q)
     return best;
 }
 
+static uint32_t scan_bits; /* for the flat tests run with both scans */
+
 static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
 {
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc};
+    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc, .scan_bits = scan_bits};
     int rc = sc_index_create(&ix, &o);
     if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
     return ix;
@@ -159,6 +161,62 @@ SC_TEST(index_kernels_match_scalar)
     free(m);
 }
 
+SC_TEST(index_kernels_i4_match_scalar)
+{
+    static const size_t dims[] = {1, 2, 63, 64, 65, 100, 127, 128, 129, 255, 256, 384, 500,
+                                  512, 768, 1000, 4096};
+    static const size_t rows[] = {1, 2, 3, 4, 5, 7, 9, 17, 64};
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    rng r = {0x777};
+    int8_t *q = sc_calloc(4096, 1);
+    uint8_t *m = sc_malloc(64 * SC_INDEX_I4_BYTES(4096));
+    int32_t ref[64], got[64];
+    for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+        int rc = sc_index_kernel_force(kernels[ki]);
+        if (rc == SC_EUNSUPPORTED) continue;
+        REQUIRE(rc == 0);
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++) {
+            size_t d = dims[di], rb = SC_INDEX_I4_BYTES(d);
+            memset(q, 0, SC_INDEX_I4_QLEN(d));
+            for (size_t ri = 0; ri < SC_COUNTOF(rows); ri++) {
+                size_t n = rows[ri];
+                int mode = (int)((di + ri) % 3);
+                for (size_t j = 0; j < d; j++)
+                    q[j] = mode == 0 ? (int8_t)((rnext(&r) & 1) ? 127 : -127)
+                                     : (int8_t)((int)(rnext(&r) % 255) - 127);
+                /* Any nibbles, padding included: the result must not care. */
+                for (size_t j = 0; j < n * rb; j++)
+                    m[j] = mode == 1 ? (uint8_t)((rnext(&r) & 1) ? 0xff : 0x00) : (uint8_t)rnext(&r);
+                sc_index_dot_i4_scalar(q, m, n, d, ref);
+                sc_index_dot_i4(q, m, n, d, got);
+                for (size_t i = 0; i < n; i++)
+                    if (ref[i] != got[i]) {
+                        sc_test_fail(__FILE__, __LINE__, "%s d=%zu n=%zu row %zu: %d != %d",
+                                     kernels[ki], d, n, i, got[i], ref[i]);
+                        goto next_kernel;
+                    }
+            }
+        }
+    next_kernel:;
+    }
+    CHECK_OK(sc_index_kernel_force("auto"));
+    /* Quantisation: codes round-trip within half a step. */
+    float *v = rand_unit(&r, 1, 300), sc;
+    uint8_t codes[SC_INDEX_I4_BYTES(300)];
+    CHECK_EQ_INT(sc_index_quantize_i4(v, codes, 300, &sc), SC_INDEX_I4_BYTES(300));
+    CHECK(sc > 0);
+    for (size_t i = 0; i < 300; i++) {
+        uint8_t byte = codes[(i / 128) * 64 + (i % 128) % 64];
+        int c = ((i % 128) < 64 ? (byte & 0x0f) : (byte >> 4)) - 8;
+        CHECK(c >= -7 && c <= 7);
+        CHECK(fabsf((float)c * sc / 7.0f - v[i]) <= sc / 14.0f + 1e-6f);
+    }
+    CHECK_EQ_INT(codes[SC_INDEX_I4_BYTES(300) - 1] >> 4, 8); /* padding */
+    free(v);
+    free(q);
+    free(m);
+}
+
 SC_TEST(index_quantize)
 {
     float v[6] = {1.0f, -1.0f, 0.5f, -0.004f, 2.0f, 0.0f};
@@ -219,6 +277,15 @@ SC_TEST(index_basic_add_search_remove)
     CHECK((hits[0].id == 1000 && hits[1].id == 1050) || (hits[0].id == 1050 && hits[1].id == 1000));
     sc_index_stats_get(ix, &st);
     CHECK_EQ_INT(st.vectors, 100);
+    /* Re-adding the same ids over and over compacts: memory stays bounded. */
+    uint64_t bytes0 = st.bytes;
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 60; i < 100; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1000 + i, v + i * d));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, 100);
+    CHECK(st.bytes <= bytes0 * 3); /* at most 25% dead, chunks double */
+    CHECK_OK(sc_index_search(ix, "ns", 1, v + 80 * d, 1, hits, &n));
+    CHECK_EQ_INT(hits[0].id, 1080);
     /* Remove. */
     CHECK_OK(sc_index_remove(ix, 1050));
     CHECK_EQ_INT(sc_index_remove(ix, 1050), SC_ENOTFOUND);
@@ -245,6 +312,9 @@ SC_TEST(index_invalid_args)
     o.dim = SC_INDEX_MAX_DIM + 1;
     CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
     o.dim = 8;
+    o.scan_bits = 5;
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    o.scan_bits = 0;
     o.backend = "annoy";
     CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
     o.backend = "faiss";
@@ -305,6 +375,20 @@ SC_TEST(index_recall_near_duplicates)
     double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 12);
     double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 13);
     printf("# recall@1 flat: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
+    CHECK(r1 >= 0.999);
+    CHECK(r2 >= 0.999);
+    CHECK(r3 >= 0.999);
+}
+
+SC_TEST(index_recall_near_duplicates_4bit)
+{
+    const size_t d = 512;
+    scan_bits = 4;
+    double r1 = recall_at_1(NULL, NULL, 20000, d, 400, 0.5f / sqrtf((float)d), 14);
+    double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 15);
+    double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 16);
+    scan_bits = 0;
+    printf("# recall@1 flat 4-bit: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
     CHECK(r1 >= 0.999);
     CHECK(r2 >= 0.999);
     CHECK(r3 >= 0.999);
@@ -425,6 +509,9 @@ static void check_tombstones(const char *backend, const char *desc)
 SC_TEST(index_tombstones_and_compaction)
 {
     check_tombstones(NULL, NULL);
+    scan_bits = 4;
+    check_tombstones(NULL, NULL);
+    scan_bits = 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -448,7 +535,8 @@ static void *searcher(void *arg)
         size_t i = rnext(&r) % CN;
         sc_index_hit h[10];
         size_t n = 0;
-        const char *ns = (rnext(&r) & 1) ? "x" : "y";
+        static const char *const names[] = {"x", "y", "z", "x"};
+        const char *ns = names[rnext(&r) & 3];
         if (sc_index_search(c->ix, ns, 3, c->v + i * CD, 10, h, &n) != 0) atomic_fetch_add(&c->bad, 1);
         for (size_t j = 0; j < n; j++) {
             if (h[j].id >= 2 * CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
@@ -474,7 +562,7 @@ static void *writer(void *arg)
         } else {
             sc_index_add(c->ix, (rnext(&r) & 1) ? "y" : "z", 3, id, c->v + i * CD);
         }
-        if (rnext(&r) % 5000 == 0) sc_index_flush_ns(c->ix, "z");
+        if (rnext(&r) % 500 == 0) sc_index_flush_ns(c->ix, "z"); /* drops under searches */
         atomic_fetch_add(&c->writes, 1);
     }
     return NULL;
@@ -508,6 +596,9 @@ static void run_concurrency(const char *backend, const char *desc, double secs)
 SC_TEST(index_concurrent_search_and_write)
 {
     run_concurrency(NULL, NULL, 1.0);
+    scan_bits = 4;
+    run_concurrency(NULL, NULL, 0.5);
+    scan_bits = 0;
 }
 
 /* ---------------------------------------------------------------------

@@ -226,6 +226,12 @@ test('Cache-Control: no-store -> answer not stored', async () => {
   assertEq(b.h.get('x-semcache'), 'miss', 'nothing was stored');
   assert(a.content !== b.content, 'fresh answer');
   assertEq(calls() - before, 2);
+  // no-store does not stop a lookup: the entry b stored is served.
+  await settle();
+  const c = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, b.content);
+  assertEq(calls() - before, 2);
 });
 
 test('Cache-Control: no-cache -> lookup skipped but the answer is stored', async () => {

@@ -475,8 +475,11 @@ test('single-flight: 5 concurrent identical misses make one upstream call', asyn
   const rs = await Promise.all(Array.from({ length: 5 }, () => chat({ model: m, messages: q })));
   assertEq(calls() - before, 1, 'one upstream call');
   for (const r of rs) assertEq(r.content, rs[0].content, 'same content');
-  assertEq(rs.filter((r) => r.h.get('x-semcache') === 'miss').length, 5);
-  assertEq(rs.filter((r) => r.h.get('x-semcache-coalesced') === '1').length, 4, 'four waited on the leader');
+  const leaders = rs.filter((r) => r.h.get('x-semcache') === 'miss' && r.h.get('x-semcache-coalesced') === null);
+  assertEq(leaders.length, 1, 'one leader');
+  // The others waited on it (or, on a very slow machine, arrived after it was stored).
+  assert(rs.every((r) => r === leaders[0] || r.h.get('x-semcache-coalesced') === '1' || r.h.get('x-semcache') === 'hit-exact'),
+    rs.map((r) => `${r.h.get('x-semcache')}/${r.h.get('x-semcache-coalesced')}`).join(' '));
 });
 
 test('single-flight with streams: waiters get the same content', async () => {

@@ -445,7 +445,7 @@ test('routing: 500 on a -> the fallback b serves it', async () => {
   ma = await mockUpstream.start({ port: 0, name: 'a' });
   mb = await mockUpstream.start({ port: 0, name: 'b' });
   rs = await startServer({ args: ['--upstream-def', `a ${ma.url} -`, '--upstream-def', `b ${mb.url} -`,
-    '--route', '* a,b', '--retries', '0', '--breaker-failures', '2', '--breaker-cooldown-ms', '500',
+    '--route', '* a,b', '--retries', '0', '--breaker-failures', '2', '--breaker-cooldown-ms', '1000',
     '--first-byte-timeout-ms', '500', '--verify', 'off'] });
   const c = mkClient(rs, 'x');
   const ok = await chat(c, { model: 'gpt-r', messages: user('route me 0') });
@@ -485,7 +485,7 @@ test('routing: the breaker opens after 2 failures, skips a, then recovers throug
   a = await upstreamStats('a');
   assertEq(a.skipped_open, 3);
   // After the cool-down one probe goes to a; it fails -> open again.
-  await sleep(600);
+  await sleep(1100);
   ma.plan(['500']);
   const p1 = await chat(c, { model: 'gpt-r', messages: user('route me probe 1') });
   assertEq(p1.h.get('x-semcache-upstream'), 'b');
@@ -496,7 +496,7 @@ test('routing: the breaker opens after 2 failures, skips a, then recovers throug
   await chat(c, { model: 'gpt-r', messages: user('route me 7') });
   assertEq(ma.calls().total, 4, 'still skipped');
   // Next cool-down: the probe succeeds -> closed, a serves again.
-  await sleep(600);
+  await sleep(1100);
   const p2 = await chat(c, { model: 'gpt-r', messages: user('route me probe 2') });
   assertEq(p2.h.get('x-semcache-upstream'), 'a');
   assertEq(ma.calls().total, 5);

@@ -673,6 +673,9 @@ done:
  * ------------------------------------------------------------------- */
 
 typedef struct pass {
+    sc_server *srv;
+    char *ns;                    /* for the statistics and the access log */
+    uint64_t start_ns;
     sc_http_req *req;
     sc_route_call *call;
     int status, streaming;
@@ -706,6 +709,13 @@ static void pass_data(void *ctx, const char *d, size_t n)
 static void pass_done(void *ctx, const sc_route_result *r)
 {
     pass *ps = ctx;
+    /* Counted as a bypass (what X-Semcache says), with its cost. */
+    int outcome = r->err == 0 ? SC_OUT_BYPASS : SC_OUT_ERROR;
+    sc_stats_outcome(ps->srv->stats, ps->ns, outcome, (double)(sc_http_now_ns() - ps->start_ns) / 1e9, 0, 0,
+                     r->cost_usd);
+    if (ps->req)
+        snprintf(ps->req->note, sizeof ps->req->note, "ns=%s outcome=%s upstream=%s", ps->ns,
+                 sc_outcome_name(outcome), r->upstream ? r->upstream : "");
     if (ps->req) {
         ps->req->user = NULL;
         ps->req->on_abort = NULL;
@@ -720,6 +730,7 @@ static void pass_done(void *ctx, const sc_route_result *r)
         }
     }
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
@@ -731,14 +742,19 @@ static void pass_abort(sc_http_req *req)
     if (ps->call) sc_route_cancel(ps->call);
     sc_http_stream_end(req);
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
 
 static void passthrough(sc_server *srv, sc_http_req *req)
 {
-    if (!sc_server_namespace(srv, req, NULL, 0)) return;
+    const char *ns = sc_server_namespace(srv, req, NULL, 0);
+    if (!ns) return;
     pass *ps = SC_NEW(pass);
+    ps->srv = srv;
+    ps->ns = sc_strdup(ns);
+    ps->start_ns = sc_http_now_ns();
     ps->req = req;
     sc_buf_init(&ps->body, (size_t)srv->cfg->max_upstream_body);
     char path[2048];
@@ -763,6 +779,7 @@ static void passthrough(sc_server *srv, sc_http_req *req)
         req->user = NULL;
         sc_http_error(req, 502, "upstream_error", "route_error", "could not start the upstream call");
         sc_buf_free(&ps->body);
+        free(ps->ns);
         free(ps);
     }
 }

@@ -282,12 +282,20 @@ static void finish(sc_http_req *req)
     if (c->busy == req) c->busy = NULL;
     req_free(req);
     if (!c->closed) {
-        if (c->eof || c->srv->stopping) c->closing = 1;
+        /* Half-closed: still answer the requests the client sent in full
+         * (pipelined behind this one), then close. */
+        if (c->srv->stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
             if (c->out_queued == 0) conn_close(c);
         } else {
             arm_idle_timer(c);
-            if (!c->processing) process(c);
+            if (!c->processing) {
+                process(c);
+                if (c->eof && !c->busy && !c->closed && !c->closing) {   /* only a partial request left */
+                    c->closing = 1;
+                    if (c->out_queued == 0) conn_close(c);
+                }
+            }
         }
     }
     conn_unref(c);
@@ -297,7 +305,8 @@ static void finish(sc_http_req *req)
 static int keep_alive_for(sc_http_req *req)
 {
     conn *c = req->conn_;
-    if (c->closing || c->eof || c->srv->stopping || !llhttp_should_keep_alive(&c->parser)) return 0;
+    if (c->closing || (c->eof && c->in.len == 0) || c->srv->stopping || !llhttp_should_keep_alive(&c->parser))
+        return 0;
     long long s = c->srv->cfg->idle_timeout_ms / 1000;
     return s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
 }

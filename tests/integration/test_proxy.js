@@ -825,6 +825,21 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
   });
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 80));
   assert(/X-Semcache: hit-exact/i.test(data), 'served from the cache');
+  // Half-closed after two pipelined requests (a miss, then a hit): both answered, in order.
+  const body2 = JSON.stringify({ model: m, messages: user('pipelined then half-closed') });
+  const req2 = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body2)}\r\n\r\n${body2}`;
+  const data2 = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(req2 + reqText));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assertEq([...data2.matchAll(/HTTP\/1\.1 (\d+)/g)].map((x) => x[1]).join(','), '200,200', 'two answers');
+  assertEq([...data2.matchAll(/X-Semcache: (\S+)/gi)].map((x) => x[1]).join(','), 'miss,hit-exact');
+  assert(data2.includes('echo: pipelined then half-closed') && data2.includes('echo: pipelined question'), 'both bodies');
+  assertEq(calls() - before, 2);
   // A chunked request body is read like any other.
   const cbody = JSON.stringify({ model: m, messages: user('chunked request body') });
   const half = cbody.length >> 1;
@@ -832,12 +847,12 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
     `${half.toString(16)}\r\n${cbody.slice(0, half)}\r\n${(cbody.length - half).toString(16)}\r\n${cbody.slice(half)}\r\n0\r\n\r\n`;
   const cr = await rawExchange(srv.port, chunked, { ms: 5000 });
   assert(cr.data.startsWith('HTTP/1.1 200') && cr.data.includes('echo: chunked request body'), cr.data.slice(0, 300));
-  assertEq(calls() - before, 2);
+  assertEq(calls() - before, 3);
   // Slowloris: a chat request dribbled too slowly is cut at the idle timeout.
   const slow = await rawExchange(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`.split(''), { ms: 8000, delay: 60 });
   assert(slow.closed, 'slow client closed');
   assert(!slow.data.includes('200 OK'), 'never answered');
-  assertEq(calls() - before, 2, 'nothing more went upstream');
+  assertEq(calls() - before, 3, 'nothing more went upstream');
   await health();
 });
 

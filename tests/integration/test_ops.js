@@ -322,6 +322,16 @@ test('RESP needs a key too (-NOAUTH), and the key picks the namespace', async ()
   assert(r2.startsWith('-'), r2);
   const r3 = await talk([['AUTH', 'bkey'], ['PING']]);
   assert(r3.startsWith('+OK\r\n+PONG\r\n'), JSON.stringify(r3));
+  // A user key names only its own namespace (-NOPERM otherwise).
+  const r4 = await talk([['AUTH', 'bkey'], ['SEM.SET', 'tenantA', 'resp secret', 'nope'], ['SEM.SET', 'tenantB', 'resp question', 'resp answer']]);
+  assert(/^\+OK\r\n-NOPERM[^\r]*\r\n:\d+\r\n/.test(r4), JSON.stringify(r4));
+  // B's entry is in tenantB, invisible to A over RESP and HTTP.
+  const r5 = await talk([['AUTH', 'ukey'], ['SEM.GET', 'tenantA', 'resp question'], ['SEM.GET', 'tenantB', 'resp question']]);
+  assert(/^\+OK\r\n(\$-1|\*-1)\r\n-NOPERM/.test(r5), JSON.stringify(r5));
+  const l = await json(`${srv.url}/cache/lookup`, { namespace: 'tenantB', prompt: 'resp question' }, { headers: { Authorization: 'Bearer akey' } });
+  assertEq(l.body.response, 'resp answer');
+  const la = await json(`${srv.url}/cache/lookup`, { namespace: 'tenantA', prompt: 'resp secret', threshold: 0 }, { headers: { Authorization: 'Bearer akey' } });
+  assert(!la.body.hit || la.body.response !== 'nope', 'the refused SET stored nothing');
 });
 
 /* ------------------------------------------------------------------ */

@@ -69,6 +69,8 @@ typedef struct part {
     void *faiss;                /* faiss backend: index holding rows 0..faiss_rows-1 */
     size_t faiss_rows;
     size_t train_next;          /* untrained faiss index: rows at the next attempt */
+    int compacting;             /* under wmu: a compaction is under way */
+    int retired;                /* under wmu: unlinked from the table */
 } part;
 
 typedef struct idslot {
@@ -314,6 +316,7 @@ static void part_unref(part *p)
  * table's reference goes (searches still running keep p alive). */
 static void part_retire(sc_index *ix, part *p)
 {
+    p->retired = 1;
     ix->bytes -= part_bytes(ix, p);
     part_unref(p);
 }
@@ -420,62 +423,141 @@ static void drop_part(sc_index *ix, part *p)
     part_retire(ix, p);
 }
 
+void (*sc_index__compact_hook)(void);
+
+/* A chunk array being filled by a compaction. */
+typedef struct builder {
+    chunk *ch;
+    size_t nch, chcap, rows, capsum;
+} builder;
+
+/* Appends old row (c, off) to b; returns its new row number. */
+static size_t builder_add(const sc_index *ix, builder *b, const chunk *c, size_t off)
+{
+    const size_t dim = ix->dim;
+    if (b->rows == b->capsum) {
+        if (b->nch == b->chcap) {
+            b->chcap = b->chcap ? b->chcap * 2 : 8;
+            b->ch = sc_realloc(b->ch, b->chcap * sizeof(chunk));
+        }
+        chunk_alloc(ix, &b->ch[b->nch], chunk_cap(b->nch));
+        b->capsum += b->ch[b->nch++].cap;
+    }
+    size_t r = b->rows++, ci, o;
+    row_loc(r, &ci, &o);
+    chunk *d = &b->ch[ci];
+    memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
+    if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
+    if (c->c4) {
+        size_t rb = SC_INDEX_I4_BYTES(dim);
+        memcpy(d->c4 + o * rb, c->c4 + off * rb, rb);
+        d->s4[o] = c->s4[off];
+    }
+    d->ids[o] = c->ids[off];
+    d->n++;
+    return r;
+}
+
+static chunk *builder_chunk(builder *b, size_t r, size_t *off)
+{
+    size_t ci;
+    row_loc(r, &ci, off);
+    return &b->ch[ci];
+}
+
 /* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
  * when it needs training and there are enough rows), new row numbers in
- * the id map. Everything is built outside p's lock (readers keep using the
- * old arrays; wmu keeps other writers out) and swapped in under it. */
+ * the id map. Called and returning with wmu held, but the long part runs
+ * without it: the rows present at the start are copied (under p's read
+ * lock, a block at a time) and the FAISS index built with wmu released, so
+ * other writers go on, including on p. Then, with wmu again, what changed
+ * meanwhile is carried over (rows removed since: tombstones; rows added
+ * since: copied) and the new arrays are swapped in under p's write lock.
+ * Searches keep using the old arrays until the swap. One compaction per
+ * partition at a time; a partition dropped meanwhile is simply let go. */
 static void compact(sc_index *ix, part *p)
 {
-    const size_t dim = ix->dim, live = p->rows - p->dead;
-    size_t nch = 0, capsum = 0;
-    while (capsum < live) capsum += chunk_cap(nch++);
-    chunk *ch = sc_calloc(nch ? nch : 1, sizeof(chunk));
-    for (size_t i = 0; i < nch; i++) chunk_alloc(ix, &ch[i], chunk_cap(i));
-    size_t r = 0;
-    for (size_t i = 0; i < p->nchunks; i++) {
-        const chunk *c = &p->chunks[i];
-        for (size_t off = 0; off < c->n; off++) {
-            if (c->ids[off] == TOMB) continue;
-            size_t ci, o;
-            row_loc(r++, &ci, &o);
-            chunk *d = &ch[ci];
-            memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
-            if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
-            if (c->c4) {
-                size_t rb = SC_INDEX_I4_BYTES(dim);
-                memcpy(d->c4 + o * rb, c->c4 + off * rb, rb);
-                d->s4[o] = c->s4[off];
-            }
-            d->ids[o] = c->ids[off];
-            d->n++;
+    if (p->compacting) return;
+    const size_t dim = ix->dim, snap = p->rows;
+    p->compacting = 1;
+    atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&ix->wmu);
+
+    /* Phase 1, without wmu: copy the live rows of [0, snap). */
+    builder b = {0};
+    size_t *newrow = sc_malloc((snap ? snap : 1) * sizeof(size_t));
+    for (size_t r = 0; r < snap; r += SCAN_BLOCK) {
+        size_t end = r + SCAN_BLOCK < snap ? r + SCAN_BLOCK : snap;
+        pthread_rwlock_rdlock(&p->lock);
+        for (size_t x = r; x < end; x++) {
+            size_t ci, off;
+            row_loc(x, &ci, &off);
+            const chunk *c = &p->chunks[ci];
+            newrow[x] = c->ids[off] == TOMB ? SIZE_MAX : builder_add(ix, &b, c, off);
         }
+        pthread_rwlock_unlock(&p->lock);
     }
     void *fx = NULL;
-    size_t frows = 0, train_next = p->train_next;
+    size_t frows = 0, copied = b.rows;
+    int trained = 0;
     if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&fx, ix->dim, ix->faiss_desc) == 0) {
-        float *all = sc_malloc((live ? live : 1) * dim * sizeof(float));
-        for (size_t i = 0; i < live; i++) {
-            size_t ci, o;
-            row_loc(i, &ci, &o);
-            memcpy(all + i * dim, ch[ci].f + o * dim, dim * sizeof(float));
+        float *all = sc_malloc((copied ? copied : 1) * dim * sizeof(float));
+        for (size_t i = 0; i < copied; i++) {
+            size_t o;
+            memcpy(all + i * dim, builder_chunk(&b, i, &o)->f + o * dim, dim * sizeof(float));
         }
-        if (!sc_index__faiss_is_trained(fx) && live >= train_next)
-            (void)sc_index__faiss_train(fx, live, all);
-        if (sc_index__faiss_is_trained(fx) && live && sc_index__faiss_add(fx, live, all) == 0)
-            frows = live;
-        if (frows < live && live >= train_next) train_next = live * 2; /* retry later */
+        if (!sc_index__faiss_is_trained(fx) && copied >= p->train_next)
+            (void)sc_index__faiss_train(fx, copied, all);
+        trained = sc_index__faiss_is_trained(fx);
+        if (trained && copied && sc_index__faiss_add(fx, copied, all) == 0) frows = copied;
         free(all);
     }
+
+    if (sc_index__compact_hook) sc_index__compact_hook();
+
+    /* Phase 2, with wmu: carry over what changed, swap. */
+    pthread_mutex_lock(&ix->wmu);
+    if (p->retired) {
+        for (size_t i = 0; i < b.nch; i++) chunk_free(&b.ch[i]);
+        free(b.ch);
+        free(newrow);
+        if (fx) sc_index__faiss_free(fx);
+        part_unref(p); /* the last reference: frees p */
+        return;
+    }
+    size_t dead = 0;
+    for (size_t x = 0; x < snap; x++) {
+        if (newrow[x] == SIZE_MAX) continue;
+        size_t ci, off;
+        row_loc(x, &ci, &off);
+        if (p->chunks[ci].ids[off] != TOMB) continue;
+        size_t o;
+        builder_chunk(&b, newrow[x], &o)->ids[o] = TOMB; /* removed meanwhile */
+        dead++;
+    }
+    for (size_t x = snap; x < p->rows; x++) {
+        size_t ci, off;
+        row_loc(x, &ci, &off);
+        const chunk *c = &p->chunks[ci];
+        if (c->ids[off] == TOMB) continue;
+        size_t r = builder_add(ix, &b, c, off);
+        if (fx && trained && frows == r && sc_index__faiss_add(fx, 1, c->f + off * dim) == 0)
+            frows++;
+    }
+    free(newrow);
+    size_t train_next = p->train_next, live = b.rows - dead;
+    if (fx && frows < b.rows && live >= train_next) train_next = live * 2; /* retry later */
     size_t oldbytes = part_bytes(ix, p);
     chunk *oldch = p->chunks;
     size_t oldn = p->nchunks;
     void *oldfx = p->faiss;
 
     pthread_rwlock_wrlock(&p->lock);
-    p->chunks = ch;
-    p->nchunks = p->chunks_cap = nch;
-    p->rows = live;
-    p->dead = 0;
+    p->chunks = b.ch;
+    p->nchunks = b.nch;
+    p->chunks_cap = b.chcap;
+    p->rows = b.rows;
+    p->dead = dead;
     p->faiss = fx;
     p->faiss_rows = frows;
     p->train_next = train_next;
@@ -485,11 +567,13 @@ static void compact(sc_index *ix, part *p)
     free(oldch);
     if (oldfx) sc_index__faiss_free(oldfx);
     ix->bytes = ix->bytes - oldbytes + part_bytes(ix, p);
-    for (size_t i = 0; i < live; i++) {
-        size_t ci, o;
-        row_loc(i, &ci, &o);
-        id_put(ix, ch[ci].ids[o], p, i);
+    for (size_t r = 0; r < b.rows; r++) {
+        size_t o;
+        uint64_t id = builder_chunk(&b, r, &o)->ids[o];
+        if (id != TOMB) id_put(ix, id, p, r);
     }
+    p->compacting = 0;
+    part_unref(p); /* p is still linked: the table's reference remains */
 }
 
 /* Marks row of p removed. */
@@ -532,12 +616,16 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
         goto out;
     }
     idslot *s = id_find(ix, id);
+    part *old = NULL;
     if (s) {
-        part *old = s->p;
+        old = s->p;
         size_t oldrow = s->row;
         id_del(ix, s);
         kill_row(ix, old, oldrow);
-        if (old != p) maybe_shrink(ix, old);
+        if (old == p)
+            old = NULL;
+        else
+            atomic_fetch_add(&old->refs, 1); /* shrunk at the end, see below */
     }
 
     size_t capsum = 0;
@@ -582,6 +670,12 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     else if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
              p->rows - p->dead >= p->train_next)
         compact(ix, p); /* trains the FAISS index (or retries later) */
+    /* compact() may have let wmu go for a while: the partition the id came
+     * from is held by a reference and may have been dropped meanwhile. */
+    if (old) {
+        if (!old->retired) maybe_shrink(ix, old);
+        part_unref(old);
+    }
 out:
     pthread_mutex_unlock(&ix->wmu);
     return rc;

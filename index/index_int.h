@@ -19,6 +19,11 @@ int sc_index__faiss_add(void *fx, size_t n, const float *x);
 int sc_index__faiss_search(const void *fx, const float *q, size_t k, float *dist,
                            int64_t *labels);
 
+/* Test hook, NULL in production: called by a compaction, in the calling
+ * thread, between its unlocked copy and the carrying over of what changed
+ * meanwhile (so tests can change the partition right then). */
+extern void (*sc_index__compact_hook)(void);
+
 /* faiss_c.cpp: limits OpenMP to one thread for the calling thread. */
 void sc_index__faiss_single_thread(void);
 

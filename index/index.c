@@ -4,18 +4,20 @@
  *
  * A partition (ns, fp) holds its rows in chunks that never move once
  * allocated: chunk i holds min(16 << i, 16384) rows, so small partitions
- * stay small and appends never copy existing rows. Arrays of 2 MB and more
- * are 2 MB aligned and advised as huge pages (fewer TLB misses, and the
- * hardware prefetcher does not stop every 4 KB during a scan). A row is the fp32
- * original (re-scoring, FAISS rebuilds), its scan copy (flat backend: int8,
- * or 4-bit codes and a scale) and its id; a removed row keeps its place with the id UINT64_MAX (a
- * tombstone) until compaction. A global id map gives each id's partition
- * and row, so remove is O(1) and re-adding an id replaces it.
+ * stay small and appends never copy existing rows. Arrays of 2 MB and
+ * more are 2 MB aligned and advised as huge pages (fewer TLB misses, and
+ * the hardware prefetcher does not stop every 4 KB during a scan). A row
+ * is the fp32 original (re-scoring, FAISS rebuilds), its scan copy (flat
+ * backend: int8, or 4-bit codes and a scale) and its id; a removed row
+ * keeps its place with the id UINT64_MAX (a tombstone) until compaction.
+ * A global id map gives each id's partition and row, so remove is O(1)
+ * and re-adding an id replaces it.
  *
- * Locking: one mutex (wmu) serialises every mutation; searches never take
- * it. The partition table has a rwlock, held shared by a search only to
- * find its partition and take a reference (a partition is freed by whoever
- * drops its last reference, the table holding one while it is linked), so
+ * Locking: one mutex (wmu) serialises every mutation (a compaction lets it
+ * go for its long copy, see compact()); searches never take it. The
+ * partition table has a rwlock, held shared by a search only to find its
+ * partition and take a reference (a partition is freed by whoever drops
+ * its last reference, the table holding one while it is linked), so
  * creating or dropping a partition never waits for a long scan. Each
  * partition has a rwlock that a writer holds exclusively only to publish a
  * row already written outside it, to mark a tombstone, to add one vector

@@ -805,24 +805,38 @@ static int by_score_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Offers the rows of one scanned block (scores fs[0..m), chunk c from row
+ * off) to the heap. Only scores above the heap's weakest are looked at,
+ * and those are found 16 at a time (sc_index__above). */
+static void offer_block(const sc_index *ix, const chunk *c, size_t off, const float *fs, size_t m,
+                        cand *h, size_t *n, size_t cap)
+{
+    uint32_t idx[SCAN_BLOCK];
+    float thr = *n == cap ? h[0].s : -INFINITY;
+    size_t na = sc_index__above(fs, m, thr, idx);
+    for (size_t a = 0; a < na; a++) {
+        size_t j = idx[a];
+        if (*n == cap && fs[j] <= h[0].s) continue; /* the bar rose meanwhile */
+        uint64_t id = c->ids[off + j];
+        if (id == TOMB) continue;
+        heap_offer(h, n, cap, (cand){fs[j], id, c->f + (off + j) * ix->dim});
+    }
+}
+
 /* Int8 scan for the top cap rows, into h (unsorted); returns the count. */
 static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
     const size_t dim = ix->dim;
     int32_t sb[SCAN_BLOCK];
+    float fs[SCAN_BLOCK];
     size_t n = 0;
     for (size_t ci = 0; ci < p->nchunks; ci++) {
         const chunk *c = &p->chunks[ci];
         for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
             size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
             sc_index_dot_i8(q, c->q + off * dim, m, dim, sb);
-            for (size_t j = 0; j < m; j++) {
-                float s = (float)sb[j];
-                if (n == cap && s <= h[0].s) continue;
-                uint64_t id = c->ids[off + j];
-                if (id == TOMB) continue;
-                heap_offer(h, &n, cap, (cand){s, id, c->f + (off + j) * dim});
-            }
+            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j];
+            offer_block(ix, c, off, fs, m, h, &n, cap);
         }
     }
     return n;
@@ -833,19 +847,15 @@ static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, cand *
 {
     const size_t dim = ix->dim, rb = SC_INDEX_I4_BYTES(dim);
     int32_t sb[SCAN_BLOCK];
+    float fs[SCAN_BLOCK];
     size_t n = 0;
     for (size_t ci = 0; ci < p->nchunks; ci++) {
         const chunk *c = &p->chunks[ci];
         for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
             size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
             sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
-            for (size_t j = 0; j < m; j++) {
-                float s = (float)sb[j] * c->s4[off + j];
-                if (n == cap && s <= h[0].s) continue;
-                uint64_t id = c->ids[off + j];
-                if (id == TOMB) continue;
-                heap_offer(h, &n, cap, (cand){s, id, c->f + (off + j) * dim});
-            }
+            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * c->s4[off + j];
+            offer_block(ix, c, off, fs, m, h, &n, cap);
         }
     }
     return n;
@@ -900,6 +910,22 @@ static int search_faiss(const sc_index *ix, const part *p, const float *qf, size
     }
 }
 
+/* Exact fp32 scores of the candidates. Their rows are scattered and
+ * usually not cached: the next rows are prefetched while one is scored, so
+ * the misses overlap instead of following each other. */
+static void rescore(cand *h, size_t nc, const float *qf, size_t dim)
+{
+    enum { AHEAD = 4 };
+    const size_t bytes = dim * sizeof(float);
+    for (size_t i = 0; i < nc && i < AHEAD; i++)
+        for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i].f + l);
+    for (size_t i = 0; i < nc; i++) {
+        if (i + AHEAD < nc)
+            for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i + AHEAD].f + l);
+        h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+    }
+}
+
 int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *query, size_t k,
                     sc_index_hit *out, size_t *n)
 {
@@ -934,7 +960,7 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
         h = k <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(k * sizeof(cand));
         nc = scan_f32(ix, p, qf, h, k);
     }
-    for (size_t i = 0; i < nc; i++) h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+    rescore(h, nc, qf, dim);
     if (nc > 1) qsort(h, nc, sizeof(cand), by_score_desc);
     size_t m = nc < k ? nc : k;
     for (size_t i = 0; i < m; i++) out[i] = (sc_index_hit){h[i].id, h[i].s};

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* kernels.c: writes the indices j < m with s[j] > thr into idx (in
+ * increasing order) and returns their count (AVX-512: 16 at a time). */
+size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx);
+
 /* ---- faiss_backend.c: FAISS indexes as opaque pointers ----
  * All return 0 or a negative SC_E* code; on failure the FAISS message is
  * logged. Every call runs FAISS single-threaded (OpenMP 1 thread). */

@@ -44,7 +44,7 @@ void sc_index_quantize(const float *v, int8_t *q, size_t dim)
         if (x > 127.0f) x = 127.0f;
         if (x < -127.0f) x = -127.0f;
         if (x != x) x = 0.0f; /* NaN */
-        q[i] = (int8_t)lrintf(x);
+        q[i] = (int8_t)_mm_cvtss_si32(_mm_set_ss(x)); /* lrintf, inline */
     }
 }
 
@@ -70,7 +70,7 @@ size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *s
     memset(codes, 0x88, nbytes);
     float k = m > 0 ? 7.0f / m : 0.0f;
     for (size_t i = 0; i < dim; i++) {
-        long c = lrintf(v[i] * k);
+        long c = _mm_cvtss_si32(_mm_set_ss(v[i] * k)); /* lrintf, inline */
         if (c > 7) c = 7;
         if (c < -7) c = -7;
         size_t b = i / 128, j = i % 128;
@@ -97,6 +97,14 @@ void sc_index_dot_i4_scalar(const int8_t *q, const uint8_t *codes, size_t n, siz
         }
         out[r] = s;
     }
+}
+
+static size_t above_scalar(const float *s, size_t m, float thr, uint32_t *idx)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < m; j++)
+        if (s[j] > thr) idx[k++] = (uint32_t)j;
+    return k;
 }
 
 static float dot_f32_scalar(const float *a, const float *b, size_t dim)
@@ -326,6 +334,25 @@ VNNI_TARGET static void dot_i4_vnni(const int8_t *q, const uint8_t *codes, size_
 #undef I4_STEP
 }
 
+__attribute__((target("avx512f"))) static size_t above_avx512(const float *s, size_t m, float thr,
+                                                              uint32_t *idx)
+{
+    const __m512 t = _mm512_set1_ps(thr);
+    __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    size_t k = 0;
+    for (size_t j = 0; j < m; j += 16) {
+        __mmask16 lm = m - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - j)) - 1);
+        __mmask16 gt = _mm512_mask_cmp_ps_mask(lm, _mm512_maskz_loadu_ps(lm, s + j), t, _CMP_GT_OQ);
+        if (gt) {
+            _mm512_mask_compressstoreu_epi32(idx + k, gt, iota);
+            k += (size_t)__builtin_popcount(gt);
+        }
+        iota = _mm512_add_epi32(iota, sixteen);
+    }
+    return k;
+}
+
 __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, const float *b,
                                                                size_t dim)
 {
@@ -355,13 +382,15 @@ __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, c
 typedef void (*dot_i8_fn)(const int8_t *, const int8_t *, size_t, size_t, int32_t *);
 typedef float (*dot_f32_fn)(const float *, const float *, size_t);
 typedef void (*dot_i4_fn)(const int8_t *, const uint8_t *, size_t, size_t, int32_t *);
+typedef size_t (*above_fn)(const float *, size_t, float, uint32_t *);
 
 static struct {
     const char *name;
     dot_i8_fn i8;
     dot_f32_fn f32;
     dot_i4_fn i4;
-} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar};
+    above_fn above;
+} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar};
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 static int cpu_has(const char *name)
@@ -383,16 +412,19 @@ static void select_kernel(const char *name)
         active.i8 = dot_i8_vnni;
         active.f32 = dot_f32_avx512;
         active.i4 = dot_i4_vnni;
+        active.above = above_avx512;
     } else if (strcmp(name, "avx2") == 0) {
         active.name = "avx2";
         active.i8 = dot_i8_avx2;
         active.f32 = dot_f32_avx2;
         active.i4 = dot_i4_avx2;
+        active.above = above_scalar;
     } else {
         active.name = "scalar";
         active.i8 = sc_index_dot_i8_scalar;
         active.f32 = dot_f32_scalar;
         active.i4 = sc_index_dot_i4_scalar;
+        active.above = above_scalar;
     }
 }
 
@@ -442,4 +474,10 @@ void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim
 {
     pthread_once(&dispatch_once, dispatch_init);
     active.i4(q, codes, n, dim, out);
+}
+
+size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.above(s, m, thr, idx);
 }

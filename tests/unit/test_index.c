@@ -218,6 +218,52 @@ SC_TEST(index_kernels_i4_match_scalar)
     free(m);
 }
 
+/* Whole searches give the same results with every kernel (the int8 and
+ * 4-bit scores are exact integers; the candidate filter and the fp32
+ * re-scoring differ only in float rounding). */
+SC_TEST(index_search_same_across_kernels)
+{
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    const size_t d = 100, N = 3000, Q = 50;
+    for (uint32_t bits = 4; bits <= 8; bits += 4) {
+        rng r = {bits};
+        float *v = rand_unit(&r, N, d), *q = sc_malloc(Q * d * sizeof(float));
+        for (size_t i = 0; i < Q; i++) near_dup(&r, v + (rnext(&r) % N) * d, q + i * d, d, 0.1f);
+        sc_index_hit ref[Q][10];
+        size_t refn[Q];
+        int first = 1;
+        for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+            if (sc_index_kernel_force(kernels[ki]) != 0) continue;
+            scan_bits = bits;
+            sc_index *ix = mk(d, NULL, NULL);
+            scan_bits = 0;
+            REQUIRE(ix);
+            for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "k", 0, i, v + i * d));
+            for (size_t i = 0; i < N; i += 5) CHECK_OK(sc_index_remove(ix, i));
+            for (size_t i = 0; i < Q; i++) {
+                sc_index_hit h[10];
+                size_t n;
+                CHECK_OK(sc_index_search(ix, "k", 0, q + i * d, 10, h, &n));
+                if (first) {
+                    memcpy(ref[i], h, sizeof h);
+                    refn[i] = n;
+                    continue;
+                }
+                CHECK_EQ_INT(n, refn[i]);
+                for (size_t j = 0; j < n && j < refn[i]; j++) {
+                    CHECK(fabsf(h[j].score - ref[i][j].score) < 1e-5f);
+                    if (j == 0) CHECK_EQ_INT(h[j].id, ref[i][j].id);
+                }
+            }
+            first = 0;
+            sc_index_destroy(ix);
+        }
+        free(v);
+        free(q);
+    }
+    CHECK_OK(sc_index_kernel_force("auto"));
+}
+
 SC_TEST(index_quantize)
 {
     float v[6] = {1.0f, -1.0f, 0.5f, -0.004f, 2.0f, 0.0f};

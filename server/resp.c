@@ -10,6 +10,11 @@
  * refcount (tcp handle, timer handle, batch, pending writes) keeps it alive
  * until all of them are done, even when the socket closes first.
  *
+ * SEM.GET first tries the loop thread: the exact-hit memo (memo_get), then
+ * sc_cache_lookup_exact() (LMDB reads only); only a miss makes it a batch
+ * command. Batches of all connections share cfg->workers pool slots
+ * (wait list, FIFO) so the HTTP side always keeps a thread.
+ *
  * What a worker may touch: its batch, the connection's session (auth
  * state, name), the cache and the server's atomic counters. The loop
  * thread leaves the session alone while a batch is in flight. */

@@ -53,6 +53,8 @@ struct preq {
     sc_cache_result res;         /* lookup result (vec reused on write-back) */
     flight *fl;                  /* the call this request leads or waits on */
     const char *upstream;        /* for the access log; valid during on_up_done */
+    char *body;                  /* waiters: the request, in case they must go alone */
+    size_t body_len;
     preq *next_waiter;
 };
 
@@ -89,6 +91,7 @@ static void preq_free(preq *p)
     free(p->ns);
     free(p->prompt);
     free(p->model);
+    free(p->body);
     free(p);
 }
 
@@ -295,6 +298,28 @@ static void on_up_data(void *ctx, const char *d, size_t n)
 
 static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
 
+static void after_lookup(preq *p, const char *body, size_t body_len);
+
+/* The leader's stream ended well but cannot be shared (its assembled body
+ * is unstorable, e.g. tool calls): the waiters go upstream themselves, the
+ * first as a new leader, the others joining its call. */
+static void restart_waiters(flight *f)
+{
+    preq *w = f->waiters;
+    f->waiters = NULL;
+    flight_unregister(f);
+    while (w) {
+        preq *next = w->next_waiter;
+        char *body = w->body;
+        w->body = NULL;
+        w->next_waiter = NULL;
+        w->fl = NULL;
+        after_lookup(w, body, w->body_len);   /* frees w if its client left */
+        free(body);
+        w = next;
+    }
+}
+
 /* Finishes every waiter from the leader's outcome. */
 static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
 {
@@ -349,6 +374,7 @@ static void on_up_done(void *ctx, const sc_route_result *r)
             p->req = NULL;
         }
         if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");
+        else if (ok && f->sse.done) restart_waiters(f);
         else finish_waiters(f, 502, NULL, 0, NULL);
     } else if (r->headers_sent && f->status > 0) {
         /* A complete answer: 2xx, or an upstream error relayed as is. */
@@ -507,6 +533,8 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
     }
     if (f) {
         p->fl = f;
+        p->body = sc_strndup(body, body_len);
+        p->body_len = body_len;
         p->next_waiter = f->waiters;
         f->waiters = p;
         return;
@@ -645,6 +673,9 @@ done:
  * ------------------------------------------------------------------- */
 
 typedef struct pass {
+    sc_server *srv;
+    char *ns;                    /* for the statistics and the access log */
+    uint64_t start_ns;
     sc_http_req *req;
     sc_route_call *call;
     int status, streaming;
@@ -678,6 +709,13 @@ static void pass_data(void *ctx, const char *d, size_t n)
 static void pass_done(void *ctx, const sc_route_result *r)
 {
     pass *ps = ctx;
+    /* Counted as a bypass (what X-Semcache says), with its cost. */
+    int outcome = r->err == 0 ? SC_OUT_BYPASS : SC_OUT_ERROR;
+    sc_stats_outcome(ps->srv->stats, ps->ns, outcome, (double)(sc_http_now_ns() - ps->start_ns) / 1e9, 0, 0,
+                     r->cost_usd);
+    if (ps->req)
+        snprintf(ps->req->note, sizeof ps->req->note, "ns=%s outcome=%s upstream=%s", ps->ns,
+                 sc_outcome_name(outcome), r->upstream ? r->upstream : "");
     if (ps->req) {
         ps->req->user = NULL;
         ps->req->on_abort = NULL;
@@ -692,6 +730,7 @@ static void pass_done(void *ctx, const sc_route_result *r)
         }
     }
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
@@ -703,14 +742,19 @@ static void pass_abort(sc_http_req *req)
     if (ps->call) sc_route_cancel(ps->call);
     sc_http_stream_end(req);
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
 
 static void passthrough(sc_server *srv, sc_http_req *req)
 {
-    if (!sc_server_namespace(srv, req, NULL, 0)) return;
+    const char *ns = sc_server_namespace(srv, req, NULL, 0);
+    if (!ns) return;
     pass *ps = SC_NEW(pass);
+    ps->srv = srv;
+    ps->ns = sc_strdup(ns);
+    ps->start_ns = sc_http_now_ns();
     ps->req = req;
     sc_buf_init(&ps->body, (size_t)srv->cfg->max_upstream_body);
     char path[2048];
@@ -735,6 +779,7 @@ static void passthrough(sc_server *srv, sc_http_req *req)
         req->user = NULL;
         sc_http_error(req, 502, "upstream_error", "route_error", "could not start the upstream call");
         sc_buf_free(&ps->body);
+        free(ps->ns);
         free(ps);
     }
 }

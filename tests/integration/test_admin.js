@@ -106,6 +106,10 @@ test('GET and DELETE /cache/entries/{id}; 404 after delete; 400 on a bad id', as
   assertEq(g.body.prompt, 'Entry to delete');
   assertEq(g.body.response, 'bye');
   assertEq(g.body.model, 'gpt-x');
+  // With X-Semcache-Namespace, the entry must be in that namespace.
+  assertEq((await curl('GET', `/cache/entries/${id}`, undefined, { headers: { 'X-Semcache-Namespace': 'other' } })).status, 404);
+  assertEq((await curl('DELETE', `/cache/entries/${id}`, undefined, { headers: { 'X-Semcache-Namespace': 'other' } })).status, 404);
+  assertEq((await curl('GET', `/cache/entries/${id}`, undefined, { headers: { 'X-Semcache-Namespace': 'ent' } })).status, 200);
   const d = await curl('DELETE', `/cache/entries/${id}`);
   assertEq(d.status, 200, d.text);
   assertEq(d.body.deleted, true);

@@ -398,6 +398,24 @@ test('/metrics is valid Prometheus text and counts what the test did', async () 
   closeTo(up.cost_usd - s0.upstreams.find((u) => u.name === 'default').cost_usd, spent, '/stats upstream cost');
 });
 
+test('pass-through requests are counted as bypasses, with their upstream and namespace', async () => {
+  const m0 = await metrics();
+  const s0 = await stats();
+  const C = mkClient(srv, 'ckey');
+  await C.models.list();
+  await C.embeddings.create({ model: 'text-embedding-3-small', input: ['count me'], encoding_format: 'float' });
+  const m1 = await metrics();
+  assertEq(m1.get('semcached_cache_requests_total', { outcome: 'bypass' }) - m0.get('semcached_cache_requests_total', { outcome: 'bypass' }), 2);
+  assertEq(m1.get('semcached_http_requests_total', { endpoint: '/v1/other', status: '200' }) -
+    (m0.samples.some((x) => x.name === 'semcached_http_requests_total' && x.labels.endpoint === '/v1/other' && x.labels.status === '200')
+      ? m0.get('semcached_http_requests_total', { endpoint: '/v1/other', status: '200' }) : 0), 2);
+  const s1 = await stats();
+  assertEq(s1.namespaces.tenantC.outcomes.bypass - s0.namespaces.tenantC.outcomes.bypass, 2);
+  assertEq(s1.namespaces.tenantC.hit_rate, s0.namespaces.tenantC.hit_rate, 'bypasses do not change the hit rate');
+  const log = fs.readFileSync(accessLog, 'utf8').trim().split('\n');
+  assert(log.some((l) => l.includes('GET /v1/models 200') && /ns=tenantC outcome=bypass upstream=default/.test(l)), log.slice(-3).join('\n'));
+});
+
 test('access log: one line per request with namespace, outcome, upstream, status; no keys', async () => {
   const before = mock.calls().total;
   const C = mkClient(srv, 'ckey');
@@ -445,7 +463,7 @@ test('routing: 500 on a -> the fallback b serves it', async () => {
   ma = await mockUpstream.start({ port: 0, name: 'a' });
   mb = await mockUpstream.start({ port: 0, name: 'b' });
   rs = await startServer({ args: ['--upstream-def', `a ${ma.url} -`, '--upstream-def', `b ${mb.url} -`,
-    '--route', '* a,b', '--retries', '0', '--breaker-failures', '2', '--breaker-cooldown-ms', '500',
+    '--route', '* a,b', '--retries', '0', '--breaker-failures', '2', '--breaker-cooldown-ms', '1000',
     '--first-byte-timeout-ms', '500', '--verify', 'off'] });
   const c = mkClient(rs, 'x');
   const ok = await chat(c, { model: 'gpt-r', messages: user('route me 0') });
@@ -485,7 +503,7 @@ test('routing: the breaker opens after 2 failures, skips a, then recovers throug
   a = await upstreamStats('a');
   assertEq(a.skipped_open, 3);
   // After the cool-down one probe goes to a; it fails -> open again.
-  await sleep(600);
+  await sleep(1100);
   ma.plan(['500']);
   const p1 = await chat(c, { model: 'gpt-r', messages: user('route me probe 1') });
   assertEq(p1.h.get('x-semcache-upstream'), 'b');
@@ -496,7 +514,7 @@ test('routing: the breaker opens after 2 failures, skips a, then recovers throug
   await chat(c, { model: 'gpt-r', messages: user('route me 7') });
   assertEq(ma.calls().total, 4, 'still skipped');
   // Next cool-down: the probe succeeds -> closed, a serves again.
-  await sleep(600);
+  await sleep(1100);
   const p2 = await chat(c, { model: 'gpt-r', messages: user('route me probe 2') });
   assertEq(p2.h.get('x-semcache-upstream'), 'a');
   assertEq(ma.calls().total, 5);

@@ -62,6 +62,7 @@ typedef struct sc_index_stats {
  * SC_INDEX_MAX_DIM, an unknown backend, or a FAISS description that
  * faiss_index_factory rejects (backend NULL means "flat"). */
 int sc_index_create(sc_index **out, const sc_index_opts *opts);
+/* Frees everything; no other call on ix may be running or follow. */
 void sc_index_destroy(sc_index *ix);
 
 /* Adds vector vec (dim floats, normalised) under id in partition (ns, fp).
@@ -71,8 +72,10 @@ void sc_index_destroy(sc_index *ix);
 int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec);
 
 /* Removes id wherever it is (no-op, SC_ENOTFOUND, when absent). May compact
- * the partition (copies its live rows outside the partition lock: searches
- * go on; other adds/removes wait) or drop it when it became empty. */
+ * the partition (the calling thread copies its live rows, and rebuilds a
+ * FAISS index, holding no lock that searches or other adds/removes need,
+ * then swaps them in briefly) or drop it when it became empty. An add may
+ * compact too (re-added ids, or a FAISS index that can now be trained). */
 int sc_index_remove(sc_index *ix, uint64_t id);
 
 /* Drops every partition of namespace ns. */

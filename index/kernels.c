@@ -44,7 +44,7 @@ void sc_index_quantize(const float *v, int8_t *q, size_t dim)
         if (x > 127.0f) x = 127.0f;
         if (x < -127.0f) x = -127.0f;
         if (x != x) x = 0.0f; /* NaN */
-        q[i] = (int8_t)lrintf(x);
+        q[i] = (int8_t)_mm_cvtss_si32(_mm_set_ss(x)); /* lrintf, inline */
     }
 }
 
@@ -70,7 +70,7 @@ size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *s
     memset(codes, 0x88, nbytes);
     float k = m > 0 ? 7.0f / m : 0.0f;
     for (size_t i = 0; i < dim; i++) {
-        long c = lrintf(v[i] * k);
+        long c = _mm_cvtss_si32(_mm_set_ss(v[i] * k)); /* lrintf, inline */
         if (c > 7) c = 7;
         if (c < -7) c = -7;
         size_t b = i / 128, j = i % 128;
@@ -99,6 +99,14 @@ void sc_index_dot_i4_scalar(const int8_t *q, const uint8_t *codes, size_t n, siz
     }
 }
 
+static size_t above_scalar(const float *s, size_t m, float thr, uint32_t *idx)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < m; j++)
+        if (s[j] > thr) idx[k++] = (uint32_t)j;
+    return k;
+}
+
 static float dot_f32_scalar(const float *a, const float *b, size_t dim)
 {
     float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -111,6 +119,17 @@ static float dot_f32_scalar(const float *a, const float *b, size_t dim)
     }
     for (; j < dim; j++) s0 += a[j] * b[j];
     return (s0 + s1) + (s2 + s3);
+}
+
+/* Software prefetch distance of the scans, in bytes ahead of the rows
+ * being read (measured: brings the int8 scan to the streaming-read floor
+ * and the 4-bit scan from ~1.5x to ~1.1x of its floor at 100k x 512). A
+ * prefetch never faults, so running past the last row is harmless. */
+#define PF_BYTES 4096
+
+static inline void prefetch_span(const void *p, size_t n)
+{
+    for (size_t l = 0; l < n; l += 64) _mm_prefetch((const char *)p + PF_BYTES + l, _MM_HINT_T0);
 }
 
 /* ---------------------------------------------------------------------
@@ -133,6 +152,7 @@ __attribute__((target("avx2"))) static void dot_i8_avx2(const int8_t *q, const i
     size_t i = 0;
     for (; i + 2 <= n; i += 2) {
         const int8_t *r0 = rows + i * dim, *r1 = r0 + dim;
+        prefetch_span(r0, 2 * dim);
         __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
         for (size_t j = 0; j < full; j += 32) {
             __m256i qv = _mm256_loadu_si256((const __m256i *)(q + j));
@@ -174,6 +194,7 @@ __attribute__((target("avx2"))) static void dot_i4_avx2(const int8_t *q, const u
     const int32_t corr = 8 * sq;
     for (size_t r = 0; r < n; r++) {
         const uint8_t *c = codes + r * rb;
+        prefetch_span(c, rb);
         __m256i acc = _mm256_setzero_si256();
         for (size_t b = 0; b < nb; b++) {
             for (size_t h = 0; h < 2; h++) {
@@ -242,6 +263,7 @@ VNNI_TARGET static void dot_i8_vnni(const int8_t *q, const int8_t *rows, size_t 
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
         const int8_t *r0 = rows + i * dim, *r1 = r0 + dim, *r2 = r1 + dim, *r3 = r2 + dim;
+        prefetch_span(r0, 4 * dim);
         __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
         __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
         for (size_t j = 0; j < full; j += 64) {
@@ -288,6 +310,7 @@ VNNI_TARGET static void dot_i4_vnni(const int8_t *q, const uint8_t *codes, size_
     } while (0)
     for (; r + 4 <= n; r += 4) {
         const uint8_t *c0 = codes + r * rb, *c1 = c0 + rb, *c2 = c1 + rb, *c3 = c2 + rb;
+        prefetch_span(c0, 4 * rb);
         __m512i a0 = _mm512_setzero_si512(), a1 = _mm512_setzero_si512();
         __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
         for (size_t b = 0; b < nb; b++) {
@@ -309,6 +332,25 @@ VNNI_TARGET static void dot_i4_vnni(const int8_t *q, const uint8_t *codes, size_
         out[r] = _mm512_reduce_add_epi32(a0) - corr;
     }
 #undef I4_STEP
+}
+
+__attribute__((target("avx512f"))) static size_t above_avx512(const float *s, size_t m, float thr,
+                                                              uint32_t *idx)
+{
+    const __m512 t = _mm512_set1_ps(thr);
+    __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    size_t k = 0;
+    for (size_t j = 0; j < m; j += 16) {
+        __mmask16 lm = m - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (m - j)) - 1);
+        __mmask16 gt = _mm512_mask_cmp_ps_mask(lm, _mm512_maskz_loadu_ps(lm, s + j), t, _CMP_GT_OQ);
+        if (gt) {
+            _mm512_mask_compressstoreu_epi32(idx + k, gt, iota);
+            k += (size_t)__builtin_popcount(gt);
+        }
+        iota = _mm512_add_epi32(iota, sixteen);
+    }
+    return k;
 }
 
 __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, const float *b,
@@ -340,13 +382,15 @@ __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, c
 typedef void (*dot_i8_fn)(const int8_t *, const int8_t *, size_t, size_t, int32_t *);
 typedef float (*dot_f32_fn)(const float *, const float *, size_t);
 typedef void (*dot_i4_fn)(const int8_t *, const uint8_t *, size_t, size_t, int32_t *);
+typedef size_t (*above_fn)(const float *, size_t, float, uint32_t *);
 
 static struct {
     const char *name;
     dot_i8_fn i8;
     dot_f32_fn f32;
     dot_i4_fn i4;
-} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar};
+    above_fn above;
+} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar};
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 static int cpu_has(const char *name)
@@ -368,16 +412,19 @@ static void select_kernel(const char *name)
         active.i8 = dot_i8_vnni;
         active.f32 = dot_f32_avx512;
         active.i4 = dot_i4_vnni;
+        active.above = above_avx512;
     } else if (strcmp(name, "avx2") == 0) {
         active.name = "avx2";
         active.i8 = dot_i8_avx2;
         active.f32 = dot_f32_avx2;
         active.i4 = dot_i4_avx2;
+        active.above = above_scalar;
     } else {
         active.name = "scalar";
         active.i8 = sc_index_dot_i8_scalar;
         active.f32 = dot_f32_scalar;
         active.i4 = sc_index_dot_i4_scalar;
+        active.above = above_scalar;
     }
 }
 
@@ -427,4 +474,10 @@ void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim
 {
     pthread_once(&dispatch_once, dispatch_init);
     active.i4(q, codes, n, dim, out);
+}
+
+size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.above(s, m, thr, idx);
 }

@@ -10,6 +10,11 @@
  * refcount (tcp handle, timer handle, batch, pending writes) keeps it alive
  * until all of them are done, even when the socket closes first.
  *
+ * SEM.GET first tries the loop thread: the exact-hit memo (memo_get), then
+ * sc_cache_lookup_exact() (LMDB reads only); only a miss makes it a batch
+ * command. Batches of all connections share cfg->workers pool slots
+ * (wait list, FIFO) so the HTTP side always keeps a thread.
+ *
  * What a worker may touch: its batch, the connection's session (auth
  * state, name), the cache and the server's atomic counters. The loop
  * thread leaves the session alone while a batch is in flight. */
@@ -42,6 +47,7 @@
 #define QBYTES (16u << 20)          /* their argument bytes */
 #define BATCH_MAX 128               /* commands per thread-pool hop */
 #define BATCH_OUT_MAX (4u << 20)    /* reply bytes after which a batch stops */
+#define BATCH_BUDGET_NS 20000000ull /* thread time after which a batch stops */
 #define REPLY_MAX ((size_t)1 << 30)
 #define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
 #define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
@@ -78,6 +84,8 @@ struct sc_resp {
     void (*stop_done)(void *);
     void *stop_arg;
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
+    size_t batches, max_batches;   /* in the thread pool now / at most */
+    struct conn *wait_head, *wait_tail;   /* waiting for a batch slot */
     memo_slot *memo;         /* loop thread only */
     size_t memo_bytes;
     atomic_ullong memo_hits;
@@ -108,6 +116,8 @@ typedef struct conn {
     char proto_err[SC_RESP_ERR_MAX];
     int has_proto_err;
     int mid_command;         /* the parser holds part of a command */
+    int waiting;             /* in the server's wait list */
+    struct conn *wait_next;
     int reading;
     int processing;
     int closing;             /* close once the output is flushed */
@@ -135,6 +145,13 @@ typedef struct wreq {
 
 static void process(conn *c);
 static void conn_close(conn *c);
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* ---------------------------------------------------------------------
  * Reply encoding
@@ -980,10 +997,13 @@ static void conn_unref(conn *c)
 
 static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
 
+static void unwait(conn *c);
+
 static void conn_close(conn *c)
 {
     if (c->closed) return;
     c->closed = 1;
+    unwait(c);
     c->reading = 0;
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
@@ -1131,6 +1151,7 @@ static void work_cb(uv_work_t *w)
 {
     batch *b = w->data;
     conn *c = b->c;
+    uint64_t t0 = now_ns();
     for (b->done = 0; b->done < b->n;) {
         int r = exec_cmd(c->srv, &c->ss, b->cmds[b->done], &b->out, 1);
         b->done++;
@@ -1138,8 +1159,40 @@ static void work_cb(uv_work_t *w)
             b->quit = 1;
             break;
         }
-        if (b->out.len >= BATCH_OUT_MAX) break;
+        /* Give the thread back now and then (a run of durable SEM.SETs
+         * can take a while); the rest is requeued behind other work. */
+        if (b->out.len >= BATCH_OUT_MAX || now_ns() - t0 > BATCH_BUDGET_NS) break;
     }
+}
+
+/* Lets connections waiting for a batch slot go on, in order, while there
+ * are free slots (one that no longer needs a slot passes its turn on). */
+static void wake_waiters(sc_resp *s)
+{
+    while (s->wait_head && s->batches < s->max_batches) {
+        conn *w = s->wait_head;
+        s->wait_head = w->wait_next;
+        if (!s->wait_head) s->wait_tail = NULL;
+        w->waiting = 0;
+        w->wait_next = NULL;
+        process(w);
+    }
+}
+
+static void unwait(conn *c)
+{
+    sc_resp *s = c->srv;
+    if (!c->waiting) return;
+    conn **pp = &s->wait_head;
+    conn *prev = NULL;
+    while (*pp && *pp != c) {
+        prev = *pp;
+        pp = &(*pp)->wait_next;
+    }
+    if (*pp) *pp = c->wait_next;
+    if (s->wait_tail == c) s->wait_tail = prev;
+    c->waiting = 0;
+    c->wait_next = NULL;
 }
 
 static void after_work_cb(uv_work_t *w, int status)
@@ -1155,6 +1208,8 @@ static void after_work_cb(uv_work_t *w, int status)
     sc_buf_free(&b->out);
     if (b->quit) c->closing = 1;
     free(b);
+    c->srv->batches--;
+    wake_waiters(c->srv);
     if (!c->closed) {
         if (c->closing && c->out_queued == 0) conn_close(c);
         else process(c);
@@ -1169,8 +1224,10 @@ static void start_batch(conn *c)
     b->work.data = b;
     sc_buf_init(&b->out, REPLY_MAX);
     while (c->qlen > 0 && b->n < BATCH_MAX) b->cmds[b->n++] = q_pop(c);
+    unwait(c);
     c->busy = b;
     c->refs++;
+    c->srv->batches++;
     int rc = uv_queue_work(c->srv->loop, &b->work, work_cb, after_work_cb);
     if (rc) sc_panic("uv_queue_work: %s", uv_strerror(rc));
 }
@@ -1199,7 +1256,20 @@ static void process(conn *c)
             c->closing = 1;
             break;
         }
-        if (need_worker) start_batch(c);
+        if (need_worker) {
+            sc_resp *s = c->srv;
+            if (s->batches >= s->max_batches) {
+                /* Keep threads for the HTTP side: wait for a slot. */
+                if (!c->waiting) {
+                    c->waiting = 1;
+                    if (s->wait_tail) s->wait_tail->wait_next = c;
+                    else s->wait_head = c;
+                    s->wait_tail = c;
+                }
+                break;
+            }
+            start_batch(c);
+        }
     }
     if (!c->closed && !c->busy && c->qlen == 0 && !c->closing) {
         if (c->has_proto_err) {
@@ -1313,6 +1383,9 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->auth = auth;
     s->started = time(NULL);
     s->memo = sc_calloc(MEMO_SLOTS, sizeof *s->memo);
+    /* The pool has workers + 1 threads (semcached_main.c); leave the HTTP
+     * side at least one. */
+    s->max_batches = cfg->workers > 1 ? (size_t)cfg->workers : 1;
     s->lim.max_args = SC_RESP_MAX_ARGS;
     s->lim.max_bulk = (size_t)cfg->max_body;
     s->lim.max_inline = SC_RESP_MAX_INLINE;

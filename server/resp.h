@@ -25,7 +25,11 @@
  * of commands that touch the cache goes to the libuv thread pool as one
  * batch (one uv_queue_work for up to 128 pipelined commands), and the
  * replies are written from the after-work callback, always in request
- * order. One batch per connection is in flight at a time; while it runs,
+ * order. At most cfg->workers batches (of all connections) are in the
+ * pool at once, so the HTTP side always has a thread (the pool has
+ * workers + 1); more wait for a slot in arrival order, and a batch gives
+ * its thread back after 20 ms of work (the rest is queued again behind
+ * other work). One batch per connection is in flight at a time; while it runs,
  * input is buffered (up to 1 MiB, then reading pauses) and output waiting
  * for a slow reader pauses command processing past 8 MiB.
  *

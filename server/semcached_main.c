@@ -137,6 +137,7 @@ int main(int argc, char **argv)
     if (cfg.resp_port != 0 &&
         sc_resp_start(&server.resp, server.loop, &cfg, server.cache, server.auth, err, sizeof err)) {
         sc_error("%s", err);
+        sc_cache_close(server.cache);
         return 1;
     }
     uv_signal_init(server.loop, &sig_int);

@@ -168,6 +168,31 @@ test('pipelining: 500 mixed commands in one go answer in order', async () => {
   }
 });
 
+test('many connections pipelining cache commands at once (batch slots are shared fairly)', async () => {
+  const cs = [];
+  for (let k = 0; k < 8; k++) cs.push(await client());
+  const t0 = Date.now();
+  const work = cs.map((c, k) => (async () => {
+    const ps = [];
+    for (let i = 0; i < 60; i++) {
+      ps.push(cmd(c, 'SEM.SET', `many${k}`, `unique question ${k} ${i}`, `a${k}.${i}`));
+      ps.push(cmd(c, 'SEM.GET', `many${k}`, `unique question ${k} ${i}`));
+      ps.push(cmd(c, 'SEM.GET', `many${k}`, `never asked ${k} ${i}`, 'EXACT'));
+    }
+    const out = await Promise.all(ps);
+    for (let i = 0; i < 60; i++) {
+      assertEq(typeof out[3 * i], 'number');
+      assertEq(out[3 * i + 1][0], `a${k}.${i}`);
+      assertEq(out[3 * i + 2], null);
+    }
+  })());
+  // HTTP keeps answering meanwhile.
+  const h = await fetch(`${srv.url}/healthz`);
+  assertEq(h.status, 200);
+  await Promise.all(work);
+  assert(Date.now() - t0 < 50000, 'finished');
+});
+
 test('pipelining on a raw socket: replies in request order, inline commands too', async () => {
   const parts = [];
   for (let i = 0; i < 50; i++) {

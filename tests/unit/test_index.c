@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "index/index.h"
+#include "index/index_int.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -215,6 +216,52 @@ SC_TEST(index_kernels_i4_match_scalar)
     free(v);
     free(q);
     free(m);
+}
+
+/* Whole searches give the same results with every kernel (the int8 and
+ * 4-bit scores are exact integers; the candidate filter and the fp32
+ * re-scoring differ only in float rounding). */
+SC_TEST(index_search_same_across_kernels)
+{
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    const size_t d = 100, N = 3000, Q = 50;
+    for (uint32_t bits = 4; bits <= 8; bits += 4) {
+        rng r = {bits};
+        float *v = rand_unit(&r, N, d), *q = sc_malloc(Q * d * sizeof(float));
+        for (size_t i = 0; i < Q; i++) near_dup(&r, v + (rnext(&r) % N) * d, q + i * d, d, 0.1f);
+        sc_index_hit ref[Q][10];
+        size_t refn[Q];
+        int first = 1;
+        for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+            if (sc_index_kernel_force(kernels[ki]) != 0) continue;
+            scan_bits = bits;
+            sc_index *ix = mk(d, NULL, NULL);
+            scan_bits = 0;
+            REQUIRE(ix);
+            for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "k", 0, i, v + i * d));
+            for (size_t i = 0; i < N; i += 5) CHECK_OK(sc_index_remove(ix, i));
+            for (size_t i = 0; i < Q; i++) {
+                sc_index_hit h[10];
+                size_t n;
+                CHECK_OK(sc_index_search(ix, "k", 0, q + i * d, 10, h, &n));
+                if (first) {
+                    memcpy(ref[i], h, sizeof h);
+                    refn[i] = n;
+                    continue;
+                }
+                CHECK_EQ_INT(n, refn[i]);
+                for (size_t j = 0; j < n && j < refn[i]; j++) {
+                    CHECK(fabsf(h[j].score - ref[i][j].score) < 1e-5f);
+                    if (j == 0) CHECK_EQ_INT(h[j].id, ref[i][j].id);
+                }
+            }
+            first = 0;
+            sc_index_destroy(ix);
+        }
+        free(v);
+        free(q);
+    }
+    CHECK_OK(sc_index_kernel_force("auto"));
 }
 
 SC_TEST(index_quantize)
@@ -514,6 +561,88 @@ SC_TEST(index_tombstones_and_compaction)
     scan_bits = 0;
 }
 
+/* Changes made to a partition while it compacts (deterministically, from
+ * the compaction's test hook): removals, re-adds and new rows are carried
+ * over; a flush meanwhile lets the compaction go. */
+enum { HD = 16, HN = 400 };
+static sc_index *hook_ix;
+static const float *hook_v;
+static int hook_mode, hook_runs;
+
+static void compact_hook(void)
+{
+    if (hook_runs++) return;
+    if (hook_mode == 1) {
+        CHECK_OK(sc_index_flush_ns(hook_ix, "c"));
+        return;
+    }
+    for (uint64_t id = 300; id < 320; id++) CHECK_OK(sc_index_remove(hook_ix, id));
+    for (uint64_t id = 320; id < 330; id++) /* re-added with another id's vector */
+        CHECK_OK(sc_index_add(hook_ix, "c", 0, id, hook_v + (id + 100) * HD));
+    for (uint64_t id = 1000; id < 1050; id++)
+        CHECK_OK(sc_index_add(hook_ix, "c", 0, id, hook_v + (id - 1000 + 450) * HD));
+}
+
+static void check_compact_meanwhile(const char *backend, const char *desc)
+{
+    rng r = {55};
+    float *v = rand_unit(&r, 600, HD);
+    for (hook_mode = 0; hook_mode < 2; hook_mode++) {
+        sc_index *ix = mk(HD, backend, desc);
+        if (!ix) break;
+        for (uint64_t id = 0; id < HN; id++) CHECK_OK(sc_index_add(ix, "c", 0, id, v + id * HD));
+        hook_ix = ix;
+        hook_v = v;
+        hook_runs = 0;
+        sc_index__compact_hook = compact_hook;
+        for (uint64_t id = 0; id <= HN / 4; id++) CHECK_OK(sc_index_remove(ix, id)); /* compacts */
+        sc_index__compact_hook = NULL;
+        CHECK_EQ_INT(hook_runs, 1);
+        sc_index_stats st;
+        sc_index_stats_get(ix, &st);
+        sc_index_hit h[1];
+        size_t n;
+        if (hook_mode == 1) {
+            CHECK_EQ_INT(st.partitions, 0);
+            CHECK_EQ_INT(st.vectors, 0);
+            CHECK_EQ_INT(st.bytes, 0);
+            CHECK_OK(sc_index_search(ix, "c", 0, v, 1, h, &n));
+            CHECK_EQ_INT(n, 0);
+        } else {
+            CHECK_EQ_INT(st.vectors, HN - (HN / 4 + 1) - 20 + 50);
+            for (uint64_t id = 0; id < 1050; id++) {
+                if (id >= HN && id < 1000) continue;
+                int gone = id <= HN / 4 || (id >= 300 && id < 320);
+                const float *vec = id >= 1000 ? v + (id - 1000 + 450) * HD
+                                   : id >= 320 && id < 330 ? v + (id + 100) * HD : v + id * HD;
+                CHECK_OK(sc_index_search(ix, "c", 0, vec, 1, h, &n));
+                REQUIRE(n == 1);
+                if (!gone) CHECK_EQ_INT(h[0].id, id);
+                if (gone) CHECK(h[0].id > HN / 4 && !(h[0].id >= 300 && h[0].id < 320));
+            }
+            /* The id map was renumbered consistently: removing works. */
+            size_t present = 0;
+            for (uint64_t id = 0; id < 1050; id++)
+                if (sc_index_remove(ix, id) == 0) present++;
+            CHECK_EQ_INT(present, HN - (HN / 4 + 1) - 20 + 50);
+            sc_index_stats_get(ix, &st);
+            CHECK_EQ_INT(st.partitions, 0);
+        }
+        sc_index_destroy(ix);
+    }
+    free(v);
+}
+
+SC_TEST(index_compaction_with_changes_meanwhile)
+{
+    check_compact_meanwhile(NULL, NULL);
+    scan_bits = 4;
+    check_compact_meanwhile(NULL, NULL);
+    scan_bits = 0;
+    check_compact_meanwhile("faiss", "Flat");
+    check_compact_meanwhile("faiss", "HNSW32");
+}
+
 /* ---------------------------------------------------------------------
  * Concurrency: 2 searching threads, 1 writer adding and removing
  * ------------------------------------------------------------------- */
@@ -535,11 +664,12 @@ static void *searcher(void *arg)
         size_t i = rnext(&r) % CN;
         sc_index_hit h[10];
         size_t n = 0;
-        static const char *const names[] = {"x", "y", "z", "x"};
-        const char *ns = names[rnext(&r) & 3];
+        static const char *const names[] = {"x", "y", "z", "x", "w", "x", "y", "x"};
+        const char *ns = names[rnext(&r) & 7];
         if (sc_index_search(c->ix, ns, 3, c->v + i * CD, 10, h, &n) != 0) atomic_fetch_add(&c->bad, 1);
         for (size_t j = 0; j < n; j++) {
-            if (h[j].id >= 2 * CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
+            uint64_t lo = ns[0] == 'x' ? 0 : ns[0] == 'w' ? 4 * CN : CN;
+            if (h[j].id < lo || h[j].id >= lo + CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
                 atomic_fetch_add(&c->bad, 1);
             if (j && h[j - 1].score < h[j].score) atomic_fetch_add(&c->bad, 1);
         }
@@ -568,6 +698,28 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* Second writer: fills partition "w" and empties it again, so that big
+ * compactions (and the drop of the partition) run while the first writer
+ * keeps changing other partitions and the searchers read. */
+static void *bulk_writer(void *arg)
+{
+    conc *c = arg;
+    rng r = {7};
+    while (!atomic_load(&c->stop)) {
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) {
+            sc_index_add(c->ix, "w", 3, 4 * CN + i, c->v + i * CD);
+            atomic_fetch_add(&c->writes, 1);
+        }
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) {
+            size_t j = (i * 7919 + (rnext(&r) % 2)) % CN; /* a scattered order */
+            (void)sc_index_remove(c->ix, 4 * CN + j);
+            atomic_fetch_add(&c->writes, 1);
+        }
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) (void)sc_index_remove(c->ix, 4 * CN + i);
+    }
+    return NULL;
+}
+
 static void run_concurrency(const char *backend, const char *desc, double secs)
 {
     rng r = {1234};
@@ -576,19 +728,36 @@ static void run_concurrency(const char *backend, const char *desc, double secs)
     float *v = rand_unit(&r, CN, CD);
     c.v = v;
     for (size_t i = 0; i < CN; i++) CHECK_OK(sc_index_add(c.ix, "x", 3, i, v + i * CD));
-    pthread_t t[3];
+    pthread_t t[4];
     pthread_create(&t[0], NULL, searcher, &c);
     pthread_create(&t[1], NULL, searcher, &c);
     pthread_create(&t[2], NULL, writer, &c);
+    pthread_create(&t[3], NULL, bulk_writer, &c);
     struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
     nanosleep(&ts, NULL);
     atomic_store(&c.stop, 1);
-    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     printf("# %s: %ld searches, %ld writes, %ld bad\n", backend ? backend : "flat",
            atomic_load(&c.searches), atomic_load(&c.writes), atomic_load(&c.bad));
     CHECK_EQ_INT(atomic_load(&c.bad), 0);
     CHECK(atomic_load(&c.searches) > 10);
     CHECK(atomic_load(&c.writes) > 10);
+    /* Afterwards the index is consistent: every id of "x" finds itself,
+     * and the id map agrees with the partitions' contents. */
+    sc_index_hit h[1];
+    size_t n, bad = 0;
+    for (size_t i = 0; i < CN; i++)
+        if (sc_index_search(c.ix, "x", 3, v + i * CD, 1, h, &n) || n != 1 || h[0].id != i) bad++;
+    CHECK_EQ_INT(bad, 0);
+    sc_index_stats st;
+    sc_index_stats_get(c.ix, &st);
+    size_t present = 0;
+    for (uint64_t id = 0; id < 5 * CN; id++)
+        if (sc_index_remove(c.ix, id) == 0) present++;
+    CHECK_EQ_INT(present, st.vectors);
+    sc_index_stats_get(c.ix, &st);
+    CHECK_EQ_INT(st.vectors, 0);
+    CHECK_EQ_INT(st.partitions, 0);
     sc_index_destroy(c.ix);
     free(v);
 }

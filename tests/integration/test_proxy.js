@@ -56,7 +56,7 @@ async function health(s = srv) {
 
 test('start mock upstream and semcached', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
-  srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--max-body', '65536',
+  srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--threshold', '0.95', '--max-body', '65536',
     '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000', '--access-log', accessLog] });
   client = mkClient(srv.url);
 });

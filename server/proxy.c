@@ -259,7 +259,15 @@ static void fail_request(preq *p, int status, const char *code, const char *msg)
 {
     record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
     if (p->req) {
-        sc_http_error(p->req, status, status == 504 ? "timeout_error" : "upstream_error", code, "%s", msg);
+        /* sc_http_error's body, plus X-Semcache (every answer carries it). */
+        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type",
+                              status == 504 ? "timeout_error" : "upstream_error", "code", code);
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (s) sc_http_respond(p->req, status, "application/json", p->bypass ? "X-Semcache: bypass\r\n" : "X-Semcache: miss\r\n",
+                               s, strlen(s));
+        else sc_http_error(p->req, status, "upstream_error", code, "%s", msg);
+        free(s);
         p->req = NULL;
     }
 }

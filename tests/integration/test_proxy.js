@@ -408,6 +408,8 @@ test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   assertEq(calls() - before, 3, '1 + 2 retries');
   const msg = e.error && e.error.message || '';
   assert(msg.includes('default') && msg.includes('500'), `message names the upstream and status: ${msg}`);
+  assertEq(e.headers && e.headers['x-semcache'], 'miss', 'an upstream failure still says X-Semcache');
+  assertEq(e.error.type, 'upstream_error');
   // A 500 then success through the plan: retried transparently, stored.
   mock.plan(['500', null]);
   const ok = await chat({ model: m, messages: user('Server error once') });
@@ -427,6 +429,8 @@ test('hang -> 504 (first-byte timeout, no retries)', async () => {
     const e = await errOf(chat({ model: 'gpt-hang', messages: user('hang on') }, {}, c2));
     const dt = Date.now() - t0;
     assertEq(e.status, 504);
+    assertEq(e.headers['x-semcache'], 'miss');
+    assertEq(e.error.type, 'timeout_error');
     assert(dt >= 450 && dt < 5000, `answered after ${dt} ms`);
     assertEq(mock2.calls().total, 1);
     const ok = await chat({ model: 'gpt-hang', messages: user('hang on') }, {}, c2);

@@ -195,7 +195,7 @@ test('start semcached with API keys, a price and an access log', async () => {
   const args = ['--upstream', mock.url, '--verify', 'off', '--price', `gpt-test ${PRICE_IN} ${PRICE_OUT}`,
     '--access-log', accessLog, '--retries', '0'];
   for (const k of KEYS) args.push('--api-key', k);
-  srv = await startServer({ args });
+  srv = await startServer({ args, logLevel: 'debug' });   // keys must not appear even in debug logs
 });
 
 test('/v1 without a key or with a bad key -> 401; nothing goes upstream', async () => {

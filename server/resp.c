@@ -631,7 +631,7 @@ static void cmd_sem_set(ctx *x)
     r.response_len = c->len[3];
     r.content_type = (char *)"text/plain";
     r.model = (char *)"";
-    r.expires = ex ? (int64_t)time(NULL) + ex : 0;
+    r.expires = ex ? sc_cache_expires_in(ex) : 0;   /* rounded up: lives >= ex s */
     int rc = sc_cache_put(x->s->cache, &r, NULL);
     if (rc) {
         cache_error(x, rc, "SEM.SET");

@@ -332,6 +332,14 @@ test('RESP needs a key too (-NOAUTH), and the key picks the namespace', async ()
   assertEq(l.body.response, 'resp answer');
   const la = await json(`${srv.url}/cache/lookup`, { namespace: 'tenantA', prompt: 'resp secret', threshold: 0 }, { headers: { Authorization: 'Bearer akey' } });
   assert(!la.body.hit || la.body.response !== 'nope', 'the refused SET stored nothing');
+  // SEM.SET EX 1 just before a whole second still lives a full second.
+  while (Date.now() % 1000 < 800 || Date.now() % 1000 > 900) await sleep(10);
+  const t0 = Date.now();
+  const r6 = await talk([['AUTH', 'bkey'], ['SEM.SET', 'tenantB', 'resp short lived', 'brief', 'EX', '1']]);
+  assert(/^\+OK\r\n:\d+\r\n/.test(r6), JSON.stringify(r6));
+  await sleep(Math.max(0, 350 - (Date.now() - t0)));
+  const r7 = await talk([['AUTH', 'bkey'], ['SEM.GET', 'tenantB', 'resp short lived']]);
+  assert(r7.startsWith('+OK\r\n*3\r\n$5\r\nbrief\r\n'), `alive 350 ms later: ${JSON.stringify(r7)}`);
 });
 
 /* ------------------------------------------------------------------ */

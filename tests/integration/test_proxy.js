@@ -577,6 +577,12 @@ test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache +
     await settle();
   }
   assertEq(calls() - before, 6, 'every one went upstream');
+  // Legacy completions with several prompts: one answer per prompt, not cached.
+  for (let round = 0; round < 2; round++) {
+    const r = await client.completions.create({ model: m, prompt: ['first prompt', 'second prompt'] }).withResponse();
+    assertEq(r.response.headers.get('x-semcache'), 'bypass');
+  }
+  assertEq(calls() - before, 8);
 });
 
 test('upstream key from the environment; the client key is never forwarded', async () => {

@@ -11,12 +11,16 @@
  * for one query on the same vectors (through the C API, one OpenMP thread),
  * interleaved with ours on the first queries; speedup_vs_faiss is the ratio
  * of the two medians over those same queries.
- * Ratios, not absolutes, are the figures: the machine is shared.
+ * Ratios, not absolutes, are the figures: the machine is shared. The last
+ * two columns are thread CPU times (p50 of the search, median of the
+ * floor pass): they leave out time spent descheduled by other load.
  *
  * Usage: bench_index [--quick] [--full] [--kernels] [--faiss-hnsw]
  *                    [--n N --dim D] [--queries Q]
  *   default   n = 10k, 100k at dim 512 and 384
  *   --quick   n = 10k only;  --full adds n = 1M
+ *   each n: rows for the flat backend with the int8 scan ("flat", the
+ *   default) and the opt-in 4-bit scan ("flat-4bit", scan_bits = 4)
  *   --kernels also rows for the avx2 and scalar kernels (same data)
  *   --faiss-hnsw also a row for the faiss backend with "HNSW32" */
 #include "common/alloc.h"
@@ -39,6 +43,15 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of this thread: excludes time spent descheduled (the machine
+ * is shared), includes memory stalls. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -123,13 +136,14 @@ static int8_t *floor_buf(size_t n)
     return b;
 }
 
-/* One streaming read of the n bytes, in seconds. */
-static double floor_pass(const int8_t *b, size_t n, int64_t *sink)
+/* One streaming read of the n bytes, in seconds (wall; CPU in *cpu). */
+static double floor_pass(const int8_t *b, size_t n, int64_t *sink, double *cpu)
 {
     static int avx512 = -1;
     if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f");
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     *sink += avx512 ? stream_sum(b, n) : stream_sum_plain(b, n);
+    *cpu = cpu_s() - c0;
     return now_s() - t0;
 }
 
@@ -179,13 +193,14 @@ static void *qthread(void *arg)
  * pass over the same number of bytes and the first nf also right before
  * the same query on FAISS flat, so all three see the same machine load;
  * then on two threads. */
-static void run_index(const char *backend, const char *desc, const char *kernel, const float *db,
+static void run_index(const char *backend, const char *desc, uint32_t bits, const char *kernel,
+                      const float *db,
                       size_t n, size_t d, const float *qs, size_t nq, const size_t *truth,
                       const int8_t *fbuf, FaissIndex *fx, size_t nf)
 {
     if (sc_index_kernel_force(kernel) != 0) return;
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .backend = backend, .faiss_desc = desc};
+    sc_index_opts o = {.dim = (uint32_t)d, .backend = backend, .faiss_desc = desc, .scan_bits = bits};
     if (sc_index_create(&ix, &o) != 0) return;
     for (size_t i = 0; i < n; i++) sc_index_add(ix, "bench", 1, i, db + i * d);
     sc_index_hit h[10];
@@ -193,14 +208,16 @@ static void run_index(const char *backend, const char *desc, const char *kernel,
     for (size_t i = 0; i < nq && i < 5; i++) sc_index_search(ix, "bench", 1, qs + i * d, 10, h, &got);
     double *t = sc_malloc(nq * sizeof(double)), *tf = sc_malloc(nq * sizeof(double));
     double *tx = sc_malloc(nq * sizeof(double)), *tfx = sc_malloc(nq * sizeof(double));
+    double *c = sc_malloc(nq * sizeof(double)), *cf = sc_malloc(nq * sizeof(double));
     double t_all = 0;
     int64_t sink = 0;
     if (!fx) nf = 0;
     for (size_t i = 0; i < nq; i++) {
-        tf[i] = floor_pass(fbuf, n * d, &sink);
-        double t0 = now_s();
+        tf[i] = floor_pass(fbuf, n * d, &sink, &cf[i]);
+        double t0 = now_s(), c0 = cpu_s();
         sc_index_search(ix, "bench", 1, qs + i * d, 10, h, &got);
         t[i] = now_s() - t0;
+        c[i] = cpu_s() - c0;
         t_all += t[i];
         if (i < nf) {
             tx[i] = t[i];
@@ -210,7 +227,12 @@ static void run_index(const char *backend, const char *desc, const char *kernel,
     }
     qsort(t, nq, sizeof(double), cmp_double);
     qsort(tf, nq, sizeof(double), cmp_double);
+    qsort(c, nq, sizeof(double), cmp_double);
+    qsort(cf, nq, sizeof(double), cmp_double);
     double floor = tf[nq / 2] * 1e3, faiss_ms = 0, speedup = 0;
+    double p50_cpu = c[nq / 2] * 1e6, floor_cpu = cf[nq / 2] * 1e3;
+    free(c);
+    free(cf);
     if (nf) {
         qsort(tx, nf, sizeof(double), cmp_double);
         qsort(tfx, nf, sizeof(double), cmp_double);
@@ -230,9 +252,9 @@ static void run_index(const char *backend, const char *desc, const char *kernel,
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, qthread, &jobs[i]);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     double qps2 = 2.0 * (double)nq / (now_s() - t2);
-    printf("index,%s%s%s,%s,%zu,%zu,10,%.1f,%.1f,%.0f,%.0f,%.4f,%.3f,%.2f,%.2f,%.1f\n", backend,
-           desc ? ":" : "", desc ? desc : "", sc_index_kernel_name(), n, d, p50, p99, qps1, qps2,
-           (double)good / (double)nq, floor, p50 / 1e3 / floor, faiss_ms, speedup);
+    printf("index,%s%s%s%s,%s,%zu,%zu,10,%.1f,%.1f,%.0f,%.0f,%.4f,%.3f,%.2f,%.2f,%.1f,%.1f,%.3f\n", backend,
+           desc ? ":" : "", desc ? desc : "", bits == 4 ? "-4bit" : "", sc_index_kernel_name(), n, d, p50, p99, qps1, qps2,
+           (double)good / (double)nq, floor, p50 / 1e3 / floor, faiss_ms, speedup, p50_cpu, floor_cpu);
     fflush(stdout);
     sc_index_destroy(ix);
     sc_index_kernel_force("auto");
@@ -265,12 +287,13 @@ static void run_config(size_t n, size_t d, size_t nq, int kernels, int hnsw)
     size_t fq = n >= 1000000 ? 7 : n >= 100000 ? 21 : 51;
     if (fq > nq) fq = nq;
     FaissIndex *fx = faiss_flat(db, n, d);
-    run_index("flat", NULL, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+    run_index("flat", NULL, 8, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+    run_index("flat", NULL, 4, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
     if (kernels) {
-        run_index("flat", NULL, "avx2", db, n, d, qs, nq, truth, fbuf, fx, fq);
-        if (n <= 100000) run_index("flat", NULL, "scalar", db, n, d, qs, nq / 4 ? nq / 4 : 1, truth, fbuf, fx, 0);
+        run_index("flat", NULL, 8, "avx2", db, n, d, qs, nq, truth, fbuf, fx, fq);
+        if (n <= 100000) run_index("flat", NULL, 8, "scalar", db, n, d, qs, nq / 4 ? nq / 4 : 1, truth, fbuf, fx, 0);
     }
-    if (hnsw && n <= 100000) run_index("faiss", "HNSW32", "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+    if (hnsw && n <= 100000) run_index("faiss", "HNSW32", 0, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
     if (fx) faiss_Index_free(fx);
     free(fbuf);
     free(truth);
@@ -300,7 +323,7 @@ int main(int argc, char **argv)
     }
     if (nq == 0) nq = 1;
     printf("bench,backend,kernel,n,dim,k,p50_us,p99_us,qps_1t,qps_2t,recall_at_1,floor_ms,"
-           "ratio_vs_floor,faiss_flat_ms,speedup_vs_faiss\n");
+           "ratio_vs_floor,faiss_flat_ms,speedup_vs_faiss,p50_cpu_us,floor_cpu_ms\n");
     fflush(stdout);
     if (only_n || only_d) {
         run_config(only_n ? only_n : 100000, only_d ? only_d : 512, nq, kernels, hnsw);

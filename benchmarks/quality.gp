@@ -19,8 +19,8 @@ set xlabel "recall (paraphrases served)"
 set ylabel "precision"
 set xrange [0:1]
 set yrange [0:1]
-plot sel("pr","qqp_dev","cosine") using 10:8 with linespoints dt 2 lc 1 title "cosine", \
-     sel("pr","qqp_dev","verify") using 10:8 with linespoints lc 1 title "verifier", \
+plot sel("pr","qqp_dev","cosine") using 10:8 with linespoints dt 2 lc 1 title "qqp cosine", \
+     sel("pr","qqp_dev","verify") using 10:8 with linespoints lc 1 title "qqp verifier", \
      sel("pr","gptcache","cosine") using 10:8 with linespoints dt 2 lc 2 title "gptcache cosine", \
      sel("pr","gptcache","verify") using 10:8 with linespoints lc 2 title "gptcache verifier"
 

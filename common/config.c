@@ -43,7 +43,7 @@ static const directive table[] = {
     {"default-ttl", T_INT, OFF(default_ttl), 0, 1e10, NULL, "0", "entry lifetime in seconds (0 = no expiry)"},
     {"map-size-mb", T_INT, OFF(map_size_mb), 16, 1 << 24, NULL, "16384", "LMDB map size (address space, not disk), MiB"},
     {"reembed", T_BOOL, OFF(reembed), 0, 0, NULL, "no", "re-embed a data dir written by another embedder instead of refusing it"},
-    {"threshold", T_DOUBLE, OFF(threshold), 0, 1, NULL, "0.95", "semantic hit threshold (with verify on: estimated probability the cached answer is right)"},
+    {"threshold", T_DOUBLE, OFF(threshold), -1, 1, NULL, "-1", "semantic hit threshold: with verify on, the estimated probability that the cached answer is right; with verify off, the cosine. -1 = the tuned default (0.60 verified, 0.90 cosine; see BENCHMARKS.md)"},
     {"embedder", T_ENUM, OFF(embedder), 0, 0, "use-lite|hash|remote", "use-lite", "sentence embedder"},
     {"model-dir", T_STR, OFF(model_dir), 0, 0, NULL, "models/use-lite/dist", "USE-lite model files (make deps fetches them)"},
     {"embed-url", T_STR, OFF(embed_url), 0, 0, NULL, "", "remote embedder: base URL of an OpenAI-compatible /v1/embeddings"},

@@ -79,3 +79,19 @@ double sc_verify_score(sc_verify *v, const char *query, size_t qlen, const float
         return 0;
     return sc_verify_model_score(v->model, x);
 }
+
+int sc_verify_best(sc_verify *v, const char *query, size_t qlen, const float *qvec,
+                   const sc_verify_cand *c, size_t n, double *prob)
+{
+    int best = -1;
+    double bp = -1;
+    for (size_t i = 0; i < n; i++) {
+        double p = sc_verify_score(v, query, qlen, qvec, c[i].text, c[i].len, c[i].vec, c[i].cosine);
+        if (p > bp) {
+            bp = p;
+            best = (int)i;
+        }
+    }
+    if (prob) *prob = best >= 0 ? bp : 0;
+    return best;
+}

@@ -8,15 +8,18 @@
  * between the two prompts (verify_features.c): the cosine, word alignment,
  * the embedder's similarity of the differing words, numbers and units,
  * negation and opposite words, swapped order, named things, question
- * words, character 3-gram overlap, length ratio. A logistic model trained
- * by tools/train_verify.c (weights in verify_weights.h, one set per
- * embedder) maps them to a calibrated probability that the cached answer
- * is correct, so `threshold 0.95` means "serve only when the estimate is
- * >= 95%".
+ * words, character 3-gram overlap, length ratio. A logistic regression
+ * plus small boosted trees, trained by tools/train_verify.c (weights in
+ * verify_weights.h, one set per embedder), maps them to a calibrated
+ * probability that the cached answer is correct, so `threshold 0.6` means
+ * "serve only when the estimate is >= 60%" (docs/quality.md explains why
+ * 0.6, not 0.95, is the useful default).
  *
  * Use from the cache pipeline (worker thread, after the fp32 re-score):
- *     double p = sc_verify_score(v, q, qlen, qvec, c, clen, cvec, cos);
- *     serve the candidate with the highest p if p >= threshold.
+ *     double p;
+ *     int i = sc_verify_best(v, q, qlen, qvec, cands, ncands, &p);
+ *     serve cands[i] if i >= 0 && p >= threshold (X-Semcache-Confidence: p)
+ * or score pairs one by one with sc_verify_score().
  * With `verify off` the pipeline compares the raw cosine instead.
  *
  * Threads: after sc_verify_create() returns, sc_verify_score() and
@@ -101,6 +104,12 @@ typedef struct sc_verify_model {
 int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, float cosine,
                        sc_embedder *emb, float out[SC_VF_COUNT]);
 
+/* The built-in word lists, for the trainer's synthetic look-alikes: the
+ * opposite of a lower-case word (NULL if none; static storage), and the
+ * i-th named word (NULL past the end). */
+const char *sc_verify_opposite_of(const char *word);
+const char *sc_verify_named_word(size_t i);
+
 /* Probability of model m for a feature vector. */
 double sc_verify_model_score(const sc_verify_model *m, const float x[SC_VF_COUNT]);
 
@@ -126,6 +135,21 @@ void sc_verify_destroy(sc_verify *v);
  * (e.g. the diff-word embedding failed) it scores without that feature. */
 double sc_verify_score(sc_verify *v, const char *query, size_t qlen, const float *qvec,
                        const char *cand, size_t clen, const float *cvec, float cosine);
+
+/* One candidate of sc_verify_best(): the cached prompt, its embedding
+ * (may be NULL) and its cosine to the query. */
+typedef struct sc_verify_cand {
+    const char *text;
+    size_t len;
+    const float *vec;
+    float cosine;
+} sc_verify_cand;
+
+/* Scores the n candidates of a lookup and returns the index of the one
+ * with the highest probability (first on ties), writing that probability
+ * to *prob; -1 when n is 0. The caller serves it when *prob >= threshold. */
+int sc_verify_best(sc_verify *v, const char *query, size_t qlen, const float *qvec,
+                   const sc_verify_cand *c, size_t n, double *prob);
 
 /* The model in use (for logs: trained_on). */
 const sc_verify_model *sc_verify_model_get(const sc_verify *v);

@@ -710,6 +710,20 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
     return 0;
 }
 
+const char *sc_verify_opposite_of(const char *word)
+{
+    for (size_t i = 0; i < SC_COUNTOF(opposites); i++) {
+        if (strcmp(opposites[i][0], word) == 0) return opposites[i][1];
+        if (strcmp(opposites[i][1], word) == 0) return opposites[i][0];
+    }
+    return NULL;
+}
+
+const char *sc_verify_named_word(size_t i)
+{
+    return i < SC_COUNTOF(named_words) ? named_words[i] : NULL;
+}
+
 double sc_verify_model_score(const sc_verify_model *m, const float x[SC_VF_COUNT])
 {
     double z = m->bias;

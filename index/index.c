@@ -4,17 +4,21 @@
  *
  * A partition (ns, fp) holds its rows in chunks that never move once
  * allocated: chunk i holds min(16 << i, 16384) rows, so small partitions
- * stay small and appends never copy existing rows. Arrays of 2 MB and more
- * are 2 MB aligned and advised as huge pages (fewer TLB misses, and the
- * hardware prefetcher does not stop every 4 KB during a scan). A row is the fp32
- * original (re-scoring, FAISS rebuilds), its int8 copy (flat backend) and
- * its id; a removed row keeps its place with the id UINT64_MAX (a
- * tombstone) until compaction. A global id map gives each id's partition
- * and row, so remove is O(1) and re-adding an id replaces it.
+ * stay small and appends never copy existing rows. Arrays of 2 MB and
+ * more are 2 MB aligned and advised as huge pages (fewer TLB misses, and
+ * the hardware prefetcher does not stop every 4 KB during a scan). A row
+ * is the fp32 original (re-scoring, FAISS rebuilds), its scan copy (flat
+ * backend: int8, or 4-bit codes and a scale) and its id; a removed row
+ * keeps its place with the id UINT64_MAX (a tombstone) until compaction.
+ * A global id map gives each id's partition and row, so remove is O(1)
+ * and re-adding an id replaces it.
  *
- * Locking: one mutex (wmu) serialises every mutation; searches never take
- * it. The partition table has a rwlock (searches hold it shared for their
- * whole duration, so a partition cannot be freed under them); each
+ * Locking: one mutex (wmu) serialises every mutation (a compaction lets it
+ * go for its long copy, see compact()); searches never take it. The
+ * partition table has a rwlock, held shared by a search only to find its
+ * partition and take a reference (a partition is freed by whoever drops
+ * its last reference, the table holding one while it is linked), so
+ * creating or dropping a partition never waits for a long scan. Each
  * partition has a rwlock that a writer holds exclusively only to publish a
  * row already written outside it, to mark a tombstone, to add one vector
  * to a FAISS index, or to swap in arrays a compaction built outside it.
@@ -29,6 +33,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,7 +50,9 @@
 enum { BACKEND_FLAT, BACKEND_FAISS };
 
 typedef struct chunk {
-    int8_t *q;                  /* cap*dim int8 rows (flat backend), else NULL */
+    int8_t *q;                  /* cap*dim int8 rows (flat, 8-bit scan), else NULL */
+    uint8_t *c4;                /* cap 4-bit code rows (flat, 4-bit scan), else NULL */
+    float *s4;                  /* cap scales of the 4-bit rows */
     float *f;                   /* cap*dim fp32 rows */
     uint64_t *ids;              /* cap ids; TOMB = removed */
     uint32_t cap, n;
@@ -56,6 +63,7 @@ typedef struct part {
     char *ns;
     uint64_t fp, hash;
     pthread_rwlock_t lock;
+    atomic_size_t refs;         /* the table's (while linked) + searches' */
     chunk *chunks;
     size_t nchunks, chunks_cap;
     size_t rows;                /* rows stored, tombstones included */
@@ -63,6 +71,8 @@ typedef struct part {
     void *faiss;                /* faiss backend: index holding rows 0..faiss_rows-1 */
     size_t faiss_rows;
     size_t train_next;          /* untrained faiss index: rows at the next attempt */
+    int compacting;             /* under wmu: a compaction is under way */
+    int retired;                /* under wmu: unlinked from the table */
 } part;
 
 typedef struct idslot {
@@ -74,6 +84,7 @@ typedef struct idslot {
 struct sc_index {
     uint32_t dim;
     int backend;
+    uint32_t scan_bits;         /* flat: 8 or 4 */
     char *faiss_desc;
     pthread_mutex_t wmu;
     pthread_rwlock_t tlock;
@@ -109,7 +120,9 @@ static void row_loc(size_t row, size_t *ci, size_t *off)
 static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
 {
     size_t per = (size_t)ix->dim * sizeof(float) + sizeof(uint64_t);
-    if (ix->backend == BACKEND_FLAT) per += ix->dim;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) per += ix->dim;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4)
+        per += SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
     return per * cap;
 }
 
@@ -131,7 +144,10 @@ static void chunk_alloc(const sc_index *ix, chunk *c, uint32_t cap)
     c->cap = cap;
     c->n = 0;
     c->f = alloc_aligned((size_t)cap * ix->dim * sizeof(float));
-    c->q = ix->backend == BACKEND_FLAT ? alloc_aligned((size_t)cap * ix->dim) : NULL;
+    int flat = ix->backend == BACKEND_FLAT;
+    c->q = flat && ix->scan_bits == 8 ? alloc_aligned((size_t)cap * ix->dim) : NULL;
+    c->c4 = flat && ix->scan_bits == 4 ? alloc_aligned((size_t)cap * SC_INDEX_I4_BYTES(ix->dim)) : NULL;
+    c->s4 = flat && ix->scan_bits == 4 ? sc_malloc((size_t)cap * sizeof(float)) : NULL;
     c->ids = sc_malloc((size_t)cap * sizeof(uint64_t));
 }
 
@@ -139,6 +155,8 @@ static void chunk_free(chunk *c)
 {
     free(c->f);
     free(c->q);
+    free(c->c4);
+    free(c->s4);
     free(c->ids);
 }
 
@@ -280,16 +298,29 @@ static size_t part_bytes(const sc_index *ix, const part *p)
     return b;
 }
 
-/* Frees a partition nobody can reach any more; with wmu held (accounting). */
-static void part_destroy(sc_index *ix, part *p)
+/* Frees a partition nobody references any more. */
+static void part_free(part *p)
 {
-    ix->bytes -= part_bytes(ix, p);
     for (size_t i = 0; i < p->nchunks; i++) chunk_free(&p->chunks[i]);
     free(p->chunks);
     if (p->faiss) sc_index__faiss_free(p->faiss);
     pthread_rwlock_destroy(&p->lock);
     free(p->ns);
     free(p);
+}
+
+static void part_unref(part *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1) part_free(p);
+}
+
+/* With wmu held, after p was unlinked from the table: accounting, then the
+ * table's reference goes (searches still running keep p alive). */
+static void part_retire(sc_index *ix, part *p)
+{
+    p->retired = 1;
+    ix->bytes -= part_bytes(ix, p);
+    part_unref(p);
 }
 
 /* ---------------------------------------------------------------------
@@ -314,8 +345,10 @@ int sc_index_create(sc_index **out, const sc_index_opts *opts)
         if (rc) return SC_EINVAL;
         sc_index__faiss_free(probe);
     }
+    if (opts->scan_bits != 0 && opts->scan_bits != 8 && opts->scan_bits != 4) return SC_EINVAL;
     sc_index *ix = SC_NEW(sc_index);
     ix->dim = opts->dim;
+    ix->scan_bits = opts->scan_bits ? opts->scan_bits : 8;
     ix->backend = backend;
     ix->faiss_desc = sc_strdup(desc);
     pthread_mutex_init(&ix->wmu, NULL);
@@ -333,7 +366,7 @@ void sc_index_destroy(sc_index *ix)
         part *p = ix->buckets[i];
         while (p) {
             part *next = p->next;
-            part_destroy(ix, p);
+            part_free(p);
             p = next;
         }
     }
@@ -370,6 +403,7 @@ static part *part_get_or_create(sc_index *ix, const char *ns, uint64_t fp)
     p->fp = fp;
     p->hash = h;
     p->train_next = FAISS_TRAIN_FIRST;
+    atomic_init(&p->refs, 1);
     rwlock_init(&p->lock);
     if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&p->faiss, ix->dim, ix->faiss_desc)) {
         pthread_rwlock_destroy(&p->lock);
@@ -388,60 +422,144 @@ static void drop_part(sc_index *ix, part *p)
     pthread_rwlock_wrlock(&ix->tlock);
     table_unlink(ix, p);
     pthread_rwlock_unlock(&ix->tlock);
-    part_destroy(ix, p);
+    part_retire(ix, p);
+}
+
+void (*sc_index__compact_hook)(void);
+
+/* A chunk array being filled by a compaction. */
+typedef struct builder {
+    chunk *ch;
+    size_t nch, chcap, rows, capsum;
+} builder;
+
+/* Appends old row (c, off) to b; returns its new row number. */
+static size_t builder_add(const sc_index *ix, builder *b, const chunk *c, size_t off)
+{
+    const size_t dim = ix->dim;
+    if (b->rows == b->capsum) {
+        if (b->nch == b->chcap) {
+            b->chcap = b->chcap ? b->chcap * 2 : 8;
+            b->ch = sc_realloc(b->ch, b->chcap * sizeof(chunk));
+        }
+        chunk_alloc(ix, &b->ch[b->nch], chunk_cap(b->nch));
+        b->capsum += b->ch[b->nch++].cap;
+    }
+    size_t r = b->rows++, ci, o;
+    row_loc(r, &ci, &o);
+    chunk *d = &b->ch[ci];
+    memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
+    if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
+    if (c->c4) {
+        size_t rb = SC_INDEX_I4_BYTES(dim);
+        memcpy(d->c4 + o * rb, c->c4 + off * rb, rb);
+        d->s4[o] = c->s4[off];
+    }
+    d->ids[o] = c->ids[off];
+    d->n++;
+    return r;
+}
+
+static chunk *builder_chunk(builder *b, size_t r, size_t *off)
+{
+    size_t ci;
+    row_loc(r, &ci, off);
+    return &b->ch[ci];
 }
 
 /* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
  * when it needs training and there are enough rows), new row numbers in
- * the id map. Everything is built outside p's lock (readers keep using the
- * old arrays; wmu keeps other writers out) and swapped in under it. */
+ * the id map. Called and returning with wmu held, but the long part runs
+ * without it: the rows present at the start are copied (under p's read
+ * lock, a block at a time) and the FAISS index built with wmu released, so
+ * other writers go on, including on p. Then, with wmu again, what changed
+ * meanwhile is carried over (rows removed since: tombstones; rows added
+ * since: copied) and the new arrays are swapped in under p's write lock.
+ * Searches keep using the old arrays until the swap. One compaction per
+ * partition at a time; a partition dropped meanwhile is simply let go. */
 static void compact(sc_index *ix, part *p)
 {
-    const size_t dim = ix->dim, live = p->rows - p->dead;
-    size_t nch = 0, capsum = 0;
-    while (capsum < live) capsum += chunk_cap(nch++);
-    chunk *ch = sc_calloc(nch ? nch : 1, sizeof(chunk));
-    for (size_t i = 0; i < nch; i++) chunk_alloc(ix, &ch[i], chunk_cap(i));
-    size_t r = 0;
-    for (size_t i = 0; i < p->nchunks; i++) {
-        const chunk *c = &p->chunks[i];
-        for (size_t off = 0; off < c->n; off++) {
-            if (c->ids[off] == TOMB) continue;
-            size_t ci, o;
-            row_loc(r++, &ci, &o);
-            chunk *d = &ch[ci];
-            memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
-            if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
-            d->ids[o] = c->ids[off];
-            d->n++;
+    if (p->compacting) return;
+    const size_t dim = ix->dim, snap = p->rows;
+    p->compacting = 1;
+    atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&ix->wmu);
+
+    /* Phase 1, without wmu: copy the live rows of [0, snap). */
+    builder b = {0};
+    size_t *newrow = sc_malloc((snap ? snap : 1) * sizeof(size_t));
+    for (size_t r = 0; r < snap; r += SCAN_BLOCK) {
+        size_t end = r + SCAN_BLOCK < snap ? r + SCAN_BLOCK : snap;
+        pthread_rwlock_rdlock(&p->lock);
+        for (size_t x = r; x < end; x++) {
+            size_t ci, off;
+            row_loc(x, &ci, &off);
+            const chunk *c = &p->chunks[ci];
+            newrow[x] = c->ids[off] == TOMB ? SIZE_MAX : builder_add(ix, &b, c, off);
         }
+        pthread_rwlock_unlock(&p->lock);
     }
     void *fx = NULL;
-    size_t frows = 0, train_next = p->train_next;
+    size_t frows = 0, copied = b.rows;
+    int trained = 0;
     if (ix->backend == BACKEND_FAISS && sc_index__faiss_new(&fx, ix->dim, ix->faiss_desc) == 0) {
-        float *all = sc_malloc((live ? live : 1) * dim * sizeof(float));
-        for (size_t i = 0; i < live; i++) {
-            size_t ci, o;
-            row_loc(i, &ci, &o);
-            memcpy(all + i * dim, ch[ci].f + o * dim, dim * sizeof(float));
+        float *all = sc_malloc((copied ? copied : 1) * dim * sizeof(float));
+        for (size_t i = 0; i < copied; i++) {
+            size_t o;
+            memcpy(all + i * dim, builder_chunk(&b, i, &o)->f + o * dim, dim * sizeof(float));
         }
-        if (!sc_index__faiss_is_trained(fx) && live >= train_next)
-            (void)sc_index__faiss_train(fx, live, all);
-        if (sc_index__faiss_is_trained(fx) && live && sc_index__faiss_add(fx, live, all) == 0)
-            frows = live;
-        if (frows < live && live >= train_next) train_next = live * 2; /* retry later */
+        if (!sc_index__faiss_is_trained(fx) && copied >= p->train_next)
+            (void)sc_index__faiss_train(fx, copied, all);
+        trained = sc_index__faiss_is_trained(fx);
+        if (trained && copied && sc_index__faiss_add(fx, copied, all) == 0) frows = copied;
         free(all);
     }
+
+    if (sc_index__compact_hook) sc_index__compact_hook();
+
+    /* Phase 2, with wmu: carry over what changed, swap. */
+    pthread_mutex_lock(&ix->wmu);
+    if (p->retired) {
+        for (size_t i = 0; i < b.nch; i++) chunk_free(&b.ch[i]);
+        free(b.ch);
+        free(newrow);
+        if (fx) sc_index__faiss_free(fx);
+        part_unref(p); /* the last reference: frees p */
+        return;
+    }
+    size_t dead = 0;
+    for (size_t x = 0; x < snap; x++) {
+        if (newrow[x] == SIZE_MAX) continue;
+        size_t ci, off;
+        row_loc(x, &ci, &off);
+        if (p->chunks[ci].ids[off] != TOMB) continue;
+        size_t o;
+        builder_chunk(&b, newrow[x], &o)->ids[o] = TOMB; /* removed meanwhile */
+        dead++;
+    }
+    for (size_t x = snap; x < p->rows; x++) {
+        size_t ci, off;
+        row_loc(x, &ci, &off);
+        const chunk *c = &p->chunks[ci];
+        if (c->ids[off] == TOMB) continue;
+        size_t r = builder_add(ix, &b, c, off);
+        if (fx && trained && frows == r && sc_index__faiss_add(fx, 1, c->f + off * dim) == 0)
+            frows++;
+    }
+    free(newrow);
+    size_t train_next = p->train_next, live = b.rows - dead;
+    if (fx && frows < b.rows && live >= train_next) train_next = live * 2; /* retry later */
     size_t oldbytes = part_bytes(ix, p);
     chunk *oldch = p->chunks;
     size_t oldn = p->nchunks;
     void *oldfx = p->faiss;
 
     pthread_rwlock_wrlock(&p->lock);
-    p->chunks = ch;
-    p->nchunks = p->chunks_cap = nch;
-    p->rows = live;
-    p->dead = 0;
+    p->chunks = b.ch;
+    p->nchunks = b.nch;
+    p->chunks_cap = b.chcap;
+    p->rows = b.rows;
+    p->dead = dead;
     p->faiss = fx;
     p->faiss_rows = frows;
     p->train_next = train_next;
@@ -451,11 +569,13 @@ static void compact(sc_index *ix, part *p)
     free(oldch);
     if (oldfx) sc_index__faiss_free(oldfx);
     ix->bytes = ix->bytes - oldbytes + part_bytes(ix, p);
-    for (size_t i = 0; i < live; i++) {
-        size_t ci, o;
-        row_loc(i, &ci, &o);
-        id_put(ix, ch[ci].ids[o], p, i);
+    for (size_t r = 0; r < b.rows; r++) {
+        size_t o;
+        uint64_t id = builder_chunk(&b, r, &o)->ids[o];
+        if (id != TOMB) id_put(ix, id, p, r);
     }
+    p->compacting = 0;
+    part_unref(p); /* p is still linked: the table's reference remains */
 }
 
 /* Marks row of p removed. */
@@ -483,10 +603,12 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
 {
     if (!ix || !ns || !vec || id == TOMB) return SC_EINVAL;
     const size_t dim = ix->dim;
-    float f[SC_INDEX_MAX_DIM];
+    float f[SC_INDEX_MAX_DIM], s4 = 0;
     int8_t q[SC_INDEX_MAX_DIM];
+    uint8_t c4[SC_INDEX_I4_BYTES(SC_INDEX_MAX_DIM)];
     if (normalise(vec, f, dim)) return SC_EINVAL;
-    if (ix->backend == BACKEND_FLAT) sc_index_quantize(f, q, dim);
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) sc_index_quantize(f, q, dim);
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) sc_index_quantize_i4(f, c4, dim, &s4);
 
     int rc = 0;
     pthread_mutex_lock(&ix->wmu);
@@ -496,12 +618,16 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
         goto out;
     }
     idslot *s = id_find(ix, id);
+    part *old = NULL;
     if (s) {
-        part *old = s->p;
+        old = s->p;
         size_t oldrow = s->row;
         id_del(ix, s);
         kill_row(ix, old, oldrow);
-        if (old != p) maybe_shrink(ix, old);
+        if (old == p)
+            old = NULL;
+        else
+            atomic_fetch_add(&old->refs, 1); /* shrunk at the end, see below */
     }
 
     size_t capsum = 0;
@@ -524,6 +650,10 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     /* The slot is past c->n: no reader looks at it before it is published. */
     memcpy(c->f + off * dim, f, dim * sizeof(float));
     if (c->q) memcpy(c->q + off * dim, q, dim);
+    if (c->c4) {
+        memcpy(c->c4 + off * SC_INDEX_I4_BYTES(dim), c4, SC_INDEX_I4_BYTES(dim));
+        c->s4[off] = s4;
+    }
     c->ids[off] = id;
 
     pthread_rwlock_wrlock(&p->lock);
@@ -537,9 +667,17 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     pthread_rwlock_unlock(&p->lock);
     id_put(ix, id, p, row);
     ix->vectors++;
-    if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
-        p->rows - p->dead >= p->train_next)
+    if (p->dead * 4 > p->rows)
+        compact(ix, p); /* re-adds of ids of this partition left tombstones */
+    else if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
+             p->rows - p->dead >= p->train_next)
         compact(ix, p); /* trains the FAISS index (or retries later) */
+    /* compact() may have let wmu go for a while: the partition the id came
+     * from is held by a reference and may have been dropped meanwhile. */
+    if (old) {
+        if (!old->retired) maybe_shrink(ix, old);
+        part_unref(old);
+    }
 out:
     pthread_mutex_unlock(&ix->wmu);
     return rc;
@@ -597,7 +735,7 @@ int sc_index_flush_ns(sc_index *ix, const char *ns)
             }
         }
         ix->vectors -= p->rows - p->dead;
-        part_destroy(ix, p);
+        part_retire(ix, p);
     }
     pthread_mutex_unlock(&ix->wmu);
     return 0;
@@ -613,7 +751,7 @@ void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 }
 
 /* ---------------------------------------------------------------------
- * Search (table and partition locks held shared)
+ * Search (a reference to the partition, its lock held shared)
  * ------------------------------------------------------------------- */
 
 typedef struct cand {
@@ -667,24 +805,57 @@ static int by_score_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Offers the rows of one scanned block (scores fs[0..m), chunk c from row
+ * off) to the heap. Only scores above the heap's weakest are looked at,
+ * and those are found 16 at a time (sc_index__above). */
+static void offer_block(const sc_index *ix, const chunk *c, size_t off, const float *fs, size_t m,
+                        cand *h, size_t *n, size_t cap)
+{
+    uint32_t idx[SCAN_BLOCK];
+    float thr = *n == cap ? h[0].s : -INFINITY;
+    size_t na = sc_index__above(fs, m, thr, idx);
+    for (size_t a = 0; a < na; a++) {
+        size_t j = idx[a];
+        if (*n == cap && fs[j] <= h[0].s) continue; /* the bar rose meanwhile */
+        uint64_t id = c->ids[off + j];
+        if (id == TOMB) continue;
+        heap_offer(h, n, cap, (cand){fs[j], id, c->f + (off + j) * ix->dim});
+    }
+}
+
 /* Int8 scan for the top cap rows, into h (unsorted); returns the count. */
 static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
     const size_t dim = ix->dim;
     int32_t sb[SCAN_BLOCK];
+    float fs[SCAN_BLOCK];
     size_t n = 0;
     for (size_t ci = 0; ci < p->nchunks; ci++) {
         const chunk *c = &p->chunks[ci];
         for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
             size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
             sc_index_dot_i8(q, c->q + off * dim, m, dim, sb);
-            for (size_t j = 0; j < m; j++) {
-                float s = (float)sb[j];
-                if (n == cap && s <= h[0].s) continue;
-                uint64_t id = c->ids[off + j];
-                if (id == TOMB) continue;
-                heap_offer(h, &n, cap, (cand){s, id, c->f + (off + j) * dim});
-            }
+            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j];
+            offer_block(ix, c, off, fs, m, h, &n, cap);
+        }
+    }
+    return n;
+}
+
+/* 4-bit scan: the same with codes and per-row scales. q is zero-padded. */
+static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
+{
+    const size_t dim = ix->dim, rb = SC_INDEX_I4_BYTES(dim);
+    int32_t sb[SCAN_BLOCK];
+    float fs[SCAN_BLOCK];
+    size_t n = 0;
+    for (size_t ci = 0; ci < p->nchunks; ci++) {
+        const chunk *c = &p->chunks[ci];
+        for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
+            size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
+            sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
+            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * c->s4[off + j];
+            offer_block(ix, c, off, fs, m, h, &n, cap);
         }
     }
     return n;
@@ -739,6 +910,22 @@ static int search_faiss(const sc_index *ix, const part *p, const float *qf, size
     }
 }
 
+/* Exact fp32 scores of the candidates. Their rows are scattered and
+ * usually not cached: the next rows are prefetched while one is scored, so
+ * the misses overlap instead of following each other. */
+static void rescore(cand *h, size_t nc, const float *qf, size_t dim)
+{
+    enum { AHEAD = 4 };
+    const size_t bytes = dim * sizeof(float);
+    for (size_t i = 0; i < nc && i < AHEAD; i++)
+        for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i].f + l);
+    for (size_t i = 0; i < nc; i++) {
+        if (i + AHEAD < nc)
+            for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i + AHEAD].f + l);
+        h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+    }
+}
+
 int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *query, size_t k,
                     sc_index_hit *out, size_t *n)
 {
@@ -750,35 +937,36 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     int8_t q8[SC_INDEX_MAX_DIM];
     if (normalise(query, qf, dim)) return SC_EINVAL;
     if (ix->backend == BACKEND_FLAT) sc_index_quantize(qf, q8, dim);
+    if (ix->scan_bits == 4) memset(q8 + dim, 0, SC_INDEX_I4_QLEN(dim) - dim);
     uint64_t hsh = part_hash(ns, fp);
     size_t want = k * 4 > 32 ? k * 4 : 32;
+    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) want = k * 8 > 64 ? k * 8 : 64;
     int rc = 0;
 
     pthread_rwlock_rdlock(&ix->tlock);
     part *p = part_find(ix, ns, fp, hsh);
-    if (!p) {
-        pthread_rwlock_unlock(&ix->tlock);
-        return 0;
-    }
+    if (p) atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ix->tlock);
+    if (!p) return 0;
     pthread_rwlock_rdlock(&p->lock);
     cand stackbuf[256], *h = NULL;
     size_t nc = 0;
     if (ix->backend == BACKEND_FLAT) {
         h = want <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(want * sizeof(cand));
-        nc = scan_i8(ix, p, q8, h, want);
+        nc = ix->scan_bits == 4 ? scan_i4(ix, p, q8, h, want) : scan_i8(ix, p, q8, h, want);
     } else if (p->faiss && p->faiss_rows == p->rows && p->rows) {
         rc = search_faiss(ix, p, qf, k, want, &h, &nc);
     } else {
         h = k <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(k * sizeof(cand));
         nc = scan_f32(ix, p, qf, h, k);
     }
-    for (size_t i = 0; i < nc; i++) h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+    rescore(h, nc, qf, dim);
     if (nc > 1) qsort(h, nc, sizeof(cand), by_score_desc);
     size_t m = nc < k ? nc : k;
     for (size_t i = 0; i < m; i++) out[i] = (sc_index_hit){h[i].id, h[i].s};
     *n = m;
     pthread_rwlock_unlock(&p->lock);
-    pthread_rwlock_unlock(&ix->tlock);
+    part_unref(p);
     if (h != stackbuf) free(h);
     return rc;
 }

@@ -7,15 +7,25 @@
  * Backends:
  *   flat  (default) exact scan over int8-quantised copies with a SIMD kernel
  *         picked at run time (AVX-512 VNNI, AVX2, scalar), keeping the
- *         top candidates, then exact fp32 cosine re-scoring of those.
+ *         top max(4k, 32) candidates, then exact fp32 cosine re-scoring of
+ *         those. Opt-in scan_bits = 4: the scan reads 4-bit codes (half the
+ *         bytes, per-row scale) and keeps max(8k, 64) candidates.
  *   faiss a FAISS index per partition built with faiss_index_factory(desc),
- *         through the FAISS C API.
+ *         inner product, through the FAISS C API (index/faiss_c.cpp
+ *         implements the functions used, Debian ships only the headers).
+ *         Removed rows are filtered from its results (asking for more when
+ *         needed) and dropped at compaction, which rebuilds the index; an
+ *         index that needs training (IVF...) is trained on the partition's
+ *         rows once it has 1024 of them (until then: exact fp32 scan).
+ *         Results are re-scored exactly in fp32 as well.
  *
  * Threads: any thread may call any function. Searches run concurrently
  * with each other and with adds; an add or remove holds a partition's
  * write lock only for a short, bounded time (no large copies under it).
  * Removal is a tombstone; a partition compacts itself when tombstones pass
- * a fraction of its size. */
+ * a quarter of its rows, and is dropped when it has no live row left.
+ * Memory: every vector is kept in fp32 (re-scoring, rebuilds) plus its
+ * scan copy (int8: dim bytes, 4-bit: dim/2 + 4 bytes). */
 #ifndef SC_INDEX_H
 #define SC_INDEX_H
 
@@ -32,6 +42,9 @@ typedef struct sc_index_opts {
     uint32_t dim;
     const char *backend;        /* "flat" or "faiss" */
     const char *faiss_desc;     /* e.g. "HNSW32", "IVF1024,SQ8" */
+    uint32_t scan_bits;         /* flat: 8 (default; 0 means 8) = int8 scan;
+                                 * 4 = 4-bit scan, half the bytes to read,
+                                 * more candidates re-scored in fp32 */
 } sc_index_opts;
 
 typedef struct sc_index_hit {
@@ -49,6 +62,7 @@ typedef struct sc_index_stats {
  * SC_INDEX_MAX_DIM, an unknown backend, or a FAISS description that
  * faiss_index_factory rejects (backend NULL means "flat"). */
 int sc_index_create(sc_index **out, const sc_index_opts *opts);
+/* Frees everything; no other call on ix may be running or follow. */
 void sc_index_destroy(sc_index *ix);
 
 /* Adds vector vec (dim floats, normalised) under id in partition (ns, fp).
@@ -58,8 +72,10 @@ void sc_index_destroy(sc_index *ix);
 int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec);
 
 /* Removes id wherever it is (no-op, SC_ENOTFOUND, when absent). May compact
- * the partition (copies its live rows outside the partition lock: searches
- * go on; other adds/removes wait) or drop it when it became empty. */
+ * the partition (the calling thread copies its live rows, and rebuilds a
+ * FAISS index, holding no lock that searches or other adds/removes need,
+ * then swaps them in briefly) or drop it when it became empty. An add may
+ * compact too (re-added ids, or a FAISS index that can now be trained). */
 int sc_index_remove(sc_index *ix, uint64_t id);
 
 /* Drops every partition of namespace ns. */
@@ -89,6 +105,20 @@ const char *sc_index_kernel_name(void);
  * and benchmarks; SC_EUNSUPPORTED when this CPU lacks it, SC_EINVAL for an
  * unknown name. Not to be called while other threads search. */
 int sc_index_kernel_force(const char *name);
+/* 4-bit scan codes (scan_bits = 4): SC_INDEX_I4_BYTES(dim) bytes a row,
+ * 128-dim blocks of 64 bytes (byte j: dim j in the low nibble, dim 64+j in
+ * the high one, as v+8, v in [-7, 7]). sc_index_quantize_i4 writes the
+ * codes of v scaled by 7/max|v| and that max into *scale (the row's dot
+ * products are multiplied by it); it returns the byte count.
+ * sc_index_dot_i4 computes sum(v_i * q_i) for n rows against an int8
+ * query zero-padded to SC_INDEX_I4_QLEN(dim) entries; _scalar is the
+ * reference. */
+#define SC_INDEX_I4_BYTES(dim) ((((size_t)(dim) + 127) / 128) * 64)
+#define SC_INDEX_I4_QLEN(dim) ((((size_t)(dim) + 127) / 128) * 128)
+size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *scale);
+void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim, int32_t *out);
+void sc_index_dot_i4_scalar(const int8_t *q, const uint8_t *codes, size_t n, size_t dim,
+                            int32_t *out);
 /* Exact fp32 dot product of two dim-vectors (dispatched like the above). */
 float sc_index_dot_f32(const float *a, const float *b, size_t dim);
 

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* kernels.c: writes the indices j < m with s[j] > thr into idx (in
+ * increasing order) and returns their count (AVX-512: 16 at a time). */
+size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx);
+
 /* ---- faiss_backend.c: FAISS indexes as opaque pointers ----
  * All return 0 or a negative SC_E* code; on failure the FAISS message is
  * logged. Every call runs FAISS single-threaded (OpenMP 1 thread). */
@@ -18,6 +22,11 @@ int sc_index__faiss_add(void *fx, size_t n, const float *x);
 /* Labels are the insertion order (0..ntotal-1); missing results are -1. */
 int sc_index__faiss_search(const void *fx, const float *q, size_t k, float *dist,
                            int64_t *labels);
+
+/* Test hook, NULL in production: called by a compaction, in the calling
+ * thread, between its unlocked copy and the carrying over of what changed
+ * meanwhile (so tests can change the partition right then). */
+extern void (*sc_index__compact_hook)(void);
 
 /* faiss_c.cpp: limits OpenMP to one thread for the calling thread. */
 void sc_index__faiss_single_thread(void);

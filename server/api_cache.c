@@ -137,7 +137,7 @@ static void item_record(const store_item *it, sc_record *rec)
     r.response_len = it->response_len;
     r.content_type = "text/plain";
     r.model = it->model ? it->model : "";
-    if (it->ttl > 0) r.expires = (int64_t)time(NULL) + it->ttl;
+    if (it->ttl > 0) r.expires = sc_cache_expires_in(it->ttl);
     *rec = r;
 }
 

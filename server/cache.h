@@ -28,6 +28,10 @@
 
 typedef struct sc_cache sc_cache;
 
+/* Default thresholds (threshold -1), tuned by bench_quality. */
+#define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
+#define SC_DEFAULT_THRESHOLD_COSINE 0.90
+
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
 
 typedef struct sc_cache_result {
@@ -80,6 +84,11 @@ void sc_cache_result_clear(sc_cache_result *res);
  * expires (0 = default TTL), token counts. vec may be NULL (embedded
  * here). Sets r->id. */
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec);
+
+/* The `expires` (Unix seconds) for an entry that must live ttl seconds
+ * from now: rounded up, so that it lives at least ttl seconds although
+ * expiry is checked in whole seconds (expires <= now). Any thread. */
+int64_t sc_cache_expires_in(long long ttl);
 
 /* Stores n entries, embedding their prompts in batches (one sgemm per
  * batch). An entry that failed has id 0; returns the first error. */

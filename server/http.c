@@ -203,7 +203,9 @@ static void on_written(uv_write_t *w, int status)
     free(wr);
     if (status < 0) {
         conn_close(c);
-    } else if (c->closing && c->out_queued == 0) {
+    } else if (c->closing && c->out_queued == 0 && !c->busy) {
+        /* Not while a request is still being answered (a stream between
+         * two writes): finish() closes once it is done. */
         conn_close(c);
     }
     conn_unref(c);
@@ -240,22 +242,32 @@ static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t
     return SC_OK;
 }
 
+/* keep_alive: 0 closes after this response; otherwise the seconds an idle
+ * connection is kept, announced in Keep-Alive: timeout=N so that pooling
+ * clients drop it before the server does (no reuse racing the close). */
 static int format_head(char *head, size_t cap, int status, const char *ctype, const char *extra,
                        long long clen, int keep_alive)
 {
     int n;
-    if (clen >= 0)
+    char conn_hdr[64];
+    if (keep_alive > 0) snprintf(conn_hdr, sizeof conn_hdr, "keep-alive\r\nKeep-Alive: timeout=%d", keep_alive);
+    else snprintf(conn_hdr, sizeof conn_hdr, "close");
+    if (clen == -2)   /* HTTP/1.0 stream: the body ends when the connection closes */
+        n = snprintf(head, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\nConnection: close\r\n%s\r\n",
+                     status, sc_http_reason(status), ctype, extra ? extra : "");
+    else if (clen >= 0)
         n = snprintf(head, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n"
                      "Connection: %s\r\n%s\r\n",
                      status, sc_http_reason(status), ctype, clen,
-                     keep_alive ? "keep-alive" : "close", extra ? extra : "");
+                     conn_hdr, extra ? extra : "");
     else
         n = snprintf(head, cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n"
                      "Cache-Control: no-cache\r\nConnection: %s\r\n%s\r\n",
                      status, sc_http_reason(status), ctype,
-                     keep_alive ? "keep-alive" : "close", extra ? extra : "");
+                     conn_hdr, extra ? extra : "");
     return n;
 }
 
@@ -270,21 +282,33 @@ static void finish(sc_http_req *req)
     if (c->busy == req) c->busy = NULL;
     req_free(req);
     if (!c->closed) {
-        if (c->eof || c->srv->stopping) c->closing = 1;
+        /* Half-closed: still answer the requests the client sent in full
+         * (pipelined behind this one), then close. */
+        if (c->srv->stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
             if (c->out_queued == 0) conn_close(c);
         } else {
             arm_idle_timer(c);
-            if (!c->processing) process(c);
+            if (!c->processing) {
+                process(c);
+                if (c->eof && !c->busy && !c->closed && !c->closing) {   /* only a partial request left */
+                    c->closing = 1;
+                    if (c->out_queued == 0) conn_close(c);
+                }
+            }
         }
     }
     conn_unref(c);
 }
 
+/* 0: close after this response; else the idle timeout in whole seconds. */
 static int keep_alive_for(sc_http_req *req)
 {
     conn *c = req->conn_;
-    return !c->closing && !c->eof && !c->srv->stopping && llhttp_should_keep_alive(&c->parser);
+    if (c->closing || (c->eof && c->in.len == 0) || c->srv->stopping || !llhttp_should_keep_alive(&c->parser))
+        return 0;
+    long long s = c->srv->cfg->idle_timeout_ms / 1000;
+    return s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
 }
 
 void sc_http_respond(sc_http_req *req, int status, const char *content_type,
@@ -332,10 +356,15 @@ void sc_http_stream_begin(sc_http_req *req, int status, const char *content_type
     req->status_ = status;
     if (req->aborted) return;
     int ka = keep_alive_for(req);
+    /* Chunked encoding is HTTP/1.1 only (RFC 9112 6.1): an HTTP/1.0
+     * client gets the bytes as they are and the close ends the body. */
+    req->unframed_ = llhttp_get_http_major(&c->parser) == 1 && llhttp_get_http_minor(&c->parser) == 0;
+    if (req->unframed_) ka = 0;
     if (!ka) c->closing = 1;
+    long long framing = req->unframed_ ? -2 : -1;
     char head[8192];
-    int n = format_head(head, sizeof head, status, content_type, extra_headers, -1, ka);
-    if (n < 0 || (size_t)n >= sizeof head) n = format_head(head, sizeof head, status, content_type, NULL, -1, 0);
+    int n = format_head(head, sizeof head, status, content_type, extra_headers, framing, ka);
+    if (n < 0 || (size_t)n >= sizeof head) n = format_head(head, sizeof head, status, content_type, NULL, framing, 0);
     send_bytes(c, head, (size_t)n, NULL, 0, NULL, 0);
 }
 
@@ -343,6 +372,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 {
     if (req->aborted || req->conn_->closed) return SC_ECLOSED;
     if (len == 0) return SC_OK;
+    if (req->unframed_) return send_bytes(req->conn_, data, len, NULL, 0, NULL, 0);
     char size[32];
     int n = snprintf(size, sizeof size, "%zx\r\n", len);
     return send_bytes(req->conn_, size, (size_t)n, data, len, "\r\n", 2);
@@ -350,7 +380,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 
 void sc_http_stream_end(sc_http_req *req)
 {
-    if (!req->aborted && !req->conn_->closed) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    if (!req->aborted && !req->conn_->closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     finish(req);
 }
 

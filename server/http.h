@@ -44,6 +44,7 @@ struct sc_http_req {
     /* private */
     struct conn *conn_;
     int streaming_;
+    int unframed_;               /* HTTP/1.0 stream: no chunks, ends with close */
     int done_;
     int status_;
     uint64_t start_ns_;

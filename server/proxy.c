@@ -52,6 +52,9 @@ struct preq {
     uint8_t key[16];
     sc_cache_result res;         /* lookup result (vec reused on write-back) */
     flight *fl;                  /* the call this request leads or waits on */
+    const char *upstream;        /* for the access log; valid during on_up_done */
+    char *body;                  /* waiters: the request, in case they must go alone */
+    size_t body_len;
     preq *next_waiter;
 };
 
@@ -88,6 +91,7 @@ static void preq_free(preq *p)
     free(p->ns);
     free(p->prompt);
     free(p->model);
+    free(p->body);
     free(p);
 }
 
@@ -135,6 +139,10 @@ static void record_outcome(preq *p, int outcome, long long pt, long long ct, dou
     if (p->req)
         snprintf(p->req->note, sizeof p->req->note, "ns=%s outcome=%s similarity=%.4f confidence=%.4f tokens=%lld usd=%.6f",
                  p->ns, sc_outcome_name(outcome), (double)p->res.similarity, p->res.confidence, pt + ct, usd);
+    if (p->req && p->upstream && *p->upstream) {
+        size_t n = strlen(p->req->note);
+        snprintf(p->req->note + n, sizeof p->req->note - n, " upstream=%s", p->upstream);
+    }
 }
 
 static void cache_headers(char *h, size_t cap, const char *outcome, const preq *p)
@@ -236,7 +244,7 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
     s->rec.model = s->model;
     s->rec.prompt_tokens = u.found && u.prompt_tokens > 0 ? (uint32_t)u.prompt_tokens : 0;
     s->rec.completion_tokens = u.found && u.completion_tokens > 0 ? (uint32_t)u.completion_tokens : 0;
-    if (p->ttl > 0) s->rec.expires = (int64_t)time(NULL) + p->ttl;
+    if (p->ttl > 0) s->rec.expires = sc_cache_expires_in(p->ttl);
     s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
     p->res.vec = NULL;
     s->fl = f;
@@ -290,6 +298,28 @@ static void on_up_data(void *ctx, const char *d, size_t n)
 
 static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
 
+static void after_lookup(preq *p, const char *body, size_t body_len);
+
+/* The leader's stream ended well but cannot be shared (its assembled body
+ * is unstorable, e.g. tool calls): the waiters go upstream themselves, the
+ * first as a new leader, the others joining its call. */
+static void restart_waiters(flight *f)
+{
+    preq *w = f->waiters;
+    f->waiters = NULL;
+    flight_unregister(f);
+    while (w) {
+        preq *next = w->next_waiter;
+        char *body = w->body;
+        w->body = NULL;
+        w->next_waiter = NULL;
+        w->fl = NULL;
+        after_lookup(w, body, w->body_len);   /* frees w if its client left */
+        free(body);
+        w = next;
+    }
+}
+
 /* Finishes every waiter from the leader's outcome. */
 static void finish_waiters(flight *f, int status, const char *body, size_t len, const char *ctype)
 {
@@ -325,8 +355,12 @@ static void on_up_done(void *ctx, const sc_route_result *r)
     size_t store_len = 0;
     int ok = r->err == 0 && f->status / 100 == 2;
 
+    if (p) p->upstream = r->upstream;
     if (f->streaming) {
         if (ok && f->sse.done) store_body = sc_oai_stream_body(&f->sse, &store_len);
+        /* Before the stream ends: the access log reads the note then. */
+        if (p) record_outcome(p, ok && f->sse.done ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
+                              r->usage.prompt_tokens, r->usage.completion_tokens, r->cost_usd);
         if (p && p->req) {
             if (!ok || !f->sse.done) {
                 /* The stream broke after it started: tell the client in-band. */
@@ -339,9 +373,8 @@ static void on_up_done(void *ctx, const sc_route_result *r)
             sc_http_stream_end(p->req);
             p->req = NULL;
         }
-        if (p) record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
-                              0, 0, r->cost_usd);
         if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");
+        else if (ok && f->sse.done) restart_waiters(f);
         else finish_waiters(f, 502, NULL, 0, NULL);
     } else if (r->headers_sent && f->status > 0) {
         /* A complete answer: 2xx, or an upstream error relayed as is. */
@@ -352,7 +385,8 @@ static void on_up_done(void *ctx, const sc_route_result *r)
                 size_t hl = strlen(headers);
                 snprintf(headers + hl, sizeof headers - hl, "X-Semcache-Upstream: %s\r\n", r->upstream);
             }
-            record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, 0, 0, r->cost_usd);
+            record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, r->usage.prompt_tokens,
+                           r->usage.completion_tokens, r->cost_usd);
             if (ok) {
                 serve_body(p, f->status, f->body.data ? f->body.data : "", f->body.len, headers);
             } else {
@@ -398,9 +432,9 @@ static void on_client_abort(sc_http_req *req)
             /* Nobody else wants the answer: stop the upstream transfer. */
             sc_route_cancel(f->call);
             f->call = NULL;
+            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
             sc_http_stream_end(p->req);   /* finishes the aborted request */
             p->req = NULL;
-            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
             flight_free(f);
             preq_free(p);
             return;
@@ -499,6 +533,8 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
     }
     if (f) {
         p->fl = f;
+        p->body = sc_strndup(body, body_len);
+        p->body_len = body_len;
         p->next_waiter = f->waiters;
         f->waiters = p;
         return;
@@ -637,6 +673,9 @@ done:
  * ------------------------------------------------------------------- */
 
 typedef struct pass {
+    sc_server *srv;
+    char *ns;                    /* for the statistics and the access log */
+    uint64_t start_ns;
     sc_http_req *req;
     sc_route_call *call;
     int status, streaming;
@@ -670,6 +709,13 @@ static void pass_data(void *ctx, const char *d, size_t n)
 static void pass_done(void *ctx, const sc_route_result *r)
 {
     pass *ps = ctx;
+    /* Counted as a bypass (what X-Semcache says), with its cost. */
+    int outcome = r->err == 0 ? SC_OUT_BYPASS : SC_OUT_ERROR;
+    sc_stats_outcome(ps->srv->stats, ps->ns, outcome, (double)(sc_http_now_ns() - ps->start_ns) / 1e9, 0, 0,
+                     r->cost_usd);
+    if (ps->req)
+        snprintf(ps->req->note, sizeof ps->req->note, "ns=%s outcome=%s upstream=%s", ps->ns,
+                 sc_outcome_name(outcome), r->upstream ? r->upstream : "");
     if (ps->req) {
         ps->req->user = NULL;
         ps->req->on_abort = NULL;
@@ -684,6 +730,7 @@ static void pass_done(void *ctx, const sc_route_result *r)
         }
     }
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
@@ -695,14 +742,19 @@ static void pass_abort(sc_http_req *req)
     if (ps->call) sc_route_cancel(ps->call);
     sc_http_stream_end(req);
     free(ps->ctype);
+    free(ps->ns);
     sc_buf_free(&ps->body);
     free(ps);
 }
 
 static void passthrough(sc_server *srv, sc_http_req *req)
 {
-    if (!sc_server_namespace(srv, req, NULL, 0)) return;
+    const char *ns = sc_server_namespace(srv, req, NULL, 0);
+    if (!ns) return;
     pass *ps = SC_NEW(pass);
+    ps->srv = srv;
+    ps->ns = sc_strdup(ns);
+    ps->start_ns = sc_http_now_ns();
     ps->req = req;
     sc_buf_init(&ps->body, (size_t)srv->cfg->max_upstream_body);
     char path[2048];
@@ -727,6 +779,7 @@ static void passthrough(sc_server *srv, sc_http_req *req)
         req->user = NULL;
         sc_http_error(req, 502, "upstream_error", "route_error", "could not start the upstream call");
         sc_buf_free(&ps->body);
+        free(ps->ns);
         free(ps);
     }
 }

@@ -24,18 +24,22 @@
 #include "embed/embed.h"
 #include "embed/verify.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define NP (SC_VF_COUNT + 1)   /* parameters: features + bias (last) */
+#define NP (SC_VF_COUNT + 1)
+
+static size_t g_augment = 300;   /* synthetic pairs per edit kind (0 = none) */   /* parameters: features + bias (last) */
 
 typedef struct set {
     float (*x)[SC_VF_COUNT];
     int *y;
-    int *src;                  /* 0 = qqp, 1 = banking77 */
+    int *src;                  /* 0 = qqp, 1 = banking77, 2 = synthetic */
     size_t n, cap;
 } set;
 
@@ -350,6 +354,8 @@ static int add_pairs(sc_embedder *e, int diff_embed, char **ta, char **tb, const
     return rc;
 }
 
+static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_kind, set *fit);
+
 static int load_qqp(const char *dir, size_t ntrain, size_t ncal, sc_embedder *e, int de,
                     set *fit, set *cal)
 {
@@ -373,12 +379,232 @@ static int load_qqp(const char *dir, size_t ntrain, size_t ncal, sc_embedder *e,
         tc[i] = i >= ntrain;
     }
     int rc = add_pairs(e, de, ta, tb, y, n, tc, 0, fit, cal);
+    if (!rc && g_augment) rc = augment(e, de, ta, ntrain < n ? ntrain : n, g_augment, fit);
     free(ta);
     free(tb);
     free(y);
     free(tc);
     free(perm);
     qd_free(&all);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Synthetic look-alikes. QQP rarely holds pairs that differ only by a
+ * number, a negation, an opposite word, swapped order or another named
+ * thing, so the model would learn little about those signals. From the
+ * fit split's own questions we make such pairs (label 0) by one edit each,
+ * and harmless edits (label 1): "how do i" -> "how can i", lower case
+ * without the question mark, digits -> number words. They go to the fit
+ * part only; calibration uses real pairs alone.
+ * ------------------------------------------------------------------- */
+
+#define AW_MAX 64
+typedef struct words {
+    char *w[AW_MAX];   /* each word as written, punctuation attached */
+    int n;
+} words;
+
+static void split_words(const char *t, words *ws)
+{
+    ws->n = 0;
+    while (*t && ws->n < AW_MAX) {
+        while (*t == ' ') t++;
+        if (!*t) break;
+        const char *e = t;
+        while (*e && *e != ' ') e++;
+        ws->w[ws->n++] = sc_strndup(t, (size_t)(e - t));
+        t = e;
+    }
+}
+
+static void free_words(words *ws)
+{
+    for (int i = 0; i < ws->n; i++) free(ws->w[i]);
+    ws->n = 0;
+}
+
+/* The lower-case alphanumeric core of a word, and where it sits. */
+static void core(const char *w, char *out, size_t cap, size_t *start, size_t *len)
+{
+    size_t a = 0, n = strlen(w);
+    while (a < n && !isalnum((unsigned char)w[a])) a++;
+    size_t b = n;
+    while (b > a && !isalnum((unsigned char)w[b - 1]) && w[b - 1] != '+') b--;
+    size_t k = 0;
+    for (size_t i = a; i < b && k + 1 < cap; i++) out[k++] = (char)tolower((unsigned char)w[i]);
+    out[k] = '\0';
+    *start = a;
+    *len = b - a;
+}
+
+static void replace_core(words *ws, int i, const char *rep)
+{
+    char c[64];
+    size_t st, ln;
+    core(ws->w[i], c, sizeof c, &st, &ln);
+    size_t n = strlen(ws->w[i]), rl = strlen(rep);
+    char *out = sc_malloc(n - ln + rl + 1);
+    memcpy(out, ws->w[i], st);
+    memcpy(out + st, rep, rl);
+    if (ln && isupper((unsigned char)ws->w[i][st])) out[st] = (char)toupper((unsigned char)out[st]);
+    memcpy(out + st + rl, ws->w[i] + st + ln, n - st - ln + 1);
+    free(ws->w[i]);
+    ws->w[i] = out;
+}
+
+static char *join(const words *ws)
+{
+    size_t n = 1;
+    for (int i = 0; i < ws->n; i++) n += strlen(ws->w[i]) + 1;
+    char *s = sc_malloc(n), *p = s;
+    for (int i = 0; i < ws->n; i++) {
+        if (i) *p++ = ' ';
+        size_t l = strlen(ws->w[i]);
+        memcpy(p, ws->w[i], l);
+        p += l;
+    }
+    *p = '\0';
+    return s;
+}
+
+static int is_plain_word(const char *c)
+{
+    size_t n = strlen(c);
+    if (n < 3) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalpha((unsigned char)c[i])) return 0;
+    static const char *const stop[] = {"the", "and", "how", "what", "why", "can", "you", "your",
+                                       "get", "are", "was", "for", "with", "from", "that", "this"};
+    for (size_t i = 0; i < SC_COUNTOF(stop); i++)
+        if (!strcmp(stop[i], c)) return 0;
+    return 1;
+}
+
+/* Applies edit kind k to text t; returns the new text or NULL. */
+static char *edit(const char *t, int k, uint64_t *rng)
+{
+    words ws;
+    split_words(t, &ws);
+    char c[64], d[64];
+    size_t st, ln;
+    int done = 0;
+    static const char *const nt[][2] = {
+        {"is", "isn't"}, {"are", "aren't"}, {"was", "wasn't"}, {"were", "weren't"}, {"do", "don't"},
+        {"does", "doesn't"}, {"did", "didn't"}, {"can", "can't"}, {"should", "shouldn't"},
+        {"will", "won't"}, {"would", "wouldn't"}, {"could", "couldn't"}, {"have", "haven't"},
+        {"has", "hasn't"},
+    };
+    static const char *const digit_words[] = {"zero", "one", "two", "three", "four", "five", "six",
+                                              "seven", "eight", "nine", "ten"};
+    for (int i = 0; i < ws.n && !done; i++) {
+        core(ws.w[i], c, sizeof c, &st, &ln);
+        if (!c[0]) continue;
+        switch (k) {
+        case 0: /* number changed */
+            if (isdigit((unsigned char)c[0]) && strspn(c, "0123456789") == strlen(c) && strlen(c) < 9) {
+                long v = atol(c), nv = v * 2 + 1 + (long)(qd_rng_next(rng) % 9);
+                snprintf(d, sizeof d, "%ld", nv);
+                replace_core(&ws, i, d);
+                done = 1;
+            }
+            break;
+        case 1: /* negated */
+            for (size_t m = 0; m < SC_COUNTOF(nt) && !done; m++)
+                if (!strcmp(c, nt[m][0]) && !(i > 0 && !strncasecmp(ws.w[i - 1], "how", 3))) {
+                    replace_core(&ws, i, nt[m][1]);
+                    done = 1;
+                }
+            break;
+        case 2: { /* opposite word */
+            const char *o = sc_verify_opposite_of(c);
+            if (o && strcmp(c, "to") && strcmp(c, "from") && strcmp(c, "in") && strcmp(c, "out") &&
+                strcmp(c, "with") && strcmp(c, "without")) {
+                replace_core(&ws, i, o);
+                done = 1;
+            }
+            break;
+        }
+        case 3: /* swapped around to / into / than */
+            if (i > 0 && i + 1 < ws.n && (!strcmp(c, "to") || !strcmp(c, "into") || !strcmp(c, "than"))) {
+                char l[64], r[64];
+                size_t s1, l1, s2, l2;
+                core(ws.w[i - 1], l, sizeof l, &s1, &l1);
+                core(ws.w[i + 1], r, sizeof r, &s2, &l2);
+                if (is_plain_word(l) && is_plain_word(r) && strcmp(l, r)) {
+                    replace_core(&ws, i - 1, r);
+                    replace_core(&ws, i + 1, l);
+                    done = 1;
+                }
+            }
+            break;
+        case 4: /* another named thing */
+            for (size_t m = 0; sc_verify_named_word(m) && !done; m++)
+                if (!strcmp(c, sc_verify_named_word(m)) && sc_verify_named_word(m + 1)) {
+                    replace_core(&ws, i, sc_verify_named_word(m + 1));
+                    done = 1;
+                }
+            break;
+        case 5: /* harmless: "how do i" -> "how can i" */
+            if (!strcmp(c, "do") && i > 0 && i + 1 < ws.n && !strcasecmp(ws.w[i - 1], "how") &&
+                (!strcmp(ws.w[i + 1], "I") || !strcmp(ws.w[i + 1], "i"))) {
+                replace_core(&ws, i, "can");
+                done = 1;
+            }
+            break;
+        case 6: /* harmless: digits to number words */
+            if (strlen(c) <= 2 && strspn(c, "0123456789") == strlen(c) && atoi(c) <= 10) {
+                replace_core(&ws, i, digit_words[atoi(c)]);
+                done = 1;
+            }
+            break;
+        }
+    }
+    char *out = NULL;
+    if (done) out = join(&ws);
+    else if (k == 7 && ws.n > 2) {      /* harmless: lower case, no final '?' */
+        out = join(&ws);
+        for (char *p = out; *p; p++) *p = (char)tolower((unsigned char)*p);
+        size_t n = strlen(out);
+        while (n && (out[n - 1] == '?' || out[n - 1] == ' ')) out[--n] = '\0';
+        if (!strcmp(out, t)) { free(out); out = NULL; }
+    }
+    free_words(&ws);
+    return out;
+}
+
+static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_kind, set *fit)
+{
+    enum { KINDS = 8 };
+    static const int label[KINDS] = {0, 0, 0, 0, 0, 1, 1, 1};
+    size_t cap = per_kind * KINDS, m = 0;
+    char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
+    int *y = sc_malloc(cap * sizeof *y), *tc = sc_calloc(cap, sizeof *tc);
+    size_t count[KINDS] = {0};
+    uint64_t rng = QD_SEED;
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < KINDS; k++) {
+            if (count[k] >= per_kind) continue;
+            char *b = edit(texts[i], k, &rng);
+            if (!b) continue;
+            if (count[k] < 2) fprintf(stderr, "train_verify: synthetic %d: \"%s\" / \"%s\"\n", label[k], texts[i], b);
+            ta[m] = texts[i];
+            tb[m] = b;
+            y[m] = label[k];
+            m++;
+            count[k]++;
+            break;          /* one edit per text, spread over kinds */
+        }
+    }
+    fprintf(stderr, "train_verify: synthetic pairs: number %zu, negation %zu, opposite %zu, swap %zu, "
+            "named %zu, harmless %zu+%zu+%zu\n", count[0], count[1], count[2], count[3], count[4],
+            count[5], count[6], count[7]);
+    int rc = add_pairs(e, de, ta, tb, y, m, tc, 2, fit, fit);
+    for (size_t i = 0; i < m; i++) free(tb[i]);
+    free(ta);
+    free(tb);
+    free(y);
+    free(tc);
     return rc;
 }
 
@@ -498,7 +724,8 @@ static void usage(FILE *o)
     fprintf(o,
             "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
-            "                    [--lambda X] [--trees N] [--eta X] [--write embed/verify_weights.h]\n"
+            "                    [--lambda X] [--trees N] [--eta X] [--augment N-per-kind]\n"
+            "                    [--write embed/verify_weights.h]\n"
             "                    [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
             "training intents; prints the ablation and calibration CSV; with --write,\n"
@@ -507,7 +734,7 @@ static void usage(FILE *o)
 
 int main(int argc, char **argv)
 {
-    const char *embedder = "hash", *model_dir = "models/use-lite", *data = "../shared/data";
+    const char *embedder = "hash", *model_dir = "models/use-lite/dist", *data = "../shared/data";
     const char *write = NULL, *dump = NULL;
     size_t ntrain = 8000, ncal = 3000;
     int diff_embed = 1, ntrees = 200;
@@ -526,6 +753,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--qqp-calib")) { ncal = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--lambda")) { lambda = atof(v); i++; }
         else if (!strcmp(a, "--trees")) { ntrees = atoi(v); i++; }
+        else if (!strcmp(a, "--augment")) { g_augment = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
     }
@@ -668,10 +896,10 @@ int main(int argc, char **argv)
         n += (size_t)snprintf(blk + n, sizeof blk - n,
                               "/* Embedder %s: %zu fit pairs, %zu calibration pairs.\n"
                               " * Command: build/train_verify --embedder %s%s --qqp-train %zu"
-                              " --qqp-calib %zu --lambda %g --trees %d --eta %g --write embed/verify_weights.h\n"
+                              " --qqp-calib %zu --lambda %g --trees %d --eta %g --augment %zu --write embed/verify_weights.h\n"
                               " * Calibration curve (held-in split, after Platt scaling):\n%s */\n",
                               sc_embedder_id(e), fit.n, cal.n, embedder,
-                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, curve);
+                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, g_augment, curve);
         if (best.ntrees) {
             n += (size_t)snprintf(blk + n, sizeof blk - n,
                                   "static const sc_verify_tree sc_verify_trees_%s[%d] = {\n", lo,

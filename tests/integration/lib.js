@@ -19,6 +19,7 @@ async function run() {
       await withTimeout(t.fn(), 60000, t.name);
       console.log(`ok ${i} - ${t.name}`);
     } catch (e) {
+      if (e && e.skip) { console.log(`ok ${i} - ${t.name} # SKIP ${e.skip}`); continue; }
       bad++;
       console.log(`not ok ${i} - ${t.name}`);
       for (const l of String(e && e.stack || e).split('\n').slice(0, 6)) console.log(`# ${l}`);
@@ -105,6 +106,9 @@ function rawExchange(port, chunks, { ms = 3000, delay = 0 } = {}) {
   });
 }
 
+// Throw skip('why') from a test to report it as skipped (TAP "# SKIP").
+function skip(reason) { const e = new Error(`skipped: ${reason}`); e.skip = reason; return e; }
+
 function assert(cond, msg) { if (!cond) throw new Error(msg || 'assertion failed'); }
 function assertEq(a, b, msg) {
   if (a !== b) throw new Error(`${msg || 'not equal'}: got ${JSON.stringify(a)}, want ${JSON.stringify(b)}`);
@@ -119,4 +123,4 @@ async function json(url, body, { method = 'POST', headers = {} } = {}) {
   return { status: r.status, headers: r.headers, text, body: parsed };
 }
 
-module.exports = { test, run, startServer, stopServer, freePort, sleep, rawExchange, assert, assertEq, json };
+module.exports = { test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, assert, assertEq, json };

@@ -9,6 +9,10 @@ const OpenAI = require('openai');
 const { test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const accessLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sc_plog_')), 'access.log');
 let mock, srv, client;
 let seq = 0;
 // Every test uses its own model name, so its entries live in their own
@@ -40,7 +44,7 @@ async function chatStream(body, headers = {}, c = client) {
 
 // Write-back is asynchronous (LMDB put after the answer went out): wait a
 // moment before expecting a hit, except where the test is about that window.
-const settle = () => sleep(150);
+const settle = () => sleep(300);
 const user = (text) => [{ role: 'user', content: text }];
 const statusOf = async (p) => { try { await p; return 200; } catch (e) { return e.status; } };
 const errOf = async (p) => { try { await p; } catch (e) { return e; } throw new Error('expected an error'); };
@@ -53,7 +57,7 @@ async function health(s = srv) {
 test('start mock upstream and semcached', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
   srv = await startServer({ args: ['--upstream', mock.url, '--verify', 'off', '--max-body', '65536',
-    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000'] });
+    '--retries', '2', '--first-byte-timeout-ms', '3000', '--idle-timeout-ms', '2000', '--access-log', accessLog] });
   client = mkClient(srv.url);
 });
 
@@ -121,7 +125,7 @@ test('legacy completions streamed: miss relayed, then replayed from the cache', 
   let t1 = '';
   for await (const ch of s1.data) t1 += ch.choices.map((c) => c.text || '').join('');
   assert(/^echo: Count from one to three #\d+$/.test(t1), t1);
-  await sleep(100);
+  await settle();
   const s2 = await client.completions.create({ model: m, prompt: 'Count from one to three', stream: true }).withResponse();
   assertEq(s2.response.headers.get('x-semcache'), 'hit-exact');
   let t2 = '';
@@ -217,10 +221,16 @@ test('Cache-Control: no-store -> answer not stored', async () => {
   const q = user('Tell me a secret');
   const a = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
   assertEq(a.h.get('x-semcache'), 'miss');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'miss', 'nothing was stored');
   assert(a.content !== b.content, 'fresh answer');
+  assertEq(calls() - before, 2);
+  // no-store does not stop a lookup: the entry b stored is served.
+  await settle();
+  const c = await chat({ model: m, messages: q }, { 'Cache-Control': 'no-store' });
+  assertEq(c.h.get('x-semcache'), 'hit-exact');
+  assertEq(c.content, b.content);
   assertEq(calls() - before, 2);
 });
 
@@ -233,7 +243,7 @@ test('Cache-Control: no-cache -> lookup skipped but the answer is stored', async
   assertEq(b.h.get('x-semcache'), 'miss', 'lookup skipped');
   assert(a.content !== b.content, 'fresh answer');
   assertEq(calls() - before, 2);
-  await sleep(100);
+  await settle();
   const c = await chat({ model: m, messages: q });
   assertEq(c.h.get('x-semcache'), 'hit-exact');
   assertEq(c.content, b.content, 'the no-cache answer replaced the old one');
@@ -263,9 +273,13 @@ test('X-Semcache-TTL 1 -> expired after 2 s', async () => {
   const m = model();
   const before = calls();
   const q = user('A short-lived fact');
+  // Store just before a whole second: the entry must still live a full
+  // second, although expiry is kept in whole seconds.
+  while (Date.now() % 1000 < 800 || Date.now() % 1000 > 900) await sleep(10);
+  const t0 = Date.now();
   await chat({ model: m, messages: q }, { 'X-Semcache-TTL': '1' });
-  await sleep(100);
-  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact');
+  await sleep(Math.max(0, 350 - (Date.now() - t0)));
+  assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'hit-exact', 'alive 350 ms later');
   await sleep(2100);
   assertEq((await chat({ model: m, messages: q })).h.get('x-semcache'), 'miss', 'expired');
   assertEq(calls() - before, 2);
@@ -285,7 +299,7 @@ test('streamed miss relayed chunk by chunk, then served to a non-streamed reques
   assert(s.chunks.length >= 4, `chunks: ${s.chunks.length}`);
   assert(/^echo: Stream me a short story #\d+$/.test(s.content), s.content);
   assert(s.chunks.every((c) => c.choices.length > 0), 'no usage chunk unless asked');
-  await sleep(100);
+  await settle();
   const b = await chat({ model: m, messages: q });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   assertEq(b.content, s.content);
@@ -319,7 +333,7 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   const ua = a.chunks.filter((c) => c.usage);
   assertEq(ua.length, 1, 'one usage chunk on the miss');
   assertEq(a.chunks[a.chunks.length - 1].choices.length, 0, 'usage chunk last with no choices');
-  await sleep(100);
+  await settle();
   const b = await chatStream({ model: m, messages: q, stream_options: { include_usage: true } });
   assertEq(b.h.get('x-semcache'), 'hit-exact');
   const ub = b.chunks.filter((c) => c.usage);
@@ -333,6 +347,21 @@ test('stream_options.include_usage respected on misses and hits', async () => {
   const d = await chatStream({ model: m2, messages: q });
   assertEq(d.chunks.filter((x) => x.usage || x.choices.length === 0).length, 0, 'usage chunk not relayed');
   assertEq(mock.calls().last_request.body.stream_options.include_usage, true, 'usage requested upstream');
+});
+
+test('non-ASCII prompts and answers survive streaming, storing and replay', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('¿Qué tal? 日本語のテキスト 😀 naïve café');
+  const s = await chatStream({ model: m, messages: q });
+  assertEq(s.content.replace(/ #\d+$/, ''), 'echo: ¿Qué tal? 日本語のテキスト 😀 naïve café');
+  await settle();
+  const a = await chat({ model: m, messages: q });
+  assertEq(a.h.get('x-semcache'), 'hit-exact');
+  assertEq(a.content, s.content);
+  const s2 = await chatStream({ model: m, messages: q });
+  assertEq(s2.content, s.content);
+  assertEq(calls() - before, 1);
 });
 
 /* ------------------------------------------------------------------ */
@@ -351,6 +380,12 @@ test('upstream 400 relayed and not cached', async () => {
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the error was not stored');
   assertEq(calls() - before, 2);
+  // A streamed request that the upstream rejects gets the JSON error too.
+  mock.plan(['status:400']);
+  const es = await errOf(chatStream({ model: m, messages: user('rejected stream') }));
+  assertEq(es.status, 400);
+  assertEq(es.error && es.error.message, 'mock fault 400');
+  assertEq(calls() - before, 3);
 });
 
 test('upstream 429 after retries -> 429 to the client', async () => {
@@ -378,7 +413,7 @@ test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   const ok = await chat({ model: m, messages: user('Server error once') });
   assertEq(ok.h.get('x-semcache'), 'miss');
   assertEq(calls() - before, 5);
-  await sleep(100);
+  await settle();
   assertEq((await chat({ model: m, messages: user('Server error once') })).h.get('x-semcache'), 'hit-exact');
 });
 
@@ -411,7 +446,7 @@ test('truncated stream -> error event / incomplete stream, nothing stored', asyn
   const e = await errOf(chatStream({ model: m, messages: q }));
   assert(e, 'the SDK saw an error');
   assertEq(calls() - before, 1, 'a started stream is not retried');
-  await sleep(100);
+  await settle();
   const ok = await chat({ model: m, messages: q });
   assertEq(ok.h.get('x-semcache'), 'miss', 'the truncated stream was not stored');
   assertEq(calls() - before, 2);
@@ -440,8 +475,11 @@ test('single-flight: 5 concurrent identical misses make one upstream call', asyn
   const rs = await Promise.all(Array.from({ length: 5 }, () => chat({ model: m, messages: q })));
   assertEq(calls() - before, 1, 'one upstream call');
   for (const r of rs) assertEq(r.content, rs[0].content, 'same content');
-  assertEq(rs.filter((r) => r.h.get('x-semcache') === 'miss').length, 5);
-  assertEq(rs.filter((r) => r.h.get('x-semcache-coalesced') === '1').length, 4, 'four waited on the leader');
+  const leaders = rs.filter((r) => r.h.get('x-semcache') === 'miss' && r.h.get('x-semcache-coalesced') === null);
+  assertEq(leaders.length, 1, 'one leader');
+  // The others waited on it (or, on a very slow machine, arrived after it was stored).
+  assert(rs.every((r) => r === leaders[0] || r.h.get('x-semcache-coalesced') === '1' || r.h.get('x-semcache') === 'hit-exact'),
+    rs.map((r) => `${r.h.get('x-semcache')}/${r.h.get('x-semcache-coalesced')}`).join(' '));
 });
 
 test('single-flight with streams: waiters get the same content', async () => {
@@ -459,6 +497,9 @@ test('single-flight with streams: waiters get the same content', async () => {
 test('client disconnect mid-stream cancels the upstream transfer', async () => {
   const m = model();
   const before = calls();
+  const abandonedLines = () => fs.readFileSync(accessLog, 'utf8').split('\n')
+    .filter((l) => / 200 .*ns=default outcome=error/.test(l)).length;
+  const abandoned0 = abandonedLines();
   const ac = new AbortController();
   mock.plan(['slowstream:200']);
   const q = user('one two three four five six seven eight nine ten eleven twelve');
@@ -483,10 +524,191 @@ test('client disconnect mid-stream cancels the upstream transfer', async () => {
   assert(closed, 'upstream call still in flight after the client left');
   assert(Date.now() - t0 < 2500, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
   assertEq(calls() - before, 1);
-  await sleep(100);
+  await settle();
   const again = await chat({ model: m, messages: q });
   assertEq(again.h.get('x-semcache'), 'miss', 'the cut stream was not stored');
   await health();
+  assertEq(abandonedLines() - abandoned0, 1, 'the abandoned stream has an access-log line with its outcome');
+});
+
+test('a leader leaving mid-stream does not cancel the call a waiter shares', async () => {
+  const m = model();
+  const before = calls();
+  const q = user('alpha beta gamma delta epsilon zeta eta theta iota kappa');
+  mock.plan(['slowstream:150']);
+  const ac = new AbortController();
+  const leader = (async () => {
+    const { data } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+      { signal: ac.signal }).withResponse();
+    let n = 0;
+    try { for await (const _ of data) { if (++n === 2) ac.abort(); } } catch (_) { /* aborted */ }
+    return n;
+  })();
+  await settle();
+  const waiter = chat({ model: m, messages: q });
+  assert((await leader) >= 2, 'leader read two chunks');
+  const w = await waiter;
+  assertEq(w.h.get('x-semcache-coalesced'), '1', 'the waiter joined the call');
+  assert(/^echo: alpha beta .* kappa #\d+$/.test(w.content), `complete answer: ${w.content}`);
+  assertEq(calls() - before, 1);
+  await settle();
+  const again = await chat({ model: m, messages: q });
+  assertEq(again.h.get('x-semcache'), 'hit-exact', 'the completed stream was stored');
+  assertEq(again.content, w.content);
+});
+
+test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
+  const m = model();
+  const before = calls();
+  const cases = [
+    [{ model: m, messages: user('two answers please'), n: 2 }, {}],
+    [{ model: m, messages: [...user('hi'), { role: 'assistant', content: 'hello' }] }, {}],
+    [{ model: m, messages: user('fresh and private') }, { 'Cache-Control': 'no-cache, no-store' }],
+  ];
+  for (let round = 0; round < 2; round++) {
+    for (const [body, headers] of cases) {
+      const r = await chat(body, headers);
+      assertEq(r.h.get('x-semcache'), 'bypass', JSON.stringify(body));
+    }
+    await settle();
+  }
+  assertEq(calls() - before, 6, 'every one went upstream');
+});
+
+test('upstream key from the environment; the client key is never forwarded', async () => {
+  const before = calls();
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-key-env', 'SC_TEST_UP_KEY'],
+    env: { SC_TEST_UP_KEY: 'sk-from-env' } });
+  try {
+    const c2 = mkClient(s2.url);
+    await chat({ model: 'gpt-key', messages: user('whose key?') }, { 'X-Api-Key': 'client-secret' }, c2);
+    await c2.models.list();
+    const reqs = mock.calls().requests.slice(-(calls() - before));
+    assertEq(reqs.length, 2);
+    for (const r of reqs) {
+      assertEq(r.headers.authorization, 'Bearer sk-from-env', r.path);
+      assert(!JSON.stringify(r.headers).includes('client-secret'), 'client key leaked');
+    }
+  } finally {
+    await stopServer(s2);
+  }
+});
+
+test('upstream stalls mid-stream (idle timeout) or refuses connections -> errors, nothing stored', async () => {
+  const net2 = require('node:net');
+  const closedPort = await new Promise((r) => { const x = net2.createServer().listen(0, '127.0.0.1', () => { const p = x.address().port; x.close(() => r(p)); }); });
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--upstream-idle-timeout-ms', '500', '--retries', '0',
+    '--upstream-def', `dead http://127.0.0.1:${closedPort} -`, '--route', 'gpt-dead dead'] });
+  try {
+    const c2 = mkClient(s2.url);
+    const before = calls();
+    const q = user('one two three four five six');
+    mock.plan(['slowstream:1500']);
+    const t0 = Date.now();
+    const e = await errOf(chatStream({ model: 'gpt-idle', messages: q }, {}, c2));
+    assert(e, 'stream error seen');
+    assert(Date.now() - t0 < 4000, `cut after ${Date.now() - t0} ms`);
+    await settle();
+    const ok = await chat({ model: 'gpt-idle', messages: q }, {}, c2);
+    assertEq(ok.h.get('x-semcache'), 'miss', 'the stalled stream was not stored');
+    assertEq(calls() - before, 2);
+    const d = await errOf(chat({ model: 'gpt-dead', messages: q }, {}, c2));
+    assertEq(d.status, 502);
+    assert(/dead/.test(d.error && d.error.message), `names the upstream: ${d.error && d.error.message}`);
+    assertEq(calls() - before, 2);
+    await health(s2);
+  } finally {
+    await stopServer(s2);
+  }
+});
+
+test('a burst of mixed concurrent traffic: every answer right, one call per distinct miss', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(Array.from({ length: 30 }, () => 'slow:100'));
+  const jobs = [];
+  // 10 identical (one call), 10 distinct (ten calls), 10 distinct streams (ten calls).
+  for (let i = 0; i < 10; i++) jobs.push(chat({ model: m, messages: user('burst shared') }).then((r) => ['shared', r.content]));
+  for (let i = 0; i < 10; i++) jobs.push(chat({ model: m, messages: user(`burst distinct ${i}`) }).then((r) => [`d${i}`, r.content]));
+  for (let i = 0; i < 10; i++) jobs.push(chatStream({ model: m, messages: user(`burst stream ${i}`) }).then((r) => [`s${i}`, r.content]));
+  // 5 clients that give up at once, 5 bad requests.
+  for (let i = 0; i < 5; i++) {
+    const ac = new AbortController();
+    jobs.push(client.chat.completions.create({ model: m, messages: user(`burst abandoned ${i}`) }, { signal: ac.signal })
+      .then(() => ['abandoned', 'answered'], () => ['abandoned', 'aborted']));
+    setTimeout(() => ac.abort(), 20);
+  }
+  for (let i = 0; i < 5; i++) jobs.push(post('{"model":"x","messages":[').then((r) => ['bad', r.status]));
+  const out = await Promise.all(jobs);
+  const shared = out.filter(([k]) => k === 'shared').map(([, c]) => c);
+  assert(shared.every((c) => c === shared[0]) && /^echo: burst shared #\d+$/.test(shared[0]), 'shared answers');
+  for (const [k, c] of out) {
+    if (/^d\d/.test(k)) assert(new RegExp(`^echo: burst distinct ${k.slice(1)} #\\d+$`).test(c), `${k}: ${c}`);
+    if (/^s\d/.test(k)) assert(new RegExp(`^echo: burst stream ${k.slice(1)} #\\d+$`).test(c), `${k}: ${c}`);
+    if (k === 'bad') assertEq(c, 400);
+  }
+  await sleep(500);
+  const n = calls() - before;
+  // 21 answered misses, plus however many abandoned calls reached the mock before they were cancelled.
+  assert(n >= 21 && n <= 26, `upstream calls: ${n}`);
+  mock.reset();   // drops the unused planned faults (later tests count from their own start)
+  await health();
+  // Everything answered was stored; nothing abandoned was.
+  await settle();
+  const again = await chat({ model: m, messages: user('burst distinct 3') });
+  assertEq(again.h.get('x-semcache'), 'hit-exact');
+  const st = await chatStream({ model: m, messages: user('burst stream 7') });
+  assertEq(st.h.get('x-semcache'), 'hit-exact');
+});
+
+test('a waiter on a streamed tool-call answer (not storable) still gets an answer', async () => {
+  // A tiny upstream answering with a tool call, 300 ms late, as SSE or JSON.
+  const http = require('node:http');
+  let n = 0;
+  const up = http.createServer((req, res) => {
+    let b = '';
+    req.on('data', (d) => { b += d; });
+    req.on('end', async () => {
+      n++;
+      const body = JSON.parse(b);
+      await sleep(300);
+      const base = { id: `chatcmpl-tool-${n}`, created: 1700000000, model: body.model };
+      const tc = { index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } };
+      if (!body.stream) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ...base, object: 'chat.completion', usage: { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
+          choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [tc] }, finish_reason: 'tool_calls' }] }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      const ev = (o) => res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', ...o })}\n\n`);
+      ev({ choices: [{ index: 0, delta: { role: 'assistant', content: null, tool_calls: [tc] }, finish_reason: null }] });
+      ev({ choices: [{ index: 0, delta: {}, finish_reason: 'tool_calls' }] });
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  await new Promise((r) => up.listen(0, '127.0.0.1', r));
+  const s2 = await startServer({ args: ['--upstream', `http://127.0.0.1:${up.address().port}`] });
+  try {
+    const c2 = mkClient(s2.url);
+    const body = { model: 'gpt-tools', messages: user('weather in Oslo?'),
+      tools: [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object' } } }] };
+    const [st, w] = await Promise.all([chatStream(body, {}, c2),
+      (async () => { await sleep(100); return c2.chat.completions.create(body).withResponse(); })()]);
+    assert(st.chunks.some((c) => c.choices[0] && c.choices[0].delta.tool_calls), 'leader got the tool call');
+    assertEq(w.response.status, 200, 'the waiter was not failed');
+    assertEq(w.data.choices[0].message.tool_calls[0].function.name, 'get_weather');
+    assertEq(n, 2, 'the waiter made its own call');
+    await settle();
+    // The waiter's JSON answer was storable: the next ask is a hit with the tool call.
+    const h = await c2.chat.completions.create(body).withResponse();
+    assertEq(h.response.headers.get('x-semcache'), 'hit-exact');
+    assertEq(h.data.choices[0].message.tool_calls[0].function.arguments, '{"city":"Oslo"}');
+    assertEq(n, 2);
+  } finally {
+    await stopServer(s2);
+    up.close();
+  }
 });
 
 /* ------------------------------------------------------------------ */
@@ -603,12 +825,90 @@ test('slowloris, half-closed and pipelined chat requests', async () => {
   });
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 80));
   assert(/X-Semcache: hit-exact/i.test(data), 'served from the cache');
+  // Half-closed after two pipelined requests (a miss, then a hit): both answered, in order.
+  const body2 = JSON.stringify({ model: m, messages: user('pipelined then half-closed') });
+  const req2 = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body2)}\r\n\r\n${body2}`;
+  const data2 = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(req2 + reqText));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assertEq([...data2.matchAll(/HTTP\/1\.1 (\d+)/g)].map((x) => x[1]).join(','), '200,200', 'two answers');
+  assertEq([...data2.matchAll(/X-Semcache: (\S+)/gi)].map((x) => x[1]).join(','), 'miss,hit-exact');
+  assert(data2.includes('echo: pipelined then half-closed') && data2.includes('echo: pipelined question'), 'both bodies');
+  assertEq(calls() - before, 2);
+  // A chunked request body is read like any other.
+  const cbody = JSON.stringify({ model: m, messages: user('chunked request body') });
+  const half = cbody.length >> 1;
+  const chunked = `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n` +
+    `${half.toString(16)}\r\n${cbody.slice(0, half)}\r\n${(cbody.length - half).toString(16)}\r\n${cbody.slice(half)}\r\n0\r\n\r\n`;
+  const cr = await rawExchange(srv.port, chunked, { ms: 5000 });
+  assert(cr.data.startsWith('HTTP/1.1 200') && cr.data.includes('echo: chunked request body'), cr.data.slice(0, 300));
+  assertEq(calls() - before, 3);
   // Slowloris: a chat request dribbled too slowly is cut at the idle timeout.
   const slow = await rawExchange(srv.port, `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`.split(''), { ms: 8000, delay: 60 });
   assert(slow.closed, 'slow client closed');
   assert(!slow.data.includes('200 OK'), 'never answered');
-  assertEq(calls() - before, 1, 'nothing more went upstream');
+  assertEq(calls() - before, 3, 'nothing more went upstream');
   await health();
+});
+
+test('streams with Connection: close or a half-closed socket are relayed whole', async () => {
+  const m = model();
+  const before = calls();
+  const body = (q) => JSON.stringify({ model: m, stream: true, messages: user(q) });
+  const req = (q, extra = '') => `POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${extra}` +
+    `Content-Length: ${Buffer.byteLength(body(q))}\r\n\r\n${body(q)}`;
+  const r = await rawExchange(srv.port, req('close after this stream', 'Connection: close\r\n'), { ms: 5000 });
+  assert(r.data.startsWith('HTTP/1.1 200'), r.data.slice(0, 80));
+  assert(r.data.includes('data: [DONE]') && r.data.endsWith('0\r\n\r\n'), `whole stream: ${JSON.stringify(r.data.slice(-120))}`);
+  assert(r.closed, 'closed afterwards');
+  const data = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', () => s.end(req('half closed stream')));
+    let out = '';
+    s.on('data', (d) => { out += d; });
+    s.on('close', () => resolve(out));
+    s.on('error', () => resolve(out));
+    setTimeout(() => { s.destroy(); resolve(out); }, 5000);
+  });
+  assert(data.includes('data: [DONE]'), `half-closed stream whole: ${JSON.stringify(data.slice(-120))}`);
+  assertEq(calls() - before, 2);
+  // HTTP/1.0 has no chunked encoding: the stream is sent as is, ended by the close.
+  const r10 = await rawExchange(srv.port, req('an http 1.0 stream').replace('HTTP/1.1', 'HTTP/1.0'), { ms: 5000 });
+  const [head10, body10] = [r10.data.split('\r\n\r\n')[0], r10.data.split('\r\n\r\n').slice(1).join('\r\n\r\n')];
+  assert(r10.data.startsWith('HTTP/1.1 200') && !/transfer-encoding/i.test(head10), head10);
+  assert(body10.startsWith('data: {') && body10.endsWith('data: [DONE]\n\n'), `unframed body: ${JSON.stringify(body10.slice(0, 60))}...${JSON.stringify(body10.slice(-40))}`);
+  assert(r10.closed, 'closed to end the body');
+  assertEq(calls() - before, 3);
+  await settle();
+  // All completed, so all were stored.
+  assertEq((await chat({ model: m, messages: user('close after this stream') })).h.get('x-semcache'), 'hit-exact');
+  assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
+});
+
+test('SIGTERM lets a stream in progress finish', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url] });
+  const c2 = mkClient(s2.url);
+  mock.plan(['slowstream:100']);
+  const p = chatStream({ model: 'gpt-term', messages: user('one two three four five six seven eight') }, {}, c2);
+  await sleep(300);
+  const exited = stopServer(s2, 'SIGTERM');
+  const s = await p;
+  assert(/^echo: one two three four five six seven eight #\d+$/.test(s.content), `whole answer: ${s.content}`);
+  assertEq((await exited).code, 0);
+});
+
+test('kept-alive answers announce the idle timeout (Keep-Alive: timeout=N)', async () => {
+  // Pooling clients (undici, the openai SDK) then drop an idle connection
+  // before semcached closes it, instead of racing a request against the close.
+  const r = await fetch(`${srv.url}/healthz`);
+  assertEq(r.headers.get('connection'), 'keep-alive');
+  assertEq(r.headers.get('keep-alive'), 'timeout=2', '--idle-timeout-ms 2000');
+  const c = await rawExchange(srv.port, 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assert(/\r\nConnection: close\r\n/.test(c.data) && !/Keep-Alive:/i.test(c.data), c.data.slice(0, 200));
 });
 
 test('after all of it: healthy, and only good answers were stored', async () => {

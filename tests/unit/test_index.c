@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "index/index.h"
+#include "index/index_int.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -85,10 +86,12 @@ static size_t exact_top1(const float *db, size_t n, size_t d, const float *q)
     return best;
 }
 
+static uint32_t scan_bits; /* for the flat tests run with both scans */
+
 static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
 {
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc};
+    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc, .scan_bits = scan_bits};
     int rc = sc_index_create(&ix, &o);
     if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
     return ix;
@@ -159,6 +162,108 @@ SC_TEST(index_kernels_match_scalar)
     free(m);
 }
 
+SC_TEST(index_kernels_i4_match_scalar)
+{
+    static const size_t dims[] = {1, 2, 63, 64, 65, 100, 127, 128, 129, 255, 256, 384, 500,
+                                  512, 768, 1000, 4096};
+    static const size_t rows[] = {1, 2, 3, 4, 5, 7, 9, 17, 64};
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    rng r = {0x777};
+    int8_t *q = sc_calloc(4096, 1);
+    uint8_t *m = sc_malloc(64 * SC_INDEX_I4_BYTES(4096));
+    int32_t ref[64], got[64];
+    for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+        int rc = sc_index_kernel_force(kernels[ki]);
+        if (rc == SC_EUNSUPPORTED) continue;
+        REQUIRE(rc == 0);
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++) {
+            size_t d = dims[di], rb = SC_INDEX_I4_BYTES(d);
+            memset(q, 0, SC_INDEX_I4_QLEN(d));
+            for (size_t ri = 0; ri < SC_COUNTOF(rows); ri++) {
+                size_t n = rows[ri];
+                int mode = (int)((di + ri) % 3);
+                for (size_t j = 0; j < d; j++)
+                    q[j] = mode == 0 ? (int8_t)((rnext(&r) & 1) ? 127 : -127)
+                                     : (int8_t)((int)(rnext(&r) % 255) - 127);
+                /* Any nibbles, padding included: the result must not care. */
+                for (size_t j = 0; j < n * rb; j++)
+                    m[j] = mode == 1 ? (uint8_t)((rnext(&r) & 1) ? 0xff : 0x00) : (uint8_t)rnext(&r);
+                sc_index_dot_i4_scalar(q, m, n, d, ref);
+                sc_index_dot_i4(q, m, n, d, got);
+                for (size_t i = 0; i < n; i++)
+                    if (ref[i] != got[i]) {
+                        sc_test_fail(__FILE__, __LINE__, "%s d=%zu n=%zu row %zu: %d != %d",
+                                     kernels[ki], d, n, i, got[i], ref[i]);
+                        goto next_kernel;
+                    }
+            }
+        }
+    next_kernel:;
+    }
+    CHECK_OK(sc_index_kernel_force("auto"));
+    /* Quantisation: codes round-trip within half a step. */
+    float *v = rand_unit(&r, 1, 300), sc;
+    uint8_t codes[SC_INDEX_I4_BYTES(300)];
+    CHECK_EQ_INT(sc_index_quantize_i4(v, codes, 300, &sc), SC_INDEX_I4_BYTES(300));
+    CHECK(sc > 0);
+    for (size_t i = 0; i < 300; i++) {
+        uint8_t byte = codes[(i / 128) * 64 + (i % 128) % 64];
+        int c = ((i % 128) < 64 ? (byte & 0x0f) : (byte >> 4)) - 8;
+        CHECK(c >= -7 && c <= 7);
+        CHECK(fabsf((float)c * sc / 7.0f - v[i]) <= sc / 14.0f + 1e-6f);
+    }
+    CHECK_EQ_INT(codes[SC_INDEX_I4_BYTES(300) - 1] >> 4, 8); /* padding */
+    free(v);
+    free(q);
+    free(m);
+}
+
+/* Whole searches give the same results with every kernel (the int8 and
+ * 4-bit scores are exact integers; the candidate filter and the fp32
+ * re-scoring differ only in float rounding). */
+SC_TEST(index_search_same_across_kernels)
+{
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    const size_t d = 100, N = 3000, Q = 50;
+    for (uint32_t bits = 4; bits <= 8; bits += 4) {
+        rng r = {bits};
+        float *v = rand_unit(&r, N, d), *q = sc_malloc(Q * d * sizeof(float));
+        for (size_t i = 0; i < Q; i++) near_dup(&r, v + (rnext(&r) % N) * d, q + i * d, d, 0.1f);
+        sc_index_hit ref[Q][10];
+        size_t refn[Q];
+        int first = 1;
+        for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+            if (sc_index_kernel_force(kernels[ki]) != 0) continue;
+            scan_bits = bits;
+            sc_index *ix = mk(d, NULL, NULL);
+            scan_bits = 0;
+            REQUIRE(ix);
+            for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "k", 0, i, v + i * d));
+            for (size_t i = 0; i < N; i += 5) CHECK_OK(sc_index_remove(ix, i));
+            for (size_t i = 0; i < Q; i++) {
+                sc_index_hit h[10];
+                size_t n;
+                CHECK_OK(sc_index_search(ix, "k", 0, q + i * d, 10, h, &n));
+                if (first) {
+                    memcpy(ref[i], h, sizeof h);
+                    refn[i] = n;
+                    continue;
+                }
+                CHECK_EQ_INT(n, refn[i]);
+                for (size_t j = 0; j < n && j < refn[i]; j++) {
+                    CHECK(fabsf(h[j].score - ref[i][j].score) < 1e-5f);
+                    if (j == 0) CHECK_EQ_INT(h[j].id, ref[i][j].id);
+                }
+            }
+            first = 0;
+            sc_index_destroy(ix);
+        }
+        free(v);
+        free(q);
+    }
+    CHECK_OK(sc_index_kernel_force("auto"));
+}
+
 SC_TEST(index_quantize)
 {
     float v[6] = {1.0f, -1.0f, 0.5f, -0.004f, 2.0f, 0.0f};
@@ -219,6 +324,15 @@ SC_TEST(index_basic_add_search_remove)
     CHECK((hits[0].id == 1000 && hits[1].id == 1050) || (hits[0].id == 1050 && hits[1].id == 1000));
     sc_index_stats_get(ix, &st);
     CHECK_EQ_INT(st.vectors, 100);
+    /* Re-adding the same ids over and over compacts: memory stays bounded. */
+    uint64_t bytes0 = st.bytes;
+    for (int round = 0; round < 50; round++)
+        for (size_t i = 60; i < 100; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1000 + i, v + i * d));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.vectors, 100);
+    CHECK(st.bytes <= bytes0 * 3); /* at most 25% dead, chunks double */
+    CHECK_OK(sc_index_search(ix, "ns", 1, v + 80 * d, 1, hits, &n));
+    CHECK_EQ_INT(hits[0].id, 1080);
     /* Remove. */
     CHECK_OK(sc_index_remove(ix, 1050));
     CHECK_EQ_INT(sc_index_remove(ix, 1050), SC_ENOTFOUND);
@@ -245,6 +359,9 @@ SC_TEST(index_invalid_args)
     o.dim = SC_INDEX_MAX_DIM + 1;
     CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
     o.dim = 8;
+    o.scan_bits = 5;
+    CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
+    o.scan_bits = 0;
     o.backend = "annoy";
     CHECK_EQ_INT(sc_index_create(&ix, &o), SC_EINVAL);
     o.backend = "faiss";
@@ -305,6 +422,20 @@ SC_TEST(index_recall_near_duplicates)
     double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 12);
     double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 13);
     printf("# recall@1 flat: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
+    CHECK(r1 >= 0.999);
+    CHECK(r2 >= 0.999);
+    CHECK(r3 >= 0.999);
+}
+
+SC_TEST(index_recall_near_duplicates_4bit)
+{
+    const size_t d = 512;
+    scan_bits = 4;
+    double r1 = recall_at_1(NULL, NULL, 20000, d, 400, 0.5f / sqrtf((float)d), 14);
+    double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 15);
+    double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 16);
+    scan_bits = 0;
+    printf("# recall@1 flat 4-bit: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
     CHECK(r1 >= 0.999);
     CHECK(r2 >= 0.999);
     CHECK(r3 >= 0.999);
@@ -425,6 +556,91 @@ static void check_tombstones(const char *backend, const char *desc)
 SC_TEST(index_tombstones_and_compaction)
 {
     check_tombstones(NULL, NULL);
+    scan_bits = 4;
+    check_tombstones(NULL, NULL);
+    scan_bits = 0;
+}
+
+/* Changes made to a partition while it compacts (deterministically, from
+ * the compaction's test hook): removals, re-adds and new rows are carried
+ * over; a flush meanwhile lets the compaction go. */
+enum { HD = 16, HN = 400 };
+static sc_index *hook_ix;
+static const float *hook_v;
+static int hook_mode, hook_runs;
+
+static void compact_hook(void)
+{
+    if (hook_runs++) return;
+    if (hook_mode == 1) {
+        CHECK_OK(sc_index_flush_ns(hook_ix, "c"));
+        return;
+    }
+    for (uint64_t id = 300; id < 320; id++) CHECK_OK(sc_index_remove(hook_ix, id));
+    for (uint64_t id = 320; id < 330; id++) /* re-added with another id's vector */
+        CHECK_OK(sc_index_add(hook_ix, "c", 0, id, hook_v + (id + 100) * HD));
+    for (uint64_t id = 1000; id < 1050; id++)
+        CHECK_OK(sc_index_add(hook_ix, "c", 0, id, hook_v + (id - 1000 + 450) * HD));
+}
+
+static void check_compact_meanwhile(const char *backend, const char *desc)
+{
+    rng r = {55};
+    float *v = rand_unit(&r, 600, HD);
+    for (hook_mode = 0; hook_mode < 2; hook_mode++) {
+        sc_index *ix = mk(HD, backend, desc);
+        if (!ix) break;
+        for (uint64_t id = 0; id < HN; id++) CHECK_OK(sc_index_add(ix, "c", 0, id, v + id * HD));
+        hook_ix = ix;
+        hook_v = v;
+        hook_runs = 0;
+        sc_index__compact_hook = compact_hook;
+        for (uint64_t id = 0; id <= HN / 4; id++) CHECK_OK(sc_index_remove(ix, id)); /* compacts */
+        sc_index__compact_hook = NULL;
+        CHECK_EQ_INT(hook_runs, 1);
+        sc_index_stats st;
+        sc_index_stats_get(ix, &st);
+        sc_index_hit h[1];
+        size_t n;
+        if (hook_mode == 1) {
+            CHECK_EQ_INT(st.partitions, 0);
+            CHECK_EQ_INT(st.vectors, 0);
+            CHECK_EQ_INT(st.bytes, 0);
+            CHECK_OK(sc_index_search(ix, "c", 0, v, 1, h, &n));
+            CHECK_EQ_INT(n, 0);
+        } else {
+            CHECK_EQ_INT(st.vectors, HN - (HN / 4 + 1) - 20 + 50);
+            for (uint64_t id = 0; id < 1050; id++) {
+                if (id >= HN && id < 1000) continue;
+                int gone = id <= HN / 4 || (id >= 300 && id < 320);
+                const float *vec = id >= 1000 ? v + (id - 1000 + 450) * HD
+                                   : id >= 320 && id < 330 ? v + (id + 100) * HD : v + id * HD;
+                CHECK_OK(sc_index_search(ix, "c", 0, vec, 1, h, &n));
+                REQUIRE(n == 1);
+                if (!gone) CHECK_EQ_INT(h[0].id, id);
+                if (gone) CHECK(h[0].id > HN / 4 && !(h[0].id >= 300 && h[0].id < 320));
+            }
+            /* The id map was renumbered consistently: removing works. */
+            size_t present = 0;
+            for (uint64_t id = 0; id < 1050; id++)
+                if (sc_index_remove(ix, id) == 0) present++;
+            CHECK_EQ_INT(present, HN - (HN / 4 + 1) - 20 + 50);
+            sc_index_stats_get(ix, &st);
+            CHECK_EQ_INT(st.partitions, 0);
+        }
+        sc_index_destroy(ix);
+    }
+    free(v);
+}
+
+SC_TEST(index_compaction_with_changes_meanwhile)
+{
+    check_compact_meanwhile(NULL, NULL);
+    scan_bits = 4;
+    check_compact_meanwhile(NULL, NULL);
+    scan_bits = 0;
+    check_compact_meanwhile("faiss", "Flat");
+    check_compact_meanwhile("faiss", "HNSW32");
 }
 
 /* ---------------------------------------------------------------------
@@ -448,10 +664,12 @@ static void *searcher(void *arg)
         size_t i = rnext(&r) % CN;
         sc_index_hit h[10];
         size_t n = 0;
-        const char *ns = (rnext(&r) & 1) ? "x" : "y";
+        static const char *const names[] = {"x", "y", "z", "x", "w", "x", "y", "x"};
+        const char *ns = names[rnext(&r) & 7];
         if (sc_index_search(c->ix, ns, 3, c->v + i * CD, 10, h, &n) != 0) atomic_fetch_add(&c->bad, 1);
         for (size_t j = 0; j < n; j++) {
-            if (h[j].id >= 2 * CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
+            uint64_t lo = ns[0] == 'x' ? 0 : ns[0] == 'w' ? 4 * CN : CN;
+            if (h[j].id < lo || h[j].id >= lo + CN || !(h[j].score <= 1.0001f && h[j].score >= -1.0001f))
                 atomic_fetch_add(&c->bad, 1);
             if (j && h[j - 1].score < h[j].score) atomic_fetch_add(&c->bad, 1);
         }
@@ -474,8 +692,30 @@ static void *writer(void *arg)
         } else {
             sc_index_add(c->ix, (rnext(&r) & 1) ? "y" : "z", 3, id, c->v + i * CD);
         }
-        if (rnext(&r) % 5000 == 0) sc_index_flush_ns(c->ix, "z");
+        if (rnext(&r) % 500 == 0) sc_index_flush_ns(c->ix, "z"); /* drops under searches */
         atomic_fetch_add(&c->writes, 1);
+    }
+    return NULL;
+}
+
+/* Second writer: fills partition "w" and empties it again, so that big
+ * compactions (and the drop of the partition) run while the first writer
+ * keeps changing other partitions and the searchers read. */
+static void *bulk_writer(void *arg)
+{
+    conc *c = arg;
+    rng r = {7};
+    while (!atomic_load(&c->stop)) {
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) {
+            sc_index_add(c->ix, "w", 3, 4 * CN + i, c->v + i * CD);
+            atomic_fetch_add(&c->writes, 1);
+        }
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) {
+            size_t j = (i * 7919 + (rnext(&r) % 2)) % CN; /* a scattered order */
+            (void)sc_index_remove(c->ix, 4 * CN + j);
+            atomic_fetch_add(&c->writes, 1);
+        }
+        for (size_t i = 0; i < CN && !atomic_load(&c->stop); i++) (void)sc_index_remove(c->ix, 4 * CN + i);
     }
     return NULL;
 }
@@ -488,19 +728,36 @@ static void run_concurrency(const char *backend, const char *desc, double secs)
     float *v = rand_unit(&r, CN, CD);
     c.v = v;
     for (size_t i = 0; i < CN; i++) CHECK_OK(sc_index_add(c.ix, "x", 3, i, v + i * CD));
-    pthread_t t[3];
+    pthread_t t[4];
     pthread_create(&t[0], NULL, searcher, &c);
     pthread_create(&t[1], NULL, searcher, &c);
     pthread_create(&t[2], NULL, writer, &c);
+    pthread_create(&t[3], NULL, bulk_writer, &c);
     struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
     nanosleep(&ts, NULL);
     atomic_store(&c.stop, 1);
-    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     printf("# %s: %ld searches, %ld writes, %ld bad\n", backend ? backend : "flat",
            atomic_load(&c.searches), atomic_load(&c.writes), atomic_load(&c.bad));
     CHECK_EQ_INT(atomic_load(&c.bad), 0);
     CHECK(atomic_load(&c.searches) > 10);
     CHECK(atomic_load(&c.writes) > 10);
+    /* Afterwards the index is consistent: every id of "x" finds itself,
+     * and the id map agrees with the partitions' contents. */
+    sc_index_hit h[1];
+    size_t n, bad = 0;
+    for (size_t i = 0; i < CN; i++)
+        if (sc_index_search(c.ix, "x", 3, v + i * CD, 1, h, &n) || n != 1 || h[0].id != i) bad++;
+    CHECK_EQ_INT(bad, 0);
+    sc_index_stats st;
+    sc_index_stats_get(c.ix, &st);
+    size_t present = 0;
+    for (uint64_t id = 0; id < 5 * CN; id++)
+        if (sc_index_remove(c.ix, id) == 0) present++;
+    CHECK_EQ_INT(present, st.vectors);
+    sc_index_stats_get(c.ix, &st);
+    CHECK_EQ_INT(st.vectors, 0);
+    CHECK_EQ_INT(st.partitions, 0);
     sc_index_destroy(c.ix);
     free(v);
 }
@@ -508,6 +765,9 @@ static void run_concurrency(const char *backend, const char *desc, double secs)
 SC_TEST(index_concurrent_search_and_write)
 {
     run_concurrency(NULL, NULL, 1.0);
+    scan_bits = 4;
+    run_concurrency(NULL, NULL, 0.5);
+    scan_bits = 0;
 }
 
 /* ---------------------------------------------------------------------

@@ -134,7 +134,7 @@ static sc_embedder *open_emb(const char *name)
 {
     sc_embedder *e = NULL;
     char err[256];
-    sc_embedder_opts o = {.name = name, .model_dir = "models/use-lite"};
+    sc_embedder_opts o = {.name = name, .model_dir = "models/use-lite/dist"};
     if (sc_embedder_open(&e, &o, err, sizeof err) != 0) return NULL;
     return e;
 }
@@ -163,6 +163,28 @@ SC_TEST(verify_model_direction)
         CHECK(same >= 0 && same <= 1 && diff >= 0 && diff <= 1);
         if (!(diff < same)) sc_test_fail(__FILE__, __LINE__, "pair %zu: %.3f !< %.3f", i, diff, same);
     }
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}
+
+SC_TEST(verify_best_candidate)
+{
+    sc_embedder *e = open_emb("hash");
+    REQUIRE(e);
+    sc_verify *v;
+    REQUIRE(sc_verify_create(&v, e, NULL) == 0);
+    const char *q = "How do I unlock my debit card?";
+    /* The look-alike has the higher cosine; the paraphrase must win. */
+    sc_verify_cand c[3] = {
+        {"How do I lock my debit card?", 28, NULL, 0.97f},
+        {"How can I unlock my debit card?", 31, NULL, 0.93f},
+        {"What is the capital of Peru?", 28, NULL, 0.10f},
+    };
+    double p = -1;
+    CHECK_EQ_INT(sc_verify_best(v, q, strlen(q), NULL, c, 3, &p), 1);
+    CHECK(p > 0 && p <= 1);
+    CHECK(fabs(p - sc_verify_score(v, q, strlen(q), NULL, c[1].text, c[1].len, NULL, c[1].cosine)) < 1e-12);
+    CHECK_EQ_INT(sc_verify_best(v, q, strlen(q), NULL, c, 0, &p), -1);
     sc_verify_destroy(v);
     sc_embedder_close(e);
 }
@@ -221,7 +243,7 @@ static const struct { int label; const char *a, *b; } own_pairs[] = {
     {1, "How do I archive old emails in Gmail?", "How can I archive my old Gmail messages?"},
 };
 
-SC_TEST(verify_beats_cosine_use_lite)
+SC_TEST(verify_issue8_beats_cosine_use_lite)
 {
     sc_embedder *e = open_emb("use-lite");
     if (!e) {
@@ -259,6 +281,15 @@ SC_TEST(verify_beats_cosine_use_lite)
     printf("# pairwise ranking accuracy: cosine %.2f, verifier %.2f\n", (double)cwin / pairs,
            (double)vwin / pairs);
     CHECK(vwin > cwin);
+    /* Decisions: the verifier at the recommended 0.60 against the cosine
+     * at 0.90 (the usual static threshold). */
+    int cok = 0, vok = 0;
+    for (size_t i = 0; i < n; i++) {
+        cok += (cs[i] >= 0.90) == own_pairs[i].label;
+        vok += (vs[i] >= 0.60) == own_pairs[i].label;
+    }
+    printf("# correct decisions of %zu: cosine@0.90 %d, verifier@0.60 %d\n", n, cok, vok);
+    CHECK(vok > cok);
     free(va);
     sc_verify_destroy(v);
     sc_embedder_close(e);

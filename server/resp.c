@@ -19,6 +19,7 @@
  * state, name), the cache and the server's atomic counters. The loop
  * thread leaves the session alone while a batch is in flight. */
 #include "server/resp.h"
+#include "server/memo.h"
 #include "server/resp_parse.h"
 #include "server/api.h"
 #include "server/server.h"
@@ -56,17 +57,6 @@
 #define MEMO_BYTES (32u << 20)      /* total memo memory */
 #define NAME_MAX_LEN 128
 
-/* One memoised SEM.GET exact-hit reply (see memo_get). */
-typedef struct memo_slot {
-    uint64_t h, gen, id;
-    int64_t expires;
-    int64_t touched; /* last touch (unix seconds) */
-    char *key;       /* ns, NUL, raw prompt */
-    size_t klen;
-    char *reply; /* the complete reply bytes */
-    size_t rlen;
-} memo_slot;
-
 struct sc_resp {
     uv_loop_t *loop;
     uv_tcp_t listener;
@@ -86,8 +76,7 @@ struct sc_resp {
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
     size_t batches, max_batches;        /* in the thread pool now / at most */
     struct conn *wait_head, *wait_tail; /* waiting for a batch slot */
-    memo_slot *memo;                    /* loop thread only */
-    size_t memo_bytes;
+    sc_memo *memo;                      /* loop thread only */
     atomic_ullong memo_hits;
 };
 
@@ -706,62 +695,36 @@ static void cmd_sem_set(ctx *x)
  * once a second: last_hit has one-second resolution). Anything
  * else falls through to the real lookup. Bounded: 4096 slots, 32 MiB. */
 
-static uint64_t memo_hash(const char *ns, size_t nslen, const char *prompt, size_t plen)
+/* The key of a (ns, prompt) pair: ns, NUL, raw prompt; 0 when too long. */
+static size_t memo_key(char *key, const char *ns, size_t nslen, const char *prompt, size_t plen)
 {
-    return sc_hash64(prompt, plen, sc_hash64(ns, nslen, 0x5eca11));
+    size_t klen = nslen + 1 + plen;
+    if (klen > MEMO_MAX_KEY) return 0;
+    memcpy(key, ns, nslen);
+    key[nslen] = '\0';
+    memcpy(key + nslen + 1, prompt, plen);
+    return klen;
 }
 
-static void memo_drop(sc_resp *s, memo_slot *m)
+static int memo_get(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+                    size_t plen, sc_buf *out)
 {
-    s->memo_bytes -= m->klen + m->rlen;
-    free(m->key);
-    free(m->reply);
-    memset(m, 0, sizeof *m);
-}
-
-static int memo_get(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen,
-                    const char *prompt, size_t plen, sc_buf *out)
-{
-    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
-    if (!m->key || m->h != h || m->klen != nslen + 1 + plen) return 0;
-    int64_t now = (int64_t)time(NULL);
-    if (m->gen != gen || (m->expires && m->expires <= now)) {
-        memo_drop(s, m);
-        return 0;
-    }
-    if (memcmp(m->key, ns, nslen) != 0 || m->key[nslen] != '\0' ||
-        memcmp(m->key + nslen + 1, prompt, plen) != 0)
-        return 0;
-    r_raw(out, m->reply, m->rlen);
-    sc_cache_note_exact_hit(s->cache, m->id, m->touched != now);
-    m->touched = now;
+    char key[MEMO_MAX_KEY];
+    size_t klen = memo_key(key, ns, nslen, prompt, plen);
+    sc_memo_hit hit;
+    if (!klen || !sc_memo_get(s->memo, key, klen, gen, (int64_t)time(NULL), &hit)) return 0;
+    r_raw(out, hit.val, hit.len);
+    sc_cache_note_exact_hit(s->cache, hit.id, hit.touch);
     atomic_fetch_add(&s->memo_hits, 1);
     return 1;
 }
 
-static void memo_put(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen,
-                     const char *prompt, size_t plen, const char *reply, size_t rlen, uint64_t id,
-                     int64_t expires)
+static void memo_put(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+                     size_t plen, const char *reply, size_t rlen, uint64_t id, int64_t expires)
 {
-    size_t klen = nslen + 1 + plen;
-    if (rlen > MEMO_MAX_REPLY || klen > MEMO_MAX_KEY) return;
-    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
-    if (m->key) memo_drop(s, m);
-    if (s->memo_bytes + klen + rlen > MEMO_BYTES) return;
-    m->h = h;
-    m->gen = gen;
-    m->id = id;
-    m->expires = expires;
-    m->touched = (int64_t)time(NULL); /* the lookup that filled it touched */
-    m->key = sc_malloc(klen);
-    memcpy(m->key, ns, nslen);
-    m->key[nslen] = '\0';
-    memcpy(m->key + nslen + 1, prompt, plen);
-    m->klen = klen;
-    m->reply = sc_malloc(rlen);
-    memcpy(m->reply, reply, rlen);
-    m->rlen = rlen;
-    s->memo_bytes += klen + rlen;
+    char key[MEMO_MAX_KEY];
+    size_t klen = memo_key(key, ns, nslen, prompt, plen);
+    if (klen) sc_memo_put(s->memo, key, klen, gen, reply, rlen, id, expires, (int64_t)time(NULL));
 }
 
 static void cmd_sem_get(ctx *x)
@@ -791,13 +754,12 @@ static void cmd_sem_get(ctx *x)
     sc_cache_result res;
     memset(&res, 0, sizeof res);
     int rc;
-    uint64_t h = 0, gen = 0;
+    uint64_t gen = 0;
     size_t mark = x->out->len;
     if (!x->worker) {
         /* Fast path on the loop thread: exact hits need no embedding. */
-        h = memo_hash(c->argv[1], c->len[1], c->argv[2], c->len[2]);
         gen = sc_cache_generation(x->s->cache);
-        if (memo_get(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
+        if (memo_get(x->s, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
         if (!sc_cache_lookup_exact(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &res)) {
             sc_cache_result_clear(&res);
             x->need_worker = 1;
@@ -838,7 +800,7 @@ static void cmd_sem_get(ctx *x)
         r_int(x->out, (long long)res.id);
         free(text);
         if (!x->worker)
-            memo_put(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2],
+            memo_put(x->s, gen, c->argv[1], c->len[1], c->argv[2], c->len[2],
                      x->out->data + mark, x->out->len - mark, res.id, res.rec.expires);
     }
     sc_cache_result_clear(&res);
@@ -1040,9 +1002,7 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
 
 static void resp_free(sc_resp *s)
 {
-    for (size_t i = 0; i < MEMO_SLOTS; i++)
-        if (s->memo[i].key) memo_drop(s, &s->memo[i]);
-    free(s->memo);
+    sc_memo_destroy(s->memo);
     free(s);
 }
 
@@ -1477,7 +1437,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->cache = cache;
     s->auth = auth;
     s->started = time(NULL);
-    s->memo = sc_calloc(MEMO_SLOTS, sizeof *s->memo);
+    s->memo = sc_memo_create(MEMO_SLOTS, MEMO_MAX_REPLY + MEMO_MAX_KEY, MEMO_BYTES);
     /* The pool has workers + 1 threads (semcached_main.c); leave the HTTP
      * side at least one. */
     s->max_batches = cfg->workers > 1 ? (size_t)cfg->workers : 1;

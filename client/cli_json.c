@@ -19,7 +19,8 @@ typedef struct cur {
 
 static void ws(cur *c)
 {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
 }
 
 static int hexval(char ch)
@@ -85,7 +86,8 @@ static int str(cur *c, sc_buf *b)
         if (ch < 0x20) return -1;
         if (ch != '\\') {
             const char *q = c->p;
-            while (q < c->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+            while (q < c->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+                q++;
             if (b && sc_buf_append(b, c->p, (size_t)(q - c->p))) return -1;
             c->p = q;
             continue;
@@ -94,14 +96,30 @@ static int str(cur *c, sc_buf *b)
         char e = *c->p++;
         char lit;
         switch (e) {
-        case '"': lit = '"'; break;
-        case '\\': lit = '\\'; break;
-        case '/': lit = '/'; break;
-        case 'b': lit = '\b'; break;
-        case 'f': lit = '\f'; break;
-        case 'n': lit = '\n'; break;
-        case 'r': lit = '\r'; break;
-        case 't': lit = '\t'; break;
+        case '"':
+            lit = '"';
+            break;
+        case '\\':
+            lit = '\\';
+            break;
+        case '/':
+            lit = '/';
+            break;
+        case 'b':
+            lit = '\b';
+            break;
+        case 'f':
+            lit = '\f';
+            break;
+        case 'n':
+            lit = '\n';
+            break;
+        case 'r':
+            lit = '\r';
+            break;
+        case 't':
+            lit = '\t';
+            break;
         case 'u': {
             unsigned cp;
             if (hex4(c, &cp)) return -1;
@@ -117,7 +135,8 @@ static int str(cur *c, sc_buf *b)
             if (b) put_utf8(b, cp);
             continue;
         }
-        default: return -1;
+        default:
+            return -1;
         }
         if (b && sc_buf_append(b, &lit, 1)) return -1;
     }
@@ -129,18 +148,23 @@ static int number(cur *c, double *out)
     const char *q = c->p;
     if (q < c->end && *q == '-') q++;
     if (q >= c->end || *q < '0' || *q > '9') return -1;
-    if (*q == '0') q++;
-    else while (q < c->end && *q >= '0' && *q <= '9') q++;
+    if (*q == '0')
+        q++;
+    else
+        while (q < c->end && *q >= '0' && *q <= '9')
+            q++;
     if (q < c->end && *q == '.') {
         q++;
         if (q >= c->end || *q < '0' || *q > '9') return -1;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
+        while (q < c->end && *q >= '0' && *q <= '9')
+            q++;
     }
     if (q < c->end && (*q == 'e' || *q == 'E')) {
         q++;
         if (q < c->end && (*q == '+' || *q == '-')) q++;
         if (q >= c->end || *q < '0' || *q > '9') return -1;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
+        while (q < c->end && *q >= '0' && *q <= '9')
+            q++;
     }
     char tmp[64];
     size_t n = (size_t)(q - c->p);
@@ -166,10 +190,14 @@ static int skip(cur *c, int depth)
     ws(c);
     if (c->p >= c->end) return -1;
     switch (*c->p) {
-    case '"': return str(c, NULL);
-    case 't': return lit(c, "true");
-    case 'f': return lit(c, "false");
-    case 'n': return lit(c, "null");
+    case '"':
+        return str(c, NULL);
+    case 't':
+        return lit(c, "true");
+    case 'f':
+        return lit(c, "false");
+    case 'n':
+        return lit(c, "null");
     case '[':
     case '{': {
         char close = *c->p == '[' ? ']' : '}';
@@ -198,7 +226,8 @@ static int skip(cur *c, int depth)
             return -1;
         }
     }
-    default: return number(c, NULL);
+    default:
+        return number(c, NULL);
     }
 }
 
@@ -212,8 +241,10 @@ void sc_cli_entry_clear(sc_cli_entry *e)
 
 static int bad(sc_cli_entry *e, char *err, size_t errlen, const char *msg, const cur *c)
 {
-    if (c) snprintf(err, errlen, "%s at byte %zu", msg, (size_t)(c->p - c->s) + 1);
-    else snprintf(err, errlen, "%s", msg);
+    if (c)
+        snprintf(err, errlen, "%s at byte %zu", msg, (size_t)(c->p - c->s) + 1);
+    else
+        snprintf(err, errlen, "%s", msg);
     sc_cli_entry_clear(e);
     return SC_EINVAL;
 }
@@ -274,8 +305,10 @@ int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err,
                 if (c.p < c.end && *c.p == 'n') {
                     rc = lit(&c, "null");
                 } else if (number(&c, &v) == 0) {
-                    if (v < 0 || v > 1e10 || v != floor(v)) rc = -3;
-                    else e->ttl = (long long)v;
+                    if (v < 0 || v > 1e10 || v != floor(v))
+                        rc = -3;
+                    else
+                        e->ttl = (long long)v;
                 } else {
                     rc = -1;
                 }
@@ -289,7 +322,8 @@ int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err,
                 return bad(e, err, errlen, msg, NULL);
             }
             sc_buf_free(&key);
-            if (rc == -3) return bad(e, err, errlen, "ttl: must be a whole number of seconds >= 0", NULL);
+            if (rc == -3)
+                return bad(e, err, errlen, "ttl: must be a whole number of seconds >= 0", NULL);
             if (rc) return bad(e, err, errlen, "invalid JSON", &c);
             ws(&c);
             if (c.p < c.end && *c.p == ',') {
@@ -317,17 +351,30 @@ int sc_cli_json_str(sc_buf *b, const char *s, size_t n)
     size_t i = 0;
     while (!rc && i < n) {
         size_t j = i;
-        while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\') j++;
+        while (j < n && (unsigned char)s[j] >= 0x20 && s[j] != '"' && s[j] != '\\')
+            j++;
         if (j > i) rc = sc_buf_append(b, s + i, j - i);
         if (rc || j == n) break;
         unsigned char ch = (unsigned char)s[j];
         switch (ch) {
-        case '"': rc = sc_buf_append(b, "\\\"", 2); break;
-        case '\\': rc = sc_buf_append(b, "\\\\", 2); break;
-        case '\n': rc = sc_buf_append(b, "\\n", 2); break;
-        case '\r': rc = sc_buf_append(b, "\\r", 2); break;
-        case '\t': rc = sc_buf_append(b, "\\t", 2); break;
-        default: rc = sc_buf_printf(b, "\\u%04x", ch); break;
+        case '"':
+            rc = sc_buf_append(b, "\\\"", 2);
+            break;
+        case '\\':
+            rc = sc_buf_append(b, "\\\\", 2);
+            break;
+        case '\n':
+            rc = sc_buf_append(b, "\\n", 2);
+            break;
+        case '\r':
+            rc = sc_buf_append(b, "\\r", 2);
+            break;
+        case '\t':
+            rc = sc_buf_append(b, "\\t", 2);
+            break;
+        default:
+            rc = sc_buf_printf(b, "\\u%04x", ch);
+            break;
         }
         i = j + 1;
     }
@@ -335,8 +382,8 @@ int sc_cli_json_str(sc_buf *b, const char *s, size_t n)
     return rc;
 }
 
-int sc_cli_embeddings(const char *json, size_t len, void (*fn)(void *arg, size_t row, const double *v, size_t n),
-                      void *arg)
+int sc_cli_embeddings(const char *json, size_t len,
+                      void (*fn)(void *arg, size_t row, const double *v, size_t n), void *arg)
 {
     cur c = {json, json, json + len};
     ws(&c);
@@ -361,7 +408,7 @@ int sc_cli_embeddings(const char *json, size_t len, void (*fn)(void *arg, size_t
                 c.p++;
                 continue;
             }
-            return SC_EINVAL;   /* no embeddings */
+            return SC_EINVAL; /* no embeddings */
         }
         if (c.p >= c.end || *c.p++ != '[') return SC_EINVAL;
         size_t rows = 0, cap = 0;

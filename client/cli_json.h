@@ -15,12 +15,12 @@
  * "ttl"?, "model"?} (other keys are ignored). Strings are malloc'ed and
  * NUL-terminated; free with sc_cli_entry_clear(). */
 typedef struct sc_cli_entry {
-    char *ns;              /* NULL when the line has none */
+    char *ns; /* NULL when the line has none */
     char *prompt;
     size_t prompt_len;
     char *response;
     size_t response_len;
-    long long ttl;         /* 0 when absent */
+    long long ttl; /* 0 when absent */
 } sc_cli_entry;
 
 /* Parses one line. On error returns SC_EINVAL with a message in err
@@ -34,7 +34,7 @@ int sc_cli_json_str(sc_buf *b, const char *s, size_t n);
 
 /* Calls fn(arg, row, values, n) for every row of the "embeddings" array of
  * a /cache/embed answer. Returns the number of rows, or SC_EINVAL. */
-int sc_cli_embeddings(const char *json, size_t len, void (*fn)(void *arg, size_t row, const double *v, size_t n),
-                      void *arg);
+int sc_cli_embeddings(const char *json, size_t len,
+                      void (*fn)(void *arg, size_t row, const double *v, size_t n), void *arg);
 
 #endif

@@ -30,7 +30,7 @@
 
 enum { EXIT_OK = 0, EXIT_MISS = 1, EXIT_USAGE = 2, EXIT_SERVER = 3, EXIT_REJECTED = 4 };
 
-#define WINDOW 64                   /* commands in flight per connection */
+#define WINDOW 64 /* commands in flight per connection */
 #define MAX_CONNS 16
 #define MAX_LINE ((size_t)256 << 20)
 
@@ -61,7 +61,8 @@ static void usage(FILE *f)
           "  flush                 delete every entry of the namespace; prints how many\n"
           "  stats                 server statistics\n"
           "  embed TEXT...         print the embeddings the cache computes for TEXT (HTTP port)\n"
-          "  import FILE.jsonl     store every line {\"prompt\",\"response\",\"namespace\"?,\"ttl\"?}\n"
+          "  import FILE.jsonl     store every line "
+          "{\"prompt\",\"response\",\"namespace\"?,\"ttl\"?}\n"
           "                        (FILE '-' reads stdin); a progress bar on a terminal\n"
           "\n"
           "Options:\n"
@@ -141,8 +142,10 @@ static int cmd_get(const opts *o, semcache *c, int argc, char **argv)
     semcache_hit hit;
     int rc = semcache_get(c, o->ns, argv[0], SEMCACHE_NTS, o->threshold, &hit);
     if (rc == SEMCACHE_ENOTFOUND) {
-        if (o->json) puts("{\"hit\":false}");
-        else fputs("(miss)\n", stderr);
+        if (o->json)
+            puts("{\"hit\":false}");
+        else
+            fputs("(miss)\n", stderr);
         return EXIT_MISS;
     }
     if (rc) return server_error("get", c, rc);
@@ -151,7 +154,8 @@ static int cmd_get(const opts *o, semcache *c, int argc, char **argv)
         sc_buf_init(&b, (size_t)1 << 31);
         sc_buf_puts(&b, "{\"hit\":true,\"response\":");
         sc_cli_json_str(&b, hit.response, hit.response_len);
-        sc_buf_printf(&b, ",\"similarity\":%.6f,\"id\":%llu}", hit.similarity, (unsigned long long)hit.id);
+        sc_buf_printf(&b, ",\"similarity\":%.6f,\"id\":%llu}", hit.similarity,
+                      (unsigned long long)hit.id);
         put_json(&b);
     } else {
         fwrite(hit.response, 1, hit.response_len, stdout);
@@ -167,8 +171,10 @@ static int cmd_set(const opts *o, semcache *c, int argc, char **argv)
     uint64_t id;
     int rc = semcache_set(c, o->ns, argv[0], SEMCACHE_NTS, argv[1], SEMCACHE_NTS, o->ttl, &id);
     if (rc) return server_error("set", c, rc);
-    if (o->json) printf("{\"id\":%llu}\n", (unsigned long long)id);
-    else printf("%llu\n", (unsigned long long)id);
+    if (o->json)
+        printf("{\"id\":%llu}\n", (unsigned long long)id);
+    else
+        printf("%llu\n", (unsigned long long)id);
     return EXIT_OK;
 }
 
@@ -178,12 +184,16 @@ static int cmd_del(const opts *o, semcache *c, int argc, char **argv)
     char *end;
     errno = 0;
     unsigned long long id = strtoull(argv[0], &end, 10);
-    if (errno || end == argv[0] || *end || argv[0][0] == '-') return die_usage("bad ID '%s'", argv[0]);
+    if (errno || end == argv[0] || *end || argv[0][0] == '-')
+        return die_usage("bad ID '%s'", argv[0]);
     int rc = semcache_del(c, o->ns, id);
     if (rc && rc != SEMCACHE_ENOTFOUND) return server_error("del", c, rc);
-    if (o->json) printf("{\"deleted\":%s}\n", rc ? "false" : "true");
-    else if (rc) fprintf(stderr, "no entry %llu in namespace %s\n", id, o->ns);
-    else puts("deleted");
+    if (o->json)
+        printf("{\"deleted\":%s}\n", rc ? "false" : "true");
+    else if (rc)
+        fprintf(stderr, "no entry %llu in namespace %s\n", id, o->ns);
+    else
+        puts("deleted");
     return rc ? EXIT_MISS : EXIT_OK;
 }
 
@@ -194,8 +204,10 @@ static int cmd_flush(const opts *o, semcache *c, int argc, char **argv)
     uint64_t n;
     int rc = semcache_flush(c, o->ns, &n);
     if (rc) return server_error("flush", c, rc);
-    if (o->json) printf("{\"flushed\":%llu}\n", (unsigned long long)n);
-    else printf("%llu\n", (unsigned long long)n);
+    if (o->json)
+        printf("{\"flushed\":%llu}\n", (unsigned long long)n);
+    else
+        printf("%llu\n", (unsigned long long)n);
     return EXIT_OK;
 }
 
@@ -223,13 +235,16 @@ static int cmd_stats(const opts *o, semcache *c, int argc, char **argv)
             if (i) sc_buf_puts(&b, ",");
             sc_cli_json_str(&b, st[i].name, strlen(st[i].name));
             sc_buf_puts(&b, ":");
-            if (is_number(st[i].value)) sc_buf_puts(&b, st[i].value);
-            else sc_cli_json_str(&b, st[i].value, strlen(st[i].value));
+            if (is_number(st[i].value))
+                sc_buf_puts(&b, st[i].value);
+            else
+                sc_cli_json_str(&b, st[i].value, strlen(st[i].value));
         }
         sc_buf_puts(&b, "}");
         put_json(&b);
     } else {
-        for (size_t i = 0; i < n; i++) printf("%-18s %s\n", st[i].name, st[i].value);
+        for (size_t i = 0; i < n; i++)
+            printf("%-18s %s\n", st[i].name, st[i].value);
     }
     free(st);
     return EXIT_OK;
@@ -249,7 +264,7 @@ static double now_s(void)
 /* One import connection: its commands in flight, by line number. */
 typedef struct import_conn {
     semcache *c;
-    size_t line[WINDOW];            /* ring */
+    size_t line[WINDOW]; /* ring */
     size_t head, inflight;
 } import_conn;
 
@@ -259,7 +274,7 @@ typedef struct import_state {
     int nconn;
     size_t lines, stored, rejected, shown_errors;
     double t0, last_draw;
-    long long total_bytes;          /* -1 when unknown (a pipe) */
+    long long total_bytes; /* -1 when unknown (a pipe) */
     long long done_bytes;
     int bar;
 } import_state;
@@ -285,8 +300,10 @@ static int read_one(import_state *st, int k)
     size_t line = ic->line[ic->head];
     ic->head = (ic->head + 1) % WINDOW;
     ic->inflight--;
-    if (r->type == SEMCACHE_REPLY_INTEGER) st->stored++;
-    else reject(st, line, r->type == SEMCACHE_REPLY_ERROR ? r->str : "unexpected reply");
+    if (r->type == SEMCACHE_REPLY_INTEGER)
+        st->stored++;
+    else
+        reject(st, line, r->type == SEMCACHE_REPLY_ERROR ? r->str : "unexpected reply");
     semcache_reply_free(r);
     return SC_OK;
 }
@@ -298,8 +315,10 @@ static void fmt_time(char *b, size_t n, double s)
         return;
     }
     long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+        snprintf(b, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(b, n, "%ld:%02ld", t / 60, t % 60);
 }
 
 static void draw(import_state *st, int final)
@@ -317,13 +336,14 @@ static void draw(import_state *st, int final)
         fmt_time(eta, sizeof eta, bps > 0 ? (double)(st->total_bytes - st->done_bytes) / bps : NAN);
         char bar[31];
         int filled = (int)(f * 30);
-        for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '-';
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < filled ? '#' : '-';
         bar[30] = '\0';
-        fprintf(stderr, "\r\033[K[%s] %3.0f%%  %zu lines  %.0f lines/s  %zu rejected  ETA %s", bar, f * 100,
-                st->lines, rate, st->rejected, final ? "0:00" : eta);
+        fprintf(stderr, "\r\033[K[%s] %3.0f%%  %zu lines  %.0f lines/s  %zu rejected  ETA %s", bar,
+                f * 100, st->lines, rate, st->rejected, final ? "0:00" : eta);
     } else {
-        fprintf(stderr, "\r\033[K%zu lines  %.0f lines/s  %zu rejected  %s elapsed", st->lines, rate,
-                st->rejected, elapsed);
+        fprintf(stderr, "\r\033[K%zu lines  %.0f lines/s  %zu rejected  %s elapsed", st->lines,
+                rate, st->rejected, elapsed);
     }
     if (final) fputc('\n', stderr);
     fflush(stderr);
@@ -334,7 +354,8 @@ static void draw(import_state *st, int final)
 static uint64_t prompt_hash(const char *ns, const char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
-    for (const char *q = ns; *q; q++) h = (h ^ (unsigned char)*q) * 1099511628211ull;
+    for (const char *q = ns; *q; q++)
+        h = (h ^ (unsigned char)*q) * 1099511628211ull;
     h = (h ^ 0xff) * 1099511628211ull;
     int space = 0, any = 0;
     for (size_t i = 0; i < n; i++) {
@@ -366,9 +387,11 @@ static int cmd_import(const opts *o, int argc, char **argv)
     st.bar = !o->quiet && isatty(2);
     st.nconn = o->conns;
     int ex = EXIT_OK;
-    for (int k = 0; k < st.nconn && !ex; k++) ex = connect_to(o, &st.conn[k].c);
+    for (int k = 0; k < st.nconn && !ex; k++)
+        ex = connect_to(o, &st.conn[k].c);
     if (ex) {
-        for (int k = 0; k < st.nconn; k++) semcache_close(st.conn[k].c);
+        for (int k = 0; k < st.nconn; k++)
+            semcache_close(st.conn[k].c);
         if (f != stdin) fclose(f);
         return ex;
     }
@@ -382,10 +405,12 @@ static int cmd_import(const opts *o, int argc, char **argv)
         st.lines++;
         st.done_bytes += n;
         size_t len = (size_t)n;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            len--;
         size_t sp = 0;
-        while (sp < len && (line[sp] == ' ' || line[sp] == '\t')) sp++;
-        if (sp == len) {   /* blank lines are skipped, not rejected */
+        while (sp < len && (line[sp] == ' ' || line[sp] == '\t'))
+            sp++;
+        if (sp == len) { /* blank lines are skipped, not rejected */
             st.lines--;
             continue;
         }
@@ -438,21 +463,22 @@ static int cmd_import(const opts *o, int argc, char **argv)
     double el = now_s() - st.t0;
     if (rc) {
         ex = server_error("import", st.conn[bad_conn].c, rc);
-        fprintf(stderr, "semcache-cli: import stopped at line %zu (%zu stored, %zu rejected)\n", st.lines, st.stored,
-                st.rejected);
+        fprintf(stderr, "semcache-cli: import stopped at line %zu (%zu stored, %zu rejected)\n",
+                st.lines, st.stored, st.rejected);
     }
-    for (int k = 0; k < st.nconn; k++) semcache_close(st.conn[k].c);
+    for (int k = 0; k < st.nconn; k++)
+        semcache_close(st.conn[k].c);
     if (rc) return ex;
     if (read_err) {
         fprintf(stderr, "semcache-cli: error reading '%s'\n", argv[0]);
         return EXIT_USAGE;
     }
     if (o->json)
-        printf("{\"lines\":%zu,\"stored\":%zu,\"rejected\":%zu,\"seconds\":%.3f}\n", st.lines, st.stored, st.rejected,
-               el);
+        printf("{\"lines\":%zu,\"stored\":%zu,\"rejected\":%zu,\"seconds\":%.3f}\n", st.lines,
+               st.stored, st.rejected, el);
     else
-        printf("imported %zu lines: %zu stored, %zu rejected in %.2f s (%.0f lines/s)\n", st.lines, st.stored,
-               st.rejected, el, el > 0 ? (double)st.lines / el : 0.0);
+        printf("imported %zu lines: %zu stored, %zu rejected in %.2f s (%.0f lines/s)\n", st.lines,
+               st.stored, st.rejected, el, el > 0 ? (double)st.lines / el : 0.0);
     return st.rejected ? EXIT_REJECTED : EXIT_OK;
 }
 
@@ -460,7 +486,8 @@ static int cmd_import(const opts *o, int argc, char **argv)
  * embed (HTTP)
  * ------------------------------------------------------------------- */
 
-static int http_post(const opts *o, const char *path, const char *body, size_t blen, int *status, sc_buf *resp)
+static int http_post(const opts *o, const char *path, const char *body, size_t blen, int *status,
+                     sc_buf *resp)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", o->http_port);
@@ -470,7 +497,8 @@ static int http_post(const opts *o, const char *path, const char *body, size_t b
     for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) continue;
-        struct timeval tv = {.tv_sec = o->timeout_ms / 1000, .tv_usec = (o->timeout_ms % 1000) * 1000};
+        struct timeval tv = {.tv_sec = o->timeout_ms / 1000,
+                             .tv_usec = (o->timeout_ms % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         if (connect(fd, a->ai_addr, a->ai_addrlen)) {
@@ -482,8 +510,10 @@ static int http_post(const opts *o, const char *path, const char *body, size_t b
     if (fd < 0) return SC_EIO;
     sc_buf req;
     sc_buf_init(&req, (size_t)1 << 31);
-    sc_buf_printf(&req, "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                        "Content-Length: %zu\r\nConnection: close\r\n", path, o->host, o->http_port, blen);
+    sc_buf_printf(&req,
+                  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                  "Content-Length: %zu\r\nConnection: close\r\n",
+                  path, o->host, o->http_port, blen);
     if (o->key && *o->key) sc_buf_printf(&req, "Authorization: Bearer %s\r\n", o->key);
     sc_buf_puts(&req, "\r\n");
     sc_buf_append(&req, body, blen);
@@ -520,7 +550,8 @@ static int http_post(const opts *o, const char *path, const char *body, size_t b
         size_t left = raw.len - (size_t)(b - raw.data);
         int chunked = 0;
         for (const char *h = raw.data; h < hend; h = strstr(h, "\r\n") + 2)
-            if (!strncasecmp(h, "transfer-encoding:", 18) && strstr(h, "chunked") && strstr(h, "chunked") < hend)
+            if (!strncasecmp(h, "transfer-encoding:", 18) && strstr(h, "chunked") &&
+                strstr(h, "chunked") < hend)
                 chunked = 1;
         if (!chunked) {
             sc_buf_append(resp, b, left);
@@ -544,7 +575,8 @@ static void print_row(void *arg, size_t row, const double *v, size_t n)
 {
     (void)arg;
     (void)row;
-    for (size_t i = 0; i < n; i++) printf(i ? " %.6g" : "%.6g", v[i]);
+    for (size_t i = 0; i < n; i++)
+        printf(i ? " %.6g" : "%.6g", v[i]);
     putchar('\n');
 }
 
@@ -566,12 +598,12 @@ static int cmd_embed(const opts *o, int argc, char **argv)
     sc_buf_free(&body);
     int ex = EXIT_OK;
     if (rc) {
-        fprintf(stderr, "semcache-cli: embed via http://%s:%d/cache/embed: %s\n", o->host, o->http_port,
-                semcache_strerror(rc));
+        fprintf(stderr, "semcache-cli: embed via http://%s:%d/cache/embed: %s\n", o->host,
+                o->http_port, semcache_strerror(rc));
         ex = EXIT_SERVER;
     } else if (status != 200) {
-        fprintf(stderr, "semcache-cli: embed: HTTP %d: %.*s\n", status, (int)(resp.len > 500 ? 500 : resp.len),
-                resp.data ? resp.data : "");
+        fprintf(stderr, "semcache-cli: embed: HTTP %d: %.*s\n", status,
+                (int)(resp.len > 500 ? 500 : resp.len), resp.data ? resp.data : "");
         ex = EXIT_SERVER;
     } else if (o->json) {
         fwrite(resp.data ? resp.data : "", 1, resp.len, stdout);
@@ -600,43 +632,64 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 
 int main(int argc, char **argv)
 {
-    opts o = {.host = "127.0.0.1", .port = 6380, .http_port = 8080, .ns = "default", .timeout_ms = 5000,
-              .threshold = -1, .conns = 4};
+    opts o = {.host = "127.0.0.1",
+              .port = 6380,
+              .http_port = 8080,
+              .ns = "default",
+              .timeout_ms = 5000,
+              .threshold = -1,
+              .conns = 4};
     const char *env;
     long long v;
     if ((env = getenv("SEMCACHE_HOST")) && *env) o.host = env;
     if ((env = getenv("SEMCACHE_PORT")) && *env && !parse_int(env, 1, 65535, &v)) o.port = (int)v;
-    if ((env = getenv("SEMCACHE_HTTP_PORT")) && *env && !parse_int(env, 1, 65535, &v)) o.http_port = (int)v;
+    if ((env = getenv("SEMCACHE_HTTP_PORT")) && *env && !parse_int(env, 1, 65535, &v))
+        o.http_port = (int)v;
     if ((env = getenv("SEMCACHE_NAMESPACE")) && *env) o.ns = env;
     if ((env = getenv("SEMCACHE_KEY")) && *env) o.key = env;
 
     enum { O_HTTP = 256, O_THRESHOLD, O_TTL, O_JSON, O_HELP, O_CONNS };
     static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'h'},      {"port", required_argument, NULL, 'p'},
-        {"http-port", required_argument, NULL, O_HTTP}, {"namespace", required_argument, NULL, 'n'},
-        {"key", required_argument, NULL, 'a'},       {"timeout", required_argument, NULL, 't'},
-        {"threshold", required_argument, NULL, O_THRESHOLD}, {"ttl", required_argument, NULL, O_TTL},
-        {"json", no_argument, NULL, O_JSON},         {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, O_HELP},         {"connections", required_argument, NULL, O_CONNS},
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"http-port", required_argument, NULL, O_HTTP},
+        {"namespace", required_argument, NULL, 'n'},
+        {"key", required_argument, NULL, 'a'},
+        {"timeout", required_argument, NULL, 't'},
+        {"threshold", required_argument, NULL, O_THRESHOLD},
+        {"ttl", required_argument, NULL, O_TTL},
+        {"json", no_argument, NULL, O_JSON},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, O_HELP},
+        {"connections", required_argument, NULL, O_CONNS},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "h:p:n:a:t:q", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'h': o.host = optarg; break;
+        case 'h':
+            o.host = optarg;
+            break;
         case 'p':
-            if (parse_int(optarg, 1, 65535, &v)) return die_usage("bad value '%s' for --port", optarg);
+            if (parse_int(optarg, 1, 65535, &v))
+                return die_usage("bad value '%s' for --port", optarg);
             o.port = (int)v;
             break;
         case O_HTTP:
-            if (parse_int(optarg, 1, 65535, &v)) return die_usage("bad value '%s' for --http-port", optarg);
+            if (parse_int(optarg, 1, 65535, &v))
+                return die_usage("bad value '%s' for --http-port", optarg);
             o.http_port = (int)v;
             break;
-        case 'n': o.ns = optarg; break;
-        case 'a': o.key = optarg; break;
+        case 'n':
+            o.ns = optarg;
+            break;
+        case 'a':
+            o.key = optarg;
+            break;
         case 't':
-            if (parse_int(optarg, 0, 3600000, &v)) return die_usage("bad value '%s' for --timeout", optarg);
+            if (parse_int(optarg, 0, 3600000, &v))
+                return die_usage("bad value '%s' for --timeout", optarg);
             o.timeout_ms = (int)v;
             break;
         case O_THRESHOLD: {
@@ -648,16 +701,24 @@ int main(int argc, char **argv)
             break;
         }
         case O_TTL:
-            if (parse_int(optarg, 0, 10000000000LL, &v)) return die_usage("bad value '%s' for --ttl", optarg);
+            if (parse_int(optarg, 0, 10000000000LL, &v))
+                return die_usage("bad value '%s' for --ttl", optarg);
             o.ttl = v;
             break;
-        case O_JSON: o.json = 1; break;
+        case O_JSON:
+            o.json = 1;
+            break;
         case O_CONNS:
-            if (parse_int(optarg, 1, MAX_CONNS, &v)) return die_usage("bad value '%s' for --connections (1-16)", optarg);
+            if (parse_int(optarg, 1, MAX_CONNS, &v))
+                return die_usage("bad value '%s' for --connections (1-16)", optarg);
             o.conns = (int)v;
             break;
-        case 'q': o.quiet = 1; break;
-        case O_HELP: usage(stdout); return EXIT_OK;
+        case 'q':
+            o.quiet = 1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return EXIT_OK;
         default:
             if (optopt && optopt < 256) {
                 char opt[3] = {'-', (char)optopt, 0};
@@ -680,12 +741,18 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "import")) return cmd_import(&o, nargs, args);
     if (!strcmp(cmd, "embed")) return cmd_embed(&o, nargs, args);
     int (*fn)(const opts *, semcache *, int, char **) = NULL;
-    if (!strcmp(cmd, "get")) fn = cmd_get;
-    else if (!strcmp(cmd, "set")) fn = cmd_set;
-    else if (!strcmp(cmd, "del")) fn = cmd_del;
-    else if (!strcmp(cmd, "flush")) fn = cmd_flush;
-    else if (!strcmp(cmd, "stats")) fn = cmd_stats;
-    else return die_usage("unknown command '%s'", cmd);
+    if (!strcmp(cmd, "get"))
+        fn = cmd_get;
+    else if (!strcmp(cmd, "set"))
+        fn = cmd_set;
+    else if (!strcmp(cmd, "del"))
+        fn = cmd_del;
+    else if (!strcmp(cmd, "flush"))
+        fn = cmd_flush;
+    else if (!strcmp(cmd, "stats"))
+        fn = cmd_stats;
+    else
+        return die_usage("unknown command '%s'", cmd);
     semcache *c;
     int ex = connect_to(&o, &c);
     if (ex) return ex;

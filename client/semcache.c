@@ -42,28 +42,35 @@ _Static_assert(SEMCACHE_EPROTO == SC_EPROTO, "code");
 _Static_assert(SEMCACHE_ECLOSED == SC_ECLOSED, "code");
 
 #define MAX_BULK (512ull << 20)
-#define MAX_LINE (1u << 20)          /* status / error / integer lines */
+#define MAX_LINE (1u << 20) /* status / error / integer lines */
 #define MAX_ELEMS (1u << 20)
 #define MAX_DEPTH 16
-#define MAX_REPLY (1ull << 30)       /* bytes buffered for one reply */
-#define MAX_OUT ((size_t)1 << 31)    /* bytes of queued commands */
+#define MAX_REPLY (1ull << 30)    /* bytes buffered for one reply */
+#define MAX_OUT ((size_t)1 << 31) /* bytes of queued commands */
 #define READ_CHUNK 65536
 
 struct semcache {
     int fd;
     int timeout_ms;
-    sc_buf out;                      /* encoded commands not yet sent */
-    char *in;                        /* received bytes: in[ioff..ilen) unparsed */
+    sc_buf out; /* encoded commands not yet sent */
+    char *in;   /* received bytes: in[ioff..ilen) unparsed */
     size_t ilen, ioff, icap;
-    size_t pending;                  /* replies still to read */
+    size_t pending; /* replies still to read */
     char err[512];
 };
 
-const char *semcache_strerror(int code) { return sc_strerror(code); }
+const char *semcache_strerror(int code)
+{
+    return sc_strerror(code);
+}
 
-const char *semcache_last_error(const semcache *c) { return c ? c->err : ""; }
+const char *semcache_last_error(const semcache *c)
+{
+    return c ? c->err : "";
+}
 
-__attribute__((format(printf, 3, 4))) static int set_err(semcache *c, int code, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int set_err(semcache *c, int code, const char *fmt,
+                                                         ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -90,7 +97,8 @@ static int broken(semcache *c, int code)
 void semcache_reply_free(semcache_reply *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->n; i++) semcache_reply_free(r->elem[i]);
+    for (size_t i = 0; i < r->n; i++)
+        semcache_reply_free(r->elem[i]);
     free(r->elem);
     free(r->str);
     free(r);
@@ -226,7 +234,7 @@ int semcache_reply_parse(const char *buf, size_t len, size_t *used, semcache_rep
     int rc = walk(buf, len, 0, 0, &end, NULL);
     if (rc <= 0) return rc;
     rc = walk(buf, len, 0, 0, &end, out);
-    if (rc < 0) return rc;   /* cannot happen: the scan succeeded */
+    if (rc < 0) return rc; /* cannot happen: the scan succeeded */
     *used = end;
     return SC_OK;
 }
@@ -241,7 +249,8 @@ static int wait_fd(semcache *c, short ev)
     for (;;) {
         int r = poll(&pfd, 1, c->timeout_ms > 0 ? c->timeout_ms : -1);
         if (r > 0) return SC_OK;
-        if (r == 0) return set_err(c, SC_ETIMEOUT, "no answer from the server within %d ms", c->timeout_ms);
+        if (r == 0)
+            return set_err(c, SC_ETIMEOUT, "no answer from the server within %d ms", c->timeout_ms);
         if (errno != EINTR) return set_err(c, SC_EIO, "poll: %s", strerror(errno));
     }
 }
@@ -264,7 +273,8 @@ int semcache_connect(semcache **out, const char *host, int port, int timeout_ms)
     }
     int rc = SC_EIO;
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        int fd =
+            socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
         if (fd < 0) continue;
         c->fd = fd;
         if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
@@ -374,7 +384,8 @@ static int read_more(semcache *c)
 int semcache_append(semcache *c, int argc, const char *const *argv, const size_t *lens)
 {
     if (!c || argc <= 0 || !argv) return SC_EINVAL;
-    if (c->fd < 0) return set_err(c, SC_ECLOSED, "the connection was closed after an earlier error");
+    if (c->fd < 0)
+        return set_err(c, SC_ECLOSED, "the connection was closed after an earlier error");
     size_t mark = c->out.len;
     int rc = sc_buf_printf(&c->out, "*%d\r\n", argc);
     for (int i = 0; i < argc && !rc; i++) {
@@ -388,7 +399,7 @@ int semcache_append(semcache *c, int argc, const char *const *argv, const size_t
         if (!rc) rc = sc_buf_append(&c->out, "\r\n", 2);
     }
     if (rc) {
-        c->out.len = mark;   /* drop the half-encoded command */
+        c->out.len = mark; /* drop the half-encoded command */
         if (c->out.data) c->out.data[mark] = '\0';
         return set_err(c, rc, rc == SC_EINVAL ? "NULL argument" : "command too large");
     }
@@ -396,13 +407,17 @@ int semcache_append(semcache *c, int argc, const char *const *argv, const size_t
     return SC_OK;
 }
 
-size_t semcache_pending(const semcache *c) { return c ? c->pending : 0; }
+size_t semcache_pending(const semcache *c)
+{
+    return c ? c->pending : 0;
+}
 
 int semcache_read_reply(semcache *c, semcache_reply **out)
 {
     *out = NULL;
     if (!c) return SC_EINVAL;
-    if (c->fd < 0) return set_err(c, SC_ECLOSED, "the connection was closed after an earlier error");
+    if (c->fd < 0)
+        return set_err(c, SC_ECLOSED, "the connection was closed after an earlier error");
     if (c->pending == 0) return set_err(c, SC_EINVAL, "no command is waiting for a reply");
     if (c->out.len) {
         int rc = flush_out(c);
@@ -425,7 +440,8 @@ int semcache_read_reply(semcache *c, semcache_reply **out)
     }
 }
 
-int semcache_command(semcache *c, int argc, const char *const *argv, const size_t *lens, semcache_reply **out)
+int semcache_command(semcache *c, int argc, const char *const *argv, const size_t *lens,
+                     semcache_reply **out)
 {
     *out = NULL;
     int rc = semcache_append(c, argc, argv, lens);
@@ -445,9 +461,12 @@ static int reply_error(semcache *c, const semcache_reply *r)
 {
     const char *s = r->str;
     int code = SC_EINVAL;
-    if (!strncmp(s, "NOAUTH", 6) || !strncmp(s, "WRONGPASS", 9)) code = SC_EAUTH;
-    else if (!strncmp(s, "NOPERM", 6)) code = SC_EFORBIDDEN;
-    else if (!strncmp(s, "IOERR", 5)) code = SC_EIO;
+    if (!strncmp(s, "NOAUTH", 6) || !strncmp(s, "WRONGPASS", 9))
+        code = SC_EAUTH;
+    else if (!strncmp(s, "NOPERM", 6))
+        code = SC_EFORBIDDEN;
+    else if (!strncmp(s, "IOERR", 5))
+        code = SC_EIO;
     return set_err(c, code, "%s", s);
 }
 
@@ -457,7 +476,8 @@ static int unexpected(semcache *c, const semcache_reply *r, const char *what)
 }
 
 /* Runs a command; returns its reply or an error for error replies. */
-static int run(semcache *c, int argc, const char *const *argv, const size_t *lens, semcache_reply **out)
+static int run(semcache *c, int argc, const char *const *argv, const size_t *lens,
+               semcache_reply **out)
 {
     int rc = semcache_command(c, argc, argv, lens, out);
     if (rc) return rc;
@@ -470,7 +490,10 @@ static int run(semcache *c, int argc, const char *const *argv, const size_t *len
     return SC_OK;
 }
 
-static size_t len_of(const char *s, size_t n) { return n == SEMCACHE_NTS ? strlen(s) : n; }
+static size_t len_of(const char *s, size_t n)
+{
+    return n == SEMCACHE_NTS ? strlen(s) : n;
+}
 
 int semcache_auth(semcache *c, const char *key)
 {
@@ -482,20 +505,22 @@ int semcache_auth(semcache *c, const char *key)
     return rc;
 }
 
-int semcache_set(semcache *c, const char *ns, const char *prompt, size_t prompt_len, const char *response,
-                 size_t response_len, long long ttl_s, uint64_t *id)
+int semcache_set(semcache *c, const char *ns, const char *prompt, size_t prompt_len,
+                 const char *response, size_t response_len, long long ttl_s, uint64_t *id)
 {
     if (!c || !prompt || !response || ttl_s < 0) return SC_EINVAL;
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%lld", ttl_s);
     const char *argv[] = {"SEM.SET", ns ? ns : "default", prompt, response, "EX", ttl};
-    size_t lens[] = {7, strlen(argv[1]), len_of(prompt, prompt_len), len_of(response, response_len), 2,
-                     strlen(ttl)};
+    size_t lens[] = {7, strlen(argv[1]), len_of(prompt, prompt_len), len_of(response, response_len),
+                     2, strlen(ttl)};
     semcache_reply *r;
     int rc = run(c, ttl_s > 0 ? 6 : 4, argv, lens, &r);
     if (rc) return rc;
-    if (r->type != SEMCACHE_REPLY_INTEGER || r->integer < 0) rc = unexpected(c, r, "SEM.SET");
-    else if (id) *id = (uint64_t)r->integer;
+    if (r->type != SEMCACHE_REPLY_INTEGER || r->integer < 0)
+        rc = unexpected(c, r, "SEM.SET");
+    else if (id)
+        *id = (uint64_t)r->integer;
     semcache_reply_free(r);
     return rc;
 }
@@ -507,8 +532,8 @@ void semcache_hit_clear(semcache_hit *hit)
     memset(hit, 0, sizeof *hit);
 }
 
-int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_len, double threshold,
-                 semcache_hit *hit)
+int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_len,
+                 double threshold, semcache_hit *hit)
 {
     if (hit) memset(hit, 0, sizeof *hit);
     if (!c || !prompt || !hit || threshold > 1 || threshold != threshold) return SC_EINVAL;
@@ -521,8 +546,10 @@ int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_
     if (rc) return rc;
     if (r->type == SEMCACHE_REPLY_NIL) {
         rc = set_err(c, SC_ENOTFOUND, "miss");
-    } else if (r->type != SEMCACHE_REPLY_ARRAY || r->n != 3 || r->elem[0]->type != SEMCACHE_REPLY_STRING ||
-               r->elem[1]->type != SEMCACHE_REPLY_STRING || r->elem[2]->type != SEMCACHE_REPLY_INTEGER) {
+    } else if (r->type != SEMCACHE_REPLY_ARRAY || r->n != 3 ||
+               r->elem[0]->type != SEMCACHE_REPLY_STRING ||
+               r->elem[1]->type != SEMCACHE_REPLY_STRING ||
+               r->elem[2]->type != SEMCACHE_REPLY_INTEGER) {
         rc = unexpected(c, r, "SEM.GET");
     } else {
         hit->response = r->elem[0]->str;
@@ -544,8 +571,10 @@ int semcache_del(semcache *c, const char *ns, uint64_t id)
     semcache_reply *r;
     int rc = run(c, 3, argv, NULL, &r);
     if (rc) return rc;
-    if (r->type != SEMCACHE_REPLY_INTEGER) rc = unexpected(c, r, "SEM.DEL");
-    else if (r->integer == 0) rc = set_err(c, SC_ENOTFOUND, "no entry %s in namespace %s", ids, argv[1]);
+    if (r->type != SEMCACHE_REPLY_INTEGER)
+        rc = unexpected(c, r, "SEM.DEL");
+    else if (r->integer == 0)
+        rc = set_err(c, SC_ENOTFOUND, "no entry %s in namespace %s", ids, argv[1]);
     semcache_reply_free(r);
     return rc;
 }
@@ -557,8 +586,10 @@ int semcache_flush(semcache *c, const char *ns, uint64_t *count)
     semcache_reply *r;
     int rc = run(c, 2, argv, NULL, &r);
     if (rc) return rc;
-    if (r->type != SEMCACHE_REPLY_INTEGER || r->integer < 0) rc = unexpected(c, r, "SEM.FLUSH");
-    else if (count) *count = (uint64_t)r->integer;
+    if (r->type != SEMCACHE_REPLY_INTEGER || r->integer < 0)
+        rc = unexpected(c, r, "SEM.FLUSH");
+    else if (count)
+        *count = (uint64_t)r->integer;
     semcache_reply_free(r);
     return rc;
 }
@@ -579,7 +610,7 @@ int semcache_stats(semcache *c, semcache_stat **stats, size_t *n)
     }
     /* One block: the array, then the strings. */
     size_t k = r->n / 2, bytes = k * sizeof(semcache_stat);
-    char (*num)[24] = sc_calloc(r->n ? r->n : 1, sizeof *num);
+    char(*num)[24] = sc_calloc(r->n ? r->n : 1, sizeof *num);
     for (size_t i = 0; i < r->n; i++) {
         semcache_reply *e = r->elem[i];
         if (e->type == SEMCACHE_REPLY_INTEGER) {
@@ -601,8 +632,10 @@ int semcache_stats(semcache *c, semcache_stat **stats, size_t *n)
         const char *s = e->type == SEMCACHE_REPLY_INTEGER ? num[i] : e->str;
         size_t l = strlen(s);
         memcpy(p, s, l + 1);
-        if (i % 2 == 0) st[i / 2].name = p;
-        else st[i / 2].value = p;
+        if (i % 2 == 0)
+            st[i / 2].name = p;
+        else
+            st[i / 2].value = p;
         p += l + 1;
     }
     free(num);

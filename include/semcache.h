@@ -11,8 +11,8 @@
  *         semcache_set(c, "faq", "How do I reset my password?", SEMCACHE_NTS,
  *                      "Use the 'forgot password' link.", SEMCACHE_NTS, 0, &id);
  *         semcache_hit hit;
- *         if (semcache_get(c, "faq", "how can I reset my password", SEMCACHE_NTS, -1, &hit) == SEMCACHE_OK) {
- *             printf("%.*s (%.3f)\n", (int)hit.response_len, hit.response, hit.similarity);
+ *         if (semcache_get(c, "faq", "how can I reset my password", SEMCACHE_NTS, -1, &hit) ==
+ * SEMCACHE_OK) { printf("%.*s (%.3f)\n", (int)hit.response_len, hit.response, hit.similarity);
  *             semcache_hit_clear(&hit);
  *         }
  *         semcache_close(c);
@@ -90,23 +90,23 @@ const char *semcache_strerror(int code);
 /* Stores response for prompt in namespace ns. ttl_s > 0 sets an expiry in
  * seconds (0 = the server's default). On success *id (if id is not NULL)
  * is the new entry's id. Lengths may be SEMCACHE_NTS. */
-int semcache_set(semcache *c, const char *ns, const char *prompt, size_t prompt_len, const char *response,
-                 size_t response_len, long long ttl_s, uint64_t *id);
+int semcache_set(semcache *c, const char *ns, const char *prompt, size_t prompt_len,
+                 const char *response, size_t response_len, long long ttl_s, uint64_t *id);
 
 /* A lookup hit. response is malloc'ed and NUL-terminated (it may contain
  * NULs; use response_len). Release with semcache_hit_clear(). */
 typedef struct semcache_hit {
     char *response;
     size_t response_len;
-    double similarity;   /* cosine similarity, 1 for an exact hit */
+    double similarity; /* cosine similarity, 1 for an exact hit */
     uint64_t id;
 } semcache_hit;
 
 /* Looks prompt up in ns. threshold in [0,1], or < 0 for the server's
  * configured one. SEMCACHE_OK fills *hit; SEMCACHE_ENOTFOUND is a miss
  * (*hit zeroed). */
-int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_len, double threshold,
-                 semcache_hit *hit);
+int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_len,
+                 double threshold, semcache_hit *hit);
 void semcache_hit_clear(semcache_hit *hit);
 
 /* Deletes entry id of ns; SEMCACHE_ENOTFOUND when there was none. */
@@ -126,12 +126,12 @@ int semcache_stats(semcache *c, semcache_stat **stats, size_t *n);
 /* ---- Generic commands and pipelining -------------------------------- */
 
 enum semcache_reply_type {
-    SEMCACHE_REPLY_STATUS = 1,  /* +OK */
-    SEMCACHE_REPLY_ERROR,       /* -ERR ... (str holds the whole line) */
-    SEMCACHE_REPLY_INTEGER,     /* :42 */
-    SEMCACHE_REPLY_STRING,      /* $3 abc */
-    SEMCACHE_REPLY_NIL,         /* $-1 or *-1 */
-    SEMCACHE_REPLY_ARRAY,       /* *N ... */
+    SEMCACHE_REPLY_STATUS = 1, /* +OK */
+    SEMCACHE_REPLY_ERROR,      /* -ERR ... (str holds the whole line) */
+    SEMCACHE_REPLY_INTEGER,    /* :42 */
+    SEMCACHE_REPLY_STRING,     /* $3 abc */
+    SEMCACHE_REPLY_NIL,        /* $-1 or *-1 */
+    SEMCACHE_REPLY_ARRAY,      /* *N ... */
 };
 
 /* A parsed reply. str is NUL-terminated (STATUS, ERROR, STRING); elem has
@@ -152,7 +152,8 @@ void semcache_reply_free(semcache_reply *r);
  * is not a failure here: rc 0 and (*out)->type == SEMCACHE_REPLY_ERROR.
  * Replies of commands appended earlier and not read yet are read and
  * dropped first (so do not mix this with unread semcache_append()s). */
-int semcache_command(semcache *c, int argc, const char *const *argv, const size_t *lens, semcache_reply **out);
+int semcache_command(semcache *c, int argc, const char *const *argv, const size_t *lens,
+                     semcache_reply **out);
 
 /* Pipelining: semcache_append() queues a command without waiting;
  * semcache_read_reply() sends whatever is queued and reads the next reply

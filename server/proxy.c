@@ -16,6 +16,7 @@
 #include "server/auth.h"
 #include "server/cache.h"
 #include "server/fingerprint.h"
+#include "server/memo.h"
 #include "server/openai_fmt.h"
 #include "server/stats.h"
 #include "route/route.h"
@@ -50,6 +51,9 @@ struct preq {
     long long ttl;               /* 0: default */
     uint64_t start_ns;
     uint8_t key[16];
+    char *memo_key;              /* exact-hit memo key, NULL when not memoisable */
+    size_t memo_klen;
+    uint64_t memo_gen;           /* cache generation before the lookup */
     sc_cache_result res;         /* lookup result (vec reused on write-back) */
     flight *fl;                  /* the call this request leads or waits on */
     const char *upstream;        /* for the access log; valid during on_up_done */
@@ -87,6 +91,7 @@ static flight *flights[FLIGHT_BUCKETS];
 
 static void preq_free(preq *p)
 {
+    free(p->memo_key);
     sc_cache_result_clear(&p->res);
     free(p->ns);
     free(p->prompt);
@@ -174,6 +179,70 @@ static void serve_body(preq *p, int status, const char *body, size_t len, const 
     p->req = NULL;
 }
 
+/* ---------------------------------------------------------------------
+ * The exact-hit memo: identical request bytes in the same namespace get
+ * the same answer without parsing, fingerprinting or reading LMDB (see
+ * memo.h for when a memoised answer is trusted). The memoised value is a
+ * memo_val header, then the extra headers, then the body exactly as the
+ * client was sent it (JSON, or SSE for stream requests).
+ * ------------------------------------------------------------------- */
+
+typedef struct memo_val {
+    uint32_t headers_len, body_len, prompt_tokens, completion_tokens;
+    double usd;
+    int stream;
+} memo_val;
+
+static void serve_body(preq *p, int status, const char *body, size_t len, const char *headers);
+
+static void memo_remember(preq *p, const char *body, size_t len, const char *headers, double usd)
+{
+    sc_buf v;
+    sc_buf_init(&v, 1u << 20);
+    memo_val h = {(uint32_t)strlen(headers), 0, p->res.rec.prompt_tokens, p->res.rec.completion_tokens, usd,
+                  p->stream};
+    sc_buf_append(&v, &h, sizeof h);
+    sc_buf_append(&v, headers, h.headers_len);
+    if (p->stream) {
+        size_t before = v.len;
+        if (sc_oai_sse_from_body(p->kind, body, len, p->include_usage, &v)) {
+            sc_buf_free(&v);
+            return;
+        }
+        h.body_len = (uint32_t)(v.len - before);
+    } else if (sc_buf_append(&v, body, len) == 0) {
+        h.body_len = (uint32_t)len;
+    }
+    if (h.body_len && v.len == sizeof h + h.headers_len + h.body_len) {
+        memcpy(v.data, &h, sizeof h);
+        sc_memo_put(p->srv->memo, p->memo_key, p->memo_klen, p->memo_gen, v.data, v.len, p->res.id,
+                    p->res.rec.expires, (int64_t)time(NULL));
+    }
+    sc_buf_free(&v);
+}
+
+/* Answers from the memo; 1 when the request was finished. */
+static int memo_answer(sc_server *srv, sc_http_req *req, const char *ns, const char *key, size_t klen)
+{
+    sc_memo_hit hit;
+    if (!sc_memo_get(srv->memo, key, klen, sc_cache_generation(srv->cache), (int64_t)time(NULL), &hit)) return 0;
+    memo_val h;
+    memcpy(&h, hit.val, sizeof h);
+    const char *headers = hit.val + sizeof h;
+    char hbuf[512];
+    size_t hl = h.headers_len < sizeof hbuf - 1 ? h.headers_len : sizeof hbuf - 1;
+    memcpy(hbuf, headers, hl);
+    hbuf[hl] = '\0';
+    sc_cache_note_exact_hit(srv->cache, hit.id, hit.touch);
+    sc_stats_outcome(srv->stats, ns, SC_OUT_EXACT, (double)(sc_http_now_ns() - req->start_ns_) / 1e9, h.prompt_tokens,
+                     h.completion_tokens, h.usd);
+    snprintf(req->note, sizeof req->note, "ns=%s outcome=hit-exact similarity=1 confidence=1 tokens=%u usd=%.6f memo=1",
+             ns, h.prompt_tokens + h.completion_tokens, h.usd);
+    sc_http_respond(req, 200, h.stream ? "text/event-stream" : "application/json", hbuf,
+                    headers + h.headers_len, h.body_len);
+    return 1;
+}
+
 static void serve_hit(preq *p)
 {
     sc_record *r = &p->res.rec;
@@ -187,8 +256,10 @@ static void serve_hit(preq *p)
     double usd = sc_route_cost(p->srv->route, *r->model ? r->model : p->model, r->prompt_tokens, r->completion_tokens);
     record_outcome(p, p->res.outcome == SC_CACHE_HIT_EXACT ? SC_OUT_EXACT : SC_OUT_SEMANTIC, r->prompt_tokens,
                    r->completion_tokens, usd);
-    if (json) serve_body(p, 200, r->response, r->response_len, headers);
-    else serve_body(p, 200, body, len, headers);
+    const char *out = json ? r->response : body;
+    size_t out_len = json ? r->response_len : len;
+    if (p->memo_key && p->res.outcome == SC_CACHE_HIT_EXACT) memo_remember(p, out, out_len, headers, usd);
+    serve_body(p, 200, out, out_len, headers);
     free(body);
     preq_free(p);
 }
@@ -622,14 +693,38 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
                       req->method, req->path);
         return;
     }
+    /* Identical bytes answered before: no parse, no LMDB. Requests with
+     * Cache-Control skip the memo (no-cache must not be served from it). */
+    char *memo_key = NULL;
+    size_t memo_klen = 0;
+    uint64_t memo_gen = 0;
+    if (srv->memo && !sc_http_header(req, "cache-control")) {
+        const char *mns = sc_server_namespace(srv, req, NULL, 0);
+        if (!mns) return;
+        size_t nl = strlen(mns);
+        memo_klen = nl + 2 + req->body_len;
+        memo_key = sc_malloc(memo_klen);
+        memcpy(memo_key, mns, nl + 1);
+        memo_key[nl + 1] = (char)('0' + kind);
+        memcpy(memo_key + nl + 2, req->body, req->body_len);
+        memo_gen = sc_cache_generation(srv->cache);
+        if (memo_answer(srv, req, mns, memo_key, memo_klen)) {
+            free(memo_key);
+            return;
+        }
+    }
     json_error_t je;
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &je);
     if (!body) {
+        free(memo_key);
         sc_http_error(req, 400, "invalid_request_error", "invalid_json",
                       "request body is not valid JSON: %s (line %d, column %d)", je.text, je.line, je.column);
         return;
     }
     preq *p = SC_NEW(preq);
+    p->memo_key = memo_key;
+    p->memo_klen = memo_klen;
+    p->memo_gen = memo_gen;
     p->srv = srv;
     p->req = req;
     p->kind = kind;

@@ -19,6 +19,7 @@
  * state, name), the cache and the server's atomic counters. The loop
  * thread leaves the session alone while a batch is in flight. */
 #include "server/resp.h"
+#include "server/memo.h"
 #include "server/resp_parse.h"
 #include "server/api.h"
 #include "server/server.h"
@@ -56,17 +57,6 @@
 #define MEMO_BYTES (32u << 20)      /* total memo memory */
 #define NAME_MAX_LEN 128
 
-/* One memoised SEM.GET exact-hit reply (see memo_get). */
-typedef struct memo_slot {
-    uint64_t h, gen, id;
-    int64_t expires;
-    int64_t touched;         /* last touch (unix seconds) */
-    char *key;               /* ns, NUL, raw prompt */
-    size_t klen;
-    char *reply;             /* the complete reply bytes */
-    size_t rlen;
-} memo_slot;
-
 struct sc_resp {
     uv_loop_t *loop;
     uv_tcp_t listener;
@@ -84,19 +74,18 @@ struct sc_resp {
     void (*stop_done)(void *);
     void *stop_arg;
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
-    size_t batches, max_batches;   /* in the thread pool now / at most */
-    struct conn *wait_head, *wait_tail;   /* waiting for a batch slot */
-    memo_slot *memo;         /* loop thread only */
-    size_t memo_bytes;
+    size_t batches, max_batches;        /* in the thread pool now / at most */
+    struct conn *wait_head, *wait_tail; /* waiting for a batch slot */
+    sc_memo *memo;                      /* loop thread only */
     atomic_ullong memo_hits;
 };
 
 /* What a command may read and change about its connection. */
 typedef struct session {
     uint64_t id;
-    int authed;              /* or auth is off */
+    int authed; /* or auth is off */
     int role;
-    const char *key_ns;      /* the key's namespace (user role) */
+    const char *key_ns; /* the key's namespace (user role) */
     char name[NAME_MAX_LEN + 1];
     char addr[64];
 } session;
@@ -107,20 +96,20 @@ typedef struct conn {
     sc_resp *srv;
     struct conn *prev, *next;
     sc_resp_parser parser;
-    sc_buf in;               /* received, not parsed yet */
-    sc_buf out;              /* replies of loop-thread commands, being collected */
-    sc_resp_cmd *q[QMAX];    /* parsed, not run yet (ring) */
+    sc_buf in;            /* received, not parsed yet */
+    sc_buf out;           /* replies of loop-thread commands, being collected */
+    sc_resp_cmd *q[QMAX]; /* parsed, not run yet (ring) */
     size_t qhead, qlen, qbytes;
     struct batch *busy;
     session ss;
     char proto_err[SC_RESP_ERR_MAX];
     int has_proto_err;
-    int mid_command;         /* the parser holds part of a command */
-    int waiting;             /* in the server's wait list */
+    int mid_command; /* the parser holds part of a command */
+    int waiting;     /* in the server's wait list */
     struct conn *wait_next;
     int reading;
     int processing;
-    int closing;             /* close once the output is flushed */
+    int closing; /* close once the output is flushed */
     int closed;
     int eof;
     int refs;
@@ -204,7 +193,10 @@ static void r_head(sc_buf *o, char type, long long v)
     r_raw(o, p, (size_t)(b + sizeof b - p));
 }
 
-static void r_int(sc_buf *o, long long v) { r_head(o, ':', v); }
+static void r_int(sc_buf *o, long long v)
+{
+    r_head(o, ':', v);
+}
 
 static void r_bulk(sc_buf *o, const char *s, size_t n)
 {
@@ -213,11 +205,20 @@ static void r_bulk(sc_buf *o, const char *s, size_t n)
     r_raw(o, "\r\n", 2);
 }
 
-static void r_str(sc_buf *o, const char *s) { r_bulk(o, s, strlen(s)); }
+static void r_str(sc_buf *o, const char *s)
+{
+    r_bulk(o, s, strlen(s));
+}
 
-static void r_nil(sc_buf *o) { r_raw(o, "$-1\r\n", 5); }
+static void r_nil(sc_buf *o)
+{
+    r_raw(o, "$-1\r\n", 5);
+}
 
-static void r_array(sc_buf *o, size_t n) { r_head(o, '*', (long long)n); }
+static void r_array(sc_buf *o, size_t n)
+{
+    r_head(o, '*', (long long)n);
+}
 
 /* Prints up to `max` bytes of an argument for an error message. */
 static void quote_arg(char *dst, size_t cap, const char *s, size_t n)
@@ -234,7 +235,7 @@ static void quote_arg(char *dst, size_t cap, const char *s, size_t n)
  * Commands
  * ------------------------------------------------------------------- */
 
-enum { F_CACHE = 1, F_NOAUTH = 2 };   /* needs the cache; allowed before AUTH */
+enum { F_CACHE = 1, F_NOAUTH = 2 }; /* needs the cache; allowed before AUTH */
 enum { EXEC_OK, EXEC_NEED_WORKER, EXEC_QUIT };
 
 typedef struct ctx {
@@ -242,15 +243,15 @@ typedef struct ctx {
     session *ss;
     sc_resp_cmd *cmd;
     sc_buf *out;
-    int worker;              /* on a worker thread (else the loop) */
-    int need_worker;         /* set by a loop-thread attempt: rerun on a worker */
+    int worker;      /* on a worker thread (else the loop) */
+    int need_worker; /* set by a loop-thread attempt: rerun on a worker */
 } ctx;
 
 typedef void (*cmd_fn)(ctx *x);
 
 typedef struct command {
     const char *name;
-    int arity;               /* > 0: exact; < 0: at least -arity */
+    int arity; /* > 0: exact; < 0: at least -arity */
     int flags;
     cmd_fn fn;
     const char *summary;
@@ -294,7 +295,8 @@ static int ns_ok(ctx *x, size_t i)
     if (n != strlen(ns) || !sc_server_valid_ns(ns)) {
         char q[80];
         quote_arg(q, sizeof q, ns, n);
-        r_error(x->out, "ERR invalid namespace '%s': want 1-128 characters of A-Z a-z 0-9 _ - . :", q);
+        r_error(x->out,
+                "ERR invalid namespace '%s': want 1-128 characters of A-Z a-z 0-9 _ - . :", q);
         return 0;
     }
     if (x->ss->role == SC_ROLE_USER && x->ss->key_ns && strcmp(ns, x->ss->key_ns) != 0) {
@@ -309,10 +311,18 @@ static void cache_error(ctx *x, int rc, const char *what)
 {
     atomic_fetch_add(&x->s->errors, 1);
     switch (rc) {
-    case SC_EINVAL: r_error(x->out, "ERR %s: invalid argument", what); break;
-    case SC_ETOOBIG: r_error(x->out, "ERR %s: value too large", what); break;
-    case SC_EFULL: r_error(x->out, "ERR %s: the store is full", what); break;
-    default: r_error(x->out, "IOERR %s failed: %s", what, sc_strerror(rc)); break;
+    case SC_EINVAL:
+        r_error(x->out, "ERR %s: invalid argument", what);
+        break;
+    case SC_ETOOBIG:
+        r_error(x->out, "ERR %s: value too large", what);
+        break;
+    case SC_EFULL:
+        r_error(x->out, "ERR %s: the store is full", what);
+        break;
+    default:
+        r_error(x->out, "IOERR %s failed: %s", what, sc_strerror(rc));
+        break;
     }
 }
 
@@ -322,28 +332,40 @@ static void cmd_ping(ctx *x)
         r_error(x->out, "ERR wrong number of arguments for 'ping' command");
         return;
     }
-    if (x->cmd->argc == 2) r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]);
-    else r_status(x->out, "PONG");
+    if (x->cmd->argc == 2)
+        r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]);
+    else
+        r_status(x->out, "PONG");
 }
 
-static void cmd_echo(ctx *x) { r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]); }
+static void cmd_echo(ctx *x)
+{
+    r_bulk(x->out, x->cmd->argv[1], x->cmd->len[1]);
+}
 
-static void cmd_quit(ctx *x) { r_status(x->out, "OK"); }
+static void cmd_quit(ctx *x)
+{
+    r_status(x->out, "OK");
+}
 
 static void cmd_select(ctx *x)
 {
     long long db;
-    if (parse_i64(x->cmd->argv[1], x->cmd->len[1], &db)) r_error(x->out, "ERR value is not an integer or out of range");
-    else if (db != 0) r_error(x->out, "ERR DB index is out of range");
-    else r_status(x->out, "OK");
+    if (parse_i64(x->cmd->argv[1], x->cmd->len[1], &db))
+        r_error(x->out, "ERR value is not an integer or out of range");
+    else if (db != 0)
+        r_error(x->out, "ERR DB index is out of range");
+    else
+        r_status(x->out, "OK");
 }
 
 /* AUTH password | AUTH username password. Returns 1 when accepted. */
 static int do_auth(ctx *x, const char *key, size_t len)
 {
     if (!sc_auth_enabled(x->s->auth)) {
-        r_error(x->out, "ERR AUTH <password> called without any password configured for the default user. "
-                        "Are you sure your configuration is correct?");
+        r_error(x->out,
+                "ERR AUTH <password> called without any password configured for the default user. "
+                "Are you sure your configuration is correct?");
         return 0;
     }
     const char *ns = NULL;
@@ -400,9 +422,11 @@ static void cmd_hello(ctx *x)
         }
     }
     if (!x->ss->authed) {
-        r_error(x->out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-                        "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
-                        "select the RESP protocol version at the same time");
+        r_error(
+            x->out,
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+            "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time");
         return;
     }
     if (setname) quote_arg(x->ss->name, sizeof x->ss->name, setname, setname_len);
@@ -425,8 +449,8 @@ static void cmd_hello(ctx *x)
 
 static void client_line(ctx *x, sc_buf *b)
 {
-    sc_buf_printf(b, "id=%llu addr=%s name=%s db=0 cmd=client\n", (unsigned long long)x->ss->id, x->ss->addr,
-                  x->ss->name);
+    sc_buf_printf(b, "id=%llu addr=%s name=%s db=0 cmd=client\n", (unsigned long long)x->ss->id,
+                  x->ss->addr, x->ss->name);
 }
 
 static void cmd_client(ctx *x)
@@ -435,14 +459,17 @@ static void cmd_client(ctx *x)
     if (arg_eq(c, 1, "SETNAME") && c->argc == 3) {
         for (size_t i = 0; i < c->len[2]; i++)
             if (c->argv[2][i] <= ' ' || c->argv[2][i] > '~') {
-                r_error(x->out, "ERR Client names cannot contain spaces, newlines or special characters.");
+                r_error(x->out,
+                        "ERR Client names cannot contain spaces, newlines or special characters.");
                 return;
             }
         quote_arg(x->ss->name, sizeof x->ss->name, c->argv[2], c->len[2]);
         r_status(x->out, "OK");
     } else if (arg_eq(c, 1, "GETNAME") && c->argc == 2) {
-        if (x->ss->name[0]) r_str(x->out, x->ss->name);
-        else r_nil(x->out);
+        if (x->ss->name[0])
+            r_str(x->out, x->ss->name);
+        else
+            r_nil(x->out);
     } else if (arg_eq(c, 1, "ID") && c->argc == 2) {
         r_int(x->out, (long long)x->ss->id);
     } else if (arg_eq(c, 1, "SETINFO") && c->argc == 4) {
@@ -454,7 +481,8 @@ static void cmd_client(ctx *x)
         client_line(x, &b);
         r_bulk(x->out, b.data, b.len);
         sc_buf_free(&b);
-    } else if ((arg_eq(c, 1, "NO-EVICT") || arg_eq(c, 1, "NO-TOUCH") || arg_eq(c, 1, "REPLY")) && c->argc == 3) {
+    } else if ((arg_eq(c, 1, "NO-EVICT") || arg_eq(c, 1, "NO-TOUCH") || arg_eq(c, 1, "REPLY")) &&
+               c->argc == 3) {
         r_status(x->out, "OK");
     } else {
         char sub[64];
@@ -468,11 +496,15 @@ static void cmd_client(ctx *x)
 static void cmd_config(ctx *x)
 {
     static const char *const params[][2] = {
-        {"save", ""}, {"appendonly", "no"}, {"databases", "1"}, {"maxmemory", "0"},
+        {"save", ""},
+        {"appendonly", "no"},
+        {"databases", "1"},
+        {"maxmemory", "0"},
     };
     sc_resp_cmd *c = x->cmd;
     if (!arg_eq(c, 1, "GET") || c->argc < 3) {
-        r_error(x->out, "ERR CONFIG is not supported by semcached except CONFIG GET; see semcached --help");
+        r_error(x->out,
+                "ERR CONFIG is not supported by semcached except CONFIG GET; see semcached --help");
         return;
     }
     size_t n = 0;
@@ -501,22 +533,27 @@ static void cmd_sem_flush(ctx *x);
 static void cmd_sem_stats(ctx *x);
 
 static const command commands[] = {
-    {"sem.set", -4, F_CACHE, cmd_sem_set, "Stores a prompt's response in a namespace; returns the entry id",
+    {"sem.set", -4, F_CACHE, cmd_sem_set,
+     "Stores a prompt's response in a namespace; returns the entry id",
      "SEM.SET ns prompt response [EX seconds]"},
     {"sem.get", -3, F_CACHE, cmd_sem_get,
-     "Finds the response of the same or a semantically close prompt: nil or [response, similarity, id]",
+     "Finds the response of the same or a semantically close prompt: nil or [response, similarity, "
+     "id]",
      "SEM.GET ns prompt [THRESHOLD x] [EXACT]"},
     {"sem.del", 3, F_CACHE, cmd_sem_del, "Deletes an entry by id; returns 1 or 0", "SEM.DEL ns id"},
-    {"sem.flush", 2, F_CACHE, cmd_sem_flush, "Deletes every entry of a namespace; returns the count",
-     "SEM.FLUSH ns"},
+    {"sem.flush", 2, F_CACHE, cmd_sem_flush,
+     "Deletes every entry of a namespace; returns the count", "SEM.FLUSH ns"},
     {"sem.stats", 1, F_CACHE, cmd_sem_stats, "Cache statistics as name/value pairs", "SEM.STATS"},
     {"ping", -1, 0, cmd_ping, "Returns PONG or the message", "PING [message]"},
     {"echo", 2, 0, cmd_echo, "Returns the message", "ECHO message"},
     {"info", -1, F_CACHE, cmd_info, "Server information and statistics", "INFO [section ...]"},
     {"dbsize", 1, F_CACHE, cmd_dbsize, "Number of cached entries", "DBSIZE"},
-    {"auth", -2, F_NOAUTH, cmd_auth, "Authenticates the connection with an API key", "AUTH [username] key"},
-    {"hello", -1, F_NOAUTH, cmd_hello, "Handshake (RESP2 only)", "HELLO [2 [AUTH username key] [SETNAME name]]"},
-    {"client", -2, 0, cmd_client, "Connection name and information", "CLIENT SETNAME|GETNAME|SETINFO|ID|INFO"},
+    {"auth", -2, F_NOAUTH, cmd_auth, "Authenticates the connection with an API key",
+     "AUTH [username] key"},
+    {"hello", -1, F_NOAUTH, cmd_hello, "Handshake (RESP2 only)",
+     "HELLO [2 [AUTH username key] [SETNAME name]]"},
+    {"client", -2, 0, cmd_client, "Connection name and information",
+     "CLIENT SETNAME|GETNAME|SETINFO|ID|INFO"},
     {"command", -1, 0, cmd_command, "Describes the commands", "COMMAND [COUNT|DOCS|INFO|LIST]"},
     {"select", 2, 0, cmd_select, "Selects database 0 (the only one)", "SELECT 0"},
     {"config", -2, 0, cmd_config, "CONFIG GET answers save, appendonly, databases, maxmemory",
@@ -533,7 +570,8 @@ static const command *lookup(const sc_resp_cmd *c)
 
 static void command_info(sc_buf *o, const command *k)
 {
-    int keyed = (k->flags & F_CACHE) && strncmp(k->name, "sem.", 4) == 0 && strcmp(k->name, "sem.stats") != 0;
+    int keyed = (k->flags & F_CACHE) && strncmp(k->name, "sem.", 4) == 0 &&
+                strcmp(k->name, "sem.stats") != 0;
     r_array(o, 10);
     r_str(o, k->name);
     r_int(o, k->arity);
@@ -543,10 +581,10 @@ static void command_info(sc_buf *o, const command *k)
     r_int(o, keyed);
     r_int(o, keyed);
     r_int(o, keyed);
-    r_array(o, 0);   /* ACL categories */
-    r_array(o, 0);   /* tips */
-    r_array(o, 0);   /* key specs */
-    r_array(o, 0);   /* subcommands */
+    r_array(o, 0); /* ACL categories */
+    r_array(o, 0); /* tips */
+    r_array(o, 0); /* key specs */
+    r_array(o, 0); /* subcommands */
 }
 
 static void cmd_command(ctx *x)
@@ -555,19 +593,23 @@ static void cmd_command(ctx *x)
     size_t n = SC_COUNTOF(commands);
     if (c->argc == 1) {
         r_array(x->out, n);
-        for (size_t i = 0; i < n; i++) command_info(x->out, &commands[i]);
+        for (size_t i = 0; i < n; i++)
+            command_info(x->out, &commands[i]);
     } else if (arg_eq(c, 1, "COUNT")) {
         r_int(x->out, (long long)n);
     } else if (arg_eq(c, 1, "LIST")) {
         r_array(x->out, n);
-        for (size_t i = 0; i < n; i++) r_str(x->out, commands[i].name);
+        for (size_t i = 0; i < n; i++)
+            r_str(x->out, commands[i].name);
     } else if (arg_eq(c, 1, "INFO")) {
         r_array(x->out, c->argc - 2);
         for (size_t j = 2; j < c->argc; j++) {
             sc_resp_cmd one = {.argc = 1, .argv = &c->argv[j], .len = &c->len[j]};
             const command *k = lookup(&one);
-            if (k) command_info(x->out, k);
-            else r_raw(x->out, "*-1\r\n", 5);
+            if (k)
+                command_info(x->out, k);
+            else
+                r_raw(x->out, "*-1\r\n", 5);
         }
     } else if (arg_eq(c, 1, "DOCS")) {
         /* A map as a flat array: name, [summary, text, since, version,
@@ -582,7 +624,8 @@ static void cmd_command(ctx *x)
             const command *k = &commands[i];
             int listed = c->argc == 2;
             for (size_t j = 2; j < c->argc && !listed; j++)
-                listed = c->len[j] == strlen(k->name) && strncasecmp(c->argv[j], k->name, c->len[j]) == 0;
+                listed = c->len[j] == strlen(k->name) &&
+                         strncasecmp(c->argv[j], k->name, c->len[j]) == 0;
             if (!listed) continue;
             r_str(x->out, k->name);
             r_array(x->out, 8);
@@ -611,7 +654,8 @@ static void cmd_sem_set(ctx *x)
     long long ex = 0;
     for (size_t i = 4; i < c->argc; i++) {
         if (arg_eq(c, i, "EX") && i + 1 < c->argc) {
-            if (parse_i64(c->argv[i + 1], c->len[i + 1], &ex) || ex <= 0 || ex > 100LL * 365 * 86400) {
+            if (parse_i64(c->argv[i + 1], c->len[i + 1], &ex) || ex <= 0 ||
+                ex > 100LL * 365 * 86400) {
                 r_error(x->out, "ERR invalid expire time in 'sem.set' command");
                 return;
             }
@@ -651,60 +695,36 @@ static void cmd_sem_set(ctx *x)
  * once a second: last_hit has one-second resolution). Anything
  * else falls through to the real lookup. Bounded: 4096 slots, 32 MiB. */
 
-static uint64_t memo_hash(const char *ns, size_t nslen, const char *prompt, size_t plen)
+/* The key of a (ns, prompt) pair: ns, NUL, raw prompt; 0 when too long. */
+static size_t memo_key(char *key, const char *ns, size_t nslen, const char *prompt, size_t plen)
 {
-    return sc_hash64(prompt, plen, sc_hash64(ns, nslen, 0x5eca11));
+    size_t klen = nslen + 1 + plen;
+    if (klen > MEMO_MAX_KEY) return 0;
+    memcpy(key, ns, nslen);
+    key[nslen] = '\0';
+    memcpy(key + nslen + 1, prompt, plen);
+    return klen;
 }
 
-static void memo_drop(sc_resp *s, memo_slot *m)
-{
-    s->memo_bytes -= m->klen + m->rlen;
-    free(m->key);
-    free(m->reply);
-    memset(m, 0, sizeof *m);
-}
-
-static int memo_get(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+static int memo_get(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
                     size_t plen, sc_buf *out)
 {
-    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
-    if (!m->key || m->h != h || m->klen != nslen + 1 + plen) return 0;
-    int64_t now = (int64_t)time(NULL);
-    if (m->gen != gen || (m->expires && m->expires <= now)) {
-        memo_drop(s, m);
-        return 0;
-    }
-    if (memcmp(m->key, ns, nslen) != 0 || m->key[nslen] != '\0' || memcmp(m->key + nslen + 1, prompt, plen) != 0)
-        return 0;
-    r_raw(out, m->reply, m->rlen);
-    sc_cache_note_exact_hit(s->cache, m->id, m->touched != now);
-    m->touched = now;
+    char key[MEMO_MAX_KEY];
+    size_t klen = memo_key(key, ns, nslen, prompt, plen);
+    sc_memo_hit hit;
+    if (!klen || !sc_memo_get(s->memo, key, klen, gen, (int64_t)time(NULL), &hit)) return 0;
+    r_raw(out, hit.val, hit.len);
+    sc_cache_note_exact_hit(s->cache, hit.id, hit.touch);
     atomic_fetch_add(&s->memo_hits, 1);
     return 1;
 }
 
-static void memo_put(sc_resp *s, uint64_t h, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
+static void memo_put(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, const char *prompt,
                      size_t plen, const char *reply, size_t rlen, uint64_t id, int64_t expires)
 {
-    size_t klen = nslen + 1 + plen;
-    if (rlen > MEMO_MAX_REPLY || klen > MEMO_MAX_KEY) return;
-    memo_slot *m = &s->memo[h & (MEMO_SLOTS - 1)];
-    if (m->key) memo_drop(s, m);
-    if (s->memo_bytes + klen + rlen > MEMO_BYTES) return;
-    m->h = h;
-    m->gen = gen;
-    m->id = id;
-    m->expires = expires;
-    m->touched = (int64_t)time(NULL);   /* the lookup that filled it touched */
-    m->key = sc_malloc(klen);
-    memcpy(m->key, ns, nslen);
-    m->key[nslen] = '\0';
-    memcpy(m->key + nslen + 1, prompt, plen);
-    m->klen = klen;
-    m->reply = sc_malloc(rlen);
-    memcpy(m->reply, reply, rlen);
-    m->rlen = rlen;
-    s->memo_bytes += klen + rlen;
+    char key[MEMO_MAX_KEY];
+    size_t klen = memo_key(key, ns, nslen, prompt, plen);
+    if (klen) sc_memo_put(s->memo, key, klen, gen, reply, rlen, id, expires, (int64_t)time(NULL));
 }
 
 static void cmd_sem_get(ctx *x)
@@ -718,8 +738,8 @@ static void cmd_sem_get(ctx *x)
             char *end;
             errno = 0;
             threshold = strtod(c->argv[i + 1], &end);
-            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] || !(threshold >= 0) ||
-                threshold > 1) {
+            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] ||
+                !(threshold >= 0) || threshold > 1) {
                 r_error(x->out, "ERR THRESHOLD must be a number between 0 and 1");
                 return;
             }
@@ -734,13 +754,12 @@ static void cmd_sem_get(ctx *x)
     sc_cache_result res;
     memset(&res, 0, sizeof res);
     int rc;
-    uint64_t h = 0, gen = 0;
+    uint64_t gen = 0;
     size_t mark = x->out->len;
     if (!x->worker) {
         /* Fast path on the loop thread: exact hits need no embedding. */
-        h = memo_hash(c->argv[1], c->len[1], c->argv[2], c->len[2]);
         gen = sc_cache_generation(x->s->cache);
-        if (memo_get(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
+        if (memo_get(x->s, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out)) return;
         if (!sc_cache_lookup_exact(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &res)) {
             sc_cache_result_clear(&res);
             x->need_worker = 1;
@@ -762,11 +781,15 @@ static void cmd_sem_get(ctx *x)
         r_nil(x->out);
     } else {
         size_t len = 0;
-        int plain = !res.rec.content_type || strncmp(res.rec.content_type, "application/json", 16) != 0;
+        int plain =
+            !res.rec.content_type || strncmp(res.rec.content_type, "application/json", 16) != 0;
         char *text = plain ? NULL : sc_cache_answer_text(&res.rec, &len);
         r_array(x->out, 3);
-        if (text) r_bulk(x->out, text, len);
-        else r_bulk(x->out, res.rec.response ? res.rec.response : "", res.rec.response ? res.rec.response_len : 0);
+        if (text)
+            r_bulk(x->out, text, len);
+        else
+            r_bulk(x->out, res.rec.response ? res.rec.response : "",
+                   res.rec.response ? res.rec.response_len : 0);
         if (res.outcome == SC_CACHE_HIT_EXACT) {
             r_raw(x->out, "$8\r\n1.000000\r\n", 14);
         } else {
@@ -777,8 +800,8 @@ static void cmd_sem_get(ctx *x)
         r_int(x->out, (long long)res.id);
         free(text);
         if (!x->worker)
-            memo_put(x->s, h, gen, c->argv[1], c->len[1], c->argv[2], c->len[2], x->out->data + mark,
-                     x->out->len - mark, res.id, res.rec.expires);
+            memo_put(x->s, gen, c->argv[1], c->len[1], c->argv[2], c->len[2],
+                     x->out->data + mark, x->out->len - mark, res.id, res.rec.expires);
     }
     sc_cache_result_clear(&res);
 }
@@ -793,9 +816,12 @@ static void cmd_sem_del(ctx *x)
         return;
     }
     int rc = sc_cache_del(x->s->cache, c->argv[1], id);
-    if (rc == SC_ENOTFOUND) r_int(x->out, 0);
-    else if (rc) cache_error(x, rc, "SEM.DEL");
-    else r_int(x->out, 1);
+    if (rc == SC_ENOTFOUND)
+        r_int(x->out, 0);
+    else if (rc)
+        cache_error(x, rc, "SEM.DEL");
+    else
+        r_int(x->out, 1);
 }
 
 static void cmd_sem_flush(ctx *x)
@@ -803,13 +829,16 @@ static void cmd_sem_flush(ctx *x)
     if (!ns_ok(x, 1)) return;
     uint64_t count = 0;
     int rc = sc_cache_flush(x->s->cache, x->cmd->argv[1], &count);
-    if (rc) cache_error(x, rc, "SEM.FLUSH");
-    else r_int(x->out, (long long)count);
+    if (rc)
+        cache_error(x, rc, "SEM.FLUSH");
+    else
+        r_int(x->out, (long long)count);
 }
 
-#define STAT_FIELDS(X)                                                                   \
-    X(entries) X(bytes) X(disk_bytes) X(lookups) X(hits_exact) X(hits_semantic) X(misses) \
-    X(puts) X(evicted) X(expired) X(corrupt_skipped) X(index_vectors) X(index_partitions)
+#define STAT_FIELDS(X)                                                                             \
+    X(entries)                                                                                     \
+    X(bytes) X(disk_bytes) X(lookups) X(hits_exact) X(hits_semantic) X(misses) X(puts) X(evicted)  \
+        X(expired) X(corrupt_skipped) X(index_vectors) X(index_partitions)
 
 static void cmd_sem_stats(ctx *x)
 {
@@ -821,8 +850,8 @@ static void cmd_sem_stats(ctx *x)
     STAT_FIELDS(COUNT_)
 #undef COUNT_
     r_array(x->out, 2 * (n + 6));
-#define EMIT_(f)              \
-    r_str(x->out, #f);        \
+#define EMIT_(f)                                                                                   \
+    r_str(x->out, #f);                                                                             \
     r_int(x->out, (long long)st.f);
     STAT_FIELDS(EMIT_)
 #undef EMIT_
@@ -857,7 +886,8 @@ static int want_section(const sc_resp_cmd *c, const char *name)
 {
     if (c->argc == 1) return 1;
     for (size_t i = 1; i < c->argc; i++)
-        if (arg_eq(c, i, name) || arg_eq(c, i, "all") || arg_eq(c, i, "everything") || arg_eq(c, i, "default"))
+        if (arg_eq(c, i, name) || arg_eq(c, i, "all") || arg_eq(c, i, "everything") ||
+            arg_eq(c, i, "default"))
             return 1;
     return 0;
 }
@@ -870,14 +900,16 @@ static void cmd_info(ctx *x)
     time_t now = time(NULL);
     long long up = (long long)(now - s->started);
     if (want_section(x->cmd, "server"))
-        sc_buf_printf(&b,
-                      "# Server\r\nredis_version:7.0.0\r\nsemcached_version:%s\r\nredis_mode:standalone\r\n"
-                      "os:Linux\r\narch_bits:%d\r\nprocess_id:%ld\r\ntcp_port:%d\r\n"
-                      "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n",
-                      SC_VERSION, (int)(sizeof(void *) * 8), (long)getpid(), s->port, up, up / 86400);
+        sc_buf_printf(
+            &b,
+            "# Server\r\nredis_version:7.0.0\r\nsemcached_version:%s\r\nredis_mode:standalone\r\n"
+            "os:Linux\r\narch_bits:%d\r\nprocess_id:%ld\r\ntcp_port:%d\r\n"
+            "uptime_in_seconds:%lld\r\nuptime_in_days:%lld\r\n\r\n",
+            SC_VERSION, (int)(sizeof(void *) * 8), (long)getpid(), s->port, up, up / 86400);
     if (want_section(x->cmd, "clients"))
         sc_buf_printf(&b, "# Clients\r\nmaxclients:%lld\r\n\r\n", s->cfg->max_conns);
-    if (want_section(x->cmd, "persistence")) sc_buf_printf(&b, "# Persistence\r\nloading:0\r\n\r\n");
+    if (want_section(x->cmd, "persistence"))
+        sc_buf_printf(&b, "# Persistence\r\nloading:0\r\n\r\n");
     sc_cache_stats st;
     memset(&st, 0, sizeof st);
     int need_stats = want_section(x->cmd, "stats") || want_section(x->cmd, "keyspace") ||
@@ -891,23 +923,27 @@ static void cmd_info(ctx *x)
                       "expired_keys:%llu\r\nevicted_keys:%llu\r\n\r\n",
                       (unsigned long long)atomic_load(&s->conns_total),
                       (unsigned long long)atomic_load(&s->conns_rejected),
-                      (unsigned long long)atomic_load(&s->commands), (unsigned long long)atomic_load(&s->errors),
+                      (unsigned long long)atomic_load(&s->commands),
+                      (unsigned long long)atomic_load(&s->errors),
                       (unsigned long long)atomic_load(&s->proto_errors),
-                      (unsigned long long)(st.hits_exact + st.hits_semantic), (unsigned long long)st.misses,
-                      (unsigned long long)st.expired, (unsigned long long)st.evicted);
+                      (unsigned long long)(st.hits_exact + st.hits_semantic),
+                      (unsigned long long)st.misses, (unsigned long long)st.expired,
+                      (unsigned long long)st.evicted);
     if (want_section(x->cmd, "semcache"))
-        sc_buf_printf(&b,
-                      "# Semcache\r\nembedder:%s\r\nthreshold:%.4f\r\nentries:%llu\r\nbytes:%llu\r\n"
-                      "disk_bytes:%llu\r\nlookups:%llu\r\nhits_exact:%llu\r\nhits_semantic:%llu\r\n"
-                      "misses:%llu\r\nputs:%llu\r\nindex_vectors:%llu\r\nindex_partitions:%llu\r\n\r\n",
-                      sc_cache_embedder_id(s->cache), sc_cache_threshold(s->cache),
-                      (unsigned long long)st.entries, (unsigned long long)st.bytes,
-                      (unsigned long long)st.disk_bytes, (unsigned long long)st.lookups,
-                      (unsigned long long)st.hits_exact, (unsigned long long)st.hits_semantic,
-                      (unsigned long long)st.misses, (unsigned long long)st.puts,
-                      (unsigned long long)st.index_vectors, (unsigned long long)st.index_partitions);
+        sc_buf_printf(
+            &b,
+            "# Semcache\r\nembedder:%s\r\nthreshold:%.4f\r\nentries:%llu\r\nbytes:%llu\r\n"
+            "disk_bytes:%llu\r\nlookups:%llu\r\nhits_exact:%llu\r\nhits_semantic:%llu\r\n"
+            "misses:%llu\r\nputs:%llu\r\nindex_vectors:%llu\r\nindex_partitions:%llu\r\n\r\n",
+            sc_cache_embedder_id(s->cache), sc_cache_threshold(s->cache),
+            (unsigned long long)st.entries, (unsigned long long)st.bytes,
+            (unsigned long long)st.disk_bytes, (unsigned long long)st.lookups,
+            (unsigned long long)st.hits_exact, (unsigned long long)st.hits_semantic,
+            (unsigned long long)st.misses, (unsigned long long)st.puts,
+            (unsigned long long)st.index_vectors, (unsigned long long)st.index_partitions);
     if (want_section(x->cmd, "keyspace"))
-        sc_buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)st.entries);
+        sc_buf_printf(&b, "# Keyspace\r\ndb0:keys=%llu,expires=0,avg_ttl=0\r\n",
+                      (unsigned long long)st.entries);
     r_bulk(x->out, b.data ? b.data : "", b.len);
     sc_buf_free(&b);
 }
@@ -917,7 +953,8 @@ static void cmd_info(ctx *x)
 static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int worker)
 {
     const command *k = lookup(cmd);
-    if (k && (k->flags & F_CACHE) && !worker && ss->authed && k->fn != cmd_sem_get) return EXEC_NEED_WORKER;
+    if (k && (k->flags & F_CACHE) && !worker && ss->authed && k->fn != cmd_sem_get)
+        return EXEC_NEED_WORKER;
     if (!k) {
         char name[64], args[160];
         size_t j = 0;
@@ -941,7 +978,8 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
         r_error(out, "NOAUTH Authentication required.");
         return EXEC_OK;
     }
-    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) || (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
+    if ((k->arity > 0 && cmd->argc != (size_t)k->arity) ||
+        (k->arity < 0 && cmd->argc < (size_t)-k->arity)) {
         atomic_fetch_add(&s->commands, 1);
         atomic_fetch_add(&s->errors, 1);
         r_error(out, "ERR wrong number of arguments for '%s' command", k->name);
@@ -964,9 +1002,7 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
 
 static void resp_free(sc_resp *s)
 {
-    for (size_t i = 0; i < MEMO_SLOTS; i++)
-        if (s->memo[i].key) memo_drop(s, &s->memo[i]);
-    free(s->memo);
+    sc_memo_destroy(s->memo);
     free(s);
 }
 
@@ -983,11 +1019,14 @@ static void conn_unref(conn *c)
 {
     if (--c->refs > 0) return;
     sc_resp *s = c->srv;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
-    for (size_t i = 0; i < c->qlen; i++) sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
+    for (size_t i = 0; i < c->qlen; i++)
+        sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
     sc_resp_parser_free(&c->parser);
     sc_buf_free(&c->in);
     sc_buf_free(&c->out);
@@ -995,7 +1034,10 @@ static void conn_unref(conn *c)
     maybe_stopped(s);
 }
 
-static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_unref(h->data);
+}
 
 static void unwait(conn *c);
 
@@ -1039,7 +1081,7 @@ static void on_written(uv_write_t *w, int status)
     } else if (c->closing && c->out_queued == 0) {
         conn_close(c);
     } else if (before >= OUT_HIGH && c->out_queued < OUT_HIGH && !c->closed && !c->processing) {
-        process(c);   /* a slow reader caught up */
+        process(c); /* a slow reader caught up */
     }
     conn_unref(c);
 }
@@ -1084,8 +1126,10 @@ static void send_bytes(conn *c, const char *data, size_t len)
 static void flush_out(conn *c)
 {
     send_bytes(c, c->out.data, c->out.len);
-    if (c->out.cap > OUT_KEEP) sc_buf_free(&c->out);
-    else sc_buf_reset(&c->out);
+    if (c->out.cap > OUT_KEEP)
+        sc_buf_free(&c->out);
+    else
+        sc_buf_reset(&c->out);
 }
 
 /* ---------------------------------------------------------------------
@@ -1122,12 +1166,16 @@ static void fill_queue(conn *c)
             c->qbytes += cmd->bytes;
         }
     }
-    if (off == c->in.len) sc_buf_reset(&c->in);
-    else sc_buf_consume(&c->in, off);
+    if (off == c->in.len)
+        sc_buf_reset(&c->in);
+    else
+        sc_buf_consume(&c->in, off);
     /* A command half received: arm the stall timer. */
     c->mid_command = sc_resp_parser_midway(&c->parser) || c->in.len > 0;
-    if (c->mid_command && !c->closed) uv_timer_start(&c->timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
-    else if (!c->closed) uv_timer_stop(&c->timer);
+    if (c->mid_command && !c->closed)
+        uv_timer_start(&c->timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
+    else if (!c->closed)
+        uv_timer_stop(&c->timer);
 }
 
 static sc_resp_cmd *q_pop(conn *c)
@@ -1200,9 +1248,11 @@ static void after_work_cb(uv_work_t *w, int status)
     batch *b = w->data;
     conn *c = b->c;
     (void)status;
-    for (size_t i = 0; i < b->done; i++) sc_resp_cmd_free(b->cmds[i]);
+    for (size_t i = 0; i < b->done; i++)
+        sc_resp_cmd_free(b->cmds[i]);
     /* Commands left over (output limit) go back to the queue front. */
-    for (size_t i = b->n; i > b->done; i--) q_push_front(c, b->cmds[i - 1]);
+    for (size_t i = b->n; i > b->done; i--)
+        q_push_front(c, b->cmds[i - 1]);
     c->busy = NULL;
     send_bytes(c, b->out.data, b->out.len);
     sc_buf_free(&b->out);
@@ -1211,8 +1261,10 @@ static void after_work_cb(uv_work_t *w, int status)
     c->srv->batches--;
     wake_waiters(c->srv);
     if (!c->closed) {
-        if (c->closing && c->out_queued == 0) conn_close(c);
-        else process(c);
+        if (c->closing && c->out_queued == 0)
+            conn_close(c);
+        else
+            process(c);
     }
     conn_unref(c);
 }
@@ -1223,7 +1275,8 @@ static void start_batch(conn *c)
     b->c = c;
     b->work.data = b;
     sc_buf_init(&b->out, REPLY_MAX);
-    while (c->qlen > 0 && b->n < BATCH_MAX) b->cmds[b->n++] = q_pop(c);
+    while (c->qlen > 0 && b->n < BATCH_MAX)
+        b->cmds[b->n++] = q_pop(c);
     unwait(c);
     c->busy = b;
     c->refs++;
@@ -1262,8 +1315,10 @@ static void process(conn *c)
                 /* Keep threads for the HTTP side: wait for a slot. */
                 if (!c->waiting) {
                     c->waiting = 1;
-                    if (s->wait_tail) s->wait_tail->wait_next = c;
-                    else s->wait_head = c;
+                    if (s->wait_tail)
+                        s->wait_tail->wait_next = c;
+                    else
+                        s->wait_head = c;
                     s->wait_tail = c;
                 }
                 break;
@@ -1289,7 +1344,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)h;
     (void)suggested;
-    static char slab[65536];   /* loop thread only; consumed in on_read */
+    static char slab[65536]; /* loop thread only; consumed in on_read */
     *buf = uv_buf_init(slab, sizeof slab);
 }
 
@@ -1298,7 +1353,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     conn *c = st->data;
     if (nread < 0) {
         if (nread == UV_EOF) {
-            c->eof = 1;      /* answer what was sent, then close */
+            c->eof = 1; /* answer what was sent, then close */
             update_reading(c);
             process(c);
             return;
@@ -1372,8 +1427,8 @@ static void on_connection(uv_stream_t *ls, int status)
  * Server
  * ------------------------------------------------------------------- */
 
-int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache, const sc_auth *auth,
-                  char *err, size_t errlen)
+int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache,
+                  const sc_auth *auth, char *err, size_t errlen)
 {
     *out = NULL;
     sc_resp *s = SC_NEW(sc_resp);
@@ -1382,7 +1437,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->cache = cache;
     s->auth = auth;
     s->started = time(NULL);
-    s->memo = sc_calloc(MEMO_SLOTS, sizeof *s->memo);
+    s->memo = sc_memo_create(MEMO_SLOTS, MEMO_MAX_REPLY + MEMO_MAX_KEY, MEMO_BYTES);
     /* The pool has workers + 1 threads (semcached_main.c); leave the HTTP
      * side at least one. */
     s->max_batches = cfg->workers > 1 ? (size_t)cfg->workers : 1;
@@ -1404,7 +1459,8 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
     if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
     if (rc) {
-        snprintf(err, errlen, "cannot listen for RESP on %s:%lld: %s", cfg->bind, cfg->resp_port, uv_strerror(rc));
+        snprintf(err, errlen, "cannot listen for RESP on %s:%lld: %s", cfg->bind, cfg->resp_port,
+                 uv_strerror(rc));
         uv_close((uv_handle_t *)&s->listener, NULL);
         uv_run(loop, UV_RUN_NOWAIT);
         resp_free(s);
@@ -1418,8 +1474,14 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     return SC_OK;
 }
 
-int sc_resp_port(const sc_resp *r) { return r->port; }
-size_t sc_resp_conns(const sc_resp *r) { return r->nconns; }
+int sc_resp_port(const sc_resp *r)
+{
+    return r->port;
+}
+size_t sc_resp_conns(const sc_resp *r)
+{
+    return r->nconns;
+}
 
 static void on_listener_closed(uv_handle_t *h)
 {
@@ -1434,8 +1496,10 @@ void sc_resp_stop(sc_resp *s, void (*done)(void *arg), void *arg)
     s->stop_done = done;
     s->stop_arg = arg;
     for (conn *c = s->conns; c; c = c->next) {
-        if (!c->busy && c->out_queued == 0) conn_close(c);
-        else c->closing = 1;
+        if (!c->busy && c->out_queued == 0)
+            conn_close(c);
+        else
+            c->closing = 1;
     }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
 }

@@ -57,8 +57,8 @@ typedef struct sc_resp sc_resp;
 /* Binds cfg->bind:cfg->resp_port and starts accepting. cache and auth
  * (auth may be NULL = no auth) must outlive the listener. On failure err
  * says why ("cannot listen on 127.0.0.1:6380: address already in use"). */
-int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache, const sc_auth *auth,
-                  char *err, size_t errlen);
+int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache,
+                  const sc_auth *auth, char *err, size_t errlen);
 
 /* The bound port. */
 int sc_resp_port(const sc_resp *r);

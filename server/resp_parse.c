@@ -17,14 +17,14 @@
 #include <string.h>
 
 enum {
-    S_START,         /* between commands */
-    S_ARRAY_LINE,    /* after '*': reading the count line */
-    S_BULK_TYPE,     /* expecting '$' */
-    S_BULK_LINE,     /* after '$': reading the length line */
-    S_BULK_DATA,     /* reading bulk bytes */
-    S_BULK_CR,       /* expecting '\r' after the data */
-    S_BULK_LF,       /* expecting '\n' */
-    S_INLINE,        /* reading an inline line */
+    S_START,      /* between commands */
+    S_ARRAY_LINE, /* after '*': reading the count line */
+    S_BULK_TYPE,  /* expecting '$' */
+    S_BULK_LINE,  /* after '$': reading the length line */
+    S_BULK_DATA,  /* reading bulk bytes */
+    S_BULK_CR,    /* expecting '\r' after the data */
+    S_BULK_LF,    /* expecting '\n' */
+    S_INLINE,     /* reading an inline line */
 };
 
 #define DEFAULT_MAX_BULK (8u << 20)
@@ -79,7 +79,10 @@ void sc_resp_parser_free(sc_resp_parser *p)
     sc_buf_free(&p->inl);
 }
 
-int sc_resp_parser_midway(const sc_resp_parser *p) { return p->state != S_START; }
+int sc_resp_parser_midway(const sc_resp_parser *p)
+{
+    return p->state != S_START;
+}
 
 static int fail(sc_resp_parser *p, int code, const char *msg)
 {
@@ -120,13 +123,13 @@ static int read_line(sc_resp_parser *p, const char *d, size_t n, size_t *i)
     const char *nl = memchr(d + *i, '\n', n - *i);
     size_t take = nl ? (size_t)(nl - (d + *i)) : n - *i;
     if (p->line_len + take > sizeof p->line)
-        return fail(p, SC_EPROTO, p->state == S_ARRAY_LINE ? "invalid multibulk length"
-                                                                  : "invalid bulk length");
+        return fail(p, SC_EPROTO,
+                    p->state == S_ARRAY_LINE ? "invalid multibulk length" : "invalid bulk length");
     memcpy(p->line + p->line_len, d + *i, take);
     p->line_len += take;
     *i += take;
     if (!nl) return 0;
-    (*i)++;   /* the '\n' */
+    (*i)++; /* the '\n' */
     if (p->line_len == 0 || p->line[p->line_len - 1] != '\r')
         return fail(p, SC_EPROTO, "line not ended by CRLF");
     p->line_len--;
@@ -152,8 +155,8 @@ int sc_resp_split_inline(const char *s, size_t n, size_t max_args, sc_resp_cmd *
     sc_buf_init(&arg, n + 1);
     int rc = SC_OK;
     for (;;) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\v' ||
-                         s[i] == '\f'))
+        while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' ||
+                         s[i] == '\v' || s[i] == '\f'))
             i++;
         if (i >= n) break;
         sc_buf_reset(&arg);
@@ -161,9 +164,12 @@ int sc_resp_split_inline(const char *s, size_t n, size_t max_args, sc_resp_cmd *
         while (!done) {
             char ch = i < n ? s[i] : '\0';
             if (inq) {
-                if (i >= n) { rc = SC_EPROTO; goto out; }
-                if (ch == '\\' && i + 3 < n && s[i + 1] == 'x' && isxdigit((unsigned char)s[i + 2]) &&
-                    isxdigit((unsigned char)s[i + 3])) {
+                if (i >= n) {
+                    rc = SC_EPROTO;
+                    goto out;
+                }
+                if (ch == '\\' && i + 3 < n && s[i + 1] == 'x' &&
+                    isxdigit((unsigned char)s[i + 2]) && isxdigit((unsigned char)s[i + 3])) {
                     char hex[3] = {s[i + 2], s[i + 3], 0};
                     char b = (char)strtol(hex, NULL, 16);
                     sc_buf_append(&arg, &b, 1);
@@ -171,36 +177,57 @@ int sc_resp_split_inline(const char *s, size_t n, size_t max_args, sc_resp_cmd *
                 } else if (ch == '\\' && i + 1 < n) {
                     char e = s[++i];
                     switch (e) {
-                    case 'n': e = '\n'; break;
-                    case 'r': e = '\r'; break;
-                    case 't': e = '\t'; break;
-                    case 'b': e = '\b'; break;
-                    case 'a': e = '\a'; break;
-                    default: break;
+                    case 'n':
+                        e = '\n';
+                        break;
+                    case 'r':
+                        e = '\r';
+                        break;
+                    case 't':
+                        e = '\t';
+                        break;
+                    case 'b':
+                        e = '\b';
+                        break;
+                    case 'a':
+                        e = '\a';
+                        break;
+                    default:
+                        break;
                     }
                     sc_buf_append(&arg, &e, 1);
                 } else if (ch == '"') {
                     /* The closing quote must be followed by space or end. */
-                    if (i + 1 < n && !strchr(" \t\r\n\v\f", s[i + 1])) { rc = SC_EPROTO; goto out; }
+                    if (i + 1 < n && !strchr(" \t\r\n\v\f", s[i + 1])) {
+                        rc = SC_EPROTO;
+                        goto out;
+                    }
                     done = 1;
                 } else {
                     sc_buf_append(&arg, &ch, 1);
                 }
             } else if (insq) {
-                if (i >= n) { rc = SC_EPROTO; goto out; }
+                if (i >= n) {
+                    rc = SC_EPROTO;
+                    goto out;
+                }
                 if (ch == '\\' && i + 1 < n && s[i + 1] == '\'') {
                     i++;
                     sc_buf_append(&arg, "'", 1);
                 } else if (ch == '\'') {
-                    if (i + 1 < n && !strchr(" \t\r\n\v\f", s[i + 1])) { rc = SC_EPROTO; goto out; }
+                    if (i + 1 < n && !strchr(" \t\r\n\v\f", s[i + 1])) {
+                        rc = SC_EPROTO;
+                        goto out;
+                    }
                     done = 1;
                 } else {
                     sc_buf_append(&arg, &ch, 1);
                 }
             } else {
-                if (i >= n || ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f') {
+                if (i >= n || ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' ||
+                    ch == '\f') {
                     done = 1;
-                    continue;   /* do not step over the end */
+                    continue; /* do not step over the end */
                 } else if (ch == '"') {
                     inq = 1;
                 } else if (ch == '\'') {
@@ -211,7 +238,10 @@ int sc_resp_split_inline(const char *s, size_t n, size_t max_args, sc_resp_cmd *
             }
             i++;
         }
-        if (c->argc == max_args) { rc = SC_ETOOBIG; goto out; }
+        if (c->argc == max_args) {
+            rc = SC_ETOOBIG;
+            goto out;
+        }
         if (c->argc == cap) {
             cap = cap ? cap * 2 : 4;
             if (cap > max_args) cap = max_args;
@@ -281,7 +311,7 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
                 *used = i;
                 return SC_OK;
             }
-            break;   /* an empty line: skipped */
+            break; /* an empty line: skipped */
         }
 
         case S_ARRAY_LINE: {
@@ -289,9 +319,11 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
             if (rc < 0) return rc;
             if (rc == 0) break;
             long long v;
-            if (parse_len(p->line, p->line_len, &v)) return fail(p, SC_EPROTO, "invalid multibulk length");
-            if (v > (long long)p->lim.max_args) return fail(p, SC_ETOOBIG, "invalid multibulk length");
-            if (v <= 0) {   /* "*0" / "*-1": nothing to run */
+            if (parse_len(p->line, p->line_len, &v))
+                return fail(p, SC_EPROTO, "invalid multibulk length");
+            if (v > (long long)p->lim.max_args)
+                return fail(p, SC_ETOOBIG, "invalid multibulk length");
+            if (v <= 0) { /* "*0" / "*-1": nothing to run */
                 reset_cmd_state(p);
                 break;
             }
@@ -304,8 +336,10 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
         case S_BULK_TYPE:
             if (d[i] != '$') {
                 char msg[32];
-                if (d[i] >= 0x20 && d[i] < 0x7f) snprintf(msg, sizeof msg, "expected '$', got '%c'", d[i]);
-                else snprintf(msg, sizeof msg, "expected '$', got '\\x%02x'", (unsigned char)d[i]);
+                if (d[i] >= 0x20 && d[i] < 0x7f)
+                    snprintf(msg, sizeof msg, "expected '$', got '%c'", d[i]);
+                else
+                    snprintf(msg, sizeof msg, "expected '$', got '\\x%02x'", (unsigned char)d[i]);
                 return fail(p, SC_EPROTO, msg);
             }
             i++;
@@ -320,7 +354,8 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
             long long v;
             if (parse_len(p->line, p->line_len, &v) || v < 0)
                 return fail(p, SC_EPROTO, "invalid bulk length");
-            if ((unsigned long long)v > p->lim.max_bulk) return fail(p, SC_ETOOBIG, "invalid bulk length");
+            if ((unsigned long long)v > p->lim.max_bulk)
+                return fail(p, SC_ETOOBIG, "invalid bulk length");
             if (p->cmd->bytes + (size_t)v > p->lim.max_total)
                 return fail(p, SC_ETOOBIG, "command too large");
             p->bulk_len = (size_t)v;
@@ -346,7 +381,8 @@ int sc_resp_parse(sc_resp_parser *p, const char *d, size_t n, size_t *used, sc_r
             size_t k = p->cmd->argc - 1;
             if (p->bulk_got + take + 1 > p->bulk_cap) {
                 size_t cap = p->bulk_cap;
-                while (cap < p->bulk_got + take + 1) cap *= 2;
+                while (cap < p->bulk_got + take + 1)
+                    cap *= 2;
                 if (cap > p->bulk_len + 1) cap = p->bulk_len + 1;
                 p->cmd->argv[k] = sc_realloc(p->cmd->argv[k], cap);
                 p->bulk_cap = cap;

@@ -27,15 +27,15 @@
 
 #include <stddef.h>
 
-#define SC_RESP_MAX_ARGS 1024            /* arguments of one command */
-#define SC_RESP_MAX_INLINE (64u << 10)   /* bytes of one inline command line */
+#define SC_RESP_MAX_ARGS 1024          /* arguments of one command */
+#define SC_RESP_MAX_INLINE (64u << 10) /* bytes of one inline command line */
 #define SC_RESP_ERR_MAX 128
 
 typedef struct sc_resp_limits {
-    size_t max_args;     /* most arguments of one command (>= 1) */
-    size_t max_bulk;     /* most bytes of one bulk string */
-    size_t max_inline;   /* most bytes of one inline line */
-    size_t max_total;    /* most argument bytes of one command */
+    size_t max_args;   /* most arguments of one command (>= 1) */
+    size_t max_bulk;   /* most bytes of one bulk string */
+    size_t max_inline; /* most bytes of one inline line */
+    size_t max_total;  /* most argument bytes of one command */
 } sc_resp_limits;
 
 /* One parsed command. argv[i] points at len[i] bytes followed by a NUL
@@ -45,7 +45,7 @@ typedef struct sc_resp_cmd {
     size_t argc;
     char **argv;
     size_t *len;
-    size_t bytes;        /* argument bytes (sum of len) */
+    size_t bytes; /* argument bytes (sum of len) */
     /* private: small arguments live in an arena allocated with the
      * command (one malloc for a typical command); argv/len too. */
     char *arena_, *arena_end_;
@@ -58,13 +58,13 @@ typedef struct sc_resp_parser {
     sc_resp_limits lim;
     int state;
     int dead;
-    char line[32];       /* a `*N` / `$L` header line being read */
+    char line[32]; /* a `*N` / `$L` header line being read */
     size_t line_len;
-    sc_buf inl;          /* an inline line being read */
-    sc_resp_cmd *cmd;    /* the multibulk command being read */
-    char *arena_next;    /* free space in cmd's arena */
-    size_t nargs;        /* announced argument count */
-    size_t bulk_len;     /* announced length of the current bulk string */
+    sc_buf inl;       /* an inline line being read */
+    sc_resp_cmd *cmd; /* the multibulk command being read */
+    char *arena_next; /* free space in cmd's arena */
+    size_t nargs;     /* announced argument count */
+    size_t bulk_len;  /* announced length of the current bulk string */
     size_t bulk_got;
     size_t bulk_cap;
     char err[SC_RESP_ERR_MAX];

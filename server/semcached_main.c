@@ -12,6 +12,7 @@
 #include "server/cache.h"
 #include "server/resp.h"
 #include "server/stats.h"
+#include "server/memo.h"
 #include "route/route.h"
 
 #include <errno.h>
@@ -127,6 +128,7 @@ int main(int argc, char **argv)
         return 1;
     }
     server.stats = sc_stats_create();
+    server.memo = sc_memo_create(4096, 256u << 10, 32u << 20);
     if (sc_http_server_start(&server.http, server.loop, &cfg, sc_server_handle, &server, err,
                              sizeof err)) {
         sc_error("%s", err);
@@ -154,6 +156,7 @@ int main(int argc, char **argv)
     uv_loop_close(server.loop);
     sc_cache_close(server.cache);
     sc_stats_destroy(server.stats);
+    sc_memo_destroy(server.memo);
     sc_auth_destroy(server.auth);
     if (server.access_log && server.access_log != stderr) fclose(server.access_log);
     sc_info("stopped cleanly");

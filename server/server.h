@@ -21,6 +21,7 @@ struct sc_auth;
 struct sc_route;
 struct sc_stats;
 struct sc_resp;
+struct sc_memo;
 
 typedef struct sc_server {
     sc_config *cfg;
@@ -31,6 +32,7 @@ typedef struct sc_server {
     struct sc_route *route;
     struct sc_stats *stats;
     struct sc_resp *resp;
+    struct sc_memo *memo;         /* exact-hit answers of the HTTP proxy */
     FILE *access_log;
     uint64_t started_ns;
     int stopping;

@@ -24,7 +24,8 @@ typedef struct run {
     int rc;
 } run;
 
-static const sc_resp_limits lim = {.max_args = 8, .max_bulk = 64, .max_inline = 128, .max_total = 200};
+static const sc_resp_limits lim = {
+    .max_args = 8, .max_bulk = 64, .max_inline = 128, .max_total = 200};
 
 static void parse(const uint8_t *d, size_t n, const uint8_t *steps, size_t nsteps, run *r)
 {
@@ -41,14 +42,16 @@ static void parse(const uint8_t *d, size_t n, const uint8_t *steps, size_t nstep
             sc_resp_cmd *c;
             r->rc = sc_resp_parse(&p, (const char *)d + off + pos, piece - pos, &used, &c);
             if (r->rc) break;
-            if (used == 0 && !c) abort();   /* no progress */
+            if (used == 0 && !c) abort(); /* no progress */
             pos += used;
             if (c) {
                 if (c->argc == 0 || c->argc > lim.max_args || c->bytes > lim.max_total) abort();
                 for (size_t i = 0; i < c->argc; i++)
                     if (c->len[i] > lim.max_bulk && c->len[i] > lim.max_inline) abort();
-                if (r->n < MAX_CMDS) r->cmds[r->n++] = c;
-                else sc_resp_cmd_free(c);
+                if (r->n < MAX_CMDS)
+                    r->cmds[r->n++] = c;
+                else
+                    sc_resp_cmd_free(c);
             }
         }
         off += piece;
@@ -134,9 +137,15 @@ int main(int argc, char **argv)
         for (int k = 0; k < muts && n > 0; k++) {
             size_t at = next() % n;
             switch (next() % 3) {
-            case 0: buf[at] = (uint8_t)next(); break;
-            case 1: n = at; break;
-            default: buf[at] = "*$\r\n-0123456789 \"'"[next() % 17]; break;
+            case 0:
+                buf[at] = (uint8_t)next();
+                break;
+            case 1:
+                n = at;
+                break;
+            default:
+                buf[at] = "*$\r\n-0123456789 \"'"[next() % 17];
+                break;
             }
         }
         LLVMFuzzerTestOneInput(buf, n);

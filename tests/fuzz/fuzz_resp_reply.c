@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (r || (rc != SEMCACHE_EPROTO && rc != SEMCACHE_ETOOBIG)) abort();
             return 0;
         }
-        if (!r) return 0;   /* incomplete */
+        if (!r) return 0; /* incomplete */
         if (used == 0 || used > size - off) abort();
         /* Every strict prefix of a complete reply is incomplete. */
         size_t cut = used / 2;
@@ -51,8 +51,14 @@ static uint64_t next(void)
 }
 
 static const char *const seeds[] = {
-    "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n", "+OK\r\n", "-ERR x\r\n", ":-5\r\n", "$-1\r\n",
-    "*-1\r\n", "*2\r\n*1\r\n:1\r\n$0\r\n\r\n", "$3\r\na\0b\r\n",
+    "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n",
+    "+OK\r\n",
+    "-ERR x\r\n",
+    ":-5\r\n",
+    "$-1\r\n",
+    "*-1\r\n",
+    "*2\r\n*1\r\n:1\r\n$0\r\n\r\n",
+    "$3\r\na\0b\r\n",
 };
 
 int main(int argc, char **argv)
@@ -85,9 +91,15 @@ int main(int argc, char **argv)
         for (int k = 0; k < muts && n > 0; k++) {
             size_t at = next() % n;
             switch (next() % 3) {
-            case 0: buf[at] = (uint8_t)next(); break;
-            case 1: n = at; break;
-            default: buf[at] = "*$+-:\r\n0123456789"[next() % 17]; break;
+            case 0:
+                buf[at] = (uint8_t)next();
+                break;
+            case 1:
+                n = at;
+                break;
+            default:
+                buf[at] = "*$+-:\r\n0123456789"[next() % 17];
+                break;
             }
         }
         LLVMFuzzerTestOneInput(buf, n);

@@ -25,7 +25,8 @@
 
 SC_TEST(client_reply_parse_types)
 {
-    static const char in[] = "*6\r\n+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\0lo\r\n$-1\r\n*2\r\n*0\r\n*-1\r\n";
+    static const char in[] =
+        "*6\r\n+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhe\0lo\r\n$-1\r\n*2\r\n*0\r\n*-1\r\n";
     size_t n = sizeof in - 1;
     semcache_reply *r;
     size_t used;
@@ -69,7 +70,8 @@ SC_TEST(client_reply_parse_malformed)
     /* Nesting deeper than 16 is refused. */
     char deep[128];
     size_t k = 0;
-    for (int i = 0; i < 18; i++) k += (size_t)snprintf(deep + k, sizeof deep - k, "*1\r\n");
+    for (int i = 0; i < 18; i++)
+        k += (size_t)snprintf(deep + k, sizeof deep - k, "*1\r\n");
     CHECK_EQ_INT(semcache_reply_parse(deep, k, &used, &r), SEMCACHE_ETOOBIG);
     CHECK(r == NULL);
 }
@@ -83,9 +85,9 @@ SC_TEST(client_reply_parse_malformed)
 
 typedef struct fake {
     int lfd, port;
-    const char *const *script;   /* one reply per received command */
+    const char *const *script; /* one reply per received command */
     size_t nscript;
-    sc_buf seen;                 /* commands received, as "a b c\n" lines */
+    sc_buf seen; /* commands received, as "a b c\n" lines */
     pthread_t th;
 } fake;
 
@@ -118,8 +120,10 @@ static void *fake_run(void *arg)
             }
             sc_resp_cmd_free(c);
             const char *reply = k < f->nscript ? f->script[k++] : SCRIPT_CLOSE;
-            if (!strcmp(reply, SCRIPT_CLOSE)) done = 1;
-            else if (strcmp(reply, SCRIPT_SILENT) != 0 && write(fd, reply, strlen(reply)) < 0) done = 1;
+            if (!strcmp(reply, SCRIPT_CLOSE))
+                done = 1;
+            else if (strcmp(reply, SCRIPT_SILENT) != 0 && write(fd, reply, strlen(reply)) < 0)
+                done = 1;
         }
     }
     sc_resp_parser_free(&p);
@@ -152,18 +156,19 @@ static void fake_stop(fake *f)
 SC_TEST(client_typed_calls_against_fake_server)
 {
     static const char *const script[] = {
-        "+OK\r\n",                                                  /* AUTH */
-        ":17\r\n",                                                  /* SEM.SET */
-        "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n",           /* SEM.GET */
-        "$-1\r\n",                                                  /* SEM.GET miss */
-        ":0\r\n",                                                   /* SEM.DEL */
-        ":1\r\n",                                                   /* SEM.DEL */
-        ":5\r\n",                                                   /* SEM.FLUSH */
-        "*6\r\n$7\r\nentries\r\n:3\r\n$9\r\nhit_ratio\r\n$6\r\n0.5000\r\n$8\r\nembedder\r\n$6\r\nhash/1\r\n",
-        "-NOPERM this key may only use namespace 'a'\r\n",          /* SEM.GET */
-        "-ERR invalid expire time in 'sem.set' command\r\n",        /* SEM.SET */
-        "-NOAUTH Authentication required.\r\n",                     /* SEM.FLUSH */
-        "-IOERR SEM.SET failed: input/output error\r\n",            /* SEM.SET */
+        "+OK\r\n",                                        /* AUTH */
+        ":17\r\n",                                        /* SEM.SET */
+        "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n", /* SEM.GET */
+        "$-1\r\n",                                        /* SEM.GET miss */
+        ":0\r\n",                                         /* SEM.DEL */
+        ":1\r\n",                                         /* SEM.DEL */
+        ":5\r\n",                                         /* SEM.FLUSH */
+        "*6\r\n$7\r\nentries\r\n:3\r\n$9\r\nhit_ratio\r\n$6\r\n0.5000\r\n$8\r\nembedder\r\n$"
+        "6\r\nhash/1\r\n",
+        "-NOPERM this key may only use namespace 'a'\r\n",   /* SEM.GET */
+        "-ERR invalid expire time in 'sem.set' command\r\n", /* SEM.SET */
+        "-NOAUTH Authentication required.\r\n",              /* SEM.FLUSH */
+        "-IOERR SEM.SET failed: input/output error\r\n",     /* SEM.SET */
     };
     fake f;
     fake_start(&f, script, SC_COUNTOF(script));
@@ -207,15 +212,17 @@ SC_TEST(client_typed_calls_against_fake_server)
     semcache_close(c);
     fake_stop(&f);
     /* What went over the wire. */
-    const char *want = "AUTH k1\nSEM.SET ns1 p\r\nq resp EX 60\nSEM.GET ns1 p THRESHOLD 0.80000000000000004\n"
-                       "SEM.GET default p\nSEM.DEL ns1 99\nSEM.DEL ns1 17\nSEM.FLUSH ns1\nSEM.STATS\n";
+    const char *want =
+        "AUTH k1\nSEM.SET ns1 p\r\nq resp EX 60\nSEM.GET ns1 p THRESHOLD 0.80000000000000004\n"
+        "SEM.GET default p\nSEM.DEL ns1 99\nSEM.DEL ns1 17\nSEM.FLUSH ns1\nSEM.STATS\n";
     CHECK(f.seen.data && strncmp(f.seen.data, want, strlen(want)) == 0);
     sc_buf_free(&f.seen);
 }
 
 SC_TEST(client_pipelining_and_timeout)
 {
-    static const char *const script[] = {"+PONG\r\n", "$1\r\na\r\n", ":3\r\n", SCRIPT_SILENT, SCRIPT_SILENT};
+    static const char *const script[] = {"+PONG\r\n", "$1\r\na\r\n", ":3\r\n", SCRIPT_SILENT,
+                                         SCRIPT_SILENT};
     fake f;
     fake_start(&f, script, SC_COUNTOF(script));
     semcache *c;
@@ -237,7 +244,7 @@ SC_TEST(client_pipelining_and_timeout)
     CHECK_OK(semcache_read_reply(c, &r));
     CHECK(r && r->type == SEMCACHE_REPLY_INTEGER && r->integer == 3);
     semcache_reply_free(r);
-    CHECK_EQ_INT(semcache_read_reply(c, &r), SEMCACHE_EINVAL);   /* nothing pending */
+    CHECK_EQ_INT(semcache_read_reply(c, &r), SEMCACHE_EINVAL); /* nothing pending */
     /* The server goes silent: a timeout, then the handle is closed. */
     CHECK_EQ_INT(semcache_command(c, 1, ping, NULL, &r), SEMCACHE_ETIMEOUT);
     CHECK(r == NULL);
@@ -273,8 +280,9 @@ SC_TEST(client_cli_parse_entry)
 {
     sc_cli_entry e;
     char err[256];
-    const char *l1 = "{\"prompt\":\"Caf\\u00e9 \\ud83d\\ude00?\",\"response\":\"a\\nb\\\"c\",\"ttl\":60,"
-                     "\"model\":\"m\",\"extra\":{\"x\":[1,2,{\"y\":null}],\"z\":true},\"namespace\":\"faq\"}";
+    const char *l1 =
+        "{\"prompt\":\"Caf\\u00e9 \\ud83d\\ude00?\",\"response\":\"a\\nb\\\"c\",\"ttl\":60,"
+        "\"model\":\"m\",\"extra\":{\"x\":[1,2,{\"y\":null}],\"z\":true},\"namespace\":\"faq\"}";
     REQUIRE(sc_cli_parse_entry(l1, strlen(l1), &e, err, sizeof err) == SC_OK);
     CHECK(strcmp(e.prompt, "Caf\xc3\xa9 \xf0\x9f\x98\x80?") == 0);
     CHECK_EQ_INT(e.response_len, 5);
@@ -288,7 +296,9 @@ SC_TEST(client_cli_parse_entry)
     CHECK(e.ns == NULL && e.ttl == 0 && e.response_len == 0);
     sc_cli_entry_clear(&e);
 
-    struct { const char *in, *msg; } bad[] = {
+    struct {
+        const char *in, *msg;
+    } bad[] = {
         {"{\"prompt\":\"p\"}", "response: missing"},
         {"{\"response\":\"r\"}", "prompt: missing"},
         {"{\"prompt\":\"\",\"response\":\"r\"}", "prompt: empty"},
@@ -306,7 +316,8 @@ SC_TEST(client_cli_parse_entry)
     for (size_t i = 0; i < SC_COUNTOF(bad); i++) {
         int rc = sc_cli_parse_entry(bad[i].in, strlen(bad[i].in), &e, err, sizeof err);
         CHECK_EQ_INT(rc, SC_EINVAL);
-        if (!strstr(err, bad[i].msg)) sc_test_fail(__FILE__, __LINE__, "case %zu: '%s' lacks '%s'", i, err, bad[i].msg);
+        if (!strstr(err, bad[i].msg))
+            sc_test_fail(__FILE__, __LINE__, "case %zu: '%s' lacks '%s'", i, err, bad[i].msg);
         CHECK(e.prompt == NULL && e.response == NULL);
     }
 }
@@ -314,7 +325,8 @@ SC_TEST(client_cli_parse_entry)
 static void collect(void *arg, size_t row, const double *v, size_t n)
 {
     double *sum = arg;
-    for (size_t i = 0; i < n; i++) sum[row] += v[i];
+    for (size_t i = 0; i < n; i++)
+        sum[row] += v[i];
 }
 
 SC_TEST(client_cli_json_out_and_embeddings)

@@ -10,8 +10,8 @@
 
 /* Feeds s in pieces of `step` bytes; collects up to max commands. Returns
  * the parse result of the last call. */
-static int feed(sc_resp_parser *p, const char *s, size_t n, size_t step, sc_resp_cmd **cmds, size_t max,
-                size_t *ncmds)
+static int feed(sc_resp_parser *p, const char *s, size_t n, size_t step, sc_resp_cmd **cmds,
+                size_t max, size_t *ncmds)
 {
     size_t off = 0;
     *ncmds = 0;
@@ -25,8 +25,10 @@ static int feed(sc_resp_parser *p, const char *s, size_t n, size_t step, sc_resp
             if (rc) return rc;
             pos += used;
             if (c) {
-                if (*ncmds < max) cmds[(*ncmds)++] = c;
-                else sc_resp_cmd_free(c);
+                if (*ncmds < max)
+                    cmds[(*ncmds)++] = c;
+                else
+                    sc_resp_cmd_free(c);
             }
         }
         off += piece;
@@ -42,7 +44,8 @@ static int arg_is(const sc_resp_cmd *c, size_t i, const char *want)
 
 static void free_all(sc_resp_cmd **cmds, size_t n)
 {
-    for (size_t i = 0; i < n; i++) sc_resp_cmd_free(cmds[i]);
+    for (size_t i = 0; i < n; i++)
+        sc_resp_cmd_free(cmds[i]);
 }
 
 SC_TEST(resp_parse_multibulk_any_split)
@@ -112,7 +115,8 @@ SC_TEST(resp_parse_binary_and_empty_arrays)
 
 SC_TEST(resp_parse_inline_and_quotes)
 {
-    const char *in = "\r\n   \nPING\r\nset a 'b c' \"d\\ne\\x41\" 'it\\'s'\n  SEM.GET  ns  \"\"  \r\n";
+    const char *in =
+        "\r\n   \nPING\r\nset a 'b c' \"d\\ne\\x41\" 'it\\'s'\n  SEM.GET  ns  \"\"  \r\n";
     for (size_t step = 1; step <= strlen(in); step += 3) {
         sc_resp_parser p;
         sc_resp_parser_init(&p, NULL);
@@ -135,7 +139,8 @@ SC_TEST(resp_parse_inline_and_quotes)
     }
 }
 
-static int parse_all(const char *in, size_t len, const sc_resp_limits *lim, char *err, size_t errlen)
+static int parse_all(const char *in, size_t len, const sc_resp_limits *lim, char *err,
+                     size_t errlen)
 {
     sc_resp_parser p;
     sc_resp_parser_init(&p, lim);
@@ -192,7 +197,8 @@ SC_TEST(resp_parse_bounds)
     CHECK(strstr(err, "invalid multibulk length") != NULL);
     CHECK_EQ_INT(parse_all("*1\r\n$11\r\n", 9, &lim, err, sizeof err), SC_ETOOBIG);
     CHECK(strstr(err, "invalid bulk length") != NULL);
-    CHECK_EQ_INT(parse_all("*2\r\n$10\r\n0123456789\r\n$6\r\n", 26, &lim, err, sizeof err), SC_ETOOBIG);
+    CHECK_EQ_INT(parse_all("*2\r\n$10\r\n0123456789\r\n$6\r\n", 26, &lim, err, sizeof err),
+                 SC_ETOOBIG);
     CHECK(strstr(err, "command too large") != NULL);
     CHECK_OK(parse_all("a b c\r\n", 7, &lim, NULL, 0));
     CHECK_EQ_INT(parse_all("a b c d\r\n", 9, &lim, NULL, 0), SC_ETOOBIG);
@@ -208,7 +214,8 @@ SC_TEST(resp_parse_big_bulk_grows_incrementally)
     int hn = snprintf(head, sizeof head, "*1\r\n$%zu\r\n", len);
     char *in = malloc((size_t)hn + len + 2);
     memcpy(in, head, (size_t)hn);
-    for (size_t i = 0; i < len; i++) in[hn + (int)i] = (char)('a' + i % 26);
+    for (size_t i = 0; i < len; i++)
+        in[hn + (int)i] = (char)('a' + i % 26);
     memcpy(in + hn + len, "\r\n", 2);
     sc_resp_parser p;
     sc_resp_parser_init(&p, &lim);
@@ -232,5 +239,5 @@ SC_TEST(resp_parse_partial_command_freed)
     CHECK_OK(sc_resp_parse(&p, "*3\r\n$3\r\nabc\r\n$100\r\nxyz", 22, &used, &c));
     CHECK(c == NULL);
     CHECK_EQ_INT(used, 22);
-    sc_resp_parser_free(&p);   /* ASan checks nothing leaks */
+    sc_resp_parser_free(&p); /* ASan checks nothing leaks */
 }

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -292,6 +293,11 @@ int sc_config_validate(const sc_config *cfg, char *err, size_t errlen)
     }
     if (!strcmp(cfg->embedder, "remote") && !*cfg->embed_url) {
         snprintf(err, errlen, "option 'embed-url' is required with 'embedder remote'");
+        return SC_EINVAL;
+    }
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, cfg->bind, addr) != 1 && inet_pton(AF_INET6, cfg->bind, addr) != 1) {
+        snprintf(err, errlen, "bad value '%s' for 'bind': not an IPv4 or IPv6 address", cfg->bind);
         return SC_EINVAL;
     }
     if (!*cfg->data_dir) {

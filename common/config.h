@@ -47,6 +47,7 @@ typedef struct sc_config {
     char *embed_model;
     long long embed_dim;
     char *index_backend;         /* flat or faiss */
+    long long index_scan_bits;   /* flat: 8 or 4 */
     char *faiss_desc;
     long long top_k;
     char *verify;                /* on or off */

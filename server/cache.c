@@ -211,7 +211,8 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     if (rc) goto fail;
     c->dim = sc_embedder_dim(c->emb);
 
-    sc_index_opts io = {.dim = c->dim, .backend = cfg->index_backend, .faiss_desc = cfg->faiss_desc};
+    sc_index_opts io = {.dim = c->dim, .backend = cfg->index_backend, .faiss_desc = cfg->faiss_desc,
+                        .scan_bits = (uint32_t)cfg->index_scan_bits};
     rc = sc_index_create(&c->index, &io);
     if (rc) {
         snprintf(err, errlen, "cannot create the %s index: %s", cfg->index_backend, sc_strerror(rc));

@@ -8,6 +8,7 @@
  * close. A connection with a request in the handler's hands is kept alive
  * (refcount) even if its socket closes, until the handler finishes. */
 #include "server/http.h"
+#include "server/listen.h"
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/err.h"
@@ -665,29 +666,12 @@ int sc_http_server_start(sc_http_server **out, uv_loop_t *loop, const sc_config 
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;
 
-    struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(cfg->bind, (int)cfg->port, (struct sockaddr_in *)&addr);
-    if (rc) rc = uv_ip6_addr(cfg->bind, (int)cfg->port, (struct sockaddr_in6 *)&addr);
-    if (rc) {
-        snprintf(err, errlen, "bad value '%s' for 'bind': not an IP address", cfg->bind);
-        free(s);
-        return SC_EINVAL;
-    }
-    uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
-    if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    int rc = sc_listen_tcp(loop, &s->listener, cfg->bind, cfg->port, on_connection, "HTTP", &s->port, err, errlen);
     if (rc) {
-        snprintf(err, errlen, "cannot listen on %s:%lld: %s", cfg->bind, cfg->port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        uv_run(loop, UV_RUN_NOWAIT);
         free(s);
-        return SC_EIO;
+        return rc;
     }
-    struct sockaddr_storage bound;
-    int len = sizeof bound;
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
-    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
     *out = s;
     return SC_OK;
 }

@@ -20,6 +20,7 @@
  * thread leaves the session alone while a batch is in flight. */
 #include "server/resp.h"
 #include "server/memo.h"
+#include "server/listen.h"
 #include "server/resp_parse.h"
 #include "server/api.h"
 #include "server/server.h"
@@ -1446,30 +1447,13 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->lim.max_inline = SC_RESP_MAX_INLINE;
     s->lim.max_total = (size_t)cfg->max_body + (1u << 20);
 
-    struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(cfg->bind, (int)cfg->resp_port, (struct sockaddr_in *)&addr);
-    if (rc) rc = uv_ip6_addr(cfg->bind, (int)cfg->resp_port, (struct sockaddr_in6 *)&addr);
-    if (rc) {
-        snprintf(err, errlen, "bad value '%s' for 'bind': not an IP address", cfg->bind);
-        resp_free(s);
-        return SC_EINVAL;
-    }
-    uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0);
-    if (!rc) rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    int rc = sc_listen_tcp(loop, &s->listener, cfg->bind, cfg->resp_port, on_connection, "RESP", &s->port, err,
+                           errlen);
     if (rc) {
-        snprintf(err, errlen, "cannot listen for RESP on %s:%lld: %s", cfg->bind, cfg->resp_port,
-                 uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        uv_run(loop, UV_RUN_NOWAIT);
         resp_free(s);
-        return SC_EIO;
+        return rc;
     }
-    struct sockaddr_storage bound;
-    int len = sizeof bound;
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
-    s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
     *out = s;
     return SC_OK;
 }

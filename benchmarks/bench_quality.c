@@ -3,7 +3,7 @@
  * of the threshold. CSV on stdout, one row per (kind, data set, scorer,
  * threshold); benchmarks/quality.gp turns it into benchmarks/quality.png.
  *
- * Data sets (../shared/data, see docs/quality.md for the splits):
+ * Data sets (../shared/data, see BENCHMARKS.md (Quality) for the splits):
  *   qqp_dev        pairs of the benchmark split of qqp_dev (disjoint from
  *                  the verifier's training and calibration rows).
  *   gptcache       999 (origin, similar) paraphrases = positives; negatives

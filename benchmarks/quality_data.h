@@ -5,7 +5,7 @@
  * Header-only (static functions) because it serves two programs and no
  * library module.
  *
- * Splits (fixed, documented in docs/quality.md):
+ * Splits (fixed, documented in BENCHMARKS.md (Quality)):
  *   qqp_dev rows are shuffled with seed QD_SEED; positions [0, train) train
  *   the verifier, [train, train+calib) calibrate it (Platt) and report the
  *   ablations, [QD_QQP_EVAL_AT, +n) are the benchmark's qqp_dev pairs.

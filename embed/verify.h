@@ -12,7 +12,7 @@
  * plus small boosted trees, trained by tools/train_verify.c (weights in
  * verify_weights.h, one set per embedder), maps them to a calibrated
  * probability that the cached answer is correct, so `threshold 0.6` means
- * "serve only when the estimate is >= 60%" (docs/quality.md explains why
+ * "serve only when the estimate is >= 60%" (BENCHMARKS.md (Quality) explains why
  * 0.6, not 0.95, is the useful default).
  *
  * Use from the cache pipeline (worker thread, after the fp32 re-score):

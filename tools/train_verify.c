@@ -1,7 +1,7 @@
 /* train_verify: trains the hit verifier's logistic model for one embedder
  * and writes its block of embed/verify_weights.h.
  *
- * Data (fixed splits, see benchmarks/quality_data.h and docs/quality.md):
+ * Data (fixed splits, see benchmarks/quality_data.h and BENCHMARKS.md (Quality)):
  * a seeded subsample of qqp_dev (never qqp_test) and FAQ-style pairs from
  * the banking77 training intents (each non-seed query paired with its 3
  * nearest seeded entries by cosine; positive when the intents agree). Each

@@ -528,6 +528,20 @@ static void on_client_abort(sc_http_req *req)
     }
 }
 
+/* Client headers that address the upstream account (not the cache): they
+ * are forwarded as sent. Authorization never is (route/ sets the key). */
+static const char *const forwarded[] = {"openai-organization", "openai-project", "openai-beta"};
+
+static size_t forward_headers(const sc_http_req *req, sc_route_header *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
+        const char *v = req ? sc_http_header(req, forwarded[i]) : NULL;
+        if (v) out[n++] = (sc_route_header){forwarded[i], v};
+    }
+    return n;
+}
+
 static void start_upstream(preq *p, const char *body, size_t body_len)
 {
     flight *f = SC_NEW(flight);
@@ -557,10 +571,11 @@ static void start_upstream(preq *p, const char *body, size_t body_len)
             json_decref(o);
         }
     }
+    sc_route_header fwd[sizeof forwarded / sizeof forwarded[0]];
     sc_route_req rr = {
         .method = "POST", .path = p->kind == SC_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions",
         .body = send ? send : body, .body_len = send_len, .content_type = "application/json",
-        .model = p->model, .stream = p->stream,
+        .model = p->model, .stream = p->stream, .headers = fwd, .nheaders = forward_headers(p->req, fwd),
     };
     static const sc_route_callbacks cb = {on_up_headers, on_up_data, on_up_done};
     int rc = sc_route_request(p->srv->route, &rr, &cb, f, &f->call);
@@ -864,9 +879,11 @@ static void passthrough(sc_server *srv, sc_http_req *req)
     if (*req->query) snprintf(path, sizeof path, "%s?%s", req->path, req->query);
     else snprintf(path, sizeof path, "%s", req->path);
     const char *ct = sc_http_header(req, "content-type");
+    sc_route_header fwd[sizeof forwarded / sizeof forwarded[0]];
     sc_route_req rr = {
         .method = req->method, .path = path, .body = req->body_len ? req->body : NULL,
         .body_len = req->body_len, .content_type = ct, .model = NULL, .stream = 0,
+        .headers = fwd, .nheaders = forward_headers(req, fwd),
     };
     json_t *o = req->body_len ? json_loadb(req->body, req->body_len, 0, NULL) : NULL;
     json_t *model = json_object_get(o, "model");

@@ -604,6 +604,22 @@ test('upstream key from the environment; the client key is never forwarded', asy
   }
 });
 
+test('OpenAI-Organization/Project/Beta are forwarded upstream, other client headers are not', async () => {
+  const before = calls();
+  const h = { 'OpenAI-Organization': 'org-test', 'OpenAI-Project': 'proj-test', 'OpenAI-Beta': 'assistants=v2',
+    'X-Private': 'do-not-forward' };
+  await chat({ model: model(), messages: user('forward my org header') }, h);
+  await client.models.list({ headers: h });
+  const reqs = mock.calls().requests.slice(-(calls() - before));
+  assertEq(reqs.length, 2);
+  for (const r of reqs) {
+    assertEq(r.headers['openai-organization'], 'org-test', r.path);
+    assertEq(r.headers['openai-project'], 'proj-test', r.path);
+    assertEq(r.headers['openai-beta'], 'assistants=v2', r.path);
+    assertEq(r.headers['x-private'], undefined, r.path);
+  }
+});
+
 test('upstream stalls mid-stream (idle timeout) or refuses connections -> errors, nothing stored', async () => {
   const net2 = require('node:net');
   const closedPort = await new Promise((r) => { const x = net2.createServer().listen(0, '127.0.0.1', () => { const p = x.address().port; x.close(() => r(p)); }); });

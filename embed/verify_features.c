@@ -93,45 +93,6 @@ static const char *const opposites[][2] = {
     {"merge", "split"}, {"show", "hidden"}, {"to", "from"},
 };
 
-/* Synonyms and spelling variants: every word of a group aligns with the
- * group's first word (its stem hash becomes the first word's), so a
- * paraphrase that swaps "parcel" for "package" is not a differing word.
- * Words of the opposite list keep their own hash (they are skipped here
- * unless they head a group), and stop words are not listed. */
-static const char *const synonyms[][6] = {
-    {"speak", "talk"}, {"speaking", "talking"},
-    {"merge", "combine"}, {"merging", "combining"}, {"merged", "combined"},
-    {"agent", "representative", "rep"}, {"buy", "purchase"}, {"bought", "purchased"},
-    {"buying", "purchasing"}, {"cancel", "terminate"}, {"fix", "repair"},
-    {"fixed", "repaired"}, {"problem", "issue", "trouble"}, {"cost", "price"},
-    {"charge", "fee"}, {"phone", "mobile", "cellphone", "smartphone"},
-    {"app", "application"}, {"photo", "picture", "pic", "image", "photograph"},
-    {"start", "begin"}, {"started", "began", "begun"}, {"choose", "select", "pick"},
-    {"change", "modify", "alter", "edit"}, {"changed", "modified", "altered", "edited"},
-    {"delete", "erase"}, {"deleted", "erased"}, {"find", "locate"}, {"see", "view"},
-    {"fast", "quick", "rapid", "speedy"}, {"car", "vehicle", "automobile"},
-    {"movie", "film"}, {"money", "funds"}, {"broken", "damaged", "faulty", "defective"},
-    {"wrong", "incorrect"}, {"lost", "missing"}, {"cancelled", "canceled"},
-    {"cancelling", "canceling"}, {"color", "colour"}, {"favorite", "favourite"},
-    {"center", "centre"}, {"website", "site", "webpage"}, {"internet", "web"},
-    {"computer", "pc"}, {"tv", "television"}, {"home", "house"}, {"trip", "journey"},
-    {"booking", "reservation"}, {"book", "reserve"}, {"booked", "reserved"},
-    {"doctor", "physician"}, {"lawyer", "attorney"}, {"salary", "wage", "pay"},
-    {"improve", "enhance"}, {"register", "enroll", "enrol", "signup"},
-    {"invoice", "bill"}, {"difference", "differ"}, {"allowed", "permitted"},
-    {"allow", "permit"}, {"annual", "yearly"}, {"renew", "renewal"},
-    {"shipping", "delivery"}, {"ship", "deliver"}, {"shipped", "delivered"},
-    {"stop", "quit", "cease"}, {"mail", "email", "e-mail"}, {"error", "mistake"},
-    {"telephone", "phone"}, {"quickly", "fast"}, {"customer", "client"},
-    {"cheap", "inexpensive", "affordable"},
-    {"refund", "reimbursement"}, {"subscription", "membership"},
-    {"document", "paperwork"}, {"required", "needed", "necessary"}, {"pause", "suspend"},
-    {"question", "query"}, {"item", "product"}, {"recover", "retrieve"},
-    {"forgot", "forgotten", "forget"}, {"automatic", "automated"}, {"slow", "sluggish"},
-    {"easy", "simple", "straightforward"}, {"agent", "human", "operator"},
-    {"setup", "configure"}, {"login", "signin"}, {"register", "enrol"},
-};
-
 /* Units, each with its canonical id (several spellings, one id). */
 static const char *const units[][2] = {
     {"km", "km"}, {"kilometer", "km"}, {"kilometre", "km"}, {"kms", "km"},
@@ -200,7 +161,6 @@ enum {
     W_NAMED = 1 << 4,
     W_NUMWORD = 1 << 5,
     W_OPP = 1 << 6,
-    W_SYN = 1 << 7,
 };
 
 #define LEX_SLOTS 2048
@@ -209,7 +169,6 @@ typedef struct lex_entry {
     uint16_t flags;
     int16_t opp[4];      /* indexes of opposite words' entries, -1 = none */
     uint64_t unit;       /* canonical unit hash */
-    uint64_t syn;        /* hash of the synonym group's head, if W_SYN */
     double num;
 } lex_entry;
 
@@ -255,12 +214,6 @@ static void lex_link(int a, int b)
         }
 }
 
-static const lex_entry *lex_find_built(uint64_t h)
-{
-    int s = lex_slot(h, 0);
-    return s < 0 ? NULL : &lex[s];
-}
-
 static void lex_build(void)
 {
     for (size_t i = 0; i < SC_COUNTOF(stop_words); i++) lex_add(stop_words[i], W_STOP);
@@ -279,16 +232,6 @@ static void lex_build(void)
         int a = lex_add(opposites[i][0], W_OPP), b = lex_add(opposites[i][1], W_OPP);
         lex_link(a, b);
         lex_link(b, a);
-    }
-    for (size_t i = 0; i < SC_COUNTOF(synonyms); i++) {
-        const char *head = synonyms[i][0];
-        uint64_t hh = whash(head, strlen(head));
-        for (size_t k = 1; k < SC_COUNTOF(synonyms[i]) && synonyms[i][k]; k++) {
-            const lex_entry *e = lex_find_built(whash(synonyms[i][k], strlen(synonyms[i][k])));
-            if (e && (e->flags & (W_OPP | W_STOP | W_NEG | W_WH | W_UNIT | W_NUMWORD | W_SYN))) continue;
-            int sl = lex_add(synonyms[i][k], W_SYN);
-            lex[sl].syn = hh;
-        }
     }
 }
 
@@ -417,7 +360,6 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
                 t->flags |= T_UNIT;
                 t->unit = lx->unit;
             }
-            if (lx->flags & W_SYN) t->h = lx->syn;
         }
         if (m > 3 && low[m - 2] == 'n' && low[m - 1] == 't' && !(lx && (lx->flags & W_STOP)))
             t->flags |= T_NEG;      /* dont, isnt, shouldnt, ... */
@@ -430,38 +372,6 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
     t->len = (uint8_t)(m < TOK_TEXT - 1 ? m : TOK_TEXT - 1);
     memcpy(t->text, low, t->len);
     ts->n++;
-}
-
-/* Two-word phrases that mean one listed word ("turn on" = "enable"): the
- * pair becomes one token of that word, so "turn on" aligns with "enable"
- * and "switch off" is the opposite of "turn on". */
-static const char *const phrases[][3] = {
-    {"turn", "on", "enable"}, {"switch", "on", "enable"}, {"turn", "off", "disable"},
-    {"switch", "off", "disable"}, {"log", "in", "login"}, {"sign", "in", "login"},
-    {"log", "on", "login"}, {"log", "out", "logout"}, {"sign", "out", "logout"},
-    {"sign", "up", "register"}, {"set", "up", "setup"}, {"e", "mail", "email"},
-    {"turned", "on", "enabled"}, {"turned", "off", "disabled"}, {"web", "site", "website"},
-};
-
-static void merge_phrases(tokens *ts)
-{
-    for (int i = 0; i + 1 < ts->n; i++) {
-        const token *t = &ts->t[i], *u = &ts->t[i + 1];
-        if (t->flags & T_NUM) continue;
-        for (size_t k = 0; k < SC_COUNTOF(phrases); k++) {
-            if (t->len != strlen(phrases[k][0]) || memcmp(t->text, phrases[k][0], t->len) ||
-                u->len != strlen(phrases[k][1]) || memcmp(u->text, phrases[k][1], u->len))
-                continue;
-            if (ts->n >= SC_VERIFY_MAX_TOKENS) return;
-            int n0 = ts->n;
-            push_token(ts, phrases[k][2], strlen(phrases[k][2]), 0, 0);
-            if (ts->n == n0) return;
-            ts->t[i] = ts->t[n0];
-            memmove(&ts->t[i + 1], &ts->t[i + 2], (size_t)(n0 - i - 2) * sizeof ts->t[0]);
-            ts->n = n0 - 1;
-            break;
-        }
-    }
 }
 
 static void tokenize(tokens *ts, const char *s, size_t n)
@@ -518,7 +428,6 @@ static void tokenize(tokens *ts, const char *s, size_t n)
         }
         i++;
     }
-    merge_phrases(ts);
 }
 
 /* The '$', '%' and currency tokens are units, not words. */

@@ -113,22 +113,6 @@ SC_TEST(verify_features_swapped_named_wh)
     CHECK(x[SC_VF_SUBST] == 1);
 }
 
-SC_TEST(verify_features_synonyms)
-{
-    float x[SC_VF_COUNT];
-    /* Synonyms of the built-in list align; opposites still fire through them. */
-    feats("Do you ship to Canada?", "Do you deliver to Canada?", x);
-    CHECK(x[SC_VF_DIFF_LOG] == 0);
-    CHECK(x[SC_VF_WORD_JACC] == 1);
-    CHECK(x[SC_VF_SUBST] == 0);
-    feats("How do I purchase more storage?", "How do I sell more storage?", x);
-    CHECK(x[SC_VF_OPPOSITE] == 1);
-    feats("How do I cancel my membership?", "How do I renew my subscription?", x);
-    CHECK(x[SC_VF_OPPOSITE] == 1);
-    feats("How do I speak to an agent?", "How do I talk to an agent?", x);
-    CHECK(x[SC_VF_DIFF_LOG] == 0);
-}
-
 SC_TEST(verify_features_bounds)
 {
     float x[SC_VF_COUNT];

@@ -17,6 +17,14 @@
  *   make build/train_verify
  *   build/train_verify --embedder use-lite --write embed/verify_weights.h
  *   build/train_verify --embedder hash --write embed/verify_weights.h
+ * Experiments (BENCHMARKS.md, "Attempt to close the paraphrase gap"):
+ * --augment-rewrites N adds N synthetic paraphrase-preserving rewrites per
+ * kind (polite prefix/suffix, "how do I" variants, contractions, a synonym,
+ * clause order, dropped fillers; --rewrite-kinds MASK picks the kinds, bit
+ * 0 = polite); --bank-weight N counts banking77 fit pairs N times;
+ * --dev PAIRS.tsv prints the model's look-alikes/paraphrases served on a
+ * development set (never tests/fixtures/lookalike.tsv, the held-out
+ * evaluation set); --no-ablation skips the ablation fits.
  * Exit codes: 0 ok, 1 data/embedder failure, 2 bad usage. */
 #include "benchmarks/quality_data.h"
 #include "common/alloc.h"
@@ -925,7 +933,8 @@ static void usage(FILE *o)
             "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
             "                    [--lambda X] [--trees N] [--eta X] [--augment N-per-kind]\n"
-            "                    [--augment-rewrites N-per-kind] [--no-ablation] [--dev PAIRS.tsv]\n"
+            "                    [--augment-rewrites N-per-kind] [--rewrite-kinds MASK] [--bank-weight N]\n"
+            "                    [--no-ablation] [--dev PAIRS.tsv]\n"
             "                    [--write embed/verify_weights.h]\n"
             "                    [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"

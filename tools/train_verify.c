@@ -17,6 +17,14 @@
  *   make build/train_verify
  *   build/train_verify --embedder use-lite --write embed/verify_weights.h
  *   build/train_verify --embedder hash --write embed/verify_weights.h
+ * Experiments (BENCHMARKS.md, "Attempt to close the paraphrase gap"):
+ * --augment-rewrites N adds N synthetic paraphrase-preserving rewrites per
+ * kind (polite prefix/suffix, "how do I" variants, contractions, a synonym,
+ * clause order, dropped fillers; --rewrite-kinds MASK picks the kinds, bit
+ * 0 = polite); --bank-weight N counts banking77 fit pairs N times;
+ * --dev PAIRS.tsv prints the model's look-alikes/paraphrases served on a
+ * development set (never tests/fixtures/lookalike.tsv, the held-out
+ * evaluation set); --no-ablation skips the ablation fits.
  * Exit codes: 0 ok, 1 data/embedder failure, 2 bad usage. */
 #include "benchmarks/quality_data.h"
 #include "common/alloc.h"
@@ -34,7 +42,10 @@
 
 #define NP (SC_VF_COUNT + 1)
 
-static size_t g_augment = 300;   /* synthetic pairs per edit kind (0 = none) */   /* parameters: features + bias (last) */
+static size_t g_augment = 300;   /* synthetic pairs per edit kind (0 = none) */
+static size_t g_augment_extra = 0; /* per kind of the rewrites 8..13 (0 = none; opt-in, see BENCHMARKS.md) */
+static int g_bank_weight = 1;      /* banking77 fit pairs count this many times */
+static unsigned g_rewrite_kinds = 0x2f; /* bit k-8: rewrite kind k in use (clause order off) */   /* parameters: features + bias (last) */
 
 typedef struct set {
     float (*x)[SC_VF_COUNT];
@@ -348,6 +359,7 @@ static int add_pairs(sc_embedder *e, int diff_embed, char **ta, char **tb, const
         rc = sc_verify_features(ta[i], strlen(ta[i]), tb[i], strlen(tb[i]), c,
                                 diff_embed ? e : NULL, x);
         set_push(to_calib[i] ? cal : fit, x, y[i], src);
+        for (int r = 1; src == 1 && !to_calib[i] && r < g_bank_weight; r++) set_push(fit, x, y[i], src);
     }
     free(va);
     free(vb);
@@ -481,6 +493,199 @@ static int is_plain_word(const char *c)
     return 1;
 }
 
+/* Removes word i. */
+static void drop_word(words *ws, int i)
+{
+    free(ws->w[i]);
+    memmove(&ws->w[i], &ws->w[i + 1], (size_t)(ws->n - i - 1) * sizeof ws->w[0]);
+    ws->n--;
+}
+
+/* Inserts a copy of w before position i (if room). */
+static int insert_word(words *ws, int i, const char *w)
+{
+    if (ws->n >= AW_MAX) return 0;
+    memmove(&ws->w[i + 1], &ws->w[i], (size_t)(ws->n - i) * sizeof ws->w[0]);
+    ws->w[i] = sc_strdup(w);
+    ws->n++;
+    return 1;
+}
+
+static int lower_eq(const char *w, const char *c)
+{
+    char b[64];
+    size_t st, ln;
+    core(w, b, sizeof b, &st, &ln);
+    return !strcmp(b, c);
+}
+
+/* Lower-cases the first letter of word 0 (unless it is "I" or all-caps). */
+static void decap_first(words *ws)
+{
+    char *w = ws->w[0];
+    if (strcmp(w, "I") && strlen(w) > 1 && isupper((unsigned char)w[0]) && !isupper((unsigned char)w[1]))
+        w[0] = (char)tolower((unsigned char)w[0]);
+}
+
+static void cap_first(words *ws)
+{
+    ws->w[0][0] = (char)toupper((unsigned char)ws->w[0][0]);
+}
+
+/* Meaning-preserving synonyms (both directions), none of them in the
+ * opposite list. */
+static const char *const synonyms[][2] = {
+    {"buy", "purchase"}, {"begin", "start"}, {"fix", "repair"}, {"big", "large"},
+    {"phone", "mobile"}, {"find", "locate"}, {"choose", "select"}, {"change", "modify"},
+    {"display", "show"}, {"quick", "fast"}, {"car", "vehicle"}, {"movie", "film"},
+    {"talk", "speak"}, {"happy", "glad"}, {"error", "mistake"}, {"house", "home"},
+    {"simple", "easy"}, {"finish", "complete"}, {"cost", "price"}, {"fee", "charge"},
+    {"mistake", "error"}, {"app", "application"}, {"email", "e-mail"}, {"photo", "picture"},
+    {"delete", "erase"}, {"problem", "issue"}, {"main", "primary"}, {"usually", "normally"},
+    {"maybe", "perhaps"}, {"smart", "clever"}, {"stop", "quit"}, {"enough", "sufficient"},
+    {"often", "frequently"}, {"huge", "enormous"}, {"improve", "enhance"}, {"idea", "concept"},
+    {"difficult", "hard"}, {"country", "nation"}, {"rules", "regulations"},
+};
+
+/* Harmless rewrites (label 1), kinds 8..: polite prefix or suffix, another
+ * way to ask "how do I", contractions, a synonym, clause order around a
+ * comma, dropped filler words. Returns 1 when applied. */
+static int harmless_edit(words *ws, int k, uint64_t *rng)
+{
+    char c0[64], c1[64];
+    size_t st, ln;
+    if (ws->n < 3) return 0;
+    switch (k) {
+    case 8: { /* polite prefix / suffix */
+        static const char *const pre[] = {"Can you tell me", "Please tell me", "I'd like to know",
+                                          "Quick question:", "Hi,", "Hello, could you tell me",
+                                          "I was wondering", "Do you know"};
+        static const char *const suf[] = {"please?", "thanks!", "thank you.", "please help."};
+        uint64_t r = qd_rng_next(rng);
+        if (r % 3 == 0) {
+            char *last = ws->w[ws->n - 1];
+            size_t l = strlen(last);
+            if (l && last[l - 1] == '?') last[l - 1] = '\0';
+            return insert_word(ws, ws->n, suf[(r >> 8) % SC_COUNTOF(suf)]);
+        }
+        const char *p = pre[(r >> 8) % SC_COUNTOF(pre)];
+        decap_first(ws);
+        words pw;
+        split_words(p, &pw);
+        int ok = 1;
+        for (int j = pw.n - 1; j >= 0 && ok; j--) ok = insert_word(ws, 0, pw.w[j]);
+        free_words(&pw);
+        return ok;
+    }
+    case 9: { /* other ways to ask how */
+        core(ws->w[0], c0, sizeof c0, &st, &ln);
+        core(ws->w[1], c1, sizeof c1, &st, &ln);
+        if (strcmp(c0, "how") || (strcmp(c1, "do") && strcmp(c1, "can")) || !lower_eq(ws->w[2], "i"))
+            return 0;
+        static const char *const alt[] = {"What's the way to", "What is the best way to",
+                                          "How should I", "How would I", "What do I do to",
+                                          "What steps do I take to", "How can I", "How do I"};
+        const char *a = alt[qd_rng_next(rng) % SC_COUNTOF(alt)];
+        char same[96];
+        snprintf(same, sizeof same, "how %s i", c1);
+        if (!strcasecmp(a, same)) return 0;
+        drop_word(ws, 0);
+        drop_word(ws, 0);
+        drop_word(ws, 0);
+        words pw;
+        split_words(a, &pw);
+        int ok = 1;
+        for (int j = pw.n - 1; j >= 0 && ok; j--) ok = insert_word(ws, 0, pw.w[j]);
+        free_words(&pw);
+        return ok;
+    }
+    case 10: { /* contractions, either way */
+        static const char *const ct[][3] = {
+            {"what", "is", "what's"}, {"do", "not", "don't"}, {"i", "am", "i'm"},
+            {"it", "is", "it's"}, {"does", "not", "doesn't"}, {"can", "not", "can't"},
+            {"i", "have", "i've"}, {"is", "not", "isn't"}, {"that", "is", "that's"},
+            {"i", "would", "i'd"}, {"there", "is", "there's"}, {"did", "not", "didn't"},
+        };
+        for (int i = 0; i + 1 < ws->n; i++)
+            for (size_t m = 0; m < SC_COUNTOF(ct); m++) {
+                if (lower_eq(ws->w[i], ct[m][0]) && !strcmp(ws->w[i + 1], ct[m][1])) {
+                    int up = isupper((unsigned char)ws->w[i][0]);
+                    drop_word(ws, i + 1);
+                    free(ws->w[i]);
+                    ws->w[i] = sc_strdup(ct[m][2]);
+                    if (up) ws->w[i][0] = (char)toupper((unsigned char)ws->w[i][0]);
+                    return 1;
+                }
+                if (!strcasecmp(ws->w[i], ct[m][2])) {
+                    int up = isupper((unsigned char)ws->w[i][0]);
+                    free(ws->w[i]);
+                    ws->w[i] = sc_strdup(ct[m][0]);
+                    if (up || !strcmp(ct[m][0], "i")) ws->w[i][0] = (char)toupper((unsigned char)ws->w[i][0]);
+                    return insert_word(ws, i + 1, ct[m][1]);
+                }
+            }
+        return 0;
+    }
+    case 11: /* a synonym */
+        for (int i = 0; i < ws->n; i++) {
+            core(ws->w[i], c0, sizeof c0, &st, &ln);
+            for (size_t m = 0; m < SC_COUNTOF(synonyms); m++)
+                for (int d = 0; d < 2; d++)
+                    if (!strcmp(c0, synonyms[m][d])) {
+                        replace_core(ws, i, synonyms[m][1 - d]);
+                        return 1;
+                    }
+        }
+        return 0;
+    case 12: { /* "A, B?" -> "B, A?" */
+        int cut = -1;
+        for (int i = 1; i + 2 < ws->n; i++) {
+            size_t l = strlen(ws->w[i]);
+            if (l > 1 && ws->w[i][l - 1] == ',') { cut = i; break; }
+        }
+        if (cut < 1 || cut + 2 > ws->n - 1) return 0;
+        char *last = ws->w[ws->n - 1];
+        size_t l = strlen(last);
+        char endp = l && (last[l - 1] == '?' || last[l - 1] == '.' || last[l - 1] == '!') ? last[l - 1] : 0;
+        if (endp) last[l - 1] = '\0';
+        ws->w[cut][strlen(ws->w[cut]) - 1] = '\0';
+        words nw = {0};
+        for (int i = cut + 1; i < ws->n; i++) nw.w[nw.n++] = ws->w[i];
+        size_t lb = strlen(nw.w[nw.n - 1]);
+        char *t = sc_malloc(lb + 2);
+        memcpy(t, nw.w[nw.n - 1], lb);
+        t[lb] = ',';
+        t[lb + 1] = '\0';
+        free(nw.w[nw.n - 1]);
+        nw.w[nw.n - 1] = t;
+        decap_first(ws);
+        for (int i = 0; i <= cut; i++) nw.w[nw.n++] = ws->w[i];
+        if (endp) {
+            size_t la = strlen(nw.w[nw.n - 1]);
+            char *u = sc_malloc(la + 2);
+            memcpy(u, nw.w[nw.n - 1], la);
+            u[la] = endp;
+            u[la + 1] = '\0';
+            free(nw.w[nw.n - 1]);
+            nw.w[nw.n - 1] = u;
+        }
+        *ws = nw;
+        cap_first(ws);
+        return 1;
+    }
+    case 13: { /* dropped filler words */
+        static const char *const fill[] = {"really", "actually", "exactly", "please", "just",
+                                           "the", "a", "any", "ever", "basically", "currently"};
+        int n0 = ws->n;
+        for (int i = ws->n - 1; i >= 1; i--)
+            for (size_t m = 0; m < SC_COUNTOF(fill); m++)
+                if (!strcmp(ws->w[i], fill[m])) { drop_word(ws, i); break; }
+        return ws->n < n0 && ws->n >= 3;
+    }
+    }
+    return 0;
+}
+
 /* Applies edit kind k to text t; returns the new text or NULL. */
 static char *edit(const char *t, int k, uint64_t *rng)
 {
@@ -560,6 +765,7 @@ static char *edit(const char *t, int k, uint64_t *rng)
             break;
         }
     }
+    if (!done && k >= 8) done = harmless_edit(&ws, k, rng);
     char *out = NULL;
     if (done) out = join(&ws);
     else if (k == 7 && ws.n > 2) {      /* harmless: lower case, no final '?' */
@@ -575,8 +781,8 @@ static char *edit(const char *t, int k, uint64_t *rng)
 
 static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_kind, set *fit)
 {
-    enum { KINDS = 8 };
-    static const int label[KINDS] = {0, 0, 0, 0, 0, 1, 1, 1};
+    enum { KINDS = 14 };
+    static const int label[KINDS] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     size_t cap = per_kind * KINDS, m = 0;
     char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
     int *y = sc_malloc(cap * sizeof *y), *tc = sc_calloc(cap, sizeof *tc);
@@ -584,10 +790,11 @@ static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_ki
     uint64_t rng = QD_SEED;
     for (size_t i = 0; i < n; i++) {
         for (int k = 0; k < KINDS; k++) {
-            if (count[k] >= per_kind) continue;
+            if (count[k] >= (k >= 8 ? g_augment_extra : per_kind)) continue;
+            if (k >= 8 && !(g_rewrite_kinds >> (k - 8) & 1)) continue;
             char *b = edit(texts[i], k, &rng);
             if (!b) continue;
-            if (count[k] < 2) fprintf(stderr, "train_verify: synthetic %d: \"%s\" / \"%s\"\n", label[k], texts[i], b);
+            if (count[k] < (k >= 8 ? 4 : 2)) fprintf(stderr, "train_verify: synthetic %d: \"%s\" / \"%s\"\n", label[k], texts[i], b);
             ta[m] = texts[i];
             tb[m] = b;
             y[m] = label[k];
@@ -597,8 +804,9 @@ static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_ki
         }
     }
     fprintf(stderr, "train_verify: synthetic pairs: number %zu, negation %zu, opposite %zu, swap %zu, "
-            "named %zu, harmless %zu+%zu+%zu\n", count[0], count[1], count[2], count[3], count[4],
-            count[5], count[6], count[7]);
+            "named %zu, harmless %zu+%zu+%zu, rewrites polite %zu how %zu contraction %zu synonym %zu "
+            "clause %zu filler %zu\n", count[0], count[1], count[2], count[3], count[4],
+            count[5], count[6], count[7], count[8], count[9], count[10], count[11], count[12], count[13]);
     int rc = add_pairs(e, de, ta, tb, y, m, tc, 2, fit, fit);
     for (size_t i = 0; i < m; i++) free(tb[i]);
     free(ta);
@@ -725,6 +933,8 @@ static void usage(FILE *o)
             "usage: train_verify [--embedder hash|use-lite] [--model-dir DIR] [--data DIR]\n"
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
             "                    [--lambda X] [--trees N] [--eta X] [--augment N-per-kind]\n"
+            "                    [--augment-rewrites N-per-kind] [--rewrite-kinds MASK] [--bank-weight N]\n"
+            "                    [--no-ablation] [--dev PAIRS.tsv]\n"
             "                    [--write embed/verify_weights.h]\n"
             "                    [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
@@ -735,7 +945,8 @@ static void usage(FILE *o)
 int main(int argc, char **argv)
 {
     const char *embedder = "hash", *model_dir = "models/use-lite/dist", *data = "../shared/data";
-    const char *write = NULL, *dump = NULL;
+    const char *write = NULL, *dump = NULL, *dev = NULL;
+    int ablation = 1;
     size_t ntrain = 8000, ncal = 3000;
     int diff_embed = 1, ntrees = 200;
     double lambda = 1.0, eta = 0.1;
@@ -743,6 +954,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--no-diff-embed")) diff_embed = 0;
+        else if (!strcmp(a, "--no-ablation")) ablation = 0;
         else if (!v) { usage(stderr); return 2; }
         else if (!strcmp(a, "--embedder")) { embedder = v; i++; }
         else if (!strcmp(a, "--model-dir")) { model_dir = v; i++; }
@@ -754,6 +966,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--lambda")) { lambda = atof(v); i++; }
         else if (!strcmp(a, "--trees")) { ntrees = atoi(v); i++; }
         else if (!strcmp(a, "--augment")) { g_augment = (size_t)atol(v); i++; }
+        else if (!strcmp(a, "--augment-rewrites")) { g_augment_extra = (size_t)atol(v); i++; }
+        else if (!strcmp(a, "--dev")) { dev = v; i++; }
+        else if (!strcmp(a, "--bank-weight")) { g_bank_weight = atoi(v); i++; }
+        else if (!strcmp(a, "--rewrite-kinds")) { g_rewrite_kinds = (unsigned)strtoul(v, NULL, 0); i++; }
         else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
     }
@@ -822,7 +1038,7 @@ int main(int argc, char **argv)
         printf(",%.4f,%.4f,%.4f\n", set_auc(&m, &cal, 0), set_auc(&m, &cal, 1), set_auc(&m, &cal, -1));
     }
     static lr best;
-    for (size_t gi = 0; gi < SC_COUNTOF(groups); gi++) {
+    for (size_t gi = 0; gi < (ablation ? SC_COUNTOF(groups) : 1); gi++) {
         static lr m;
         memset(&m, 0, sizeof m);
         for (int j = 0; j < SC_VF_COUNT; j++) m.mask[j] = 1;
@@ -886,6 +1102,61 @@ int main(int argc, char **argv)
         for (int k = 0; k < 8; k++) best.trees[t].leaf[k] = (float)(A * best.trees[t].leaf[k]);
     fprintf(stderr, "train_verify: Platt A=%.4f B=%.4f\n", A, B);
 
+    /* Held-in precision/recall at the usual thresholds, and the dev set. */
+    {
+        sc_verify_model mm = {.embedder = family, .diff_embed = diff_embed, .bias = bias,
+                              .ntrees = best.ntrees, .trees = best.trees};
+        for (int j = 0; j < SC_VF_COUNT; j++) mm.w[j] = w[j];
+        static const double th[] = {0.5, 0.6, 0.7};
+        printf("table,set,threshold,n,served,precision,recall\n");
+        for (int src = 0; src < 2; src++)
+            for (size_t t = 0; t < SC_COUNTOF(th); t++) {
+                size_t n = 0, pos = 0, hit = 0, tp = 0;
+                for (size_t i = 0; i < cal.n; i++) {
+                    if (cal.src[i] != src) continue;
+                    double p = sc_verify_model_score(&mm, cal.x[i]);
+                    n++;
+                    pos += cal.y[i];
+                    if (p >= th[t]) { hit++; tp += cal.y[i]; }
+                }
+                printf("heldin,%s_calib,%.2f,%zu,%.4f,%.4f,%.4f\n", src ? "banking77" : "qqp", th[t], n,
+                       (double)hit / n, hit ? (double)tp / hit : NAN, pos ? (double)tp / pos : NAN);
+            }
+        qd_pairs dp = {0};
+        if (dev && qd_load_lookalike(dev, &dp) == 0) {
+            uint32_t dim = sc_embedder_dim(e);
+            char **da = sc_malloc(dp.n * sizeof *da), **db = sc_malloc(dp.n * sizeof *db);
+            for (size_t i = 0; i < dp.n; i++) { da[i] = dp.v[i].a; db[i] = dp.v[i].b; }
+            float *va = sc_malloc(dp.n * dim * sizeof *va), *vb = sc_malloc(dp.n * dim * sizeof *vb);
+            double *ps = sc_malloc(dp.n * sizeof *ps);
+            int *lab = sc_malloc(dp.n * sizeof *lab);
+            if (qd_embed_all(e, da, dp.n, va) == 0 && qd_embed_all(e, db, dp.n, vb) == 0) {
+                for (size_t i = 0; i < dp.n; i++) {
+                    float x[SC_VF_COUNT];
+                    sc_verify_features(da[i], strlen(da[i]), db[i], strlen(db[i]),
+                                       qd_dot(va + i * dim, vb + i * dim, dim), diff_embed ? e : NULL, x);
+                    ps[i] = sc_verify_model_score(&mm, x);
+                    lab[i] = dp.v[i].label;
+                    if (getenv("SC_DEV_VERBOSE"))
+                        fprintf(stderr, "dev %d %-10s %.3f cos %.3f | %s | %s\n", lab[i], dp.v[i].kind, ps[i],
+                                (double)x[SC_VF_COS], da[i], db[i]);
+                }
+                printf("dev,auc,,%zu,%.4f,,\n", dp.n, qd_auc(ps, lab, dp.n));
+                for (size_t t = 0; t < SC_COUNTOF(th); t++) {
+                    size_t nl = 0, np = 0, hl = 0, hp = 0;
+                    for (size_t i = 0; i < dp.n; i++) {
+                        if (lab[i]) { np++; hp += ps[i] >= th[t]; }
+                        else { nl++; hl += ps[i] >= th[t]; }
+                    }
+                    printf("dev,lookalikes_served,%.2f,%zu,%.4f,,\ndev,paraphrases_served,%.2f,%zu,%.4f,,\n",
+                           th[t], nl, (double)hl / nl, th[t], np, (double)hp / np);
+                }
+            }
+            free(da); free(db); free(va); free(vb); free(ps); free(lab);
+            qd_free(&dp);
+        }
+    }
+
     if (write) {
         char lo[64], up[64];
         slug(family, lo, sizeof lo, 0);
@@ -896,10 +1167,12 @@ int main(int argc, char **argv)
         n += (size_t)snprintf(blk + n, sizeof blk - n,
                               "/* Embedder %s: %zu fit pairs, %zu calibration pairs.\n"
                               " * Command: build/train_verify --embedder %s%s --qqp-train %zu"
-                              " --qqp-calib %zu --lambda %g --trees %d --eta %g --augment %zu --write embed/verify_weights.h\n"
+                              " --qqp-calib %zu --lambda %g --trees %d --eta %g --augment %zu"
+                              " --augment-rewrites %zu --rewrite-kinds 0x%x --write embed/verify_weights.h\n"
                               " * Calibration curve (held-in split, after Platt scaling):\n%s */\n",
                               sc_embedder_id(e), fit.n, cal.n, embedder,
-                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, g_augment, curve);
+                              diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, g_augment,
+                              g_augment_extra, g_rewrite_kinds, curve);
         if (best.ntrees) {
             n += (size_t)snprintf(blk + n, sizeof blk - n,
                                   "static const sc_verify_tree sc_verify_trees_%s[%d] = {\n", lo,

@@ -583,9 +583,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
     if (nread < 0) {
-        if (nread == UV_EOF && c->busy) {
+        if (nread == UV_EOF && (c->busy || c->out_queued)) {
             c->eof = 1;          /* half-closed: answer, then close */
             uv_read_stop(st);
+            /* Answers still queued: on_written closes once they are out. */
+            if (!c->busy) c->closing = 1;
             return;
         }
         conn_close(c);

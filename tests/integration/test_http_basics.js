@@ -107,6 +107,28 @@ test('half-closed socket still gets its answer', async () => {
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 60));
 });
 
+// Regression: a client that half-closes after pipelining more than the
+// socket buffers hold used to lose the answers still queued in the server
+// (the EOF closed the connection at once, cancelling the pending writes).
+test('half-closed socket after many pipelined requests gets every answer', async () => {
+  const net = require('node:net');
+  const n = 100000;
+  const out = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', async () => {
+      s.pause();   /* read nothing until the server has queued its answers */
+      s.end('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
+      await new Promise((r) => setTimeout(r, 200));
+      s.resume();
+    });
+    const bufs = [];
+    s.on('data', (d) => bufs.push(d));
+    s.on('close', () => resolve(Buffer.concat(bufs).toString('latin1')));
+    s.on('error', () => {});
+  });
+  assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
+  await health();
+});
+
 test('SIGTERM stops cleanly with exit 0', async () => {
   const r = await stopServer(srv, 'SIGTERM');
   assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);

@@ -208,6 +208,10 @@ static void on_written(uv_write_t *w, int status)
         /* Not while a request is still being answered (a stream between
          * two writes): finish() closes once it is done. */
         conn_close(c);
+    } else if (!c->busy) {
+        /* Progress: the idle timeout counts from the last write, so a
+         * client reading a long answer steadily is not cut off. */
+        arm_idle_timer(c);
     }
     conn_unref(c);
 }
@@ -288,6 +292,7 @@ static void finish(sc_http_req *req)
         if (c->srv->stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
             if (c->out_queued == 0) conn_close(c);
+            else arm_idle_timer(c);   /* a reader that stalls is still closed */
         } else {
             arm_idle_timer(c);
             if (!c->processing) {

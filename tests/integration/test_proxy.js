@@ -899,6 +899,30 @@ test('streams with Connection: close or a half-closed socket are relayed whole',
   assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
 });
 
+// Regression: a prompt over the 1 MB text bound was dropped without a word
+// (completions: every such prompt got the empty prompt's exact key, so a
+// different long prompt was served the first one's answer) or rejected with
+// a misleading 400 (chat). Such requests now bypass the cache.
+test('prompts over 1 MB bypass the cache: never share an entry, never a 400', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--verify', 'off'] });
+  try {
+    const big = (ch) => ch.repeat(1100000);
+    const comp = (prompt) => json(`${s2.url}/v1/completions`, { model: 'gpt-bigprompt', prompt });
+    const a = await comp(big('a'));
+    assertEq(a.status, 200, a.text.slice(0, 200));
+    await settle();
+    const b = await comp(big('b'));
+    assertEq(b.status, 200, b.text.slice(0, 200));
+    assert(b.body.choices[0].text.startsWith('echo: bbb'), `second prompt answered with: ${b.body.choices[0].text.slice(0, 20)}`);
+    assert(b.headers.get('x-semcache') !== 'hit-exact', 'not an exact hit');
+    const c = await json(`${s2.url}/v1/chat/completions`, { model: 'gpt-bigprompt', messages: user(big('c')) });
+    assertEq(c.status, 200, c.text.slice(0, 200));
+    assert(c.body.choices[0].message.content.startsWith('echo: ccc'), 'chat answered');
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test('SIGTERM lets a stream in progress finish', async () => {
   const s2 = await startServer({ args: ['--upstream', mock.url] });
   const c2 = mkClient(s2.url);

@@ -322,6 +322,9 @@ void sc_http_respond(sc_http_req *req, int status, const char *content_type,
 {
     conn *c = req->conn_;
     req->status_ = status;
+    /* Finished here: a close while sending (output bound) must not run
+     * on_abort, whose handler would finish the request a second time. */
+    req->on_abort = NULL;
     if (!req->aborted) {
         int ka = keep_alive_for(req);
         if (!ka) c->closing = 1;
@@ -386,6 +389,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 
 void sc_http_stream_end(sc_http_req *req)
 {
+    req->on_abort = NULL;   /* finished here (see sc_http_respond) */
     if (!req->aborted && !req->conn_->closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     finish(req);
 }

@@ -721,6 +721,37 @@ test('a waiter on a streamed tool-call answer (not storable) still gets an answe
   }
 });
 
+// Regression: an answer that could not be queued (past the 64 MB output
+// bound: a client that does not read behind pipelined answers, or one huge
+// answer) closed the connection from inside sc_http_respond; the close ran
+// the proxy's on_abort, which finished the request, and sc_http_respond then
+// finished it again (heap use-after-free, a crash).
+test('an answer past the output bound closes that client, the server stays up', async () => {
+  const http = require('node:http');
+  const content = 'z'.repeat(65 << 20);
+  const up = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'big', object: 'chat.completion', created: 1, model: 'gpt-huge',
+        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+    });
+  });
+  await new Promise((r) => up.listen(0, '127.0.0.1', r));
+  const s2 = await startServer({ args: ['--upstream', `http://127.0.0.1:${up.address().port}`, '--max-upstream-body', String(128 << 20)] });
+  try {
+    const r = await json(`${s2.url}/v1/chat/completions`, { model: 'gpt-huge', messages: user('a huge answer please') })
+      .catch((e) => ({ status: 0, error: e }));
+    assert(r.status !== 200, 'not answered whole');
+    await health(s2);
+    assertEq(s2.proc.exitCode, null, `still running (stderr: ${s2.stderr().slice(-500)})`);
+  } finally {
+    await stopServer(s2);
+    up.close();
+  }
+});
+
 /* ------------------------------------------------------------------ */
 /* Pass-through                                                        */
 /* ------------------------------------------------------------------ */

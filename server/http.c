@@ -487,6 +487,9 @@ static int on_headers_complete(llhttp_t *p)
     conn *c = conn_of(p);
     sc_http_req *r = c->req;
     if (flush_header(c)) return HPE_USER;
+    /* No protocol upgrades here: ignore "Upgrade" (RFC 9110 7.8) so the
+     * bytes after this request are parsed as HTTP/1.1 again. */
+    if (p->method != HTTP_CONNECT) p->upgrade = 0;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->cfg->max_body) {
         c->err_status = 413;
         return HPE_USER;

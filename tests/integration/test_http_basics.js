@@ -95,6 +95,21 @@ test('pipelined requests are answered in order', async () => {
   assert(r.closed, 'closed after Connection: close');
 });
 
+// Regression: a request carrying "Connection: Upgrade" (curl --http2 on an
+// http:// URL sends "Upgrade: h2c") left llhttp in the upgraded state, so the
+// next request on the connection was answered 400 and the connection closed.
+// The server does not upgrade: the header is ignored.
+test('an Upgrade request header is ignored; the connection stays HTTP/1.1', async () => {
+  const up = 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n';
+  const r = await rawExchange(srv.port, up + 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  const statuses = [...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  assertEq(statuses.join(','), '200,200');
+  const body = JSON.stringify({ a: 1 });
+  const r2 = await rawExchange(srv.port, `POST /cache/lookup HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+    'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assertEq([...r2.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]).join(','), '400,200');
+});
+
 test('half-closed socket still gets its answer', async () => {
   const net = require('node:net');
   const data = await new Promise((resolve) => {

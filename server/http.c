@@ -707,7 +707,8 @@ void sc_http_server_stop(sc_http_server *s, void (*done)(void *arg), void *arg)
     s->stop_done = done;
     s->stop_arg = arg;
     for (conn *c = s->conns; c; c = c->next) {
-        if (!c->busy) conn_close(c);
+        /* Answers still queued go out first: on_written closes then. */
+        if (!c->busy && !c->out_queued) conn_close(c);
         else c->closing = 1;
     }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);

@@ -166,6 +166,31 @@ test('a client reading its answers slowly but steadily is not cut at the idle ti
   assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
 });
 
+// Regression: a graceful stop closed every connection without a request in
+// progress at once, dropping answers already queued for a client that had
+// not read them yet.
+test('SIGTERM delivers the answers already queued before closing', async () => {
+  const net = require('node:net');
+  const s2 = await startServer({ args: ['--idle-timeout-ms', '5000'] });
+  const n = 100000;
+  const sock = net.connect(s2.port, '127.0.0.1');
+  sock.pause();
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.write('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
+  await new Promise((r) => setTimeout(r, 500));   /* answered, mostly still queued */
+  const exited = stopServer(s2, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  const bufs = [];
+  sock.on('data', (d) => bufs.push(d));
+  const closed = new Promise((r) => sock.on('close', r));
+  sock.resume();
+  await closed;
+  const out = Buffer.concat(bufs).toString('latin1');
+  assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
+  assertEq((await exited).code, 0, 'clean exit');
+});
+
 test('SIGTERM stops cleanly with exit 0', async () => {
   const r = await stopServer(srv, 'SIGTERM');
   assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);

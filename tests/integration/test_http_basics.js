@@ -178,7 +178,7 @@ test('SIGTERM delivers the answers already queued before closing', async () => {
   sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   sock.write('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
-  await new Promise((r) => setTimeout(r, 500));   /* answered, mostly still queued */
+  await new Promise((r) => setTimeout(r, 2000));   /* all answered, mostly still queued */
   const exited = stopServer(s2, 'SIGTERM');
   await new Promise((r) => setTimeout(r, 300));
   const bufs = [];

@@ -501,31 +501,39 @@ static void on_up_done(void *ctx, const sc_route_result *r)
     if (p) preq_free(p);
 }
 
+/* 1 when a client other than p still waits for the flight's answer. */
+static int wanted_by_others(const flight *f, const preq *p)
+{
+    if (f->leader && f->leader != p && f->leader->req) return 1;
+    for (const preq *w = f->waiters; w; w = w->next_waiter)
+        if (w != p && w->req) return 1;
+    return 0;
+}
+
 static void on_client_abort(sc_http_req *req)
 {
     preq *p = req->user;
     flight *f = p->fl;
     if (!f) return;   /* still in the lookup job: its done() sees aborted */
-    if (f->leader == p) {
-        if (f->waiters == NULL && f->call) {
-            /* Nobody else wants the answer: stop the upstream transfer. */
-            sc_route_cancel(f->call);
-            f->call = NULL;
-            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
-            sc_http_stream_end(p->req);   /* finishes the aborted request */
-            p->req = NULL;
-            flight_free(f);
-            preq_free(p);
-            return;
-        }
-        /* Others wait: keep the call, stop writing to this client. */
-        sc_http_stream_end(p->req);
-        p->req = NULL;
-    } else {
-        /* A waiter left: finish its request now; it stays queued. */
-        sc_http_stream_end(p->req);
-        p->req = NULL;
+    /* Nobody else wants the answer (none queued, or all of them left):
+     * stop the upstream transfer. */
+    int abandon = f->call && !wanted_by_others(f, p);
+    if (abandon && f->leader == p) record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
+    /* Finish this request now; a waiter stays queued, a leader keeps its
+     * place while others wait. */
+    sc_http_stream_end(p->req);
+    p->req = NULL;
+    if (!abandon) return;
+    sc_route_cancel(f->call);
+    f->call = NULL;
+    if (f->leader != p) record_outcome(f->leader, SC_OUT_ERROR, 0, 0, 0);   /* left earlier, uncounted */
+    for (preq *w = f->waiters, *next; w; w = next) {
+        next = w->next_waiter;
+        preq_free(w);
     }
+    f->waiters = NULL;
+    preq_free(f->leader);
+    flight_free(f);
 }
 
 static void start_upstream(preq *p, const char *body, size_t body_len)

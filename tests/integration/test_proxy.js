@@ -561,6 +561,51 @@ test('a leader leaving mid-stream does not cancel the call a waiter shares', asy
   assertEq(again.content, w.content);
 });
 
+// Regression: the upstream call was cancelled only when its leader left
+// with no waiter queued, even if every queued waiter had already left (or
+// the leader left first and then the last waiter): the call then ran to its
+// end for nobody.
+test('the last client of a shared call leaving cancels it, whoever leaves last', async () => {
+  const inFlight = async () => {
+    const st = await fetch(`${srv.url}/stats`).then((r) => r.json());
+    return ((st.upstreams || []).find((u) => u.name === 'default') || {}).in_flight;
+  };
+  for (const leaderFirst of [false, true]) {
+    const m = model();
+    const before = calls();
+    const q = user('one two three four five six seven eight nine ten eleven twelve thirteen fourteen');
+    mock.plan(['slowstream:200']);
+    const acL = new AbortController(), acW = new AbortController();
+    let leaderChunks = 0;
+    const leader = (async () => {
+      const { data } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+        { signal: acL.signal }).withResponse();
+      try { for await (const _ of data) leaderChunks++; } catch (_) { /* aborted */ }
+    })();
+    await settle();
+    // The waiter (non-streamed: nothing is written to it until the end) must
+    // reset its socket to be noticed: a plain FIN reads as a half-close.
+    const wsock = net.connect(srv.port, '127.0.0.1');
+    wsock.on('error', () => {});
+    const wbody = JSON.stringify({ model: m, messages: q });
+    wsock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(wbody)}\r\n\r\n${wbody}`);
+    acW.signal.addEventListener('abort', () => wsock.resetAndDestroy());
+    const waiter = new Promise((r) => wsock.on('close', r));
+    const t0 = Date.now();
+    await sleep(200);
+    (leaderFirst ? acL : acW).abort();
+    await sleep(200);
+    (leaderFirst ? acW : acL).abort();
+    await Promise.all([leader, waiter]);
+    let n = await inFlight();
+    while (n !== 0 && Date.now() - t0 < 2000) { await sleep(50); n = await inFlight(); }
+    assertEq(n, 0, `upstream call still in flight after both clients left (leader first: ${leaderFirst})`);
+    assert(Date.now() - t0 < 2000, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
+    assertEq(calls() - before, 1, 'one shared call');
+  }
+  await health();
+});
+
 test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
   const m = model();
   const before = calls();

@@ -399,6 +399,25 @@ test('upstream 429 after retries -> 429 to the client', async () => {
   assertEq(ok.h.get('x-semcache'), 'miss');
 });
 
+// Regression: the 429 relayed after the upstream asked to wait longer than
+// the route waits (Retry-After over 10 s) dropped the Retry-After, so clients
+// retried at once (route.h: send res->retry_after_ms as Retry-After).
+test('upstream 429 with a long Retry-After -> 429 to the client with Retry-After', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url] });   /* its own breaker */
+  try {
+    mock.plan(['429:30']);
+    const r = await json(`${s2.url}/v1/chat/completions`, { model: model(), messages: user('Rate limited for long') });
+    assertEq(r.status, 429, r.text);
+    assertEq(r.headers.get('retry-after'), '30');
+    mock.plan(['429:30']);
+    const p = await json(`${s2.url}/v1/models`, undefined, { method: 'GET' });
+    assertEq(p.status, 429, p.text);
+    assertEq(p.headers.get('retry-after'), '30', 'pass-through too');
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   const m = model();
   const before = calls();

@@ -126,7 +126,9 @@ int sc_fp_request(int kind, json_t *body, uint64_t *fp, char **prompt, size_t *p
             uncachable = 1;   /* e.g. a tool result: the answer depends on it */
         } else {
             rc = content_text(json_object_get(last, "content"), &text, &other);
-            if (rc) {
+            if (rc == SC_ETOOBIG) {
+                uncachable = 1;   /* a prompt past the text bound: not cached */
+            } else if (rc) {
                 snprintf(err, errlen, "the last user message has no usable text content");
                 rc = SC_EINVAL;
                 goto out;
@@ -142,7 +144,8 @@ int sc_fp_request(int kind, json_t *body, uint64_t *fp, char **prompt, size_t *p
         if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0)))
             p = json_array_get(p, 0);
         if (json_is_string(p)) {
-            sc_buf_append(&text, json_string_value(p), json_string_length(p));
+            /* Past the text bound: not cached (never the empty prompt's key). */
+            if (sc_buf_append(&text, json_string_value(p), json_string_length(p))) uncachable = 1;
         } else if (json_is_array(p)) {
             uncachable = 1;
         } else {

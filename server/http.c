@@ -208,6 +208,10 @@ static void on_written(uv_write_t *w, int status)
         /* Not while a request is still being answered (a stream between
          * two writes): finish() closes once it is done. */
         conn_close(c);
+    } else if (!c->busy) {
+        /* Progress: the idle timeout counts from the last write, so a
+         * client reading a long answer steadily is not cut off. */
+        arm_idle_timer(c);
     }
     conn_unref(c);
 }
@@ -288,6 +292,7 @@ static void finish(sc_http_req *req)
         if (c->srv->stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
             if (c->out_queued == 0) conn_close(c);
+            else arm_idle_timer(c);   /* a reader that stalls is still closed */
         } else {
             arm_idle_timer(c);
             if (!c->processing) {
@@ -317,6 +322,9 @@ void sc_http_respond(sc_http_req *req, int status, const char *content_type,
 {
     conn *c = req->conn_;
     req->status_ = status;
+    /* Finished here: a close while sending (output bound) must not run
+     * on_abort, whose handler would finish the request a second time. */
+    req->on_abort = NULL;
     if (!req->aborted) {
         int ka = keep_alive_for(req);
         if (!ka) c->closing = 1;
@@ -381,6 +389,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 
 void sc_http_stream_end(sc_http_req *req)
 {
+    req->on_abort = NULL;   /* finished here (see sc_http_respond) */
     if (!req->aborted && !req->conn_->closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     finish(req);
 }
@@ -478,6 +487,9 @@ static int on_headers_complete(llhttp_t *p)
     conn *c = conn_of(p);
     sc_http_req *r = c->req;
     if (flush_header(c)) return HPE_USER;
+    /* No protocol upgrades here: ignore "Upgrade" (RFC 9110 7.8) so the
+     * bytes after this request are parsed as HTTP/1.1 again. */
+    if (p->method != HTTP_CONNECT) p->upgrade = 0;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > (uint64_t)c->srv->cfg->max_body) {
         c->err_status = 413;
         return HPE_USER;
@@ -583,9 +595,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
     if (nread < 0) {
-        if (nread == UV_EOF && c->busy) {
+        if (nread == UV_EOF && (c->busy || c->out_queued)) {
             c->eof = 1;          /* half-closed: answer, then close */
             uv_read_stop(st);
+            /* Answers still queued: on_written closes once they are out. */
+            if (!c->busy) c->closing = 1;
             return;
         }
         conn_close(c);
@@ -693,7 +707,8 @@ void sc_http_server_stop(sc_http_server *s, void (*done)(void *arg), void *arg)
     s->stop_done = done;
     s->stop_arg = arg;
     for (conn *c = s->conns; c; c = c->next) {
-        if (!c->busy) conn_close(c);
+        /* Answers still queued go out first: on_written closes then. */
+        if (!c->busy && !c->out_queued) conn_close(c);
         else c->closing = 1;
     }
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);

@@ -326,19 +326,30 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
  * The upstream call
  * ------------------------------------------------------------------- */
 
-static void fail_request(preq *p, int status, const char *code, const char *msg)
+/* Sends an upstream failure: sc_http_error's body, plus X-Semcache (every
+ * answer carries it) and Retry-After when the upstream asked for a wait
+ * (retry_after_ms >= 0 on a 429 or 503; route.h). Finishes req. */
+static void send_failure(sc_http_req *req, int status, const char *code, const char *msg, const char *outcome,
+                         long long retry_after_ms)
+{
+    char headers[128];
+    int n = snprintf(headers, sizeof headers, "X-Semcache: %s\r\n", outcome);
+    if (retry_after_ms >= 0 && (status == 429 || status == 503))
+        snprintf(headers + n, sizeof headers - (size_t)n, "Retry-After: %lld\r\n", (retry_after_ms + 999) / 1000);
+    json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type",
+                          status == 504 ? "timeout_error" : "upstream_error", "code", code);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s) sc_http_respond(req, status, "application/json", headers, s, strlen(s));
+    else sc_http_error(req, status, "upstream_error", code, "%s", msg);
+    free(s);
+}
+
+static void fail_request(preq *p, int status, const char *code, const char *msg, long long retry_after_ms)
 {
     record_outcome(p, SC_OUT_ERROR, 0, 0, 0);
     if (p->req) {
-        /* sc_http_error's body, plus X-Semcache (every answer carries it). */
-        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type",
-                              status == 504 ? "timeout_error" : "upstream_error", "code", code);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        if (s) sc_http_respond(p->req, status, "application/json", p->bypass ? "X-Semcache: bypass\r\n" : "X-Semcache: miss\r\n",
-                               s, strlen(s));
-        else sc_http_error(p->req, status, "upstream_error", code, "%s", msg);
-        free(s);
+        send_failure(p->req, status, code, msg, p->bypass ? "bypass" : "miss", retry_after_ms);
         p->req = NULL;
     }
 }
@@ -417,7 +428,7 @@ static void finish_waiters(flight *f, int status, const char *body, size_t len, 
                 sc_http_respond(w->req, status, ctype ? ctype : "application/json", headers, body, len);
                 w->req = NULL;
             } else {
-                fail_request(w, 502, "upstream_failed", "the shared upstream call failed");
+                fail_request(w, 502, "upstream_failed", "the shared upstream call failed", -1);
             }
         }
         preq_free(w);
@@ -480,7 +491,9 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         /* Every target failed before anything was relayed. */
         char msg[1024];
         snprintf(msg, sizeof msg, "upstream failed: %s", r->message ? r->message : sc_strerror(r->err));
-        if (p) fail_request(p, err_status(r), r->err == SC_ETIMEOUT ? "upstream_timeout" : "upstream_failed", msg);
+        if (p)
+            fail_request(p, err_status(r), r->err == SC_ETIMEOUT ? "upstream_timeout" : "upstream_failed", msg,
+                         r->retry_after_ms);
         finish_waiters(f, 0, NULL, 0, NULL);
     }
 
@@ -501,31 +514,39 @@ static void on_up_done(void *ctx, const sc_route_result *r)
     if (p) preq_free(p);
 }
 
+/* 1 when a client other than p still waits for the flight's answer. */
+static int wanted_by_others(const flight *f, const preq *p)
+{
+    if (f->leader && f->leader != p && f->leader->req) return 1;
+    for (const preq *w = f->waiters; w; w = w->next_waiter)
+        if (w != p && w->req) return 1;
+    return 0;
+}
+
 static void on_client_abort(sc_http_req *req)
 {
     preq *p = req->user;
     flight *f = p->fl;
     if (!f) return;   /* still in the lookup job: its done() sees aborted */
-    if (f->leader == p) {
-        if (f->waiters == NULL && f->call) {
-            /* Nobody else wants the answer: stop the upstream transfer. */
-            sc_route_cancel(f->call);
-            f->call = NULL;
-            record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
-            sc_http_stream_end(p->req);   /* finishes the aborted request */
-            p->req = NULL;
-            flight_free(f);
-            preq_free(p);
-            return;
-        }
-        /* Others wait: keep the call, stop writing to this client. */
-        sc_http_stream_end(p->req);
-        p->req = NULL;
-    } else {
-        /* A waiter left: finish its request now; it stays queued. */
-        sc_http_stream_end(p->req);
-        p->req = NULL;
+    /* Nobody else wants the answer (none queued, or all of them left):
+     * stop the upstream transfer. */
+    int abandon = f->call && !wanted_by_others(f, p);
+    if (abandon && f->leader == p) record_outcome(p, SC_OUT_ERROR, 0, 0, 0);   /* before the access log runs */
+    /* Finish this request now; a waiter stays queued, a leader keeps its
+     * place while others wait. */
+    sc_http_stream_end(p->req);
+    p->req = NULL;
+    if (!abandon) return;
+    sc_route_cancel(f->call);
+    f->call = NULL;
+    if (f->leader != p) record_outcome(f->leader, SC_OUT_ERROR, 0, 0, 0);   /* left earlier, uncounted */
+    for (preq *w = f->waiters, *next; w; w = next) {
+        next = w->next_waiter;
+        preq_free(w);
     }
+    f->waiters = NULL;
+    preq_free(f->leader);
+    flight_free(f);
 }
 
 /* Client headers that address the upstream account (not the cache): they
@@ -581,7 +602,7 @@ static void start_upstream(preq *p, const char *body, size_t body_len)
     int rc = sc_route_request(p->srv->route, &rr, &cb, f, &f->call);
     free(send);
     if (rc) {
-        fail_request(p, 500, "route_error", "could not start the upstream call");
+        fail_request(p, 500, "route_error", "could not start the upstream call", -1);
         flight_free(f);
         preq_free(p);
     }
@@ -843,8 +864,9 @@ static void pass_done(void *ctx, const sc_route_result *r)
             sc_http_respond(ps->req, ps->status, ps->ctype, "X-Semcache: bypass\r\n",
                             ps->body.data ? ps->body.data : "", ps->body.len);
         } else {
-            sc_http_error(ps->req, err_status(r), "upstream_error", "upstream_failed", "upstream failed: %s",
-                          r->message ? r->message : sc_strerror(r->err));
+            char msg[1024];
+            snprintf(msg, sizeof msg, "upstream failed: %s", r->message ? r->message : sc_strerror(r->err));
+            send_failure(ps->req, err_status(r), "upstream_failed", msg, "bypass", r->retry_after_ms);
         }
     }
     free(ps->ctype);

@@ -95,6 +95,21 @@ test('pipelined requests are answered in order', async () => {
   assert(r.closed, 'closed after Connection: close');
 });
 
+// Regression: a request carrying "Connection: Upgrade" (curl --http2 on an
+// http:// URL sends "Upgrade: h2c") left llhttp in the upgraded state, so the
+// next request on the connection was answered 400 and the connection closed.
+// The server does not upgrade: the header is ignored.
+test('an Upgrade request header is ignored; the connection stays HTTP/1.1', async () => {
+  const up = 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n';
+  const r = await rawExchange(srv.port, up + 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  const statuses = [...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+  assertEq(statuses.join(','), '200,200');
+  const body = JSON.stringify({ a: 1 });
+  const r2 = await rawExchange(srv.port, `POST /cache/lookup HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+    'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  assertEq([...r2.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]).join(','), '400,200');
+});
+
 test('half-closed socket still gets its answer', async () => {
   const net = require('node:net');
   const data = await new Promise((resolve) => {
@@ -105,6 +120,75 @@ test('half-closed socket still gets its answer', async () => {
     s.on('error', () => resolve(out));
   });
   assert(data.startsWith('HTTP/1.1 200'), data.slice(0, 60));
+});
+
+// Regression: a client that half-closes after pipelining more than the
+// socket buffers hold used to lose the answers still queued in the server
+// (the EOF closed the connection at once, cancelling the pending writes).
+test('half-closed socket after many pipelined requests gets every answer', async () => {
+  const net = require('node:net');
+  const n = 100000;
+  const out = await new Promise((resolve) => {
+    const s = net.connect(srv.port, '127.0.0.1', async () => {
+      s.pause();   /* read nothing until the server has queued its answers */
+      s.end('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
+      await new Promise((r) => setTimeout(r, 200));
+      s.resume();
+    });
+    const bufs = [];
+    s.on('data', (d) => bufs.push(d));
+    s.on('close', () => resolve(Buffer.concat(bufs).toString('latin1')));
+    s.on('error', () => {});
+  });
+  assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
+  await health();
+});
+
+// Regression: the idle timer ran from the last request, not from the last
+// write, so a client still reading its answers (for longer than the idle
+// timeout, but steadily) was cut off with answers still queued.
+test('a client reading its answers slowly but steadily is not cut at the idle timeout', async () => {
+  const net = require('node:net');
+  const n = 100000;   /* about 18 MB of answers: far more than the socket buffers hold */
+  const out = await new Promise((resolve) => {
+    const bufs = [];
+    const s = net.connect(srv.port, '127.0.0.1', () => {
+      s.write('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
+    });
+    s.on('data', (d) => {   /* about 64 KB per 5 ms: over a second in all, above the 400 ms idle timeout */
+      bufs.push(d);
+      s.pause();
+      setTimeout(() => s.resume(), 5);
+    });
+    s.on('close', () => resolve(Buffer.concat(bufs).toString('latin1')));   /* the idle close, once all is read */
+    s.on('error', () => {});
+  });
+  assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
+});
+
+// Regression: a graceful stop closed every connection without a request in
+// progress at once, dropping answers already queued for a client that had
+// not read them yet.
+test('SIGTERM delivers the answers already queued before closing', async () => {
+  const net = require('node:net');
+  const s2 = await startServer({ args: ['--idle-timeout-ms', '5000'] });
+  const n = 100000;
+  const sock = net.connect(s2.port, '127.0.0.1');
+  sock.pause();
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.write('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
+  await new Promise((r) => setTimeout(r, 2000));   /* all answered, mostly still queued */
+  const exited = stopServer(s2, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  const bufs = [];
+  sock.on('data', (d) => bufs.push(d));
+  const closed = new Promise((r) => sock.on('close', r));
+  sock.resume();
+  await closed;
+  const out = Buffer.concat(bufs).toString('latin1');
+  assertEq((out.match(/HTTP\/1\.1 200/g) || []).length, n, 'answers received');
+  assertEq((await exited).code, 0, 'clean exit');
 });
 
 test('SIGTERM stops cleanly with exit 0', async () => {

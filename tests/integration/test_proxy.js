@@ -399,6 +399,25 @@ test('upstream 429 after retries -> 429 to the client', async () => {
   assertEq(ok.h.get('x-semcache'), 'miss');
 });
 
+// Regression: the 429 relayed after the upstream asked to wait longer than
+// the route waits (Retry-After over 10 s) dropped the Retry-After, so clients
+// retried at once (route.h: send res->retry_after_ms as Retry-After).
+test('upstream 429 with a long Retry-After -> 429 to the client with Retry-After', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url] });   /* its own breaker */
+  try {
+    mock.plan(['429:30']);
+    const r = await json(`${s2.url}/v1/chat/completions`, { model: model(), messages: user('Rate limited for long') });
+    assertEq(r.status, 429, r.text);
+    assertEq(r.headers.get('retry-after'), '30');
+    mock.plan(['429:30']);
+    const p = await json(`${s2.url}/v1/models`, undefined, { method: 'GET' });
+    assertEq(p.status, 429, p.text);
+    assertEq(p.headers.get('retry-after'), '30', 'pass-through too');
+  } finally {
+    await stopServer(s2);
+  }
+});
+
 test('upstream 500 -> retried, then 502 naming what was tried', async () => {
   const m = model();
   const before = calls();
@@ -559,6 +578,51 @@ test('a leader leaving mid-stream does not cancel the call a waiter shares', asy
   const again = await chat({ model: m, messages: q });
   assertEq(again.h.get('x-semcache'), 'hit-exact', 'the completed stream was stored');
   assertEq(again.content, w.content);
+});
+
+// Regression: the upstream call was cancelled only when its leader left
+// with no waiter queued, even if every queued waiter had already left (or
+// the leader left first and then the last waiter): the call then ran to its
+// end for nobody.
+test('the last client of a shared call leaving cancels it, whoever leaves last', async () => {
+  const inFlight = async () => {
+    const st = await fetch(`${srv.url}/stats`).then((r) => r.json());
+    return ((st.upstreams || []).find((u) => u.name === 'default') || {}).in_flight;
+  };
+  for (const leaderFirst of [false, true]) {
+    const m = model();
+    const before = calls();
+    const q = user('one two three four five six seven eight nine ten eleven twelve thirteen fourteen');
+    mock.plan(['slowstream:200']);
+    const acL = new AbortController(), acW = new AbortController();
+    let leaderChunks = 0;
+    const leader = (async () => {
+      const { data } = await client.chat.completions.create({ model: m, messages: q, stream: true },
+        { signal: acL.signal }).withResponse();
+      try { for await (const _ of data) leaderChunks++; } catch (_) { /* aborted */ }
+    })();
+    await settle();
+    // The waiter (non-streamed: nothing is written to it until the end) must
+    // reset its socket to be noticed: a plain FIN reads as a half-close.
+    const wsock = net.connect(srv.port, '127.0.0.1');
+    wsock.on('error', () => {});
+    const wbody = JSON.stringify({ model: m, messages: q });
+    wsock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(wbody)}\r\n\r\n${wbody}`);
+    acW.signal.addEventListener('abort', () => wsock.resetAndDestroy());
+    const waiter = new Promise((r) => wsock.on('close', r));
+    const t0 = Date.now();
+    await sleep(200);
+    (leaderFirst ? acL : acW).abort();
+    await sleep(200);
+    (leaderFirst ? acW : acL).abort();
+    await Promise.all([leader, waiter]);
+    let n = await inFlight();
+    while (n !== 0 && Date.now() - t0 < 2000) { await sleep(50); n = await inFlight(); }
+    assertEq(n, 0, `upstream call still in flight after both clients left (leader first: ${leaderFirst})`);
+    assert(Date.now() - t0 < 2000, `cancel took ${Date.now() - t0} ms (the full stream is ~3 s)`);
+    assertEq(calls() - before, 1, 'one shared call');
+  }
+  await health();
 });
 
 test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
@@ -731,6 +795,37 @@ test('a waiter on a streamed tool-call answer (not storable) still gets an answe
     assertEq(h.response.headers.get('x-semcache'), 'hit-exact');
     assertEq(h.data.choices[0].message.tool_calls[0].function.arguments, '{"city":"Oslo"}');
     assertEq(n, 2);
+  } finally {
+    await stopServer(s2);
+    up.close();
+  }
+});
+
+// Regression: an answer that could not be queued (past the 64 MB output
+// bound: a client that does not read behind pipelined answers, or one huge
+// answer) closed the connection from inside sc_http_respond; the close ran
+// the proxy's on_abort, which finished the request, and sc_http_respond then
+// finished it again (heap use-after-free, a crash).
+test('an answer past the output bound closes that client, the server stays up', async () => {
+  const http = require('node:http');
+  const content = 'z'.repeat(65 << 20);
+  const up = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'big', object: 'chat.completion', created: 1, model: 'gpt-huge',
+        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }));
+    });
+  });
+  await new Promise((r) => up.listen(0, '127.0.0.1', r));
+  const s2 = await startServer({ args: ['--upstream', `http://127.0.0.1:${up.address().port}`, '--max-upstream-body', String(128 << 20)] });
+  try {
+    const r = await json(`${s2.url}/v1/chat/completions`, { model: 'gpt-huge', messages: user('a huge answer please') })
+      .catch((e) => ({ status: 0, error: e }));
+    assert(r.status !== 200, 'not answered whole');
+    await health(s2);
+    assertEq(s2.proc.exitCode, null, `still running (stderr: ${s2.stderr().slice(-500)})`);
   } finally {
     await stopServer(s2);
     up.close();
@@ -913,6 +1008,30 @@ test('streams with Connection: close or a half-closed socket are relayed whole',
   // All completed, so all were stored.
   assertEq((await chat({ model: m, messages: user('close after this stream') })).h.get('x-semcache'), 'hit-exact');
   assertEq((await chat({ model: m, messages: user('half closed stream') })).h.get('x-semcache'), 'hit-exact');
+});
+
+// Regression: a prompt over the 1 MB text bound was dropped without a word
+// (completions: every such prompt got the empty prompt's exact key, so a
+// different long prompt was served the first one's answer) or rejected with
+// a misleading 400 (chat). Such requests now bypass the cache.
+test('prompts over 1 MB bypass the cache: never share an entry, never a 400', async () => {
+  const s2 = await startServer({ args: ['--upstream', mock.url, '--verify', 'off'] });
+  try {
+    const big = (ch) => ch.repeat(1100000);
+    const comp = (prompt) => json(`${s2.url}/v1/completions`, { model: 'gpt-bigprompt', prompt });
+    const a = await comp(big('a'));
+    assertEq(a.status, 200, a.text.slice(0, 200));
+    await settle();
+    const b = await comp(big('b'));
+    assertEq(b.status, 200, b.text.slice(0, 200));
+    assert(b.body.choices[0].text.startsWith('echo: bbb'), `second prompt answered with: ${b.body.choices[0].text.slice(0, 20)}`);
+    assert(b.headers.get('x-semcache') !== 'hit-exact', 'not an exact hit');
+    const c = await json(`${s2.url}/v1/chat/completions`, { model: 'gpt-bigprompt', messages: user(big('c')) });
+    assertEq(c.status, 200, c.text.slice(0, 200));
+    assert(c.body.choices[0].message.content.startsWith('echo: ccc'), 'chat answered');
+  } finally {
+    await stopServer(s2);
+  }
 });
 
 test('SIGTERM lets a stream in progress finish', async () => {

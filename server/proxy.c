@@ -460,7 +460,9 @@ static void on_up_done(void *ctx, const sc_route_result *r)
                                  r->err ? sc_strerror(r->err) : "no [DONE]");
                 sc_http_stream_write(p->req, ev, (size_t)n);
             }
-            sc_http_stream_end(p->req);
+            /* The write may have closed the client (output bound), and
+             * on_client_abort then finished the request already. */
+            if (p->req) sc_http_stream_end(p->req);
             p->req = NULL;
         }
         if (store_body) finish_waiters(f, 200, store_body, store_len, "application/json");

@@ -732,11 +732,13 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
         return;
     }
     /* Identical bytes answered before: no parse, no LMDB. Requests with
-     * Cache-Control skip the memo (no-cache must not be served from it). */
+     * Cache-Control (no-cache must not be served from it) or X-Semcache-*
+     * controls (validated on the full path) skip the memo. */
     char *memo_key = NULL;
     size_t memo_klen = 0;
     uint64_t memo_gen = 0;
-    if (srv->memo && !sc_http_header(req, "cache-control")) {
+    if (srv->memo && !sc_http_header(req, "cache-control") && !sc_http_header(req, "x-semcache-threshold") &&
+        !sc_http_header(req, "x-semcache-ttl")) {
         const char *mns = sc_server_namespace(srv, req, NULL, 0);
         if (!mns) return;
         size_t nl = strlen(mns);

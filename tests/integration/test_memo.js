@@ -120,6 +120,17 @@ test('a streamed request gets SSE from the memo too', async () => {
   assertEq(s2.text, s1.text);
 });
 
+test('a bad X-Semcache-Threshold gets its 400 even when the memo holds the answer', async () => {
+  const b = body('memo question nine');
+  await ask(b);
+  await sleep(300);
+  assertEq((await ask(b)).outcome, 'hit-exact');
+  assertEq((await ask(b)).outcome, 'hit-exact');
+  const r = await ask(b, { 'x-semcache-threshold': 'abc' });
+  assertEq(r.status, 400);
+  assert(r.text.includes('X-Semcache-Threshold'), r.text);
+});
+
 test('stop', async () => { await mock.close(); });
 
 run();

@@ -583,14 +583,6 @@ static void process(conn *c)
     c->processing = 0;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    (void)suggested;
-    static char slab[65536];   /* loop thread only; consumed in on_read */
-    *buf = uv_buf_init(slab, sizeof slab);
-}
-
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
@@ -655,7 +647,7 @@ static void on_connection(uv_stream_t *ls, int status)
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     arm_idle_timer(c);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    uv_read_start((uv_stream_t *)&c->tcp, sc_listen_alloc, on_read);
 }
 
 /* ---------------------------------------------------------------------

@@ -30,3 +30,11 @@ int sc_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *bind, long long po
                                        : ntohs(((struct sockaddr_in *)&got)->sin_port);
     return SC_OK;
 }
+
+void sc_listen_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    static char slab[65536];
+    *buf = uv_buf_init(slab, sizeof slab);
+}

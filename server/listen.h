@@ -13,4 +13,8 @@
 int sc_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *bind, long long port, uv_connection_cb cb,
                   const char *what, int *bound, char *err, size_t errlen);
 
+/* uv_alloc_cb for listeners whose read callback consumes (copies) the
+ * bytes before returning: one 64 KiB slab, loop thread only. */
+void sc_listen_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
 #endif

@@ -1055,14 +1055,13 @@ static void conn_close(conn *c)
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 /* Reads while there is room for input and the connection is live. */
 static void update_reading(conn *c)
 {
     int want = !c->closed && !c->closing && !c->eof && c->in.len < IN_HIGH;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->tcp, sc_listen_alloc, on_read) == 0) c->reading = 1;
     } else if (!want && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -1339,14 +1338,6 @@ static void process(conn *c)
     if (!c->closed && c->closing && c->out_queued == 0 && !c->busy) conn_close(c);
     if (!c->closed) update_reading(c);
     c->processing = 0;
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    (void)h;
-    (void)suggested;
-    static char slab[65536]; /* loop thread only; consumed in on_read */
-    *buf = uv_buf_init(slab, sizeof slab);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)

@@ -46,11 +46,13 @@ function freePort() {
 }
 
 const servers = new Set();
+// The semcached binary under test (tests/run.sh sets SEMCACHED_BIN).
+const semcachedBin = process.env.SEMCACHED_BIN || path.resolve(__dirname, '../../build/semcached');
 
 // Starts semcached; resolves once /healthz answers. opts.args: extra flags;
 // opts.dataDir: reuse a data dir (restart tests).
 async function startServer(opts = {}) {
-  const bin = process.env.SEMCACHED_BIN || path.resolve(__dirname, '../../build/semcached');
+  const bin = semcachedBin;
   const port = await freePort();
   const respPort = opts.resp === false ? 0 : await freePort();
   const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'sc_it_'));
@@ -123,4 +125,4 @@ async function json(url, body, { method = 'POST', headers = {} } = {}) {
   return { status: r.status, headers: r.headers, text, body: parsed };
 }
 
-module.exports = { test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, assert, assertEq, json };
+module.exports = { semcachedBin, test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, assert, assertEq, json };

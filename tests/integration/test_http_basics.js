@@ -4,7 +4,7 @@
 // pipelining, half-closed sockets, and a clean stop on SIGTERM.
 'use strict';
 const { spawnSync } = require('node:child_process');
-const { test, run, startServer, stopServer, rawExchange, assert, assertEq, json } = require('./lib');
+const { semcachedBin, test, run, startServer, stopServer, rawExchange, assert, assertEq, json } = require('./lib');
 
 let srv;
 const health = async () => assertEq((await fetch(`${srv.url}/healthz`)).status, 200, 'still healthy');
@@ -24,22 +24,22 @@ test('unknown path is a JSON 404 naming the path', async () => {
 });
 
 test('--no-such-flag exits 2 naming the flag', async () => {
-  const r = spawnSync(process.env.SEMCACHED_BIN, ['--no-such-flag', '1'], { encoding: 'utf8' });
+  const r = spawnSync(semcachedBin, ['--no-such-flag', '1'], { encoding: 'utf8' });
   assertEq(r.status, 2);
   assert(r.stderr.includes('--no-such-flag'), r.stderr);
 });
 
 test('bad value exits 2 naming the option', async () => {
-  const r = spawnSync(process.env.SEMCACHED_BIN, ['--port', 'abc'], { encoding: 'utf8' });
+  const r = spawnSync(semcachedBin, ['--port', 'abc'], { encoding: 'utf8' });
   assertEq(r.status, 2);
   assert(r.stderr.includes("'port'"), r.stderr);
-  const r2 = spawnSync(process.env.SEMCACHED_BIN, ['--threshold', '1.5'], { encoding: 'utf8' });
+  const r2 = spawnSync(semcachedBin, ['--threshold', '1.5'], { encoding: 'utf8' });
   assertEq(r2.status, 2);
   assert(r2.stderr.includes('threshold'), r2.stderr);
 });
 
 test('--help prints usage to stdout and exits 0', async () => {
-  const r = spawnSync(process.env.SEMCACHED_BIN, ['--help'], { encoding: 'utf8' });
+  const r = spawnSync(semcachedBin, ['--help'], { encoding: 'utf8' });
   assertEq(r.status, 0);
   assert(r.stdout.includes('--resp-port') && r.stdout.includes('--threshold'), 'lists options');
 });

@@ -731,6 +731,8 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
                       req->method, req->path);
         return;
     }
+    const char *ns = sc_server_namespace(srv, req, NULL, 0);
+    if (!ns) return;
     /* Identical bytes answered before: no parse, no LMDB. Requests with
      * Cache-Control (no-cache must not be served from it) or X-Semcache-*
      * controls (validated on the full path) skip the memo. */
@@ -739,16 +741,14 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     uint64_t memo_gen = 0;
     if (srv->memo && !sc_http_header(req, "cache-control") && !sc_http_header(req, "x-semcache-threshold") &&
         !sc_http_header(req, "x-semcache-ttl")) {
-        const char *mns = sc_server_namespace(srv, req, NULL, 0);
-        if (!mns) return;
-        size_t nl = strlen(mns);
+        size_t nl = strlen(ns);
         memo_klen = nl + 2 + req->body_len;
         memo_key = sc_malloc(memo_klen);
-        memcpy(memo_key, mns, nl + 1);
+        memcpy(memo_key, ns, nl + 1);
         memo_key[nl + 1] = (char)('0' + kind);
         memcpy(memo_key + nl + 2, req->body, req->body_len);
         memo_gen = sc_cache_generation(srv->cache);
-        if (memo_answer(srv, req, mns, memo_key, memo_klen)) {
+        if (memo_answer(srv, req, ns, memo_key, memo_klen)) {
             free(memo_key);
             return;
         }
@@ -770,8 +770,6 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     p->kind = kind;
     p->threshold = -1;
     p->start_ns = sc_http_now_ns();
-    const char *ns = sc_server_namespace(srv, req, NULL, 0);
-    if (!ns) goto done;
     p->ns = sc_strdup(ns);
     if (read_controls(p, req)) goto done;
     char err[256];

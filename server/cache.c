@@ -73,11 +73,10 @@ static char *normalise(const char *p, size_t n, size_t *outlen)
     return o;
 }
 
-void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t len,
-                        uint8_t key[SC_EXACT_KEY_LEN])
+/* The exact key of an already normalised prompt. */
+static void key_of_normalised(const char *ns, uint64_t fp, const char *norm, size_t nlen,
+                              uint8_t key[SC_EXACT_KEY_LEN])
 {
-    size_t nlen;
-    char *norm = normalise(prompt, len, &nlen);
     size_t nslen = strlen(ns);
     size_t total = nslen + 1 + 8 + nlen;
     uint8_t *buf = sc_malloc(total);
@@ -86,16 +85,24 @@ void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t 
     memcpy(buf + nslen + 9, norm, nlen);
     sc_hash128(buf, total, key);
     free(buf);
+}
+
+void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t len,
+                        uint8_t key[SC_EXACT_KEY_LEN])
+{
+    size_t nlen;
+    char *norm = normalise(prompt, len, &nlen);
+    key_of_normalised(ns, fp, norm, nlen, key);
     free(norm);
 }
 
-static int same_prompt(const char *a, size_t alen, const char *b, size_t blen)
+/* 1 when prompt a normalises to norm (nlen bytes). */
+static int normalises_to(const char *a, size_t alen, const char *norm, size_t nlen)
 {
-    size_t na, nb;
-    char *x = normalise(a, alen, &na), *y = normalise(b, blen, &nb);
-    int same = na == nb && memcmp(x, y, na) == 0;
+    size_t na;
+    char *x = normalise(a, alen, &na);
+    int same = na == nlen && memcmp(x, norm, na) == 0;
     free(x);
-    free(y);
     return same;
 }
 
@@ -296,17 +303,21 @@ void sc_cache_result_clear(sc_cache_result *res)
 static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                         sc_cache_result *res)
 {
+    /* The query is normalised once: for its key and for the check below. */
+    size_t nlen;
+    char *norm = normalise(prompt, len, &nlen);
     uint8_t key[SC_EXACT_KEY_LEN];
-    sc_cache_exact_key(ns, fp, prompt, len, key);
+    key_of_normalised(ns, fp, norm, nlen, key);
     uint64_t id;
-    if (sc_store_get_exact(c->store, key, &id)) return 0;
     sc_record r = {0};
-    if (sc_store_get(c->store, id, &r)) return 0;
+    int found = sc_store_get_exact(c->store, key, &id) == SC_OK && sc_store_get(c->store, id, &r) == SC_OK;
     /* Guard against a hash collision: the entry must be what was asked. */
-    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !same_prompt(r.prompt, r.prompt_len, prompt, len)) {
+    if (found && (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen))) {
         sc_record_clear(&r);
-        return 0;
+        found = 0;
     }
+    free(norm);
+    if (!found) return 0;
     res->outcome = SC_CACHE_HIT_EXACT;
     res->id = id;
     res->similarity = 1.0f;

@@ -300,30 +300,42 @@ void sc_cache_result_clear(sc_cache_result *res)
     memset(res, 0, sizeof *res);
 }
 
-static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
-                        sc_cache_result *res)
+/* Fills res as an exact hit on record r (taken over). */
+static void exact_hit(sc_cache_result *res, sc_record *r)
 {
-    /* The query is normalised once: for its key and for the check below. */
-    size_t nlen;
-    char *norm = normalise(prompt, len, &nlen);
+    res->outcome = SC_CACHE_HIT_EXACT;
+    res->id = r->id;
+    res->similarity = 1.0f;
+    res->confidence = 1.0;
+    res->rec = *r;
+}
+
+/* The exact layer for a query already normalised to norm (nlen bytes). */
+static int lookup_exact_norm(sc_cache *c, const char *ns, uint64_t fp, const char *norm, size_t nlen,
+                             sc_cache_result *res)
+{
     uint8_t key[SC_EXACT_KEY_LEN];
     key_of_normalised(ns, fp, norm, nlen, key);
     uint64_t id;
     sc_record r = {0};
-    int found = sc_store_get_exact(c->store, key, &id) == SC_OK && sc_store_get(c->store, id, &r) == SC_OK;
+    if (sc_store_get_exact(c->store, key, &id) || sc_store_get(c->store, id, &r)) return 0;
     /* Guard against a hash collision: the entry must be what was asked. */
-    if (found && (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen))) {
+    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen)) {
         sc_record_clear(&r);
-        found = 0;
+        return 0;
     }
-    free(norm);
-    if (!found) return 0;
-    res->outcome = SC_CACHE_HIT_EXACT;
-    res->id = id;
-    res->similarity = 1.0f;
-    res->confidence = 1.0;
-    res->rec = r;
+    exact_hit(res, &r);
     return 1;
+}
+
+static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                        sc_cache_result *res)
+{
+    size_t nlen;
+    char *norm = normalise(prompt, len, &nlen);
+    int hit = lookup_exact_norm(c, ns, fp, norm, nlen, res);
+    free(norm);
+    return hit;
 }
 
 int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
@@ -343,24 +355,18 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
     memset(res, 0, sizeof *res);
     atomic_fetch_add(&c->lookups, 1);
     if (threshold < 0) threshold = c->threshold;
-    if (!(flags & SC_LOOKUP_SKIP_EXACT) && lookup_exact(c, ns, fp, prompt, len, res)) {
-        atomic_fetch_add(&c->hits_exact, 1);
-        sc_store_touch(c->store, res->id, now_s());
-        return SC_OK;
-    }
-    if (flags & SC_LOOKUP_EXACT_ONLY) {
-        atomic_fetch_add(&c->misses, 1);
-        return SC_OK;
-    }
+    size_t nlen;
+    char *norm = normalise(prompt, len, &nlen);
+    int rc = SC_OK;
+    if (lookup_exact_norm(c, ns, fp, norm, nlen, res)) goto out;
+    if (flags & SC_LOOKUP_EXACT_ONLY) goto out;
     res->dim = c->dim;
     res->vec = sc_malloc(sizeof(float) * c->dim);
-    int rc = sc_embed(c->emb, &prompt, &len, 1, res->vec);
-    if (rc) return rc;
+    if ((rc = sc_embed(c->emb, &prompt, &len, 1, res->vec))) goto out;
     size_t k = (size_t)c->cfg->top_k, n = 0;
     if (k > MAX_TOPK) k = MAX_TOPK;
     sc_index_hit hits[MAX_TOPK];
-    rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n);
-    if (rc) return rc;
+    if ((rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n))) goto out;
     double best_conf = -1;
     for (size_t i = 0; i < n; i++) {
         sc_record r = {0};
@@ -368,6 +374,13 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         if (strcmp(r.ns, ns) != 0 || r.fp != fp) {
             sc_record_clear(&r);
             continue;
+        }
+        if (normalises_to(r.prompt, r.prompt_len, norm, nlen)) {
+            /* The same prompt, stored since the exact layer looked (e.g.
+             * by a finishing identical call): that is an exact hit. */
+            sc_record_clear(&res->rec);
+            exact_hit(res, &r);
+            goto out;
         }
         double conf = hits[i].score;
         if (c->verify)
@@ -395,7 +408,15 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         sc_record_clear(&res->rec);
         atomic_fetch_add(&c->misses, 1);
     }
-    return SC_OK;
+out:
+    free(norm);
+    if (rc == SC_OK && res->outcome == SC_CACHE_HIT_EXACT) {
+        atomic_fetch_add(&c->hits_exact, 1);
+        sc_store_touch(c->store, res->id, now_s());
+    } else if (rc == SC_OK && (flags & SC_LOOKUP_EXACT_ONLY) && res->outcome == SC_CACHE_MISS) {
+        atomic_fetch_add(&c->misses, 1);
+    }
+    return rc;
 }
 
 uint64_t sc_cache_generation(sc_cache *c) { return atomic_load(&c->generation); }

@@ -51,11 +51,12 @@ void sc_cache_close(sc_cache *c);
 
 enum {
     SC_LOOKUP_EXACT_ONLY = 1,  /* skip the semantic layer */
-    SC_LOOKUP_SKIP_EXACT = 2,  /* the caller already ran sc_cache_lookup_exact() */
 };
 
 /* Looks prompt up in (ns, fp). threshold < 0 means the configured one.
- * flags: SC_LOOKUP_*. On return, res->vec holds the query's embedding when
+ * flags: SC_LOOKUP_*. A candidate of the semantic layer whose prompt
+ * normalises to the query's (stored since the exact layer looked) is an
+ * exact hit. On return, res->vec holds the query's embedding when
  * one was computed (free() it, or pass it to sc_cache_put). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                     double threshold, int flags, sc_cache_result *res);
@@ -63,7 +64,8 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
 /* The exact layer alone: one LMDB read, no embedding, so it MAY run on the
  * loop thread (a few microseconds). Returns 1 and fills res on a hit (and
  * counts it), 0 otherwise (counts nothing: the caller goes on with
- * sc_cache_lookup(..., SC_LOOKUP_SKIP_EXACT, ...)). */
+ * sc_cache_lookup() on a worker thread, which looks again, since the entry
+ * may land in between). */
 int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                           sc_cache_result *res);
 /* For callers that memoise exact hits (the RESP fast path): a counter

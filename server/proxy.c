@@ -624,8 +624,9 @@ static void lookup_work(sc_job *j)
 {
     lookup_ctx *l = j->data;
     preq *p = l->p;
-    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold,
-                            SC_LOOKUP_SKIP_EXACT, &p->res);
+    /* Looks again at the exact layer: an entry written back since the loop
+     * thread's check (a finishing identical call) is an exact hit. */
+    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, 0, &p->res);
 }
 
 static void after_lookup(preq *p, const char *body, size_t body_len)

@@ -768,8 +768,9 @@ static void cmd_sem_get(ctx *x)
         }
         rc = SC_OK;
     } else {
-        /* Not SC_LOOKUP_SKIP_EXACT: commands batched behind another one
-         * never tried the fast path (a miss there counts nothing). */
+        /* The worker lookup checks the exact layer again: commands batched
+         * behind another one never tried the fast path (a miss there counts
+         * nothing). */
         rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold,
                              exact ? SC_LOOKUP_EXACT_ONLY : 0, &res);
     }

@@ -16,6 +16,46 @@
 static const char *const ignored[] = {"stream", "stream_options", "user", "metadata", "store",
                                       "service_tier"};
 
+/* Top-level parameters dropped when they hold their default value, so that
+ * stating the default and leaving the parameter out share a partition.
+ * These defaults are the OpenAI API reference's (Chat Completions and the
+ * legacy Completions: n 1, temperature 1, top_p 1, presence_penalty 0,
+ * frequency_penalty 0). Only these: a parameter whose default is not
+ * documented, or differs between models, is never dropped. A null value is
+ * kept (not taken for the default). */
+static const struct {
+    const char *name;
+    double value;
+} defaults[] = {{"n", 1}, {"temperature", 1}, {"top_p", 1}, {"presence_penalty", 0},
+                {"frequency_penalty", 0}};
+
+/* Canonical numbers for the top-level parameters: a real with an integral
+ * value that fits an int64 becomes that integer (1.0 -> 1, -0.0 -> 0);
+ * other reals are left as they are (json_dumps prints them with 17
+ * significant digits, which round-trips, so two reals hash alike exactly
+ * when they are the same double). Numbers nested deeper (tool schemas,
+ * response_format, messages) are not touched: they may reach the model as
+ * text, where 1.0 and 1 differ. Then the parameters at their default are
+ * dropped. */
+static void canonicalise_params(json_t *ctx)
+{
+    const char *key;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(ctx, tmp, key, v) {
+        if (!json_is_real(v)) continue;
+        double d = json_real_value(v);
+        /* [-2^63, 2^63): every integral double in it converts exactly. */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(json_int_t)d)
+            json_object_set_new(ctx, key, json_integer((json_int_t)d));
+    }
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) {
+        json_t *p = json_object_get(ctx, defaults[i].name);
+        if (json_is_number(p) && json_number_value(p) == defaults[i].value)
+            json_object_del(ctx, defaults[i].name);
+    }
+}
+
 /* Text of a message's content: a string, or the text parts of an array.
  * Non-text parts (images, audio) make *other = 1 (they go into the
  * fingerprint through the caller). */
@@ -93,6 +133,7 @@ int sc_fp_request(int kind, json_t *body, uint64_t *fp, char **prompt, size_t *p
     int uncachable = json_is_integer(n) && json_integer_value(n) != 1;
     json_t *ctx = json_deep_copy(body);
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) json_object_del(ctx, ignored[i]);
+    canonicalise_params(ctx);
     json_object_set_new(ctx, "_endpoint", json_integer(kind));
     sc_buf text;
     sc_buf_init(&text, 1 << 20);

@@ -8,7 +8,13 @@
  * do not change the answer removed (stream, stream_options, user,
  * metadata, store, service_tier) and the rest serialised canonically
  * (sorted keys), so an unknown new parameter changes the fingerprint
- * rather than being ignored. fp 0 is reserved for the plain partition. */
+ * rather than being ignored. Requests that differ only in how they state
+ * a top-level parameter share a fingerprint: an integral real equals the
+ * integer (temperature 2.0 == 2; non-integral reals stay exact, 0.7 !=
+ * 0.70001), and n 1, temperature 1, top_p 1, presence_penalty 0 and
+ * frequency_penalty 0 (the OpenAI API reference's defaults) equal leaving
+ * the parameter out. Nested values (messages, tools, response_format) are
+ * hashed as sent. fp 0 is reserved for the plain partition. */
 #ifndef SC_FINGERPRINT_H
 #define SC_FINGERPRINT_H
 

@@ -237,23 +237,40 @@ static int take_block(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
     return SC_OK;
 }
 
+/* Events are cut at blank lines. s->scan remembers how far the partial
+ * event in s->line is known to hold no event end, so a long event that
+ * arrives in small pieces is scanned once, not once per piece (which was
+ * quadratic): each byte is examined a few times at most, and the buffer is
+ * shifted once per feed, only when events were taken. */
 int sc_oai_stream_feed(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
 {
     if (sc_buf_append(&s->line, p, n)) return SC_ETOOBIG;
-    for (;;) {
-        /* An event ends at a blank line: "\n\n" or "\r\n\r\n". */
-        char *buf = s->line.data;
-        size_t len = s->line.len, cut = 0, skip = 0;
-        for (size_t i = 0; i + 1 < len; i++) {
-            if (buf[i] == '\n' && buf[i + 1] == '\n') { cut = i; skip = 2; break; }
-            if (buf[i] == '\n' && buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n') { cut = i; skip = 3; break; }
+    const char *buf = s->line.data;
+    size_t len = s->line.len, start = 0, i = s->scan;
+    int rc = SC_OK;
+    while (i + 1 < len) {
+        /* An event ends at a blank line: "\n\n" or "\n\r\n" (so also
+         * "\r\n\r\n"; take_block drops the line's own "\r"). */
+        size_t skip = 0;
+        if (buf[i] == '\n') {
+            if (buf[i + 1] == '\n') {
+                skip = 2;
+            } else if (buf[i + 1] == '\r') {
+                if (i + 2 == len) break;   /* decided by the next piece */
+                if (buf[i + 2] == '\n') skip = 3;
+            }
         }
-        if (!skip) break;
-        int rc = take_block(s, buf, cut, relay);
-        sc_buf_consume(&s->line, cut + skip);
-        if (rc) return rc;
+        if (!skip) {
+            i++;
+            continue;
+        }
+        rc = take_block(s, buf + start, i - start, relay);
+        start = i = i + skip;
+        if (rc) break;
     }
-    return SC_OK;
+    if (start) sc_buf_consume(&s->line, start);
+    s->scan = i - start;
+    return rc;
 }
 
 char *sc_oai_stream_body(const sc_oai_stream *s, size_t *len)

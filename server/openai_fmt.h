@@ -28,6 +28,7 @@ int sc_oai_sse_from_body(int kind, const char *body, size_t len, int include_usa
 typedef struct sc_oai_stream {
     int kind;
     sc_buf line;                 /* partial event, bounded */
+    size_t scan;                 /* line[0..scan) holds no event end */
     sc_buf content;              /* assembled text, bounded */
     char *id, *model, *role, *finish_reason;
     int64_t created;

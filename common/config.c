@@ -192,22 +192,23 @@ static char *trim(char *s)
     return s;
 }
 
-int sc_config_load_file(sc_config *cfg, const char *path, char *err, size_t errlen)
+int sc_config_load_text(sc_config *cfg, const char *text, size_t len, const char *origin, char *err,
+                        size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
-        return SC_EIO;
-    }
-    char line[4096];
+    char line[SC_CONFIG_MAX_LINE + 1];
+    const char *p = text, *end = text + len;
     int lineno = 0, rc = SC_OK;
-    while (fgets(line, sizeof line, f)) {
+    while (p < end) {
         lineno++;
-        if (!strchr(line, '\n') && !feof(f)) {
-            snprintf(err, errlen, "%s:%d: line too long", path, lineno);
-            rc = SC_EINVAL;
-            break;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (n > SC_CONFIG_MAX_LINE) {
+            snprintf(err, errlen, "%s:%d: line too long", origin, lineno);
+            return SC_EINVAL;
         }
+        memcpy(line, p, n);
+        line[n] = '\0';
+        p = nl ? nl + 1 : end;
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
         char *s = trim(line);
@@ -218,11 +219,33 @@ int sc_config_load_file(sc_config *cfg, const char *path, char *err, size_t errl
         char *value = trim(s);
         char msg[512];
         if ((rc = sc_config_set(cfg, name, value, msg, sizeof msg))) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
-            break;
+            snprintf(err, errlen, "%s:%d: %s", origin, lineno, msg);
+            return rc;
         }
     }
+    return SC_OK;
+}
+
+int sc_config_load_file(sc_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open config file '%s': %s", path, strerror(errno));
+        return SC_EIO;
+    }
+    char *text = sc_malloc(SC_CONFIG_MAX_FILE + 1);
+    size_t len = fread(text, 1, SC_CONFIG_MAX_FILE + 1, f);
+    int rc = SC_OK;
+    if (ferror(f)) {
+        snprintf(err, errlen, "cannot read config file '%s': %s", path, strerror(errno));
+        rc = SC_EIO;
+    } else if (len > SC_CONFIG_MAX_FILE) {
+        snprintf(err, errlen, "config file '%s' is too large (over %d bytes)", path, SC_CONFIG_MAX_FILE);
+        rc = SC_EINVAL;
+    }
     fclose(f);
+    if (!rc) rc = sc_config_load_text(cfg, text, len, path, err, errlen);
+    free(text);
     return rc;
 }
 

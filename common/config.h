@@ -79,7 +79,21 @@ void sc_config_free(sc_config *cfg);
  * and writes a message naming the directive into err. */
 int sc_config_set(sc_config *cfg, const char *name, const char *value, char *err, size_t errlen);
 
-/* Reads a config file. Errors name the file, the line and the directive. */
+/* Bounds of a config file and of each of its lines (without the "\n"). */
+#define SC_CONFIG_MAX_FILE (1 << 20)
+#define SC_CONFIG_MAX_LINE 4095
+
+/* Applies the directives of config text (a whole file's contents, len
+ * bytes, not NUL-terminated) in order, stopping at the first error.
+ * Pure: no I/O, so it can be unit-tested and fuzzed. Errors start with
+ * "origin:LINE: " and name the directive; directives before the bad line
+ * stay applied (the caller frees cfg either way). */
+int sc_config_load_text(sc_config *cfg, const char *text, size_t len, const char *origin, char *err,
+                        size_t errlen);
+
+/* Reads a config file (at most SC_CONFIG_MAX_FILE bytes) and applies it
+ * with sc_config_load_text(). Errors name the file, the line and the
+ * directive. */
 int sc_config_load_file(sc_config *cfg, const char *path, char *err, size_t errlen);
 
 /* Parses argv: --config FILE first (applied first), then every other flag.

@@ -79,6 +79,13 @@ SC_TEST(common_config_file)
     CHECK_EQ_INT(sc_config_load_file(&c, path, err, sizeof err), SC_ENOTFOUND);
     CHECK(strstr(err, ":5:") != NULL && strstr(err, "bogus") != NULL);
     CHECK_EQ_INT(c.port, 8181);
+    /* Past SC_CONFIG_MAX_FILE: refused as a whole, naming the file. */
+    f = fopen(path, "w");
+    REQUIRE(f);
+    for (int i = 0; i <= SC_CONFIG_MAX_FILE / 16; i++) fputs("# padding .....\n", f);
+    fclose(f);
+    CHECK_EQ_INT(sc_config_load_file(&c, path, err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "too large") != NULL && strstr(err, path) != NULL);
     sc_config_free(&c);
 }
 
@@ -93,4 +100,31 @@ SC_TEST(common_hash_fields)
     sc_hasher_add_str(&b, "bc");
     CHECK(sc_hasher_final(&a) != sc_hasher_final(&b));
     CHECK(sc_hash64("x", 1, 0) == sc_hash64("x", 1, 0));
+}
+
+SC_TEST(common_config_text)
+{
+    sc_config c;
+    sc_config_defaults(&c);
+    char err[512];
+    static const char text[] = "port 8282\r\n  # only a comment\nworkers\t3   \nthreshold 0.7";
+    CHECK_OK(sc_config_load_text(&c, text, sizeof text - 1, "t", err, sizeof err));
+    CHECK_EQ_INT(c.port, 8282);
+    CHECK_EQ_INT(c.workers, 3);
+    CHECK(c.threshold > 0.69 && c.threshold < 0.71);
+    /* A line of SC_CONFIG_MAX_LINE bytes is read; one byte more is an error. */
+    char *big = malloc(SC_CONFIG_MAX_LINE + 2);
+    REQUIRE(big);
+    memset(big, ' ', SC_CONFIG_MAX_LINE + 1);
+    memcpy(big, "port 9191", 9);
+    CHECK_OK(sc_config_load_text(&c, big, SC_CONFIG_MAX_LINE, "t", err, sizeof err));
+    CHECK_EQ_INT(c.port, 9191);
+    big[SC_CONFIG_MAX_LINE + 1] = '\n';
+    CHECK_EQ_INT(sc_config_load_text(&c, big, SC_CONFIG_MAX_LINE + 2, "t", err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "t:1: line too long") != NULL);
+    free(big);
+    /* The error names the origin, the line and the directive. */
+    CHECK_EQ_INT(sc_config_load_text(&c, "\n\nworkers 0\n", 11, "x.conf", err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "x.conf:3:") == err && strstr(err, "'workers'") != NULL);
+    sc_config_free(&c);
 }

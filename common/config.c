@@ -80,17 +80,31 @@ static const directive *find(const char *name)
     return NULL;
 }
 
+/* Values quoted in error messages are clipped to this many bytes (then
+ * "..."), so that a long bad value cannot push the option's name out of a
+ * bounded message. */
+#define QUOTE_MAX 64
+
+static const char *clipped(const char *v, char buf[QUOTE_MAX + 4])
+{
+    if (strlen(v) <= QUOTE_MAX) return v;
+    memcpy(buf, v, QUOTE_MAX);
+    memcpy(buf + QUOTE_MAX, "...", 4);
+    return buf;
+}
+
 static int set_one(sc_config *cfg, const directive *d, const char *value, char *err, size_t errlen)
 {
     char *base = (char *)cfg;
     char *end;
+    char clip[QUOTE_MAX + 4];
     switch (d->type) {
     case T_INT: {
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (errno || end == value || *end || v < d->min || v > d->max) {
             snprintf(err, errlen, "bad value '%s' for '%s': want an integer from %.0f to %.0f",
-                     value, d->name, d->min, d->max);
+                     clipped(value, clip), d->name, d->min, d->max);
             return SC_EINVAL;
         }
         *(long long *)(base + d->off) = v;
@@ -101,7 +115,7 @@ static int set_one(sc_config *cfg, const directive *d, const char *value, char *
         double v = strtod(value, &end);
         if (errno || end == value || *end || !isfinite(v) || v < d->min || v > d->max) {
             snprintf(err, errlen, "bad value '%s' for '%s': want a number from %g to %g",
-                     value, d->name, d->min, d->max);
+                     clipped(value, clip), d->name, d->min, d->max);
             return SC_EINVAL;
         }
         *(double *)(base + d->off) = v;
@@ -112,7 +126,7 @@ static int set_one(sc_config *cfg, const directive *d, const char *value, char *
         if (!strcmp(value, "yes") || !strcmp(value, "on") || !strcmp(value, "true") || !strcmp(value, "1")) v = 1;
         else if (!strcmp(value, "no") || !strcmp(value, "off") || !strcmp(value, "false") || !strcmp(value, "0")) v = 0;
         else {
-            snprintf(err, errlen, "bad value '%s' for '%s': want yes or no", value, d->name);
+            snprintf(err, errlen, "bad value '%s' for '%s': want yes or no", clipped(value, clip), d->name);
             return SC_EINVAL;
         }
         *(int *)(base + d->off) = v;
@@ -129,7 +143,8 @@ static int set_one(sc_config *cfg, const directive *d, const char *value, char *
             c += m + (bar ? 1 : 0);
         }
         if (!ok) {
-            snprintf(err, errlen, "bad value '%s' for '%s': want one of %s", value, d->name, d->choices);
+            snprintf(err, errlen, "bad value '%s' for '%s': want one of %s", clipped(value, clip), d->name,
+                     d->choices);
             return SC_EINVAL;
         }
     } /* fall through */
@@ -178,7 +193,8 @@ int sc_config_set(sc_config *cfg, const char *name, const char *value, char *err
 {
     const directive *d = find(name);
     if (!d) {
-        snprintf(err, errlen, "unknown option '%s'", name);
+        char clip[QUOTE_MAX + 4];
+        snprintf(err, errlen, "unknown option '%s'", clipped(name, clip));
         return SC_ENOTFOUND;
     }
     return set_one(cfg, d, value, err, errlen);
@@ -321,7 +337,9 @@ int sc_config_validate(const sc_config *cfg, char *err, size_t errlen)
     }
     unsigned char addr[16];
     if (inet_pton(AF_INET, cfg->bind, addr) != 1 && inet_pton(AF_INET6, cfg->bind, addr) != 1) {
-        snprintf(err, errlen, "bad value '%s' for 'bind': not an IPv4 or IPv6 address", cfg->bind);
+        char clip[QUOTE_MAX + 4];
+        snprintf(err, errlen, "bad value '%s' for 'bind': not an IPv4 or IPv6 address",
+                 clipped(cfg->bind, clip));
         return SC_EINVAL;
     }
     if (cfg->index_scan_bits != 4 && cfg->index_scan_bits != 8) {

@@ -128,3 +128,36 @@ SC_TEST(common_config_text)
     CHECK(strstr(err, "x.conf:3:") == err && strstr(err, "'workers'") != NULL);
     sc_config_free(&c);
 }
+
+/* Found by fuzz_config: a long bad value pushed the option's name out of
+ * the (bounded) error message. */
+SC_TEST(common_config_long_bad_value_names_option)
+{
+    static const char *const names[] = {"port", "threshold", "reembed", "embedder"};
+    char value[2048];
+    memset(value, 'x', sizeof value - 1);
+    value[sizeof value - 1] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        sc_config c;
+        sc_config_defaults(&c);
+        char err[256], want[64];
+        CHECK_EQ_INT(sc_config_set(&c, names[i], value, err, sizeof err), SC_EINVAL);
+        snprintf(want, sizeof want, "'%s'", names[i]);
+        CHECK(strstr(err, want) != NULL);
+        CHECK(strstr(err, "xxx...'") != NULL);   /* the value, clipped */
+        /* The same through a config file line. */
+        char text[2100];
+        int n = snprintf(text, sizeof text, "%s %s\n", names[i], value);
+        CHECK_EQ_INT(sc_config_load_text(&c, text, (size_t)n, "c.conf", err, sizeof err), SC_EINVAL);
+        CHECK(strstr(err, "c.conf:1:") == err && strstr(err, want) != NULL);
+        sc_config_free(&c);
+    }
+    /* And in the cross-field checks. */
+    sc_config c;
+    sc_config_defaults(&c);
+    char err[256];
+    CHECK_OK(sc_config_set(&c, "bind", value, err, sizeof err));
+    CHECK_EQ_INT(sc_config_validate(&c, err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "'bind'") != NULL);
+    sc_config_free(&c);
+}

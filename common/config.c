@@ -208,18 +208,40 @@ static char *trim(char *s)
     return s;
 }
 
+/* Writes "origin:lineno: " and what is wrong with the line itself (too
+ * long, not text) into err, naming the directive the line starts with. */
+static void line_error(char *err, size_t errlen, const char *origin, int lineno, const char *p, size_t n,
+                       const char *what)
+{
+    size_t k = 0;
+    while (k < n && isspace((unsigned char)p[k])) k++;
+    p += k;
+    n -= k;
+    k = 0;
+    while (k < n && k < QUOTE_MAX && p[k] && p[k] != '#' && !isspace((unsigned char)p[k])) k++;
+    if (k)
+        snprintf(err, errlen, "%s:%d: the line of '%.*s' %s", origin, lineno, (int)k, p, what);
+    else
+        snprintf(err, errlen, "%s:%d: the line %s", origin, lineno, what);
+}
+
 int sc_config_load_text(sc_config *cfg, const char *text, size_t len, const char *origin, char *err,
                         size_t errlen)
 {
     char line[SC_CONFIG_MAX_LINE + 1];
     const char *p = text, *end = text + len;
-    int lineno = 0, rc = SC_OK;
+    int lineno = 0;
     while (p < end) {
         lineno++;
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = (size_t)((nl ? nl : end) - p);
         if (n > SC_CONFIG_MAX_LINE) {
-            snprintf(err, errlen, "%s:%d: line too long", origin, lineno);
+            line_error(err, errlen, origin, lineno, p, n, "is too long");
+            return SC_EINVAL;
+        }
+        /* Not text: whatever follows the NUL would be dropped unseen. */
+        if (memchr(p, '\0', n)) {
+            line_error(err, errlen, origin, lineno, p, n, "contains a NUL byte");
             return SC_EINVAL;
         }
         memcpy(line, p, n);
@@ -234,7 +256,8 @@ int sc_config_load_text(sc_config *cfg, const char *text, size_t len, const char
         if (*s) *s++ = '\0';
         char *value = trim(s);
         char msg[512];
-        if ((rc = sc_config_set(cfg, name, value, msg, sizeof msg))) {
+        int rc = sc_config_set(cfg, name, value, msg, sizeof msg);
+        if (rc) {
             snprintf(err, errlen, "%s:%d: %s", origin, lineno, msg);
             return rc;
         }

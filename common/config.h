@@ -85,7 +85,8 @@ int sc_config_set(sc_config *cfg, const char *name, const char *value, char *err
 
 /* Applies the directives of config text (a whole file's contents, len
  * bytes, not NUL-terminated) in order, stopping at the first error.
- * Pure: no I/O, so it can be unit-tested and fuzzed. Errors start with
+ * Pure: no I/O, so it can be unit-tested and fuzzed. A line longer than
+ * SC_CONFIG_MAX_LINE or holding a NUL byte is an error. Errors start with
  * "origin:LINE: " and name the directive; directives before the bad line
  * stay applied (the caller frees cfg either way). */
 int sc_config_load_text(sc_config *cfg, const char *text, size_t len, const char *origin, char *err,

@@ -121,7 +121,7 @@ SC_TEST(common_config_text)
     CHECK_EQ_INT(c.port, 9191);
     big[SC_CONFIG_MAX_LINE + 1] = '\n';
     CHECK_EQ_INT(sc_config_load_text(&c, big, SC_CONFIG_MAX_LINE + 2, "t", err, sizeof err), SC_EINVAL);
-    CHECK(strstr(err, "t:1: line too long") != NULL);
+    CHECK(strstr(err, "t:1: the line of 'port' is too long") == err);
     free(big);
     /* The error names the origin, the line and the directive. */
     CHECK_EQ_INT(sc_config_load_text(&c, "\n\nworkers 0\n", 11, "x.conf", err, sizeof err), SC_EINVAL);
@@ -159,5 +159,24 @@ SC_TEST(common_config_long_bad_value_names_option)
     CHECK_OK(sc_config_set(&c, "bind", value, err, sizeof err));
     CHECK_EQ_INT(sc_config_validate(&c, err, sizeof err), SC_EINVAL);
     CHECK(strstr(err, "'bind'") != NULL);
+    sc_config_free(&c);
+}
+
+/* A NUL byte in a config line used to end the line silently ("port 8080"
+ * then NUL and anything: port 8080); it is an error naming the line and
+ * the directive. */
+SC_TEST(common_config_nul_byte_rejected)
+{
+    sc_config c;
+    sc_config_defaults(&c);
+    char err[256];
+    static const char text[] = "workers 3\nport 8181\0 junk\n";
+    CHECK_EQ_INT(sc_config_load_text(&c, text, sizeof text - 1, "n.conf", err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "n.conf:2:") == err && strstr(err, "'port'") != NULL && strstr(err, "NUL") != NULL);
+    CHECK_EQ_INT(c.port, 8080);
+    CHECK_EQ_INT(c.workers, 3);
+    static const char text2[] = "\0port 1\n";
+    CHECK_EQ_INT(sc_config_load_text(&c, text2, sizeof text2 - 1, "n.conf", err, sizeof err), SC_EINVAL);
+    CHECK(strstr(err, "n.conf:1: the line contains a NUL byte") == err);
     sc_config_free(&c);
 }

@@ -43,7 +43,7 @@ struct sc_cache {
     int maint_stop;
     int maint_started;
     atomic_ullong lookups, hits_exact, hits_semantic, misses, puts;
-    atomic_ullong generation;   /* bumped after every committed removal */
+    atomic_ullong generation;   /* bumped after every committed removal or update */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -116,6 +116,18 @@ static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     (void)fp;
     sc_cache *c = ctx;
     if (c->index) sc_index_remove(c->index, id);
+    atomic_fetch_add(&c->generation, 1);
+}
+
+/* An entry rewritten in place (sc_store_update: today only re-embedding
+ * at open, before the index is built) may have a new answer, expiry or
+ * exact key: memos of it are stale as after a removal. */
+static void on_store_update(void *ctx, uint64_t id, const char *ns, uint64_t fp)
+{
+    (void)id;
+    (void)ns;
+    (void)fp;
+    sc_cache *c = ctx;
     atomic_fetch_add(&c->generation, 1);
 }
 
@@ -230,7 +242,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
         .sync_window_ms = cfg->sync_window_ms, .max_entries = cfg->max_entries,
         .max_bytes = cfg->max_bytes, .map_size_mb = cfg->map_size_mb,
         .embedder_id = sc_embedder_id(c->emb), .dim = c->dim, .reembed = cfg->reembed,
-        .on_remove = on_store_remove, .on_remove_ctx = c,
+        .on_remove = on_store_remove, .on_remove_ctx = c, .on_update = on_store_update,
     };
     rc = sc_store_open(&c->store, &so, err, errlen);
     if (rc) goto fail;

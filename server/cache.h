@@ -70,7 +70,8 @@ int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *
                           sc_cache_result *res);
 /* For callers that memoise exact hits (the RESP fast path): a counter
  * bumped after every committed removal of an entry (delete, flush, expiry,
- * eviction, replacement under the same exact key). Read it before the
+ * eviction, replacement under the same exact key) and every rewrite of one
+ * in place (sc_store_update, e.g. re-embedding). Read it before the
  * lookup whose answer is memoised; trust the memo only while it is
  * unchanged. sc_cache_note_exact_hit() counts a hit served from such a
  * memo (lookups, hits_exact) and, if touch, queues the entry's touch

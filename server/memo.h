@@ -5,9 +5,9 @@
  * holding the bytes of the answer, the entry id, its expiry and the cache
  * generation (sc_cache_generation) read before the lookup that produced
  * it. An answer is trusted only while the generation is unchanged (no
- * entry was deleted, flushed, expired, evicted or replaced since) and the
- * entry has not expired. Bounded in slots, bytes per item and total bytes.
- * Loop thread only (not thread-safe). */
+ * entry was deleted, flushed, expired, evicted, replaced or updated since)
+ * and the entry has not expired. Bounded in slots, bytes per item and
+ * total bytes. Loop thread only (not thread-safe). */
 #ifndef SC_MEMO_H
 #define SC_MEMO_H
 

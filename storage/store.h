@@ -58,6 +58,11 @@ typedef struct sc_store_opts {
      * into the store (the writer would wait for itself). */
     void (*on_remove)(void *ctx, uint64_t id, const char *ns, uint64_t fp);
     void *on_remove_ctx;
+    /* Likewise for each entry rewritten by sc_store_update() (ns and fp
+     * are the new record's), after the update committed; same rules as
+     * on_remove, same ctx. Callers that memoise what the store served use
+     * it to drop what the rewrite made stale. */
+    void (*on_update)(void *ctx, uint64_t id, const char *ns, uint64_t fp);
 } sc_store_opts;
 
 typedef struct sc_store_stats {
@@ -140,7 +145,7 @@ int sc_store_reembed_done(sc_store *s);
 /* Rewrites the entry r->id with r (same id; exact key and expiry follow
  * r->has_exact_key/exact_key and r->expires). SC_ENOTFOUND if absent,
  * SC_EINVAL if r->dim is neither 0 nor the store's dimension. Waits for the
- * commit like sc_store_put(). */
+ * commit like sc_store_put(); opts->on_update is called after it. */
 int sc_store_update(sc_store *s, const sc_record *r);
 
 /* Forces an fsync of everything committed so far (nosync mode); any thread. */

@@ -11,8 +11,9 @@
  * Failure handling: an LMDB error inside a transaction (MDB_MAP_FULL, ...)
  * spoils the whole transaction, so the writer aborts it and re-runs each op
  * of the batch in a transaction of its own; only the op that fails gets the
- * error (MDB_MAP_FULL -> SC_EFULL). Counter changes and removal callbacks
- * are collected per transaction and applied only after it committed.
+ * error (MDB_MAP_FULL -> SC_EFULL). Counter changes and removal (and
+ * update) callbacks are collected per transaction and applied only after
+ * it committed.
  *
  * Tables touched here: entries (id -> record), exact (key -> id, u64 LE),
  * expiry ((expires BE, sign-flipped) | id BE -> empty; lets evict find the
@@ -37,8 +38,10 @@ int sc_store__meta_write_identity(sc_store *s, MDB_txn *txn);
  * Transaction context
  * ------------------------------------------------------------------- */
 
+/* A removal (or, with updated set, an update) to report after commit. */
 typedef struct removal {
     uint64_t id, fp;
+    int updated;
     char ns[SC_RECORD_MAX_NS + 1];
 } removal;
 
@@ -66,15 +69,16 @@ static void expiry_key(uint8_t out[16], int64_t expires, uint64_t id)
     sc_store__id_key(out + 8, id);
 }
 
-static void push_removal(wctx *c, uint64_t id, const sc_record_head *h)
+static void push_report(wctx *c, uint64_t id, const sc_record_head *h, int updated)
 {
-    if (!c->s->opts.on_remove) return;
+    if (!(updated ? c->s->opts.on_update : c->s->opts.on_remove)) return;
     if (c->nrm == c->rm_cap) {
         c->rm_cap = c->rm_cap ? c->rm_cap * 2 : 16;
         c->rm = sc_realloc(c->rm, c->rm_cap * sizeof *c->rm);
     }
     removal *r = &c->rm[c->nrm++];
     r->id = id;
+    r->updated = updated;
     r->fp = h ? h->fp : 0;
     if (h)
         memcpy(r->ns, h->ns, sizeof r->ns);
@@ -126,7 +130,7 @@ static int remove_entry(wctx *c, uint64_t id, MDB_val v)
     if (mrc) return fail(c, mrc);
     c->entries = c->entries ? c->entries - 1 : 0;
     c->bytes = c->bytes >= size ? c->bytes - size : 0;
-    push_removal(c, id, have_head ? &h : NULL);
+    push_report(c, id, have_head ? &h : NULL, 0);
     return 0;
 }
 
@@ -223,6 +227,7 @@ static int op_update(wctx *c, store_op *op)
     if (nh.has_exact_key && (rc = put_exact(c, nh.exact_key, op->id)) != 0) return rc;
     if ((rc = put_expiry(c, nh.expires, op->id)) != 0) return rc;
     c->bytes = c->bytes - (c->bytes >= old_size ? old_size : c->bytes) + op->len;
+    push_report(c, op->id, &nh, 1);
     return 0;
 }
 
@@ -496,7 +501,8 @@ static int run_txn(sc_store *s, store_op **ops, size_t n, const store_touch *t, 
     atomic_fetch_add(&s->expired, c.expired);
     atomic_fetch_add(&s->commits, 1);
     for (size_t i = 0; i < c.nrm; i++)
-        s->opts.on_remove(s->opts.on_remove_ctx, c.rm[i].id, c.rm[i].ns, c.rm[i].fp);
+        (c.rm[i].updated ? s->opts.on_update : s->opts.on_remove)(s->opts.on_remove_ctx, c.rm[i].id,
+                                                                  c.rm[i].ns, c.rm[i].fp);
     free(c.rm);
     return 0;
 }

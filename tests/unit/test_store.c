@@ -182,6 +182,84 @@ SC_TEST(store_put_get_exact_del)
     free(l);
 }
 
+/* sc_store_update() reports each rewrite to on_update after the commit
+ * (what the cache's exact-hit memo generation relies on); removals still
+ * go to on_remove only, and touches to neither. */
+typedef struct updated_log {
+    pthread_mutex_t mu;
+    uint64_t ids[16], fps[16];
+    char ns[16][16];
+    int n;
+    removed_log *removed;
+} updated_log;
+
+static void on_update(void *ctx, uint64_t id, const char *ns, uint64_t fp)
+{
+    updated_log *u = ctx;
+    pthread_mutex_lock(&u->mu);
+    if (u->n < 16) {
+        u->ids[u->n] = id;
+        u->fps[u->n] = fp;
+        snprintf(u->ns[u->n], sizeof u->ns[0], "%s", ns);
+        u->n++;
+    }
+    pthread_mutex_unlock(&u->mu);
+}
+
+static void on_remove_u(void *ctx, uint64_t id, const char *ns, uint64_t fp)
+{
+    on_remove(((updated_log *)ctx)->removed, id, ns, fp);
+}
+
+SC_TEST(store_update_reported)
+{
+    updated_log *u = SC_NEW(updated_log);
+    pthread_mutex_init(&u->mu, NULL);
+    u->removed = new_log();
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), NULL);
+    o.on_remove = on_remove_u;
+    o.on_remove_ctx = u;
+    o.on_update = on_update;
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    float v[DIM] = {1, 0, 0, 0};
+    uint8_t k1[SC_EXACT_KEY_LEN];
+    key_of(k1, 1);
+    sc_record r;
+    rec_init(&r, "ns1", "q", 100, 0, v);
+    CHECK_OK(sc_store_put(s, &r, k1));
+    CHECK_EQ_INT(u->n, 0);
+
+    sc_record g;
+    CHECK_OK(sc_store_get(s, r.id, &g));
+    free(g.response);
+    g.response = sc_strdup("new answer");
+    g.response_len = strlen(g.response);
+    g.fp = 9;
+    CHECK_OK(sc_store_update(s, &g));
+    CHECK_EQ_INT(u->n, 1);   /* reported before sc_store_update returned */
+    CHECK_EQ_INT(u->ids[0], r.id);
+    CHECK_EQ_INT(u->fps[0], 9);
+    CHECK(strcmp(u->ns[0], "ns1") == 0);
+    CHECK_EQ_INT(u->removed->n, 0);
+    sc_record_clear(&g);
+
+    /* An update of an absent entry changes nothing and is not reported. */
+    rec_init(&g, "ns1", "q", 100, 0, v);
+    g.id = 4242;
+    CHECK_EQ_INT(sc_store_update(s, &g), SC_ENOTFOUND);
+    CHECK_EQ_INT(u->n, 1);
+    /* Touches rewrite hit counters only: not reported. */
+    CHECK_OK(sc_store_touch(s, r.id, 200));
+    CHECK_OK(sc_store_del(s, "ns1", r.id));   /* the touch rides along with it */
+    CHECK_EQ_INT(u->n, 1);
+    CHECK_EQ_INT(u->removed->n, 1);
+    sc_store_close(s);
+    free(u->removed);
+    free(u);
+}
+
 SC_TEST(store_flush_ns_isolation)
 {
     removed_log *l = new_log();

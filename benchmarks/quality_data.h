@@ -27,6 +27,7 @@
 
 #define QD_SEED 20261127u
 #define QD_QQP_EVAL_AT 12000     /* first shuffled qqp_dev row of the bench split */
+#define QD_QQP_EXTRA_AT 30000    /* first shuffled qqp_dev row of train_verify --qqp-extra (bench --qqp-n must stay <= 18000) */
 
 typedef struct qd_pair {
     char *a, *b;

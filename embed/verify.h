@@ -55,7 +55,8 @@
     X(WH_MISMATCH, "question_word_mismatch")                                \
     X(CHAR3_JACC, "char3_jaccard")                                          \
     X(LEN_RATIO, "length_ratio")                                            \
-    X(COS_X_DIFF, "cos_x_diff_frac")
+    X(COS_X_DIFF, "cos_x_diff_frac")                                       \
+    X(SWAP_REL, "swapped_around_relation") /* "A to B" vs "B to A" */
 
 enum sc_verify_feature {
 #define SC_VF_ENUM_(e, n) SC_VF_##e,

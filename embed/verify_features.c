@@ -198,7 +198,12 @@ static int lex_slot(uint64_t h, int create)
 
 static int lex_add(const char *w, uint16_t flags)
 {
-    int s = lex_slot(whash(w, strlen(w)), 1);
+    /* Words are looked up without apostrophes ("i've" as "ive"). */
+    char k[32];
+    size_t n = 0;
+    for (; *w && n < sizeof k - 1; w++)
+        if (*w != '\'') k[n++] = *w;
+    int s = lex_slot(whash(k, n), 1);
     lex[s].flags |= flags;
     return s;
 }
@@ -261,6 +266,7 @@ enum {
     T_NEG = 1 << 3,
     T_WH = 1 << 4,
     T_UNIT = 1 << 5,
+    T_WEAKNUM = 1 << 6,   /* "one", "second", "single", "double": often not a quantity */
 };
 
 #define TOK_TEXT 24
@@ -269,6 +275,8 @@ typedef struct token {
     uint64_t unit;        /* canonical unit hash, if T_UNIT */
     double num;           /* value, if T_NUM */
     const lex_entry *lx;  /* NULL when not in the lexicon */
+    const lex_entry *olx; /* entry with opposites: lx, or the base of a
+                             comparative/superlative ("cheapest" -> cheap) */
     uint16_t flags;
     uint8_t len;          /* bytes in text */
     char text[TOK_TEXT];  /* lower-cased form, for the diff-word embedding */
@@ -284,6 +292,27 @@ static int is_word_byte(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            c >= 0x80;
+}
+
+/* The lexicon entry with opposites of the base of a comparative or
+ * superlative ("cheapest" -> cheap, "earlier" -> early, "later" -> late,
+ * "bigger" -> big), or NULL. */
+static const lex_entry *comparative_base(const char *w, size_t n)
+{
+    size_t cut = n > 5 && !memcmp(w + n - 3, "est", 3) ? 3 : n > 4 && !memcmp(w + n - 2, "er", 2) ? 2 : 0;
+    if (!cut) return NULL;
+    char b[64];
+    size_t k = n - cut;
+    if (k + 2 > sizeof b) return NULL;
+    memcpy(b, w, k);
+    if (b[k - 1] == 'i') b[k - 1] = 'y';
+    const lex_entry *lx = lex_find(whash(b, k));
+    if (!lx || !(lx->flags & W_OPP)) {
+        b[k] = 'e';
+        lx = lex_find(whash(b, k + 1));
+    }
+    if ((!lx || !(lx->flags & W_OPP)) && k > 3 && b[k - 1] == b[k - 2]) lx = lex_find(whash(b, k - 1));
+    return lx && (lx->flags & W_OPP) ? lx : NULL;
 }
 
 static void push_token(tokens *ts, const char *w, size_t n, int capital, int sentence_start)
@@ -304,6 +333,7 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
     all_caps = all_caps && upper;
     /* Contractions: "don't" -> "dont" for the negation lookup. */
     size_t m = 0;
+    int nt = n > 3 && low[n - 1] == 't' && low[n - 2] == '\'' && low[n - 3] == 'n';
     for (size_t i = 0; i < n; i++)
         if (low[i] != '\'') low[m++] = low[i];
     low[m] = '\0';
@@ -348,6 +378,9 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
         if (lx) {
             if (lx->flags & W_NUMWORD) {
                 t->flags |= T_NUM;
+                if (!strcmp(low, "one") || !strcmp(low, "second") || !strcmp(low, "single") ||
+                    !strcmp(low, "double"))
+                    t->flags |= T_WEAKNUM;
                 t->num = lx->num;
                 char canon[40];
                 int cl = snprintf(canon, sizeof canon, "#%.6g", t->num);
@@ -361,10 +394,12 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
                 t->unit = lx->unit;
             }
         }
-        if (m > 3 && low[m - 2] == 'n' && low[m - 1] == 't' && !(lx && (lx->flags & W_STOP)))
-            t->flags |= T_NEG;      /* dont, isnt, shouldnt, ... */
+        if (nt && !(lx && (lx->flags & W_STOP)))
+            t->flags |= T_NEG;      /* don't, isn't, shouldn't (not "agent", "account") */
         if ((capital && !sentence_start) || all_caps)
-            if (!(m == 1 && low[0] == 'i')) t->flags |= T_NAMED;
+            if (!(low[0] == 'i' && (m == 1 || w[1] == '\''))) t->flags |= T_NAMED; /* I, I'm, I've */
+        if (lx && (lx->flags & W_OPP)) t->olx = lx;
+        else if (!lx) t->olx = comparative_base(low, m);
         /* "IT", "US": an all-caps stop word is a name, not a stop word. */
         if (!(t->flags & (T_NEG | T_NUM)) && (!(lx && (lx->flags & W_STOP)) || all_caps))
             t->flags |= T_CONTENT;
@@ -480,7 +515,7 @@ static void side(const tokens *x, const tokens *y, side_stats *st)
     for (int i = 0; i < x->n; i++) {
         const token *t = &x->t[i];
         if (t->flags & T_NEG) st->neg++;
-        if (t->flags & T_NUM) st->nums++;
+        if ((t->flags & T_NUM) && !(t->flags & T_WEAKNUM)) st->nums++;
         if (t->flags & T_UNIT) st->units++;
         if (t->flags & T_WH) st->wh++;
         if (seen_before(x, i)) continue;
@@ -492,6 +527,43 @@ static void side(const tokens *x, const tokens *y, side_stats *st)
             if (!other) {
                 st->only_content++;
                 if (t->flags & T_NAMED) st->only_named++;
+            }
+        }
+    }
+}
+
+/* Damerau-Levenshtein distance of a and b is at most 1. */
+static int within_one_edit(const char *a, size_t la, const char *b, size_t lb)
+{
+    if (la > lb) return within_one_edit(b, lb, a, la);
+    if (lb - la > 1) return 0;
+    size_t i = 0;
+    while (i < la && a[i] == b[i]) i++;
+    if (la == lb) {
+        if (i == la) return 1;
+        if (!memcmp(a + i + 1, b + i + 1, la - i - 1)) return 1;                /* substitution */
+        return i + 1 < la && a[i] == b[i + 1] && a[i + 1] == b[i] &&
+               !memcmp(a + i + 2, b + i + 2, la - i - 2);                       /* transposition */
+    }
+    return !memcmp(a + i, b + i + 1, la - i);                                   /* insertion */
+}
+
+/* Typos and spelling variants ("tranfer" / "transfer", "licence" /
+ * "license"): an unaligned content word of x within one edit of an
+ * unaligned content word of y (both >= 5 letters, not numbers) takes that
+ * word's hash, so they align. */
+static void align_typos(tokens *x, const tokens *y)
+{
+    for (int i = 0; i < x->n; i++) {
+        token *t = &x->t[i];
+        if (!(t->flags & T_CONTENT) || (t->flags & T_NUM) || t->len < 5 || find_hash(y, t->h) >= 0)
+            continue;
+        for (int j = 0; j < y->n; j++) {
+            const token *u = &y->t[j];
+            if ((u->flags & T_CONTENT) && !(u->flags & T_NUM) && u->len >= 5 &&
+                find_hash(x, u->h) < 0 && within_one_edit(t->text, t->len, u->text, u->len)) {
+                t->h = u->h;
+                break;
             }
         }
     }
@@ -522,14 +594,58 @@ static int wh_set_differs(const tokens *x, const tokens *y)
 }
 
 /* A word of x absent from y whose opposite is in y and absent from x. */
+static int find_opp(const tokens *ts, uint64_t h)
+{
+    for (int i = 0; i < ts->n; i++)
+        if (ts->t[i].h == h || (ts->t[i].olx && ts->t[i].olx->h == h)) return i;
+    return -1;
+}
+
+/* Opposites by form: "unlock"/"lock", "disallow"/"allow", "overpaid"/
+ * "underpaid", "inbound"/"outbound", "import"/"export", "upload"/
+ * "download", "pre-"/"post-". a and b are lower-case words. */
+static int morph_opposite(const char *a, size_t la, const char *b, size_t lb)
+{
+    static const char *const neg_prefix[] = {"un", "dis", "non", "in", "im", "il", "ir", "de", "mis"};
+    static const char *const pairs[][2] = {
+        {"over", "under"}, {"up", "down"}, {"in", "out"}, {"im", "ex"}, {"in", "ex"},
+        {"pre", "post"}, {"max", "min"}, {"in", "de"}, {"en", "dis"},
+    };
+    for (int swap = 0; swap < 2; swap++) {
+        const char *p = swap ? b : a, *q = swap ? a : b;
+        size_t lp = swap ? lb : la, lq = swap ? la : lb;
+        for (size_t i = 0; i < SC_COUNTOF(neg_prefix); i++) {
+            size_t k = strlen(neg_prefix[i]);
+            if (lq >= 4 && lp == lq + k && !memcmp(p, neg_prefix[i], k) && !memcmp(p + k, q, lq)) return 1;
+        }
+        for (size_t i = 0; i < SC_COUNTOF(pairs); i++) {
+            size_t k1 = strlen(pairs[i][0]), k2 = strlen(pairs[i][1]);
+            if (lp > k1 + 2 && lq > k2 + 2 && lp - k1 == lq - k2 && !memcmp(p, pairs[i][0], k1) &&
+                !memcmp(q, pairs[i][1], k2) && !memcmp(p + k1, q + k2, lp - k1))
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* A word of x absent from y whose opposite (listed, or by form) is in y
+ * and absent from x. */
 static int has_opposite(const tokens *x, const tokens *y)
 {
     for (int i = 0; i < x->n; i++) {
-        const lex_entry *lx = x->t[i].lx;
-        if (!lx || !(lx->flags & W_OPP) || find_hash(y, x->t[i].h) >= 0) continue;
-        for (int k = 0; k < 4 && lx->opp[k] >= 0; k++) {
+        const token *t = &x->t[i];
+        if (find_hash(y, t->h) >= 0) continue;
+        const lex_entry *lx = t->olx;
+        for (int k = 0; lx && k < 4 && lx->opp[k] >= 0; k++) {
             uint64_t oh = lex[lx->opp[k]].h;
-            if (find_hash(y, oh) >= 0 && find_hash(x, oh) < 0) return 1;
+            if (find_opp(y, oh) >= 0 && find_opp(x, oh) < 0) return 1;
+        }
+        if (!(t->flags & T_CONTENT) || (t->flags & (T_NUM | T_NAMED))) continue;
+        for (int j = 0; j < y->n; j++) {
+            const token *u = &y->t[j];
+            if ((u->flags & T_CONTENT) && find_hash(x, u->h) < 0 &&
+                morph_opposite(t->text, t->len, u->text, u->len))
+                return 1;
         }
     }
     return 0;
@@ -537,19 +653,50 @@ static int has_opposite(const tokens *x, const tokens *y)
 
 /* 1 when two content words (or numbers) shared by both sides come in the
  * opposite order ("from X to Y" vs "from Y to X"). */
-static double swapped(const tokens *x, const tokens *y)
+static int is_relation(const token *t)
 {
-    int pos[SC_VERIFY_MAX_TOKENS], np = 0;
+    static const char *const rel[] = {"to", "from", "for", "into", "than", "vs", "versus",
+                                      "over", "instead", "per", "in", "on", "with", "by", "of"};
+    for (size_t i = 0; i < SC_COUNTOF(rel); i++)
+        if (t->len == strlen(rel[i]) && !memcmp(t->text, rel[i], t->len)) return 1;
+    return 0;
+}
+
+/* Is the same relation word strictly between positions a < b of x and
+ * c < d of y? */
+static int same_relation_between(const tokens *x, int a, int b, const tokens *y, int c, int d)
+{
+    for (int i = a + 1; i < b; i++) {
+        if (!is_relation(&x->t[i])) continue;
+        for (int j = c + 1; j < d; j++)
+            if (y->t[j].h == x->t[i].h) return 1;
+    }
+    return 0;
+}
+
+/* Shared content words (or numbers) in the opposite order. rel = 0: any
+ * such pair, except two words adjacent on both sides ("car rental" /
+ * "rental car" rewords one compound). rel = 1: only pairs with the same
+ * relation word between them on both sides ("miles to km" / "km to
+ * miles", "fries for a salad" / "salad for fries"). */
+static double swapped(const tokens *x, const tokens *y, int rel)
+{
+    int pos[SC_VERIFY_MAX_TOKENS], xpos[SC_VERIFY_MAX_TOKENS], np = 0;
     for (int i = 0; i < x->n; i++) {
         const token *t = &x->t[i];
         if (!(t->flags & (T_CONTENT | T_NUM)) || seen_before(x, i)) continue;
         int j = find_hash(y, t->h);
         if (j < 0) continue;
+        xpos[np] = i;
         pos[np++] = j;
     }
     for (int i = 0; i < np; i++)
-        for (int k = i + 1; k < np; k++)
-            if (pos[k] < pos[i]) return 1;
+        for (int k = i + 1; k < np; k++) {
+            if (pos[k] > pos[i]) continue;
+            if (rel ? same_relation_between(x, xpos[i], xpos[k], y, pos[k], pos[i])
+                    : !(xpos[k] - xpos[i] == 1 && pos[i] - pos[k] == 1))
+                return 1;
+        }
     return 0;
 }
 
@@ -673,6 +820,7 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
     tokenize(tb, b, blen);
     fix_symbol_tokens(ta);
     fix_symbol_tokens(tb);
+    align_typos(ta, tb);
     side_stats sa, sb;
     side(ta, tb, &sa);
     side(tb, ta, &sb);
@@ -697,7 +845,8 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
         x[SC_VF_UNIT_MISMATCH] = !(subset_by(ta, tb, T_UNIT, 1) && subset_by(tb, ta, T_UNIT, 1));
     x[SC_VF_NEG_MISMATCH] = (sa.neg & 1) != (sb.neg & 1);
     x[SC_VF_OPPOSITE] = has_opposite(ta, tb) || has_opposite(tb, ta);
-    x[SC_VF_SWAP] = swapped(ta, tb);
+    x[SC_VF_SWAP] = swapped(ta, tb, 0);
+    x[SC_VF_SWAP_REL] = swapped(ta, tb, 1);
     x[SC_VF_NAME_MISMATCH] = sa.only_named > 0 && sb.only_named > 0;
     x[SC_VF_NAME_ONESIDED] = (sa.only_named > 0) != (sb.only_named > 0);
     x[SC_VF_WH_MISMATCH] = sa.wh && sb.wh && (wh_set_differs(ta, tb) || wh_set_differs(tb, ta));

@@ -45,6 +45,8 @@
 static size_t g_augment = 300;   /* synthetic pairs per edit kind (0 = none) */
 static size_t g_augment_extra = 0; /* per kind of the rewrites 8..13 (0 = none; opt-in, see BENCHMARKS.md) */
 static int g_bank_weight = 1;      /* banking77 fit pairs count this many times */
+static size_t g_qqp_extra = 0;     /* more fit pairs from shuffled qqp_dev rows [QD_QQP_EXTRA_AT, +N) */
+static int g_stsb = 0;             /* STS-B dev pairs as fit data (score >= 4: 1, < 3: 0) */
 static unsigned g_rewrite_kinds = 0x2f; /* bit k-8: rewrite kind k in use (clause order off) */   /* parameters: features + bias (last) */
 
 typedef struct set {
@@ -392,6 +394,25 @@ static int load_qqp(const char *dir, size_t ntrain, size_t ncal, sc_embedder *e,
     }
     int rc = add_pairs(e, de, ta, tb, y, n, tc, 0, fit, cal);
     if (!rc && g_augment) rc = augment(e, de, ta, ntrain < n ? ntrain : n, g_augment, fit);
+    if (!rc && g_qqp_extra && all.n > QD_QQP_EXTRA_AT) {
+        /* Rows past the benchmark's split: more fit pairs, never calibration. */
+        size_t m = all.n - QD_QQP_EXTRA_AT;
+        if (m > g_qqp_extra) m = g_qqp_extra;
+        char **xa = sc_malloc(m * sizeof *xa), **xb = sc_malloc(m * sizeof *xb);
+        int *xy = sc_malloc(m * sizeof *xy), *xc = sc_calloc(m, sizeof *xc);
+        for (size_t i = 0; i < m; i++) {
+            qd_pair *p = &all.v[perm[QD_QQP_EXTRA_AT + i]];
+            xa[i] = p->a;
+            xb[i] = p->b;
+            xy[i] = p->label;
+        }
+        rc = add_pairs(e, de, xa, xb, xy, m, xc, 0, fit, cal);
+        fprintf(stderr, "train_verify: %zu extra qqp_dev fit pairs\n", m);
+        free(xa);
+        free(xb);
+        free(xy);
+        free(xc);
+    }
     free(ta);
     free(tb);
     free(y);
@@ -757,6 +778,36 @@ static char *edit(const char *t, int k, uint64_t *rng)
                 done = 1;
             }
             break;
+        case 14: { /* another unit of the same measure */
+            static const char *const groups[][8] = {
+                {"minute", "hour", "day", "week", "month", "year", NULL},
+                {"mm", "cm", "meter", "km", "inch", "foot", "mile", "yard"},
+                {"gram", "kg", "kilogram", "pound", "ounce", "ton", NULL},
+                {"dollar", "euro", "rupee", "yen", "usd", "eur", "gbp", "inr"},
+                {"celsius", "fahrenheit", "kelvin", NULL},
+                {"kb", "mb", "gb", "tb", NULL},
+                {"liter", "gallon", "ml", "litre", NULL},
+                {"mph", "kmh", NULL},
+            };
+            char base[64];
+            snprintf(base, sizeof base, "%s", c);
+            size_t bl = strlen(base);
+            int plural = bl > 3 && base[bl - 1] == 's';
+            if (plural) base[bl - 1] = '\0';
+            for (size_t g = 0; g < SC_COUNTOF(groups) && !done; g++) {
+                int n = 0, at = -1;
+                while (n < 8 && groups[g][n]) {
+                    if (!strcmp(groups[g][n], base) || !strcmp(groups[g][n], c)) at = n;
+                    n++;
+                }
+                if (at < 0) continue;
+                int to = (at + 1 + (int)(qd_rng_next(rng) % (uint64_t)(n - 1))) % n;
+                snprintf(d, sizeof d, "%s%s", groups[g][to], plural && strcmp(groups[g][at], c) ? "s" : "");
+                replace_core(&ws, i, d);
+                done = 1;
+            }
+            break;
+        }
         case 6: /* harmless: digits to number words */
             if (strlen(c) <= 2 && strspn(c, "0123456789") == strlen(c) && atoi(c) <= 10) {
                 replace_core(&ws, i, digit_words[atoi(c)]);
@@ -765,7 +816,7 @@ static char *edit(const char *t, int k, uint64_t *rng)
             break;
         }
     }
-    if (!done && k >= 8) done = harmless_edit(&ws, k, rng);
+    if (!done && k >= 8 && k <= 13) done = harmless_edit(&ws, k, rng);
     char *out = NULL;
     if (done) out = join(&ws);
     else if (k == 7 && ws.n > 2) {      /* harmless: lower case, no final '?' */
@@ -781,20 +832,21 @@ static char *edit(const char *t, int k, uint64_t *rng)
 
 static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_kind, set *fit)
 {
-    enum { KINDS = 14 };
-    static const int label[KINDS] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    size_t cap = per_kind * KINDS, m = 0;
+    enum { KINDS = 15 };
+    static const int label[KINDS] = {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0};
+    size_t cap = (per_kind + g_augment_extra) * KINDS, m = 0;
     char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
     int *y = sc_malloc(cap * sizeof *y), *tc = sc_calloc(cap, sizeof *tc);
     size_t count[KINDS] = {0};
     uint64_t rng = QD_SEED;
     for (size_t i = 0; i < n; i++) {
         for (int k = 0; k < KINDS; k++) {
-            if (count[k] >= (k >= 8 ? g_augment_extra : per_kind)) continue;
-            if (k >= 8 && !(g_rewrite_kinds >> (k - 8) & 1)) continue;
+            int rewrite = k >= 8 && k <= 13;
+            if (count[k] >= (rewrite ? g_augment_extra : per_kind)) continue;
+            if (rewrite && !(g_rewrite_kinds >> (k - 8) & 1)) continue;
             char *b = edit(texts[i], k, &rng);
             if (!b) continue;
-            if (count[k] < (k >= 8 ? 4 : 2)) fprintf(stderr, "train_verify: synthetic %d: \"%s\" / \"%s\"\n", label[k], texts[i], b);
+            if (count[k] < (rewrite ? 4 : 2)) fprintf(stderr, "train_verify: synthetic %d: \"%s\" / \"%s\"\n", label[k], texts[i], b);
             ta[m] = texts[i];
             tb[m] = b;
             y[m] = label[k];
@@ -805,14 +857,50 @@ static int augment(sc_embedder *e, int de, char **texts, size_t n, size_t per_ki
     }
     fprintf(stderr, "train_verify: synthetic pairs: number %zu, negation %zu, opposite %zu, swap %zu, "
             "named %zu, harmless %zu+%zu+%zu, rewrites polite %zu how %zu contraction %zu synonym %zu "
-            "clause %zu filler %zu\n", count[0], count[1], count[2], count[3], count[4],
-            count[5], count[6], count[7], count[8], count[9], count[10], count[11], count[12], count[13]);
+            "clause %zu filler %zu, unit %zu\n", count[0], count[1], count[2], count[3], count[4],
+            count[5], count[6], count[7], count[8], count[9], count[10], count[11], count[12], count[13],
+            count[14]);
     int rc = add_pairs(e, de, ta, tb, y, m, tc, 2, fit, fit);
     for (size_t i = 0; i < m; i++) free(tb[i]);
     free(ta);
     free(tb);
     free(y);
     free(tc);
+    return rc;
+}
+
+/* STS-B dev as fit data: pairs scored >= 4 of 5 ("equivalent, maybe
+ * minor details differ") are positives, < 3 negatives; the band between is
+ * left out. Reworded paraphrases of short sentences, which QQP's fit rows
+ * hold few of. STS-B test stays the benchmark's held-out Spearman. */
+static int load_stsb(const char *dir, sc_embedder *e, int de, set *fit)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stsb_sts-dev.csv", dir);
+    qd_pairs all = {0};
+    if (qd_load_stsb(path, &all) != 0) {
+        fprintf(stderr, "train_verify: cannot read %s\n", path);
+        return -1;
+    }
+    char **ta = sc_malloc(all.n * sizeof *ta), **tb = sc_malloc(all.n * sizeof *tb);
+    int *y = sc_malloc(all.n * sizeof *y), *tc = sc_calloc(all.n, sizeof *tc);
+    size_t n = 0, pos = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        double g = all.v[i].score;
+        if (g >= 3 && g < 4) continue;
+        ta[n] = all.v[i].a;
+        tb[n] = all.v[i].b;
+        y[n] = g >= 4;
+        pos += (size_t)y[n];
+        n++;
+    }
+    int rc = add_pairs(e, de, ta, tb, y, n, tc, 3, fit, fit);
+    fprintf(stderr, "train_verify: %zu stsb_dev fit pairs (%zu positive)\n", n, pos);
+    free(ta);
+    free(tb);
+    free(y);
+    free(tc);
+    qd_free(&all);
     return rc;
 }
 
@@ -934,7 +1022,7 @@ static void usage(FILE *o)
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
             "                    [--lambda X] [--trees N] [--eta X] [--augment N-per-kind]\n"
             "                    [--augment-rewrites N-per-kind] [--rewrite-kinds MASK] [--bank-weight N]\n"
-            "                    [--no-ablation] [--dev PAIRS.tsv]\n"
+            "                    [--no-ablation] [--dev PAIRS.tsv] [--qqp-extra N] [--stsb 0|1]\n"
             "                    [--write embed/verify_weights.h]\n"
             "                    [--dump FEATURES.csv]\n"
             "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
@@ -969,6 +1057,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--augment-rewrites")) { g_augment_extra = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--dev")) { dev = v; i++; }
         else if (!strcmp(a, "--bank-weight")) { g_bank_weight = atoi(v); i++; }
+        else if (!strcmp(a, "--qqp-extra")) { g_qqp_extra = (size_t)atol(v); i++; }
+        else if (!strcmp(a, "--stsb")) { g_stsb = atoi(v); i++; }
         else if (!strcmp(a, "--rewrite-kinds")) { g_rewrite_kinds = (unsigned)strtoul(v, NULL, 0); i++; }
         else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
@@ -991,7 +1081,8 @@ int main(int argc, char **argv)
     set fit = {0}, cal = {0};
     time_t t0 = time(NULL);
     if (load_qqp(data, ntrain, ncal, e, diff_embed, &fit, &cal) != 0 ||
-        load_banking(data, e, diff_embed, &fit, &cal) != 0)
+        load_banking(data, e, diff_embed, &fit, &cal) != 0 ||
+        (g_stsb && load_stsb(data, e, diff_embed, &fit) != 0))
         return 1;
     fprintf(stderr, "train_verify: %zu fit + %zu calibration pairs, features in %lds\n", fit.n,
             cal.n, (long)(time(NULL) - t0));
@@ -1021,7 +1112,7 @@ int main(int argc, char **argv)
         {"diff_word_embedding", {SC_VF_DIFF_DISSIM, -1}},
         {"numbers_units", {SC_VF_NUM_MISMATCH, SC_VF_NUM_ONESIDED, SC_VF_UNIT_MISMATCH, -1}},
         {"negation_opposites", {SC_VF_NEG_MISMATCH, SC_VF_OPPOSITE, -1}},
-        {"swapped_order", {SC_VF_SWAP, -1}},
+        {"swapped_order", {SC_VF_SWAP, SC_VF_SWAP_REL, -1}},
         {"named_things", {SC_VF_NAME_MISMATCH, SC_VF_NAME_ONESIDED, -1}},
         {"question_word", {SC_VF_WH_MISMATCH, -1}},
         {"char3_jaccard", {SC_VF_CHAR3_JACC, -1}},
@@ -1168,11 +1259,11 @@ int main(int argc, char **argv)
                               "/* Embedder %s: %zu fit pairs, %zu calibration pairs.\n"
                               " * Command: build/train_verify --embedder %s%s --qqp-train %zu"
                               " --qqp-calib %zu --lambda %g --trees %d --eta %g --augment %zu"
-                              " --augment-rewrites %zu --rewrite-kinds 0x%x --write embed/verify_weights.h\n"
+                              " --augment-rewrites %zu --rewrite-kinds 0x%x --qqp-extra %zu --stsb %d --write embed/verify_weights.h\n"
                               " * Calibration curve (held-in split, after Platt scaling):\n%s */\n",
                               sc_embedder_id(e), fit.n, cal.n, embedder,
                               diff_embed ? "" : " --no-diff-embed", ntrain, ncal, lambda, ntrees, eta, g_augment,
-                              g_augment_extra, g_rewrite_kinds, curve);
+                              g_augment_extra, g_rewrite_kinds, g_qqp_extra, g_stsb, curve);
         if (best.ntrees) {
             n += (size_t)snprintf(blk + n, sizeof blk - n,
                                   "static const sc_verify_tree sc_verify_trees_%s[%d] = {\n", lo,

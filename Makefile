@@ -117,7 +117,7 @@ $(BUILD)/bench_%: $(BUILD)/obj/benchmarks/bench_%.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The hit verifier's trainer (not part of `all`): see docs/quality.md.
+# The hit verifier's trainer (not part of `all`): see BENCHMARKS.md (Quality).
 $(BUILD)/train_verify: $(BUILD)/obj/tools/train_verify.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

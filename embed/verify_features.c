@@ -550,8 +550,8 @@ static int within_one_edit(const char *a, size_t la, const char *b, size_t lb)
 
 /* Typos and spelling variants ("tranfer" / "transfer", "licence" /
  * "license"): an unaligned content word of x within one edit of an
- * unaligned content word of y (both >= 5 letters, not numbers) takes that
- * word's hash, so they align. */
+ * unaligned content word of y (both >= 5 letters, one >= 6, not numbers)
+ * takes that word's hash, so they align ("price" / "prize" do not). */
 static void align_typos(tokens *x, const tokens *y)
 {
     for (int i = 0; i < x->n; i++) {
@@ -561,7 +561,8 @@ static void align_typos(tokens *x, const tokens *y)
         for (int j = 0; j < y->n; j++) {
             const token *u = &y->t[j];
             if ((u->flags & T_CONTENT) && !(u->flags & T_NUM) && u->len >= 5 &&
-                find_hash(x, u->h) < 0 && within_one_edit(t->text, t->len, u->text, u->len)) {
+                (t->len >= 6 || u->len >= 6) && find_hash(x, u->h) < 0 &&
+                within_one_edit(t->text, t->len, u->text, u->len)) {
                 t->h = u->h;
                 break;
             }

@@ -113,6 +113,59 @@ SC_TEST(verify_features_swapped_named_wh)
     CHECK(x[SC_VF_SUBST] == 1);
 }
 
+/* Regressions found on tests/fixtures/lookalike_dev3.tsv (written by
+ * someone other than the feature lists' author); pairs here are our own. */
+SC_TEST(verify_features_dev3_regressions)
+{
+    float x[SC_VF_COUNT];
+    /* Words ending in -nt are not negations; only n't and the list are. */
+    feats("Where do I see my account statement?", "Where do I see my bank statement?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 0);
+    feats("Can the agent help me?", "Can the assistant help me?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 0);
+    feats("Why can't I pay?", "Why can I pay?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 1);
+    /* "I've" mid-sentence is not a named thing; "what's" is a stop word. */
+    feats("Can I change it after I've paid?", "Can I change it after paying?", x);
+    CHECK(x[SC_VF_NAME_ONESIDED] == 0);
+    feats("What's the fee?", "What is the fee?", x);
+    CHECK(x[SC_VF_DIFF_LOG] == 0);
+    /* Two words trading places inside one compound are not a swap. */
+    feats("How much is a car rental?", "How much is a rental car?", x);
+    CHECK(x[SC_VF_SWAP] == 0);
+    CHECK(x[SC_VF_SWAP_REL] == 0);
+    /* Around the same relation word they are. */
+    feats("Convert pounds to kilograms", "Convert kilograms to pounds", x);
+    CHECK(x[SC_VF_SWAP_REL] == 1);
+    feats("Can I trade my tablet for a laptop?", "Can I trade my laptop for a tablet?", x);
+    CHECK(x[SC_VF_SWAP_REL] == 1);
+    feats("Is breakfast included in the price?", "Does the price include breakfast?", x);
+    CHECK(x[SC_VF_SWAP_REL] == 0);
+    /* Opposites by comparative and by prefix form, beyond the list. */
+    feats("Which plan is the cheapest?", "Which plan is the most expensive?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("Can I check in earlier?", "Can I check in later?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("Was I overcharged for shipping?", "Was I undercharged for shipping?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("How do I unarchive a chat?", "How do I archive a chat?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 1);
+    feats("How do I sign up?", "How do I register?", x);
+    CHECK(x[SC_VF_OPPOSITE] == 0);
+    /* Typos and spelling variants align. */
+    feats("How do I recieve a refund?", "How do I receive a refund?", x);
+    CHECK(x[SC_VF_DIFF_LOG] == 0);
+    feats("Can I change the colour of the theme?", "Can I change the color of the theme?", x);
+    CHECK(x[SC_VF_DIFF_LOG] == 0);
+    feats("Can I change the price of the plan?", "Can I change the prize of the plan?", x);
+    CHECK(x[SC_VF_DIFF_LOG] > 0);                  /* short words: no fuzzy match */
+    /* "one" as a pronoun-like word is not a quantity on one side only. */
+    feats("Can I add one more user?", "Can I add another user?", x);
+    CHECK(x[SC_VF_NUM_ONESIDED] == 0);
+    feats("Can I add 3 more users?", "Can I add more users?", x);
+    CHECK(x[SC_VF_NUM_ONESIDED] == 1);
+}
+
 SC_TEST(verify_features_bounds)
 {
     float x[SC_VF_COUNT];

@@ -296,23 +296,30 @@ static int is_word_byte(unsigned char c)
 
 /* The lexicon entry with opposites of the base of a comparative or
  * superlative ("cheapest" -> cheap, "earlier" -> early, "later" -> late,
- * "bigger" -> big), or NULL. */
+ * "bigger" -> big), or NULL. Only these adjectives: stripping "-er" from
+ * any word would read "offer" as off and "closer" as close. */
 static const lex_entry *comparative_base(const char *w, size_t n)
 {
+    static const char *const adj[] = {
+        "early", "late", "cheap", "high", "low", "fast", "slow", "big", "small", "large",
+        "long", "short", "old", "new", "hot", "cold", "easy", "hard", "rich", "poor",
+        "light", "dark", "wet", "dry", "safe", "good", "bad",
+    };
     size_t cut = n > 5 && !memcmp(w + n - 3, "est", 3) ? 3 : n > 4 && !memcmp(w + n - 2, "er", 2) ? 2 : 0;
-    if (!cut) return NULL;
-    char b[64];
+    if (!cut || n > 24) return NULL;
+    char b[32];
     size_t k = n - cut;
-    if (k + 2 > sizeof b) return NULL;
     memcpy(b, w, k);
     if (b[k - 1] == 'i') b[k - 1] = 'y';
-    const lex_entry *lx = lex_find(whash(b, k));
-    if (!lx || !(lx->flags & W_OPP)) {
-        b[k] = 'e';
-        lx = lex_find(whash(b, k + 1));
-    }
-    if ((!lx || !(lx->flags & W_OPP)) && k > 3 && b[k - 1] == b[k - 2]) lx = lex_find(whash(b, k - 1));
-    return lx && (lx->flags & W_OPP) ? lx : NULL;
+    size_t cand[3] = {k, k + 1, k > 3 && b[k - 1] == b[k - 2] ? k - 1 : k};
+    b[k] = 'e';                       /* "lat" + e; cand[1] reads it */
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < SC_COUNTOF(adj); i++)
+            if (strlen(adj[i]) == cand[c] && !memcmp(adj[i], b, cand[c])) {
+                const lex_entry *lx = lex_find(whash(b, cand[c]));
+                return lx && (lx->flags & W_OPP) ? lx : NULL;
+            }
+    return NULL;
 }
 
 static void push_token(tokens *ts, const char *w, size_t n, int capital, int sentence_start)
@@ -503,7 +510,8 @@ typedef struct side_stats {
     int only_content;   /* unique content stems absent from the other side */
     int only_all;
     int only_named;
-    int nums;
+    int nums;           /* numbers, weak ones ("one", "second") included */
+    int strong_nums;    /* numbers that are surely quantities */
     int units;
     int neg;
     int wh;
@@ -515,7 +523,8 @@ static void side(const tokens *x, const tokens *y, side_stats *st)
     for (int i = 0; i < x->n; i++) {
         const token *t = &x->t[i];
         if (t->flags & T_NEG) st->neg++;
-        if ((t->flags & T_NUM) && !(t->flags & T_WEAKNUM)) st->nums++;
+        if (t->flags & T_NUM) st->nums++;
+        if ((t->flags & T_NUM) && !(t->flags & T_WEAKNUM)) st->strong_nums++;
         if (t->flags & T_UNIT) st->units++;
         if (t->flags & T_WH) st->wh++;
         if (seen_before(x, i)) continue;
@@ -548,24 +557,54 @@ static int within_one_edit(const char *a, size_t la, const char *b, size_t lb)
     return !memcmp(a + i, b + i + 1, la - i);                                   /* insertion */
 }
 
-/* Typos and spelling variants ("tranfer" / "transfer", "licence" /
- * "license"): an unaligned content word of x within one edit of an
- * unaligned content word of y (both >= 5 letters, one >= 6, not numbers)
- * takes that word's hash, so they align ("price" / "prize" do not). */
+/* Indexes of x's content words (first occurrences) absent from y, at
+ * most cap of them: what the pairwise comparisons below look at, so they
+ * stay O(cap^2) whatever the prompts' length. */
+#define UNALIGNED_CAP (2 * SC_VERIFY_MAX_DIFF_WORDS)
+static int unaligned(const tokens *x, const tokens *y, int idx[UNALIGNED_CAP])
+{
+    int n = 0;
+    for (int i = 0; i < x->n && n < UNALIGNED_CAP; i++) {
+        const token *t = &x->t[i];
+        if ((t->flags & T_CONTENT) && !seen_before(x, i) && find_hash(y, t->h) < 0) idx[n++] = i;
+    }
+    return n;
+}
+
+/* A word a typo may have produced: long enough for one edit to be a
+ * slip rather than another word, no digit ("python2" / "python3"), not a
+ * name or unit, and not cut to the token's text size (its tail is
+ * unknown). */
+static int typo_candidate(const token *t)
+{
+    if (t->len < 6 || t->len >= TOK_TEXT - 1 || (t->flags & (T_NUM | T_NAMED | T_UNIT)))
+        return 0;
+    for (int i = 0; i < t->len; i++)
+        if (t->text[i] >= '0' && t->text[i] <= '9') return 0;
+    return 1;
+}
+
+/* Typos and spelling variants ("tranfer" / "transfer", "recieve" /
+ * "receive"): an unaligned word of x within one edit of an unaligned word
+ * of y (both typo candidates) takes that word's hash, so they align. */
 static void align_typos(tokens *x, const tokens *y)
 {
-    for (int i = 0; i < x->n; i++) {
-        token *t = &x->t[i];
-        if (!(t->flags & T_CONTENT) || (t->flags & T_NUM) || t->len < 5 || find_hash(y, t->h) >= 0)
-            continue;
-        for (int j = 0; j < y->n; j++) {
-            const token *u = &y->t[j];
-            if ((u->flags & T_CONTENT) && !(u->flags & T_NUM) && u->len >= 5 &&
-                (t->len >= 6 || u->len >= 6) && find_hash(x, u->h) < 0 &&
-                within_one_edit(t->text, t->len, u->text, u->len)) {
-                t->h = u->h;
-                break;
-            }
+    int ix[UNALIGNED_CAP], iy[UNALIGNED_CAP];
+    int nx = unaligned(x, y, ix), ny = unaligned(y, x, iy);
+    int used[UNALIGNED_CAP] = {0};
+    for (int a = 0; a < nx; a++) {
+        token *t = &x->t[ix[a]];
+        if (!typo_candidate(t)) continue;
+        for (int b = 0; b < ny; b++) {
+            const token *u = &y->t[iy[b]];
+            if (used[b] || !typo_candidate(u) || ((t->lx || t->olx) && (u->lx || u->olx)) ||
+                !within_one_edit(t->text, t->len, u->text, u->len))
+                continue;           /* two listed words are two words: unlock / unblock */
+            uint64_t old = t->h;
+            for (int k = 0; k < x->n; k++)
+                if (x->t[k].h == old) x->t[k].h = u->h;
+            used[b] = 1;
+            break;
         }
     }
 }
@@ -607,7 +646,8 @@ static int find_opp(const tokens *ts, uint64_t h)
  * "download", "pre-"/"post-". a and b are lower-case words. */
 static int morph_opposite(const char *a, size_t la, const char *b, size_t lb)
 {
-    static const char *const neg_prefix[] = {"un", "dis", "non", "in", "im", "il", "ir", "de", "mis"};
+    /* Not in-/im-/de-: inform/form, import/port, detail/tail. */
+    static const char *const neg_prefix[] = {"un", "dis", "non", "mis"};
     static const char *const pairs[][2] = {
         {"over", "under"}, {"up", "down"}, {"in", "out"}, {"im", "ex"}, {"in", "ex"},
         {"pre", "post"}, {"max", "min"}, {"in", "de"}, {"en", "dis"},
@@ -617,7 +657,7 @@ static int morph_opposite(const char *a, size_t la, const char *b, size_t lb)
         size_t lp = swap ? lb : la, lq = swap ? la : lb;
         for (size_t i = 0; i < SC_COUNTOF(neg_prefix); i++) {
             size_t k = strlen(neg_prefix[i]);
-            if (lq >= 4 && lp == lq + k && !memcmp(p, neg_prefix[i], k) && !memcmp(p + k, q, lq)) return 1;
+            if (lq >= 5 && lp == lq + k && !memcmp(p, neg_prefix[i], k) && !memcmp(p + k, q, lq)) return 1;
         }
         for (size_t i = 0; i < SC_COUNTOF(pairs); i++) {
             size_t k1 = strlen(pairs[i][0]), k2 = strlen(pairs[i][1]);
@@ -635,25 +675,27 @@ static int has_opposite(const tokens *x, const tokens *y)
 {
     for (int i = 0; i < x->n; i++) {
         const token *t = &x->t[i];
-        if (find_hash(y, t->h) >= 0) continue;
         const lex_entry *lx = t->olx;
-        for (int k = 0; lx && k < 4 && lx->opp[k] >= 0; k++) {
+        if (!lx || find_hash(y, t->h) >= 0) continue;
+        for (int k = 0; k < 4 && lx->opp[k] >= 0; k++) {
             uint64_t oh = lex[lx->opp[k]].h;
             if (find_opp(y, oh) >= 0 && find_opp(x, oh) < 0) return 1;
         }
-        if (!(t->flags & T_CONTENT) || (t->flags & (T_NUM | T_NAMED))) continue;
-        for (int j = 0; j < y->n; j++) {
-            const token *u = &y->t[j];
-            if ((u->flags & T_CONTENT) && find_hash(x, u->h) < 0 &&
-                morph_opposite(t->text, t->len, u->text, u->len))
+    }
+    int ix[UNALIGNED_CAP], iy[UNALIGNED_CAP];
+    int nx = unaligned(x, y, ix), ny = unaligned(y, x, iy);
+    for (int a = 0; a < nx; a++) {
+        const token *t = &x->t[ix[a]];
+        if (t->flags & (T_NUM | T_NAMED)) continue;
+        for (int b = 0; b < ny; b++) {
+            const token *u = &y->t[iy[b]];
+            if (!(u->flags & (T_NUM | T_NAMED)) && morph_opposite(t->text, t->len, u->text, u->len))
                 return 1;
         }
     }
     return 0;
 }
 
-/* 1 when two content words (or numbers) shared by both sides come in the
- * opposite order ("from X to Y" vs "from Y to X"). */
 static int is_relation(const token *t)
 {
     static const char *const rel[] = {"to", "from", "for", "into", "than", "vs", "versus",
@@ -841,7 +883,7 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
     if (emb && x[SC_VF_SUBST]) x[SC_VF_DIFF_DISSIM] = diff_dissim(ta, tb, emb);
     if (sa.nums && sb.nums)
         x[SC_VF_NUM_MISMATCH] = !(subset_by(ta, tb, T_NUM, 0) && subset_by(tb, ta, T_NUM, 0));
-    x[SC_VF_NUM_ONESIDED] = (sa.nums > 0) != (sb.nums > 0);
+    x[SC_VF_NUM_ONESIDED] = (sa.strong_nums > 0) != (sb.strong_nums > 0);
     if (sa.units && sb.units)
         x[SC_VF_UNIT_MISMATCH] = !(subset_by(ta, tb, T_UNIT, 1) && subset_by(tb, ta, T_UNIT, 1));
     x[SC_VF_NEG_MISMATCH] = (sa.neg & 1) != (sb.neg & 1);

@@ -468,6 +468,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threshold")) { thr = atof(v); i++; }
         else { fprintf(stderr, "bench_quality: unknown option %s\n", a); usage(stderr); return 2; }
     }
+    if (qqp_n == 0 || qqp_n > QD_QQP_EXTRA_AT - QD_QQP_EVAL_AT) {
+        /* Past that the benchmark's rows would be train_verify's --qqp-extra rows. */
+        fprintf(stderr, "bench_quality: --qqp-n must be 1..%d\n", QD_QQP_EXTRA_AT - QD_QQP_EVAL_AT);
+        return 2;
+    }
     char err[512];
     sc_embedder_opts eo = {.name = embedder, .model_dir = model_dir};
     if (sc_embedder_open(&emb, &eo, err, sizeof err) != 0) {

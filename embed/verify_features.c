@@ -327,8 +327,22 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
     if (ts->n >= SC_VERIFY_MAX_TOKENS || n == 0) return;
     token *t = &ts->t[ts->n];
     memset(t, 0, sizeof *t);
-    char low[64];
+    char low[64], apos[64];
     if (n > sizeof low - 1) n = sizeof low - 1;
+    if (memmem(w, n, "\xE2\x80\x99", 3)) {
+        /* A typographic apostrophe (U+2019: "can’t", "I’m") is an apostrophe. */
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i + 2 < n && !memcmp(w + i, "\xE2\x80\x99", 3)) {
+                apos[m++] = '\'';
+                i += 2;
+            } else {
+                apos[m++] = w[i];
+            }
+        }
+        w = apos;
+        n = m;
+    }
     int all_caps = n >= 2, upper = 0, digit0 = w[0] >= '0' && w[0] <= '9';
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)w[i];

@@ -125,6 +125,11 @@ SC_TEST(verify_features_dev3_regressions)
     CHECK(x[SC_VF_NEG_MISMATCH] == 0);
     feats("Why can't I pay?", "Why can I pay?", x);
     CHECK(x[SC_VF_NEG_MISMATCH] == 1);
+    feats("Why can\u2019t I pay?", "Why can I pay?", x);   /* typographic apostrophe */
+    CHECK(x[SC_VF_NEG_MISMATCH] == 1);
+    feats("Why can\u2019t I pay?", "Why can't I pay?", x);
+    CHECK(x[SC_VF_NEG_MISMATCH] == 0);
+    CHECK(x[SC_VF_DIFF_LOG] == 0);
     /* "I've" mid-sentence is not a named thing; "what's" is a stop word. */
     feats("Can I change it after I've paid?", "Can I change it after paying?", x);
     CHECK(x[SC_VF_NAME_ONESIDED] == 0);

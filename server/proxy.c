@@ -372,6 +372,14 @@ static void on_up_headers(void *ctx, int status, const char *ctype, const sc_rou
     }
 }
 
+static void on_up_done(void *ctx, const sc_route_result *r);
+
+/* Relays a streamed answer event by event. The reader fails only past
+ * max-upstream-body (an event that does not fit, or a full relay buffer),
+ * which route/ enforces on the whole answer too, so such a stream is
+ * never relayed whole: it ends here as an upstream failure (the whole
+ * events before it, then the in-band error event of on_up_done), rather
+ * than with bytes silently missing. */
 static void on_up_data(void *ctx, const char *d, size_t n)
 {
     flight *f = ctx;
@@ -380,10 +388,44 @@ static void on_up_data(void *ctx, const char *d, size_t n)
         return;
     }
     sc_buf_reset(&f->relay);
-    if (sc_oai_stream_feed(&f->sse, d, n, &f->relay)) f->sse.unstorable = 1;
+    int rc = sc_oai_stream_feed(&f->sse, d, n, &f->relay);
     preq *p = f->leader;
+    /* Cancelled before the write: if the write closes the client, its
+     * on_client_abort sees no call to abandon and leaves the flight to
+     * on_up_done below. */
+    if (rc) {
+        sc_route_cancel(f->call);
+        f->call = NULL;
+    }
     if (p && p->req && f->relay.len && sc_http_stream_write(p->req, f->relay.data, f->relay.len))
         sc_debug("client went away mid-stream");
+    if (!rc) return;   /* f may be gone: a closed client may have abandoned the call */
+    char msg[160];
+    snprintf(msg, sizeof msg, "an SSE event larger than max-upstream-body (%lld bytes)",
+             f->srv->cfg->max_upstream_body);
+    sc_route_result res = {.err = rc, .status = f->status, .headers_sent = 1, .message = msg, .upstream = "",
+                           .model = "", .retry_after_ms = -1, .first_byte_ms = -1, .cost_usd = -1};
+    on_up_done(f, &res);
+}
+
+/* Ends a stream that broke after it started: one event in OpenAI's error
+ * format ({"error":{"message","type","code"}}, which the SDKs raise), no
+ * [DONE]. code: upstream_too_large past max-upstream-body, otherwise
+ * stream_truncated. */
+static void stream_error(sc_http_req *req, const sc_route_result *r)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "upstream stream ended early: %s",
+             !r->err ? "no [DONE]" : r->message && *r->message ? r->message : sc_strerror(r->err));
+    json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type", "upstream_error", "code",
+                          r->err == SC_ETOOBIG ? "upstream_too_large" : "stream_truncated");
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    sc_buf ev;
+    sc_buf_init(&ev, 4096);
+    if (s && !sc_buf_printf(&ev, "data: %s\n\n", s)) sc_http_stream_write(req, ev.data, ev.len);
+    sc_buf_free(&ev);
+    free(s);
 }
 
 static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
@@ -452,14 +494,8 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         if (p) record_outcome(p, ok && f->sse.done ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
                               r->usage.prompt_tokens, r->usage.completion_tokens, r->cost_usd);
         if (p && p->req) {
-            if (!ok || !f->sse.done) {
-                /* The stream broke after it started: tell the client in-band. */
-                char ev[512];
-                int n = snprintf(ev, sizeof ev,
-                                 "data: {\"error\":{\"message\":\"upstream stream ended early: %s\",\"type\":\"upstream_error\",\"code\":\"stream_truncated\"}}\n\n",
-                                 r->err ? sc_strerror(r->err) : "no [DONE]");
-                sc_http_stream_write(p->req, ev, (size_t)n);
-            }
+            /* The stream broke after it started: tell the client in-band. */
+            if (!ok || !f->sse.done) stream_error(p->req, r);
             /* The write may have closed the client (output bound), and
              * on_client_abort then finished the request already. */
             if (p->req) sc_http_stream_end(p->req);

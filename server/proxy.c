@@ -77,6 +77,7 @@ struct flight {
     sc_buf body;                 /* non-streamed answer */
     sc_oai_stream sse;           /* streamed answer being assembled */
     sc_buf relay;
+    const char *upstream;        /* the upstream that answered (route's storage), NULL before */
     /* Set once the call finished and its answer is being written back:
      * the body owned by the store job, valid until the job's done() frees
      * this flight. Identical requests that missed meanwhile (the entry is
@@ -158,6 +159,19 @@ static void cache_headers(char *h, size_t cap, const char *outcome, const preq *
                  outcome, (double)p->res.similarity, p->res.confidence, (unsigned long long)p->res.id);
     else
         snprintf(h, cap, "X-Semcache: %s\r\n", outcome);
+}
+
+/* The headers of an answer from upstream: X-Semcache (miss or bypass) and
+ * X-Semcache-Upstream naming the upstream that answered, after any
+ * fallbacks. */
+static void upstream_headers(char *h, size_t cap, const preq *p, const char *upstream)
+{
+    cache_headers(h, cap, p->bypass ? "bypass" : "miss", p);
+    if (upstream && *upstream) {
+        size_t n = strlen(h);
+        int k = snprintf(h + n, cap - n, "X-Semcache-Upstream: %s\r\n", upstream);
+        if (k < 0 || (size_t)k >= cap - n) h[n] = '\0';   /* left out rather than cut mid-line */
+    }
 }
 
 /* Serves a complete body (from the cache or a finished upstream call) as
@@ -361,12 +375,13 @@ static void on_up_headers(void *ctx, int status, const char *ctype, const sc_rou
     flight *f = ctx;
     f->status = status;
     f->content_type = sc_strdup(ctype ? ctype : "application/json");
+    f->upstream = sc_route_call_upstream(f->call);
     preq *p = f->leader;
     if (status / 100 == 2 && strncmp(f->content_type, "text/event-stream", 17) == 0) {
         f->streaming = 1;
         if (p && p->req) {
-            char headers[128];
-            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
+            char headers[512];
+            upstream_headers(headers, sizeof headers, p, f->upstream);
             sc_http_stream_begin(p->req, 200, "text/event-stream", headers);
         }
     }
@@ -403,8 +418,9 @@ static void on_up_data(void *ctx, const char *d, size_t n)
     char msg[160];
     snprintf(msg, sizeof msg, "an SSE event larger than max-upstream-body (%lld bytes)",
              f->srv->cfg->max_upstream_body);
-    sc_route_result res = {.err = rc, .status = f->status, .headers_sent = 1, .message = msg, .upstream = "",
-                           .model = "", .retry_after_ms = -1, .first_byte_ms = -1, .cost_usd = -1};
+    sc_route_result res = {.err = rc, .status = f->status, .headers_sent = 1, .message = msg,
+                           .upstream = f->upstream ? f->upstream : "", .model = "", .retry_after_ms = -1,
+                           .first_byte_ms = -1, .cost_usd = -1};
     on_up_done(f, &res);
 }
 
@@ -508,11 +524,7 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         /* A complete answer: 2xx, or an upstream error relayed as is. */
         if (p && p->req) {
             char headers[512];
-            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
-            if (r->upstream && *r->upstream) {
-                size_t hl = strlen(headers);
-                snprintf(headers + hl, sizeof headers - hl, "X-Semcache-Upstream: %s\r\n", r->upstream);
-            }
+            upstream_headers(headers, sizeof headers, p, r->upstream);
             record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, r->usage.prompt_tokens,
                            r->usage.completion_tokens, r->cost_usd);
             if (ok) {

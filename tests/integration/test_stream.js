@@ -3,12 +3,14 @@
 // raw HTTP client. An answer past --max-upstream-body cannot be relayed
 // whole, so the client gets the whole events before it and then one error
 // event in OpenAI's format, never a stream with bytes silently missing.
+// A streamed miss names the upstream that served it (after fallbacks) in
+// X-Semcache-Upstream, as a non-streamed miss does.
 'use strict';
 const OpenAI = require('openai');
 const { test, run, startServer, stopServer, sleep, assert, assertEq } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
-let mock, srv, client;
+let mock, mock2, srv, client;
 const MAX_UP = 4096;
 const user = (text) => [{ role: 'user', content: text }];
 const settle = () => sleep(300);
@@ -28,8 +30,11 @@ async function rawStream(url, body) {
 
 test('start mock upstream and semcached', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
+  mock2 = await mockUpstream.start({ port: 0, name: 'mock2' });
+  // gpt-fb*: first "first" (the mock, made to fail by its plan), then "second".
   srv = await startServer({ args: ['--upstream', mock.url, '--retries', '0', '--verify', 'off',
-    '--max-upstream-body', String(MAX_UP)] });
+    '--max-upstream-body', String(MAX_UP), '--upstream-def', `first ${mock.url} -`,
+    '--upstream-def', `second ${mock2.url} -`, '--route', 'gpt-fb* first,second'] });
   client = mkClient(srv.url);
 });
 
@@ -74,10 +79,40 @@ test('an SSE event larger than --max-upstream-body: whole events, then an OpenAI
   assertEq(st.status, 200);
 });
 
+test('a streamed miss names the upstream that served it, after a fallback (X-Semcache-Upstream)', async () => {
+  const before = mock2.calls().total;
+  mock.plan(['503']);
+  const r = await rawStream(srv.url, { model: 'gpt-fb-1', messages: user('who answers this stream') });
+  assertEq(r.status, 200);
+  assertEq(r.headers.get('x-semcache'), 'miss');
+  assertEq(r.headers.get('x-semcache-upstream'), 'second');
+  assert(r.text.endsWith('data: [DONE]\n\n'), 'the whole stream');
+  assertEq(mock2.calls().total - before, 1, 'the fallback served it');
+  // Through the SDK; and without a failure the primary serves.
+  const { data: stream, response } = await client.chat.completions
+    .create({ model: 'gpt-fb-1', messages: user('and who answers this one'), stream: true }).withResponse();
+  for await (const ch of stream) void ch;
+  assertEq(response.headers.get('x-semcache-upstream'), 'first');
+  assertEq(mock2.calls().total - before, 1);
+  // The implicit route names the implicit upstream.
+  const d = await rawStream(srv.url, { model: 'gpt-other', messages: user('a stream on the default route') });
+  assertEq(d.headers.get('x-semcache-upstream'), 'default');
+  // Same as a non-streamed miss after the same fallback.
+  mock.plan(['503']);
+  const j = await client.chat.completions.create({ model: 'gpt-fb-2', messages: user('who answers this') }).withResponse();
+  assertEq(j.response.headers.get('x-semcache-upstream'), 'second');
+  // A hit has no upstream.
+  await settle();
+  const h = await rawStream(srv.url, { model: 'gpt-fb-1', messages: user('who answers this stream') });
+  assertEq(h.headers.get('x-semcache'), 'hit-exact');
+  assertEq(h.headers.get('x-semcache-upstream'), null);
+});
+
 test('stop', async () => {
   const r = await stopServer(srv, 'SIGTERM');
   assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);
   await mock.close();
+  await mock2.close();
 });
 
 run();

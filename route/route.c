@@ -1315,6 +1315,11 @@ void sc_route_cancel(sc_route_call *c)
     cancel_now(c);
 }
 
+const char *sc_route_call_upstream(const sc_route_call *c)
+{
+    return c && c->last_up ? c->last_up : "";
+}
+
 static void cancel_now(sc_route_call *c)
 {
     switch (c->state) {

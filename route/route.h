@@ -159,6 +159,13 @@ int sc_route_request(sc_route *r, const sc_route_req *req, const sc_route_callba
  * same call; not after on_done. */
 void sc_route_cancel(sc_route_call *call);
 
+/* The name of the upstream of the call's current attempt ("" before the
+ * first): in on_headers and on_data, the upstream whose answer is being
+ * relayed, after any retries and fallbacks (what on_done reports as
+ * res->upstream). The string lives as long as the router; the call may
+ * not be passed once on_done ran (the handle is freed). */
+const char *sc_route_call_upstream(const sc_route_call *call);
+
 /* The status to answer the client with when on_done ran without
  * headers_sent: 504 for a timeout, 429 when the last upstream answer was
  * 429 (send res->retry_after_ms as Retry-After when >= 0), 503 when every

@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <llhttp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 
 #define IN_MAX (1u << 20)        /* bytes of pipelined input held at most */
 #define OUT_MAX (64u << 20)      /* bytes queued for a slow reader at most */
+#define EOF_PROBE_MS 250         /* a half-closed client waiting for its answer is checked this often */
 
 struct sc_http_server {
     uv_loop_t *loop;
@@ -179,10 +181,40 @@ static void conn_close(conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
+/* 1 when the peer of a half-closed connection has reset it (or the socket
+ * failed). Reading stopped at the FIN, so a reset that follows is not
+ * reported by a read: only the socket's state shows it (POLLHUP once both
+ * directions are shut, which our side never does while it answers;
+ * POLLERR for a pending error). poll() with no wait: never blocks. */
+static int peer_gone(conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
+
+static void on_timeout(uv_timer_t *t);
+
+/* While a request is in progress the timer is off, except on a
+ * half-closed connection, where it repeats every EOF_PROBE_MS to notice a
+ * reset: that client is gone (on_abort runs), whereas a plain half-close
+ * is still answered (HTTP allows it). */
+static void start_eof_probe(conn *c)
+{
+    if (!c->closed) uv_timer_start(&c->timer, on_timeout, EOF_PROBE_MS, EOF_PROBE_MS);
+}
+
 static void on_timeout(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c->busy) return;
+    if (c->busy) {
+        if (c->eof && peer_gone(c)) {
+            sc_debug("half-closed client reset the connection");
+            conn_close(c);
+        }
+        return;
+    }
     sc_debug("closing idle connection");
     conn_close(c);
 }
@@ -567,7 +599,8 @@ static void process(conn *c)
             c->req = NULL;
             c->busy = r;
             c->refs++;
-            uv_timer_stop(&c->timer);
+            if (c->eof) start_eof_probe(c);   /* a pipelined request behind the FIN */
+            else uv_timer_stop(&c->timer);
             c->srv->handler(c->srv->ctx, r);
             continue;
         }
@@ -592,6 +625,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
             uv_read_stop(st);
             /* Answers still queued: on_written closes once they are out. */
             if (!c->busy) c->closing = 1;
+            else start_eof_probe(c);
             return;
         }
         conn_close(c);

@@ -13,11 +13,14 @@
  * sc_http_respond(), sc_http_error() or sc_http_stream_end(), now or later
  * from the loop thread; after that the request is freed. If the client goes
  * away first, req->aborted is set and req->on_abort (if any) runs; the
- * handler must still finish the request (writes then do nothing). on_abort
- * never runs from inside sc_http_respond()/sc_http_stream_end() of the same
- * request, but may run from inside sc_http_stream_begin()/_write() (the
- * output bound closes the connection): the caller must allow for its
- * on_abort having finished the request when the call returns.
+ * handler must still finish the request (writes then do nothing). A
+ * client that half-closed (FIN) after its request is still answered; one
+ * that then resets the connection has gone away (noticed within 250 ms,
+ * or at the next write). on_abort never runs from inside
+ * sc_http_respond()/sc_http_stream_end() of the same request, but may run
+ * from inside sc_http_stream_begin()/_write() (the output bound closes the
+ * connection): the caller must allow for its on_abort having finished the
+ * request when the call returns.
  * Threads: everything here runs on the loop thread only. */
 #ifndef SC_HTTP_H
 #define SC_HTTP_H

@@ -230,8 +230,14 @@ static int take_block(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
     int keep = has_data ? take_event(s, data.data ? data.data : "", data.len) : 1;
     sc_buf_free(&data);
     if (keep) {
+        /* The event with its end, or nothing of it. */
+        size_t before = relay->len;
         int rc = sc_buf_append(relay, p, n);
         if (!rc) rc = sc_buf_append(relay, "\n\n", 2);
+        if (rc) {
+            relay->len = before;
+            if (relay->data) relay->data[before] = '\0';
+        }
         return rc;
     }
     return SC_OK;
@@ -244,7 +250,12 @@ static int take_block(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
  * shifted once per feed, only when events were taken. */
 int sc_oai_stream_feed(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
 {
-    if (sc_buf_append(&s->line, p, n)) return SC_ETOOBIG;
+    if (s->failed) return s->failed;
+    if (sc_buf_append(&s->line, p, n)) {
+        s->failed = SC_ETOOBIG;
+        s->unstorable = 1;
+        return SC_ETOOBIG;
+    }
     const char *buf = s->line.data;
     size_t len = s->line.len, start = 0, i = s->scan;
     int rc = SC_OK;
@@ -270,6 +281,10 @@ int sc_oai_stream_feed(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay)
     }
     if (start) sc_buf_consume(&s->line, start);
     s->scan = i - start;
+    if (rc) {
+        s->failed = rc;
+        s->unstorable = 1;
+    }
     return rc;
 }
 

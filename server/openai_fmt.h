@@ -37,12 +37,17 @@ typedef struct sc_oai_stream {
     int done;                    /* saw data: [DONE] */
     int unstorable;              /* tool calls, several choices, errors, bad JSON */
     int drop_usage_chunk;        /* the client did not ask for usage */
+    int failed;                  /* a feed failed: every later one fails too */
 } sc_oai_stream;
 
 void sc_oai_stream_init(sc_oai_stream *s, int kind, int drop_usage_chunk, size_t max);
 void sc_oai_stream_free(sc_oai_stream *s);
 /* Feeds raw stream bytes; appends to relay the bytes of every complete
- * event the client should see. SC_ETOOBIG past the bound. */
+ * event the client should see, each whole with its end. SC_ETOOBIG when a
+ * partial event would grow past max or relay is full: the events before
+ * it were relayed, but the stream cannot be relayed faithfully from there
+ * on, so the reader refuses every later feed (same error, nothing relayed)
+ * and the stream is not storable. */
 int sc_oai_stream_feed(sc_oai_stream *s, const char *p, size_t n, sc_buf *relay);
 /* The assembled body once the stream ended with [DONE]; NULL when it
  * cannot be stored. malloc'ed. */

@@ -77,6 +77,7 @@ struct flight {
     sc_buf body;                 /* non-streamed answer */
     sc_oai_stream sse;           /* streamed answer being assembled */
     sc_buf relay;
+    const char *upstream;        /* the upstream that answered (route's storage), NULL before */
     /* Set once the call finished and its answer is being written back:
      * the body owned by the store job, valid until the job's done() frees
      * this flight. Identical requests that missed meanwhile (the entry is
@@ -158,6 +159,19 @@ static void cache_headers(char *h, size_t cap, const char *outcome, const preq *
                  outcome, (double)p->res.similarity, p->res.confidence, (unsigned long long)p->res.id);
     else
         snprintf(h, cap, "X-Semcache: %s\r\n", outcome);
+}
+
+/* The headers of an answer from upstream: X-Semcache (miss or bypass) and
+ * X-Semcache-Upstream naming the upstream that answered, after any
+ * fallbacks. */
+static void upstream_headers(char *h, size_t cap, const preq *p, const char *upstream)
+{
+    cache_headers(h, cap, p->bypass ? "bypass" : "miss", p);
+    if (upstream && *upstream) {
+        size_t n = strlen(h);
+        int k = snprintf(h + n, cap - n, "X-Semcache-Upstream: %s\r\n", upstream);
+        if (k < 0 || (size_t)k >= cap - n) h[n] = '\0';   /* left out rather than cut mid-line */
+    }
 }
 
 /* Serves a complete body (from the cache or a finished upstream call) as
@@ -361,17 +375,26 @@ static void on_up_headers(void *ctx, int status, const char *ctype, const sc_rou
     flight *f = ctx;
     f->status = status;
     f->content_type = sc_strdup(ctype ? ctype : "application/json");
+    f->upstream = sc_route_call_upstream(f->call);
     preq *p = f->leader;
     if (status / 100 == 2 && strncmp(f->content_type, "text/event-stream", 17) == 0) {
         f->streaming = 1;
         if (p && p->req) {
-            char headers[128];
-            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
+            char headers[512];
+            upstream_headers(headers, sizeof headers, p, f->upstream);
             sc_http_stream_begin(p->req, 200, "text/event-stream", headers);
         }
     }
 }
 
+static void on_up_done(void *ctx, const sc_route_result *r);
+
+/* Relays a streamed answer event by event. The reader fails only past
+ * max-upstream-body (an event that does not fit, or a full relay buffer),
+ * which route/ enforces on the whole answer too, so such a stream is
+ * never relayed whole: it ends here as an upstream failure (the whole
+ * events before it, then the in-band error event of on_up_done), rather
+ * than with bytes silently missing. */
 static void on_up_data(void *ctx, const char *d, size_t n)
 {
     flight *f = ctx;
@@ -380,10 +403,45 @@ static void on_up_data(void *ctx, const char *d, size_t n)
         return;
     }
     sc_buf_reset(&f->relay);
-    if (sc_oai_stream_feed(&f->sse, d, n, &f->relay)) f->sse.unstorable = 1;
+    int rc = sc_oai_stream_feed(&f->sse, d, n, &f->relay);
     preq *p = f->leader;
+    /* Cancelled before the write: if the write closes the client, its
+     * on_client_abort sees no call to abandon and leaves the flight to
+     * on_up_done below. */
+    if (rc) {
+        sc_route_cancel(f->call);
+        f->call = NULL;
+    }
     if (p && p->req && f->relay.len && sc_http_stream_write(p->req, f->relay.data, f->relay.len))
         sc_debug("client went away mid-stream");
+    if (!rc) return;   /* f may be gone: a closed client may have abandoned the call */
+    char msg[160];
+    snprintf(msg, sizeof msg, "an SSE event larger than max-upstream-body (%lld bytes)",
+             f->srv->cfg->max_upstream_body);
+    sc_route_result res = {.err = rc, .status = f->status, .headers_sent = 1, .message = msg,
+                           .upstream = f->upstream ? f->upstream : "", .model = "", .retry_after_ms = -1,
+                           .first_byte_ms = -1, .cost_usd = -1};
+    on_up_done(f, &res);
+}
+
+/* Ends a stream that broke after it started: one event in OpenAI's error
+ * format ({"error":{"message","type","code"}}, which the SDKs raise), no
+ * [DONE]. code: upstream_too_large past max-upstream-body, otherwise
+ * stream_truncated. */
+static void stream_error(sc_http_req *req, const sc_route_result *r)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "upstream stream ended early: %s",
+             !r->err ? "no [DONE]" : r->message && *r->message ? r->message : sc_strerror(r->err));
+    json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type", "upstream_error", "code",
+                          r->err == SC_ETOOBIG ? "upstream_too_large" : "stream_truncated");
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    sc_buf ev;
+    sc_buf_init(&ev, 4096);
+    if (s && !sc_buf_printf(&ev, "data: %s\n\n", s)) sc_http_stream_write(req, ev.data, ev.len);
+    sc_buf_free(&ev);
+    free(s);
 }
 
 static int err_status(const sc_route_result *r) { return sc_route_http_status(r); }
@@ -452,14 +510,8 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         if (p) record_outcome(p, ok && f->sse.done ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR,
                               r->usage.prompt_tokens, r->usage.completion_tokens, r->cost_usd);
         if (p && p->req) {
-            if (!ok || !f->sse.done) {
-                /* The stream broke after it started: tell the client in-band. */
-                char ev[512];
-                int n = snprintf(ev, sizeof ev,
-                                 "data: {\"error\":{\"message\":\"upstream stream ended early: %s\",\"type\":\"upstream_error\",\"code\":\"stream_truncated\"}}\n\n",
-                                 r->err ? sc_strerror(r->err) : "no [DONE]");
-                sc_http_stream_write(p->req, ev, (size_t)n);
-            }
+            /* The stream broke after it started: tell the client in-band. */
+            if (!ok || !f->sse.done) stream_error(p->req, r);
             /* The write may have closed the client (output bound), and
              * on_client_abort then finished the request already. */
             if (p->req) sc_http_stream_end(p->req);
@@ -472,11 +524,7 @@ static void on_up_done(void *ctx, const sc_route_result *r)
         /* A complete answer: 2xx, or an upstream error relayed as is. */
         if (p && p->req) {
             char headers[512];
-            cache_headers(headers, sizeof headers, p->bypass ? "bypass" : "miss", p);
-            if (r->upstream && *r->upstream) {
-                size_t hl = strlen(headers);
-                snprintf(headers + hl, sizeof headers - hl, "X-Semcache-Upstream: %s\r\n", r->upstream);
-            }
+            upstream_headers(headers, sizeof headers, p, r->upstream);
             record_outcome(p, ok ? (p->bypass ? SC_OUT_BYPASS : SC_OUT_MISS) : SC_OUT_ERROR, r->usage.prompt_tokens,
                            r->usage.completion_tokens, r->cost_usd);
             if (ok) {

@@ -27,6 +27,8 @@
 //                  [DONE]; non-streaming: half the body, then destroy
 //   badjson        200 with a body that is not valid JSON
 //   slowstream:MS  wait MS between SSE chunks
+//   bigevent:N     streaming: after the first word, one content chunk
+//                  carrying N "x" characters (one SSE event over N bytes)
 //   drop           destroy the socket without answering
 //
 // Use: `const m = await require('./mock_upstream').start({port: 0, name})`
@@ -56,6 +58,7 @@ function parseFaults(spec) {
       case 'truncate': f.truncate = true; break;
       case 'badjson': f.badjson = true; break;
       case 'slowstream': f.slowstream = Number(arg) || 0; break;
+      case 'bigevent': f.bigevent = Number(arg) || 0; break;
       case 'drop': f.drop = true; break;
       default: f.unknown = part;
     }
@@ -214,7 +217,10 @@ function start(opts = {}) {
     const events = [];
     if (isChat) events.push(chunk({ role: 'assistant', content: '' }, null));
     const words = content.split(' ');
-    words.forEach((w, i) => events.push(chunk({ content: (i ? ' ' : '') + w }, null)));
+    words.forEach((w, i) => {
+      events.push(chunk({ content: (i ? ' ' : '') + w }, null));
+      if (i === 0 && faults.bigevent) events.push(chunk({ content: ' ' + 'x'.repeat(faults.bigevent) }, null));
+    });
     events.push(chunk({}, 'stop'));
     if (body.stream_options && body.stream_options.include_usage)
       events.push({ id, object, created, model, choices: [], usage });

@@ -625,6 +625,37 @@ test('the last client of a shared call leaving cancels it, whoever leaves last',
   await health();
 });
 
+// Regression: after a client's FIN (a half-close: it still gets its answer)
+// semcached stopped reading the socket, so a reset that followed went
+// unnoticed and the upstream call ran to its end for nobody.
+test('a half-closed client that then resets is gone: its upstream call is cancelled', async () => {
+  const inFlight = async () => {
+    const st = await fetch(`${srv.url}/stats`).then((r) => r.json());
+    return ((st.upstreams || []).find((u) => u.name === 'default') || {}).in_flight;
+  };
+  const m = model();
+  const before = calls();
+  const q = user('half closed and then reset');
+  const body = JSON.stringify({ model: m, messages: q });
+  mock.plan(['slow:2500']);
+  const sock = net.connect(srv.port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.end(`POST /v1/chat/completions HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  await sleep(400);
+  assertEq(await inFlight(), 1, 'a half-closed client is still answered');
+  sock.resetAndDestroy();
+  const t0 = Date.now();
+  let n = await inFlight();
+  while (n !== 0 && Date.now() - t0 < 1800) { await sleep(50); n = await inFlight(); }
+  assertEq(n, 0, 'upstream call still in flight after the client reset');
+  assertEq(calls() - before, 1);
+  await sleep(2500);   // past the upstream's answer: nothing was stored
+  const again = await chat({ model: m, messages: q });
+  assertEq(again.h.get('x-semcache'), 'miss', 'the abandoned answer was not stored');
+  await health();
+});
+
 test('uncacheable requests bypass the cache (n=2, last turn not user, no-cache + no-store)', async () => {
   const m = model();
   const before = calls();

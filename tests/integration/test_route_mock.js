@@ -72,7 +72,7 @@ test('mock: status faults, Retry-After, badjson, plan', async () => {
   assertEq((await json(`${m.url}/v1/chat/completions`, chat('x'))).status, 200);
 });
 
-test('mock: slow, hang, truncate, slowstream', async () => {
+test('mock: slow, hang, truncate, slowstream, bigevent', async () => {
   let t = Date.now();
   await json(`${m.url}/v1/chat/completions`, chat('x'), { headers: { 'x-mock-fault': 'slow:200' } });
   assert(Date.now() - t >= 190, 'slow');
@@ -90,6 +90,11 @@ test('mock: slow, hang, truncate, slowstream', async () => {
   const s = await sse(`${m.url}/v1/chat/completions`, chat('a b', { stream: true }), { 'x-mock-fault': 'slowstream:50' });
   assert(s.text.endsWith('data: [DONE]\n\n'));
   assert(Date.now() - t >= 200, 'slowstream');
+  const b = await sse(`${m.url}/v1/chat/completions`, chat('a b', { stream: true }), { 'x-mock-fault': 'bigevent:5000' });
+  const big = b.text.split('\n\n').filter((e) => e.length > 5000);
+  assertEq(big.length, 1, 'one event over 5000 bytes');
+  assert(JSON.parse(big[0].slice(6)).choices[0].delta.content === ' ' + 'x'.repeat(5000), 'its content');
+  assert(b.text.endsWith('data: [DONE]\n\n'), 'then the rest of the stream');
   await m.close();
 });
 

@@ -142,3 +142,46 @@ SC_TEST(oai_stream_event_end_split)
         }
     }
 }
+
+/* Past its bound the reader cannot relay the stream faithfully, and it
+ * says so for good. It used to leave its partial event as it was, so the
+ * bytes of the refused piece were lost and the next piece was appended
+ * after the partial event: a spliced event, missing the refused bytes,
+ * was relayed as if nothing had happened. Whole events before the failure
+ * are still relayed, each with its end. */
+SC_TEST(oai_stream_past_bound_fails_for_good)
+{
+    static const char first[] = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"one\"}}]}\n\n";
+    sc_oai_stream s;
+    sc_oai_stream_init(&s, SC_OAI_CHAT, 1, 256);
+    sc_buf relay;
+    sc_buf_init(&relay, 4096);
+    char big[300];
+    memset(big, 'x', sizeof big);
+    CHECK_OK(sc_oai_stream_feed(&s, first, sizeof first - 1, &relay));
+    CHECK(relay.len == sizeof first - 1 && memcmp(relay.data, first, relay.len) == 0);
+    sc_buf_reset(&relay);
+    CHECK_OK(sc_oai_stream_feed(&s, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"", 50, &relay));
+    CHECK_EQ_INT(sc_oai_stream_feed(&s, big, sizeof big, &relay), SC_ETOOBIG);
+    CHECK_EQ_INT(sc_oai_stream_feed(&s, "\"}}]}\n\ndata: [DONE]\n\n", 21, &relay), SC_ETOOBIG);
+    CHECK_EQ_INT(relay.len, 0);
+    CHECK(!s.done);
+    size_t bl;
+    CHECK(sc_oai_stream_body(&s, &bl) == NULL);
+    sc_oai_stream_free(&s);
+
+    /* A full relay buffer: the events that fit are relayed whole, the one
+     * that does not is not relayed in part (no event without its end). */
+    sc_oai_stream_init(&s, SC_OAI_CHAT, 1, 4096);
+    sc_buf_free(&relay);
+    sc_buf_init(&relay, 2 * (sizeof first - 1) - 1);   /* the second event fits, its end does not */
+    char two[2 * sizeof first];
+    memcpy(two, first, sizeof first - 1);
+    memcpy(two + sizeof first - 1, first, sizeof first - 1);
+    CHECK_EQ_INT(sc_oai_stream_feed(&s, two, 2 * (sizeof first - 1), &relay), SC_ETOOBIG);
+    CHECK(relay.len == sizeof first - 1 && memcmp(relay.data, first, relay.len) == 0);
+    CHECK_EQ_INT(sc_oai_stream_feed(&s, "data: [DONE]\n\n", 14, &relay), SC_ETOOBIG);
+    CHECK(relay.len == sizeof first - 1);
+    sc_buf_free(&relay);
+    sc_oai_stream_free(&s);
+}

@@ -149,7 +149,7 @@ static long long total_calls(const mock *m)
 
 typedef struct outcome {
     int headers, done, status, err, headers_sent, attempts, fallbacks, nchunks;
-    char ctype[64], upstream[32], message[2048];
+    char ctype[64], upstream[32], hdr_upstream[32], message[2048];
     sc_buf data;
     double total_ms, first_byte_ms, cost;
     sc_route_usage usage;
@@ -168,6 +168,7 @@ static void o_headers(void *ctx, int status, const char *ct, const sc_route_head
     o->headers++;
     o->status = status;
     snprintf(o->ctype, sizeof o->ctype, "%s", ct);
+    snprintf(o->hdr_upstream, sizeof o->hdr_upstream, "%s", sc_route_call_upstream(o->h));
     (void)h;
     (void)n;
 }
@@ -498,6 +499,7 @@ SC_TEST(route_fallback_on_500)
     CHECK_EQ_INT(o.err, 0);
     CHECK_EQ_INT(o.status, 200);
     CHECK(strcmp(o.upstream, "B") == 0);
+    CHECK(strcmp(o.hdr_upstream, "B") == 0);   /* known when the headers are relayed */
     CHECK_EQ_INT(o.attempts, 2);
     CHECK_EQ_INT(o.fallbacks, 1);
     CHECK_EQ_INT(total_calls(&mocks[0]), 1);
@@ -517,6 +519,15 @@ SC_TEST(route_fallback_on_500)
     call_wait(&e, &o, "claude-x", "default route", 0, NULL, 5000);
     CHECK_EQ_INT(o.err, 0);
     CHECK(strcmp(o.upstream, "default") == 0);
+    CHECK(strcmp(o.hdr_upstream, "default") == 0);
+    sc_buf_free(&o.data);
+    /* A stream commits at its headers: they name the fallback that serves it. */
+    plan(&mocks[0], "[\"500\"]");
+    call_wait(&e, &o, "gpt-4o-mini", "fall back streaming", 1, NULL, 5000);
+    CHECK_EQ_INT(o.err, 0);
+    CHECK(strncmp(o.ctype, "text/event-stream", 17) == 0);
+    CHECK(strcmp(o.hdr_upstream, "B") == 0);
+    CHECK(strcmp(o.upstream, "B") == 0);
     sc_buf_free(&o.data);
     env_close(&e);
 }

@@ -27,6 +27,7 @@
 #define IN_MAX (1u << 20)        /* bytes of pipelined input held at most */
 #define OUT_MAX (64u << 20)      /* bytes queued for a slow reader at most */
 #define EOF_PROBE_MS 250         /* a half-closed client waiting for its answer is checked this often */
+#define IDLE_GRACE_MS 50         /* see on_timeout */
 
 struct sc_http_server {
     uv_loop_t *loop;
@@ -68,6 +69,7 @@ typedef struct conn {
     int eof;                     /* peer half-closed */
     int refs;                    /* tcp + timer handles + busy request */
     size_t out_queued;
+    int idle_grace;              /* the idle timer fired once with output queued */
 } conn;
 
 typedef struct wreq {
@@ -215,12 +217,22 @@ static void on_timeout(uv_timer_t *t)
         }
         return;
     }
+    if (c->out_queued > 0 && !c->idle_grace) {
+        /* libuv runs due timers before polling for I/O: after the loop
+         * thread stalled (a loaded machine), this timer can fire while the
+         * completions of writes that did progress are still waiting to be
+         * delivered. Let them run before calling the reader idle. */
+        c->idle_grace = 1;
+        uv_timer_start(&c->timer, on_timeout, IDLE_GRACE_MS, 0);
+        return;
+    }
     sc_debug("closing idle connection");
     conn_close(c);
 }
 
 static void arm_idle_timer(conn *c)
 {
+    c->idle_grace = 0;
     if (!c->closed) uv_timer_start(&c->timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
 }
 

@@ -178,7 +178,17 @@ test('SIGTERM delivers the answers already queued before closing', async () => {
   sock.on('error', () => {});
   await new Promise((r) => sock.on('connect', r));
   sock.write('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(n));
-  await new Promise((r) => setTimeout(r, 2000));   /* all answered, mostly still queued */
+  /* Wait until all are answered (mostly still queued), by the server's own
+   * count: a fixed sleep is too short on a loaded machine under ASan. */
+  const answered = async () => {
+    const m = await (await fetch(`${s2.url}/metrics`)).text();
+    const re = /semcached_http_requests_total\{endpoint="[^"]*health[^"]*",status="200"\} (\d+)/g;
+    let t = 0;
+    for (const x of m.matchAll(re)) t += Number(x[1]);
+    return t;
+  };
+  const deadline = Date.now() + 60000;
+  while ((await answered()) < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   const exited = stopServer(s2, 'SIGTERM');
   await new Promise((r) => setTimeout(r, 300));
   const bufs = [];

@@ -7,8 +7,9 @@
  * than true paraphrases. The verifier extracts features of what differs
  * between the two prompts (verify_features.c): the cosine, word alignment,
  * the embedder's similarity of the differing words, numbers and units,
- * negation and opposite words, swapped order, named things, question
- * words, character 3-gram overlap, length ratio. A logistic regression
+ * negation and opposite words, swapped order (anywhere, and around a
+ * relation word), named things, question words, character 3-gram overlap,
+ * length ratio. A logistic regression
  * plus small boosted trees, trained by tools/train_verify.c (weights in
  * verify_weights.h, one set per embedder), maps them to a calibrated
  * probability that the cached answer is correct, so `threshold 0.6` means

@@ -3,14 +3,18 @@
  * Both prompts are cut into word tokens (lower-cased, a light plural
  * stemming, numbers parsed to values, number words and currency signs
  * mapped, stop words and negations flagged), then compared: which content
- * words align and which do not, whether numbers, units, question words or
- * named things differ, whether a negation or an opposite word (enable /
- * disable, import / export, ...) appears on one side only, whether shared
- * words come in a different order, plus character 3-gram overlap and the
- * length ratio. Optionally the differing words of each side are embedded
- * (one sc_embed() call for both) and their dissimilarity becomes a feature.
- * Everything is bounded (SC_VERIFY_MAX_BYTES / _TOKENS) and allocation-free
- * except the diff-word embedding. Pure; any thread. */
+ * words align and which do not (a typo of a long word still aligns),
+ * whether numbers, units, question words or named things differ, whether a
+ * negation or an opposite word (listed: enable / disable, import / export;
+ * by form: lock / unlock, overpaid / underpaid; comparatives: cheapest /
+ * expensive) appears on one side only, whether shared words come in a
+ * different order (and whether around the same relation word: "miles to
+ * km" / "km to miles"), plus character 3-gram overlap and the length
+ * ratio. Optionally the differing words of each side are embedded (one
+ * sc_embed() call for both) and their dissimilarity becomes a feature.
+ * Everything is bounded (SC_VERIFY_MAX_BYTES / _TOKENS; pairwise word
+ * comparisons look at most at UNALIGNED_CAP words per side) and
+ * allocation-free except the diff-word embedding. Pure; any thread. */
 #include "embed/verify.h"
 
 #include "common/alloc.h"

@@ -145,7 +145,14 @@ int sc_store_reembed_done(sc_store *s);
 /* Rewrites the entry r->id with r (same id; exact key and expiry follow
  * r->has_exact_key/exact_key and r->expires). SC_ENOTFOUND if absent,
  * SC_EINVAL if r->dim is neither 0 nor the store's dimension. Waits for the
- * commit like sc_store_put(); opts->on_update is called after it. */
+ * commit like sc_store_put(); opts->on_update is called after it.
+ * Exact keys: unlike a put, an update never takes a key from another entry.
+ * If r's key already belongs to another present entry (one filed under it),
+ * that entry keeps it and r is stored unmapped: sc_store_get_exact() of the
+ * key still finds the other entry, never r, and r's record keeps the key it
+ * was given (deleting r leaves the mapping alone). The old key of r->id is
+ * dropped only if it maps to r->id. So an update never makes another live
+ * entry unreachable by its exact key, and removes nothing. */
 int sc_store_update(sc_store *s, const sc_record *r);
 
 /* Forces an fsync of everything committed so far (nosync mode); any thread. */

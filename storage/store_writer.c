@@ -158,6 +158,40 @@ static int put_exact(wctx *c, const uint8_t *key, uint64_t id)
     return mrc ? fail(c, mrc) : 0;
 }
 
+/* *id = the entry exact key `key` maps to, 0 when unmapped. */
+static int exact_get(wctx *c, const uint8_t *key, uint64_t *id)
+{
+    MDB_val k = {SC_EXACT_KEY_LEN, (void *)key}, ev;
+    *id = 0;
+    int mrc = mdb_get(c->txn, c->s->dbi_exact, &k, &ev);
+    if (mrc == MDB_NOTFOUND) return 0;
+    if (mrc) return fail(c, mrc);
+    if (ev.mv_size != 8) return 0;
+    const uint8_t *p = ev.mv_data;
+    for (int i = 7; i >= 0; i--) *id = (*id << 8) | p[i];
+    return 0;
+}
+
+/* *owner = the entry other than self that key belongs to: the mapped entry,
+ * if it is present and its record is filed under key; else 0 (the key is
+ * free, or the mapping is stale). */
+static int exact_owner(wctx *c, const uint8_t *key, uint64_t self, uint64_t *owner)
+{
+    uint64_t id;
+    MDB_val v;
+    sc_record_head h;
+    *owner = 0;
+    int rc = exact_get(c, key, &id);
+    if (rc || !id || id == self) return rc;
+    rc = get_entry(c, id, &v);
+    if (rc == SC_ENOTFOUND) return 0;
+    if (rc) return rc;
+    if (sc_record_peek(v.mv_data, v.mv_size, &h) == 0 && h.has_exact_key &&
+        memcmp(h.exact_key, key, SC_EXACT_KEY_LEN) == 0)
+        *owner = id;
+    return 0;
+}
+
 static int put_expiry(wctx *c, int64_t expires, uint64_t id)
 {
     if (!expires) return 0;
@@ -215,16 +249,25 @@ static int op_update(wctx *c, store_op *op)
         expiry_key(ek, oh.expires, op->id);
         if ((rc = del_aux(c, s->dbi_expiry, ek, sizeof ek)) != 0) return rc;
     }
+    /* The exact keys: the old one is dropped only if it maps to this entry,
+     * and the new one is taken only if no other present entry is filed
+     * under it (else that entry keeps it; see sc_store_update()). */
     if (have_old && oh.has_exact_key &&
         (!nh.has_exact_key || memcmp(oh.exact_key, nh.exact_key, SC_EXACT_KEY_LEN) != 0)) {
-        if ((rc = del_aux(c, s->dbi_exact, oh.exact_key, SC_EXACT_KEY_LEN)) != 0) return rc;
+        uint64_t mapped;
+        if ((rc = exact_get(c, oh.exact_key, &mapped)) != 0) return rc;
+        if (mapped == op->id &&
+            (rc = del_aux(c, s->dbi_exact, oh.exact_key, SC_EXACT_KEY_LEN)) != 0)
+            return rc;
     }
+    uint64_t owner = 0;
+    if (nh.has_exact_key && (rc = exact_owner(c, nh.exact_key, op->id, &owner)) != 0) return rc;
     uint8_t kb[8];
     sc_store__id_key(kb, op->id);
     MDB_val k = {8, kb}, d = {op->len, (void *)op->buf};
     int mrc = mdb_put(c->txn, s->dbi_entries, &k, &d, 0);
     if (mrc) return fail(c, mrc);
-    if (nh.has_exact_key && (rc = put_exact(c, nh.exact_key, op->id)) != 0) return rc;
+    if (nh.has_exact_key && !owner && (rc = put_exact(c, nh.exact_key, op->id)) != 0) return rc;
     if ((rc = put_expiry(c, nh.expires, op->id)) != 0) return rc;
     c->bytes = c->bytes - (c->bytes >= old_size ? old_size : c->bytes) + op->len;
     push_report(c, op->id, &nh, 1);

@@ -260,6 +260,82 @@ SC_TEST(store_update_reported)
     free(u);
 }
 
+/* An update that files entry A under an exact key another present entry B
+ * is filed under must not take the key from B (B would vanish from exact
+ * lookup while still live, and two entries would claim one key), and an
+ * update that moves A off a key it claims but does not own must not drop
+ * B's mapping. The invariant checked throughout: get_exact(k) finds the
+ * entry that owns k, and deleting an entry never drops another's key. */
+SC_TEST(store_update_keeps_other_entrys_exact_key)
+{
+    removed_log *l = new_log();
+    sc_store_opts o;
+    opts_init(&o, sc_test_tmpdir(), l);
+    sc_store *s = open_store(&o);
+    REQUIRE(s);
+    float v[DIM] = {1, 0, 0, 0};
+    uint8_t k1[SC_EXACT_KEY_LEN], k2[SC_EXACT_KEY_LEN], k3[SC_EXACT_KEY_LEN];
+    key_of(k1, 1);
+    key_of(k2, 2);
+    key_of(k3, 3);
+    sc_record a, b, g;
+    rec_init(&a, "ns1", "a", 100, 0, v);
+    CHECK_OK(sc_store_put(s, &a, k1));
+    rec_init(&b, "ns1", "b", 100, 0, v);
+    CHECK_OK(sc_store_put(s, &b, k2));
+    uint64_t id;
+
+    /* A asks for B's key: B keeps it, A leaves its own. */
+    CHECK_OK(sc_store_get(s, a.id, &g));
+    memcpy(g.exact_key, k2, SC_EXACT_KEY_LEN);
+    CHECK_OK(sc_store_update(s, &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get_exact(s, k2, &id));
+    CHECK_EQ_INT(id, b.id);
+    CHECK_EQ_INT(sc_store_get_exact(s, k1, &id), SC_ENOTFOUND);
+    CHECK_OK(sc_store_get(s, b.id, &g));   /* B is still there */
+    sc_record_clear(&g);
+
+    /* Rewritten again as it is (re-embedding): still B's key. */
+    CHECK_OK(sc_store_get(s, a.id, &g));
+    CHECK(g.has_exact_key && memcmp(g.exact_key, k2, SC_EXACT_KEY_LEN) == 0);
+    CHECK_OK(sc_store_update(s, &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get_exact(s, k2, &id));
+    CHECK_EQ_INT(id, b.id);
+
+    /* A moves on to a free key: it gets it, and B's mapping stays. */
+    CHECK_OK(sc_store_get(s, a.id, &g));
+    memcpy(g.exact_key, k3, SC_EXACT_KEY_LEN);
+    CHECK_OK(sc_store_update(s, &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get_exact(s, k3, &id));
+    CHECK_EQ_INT(id, a.id);
+    CHECK_OK(sc_store_get_exact(s, k2, &id));
+    CHECK_EQ_INT(id, b.id);
+
+    /* Deleting A leaves B findable; deleting B then frees the key. */
+    CHECK_OK(sc_store_del(s, NULL, a.id));
+    CHECK_EQ_INT(sc_store_get_exact(s, k3, &id), SC_ENOTFOUND);
+    CHECK_OK(sc_store_get_exact(s, k2, &id));
+    CHECK_EQ_INT(id, b.id);
+    CHECK_EQ_INT(l->n, 1);   /* only A's delete was reported: nothing else removed */
+    CHECK_OK(sc_store_del(s, NULL, b.id));
+    CHECK_EQ_INT(sc_store_get_exact(s, k2, &id), SC_ENOTFOUND);
+
+    /* A key whose owner is gone (a stale mapping) is free to take. */
+    rec_init(&a, "ns1", "a", 100, 0, v);
+    CHECK_OK(sc_store_put(s, &a, k1));
+    CHECK_OK(sc_store_get(s, a.id, &g));
+    memcpy(g.exact_key, k2, SC_EXACT_KEY_LEN);
+    CHECK_OK(sc_store_update(s, &g));
+    sc_record_clear(&g);
+    CHECK_OK(sc_store_get_exact(s, k2, &id));
+    CHECK_EQ_INT(id, a.id);
+    sc_store_close(s);
+    free(l);
+}
+
 SC_TEST(store_flush_ns_isolation)
 {
     removed_log *l = new_log();

@@ -2,6 +2,8 @@
 #
 # Layout: every *.c / *.cpp under common/ storage/ index/ embed/ route/
 # server/ goes into build/libsc.a, except entry points named *_main.c.
+# client/semcache.c (+ the common/ helpers it uses) is build/libsemcache.a,
+# which exports only the functions of include/semcache.h.
 # Unit tests are tests/unit/test_*.c, linked into one runner; benchmarks are
 # benchmarks/bench_*.c, one program each; fuzz targets tests/fuzz/fuzz_*.c.
 
@@ -10,6 +12,8 @@ V       ?=
 Q       = $(if $(V),,@)
 CC      ?= gcc
 CXX     ?= g++
+LD      ?= ld
+OBJCOPY ?= objcopy
 OPT     ?= -O2
 SAN     ?=
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
@@ -34,8 +38,14 @@ LIB_C    = $(filter-out %_main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_CXX  = $(foreach m,$(MODULES),$(wildcard $(m)/*.cpp))
 LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CXX:%.cpp=$(BUILD)/obj/%.o) \
            $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o $(BUILD)/obj/llhttp/llhttp.o
-CLIENT_C   = $(filter-out %_main.c,$(wildcard client/*.c))
+# libsemcache: client/*.c except the CLI's own files (cli_*.c) and entry
+# points, plus the common/ helpers they use. Only the functions declared in
+# include/semcache.h are exported (see the libsemcache.a rule).
+CLIENT_C   = $(filter-out %_main.c client/cli_%.c,$(wildcard client/*.c))
 CLIENT_OBJ = $(CLIENT_C:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/common/err.o $(BUILD)/obj/common/buf.o \
+             $(BUILD)/obj/common/alloc.o $(BUILD)/obj/common/log.o
+CLI_OBJ    = $(BUILD)/obj/client/cli_main.o $(BUILD)/obj/client/cli_json.o \
+             $(BUILD)/obj/common/err.o $(BUILD)/obj/common/buf.o \
              $(BUILD)/obj/common/alloc.o $(BUILD)/obj/common/log.o
 UNIT_C   = $(wildcard tests/unit/*.c)
 UNIT_OBJ = $(UNIT_C:%.c=$(BUILD)/obj/%.o)
@@ -93,15 +103,30 @@ $(BUILD)/libsc.a: $(LIB_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/libsemcache.a: $(CLIENT_OBJ)
+# libsemcache.a holds one object: the client's objects linked together
+# (ld -r), with every global symbol except the public API made local, so
+# the sc_* helpers inside never clash with an application's own symbols.
+# The API is the list of functions declared in the preprocessed
+# include/semcache.h; tests/check_exports.sh checks the result.
+$(BUILD)/libsemcache.syms: include/semcache.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -E -P $< | grep -oE '\bsemcache_[A-Za-z0-9_]+[[:space:]]*\(' | \
+	    sed 's/[[:space:]]*($$//' | sort -u >$@.tmp && test -s $@.tmp && mv $@.tmp $@
+
+$(BUILD)/libsemcache.a: $(CLIENT_OBJ) $(BUILD)/libsemcache.syms
 	@rm -f $@
-	$(Q)ar rcs $@ $^
+	@echo "  AR    $@"
+	$(Q)$(LD) -r -o $(BUILD)/obj/libsemcache.o $(CLIENT_OBJ)
+	$(Q)$(OBJCOPY) --keep-global-symbols=$(BUILD)/libsemcache.syms $(BUILD)/obj/libsemcache.o
+	$(Q)ar rcs $@ $(BUILD)/obj/libsemcache.o
 
 $(BUILD)/semcached: $(BUILD)/obj/server/semcached_main.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/semcache-cli: $(BUILD)/obj/client/cli_main.o $(BUILD)/libsemcache.a
+# The CLI links its own helpers (cli_json.c, common/) directly: the
+# library keeps its copies private.
+$(BUILD)/semcache-cli: $(CLI_OBJ) $(BUILD)/libsemcache.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
@@ -109,7 +134,7 @@ $(BUILD)/semcache-example: $(BUILD)/obj/client/example_main.o $(BUILD)/libsemcac
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
-$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libsc.a $(BUILD)/libsemcache.a
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/obj/client/cli_json.o $(BUILD)/libsc.a $(BUILD)/libsemcache.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

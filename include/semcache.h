@@ -36,7 +36,12 @@
  * Threads: a handle is used by one thread at a time; separate handles are
  * independent. Calls block for at most timeout_ms per network wait (0 = no
  * limit). SIGPIPE: writes use MSG_NOSIGNAL, so a closed socket never
- * raises it. */
+ * raises it.
+ *
+ * Linking: cc app.c -I<semcached>/include <build>/libsemcache.a (libc
+ * only). The library defines no global symbol but the functions declared
+ * here: the build derives its export list from this header, so every
+ * public function must be declared in it, named semcache_*. */
 #ifndef SEMCACHE_H
 #define SEMCACHE_H
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the unit-test runner, then each integration/e2e test
+# Runs every test: the unit-test runner, the check of libsemcache's
+# exported symbols (tests/check_exports.sh), then each integration/e2e test
 # file (Node scripts that start the real semcached), then a short run of
 # each fuzz target's corpus. Every suite prints TAP; this script counts the
 # "ok" / "not ok" lines and ends with "N passed, N failed".
@@ -32,6 +33,7 @@ run_suite() { # name, command...
 }
 
 run_suite unit "$BUILD/unit_tests"
+run_suite exports bash tests/check_exports.sh "$BUILD"
 for t in tests/integration/test_*.js; do
   [ -e "$t" ] || continue
   run_suite "$t" node "$t"

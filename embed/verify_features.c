@@ -363,6 +363,7 @@ static void push_token(tokens *ts, const char *w, size_t n, int capital, int sen
         if (low[i] != '\'') low[m++] = low[i];
     low[m] = '\0';
     if (m == 0) return;
+    if (m < 2) all_caps = 0;          /* "I'" is the pronoun, not a name */
     if (digit0) {
         /* A number, maybe with a unit glued to it ("5km", "14th"). */
         char num[64];
@@ -535,6 +536,18 @@ typedef struct side_stats {
     int wh;
 } side_stats;
 
+/* Index of the first token of ts with hash h and every bit of flag set,
+ * or -1. */
+static int find_hash_flag(const tokens *ts, uint64_t h, uint16_t flag)
+{
+    for (int i = 0; i < ts->n; i++)
+        if (ts->t[i].h == h && (ts->t[i].flags & flag) == flag) return i;
+    return -1;
+}
+
+/* Content words are counted and matched among content words only, so the
+ * shared count is the same from both sides (an all-caps "IT" is a name,
+ * "it" a stop word: they do not align) and the Jaccards stay in [0, 1]. */
 static void side(const tokens *x, const tokens *y, side_stats *st)
 {
     memset(st, 0, sizeof *st);
@@ -545,17 +558,16 @@ static void side(const tokens *x, const tokens *y, side_stats *st)
         if ((t->flags & T_NUM) && !(t->flags & T_WEAKNUM)) st->strong_nums++;
         if (t->flags & T_UNIT) st->units++;
         if (t->flags & T_WH) st->wh++;
-        if (seen_before(x, i)) continue;
-        int other = find_hash(y, t->h) >= 0;
-        st->all++;
-        if (!other) st->only_all++;
-        if (t->flags & T_CONTENT) {
+        if ((t->flags & T_CONTENT) && find_hash_flag(x, t->h, T_CONTENT) == i) {
             st->content++;
-            if (!other) {
+            if (find_hash_flag(y, t->h, T_CONTENT) < 0) {
                 st->only_content++;
                 if (t->flags & T_NAMED) st->only_named++;
             }
         }
+        if (seen_before(x, i)) continue;
+        st->all++;
+        if (find_hash(y, t->h) < 0) st->only_all++;
     }
 }
 

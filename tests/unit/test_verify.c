@@ -179,6 +179,20 @@ SC_TEST(verify_features_dev3_regressions)
     CHECK(x[SC_VF_NUM_MISMATCH] == 1);
     feats("Can I change the price of the plan?", "Can I change the prize of the plan?", x);
     CHECK(x[SC_VF_DIFF_LOG] > 0);                  /* short words: no fuzzy match */
+    /* Found by fuzz_verify: a content word on one side matching a stop
+     * word on the other ("IT" / "it", "I’" / "I") made the Jaccard > 1. */
+    const char *pairs[][2] = {
+        {"Does the plan include IT support?", "Does it include support?"},
+        {"Why can't I log in?", "Why can I\u2019 log in?"},
+        {"Can I use IT in the US?", "can i use it in the us"},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        for (int d = 0; d < 2; d++) {
+            feats(pairs[i][d], pairs[i][1 - d], x);
+            CHECK(x[SC_VF_WORD_JACC] >= 0 && x[SC_VF_WORD_JACC] <= 1);
+            CHECK(x[SC_VF_ALL_JACC] >= 0 && x[SC_VF_ALL_JACC] <= 1);
+            CHECK(x[SC_VF_DIFF_FRAC] >= 0 && x[SC_VF_DIFF_FRAC] <= 1);
+        }
     /* "one" as a pronoun-like word is not a quantity on one side only. */
     feats("Can I add one more user?", "Can I add another user?", x);
     CHECK(x[SC_VF_NUM_ONESIDED] == 0);

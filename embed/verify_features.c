@@ -509,12 +509,16 @@ static void fix_symbol_tokens(tokens *ts)
  * Comparison
  * ------------------------------------------------------------------- */
 
-static int find_hash(const tokens *ts, uint64_t h)
+/* Index of the first token of ts with hash h and every bit of flag set,
+ * or -1. */
+static int find_hash_flag(const tokens *ts, uint64_t h, uint16_t flag)
 {
     for (int i = 0; i < ts->n; i++)
-        if (ts->t[i].h == h) return i;
+        if (ts->t[i].h == h && (ts->t[i].flags & flag) == flag) return i;
     return -1;
 }
+
+static int find_hash(const tokens *ts, uint64_t h) { return find_hash_flag(ts, h, 0); }
 
 static int seen_before(const tokens *ts, int i)
 {
@@ -535,15 +539,6 @@ typedef struct side_stats {
     int neg;
     int wh;
 } side_stats;
-
-/* Index of the first token of ts with hash h and every bit of flag set,
- * or -1. */
-static int find_hash_flag(const tokens *ts, uint64_t h, uint16_t flag)
-{
-    for (int i = 0; i < ts->n; i++)
-        if (ts->t[i].h == h && (ts->t[i].flags & flag) == flag) return i;
-    return -1;
-}
 
 /* Content words are counted and matched among content words only, so the
  * shared count is the same from both sides (an all-caps "IT" is a name,
@@ -663,7 +658,8 @@ static int wh_set_differs(const tokens *x, const tokens *y)
     return 0;
 }
 
-/* A word of x absent from y whose opposite is in y and absent from x. */
+/* Index of the first token of ts whose word, or the adjective it
+ * compares ("cheapest" -> cheap), has hash h; or -1. */
 static int find_opp(const tokens *ts, uint64_t h)
 {
     for (int i = 0; i < ts->n; i++)
@@ -699,8 +695,8 @@ static int morph_opposite(const char *a, size_t la, const char *b, size_t lb)
     return 0;
 }
 
-/* A word of x absent from y whose opposite (listed, or by form) is in y
- * and absent from x. */
+/* A word of x absent from y whose listed opposite is in y and absent
+ * from x. */
 static int has_opposite(const tokens *x, const tokens *y)
 {
     for (int i = 0; i < x->n; i++) {
@@ -712,6 +708,13 @@ static int has_opposite(const tokens *x, const tokens *y)
             if (find_opp(y, oh) >= 0 && find_opp(x, oh) < 0) return 1;
         }
     }
+    return 0;
+}
+
+/* An unaligned word of x opposite by form to an unaligned word of y
+ * (morph_opposite is symmetric, so one call covers both directions). */
+static int has_form_opposite(const tokens *x, const tokens *y)
+{
     int ix[UNALIGNED_CAP], iy[UNALIGNED_CAP];
     int nx = unaligned(x, y, ix), ny = unaligned(y, x, iy);
     for (int a = 0; a < nx; a++) {
@@ -917,7 +920,7 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
     if (sa.units && sb.units)
         x[SC_VF_UNIT_MISMATCH] = !(subset_by(ta, tb, T_UNIT, 1) && subset_by(tb, ta, T_UNIT, 1));
     x[SC_VF_NEG_MISMATCH] = (sa.neg & 1) != (sb.neg & 1);
-    x[SC_VF_OPPOSITE] = has_opposite(ta, tb) || has_opposite(tb, ta);
+    x[SC_VF_OPPOSITE] = has_opposite(ta, tb) || has_opposite(tb, ta) || has_form_opposite(ta, tb);
     x[SC_VF_SWAP] = swapped(ta, tb, 0);
     x[SC_VF_SWAP_REL] = swapped(ta, tb, 1);
     x[SC_VF_NAME_MISMATCH] = sa.only_named > 0 && sb.only_named > 0;

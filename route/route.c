@@ -1106,6 +1106,26 @@ static void on_call_timer(uv_timer_t *t)
  * Public API
  * ------------------------------------------------------------------- */
 
+/* Frees the route and what its config parse allocated. */
+static void route_free(sc_route *r)
+{
+    for (size_t i = 0; i < r->nups; i++) {
+        free(r->ups[i].name);
+        free(r->ups[i].url);
+        free(r->ups[i].key);
+    }
+    for (size_t i = 0; i < r->nrules; i++) {
+        for (size_t j = 0; j < r->rules[i].nt; j++) free(r->rules[i].t[j].model);
+        free(r->rules[i].t);
+        free(r->rules[i].pattern);
+    }
+    for (size_t i = 0; i < r->nprices; i++) free((char *)r->prices[i].model);
+    free(r->prices);
+    free(r->rules);
+    free(r->ups);
+    free(r);
+}
+
 int sc_route_create(uv_loop_t *loop, const sc_config *cfg, sc_route **out, char *err, size_t errlen)
 {
     static int curl_ready;
@@ -1162,22 +1182,7 @@ int sc_route_create(uv_loop_t *loop, const sc_config *cfg, sc_route **out, char 
     }
     if (rc) {
         r->multi = NULL;
-        /* Nothing was registered with the loop yet: free directly. */
-        for (size_t i = 0; i < r->nups; i++) {
-            free(r->ups[i].name);
-            free(r->ups[i].url);
-            free(r->ups[i].key);
-        }
-        for (size_t i = 0; i < r->nrules; i++) {
-            for (size_t j = 0; j < r->rules[i].nt; j++) free(r->rules[i].t[j].model);
-            free(r->rules[i].t);
-            free(r->rules[i].pattern);
-        }
-        for (size_t i = 0; i < r->nprices; i++) free((char *)r->prices[i].model);
-        free(r->prices);
-        free(r->rules);
-        free(r->ups);
-        free(r);
+        route_free(r);   /* nothing was registered with the loop yet */
         return rc;
     }
     r->multi = curl_multi_init();
@@ -1192,25 +1197,7 @@ int sc_route_create(uv_loop_t *loop, const sc_config *cfg, sc_route **out, char 
     return SC_OK;
 }
 
-static void on_route_closed(uv_handle_t *h)
-{
-    sc_route *r = h->data;
-    for (size_t i = 0; i < r->nups; i++) {
-        free(r->ups[i].name);
-        free(r->ups[i].url);
-        free(r->ups[i].key);
-    }
-    for (size_t i = 0; i < r->nrules; i++) {
-        for (size_t j = 0; j < r->rules[i].nt; j++) free(r->rules[i].t[j].model);
-        free(r->rules[i].t);
-        free(r->rules[i].pattern);
-    }
-    for (size_t i = 0; i < r->nprices; i++) free((char *)r->prices[i].model);
-    free(r->prices);
-    free(r->rules);
-    free(r->ups);
-    free(r);
-}
+static void on_route_closed(uv_handle_t *h) { route_free(h->data); }
 
 void sc_route_destroy(sc_route *r)
 {

@@ -81,8 +81,9 @@ void sc_conn_add(sc_conns *set, sc_conn *c);
 
 /* Takes / drops one reference. The last sc_conn_unref() unlinks c, calls
  * release(c) and, when a stop is waiting for this connection, finishes it
- * (free_owner, then done): the server may be gone when this returns if
- * and only if it was stopping. */
+ * (free_owner, then done). So after sc_conn_unref() the caller touches c
+ * only if it holds another reference, and the server only if it is not
+ * stopping. */
 void sc_conn_ref(sc_conn *c);
 void sc_conn_unref(sc_conn *c);
 

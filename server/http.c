@@ -19,6 +19,7 @@
 #include <llhttp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,27 +31,18 @@
 #define IDLE_GRACE_MS 50         /* see on_timeout */
 
 struct sc_http_server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
+    sc_conns conns;              /* the listener and the open connections */
     const sc_config *cfg;
     sc_http_handler handler;
     void *ctx;
     sc_http_finish_fn on_finish;
     llhttp_settings_t settings;
-    struct conn *conns;          /* doubly linked list */
-    size_t nconns;
     int port;
-    int stopping;
-    int listener_closed;
-    void (*stop_done)(void *);
-    void *stop_arg;
 };
 
 typedef struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
+    sc_conn base;                /* first: handles, refcount, list links */
     sc_http_server *srv;
-    struct conn *prev, *next;
     llhttp_t parser;
     sc_buf in;                   /* unparsed input */
     /* the request being parsed */
@@ -65,12 +57,11 @@ typedef struct conn {
     sc_http_req *busy;           /* handed to the handler, not finished */
     int processing;
     int closing;                 /* close once the output is flushed */
-    int closed;                  /* uv_close called */
     int eof;                     /* peer half-closed */
-    int refs;                    /* tcp + timer handles + busy request */
-    size_t out_queued;
+    size_t out_queued;           /* each write holds a reference, as does busy */
     int idle_grace;              /* the idle timer fired once with output queued */
 } conn;
+_Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
 
 typedef struct wreq {
     uv_write_t w;
@@ -122,40 +113,6 @@ const char *sc_http_reason(int status)
  * Connection lifetime
  * ------------------------------------------------------------------- */
 
-static void req_free(sc_http_req *r);
-
-/* Finishes a stop once the listener and every connection are closed. */
-static void maybe_stopped(sc_http_server *s)
-{
-    if (!s->stopping || !s->listener_closed || s->nconns > 0) return;
-    void (*done)(void *) = s->stop_done;
-    void *arg = s->stop_arg;
-    free(s);
-    if (done) done(arg);
-}
-
-static void conn_unref(conn *c)
-{
-    if (--c->refs > 0) return;
-    sc_http_server *s = c->srv;
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    s->nconns--;
-    req_free(c->req);   /* a request cut short by an error or a close */
-    sc_buf_free(&c->in);
-    sc_buf_free(&c->url);
-    sc_buf_free(&c->hfield);
-    sc_buf_free(&c->hvalue);
-    free(c);
-    maybe_stopped(s);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    conn_unref(h->data);
-}
-
 static void req_free(sc_http_req *r)
 {
     if (!r) return;
@@ -169,18 +126,28 @@ static void req_free(sc_http_req *r)
     free(r);
 }
 
+/* Frees a connection whose last reference went (sc_conns calls it). */
+static void conn_release(sc_conn *base)
+{
+    conn *c = (conn *)base;
+    req_free(c->req);   /* a request cut short by an error or a close */
+    sc_buf_free(&c->in);
+    sc_buf_free(&c->url);
+    sc_buf_free(&c->hfield);
+    sc_buf_free(&c->hvalue);
+    free(c);
+}
+
+/* Closes the socket; a request being handled learns it through on_abort
+ * (the handles' close callbacks come later, so c outlives this call). */
 static void conn_close(conn *c)
 {
-    if (c->closed) return;
-    c->closed = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
+    if (c->base.closed) return;
+    sc_conn_close(&c->base);
     if (c->busy && !c->busy->aborted) {
         c->busy->aborted = 1;
         if (c->busy->on_abort) c->busy->on_abort(c->busy);
     }
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 /* 1 when the peer of a half-closed connection has reset it (or the socket
@@ -191,7 +158,7 @@ static void conn_close(conn *c)
 static int peer_gone(conn *c)
 {
     uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    if (uv_fileno((uv_handle_t *)&c->base.tcp, &fd) != 0) return 0;
     struct pollfd p = {.fd = fd, .events = 0, .revents = 0};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP)) != 0;
 }
@@ -204,7 +171,7 @@ static void on_timeout(uv_timer_t *t);
  * is still answered (HTTP allows it). */
 static void start_eof_probe(conn *c)
 {
-    if (!c->closed) uv_timer_start(&c->timer, on_timeout, EOF_PROBE_MS, EOF_PROBE_MS);
+    if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, EOF_PROBE_MS, EOF_PROBE_MS);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -223,7 +190,7 @@ static void on_timeout(uv_timer_t *t)
          * completions of writes that did progress are still waiting to be
          * delivered. Let them run before calling the reader idle. */
         c->idle_grace = 1;
-        uv_timer_start(&c->timer, on_timeout, IDLE_GRACE_MS, 0);
+        uv_timer_start(&c->base.timer, on_timeout, IDLE_GRACE_MS, 0);
         return;
     }
     sc_debug("closing idle connection");
@@ -233,7 +200,7 @@ static void on_timeout(uv_timer_t *t)
 static void arm_idle_timer(conn *c)
 {
     c->idle_grace = 0;
-    if (!c->closed) uv_timer_start(&c->timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
+    if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
 }
 
 /* ---------------------------------------------------------------------
@@ -257,14 +224,14 @@ static void on_written(uv_write_t *w, int status)
          * client reading a long answer steadily is not cut off. */
         arm_idle_timer(c);
     }
-    conn_unref(c);
+    sc_conn_unref(&c->base);
 }
 
 /* Queues bytes; returns SC_ECLOSED when the connection is gone. */
 static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t blen,
                       const char *tail, size_t tlen)
 {
-    if (c->closed) return SC_ECLOSED;
+    if (c->base.closed) return SC_ECLOSED;
     size_t len = alen + blen + tlen;
     if (c->out_queued + len > OUT_MAX) {
         sc_warn("client reads too slowly (%zu bytes queued); closing", c->out_queued);
@@ -278,12 +245,12 @@ static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t
     if (blen) memcpy(wr->data + alen, b, blen);
     if (tlen) memcpy(wr->data + alen + blen, tail, tlen);
     uv_buf_t buf = uv_buf_init(wr->data, (unsigned)len);
-    c->refs++;
+    sc_conn_ref(&c->base);
     c->out_queued += len;
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_written);
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->base.tcp, &buf, 1, on_written);
     if (rc < 0) {
         c->out_queued -= len;
-        c->refs--;
+        sc_conn_unref(&c->base);
         free(wr);
         conn_close(c);
         return SC_ECLOSED;
@@ -330,10 +297,10 @@ static void finish(sc_http_req *req)
         c->srv->on_finish(c->srv->ctx, req, req->status_, (double)(sc_http_now_ns() - req->start_ns_) / 1e9);
     if (c->busy == req) c->busy = NULL;
     req_free(req);
-    if (!c->closed) {
+    if (!c->base.closed) {
         /* Half-closed: still answer the requests the client sent in full
          * (pipelined behind this one), then close. */
-        if (c->srv->stopping || (c->eof && c->in.len == 0)) c->closing = 1;
+        if (c->srv->conns.stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
             if (c->out_queued == 0) conn_close(c);
             else arm_idle_timer(c);   /* a reader that stalls is still closed */
@@ -341,21 +308,21 @@ static void finish(sc_http_req *req)
             arm_idle_timer(c);
             if (!c->processing) {
                 process(c);
-                if (c->eof && !c->busy && !c->closed && !c->closing) {   /* only a partial request left */
+                if (c->eof && !c->busy && !c->base.closed && !c->closing) {   /* only a partial request left */
                     c->closing = 1;
                     if (c->out_queued == 0) conn_close(c);
                 }
             }
         }
     }
-    conn_unref(c);
+    sc_conn_unref(&c->base);
 }
 
 /* 0: close after this response; else the idle timeout in whole seconds. */
 static int keep_alive_for(sc_http_req *req)
 {
     conn *c = req->conn_;
-    if (c->closing || (c->eof && c->in.len == 0) || c->srv->stopping || !llhttp_should_keep_alive(&c->parser))
+    if (c->closing || (c->eof && c->in.len == 0) || c->srv->conns.stopping || !llhttp_should_keep_alive(&c->parser))
         return 0;
     long long s = c->srv->cfg->idle_timeout_ms / 1000;
     return s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
@@ -423,7 +390,7 @@ void sc_http_stream_begin(sc_http_req *req, int status, const char *content_type
 
 int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 {
-    if (req->aborted || req->conn_->closed) return SC_ECLOSED;
+    if (req->aborted || req->conn_->base.closed) return SC_ECLOSED;
     if (len == 0) return SC_OK;
     if (req->unframed_) return send_bytes(req->conn_, data, len, NULL, 0, NULL, 0);
     char size[32];
@@ -434,7 +401,7 @@ int sc_http_stream_write(sc_http_req *req, const char *data, size_t len)
 void sc_http_stream_end(sc_http_req *req)
 {
     req->on_abort = NULL;   /* finished here (see sc_http_respond) */
-    if (!req->aborted && !req->conn_->closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+    if (!req->aborted && !req->conn_->base.closed && !req->unframed_) send_bytes(req->conn_, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     finish(req);
 }
 
@@ -596,7 +563,7 @@ static void reject(conn *c, int status, const char *fmt, ...)
 static void process(conn *c)
 {
     c->processing = 1;
-    while (!c->closed && !c->closing && !c->busy && c->in.len > 0) {
+    while (!c->base.closed && !c->closing && !c->busy && c->in.len > 0) {
         llhttp_errno_t e = llhttp_execute(&c->parser, c->in.data, c->in.len);
         if (e == HPE_OK) {
             sc_buf_reset(&c->in);   /* all consumed, request incomplete */
@@ -610,9 +577,9 @@ static void process(conn *c)
             sc_http_req *r = c->req;
             c->req = NULL;
             c->busy = r;
-            c->refs++;
+            sc_conn_ref(&c->base);
             if (c->eof) start_eof_probe(c);   /* a pipelined request behind the FIN */
-            else uv_timer_stop(&c->timer);
+            else uv_timer_stop(&c->base.timer);
             c->srv->handler(c->srv->ctx, r);
             continue;
         }
@@ -667,33 +634,25 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     conn *c = sc_calloc(1, sizeof *c);
     c->srv = s;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->refs = 2;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
+    sc_conn_add(&s->conns, &c->base);
     sc_buf_init(&c->in, IN_MAX);
     sc_buf_init(&c->url, (size_t)s->cfg->max_header);
     sc_buf_init(&c->hfield, (size_t)s->cfg->max_header);
     sc_buf_init(&c->hvalue, (size_t)s->cfg->max_header);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    if (uv_accept(ls, (uv_stream_t *)&c->base.tcp) < 0) {
         conn_close(c);
         return;
     }
-    if (s->stopping || s->nconns > (size_t)s->cfg->max_conns) {
-        sc_warn("too many connections (%zu); refusing one", s->nconns);
+    if (s->conns.stopping || s->conns.n > (size_t)s->cfg->max_conns) {
+        sc_warn("too many connections (%zu); refusing one", s->conns.n);
         conn_close(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->base.tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
     c->parser.data = c;
     arm_idle_timer(c);
-    uv_read_start((uv_stream_t *)&c->tcp, sc_listen_alloc, on_read);
+    uv_read_start((uv_stream_t *)&c->base.tcp, sc_listen_alloc, on_read);
 }
 
 /* ---------------------------------------------------------------------
@@ -704,7 +663,7 @@ int sc_http_server_start(sc_http_server **out, uv_loop_t *loop, const sc_config 
                          sc_http_handler handler, void *ctx, char *err, size_t errlen)
 {
     sc_http_server *s = sc_calloc(1, sizeof *s);
-    s->loop = loop;
+    sc_conns_init(&s->conns, loop, s, conn_release, free);
     s->cfg = cfg;
     s->handler = handler;
     s->ctx = ctx;
@@ -718,8 +677,8 @@ int sc_http_server_start(sc_http_server **out, uv_loop_t *loop, const sc_config 
     s->settings.on_body = on_body;
     s->settings.on_message_complete = on_message_complete;
 
-    s->listener.data = s;
-    int rc = sc_listen_tcp(loop, &s->listener, cfg->bind, cfg->port, on_connection, "HTTP", &s->port, err, errlen);
+    s->conns.listener.data = s;
+    int rc = sc_listen_tcp(loop, &s->conns.listener, cfg->bind, cfg->port, on_connection, "HTTP", &s->port, err, errlen);
     if (rc) {
         free(s);
         return rc;
@@ -730,24 +689,15 @@ int sc_http_server_start(sc_http_server **out, uv_loop_t *loop, const sc_config 
 
 int sc_http_server_port(const sc_http_server *s) { return s->port; }
 void sc_http_server_on_finish(sc_http_server *s, sc_http_finish_fn fn) { s->on_finish = fn; }
-size_t sc_http_server_conns(const sc_http_server *s) { return s->nconns; }
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    sc_http_server *s = h->data;
-    s->listener_closed = 1;
-    maybe_stopped(s);
-}
+size_t sc_http_server_conns(const sc_http_server *s) { return s->conns.n; }
 
 void sc_http_server_stop(sc_http_server *s, void (*done)(void *arg), void *arg)
 {
-    s->stopping = 1;
-    s->stop_done = done;
-    s->stop_arg = arg;
-    for (conn *c = s->conns; c; c = c->next) {
+    for (sc_conn *b = s->conns.head; b; b = b->next) {
+        conn *c = (conn *)b;
         /* Answers still queued go out first: on_written closes then. */
         if (!c->busy && !c->out_queued) conn_close(c);
         else c->closing = 1;
     }
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    sc_conns_stop(&s->conns, done, arg);
 }

@@ -1,4 +1,5 @@
-/* Binding a libuv TCP listener (see listen.h). */
+/* Binding a libuv TCP listener, and the set of its connections (see
+ * listen.h). */
 #include "server/listen.h"
 #include "common/err.h"
 
@@ -37,4 +38,91 @@ void sc_listen_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     static char slab[65536];
     *buf = uv_buf_init(slab, sizeof slab);
+}
+
+/* ---------------------------------------------------------------------
+ * Connection lifetime
+ * ------------------------------------------------------------------- */
+
+void sc_conns_init(sc_conns *set, uv_loop_t *loop, void *owner, void (*release)(sc_conn *c),
+                   void (*free_owner)(void *owner))
+{
+    set->loop = loop;
+    set->owner = owner;
+    set->release = release;
+    set->free_owner = free_owner;
+}
+
+/* Finishes a stop once the listener and every connection are closed. The
+ * set lives in the owner: copy what is needed before freeing it. */
+static void maybe_stopped(sc_conns *set)
+{
+    if (!set->stopping || !set->listener_closed || set->n > 0) return;
+    void (*done)(void *) = set->done;
+    void *arg = set->done_arg;
+    set->free_owner(set->owner);
+    if (done) done(arg);
+}
+
+void sc_conn_add(sc_conns *set, sc_conn *c)
+{
+    c->set = set;
+    uv_tcp_init(set->loop, &c->tcp);
+    uv_timer_init(set->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->refs = 2;
+    c->next = set->head;
+    if (set->head) set->head->prev = c;
+    set->head = c;
+    set->n++;
+}
+
+void sc_conn_ref(sc_conn *c)
+{
+    c->refs++;
+}
+
+void sc_conn_unref(sc_conn *c)
+{
+    if (--c->refs > 0) return;
+    sc_conns *set = c->set;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        set->head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    set->n--;
+    set->release(c);
+    maybe_stopped(set);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    sc_conn_unref(h->data);
+}
+
+void sc_conn_close(sc_conn *c)
+{
+    if (c->closed) return;
+    c->closed = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    sc_conns *set = (sc_conns *)((char *)h - offsetof(sc_conns, listener));
+    set->listener_closed = 1;
+    maybe_stopped(set);
+}
+
+void sc_conns_stop(sc_conns *set, void (*done)(void *arg), void *arg)
+{
+    set->stopping = 1;
+    set->done = done;
+    set->done_arg = arg;
+    uv_close((uv_handle_t *)&set->listener, on_listener_closed);
 }

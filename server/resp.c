@@ -36,6 +36,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,21 +60,14 @@
 #define NAME_MAX_LEN 128
 
 struct sc_resp {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
+    sc_conns conns; /* the listener and the open connections */
     const sc_config *cfg;
     sc_cache *cache;
     const sc_auth *auth;
     sc_resp_limits lim;
-    struct conn *conns;
-    size_t nconns;
     int port;
-    int stopping;
-    int listener_closed;
     time_t started;
     uint64_t next_id;
-    void (*stop_done)(void *);
-    void *stop_arg;
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
     size_t batches, max_batches;        /* in the thread pool now / at most */
     struct conn *wait_head, *wait_tail; /* waiting for a batch slot */
@@ -92,10 +86,8 @@ typedef struct session {
 } session;
 
 typedef struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
+    sc_conn base; /* first: handles, refcount (+ batch, writes), list links */
     sc_resp *srv;
-    struct conn *prev, *next;
     sc_resp_parser parser;
     sc_buf in;            /* received, not parsed yet */
     sc_buf out;           /* replies of loop-thread commands, being collected */
@@ -111,11 +103,10 @@ typedef struct conn {
     int reading;
     int processing;
     int closing; /* close once the output is flushed */
-    int closed;
     int eof;
-    int refs;
     size_t out_queued;
 } conn;
+_Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
 
 typedef struct batch {
     uv_work_t work;
@@ -1002,57 +993,34 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
  * Connection lifetime and output
  * ------------------------------------------------------------------- */
 
-static void resp_free(sc_resp *s)
+/* Frees the server (sc_conns calls it when a stop is complete). */
+static void resp_free(void *p)
 {
+    sc_resp *s = p;
     sc_memo_destroy(s->memo);
     free(s);
 }
 
-static void maybe_stopped(sc_resp *s)
+/* Frees a connection whose last reference went (sc_conns calls it). */
+static void conn_release(sc_conn *base)
 {
-    if (!s->stopping || !s->listener_closed || s->nconns > 0) return;
-    void (*done)(void *) = s->stop_done;
-    void *arg = s->stop_arg;
-    resp_free(s);
-    if (done) done(arg);
-}
-
-static void conn_unref(conn *c)
-{
-    if (--c->refs > 0) return;
-    sc_resp *s = c->srv;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    s->nconns--;
+    conn *c = (conn *)base;
     for (size_t i = 0; i < c->qlen; i++)
         sc_resp_cmd_free(c->q[(c->qhead + i) % QMAX]);
     sc_resp_parser_free(&c->parser);
     sc_buf_free(&c->in);
     sc_buf_free(&c->out);
     free(c);
-    maybe_stopped(s);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    conn_unref(h->data);
 }
 
 static void unwait(conn *c);
 
 static void conn_close(conn *c)
 {
-    if (c->closed) return;
-    c->closed = 1;
+    if (c->base.closed) return;
     unwait(c);
     c->reading = 0;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_stop(&c->timer);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    sc_conn_close(&c->base);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -1060,11 +1028,12 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 /* Reads while there is room for input and the connection is live. */
 static void update_reading(conn *c)
 {
-    int want = !c->closed && !c->closing && !c->eof && c->in.len < IN_HIGH;
+    int want = !c->base.closed && !c->closing && !c->eof && c->in.len < IN_HIGH;
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, sc_listen_alloc, on_read) == 0) c->reading = 1;
+        if (uv_read_start((uv_stream_t *)&c->base.tcp, sc_listen_alloc, on_read) == 0)
+            c->reading = 1;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop((uv_stream_t *)&c->base.tcp);
         c->reading = 0;
     }
 }
@@ -1081,10 +1050,11 @@ static void on_written(uv_write_t *w, int status)
         conn_close(c);
     } else if (c->closing && c->out_queued == 0) {
         conn_close(c);
-    } else if (before >= OUT_HIGH && c->out_queued < OUT_HIGH && !c->closed && !c->processing) {
+    } else if (before >= OUT_HIGH && c->out_queued < OUT_HIGH && !c->base.closed &&
+               !c->processing) {
         process(c); /* a slow reader caught up */
     }
-    conn_unref(c);
+    sc_conn_unref(&c->base);
 }
 
 /* Sends bytes: straight into the socket when it takes them and nothing is
@@ -1092,11 +1062,11 @@ static void on_written(uv_write_t *w, int status)
  * rest is copied into a write request. */
 static void send_bytes(conn *c, const char *data, size_t len)
 {
-    if (c->closed || len == 0) return;
+    if (c->base.closed || len == 0) return;
     size_t done = 0;
     if (c->out_queued == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        int n = uv_try_write((uv_stream_t *)&c->base.tcp, &b, 1);
         if (n > 0) {
             done = (size_t)n;
         } else if (n < 0 && n != UV_EAGAIN) {
@@ -1111,12 +1081,12 @@ static void send_bytes(conn *c, const char *data, size_t len)
     wr->data = sc_malloc(wr->len);
     memcpy(wr->data, data + done, wr->len);
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
-    c->refs++;
+    sc_conn_ref(&c->base);
     c->out_queued += wr->len;
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_written);
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->base.tcp, &ub, 1, on_written);
     if (rc < 0) {
         c->out_queued -= wr->len;
-        c->refs--;
+        sc_conn_unref(&c->base);
         free(wr->data);
         free(wr);
         conn_close(c);
@@ -1173,10 +1143,10 @@ static void fill_queue(conn *c)
         sc_buf_consume(&c->in, off);
     /* A command half received: arm the stall timer. */
     c->mid_command = sc_resp_parser_midway(&c->parser) || c->in.len > 0;
-    if (c->mid_command && !c->closed)
-        uv_timer_start(&c->timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
-    else if (!c->closed)
-        uv_timer_stop(&c->timer);
+    if (c->mid_command && !c->base.closed)
+        uv_timer_start(&c->base.timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
+    else if (!c->base.closed)
+        uv_timer_stop(&c->base.timer);
 }
 
 static sc_resp_cmd *q_pop(conn *c)
@@ -1261,13 +1231,13 @@ static void after_work_cb(uv_work_t *w, int status)
     free(b);
     c->srv->batches--;
     wake_waiters(c->srv);
-    if (!c->closed) {
+    if (!c->base.closed) {
         if (c->closing && c->out_queued == 0)
             conn_close(c);
         else
             process(c);
     }
-    conn_unref(c);
+    sc_conn_unref(&c->base);
 }
 
 static void start_batch(conn *c)
@@ -1280,9 +1250,9 @@ static void start_batch(conn *c)
         b->cmds[b->n++] = q_pop(c);
     unwait(c);
     c->busy = b;
-    c->refs++;
+    sc_conn_ref(&c->base);
     c->srv->batches++;
-    int rc = uv_queue_work(c->srv->loop, &b->work, work_cb, after_work_cb);
+    int rc = uv_queue_work(c->srv->conns.loop, &b->work, work_cb, after_work_cb);
     if (rc) sc_panic("uv_queue_work: %s", uv_strerror(rc));
 }
 
@@ -1291,7 +1261,7 @@ static void process(conn *c)
 {
     if (c->processing) return;
     c->processing = 1;
-    while (!c->closed && !c->closing && !c->busy && c->out_queued < OUT_HIGH) {
+    while (!c->base.closed && !c->closing && !c->busy && c->out_queued < OUT_HIGH) {
         fill_queue(c);
         if (c->qlen == 0) break;
         int quit = 0, need_worker = 0;
@@ -1327,7 +1297,7 @@ static void process(conn *c)
             start_batch(c);
         }
     }
-    if (!c->closed && !c->busy && c->qlen == 0 && !c->closing) {
+    if (!c->base.closed && !c->busy && c->qlen == 0 && !c->closing) {
         if (c->has_proto_err) {
             r_error(&c->out, "ERR %s", c->proto_err);
             flush_out(c);
@@ -1336,8 +1306,8 @@ static void process(conn *c)
             c->closing = 1;
         }
     }
-    if (!c->closed && c->closing && c->out_queued == 0 && !c->busy) conn_close(c);
-    if (!c->closed) update_reading(c);
+    if (!c->base.closed && c->closing && c->out_queued == 0 && !c->busy) conn_close(c);
+    if (!c->base.closed) update_reading(c);
     c->processing = 0;
 }
 
@@ -1372,35 +1342,27 @@ static void on_connection(uv_stream_t *ls, int status)
     }
     conn *c = SC_NEW(conn);
     c->srv = s;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_timer_init(s->loop, &c->timer);
-    c->tcp.data = c;
-    c->timer.data = c;
-    c->refs = 2;
-    c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
+    sc_conn_add(&s->conns, &c->base);
     sc_buf_init(&c->in, IN_HIGH + 65536);
     sc_buf_init(&c->out, REPLY_MAX);
     sc_resp_parser_init(&c->parser, &s->lim);
     c->ss.id = ++s->next_id;
     c->ss.authed = !sc_auth_enabled(s->auth);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0) {
+    if (uv_accept(ls, (uv_stream_t *)&c->base.tcp) < 0) {
         conn_close(c);
         return;
     }
     atomic_fetch_add(&s->conns_total, 1);
-    if (s->stopping || s->nconns > (size_t)s->cfg->max_conns) {
+    if (s->conns.stopping || s->conns.n > (size_t)s->cfg->max_conns) {
         atomic_fetch_add(&s->conns_rejected, 1);
-        sc_warn("too many RESP connections (%zu); refusing one", s->nconns);
+        sc_warn("too many RESP connections (%zu); refusing one", s->conns.n);
         conn_close(c);
         return;
     }
     struct sockaddr_storage peer;
     int plen = sizeof peer;
     snprintf(c->ss.addr, sizeof c->ss.addr, "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&peer, &plen) == 0) {
+    if (uv_tcp_getpeername(&c->base.tcp, (struct sockaddr *)&peer, &plen) == 0) {
         char ip[48] = "?";
         int port = 0;
         if (peer.ss_family == AF_INET) {
@@ -1412,7 +1374,7 @@ static void on_connection(uv_stream_t *ls, int status)
         }
         snprintf(c->ss.addr, sizeof c->ss.addr, "%s:%d", ip, port);
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->base.tcp, 1);
     update_reading(c);
 }
 
@@ -1425,7 +1387,7 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
 {
     *out = NULL;
     sc_resp *s = SC_NEW(sc_resp);
-    s->loop = loop;
+    sc_conns_init(&s->conns, loop, s, conn_release, resp_free);
     s->cfg = cfg;
     s->cache = cache;
     s->auth = auth;
@@ -1439,9 +1401,9 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     s->lim.max_inline = SC_RESP_MAX_INLINE;
     s->lim.max_total = (size_t)cfg->max_body + (1u << 20);
 
-    s->listener.data = s;
-    int rc = sc_listen_tcp(loop, &s->listener, cfg->bind, cfg->resp_port, on_connection, "RESP", &s->port, err,
-                           errlen);
+    s->conns.listener.data = s;
+    int rc = sc_listen_tcp(loop, &s->conns.listener, cfg->bind, cfg->resp_port, on_connection,
+                           "RESP", &s->port, err, errlen);
     if (rc) {
         resp_free(s);
         return rc;
@@ -1456,26 +1418,17 @@ int sc_resp_port(const sc_resp *r)
 }
 size_t sc_resp_conns(const sc_resp *r)
 {
-    return r->nconns;
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    sc_resp *s = h->data;
-    s->listener_closed = 1;
-    maybe_stopped(s);
+    return r->conns.n;
 }
 
 void sc_resp_stop(sc_resp *s, void (*done)(void *arg), void *arg)
 {
-    s->stopping = 1;
-    s->stop_done = done;
-    s->stop_arg = arg;
-    for (conn *c = s->conns; c; c = c->next) {
+    for (sc_conn *b = s->conns.head; b; b = b->next) {
+        conn *c = (conn *)b;
         if (!c->busy && c->out_queued == 0)
             conn_close(c);
         else
             c->closing = 1;
     }
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    sc_conns_stop(&s->conns, done, arg);
 }

@@ -767,6 +767,10 @@ static void run_real_cands(const real_set *s, uint32_t bits, size_t k, const uin
 
 static int real_main(const char *file, const char *data, const char *model_dir, size_t n, size_t nq, size_t k)
 {
+    if (k == 0 || k > REAL_EXACT) {
+        fprintf(stderr, "bench_index: --k must be 1..%d\n", REAL_EXACT);
+        return 2;
+    }
     real_set s = {0};
     int rc = real_load(file, n, nq, &s);
     if (rc == 1) {
@@ -778,7 +782,6 @@ static int real_main(const char *file, const char *data, const char *model_dir, 
         fprintf(stderr, "bench_index: cannot read %s\n", file);
         return 1;
     }
-    if (k == 0 || k > REAL_EXACT) k = 4;
     uint32_t *tid = sc_malloc(nq * k * sizeof *tid);
     double *tsc = sc_malloc(nq * k * sizeof *tsc);
     real_truth(&s, k, tid, tsc);

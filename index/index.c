@@ -348,7 +348,7 @@ int sc_index_create(sc_index **out, const sc_index_opts *opts)
     if (opts->scan_bits != 0 && opts->scan_bits != 8 && opts->scan_bits != 4) return SC_EINVAL;
     sc_index *ix = SC_NEW(sc_index);
     ix->dim = opts->dim;
-    ix->scan_bits = opts->scan_bits ? opts->scan_bits : 8;
+    ix->scan_bits = opts->scan_bits ? opts->scan_bits : 4;
     ix->backend = backend;
     ix->faiss_desc = sc_strdup(desc);
     pthread_mutex_init(&ix->wmu, NULL);

@@ -5,11 +5,14 @@
  * another's entries. Vectors are L2-normalised fp32 of a fixed dimension.
  *
  * Backends:
- *   flat  (default) exact scan over int8-quantised copies with a SIMD kernel
- *         picked at run time (AVX-512 VNNI, AVX2, scalar), keeping the
- *         top max(4k, 32) candidates, then exact fp32 cosine re-scoring of
- *         those. Opt-in scan_bits = 4: the scan reads 4-bit codes (half the
- *         bytes, per-row scale) and keeps max(8k, 64) candidates.
+ *   flat  (default) a scan over quantised copies with a SIMD kernel
+ *         picked at run time (AVX-512 VNNI, AVX2, scalar), then exact fp32
+ *         cosine re-scoring of the candidates it keeps. scan_bits = 4
+ *         (default): 4-bit codes (dim/2 bytes and a per-row scale), the
+ *         top max(8k, 64) candidates; scan_bits = 8: int8 codes (dim
+ *         bytes, twice the memory traffic), the top max(4k, 32). On real
+ *         USE-lite embeddings both hand the re-score the exact top-k
+ *         (BENCHMARKS.md, `bench_index --real`).
  *   faiss a FAISS index per partition built with faiss_index_factory(desc),
  *         inner product, through the FAISS C API (index/faiss_c.cpp
  *         implements the functions used, Debian ships only the headers).
@@ -42,9 +45,9 @@ typedef struct sc_index_opts {
     uint32_t dim;
     const char *backend;        /* "flat" or "faiss" */
     const char *faiss_desc;     /* e.g. "HNSW32", "IVF1024,SQ8" */
-    uint32_t scan_bits;         /* flat: 8 (default; 0 means 8) = int8 scan;
-                                 * 4 = 4-bit scan, half the bytes to read,
-                                 * more candidates re-scored in fp32 */
+    uint32_t scan_bits;         /* flat: 4 (default; 0 means 4) = 4-bit
+                                 * scan, half the bytes of int8, more
+                                 * candidates re-scored in fp32; 8 = int8 */
 } sc_index_opts;
 
 typedef struct sc_index_hit {
@@ -105,7 +108,7 @@ const char *sc_index_kernel_name(void);
  * and benchmarks; SC_EUNSUPPORTED when this CPU lacks it, SC_EINVAL for an
  * unknown name. Not to be called while other threads search. */
 int sc_index_kernel_force(const char *name);
-/* 4-bit scan codes (scan_bits = 4): SC_INDEX_I4_BYTES(dim) bytes a row,
+/* 4-bit scan codes (scan_bits = 4, the default): SC_INDEX_I4_BYTES(dim) bytes a row,
  * 128-dim blocks of 64 bytes (byte j: dim j in the low nibble, dim 64+j in
  * the high one, as v+8, v in [-7, 7]). sc_index_quantize_i4 writes the
  * codes of v scaled by 7/max|v| and that max into *scale (the row's dot

@@ -18,7 +18,7 @@
  * nothing. AVX2: |q| (unsigned) times sign(q)*r (signed) with vpmaddubsw,
  * pairs never saturate because |q|,|r| <= 127, then vpmaddwd to int32.
  *
- * The 4-bit scan codes (opt-in, scan_bits = 4) pack a row in 128-dim
+ * The 4-bit scan codes (scan_bits = 4, the default) pack a row in 128-dim
  * blocks of 64 bytes: byte j holds dim j in its low nibble and dim 64+j in
  * its high nibble, each as v+8 with v in [-7, 7] (padding: 8). So a mask
  * and a shift give two runs of 64 consecutive dims, already unsigned for

@@ -45,8 +45,11 @@ SC_TEST(common_config_flags)
     CHECK_EQ_INT(c.port, 8080);
     CHECK_EQ_INT(c.resp_port, 6380);
     CHECK(strcmp(c.embedder, "use-lite") == 0);
+    CHECK_EQ_INT(c.index_scan_bits, 4); /* 4-bit scan by default (BENCHMARKS.md, Index) */
     char err[256];
     int help;
+    CHECK_OK(sc_config_set(&c, "index-scan-bits", "8", err, sizeof err));
+    CHECK_EQ_INT(c.index_scan_bits, 8);
     char *argv[] = {"x", "--port", "9000", "--threshold=0.9", "--embedder", "hash", NULL};
     CHECK_OK(sc_config_parse_args(&c, 6, argv, &help, err, sizeof err));
     CHECK_EQ_INT(c.port, 9000);

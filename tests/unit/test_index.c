@@ -86,7 +86,7 @@ static size_t exact_top1(const float *db, size_t n, size_t d, const float *q)
     return best;
 }
 
-static uint32_t scan_bits; /* for the flat tests run with both scans */
+static uint32_t scan_bits = 8; /* for the flat tests run with both scans (8 unless a test sets 4) */
 
 static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
 {
@@ -236,7 +236,7 @@ SC_TEST(index_search_same_across_kernels)
             if (sc_index_kernel_force(kernels[ki]) != 0) continue;
             scan_bits = bits;
             sc_index *ix = mk(d, NULL, NULL);
-            scan_bits = 0;
+            scan_bits = 8;
             REQUIRE(ix);
             for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "k", 0, i, v + i * d));
             for (size_t i = 0; i < N; i += 5) CHECK_OK(sc_index_remove(ix, i));
@@ -351,6 +351,34 @@ SC_TEST(index_basic_add_search_remove)
     free(v);
 }
 
+/* scan_bits 0 is the default, the 4-bit scan (its memory per row is the
+ * 4-bit one: dim/2 + 4 bytes of scan codes instead of dim). */
+SC_TEST(index_default_scan_is_4bit)
+{
+    const uint32_t d = 512;
+    static const uint32_t bits[3] = {0, 4, 8};
+    uint64_t bytes[3];
+    rng r = {99};
+    float *v = rand_unit(&r, 100, d);
+    for (int b = 0; b < 3; b++) {
+        sc_index *ix = NULL;
+        sc_index_opts o = {.dim = d, .scan_bits = bits[b]};
+        REQUIRE(sc_index_create(&ix, &o) == 0);
+        for (size_t i = 0; i < 100; i++) CHECK_OK(sc_index_add(ix, "a", 0, i, v + i * d));
+        sc_index_hit h[4];
+        size_t n;
+        CHECK_OK(sc_index_search(ix, "a", 0, v + 7 * d, 4, h, &n));
+        CHECK(n == 4 && h[0].id == 7);
+        sc_index_stats st;
+        sc_index_stats_get(ix, &st);
+        bytes[b] = st.bytes;
+        sc_index_destroy(ix);
+    }
+    CHECK(bytes[0] == bytes[1]);
+    CHECK(bytes[0] < bytes[2]);
+    free(v);
+}
+
 SC_TEST(index_invalid_args)
 {
     sc_index *ix = NULL;
@@ -434,7 +462,7 @@ SC_TEST(index_recall_near_duplicates_4bit)
     double r1 = recall_at_1(NULL, NULL, 20000, d, 400, 0.5f / sqrtf((float)d), 14);
     double r2 = recall_at_1(NULL, NULL, 20000, d, 400, 1.5f / sqrtf((float)d), 15);
     double r3 = recall_at_1(NULL, NULL, 3000, 100, 400, 1.0f / sqrtf(100.0f), 16);
-    scan_bits = 0;
+    scan_bits = 8;
     printf("# recall@1 flat 4-bit: %.4f (cos~0.9) %.4f (cos~0.55) %.4f (d=100)\n", r1, r2, r3);
     CHECK(r1 >= 0.999);
     CHECK(r2 >= 0.999);
@@ -558,7 +586,7 @@ SC_TEST(index_tombstones_and_compaction)
     check_tombstones(NULL, NULL);
     scan_bits = 4;
     check_tombstones(NULL, NULL);
-    scan_bits = 0;
+    scan_bits = 8;
 }
 
 /* Changes made to a partition while it compacts (deterministically, from
@@ -638,7 +666,7 @@ SC_TEST(index_compaction_with_changes_meanwhile)
     check_compact_meanwhile(NULL, NULL);
     scan_bits = 4;
     check_compact_meanwhile(NULL, NULL);
-    scan_bits = 0;
+    scan_bits = 8;
     check_compact_meanwhile("faiss", "Flat");
     check_compact_meanwhile("faiss", "HNSW32");
 }
@@ -767,7 +795,7 @@ SC_TEST(index_concurrent_search_and_write)
     run_concurrency(NULL, NULL, 1.0);
     scan_bits = 4;
     run_concurrency(NULL, NULL, 0.5);
-    scan_bits = 0;
+    scan_bits = 8;
 }
 
 /* ---------------------------------------------------------------------

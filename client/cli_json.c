@@ -166,12 +166,17 @@ static int number(cur *c, double *out)
         while (q < c->end && *q >= '0' && *q <= '9')
             q++;
     }
+    /* strtod needs a terminated copy; a valid number may be long
+     * ("1.000...0", "1e-0000...1"), so long ones are copied to the heap. */
     char tmp[64];
     size_t n = (size_t)(q - c->p);
-    if (n >= sizeof tmp) return -1;
-    memcpy(tmp, c->p, n);
-    tmp[n] = '\0';
-    if (out) *out = strtod(tmp, NULL);
+    if (out) {
+        char *t = n < sizeof tmp ? tmp : sc_malloc(n + 1);
+        memcpy(t, c->p, n);
+        t[n] = '\0';
+        *out = strtod(t, NULL);
+        if (t != tmp) free(t);
+    }
     c->p = q;
     return 0;
 }
@@ -249,6 +254,14 @@ static int bad(sc_cli_entry *e, char *err, size_t errlen, const char *msg, const
     return SC_EINVAL;
 }
 
+/* 1 when the key read into k is exactly name ("prompt\u0000x" is not
+ * "prompt"). */
+static int key_is(const sc_buf *k, const char *name)
+{
+    size_t n = strlen(name);
+    return k->len == n && (n == 0 || memcmp(k->data, name, n) == 0);
+}
+
 /* Reads a string value into *dst (replacing an earlier one). */
 static int take_str(cur *c, char **dst, size_t *len)
 {
@@ -269,6 +282,7 @@ static int take_str(cur *c, char **dst, size_t *len)
 int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err, size_t errlen)
 {
     memset(e, 0, sizeof *e);
+    size_t ns_len = 0;
     cur c = {line, line, line + len};
     ws(&c);
     if (c.p >= c.end || *c.p != '{') return bad(e, err, errlen, "not a JSON object", NULL);
@@ -280,7 +294,7 @@ int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err,
         for (;;) {
             ws(&c);
             sc_buf key;
-            sc_buf_init(&key, 256);
+            sc_buf_init(&key, (size_t)1 << 31); /* any length: bounded by the input */
             if (str(&c, &key)) {
                 sc_buf_free(&key);
                 return bad(e, err, errlen, "invalid JSON (key)", &c);
@@ -294,13 +308,13 @@ int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err,
             const char *k = key.data ? key.data : "";
             int rc = 0;
             int is_str = c.p < c.end && *c.p == '"';
-            if (!strcmp(k, "namespace")) {
-                rc = is_str ? take_str(&c, &e->ns, NULL) : -2;
-            } else if (!strcmp(k, "prompt")) {
+            if (key_is(&key, "namespace")) {
+                rc = is_str ? take_str(&c, &e->ns, &ns_len) : -2;
+            } else if (key_is(&key, "prompt")) {
                 rc = is_str ? take_str(&c, &e->prompt, &e->prompt_len) : -2;
-            } else if (!strcmp(k, "response")) {
+            } else if (key_is(&key, "response")) {
                 rc = is_str ? take_str(&c, &e->response, &e->response_len) : -2;
-            } else if (!strcmp(k, "ttl")) {
+            } else if (key_is(&key, "ttl")) {
                 double v;
                 if (c.p < c.end && *c.p == 'n') {
                     rc = lit(&c, "null");
@@ -342,6 +356,9 @@ int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err,
     if (!e->prompt) return bad(e, err, errlen, "prompt: missing", NULL);
     if (!e->response) return bad(e, err, errlen, "response: missing", NULL);
     if (e->prompt_len == 0) return bad(e, err, errlen, "prompt: empty", NULL);
+    /* A namespace is a C string everywhere after this: a NUL would cut it
+     * to another namespace's name. */
+    if (e->ns && memchr(e->ns, 0, ns_len)) return bad(e, err, errlen, "namespace: contains a NUL (\\u0000)", NULL);
     return SC_OK;
 }
 
@@ -391,12 +408,12 @@ int sc_cli_embeddings(const char *json, size_t len,
     for (;;) {
         ws(&c);
         sc_buf key;
-        sc_buf_init(&key, 256);
+        sc_buf_init(&key, (size_t)1 << 31); /* any length: bounded by the input */
         if (str(&c, &key)) {
             sc_buf_free(&key);
             return SC_EINVAL;
         }
-        int found = key.data && !strcmp(key.data, "embeddings");
+        int found = key_is(&key, "embeddings");
         sc_buf_free(&key);
         ws(&c);
         if (c.p >= c.end || *c.p++ != ':') return SC_EINVAL;

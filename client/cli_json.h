@@ -24,7 +24,9 @@ typedef struct sc_cli_entry {
 } sc_cli_entry;
 
 /* Parses one line. On error returns SC_EINVAL with a message in err
- * ("prompt: missing", "invalid JSON at byte 12") and e left empty. */
+ * ("prompt: missing", "invalid JSON at byte 12") and e left empty. A
+ * namespace holding a NUL (\u0000) is refused; prompt and response may
+ * hold them (they have lengths). Keys and numbers may be of any length. */
 int sc_cli_parse_entry(const char *line, size_t len, sc_cli_entry *e, char *err, size_t errlen);
 void sc_cli_entry_clear(sc_cli_entry *e);
 

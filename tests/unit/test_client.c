@@ -291,6 +291,14 @@ SC_TEST(client_cli_parse_entry)
     CHECK(e.ns && strcmp(e.ns, "faq") == 0);
     sc_cli_entry_clear(&e);
 
+    /* Found by fuzz_cli_json: a number of 64+ characters and a key of 256+
+     * bytes are valid JSON, and were refused. */
+    char l3[1024];
+    snprintf(l3, sizeof l3, "{\"%0300d\":1.%0100d,\"prompt\":\"p\",\"response\":\"r\",\"ttl\":7%0100de-100}", 0, 0, 0);
+    REQUIRE(sc_cli_parse_entry(l3, strlen(l3), &e, err, sizeof err) == SC_OK);
+    CHECK_EQ_INT(e.ttl, 7);
+    sc_cli_entry_clear(&e);
+
     const char *l2 = "  {\"response\": \"\", \"prompt\": \"p\", \"ttl\": null}  ";
     REQUIRE(sc_cli_parse_entry(l2, strlen(l2), &e, err, sizeof err) == SC_OK);
     CHECK(e.ns == NULL && e.ttl == 0 && e.response_len == 0);
@@ -312,6 +320,10 @@ SC_TEST(client_cli_parse_entry)
         {"{\"prompt\":\"a\x01\",\"response\":\"r\"}", "invalid JSON"},
         {"{\"prompt\":\"p\",\"response\":\"r\",\"x\":[[[[", "invalid JSON"},
         {"{\"prompt\":\"p\",\"response\":\"r\",\"x\":01}", "invalid JSON"},
+        /* A NUL would cut the namespace to another one's name. */
+        {"{\"prompt\":\"p\",\"response\":\"r\",\"namespace\":\"a\\u0000b\"}", "namespace: contains a NUL"},
+        /* "prompt\u0000x" is not "prompt" (it is skipped like any unknown key). */
+        {"{\"prompt\\u0000x\":\"p\",\"response\":\"r\"}", "prompt: missing"},
     };
     for (size_t i = 0; i < SC_COUNTOF(bad); i++) {
         int rc = sc_cli_parse_entry(bad[i].in, strlen(bad[i].in), &e, err, sizeof err);
@@ -342,5 +354,10 @@ SC_TEST(client_cli_json_out_and_embeddings)
     CHECK(sum[0] > 3.39 && sum[0] < 3.41);
     CHECK(sum[1] == 1);
     CHECK_EQ_INT(sc_cli_embeddings("{\"x\":1}", 7, collect, sum), SC_EINVAL);
+    char longkey[512];   /* a 300-byte key first (was refused: fuzz_cli_json) */
+    snprintf(longkey, sizeof longkey, "{\"%0300d\":0,\"embeddings\":[[1e0,1.%080d]]}", 0, 0);
+    double one[1] = {0};
+    CHECK_EQ_INT(sc_cli_embeddings(longkey, strlen(longkey), collect, one), 1);
+    CHECK(one[0] == 2.0);
     CHECK_EQ_INT(sc_cli_embeddings("{\"embeddings\":[[1,]]}", 21, collect, sum), (int)SC_EINVAL);
 }

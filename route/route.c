@@ -748,16 +748,23 @@ static void rearm_idle(sc_route_call *c)
     uv_timer_start(&c->timer, on_call_timer, (uint64_t)c->r->idle_ms, 0);
 }
 
-static long long parse_retry_after(const char *v, int ms)
+long long sc_route__parse_retry_after(const char *v, int ms)
 {
+    const long long day = 86400000;
     while (*v == ' ') v++;
     char *end;
     double x = strtod(v, &end);
-    if (end != v && x >= 0) return (long long)(ms ? x : x * 1000.0);
+    if (end != v && x >= 0) {
+        /* "1e300" or "inf" would not fit a long long (converting it is
+         * undefined); anything past a day is "too long" all the same. */
+        double d = ms ? x : x * 1000.0;
+        return d < (double)day ? (long long)d : day;
+    }
+    if (end != v) return -1;   /* negative, or "nan" */
     time_t t = curl_getdate(v, NULL);
     if (t < 0) return -1;
     long long d = ((long long)t - (long long)time(NULL)) * 1000;
-    return d < 0 ? 0 : d;
+    return d < 0 ? 0 : d < day ? d : day;
 }
 
 /* Commits a streamed attempt: the caller sees its headers from now on. */
@@ -813,8 +820,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         memcpy(val, v, vl);
         val[vl] = '\0';
         if (nl == 12 && strncasecmp(p, "content-type", 12) == 0) memcpy(c->resp_ctype, val, vl + 1);
-        else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) c->retry_after_ms = parse_retry_after(val, 0);
-        else if (nl == 14 && strncasecmp(p, "retry-after-ms", 14) == 0) c->retry_after_ms = parse_retry_after(val, 1);
+        else if (nl == 11 && strncasecmp(p, "retry-after", 11) == 0) c->retry_after_ms = sc_route__parse_retry_after(val, 0);
+        else if (nl == 14 && strncasecmp(p, "retry-after-ms", 14) == 0) c->retry_after_ms = sc_route__parse_retry_after(val, 1);
     }
     return n;
 }

@@ -19,4 +19,9 @@ const sc_route__price *sc_route__overrides(const struct sc_route *r, size_t *n);
  * model is written into model (size cap). */
 int sc_route__parse_price(const char *s, char *model, size_t cap, double *in, double *out);
 
+/* Reads a Retry-After header value (ms 0: seconds or an HTTP date) or
+ * retry-after-ms (ms 1: milliseconds) into milliseconds, at most a day;
+ * -1 when it is neither. */
+long long sc_route__parse_retry_after(const char *v, int ms);
+
 #endif

@@ -10,6 +10,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "route/route.h"
+#include "route/route_int.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -378,6 +379,27 @@ SC_TEST(route_usage_parsers)
     sc_route_sse_init(&s, 16);
     CHECK_EQ_INT(sc_route_sse_feed(&s, "data: 0123456789abcdef", 22), SC_ETOOBIG);
     sc_route_sse_free(&s);
+}
+
+/* Retry-After values an upstream may send. "1e300" and "inf" used to be
+ * converted to a long long as they were (undefined behaviour; found while
+ * writing fuzz_route_parse): anything past a day is now a day. */
+SC_TEST(route_retry_after_values)
+{
+    const long long day = 86400000;
+    CHECK_EQ_INT(sc_route__parse_retry_after("2", 0), 2000);
+    CHECK_EQ_INT(sc_route__parse_retry_after(" 2.5", 0), 2500);
+    CHECK_EQ_INT(sc_route__parse_retry_after("1500", 1), 1500);
+    CHECK_EQ_INT(sc_route__parse_retry_after("0", 0), 0);
+    CHECK_EQ_INT(sc_route__parse_retry_after("1e300", 0), day);
+    CHECK_EQ_INT(sc_route__parse_retry_after("inf", 1), day);
+    CHECK_EQ_INT(sc_route__parse_retry_after("90000000", 1), day);
+    CHECK_EQ_INT(sc_route__parse_retry_after("nan", 0), -1);
+    CHECK_EQ_INT(sc_route__parse_retry_after("-5", 0), -1);
+    CHECK_EQ_INT(sc_route__parse_retry_after("soon", 0), -1);
+    CHECK_EQ_INT(sc_route__parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0), 0);   /* past */
+    long long later = sc_route__parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", 0);
+    CHECK_EQ_INT(later, day);
 }
 
 SC_TEST(route_config_errors)

@@ -44,7 +44,7 @@ LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CXX:%.cpp=$(BUILD)/obj/%.o) \
 CLIENT_C   = $(filter-out %_main.c client/cli_%.c,$(wildcard client/*.c))
 CLIENT_OBJ = $(CLIENT_C:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/common/err.o $(BUILD)/obj/common/buf.o \
              $(BUILD)/obj/common/alloc.o $(BUILD)/obj/common/log.o
-CLI_OBJ    = $(BUILD)/obj/client/cli_main.o $(BUILD)/obj/client/cli_json.o \
+CLI_OBJ    = $(BUILD)/obj/client/cli_main.o $(BUILD)/obj/client/cli_json.o $(BUILD)/obj/client/cli_http.o \
              $(BUILD)/obj/common/err.o $(BUILD)/obj/common/buf.o \
              $(BUILD)/obj/common/alloc.o $(BUILD)/obj/common/log.o
 UNIT_C   = $(wildcard tests/unit/*.c)
@@ -124,7 +124,7 @@ $(BUILD)/semcached: $(BUILD)/obj/server/semcached_main.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The CLI links its own helpers (cli_json.c, common/) directly: the
+# The CLI links its own helpers (cli_json.c, cli_http.c, common/) directly: the
 # library keeps its copies private.
 $(BUILD)/semcache-cli: $(CLI_OBJ) $(BUILD)/libsemcache.a
 	@echo "  LD    $@"
@@ -134,7 +134,7 @@ $(BUILD)/semcache-example: $(BUILD)/obj/client/example_main.o $(BUILD)/libsemcac
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lm
 
-$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/obj/client/cli_json.o $(BUILD)/libsc.a $(BUILD)/libsemcache.a
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/obj/client/cli_json.o $(BUILD)/obj/client/cli_http.o $(BUILD)/libsc.a $(BUILD)/libsemcache.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

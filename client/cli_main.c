@@ -8,6 +8,7 @@
  * output by default, --json for machines. Exit codes are documented in
  * usage() and in the README. */
 #include "semcache.h"
+#include "client/cli_http.h"
 #include "client/cli_json.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -543,30 +544,7 @@ static int http_post(const opts *o, const char *path, const char *body, size_t b
         if (sc_buf_append(&raw, tmp, (size_t)r)) rc = SC_ETOOBIG;
     }
     close(fd);
-    const char *hend = raw.data ? strstr(raw.data, "\r\n\r\n") : NULL;
-    if (!rc && (!hend || sscanf(raw.data, "HTTP/1.%*d %d", status) != 1)) rc = SC_EPROTO;
-    if (!rc) {
-        const char *b = hend + 4;
-        size_t left = raw.len - (size_t)(b - raw.data);
-        int chunked = 0;
-        for (const char *h = raw.data; h < hend; h = strstr(h, "\r\n") + 2)
-            if (!strncasecmp(h, "transfer-encoding:", 18) && strstr(h, "chunked") &&
-                strstr(h, "chunked") < hend)
-                chunked = 1;
-        if (!chunked) {
-            sc_buf_append(resp, b, left);
-        } else {
-            while (left > 0) {
-                char *end;
-                unsigned long sz = strtoul(b, &end, 16);
-                const char *nl = strstr(b, "\r\n");
-                if (!nl || sz == 0 || (size_t)(nl + 2 - b) + sz > left) break;
-                sc_buf_append(resp, nl + 2, sz);
-                left -= (size_t)(nl + 2 - b) + sz + 2;
-                b = nl + 2 + sz + 2;
-            }
-        }
-    }
+    if (!rc) rc = sc_cli_http_response(raw.data ? raw.data : "", raw.len, status, resp);
     sc_buf_free(&raw);
     return rc;
 }

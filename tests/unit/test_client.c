@@ -4,6 +4,7 @@
  * fake server thread (argument encoding, error-reply mapping, pipelining,
  * timeouts, a server that hangs up), and import-line parsing. */
 #include "tap.h"
+#include "client/cli_http.h"
 #include "client/cli_json.h"
 #include "common/alloc.h"
 #include "common/buf.h"
@@ -360,4 +361,47 @@ SC_TEST(client_cli_json_out_and_embeddings)
     CHECK_EQ_INT(sc_cli_embeddings(longkey, strlen(longkey), collect, one), 1);
     CHECK(one[0] == 2.0);
     CHECK_EQ_INT(sc_cli_embeddings("{\"embeddings\":[[1,]]}", 21, collect, sum), (int)SC_EINVAL);
+}
+
+/* semcache-cli's reading of an HTTP answer (client/cli_http.c). The old
+ * inline reader trusted a chunk size from the wire: "fffffffffffffff0"
+ * wrapped its bounds check, and a last chunk without its CRLF made the
+ * bytes left underflow, both reading past the answer. */
+static int http(const char *raw, int *status, sc_buf *b)
+{
+    sc_buf_reset(b);
+    return sc_cli_http_response(raw, strlen(raw), status, b);
+}
+
+SC_TEST(client_cli_http_response)
+{
+    sc_buf b;
+    sc_buf_init(&b, 1 << 20);
+    int st;
+    CHECK_OK(http("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"a\":1}", &st, &b));
+    CHECK_EQ_INT(st, 200);
+    CHECK(b.len == 7 && memcmp(b.data, "{\"a\":1}", 7) == 0);
+    CHECK_OK(http("HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\nabcd", &st, &b));
+    CHECK_EQ_INT(st, 400);
+    CHECK(b.len == 2 && memcmp(b.data, "ab", 2) == 0);
+    CHECK_OK(http("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                  "3\r\nabc\r\nA;ext=1\r\n0123456789\r\n0\r\nX-Trailer: 1\r\n\r\n", &st, &b));
+    CHECK(b.len == 13 && memcmp(b.data, "abc0123456789", 13) == 0);
+
+    const char *bad[] = {
+        "",
+        "HTTP/1.1 200 OK\r\nContent-Type: x\r\n",                      /* no blank line */
+        "HTTP/2 200 OK\r\n\r\n",
+        "HTTP/1.1 20x OK\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\nshort",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff0\r\nabc",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc",  /* no CRLF after the data */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",   /* no last chunk */
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    };
+    for (size_t i = 0; i < SC_COUNTOF(bad); i++)
+        if (http(bad[i], &st, &b) != SC_EPROTO) sc_test_fail(__FILE__, __LINE__, "case %zu accepted", i);
+    sc_buf_free(&b);
 }

@@ -365,8 +365,9 @@ SC_TEST(client_cli_json_out_and_embeddings)
 
 /* semcache-cli's reading of an HTTP answer (client/cli_http.c). The old
  * inline reader trusted a chunk size from the wire: "fffffffffffffff0"
- * wrapped its bounds check, and a last chunk without its CRLF made the
- * bytes left underflow, both reading past the answer. */
+ * wrapped its bounds check (pointer arithmetic out of the buffer
+ * followed), and a last chunk without its CRLF made the bytes left
+ * underflow, reading past the answer. */
 static int http(const char *raw, int *status, sc_buf *b)
 {
     sc_buf_reset(b);

@@ -27,7 +27,9 @@
  *      (@tensorflow-models/universal-sentence-encoder, tokenizer/index.js
  *      and trie.js), which use_tokenizer.c promises to reproduce id for id:
  *      bytes decoded as WHATWG's TextDecoder does (maximal invalid
- *      subparts become one U+FFFD), NFKC with utf8proc_map, U+2581 in
+ *      subparts become one U+FFFD; embed.c makes one per invalid byte,
+ *      which gives the same ids only because U+FFFD is in no piece and
+ *      unknown runs merge), NFKC with utf8proc_map, U+2581 in
  *      front and for every U+0020, then the lattice over UTF-16 code units
  *      with pieces looked up by brute force in a hash table of their own
  *      (no trie), the forward pass in TF.js order (per end position, start

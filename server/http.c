@@ -29,6 +29,7 @@
 #define OUT_MAX (64u << 20)      /* bytes queued for a slow reader at most */
 #define EOF_PROBE_MS 250         /* a half-closed client waiting for its answer is checked this often */
 #define IDLE_GRACE_MS 50         /* see on_timeout */
+#define LINGER_MS 2000           /* see conn_linger */
 
 struct sc_http_server {
     sc_conns conns;              /* the listener and the open connections */
@@ -60,6 +61,8 @@ typedef struct conn {
     int eof;                     /* peer half-closed */
     size_t out_queued;           /* each write holds a reference, as does busy */
     int idle_grace;              /* the idle timer fired once with output queued */
+    int lingering;               /* sending side shut; reading to discard (conn_linger) */
+    uv_shutdown_t shut;
 } conn;
 _Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
 
@@ -78,6 +81,46 @@ uint64_t sc_http_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+    conn *c = (conn *)((char *)r - offsetof(conn, shut));
+    if (status < 0) conn_close(c);
+    sc_conn_unref(&c->base);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Closes a connection whose answers are all written (out_queued 0) without
+ * losing them to a reset. close() on a socket with unread input makes the
+ * kernel send RST, and the client then loses the answers it has not read
+ * yet: the 400 for a bad request followed by more bytes, or the answer to
+ * a "Connection: close" request behind which the client pipelined more.
+ * So: shut the sending side (FIN after the last answer), read and discard
+ * what the client still sends until it closes too, or LINGER_MS pass.
+ * A half-closed client has nothing left to send, and a stopping server
+ * does not wait: those close at once. */
+static void conn_linger(conn *c)
+{
+    if (c->base.closed || c->lingering) return;
+    if (c->eof || c->srv->conns.stopping) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    uv_timer_start(&c->base.timer, on_linger_timeout, LINGER_MS, 0);
+    uv_read_start((uv_stream_t *)&c->base.tcp, sc_listen_alloc, on_read);   /* UV_EALREADY when reading */
+    sc_conn_ref(&c->base);
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->base.tcp, on_shutdown) < 0) {
+        sc_conn_unref(&c->base);
+        conn_close(c);
+    }
 }
 
 const char *sc_http_reason(int status)
@@ -194,11 +237,13 @@ static void on_timeout(uv_timer_t *t)
         return;
     }
     sc_debug("closing idle connection");
-    conn_close(c);
+    if (c->out_queued == 0) conn_linger(c);
+    else conn_close(c);   /* a reader that stalled: nothing would be read */
 }
 
 static void arm_idle_timer(conn *c)
 {
+    if (c->lingering) return;
     c->idle_grace = 0;
     if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
 }
@@ -218,7 +263,7 @@ static void on_written(uv_write_t *w, int status)
     } else if (c->closing && c->out_queued == 0 && !c->busy) {
         /* Not while a request is still being answered (a stream between
          * two writes): finish() closes once it is done. */
-        conn_close(c);
+        conn_linger(c);
     } else if (!c->busy) {
         /* Progress: the idle timeout counts from the last write, so a
          * client reading a long answer steadily is not cut off. */
@@ -302,7 +347,7 @@ static void finish(sc_http_req *req)
          * (pipelined behind this one), then close. */
         if (c->srv->conns.stopping || (c->eof && c->in.len == 0)) c->closing = 1;
         if (c->closing) {
-            if (c->out_queued == 0) conn_close(c);
+            if (c->out_queued == 0) conn_linger(c);
             else arm_idle_timer(c);   /* a reader that stalls is still closed */
         } else {
             arm_idle_timer(c);
@@ -310,7 +355,7 @@ static void finish(sc_http_req *req)
                 process(c);
                 if (c->eof && !c->busy && !c->base.closed && !c->closing) {   /* only a partial request left */
                     c->closing = 1;
-                    if (c->out_queued == 0) conn_close(c);
+                    if (c->out_queued == 0) conn_linger(c);
                 }
             }
         }
@@ -598,6 +643,10 @@ static void process(conn *c)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
+    if (c->lingering) {   /* discarded; the client's close (or an error) ends it */
+        if (nread < 0) conn_close(c);
+        return;
+    }
     if (nread < 0) {
         if (nread == UV_EOF && (c->busy || c->out_queued)) {
             c->eof = 1;          /* half-closed: answer, then close */

@@ -144,6 +144,43 @@ test('half-closed socket after many pipelined requests gets every answer', async
   await health();
 });
 
+// Regression: when the server closed a connection while the client was
+// still sending (a bad request with more bytes behind it, or a
+// "Connection: close" request followed by more pipelined input), the unread
+// input made the kernel reset the connection, and the client lost the
+// answers it had not read yet: no 400 telling it what was wrong, only
+// ECONNRESET. The server now shuts its sending side and reads on until the
+// client closes (lingering close).
+function sendMoreThenRead(first, extraBytes) {
+  const net = require('node:net');
+  return new Promise((resolve) => {
+    const bufs = [];
+    let err = null;
+    const s = net.connect(srv.port, '127.0.0.1', () => {
+      s.pause();   /* read late: the answers wait in the socket buffers */
+      s.write(first + 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(Math.ceil(extraBytes / 34)));
+      setTimeout(() => s.resume(), 300);
+    });
+    s.on('data', (d) => bufs.push(d));
+    s.on('error', (e) => { err = e.code; });
+    s.on('close', () => resolve({ data: Buffer.concat(bufs).toString('latin1'), err }));
+  });
+}
+
+test('a bad request with more input behind it still gets its 400 (no reset)', async () => {
+  const r = await sendMoreThenRead('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nBLAH BLAH\r\n\r\n', 20e6);
+  assertEq(r.err, null, 'no connection error');
+  assertEq([...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]).join(','), '200,400');
+  assert(/malformed HTTP request/.test(r.data), r.data.slice(-300));
+  await health();
+});
+
+test('"Connection: close" with more input pipelined behind it still gets its answer', async () => {
+  const r = await sendMoreThenRead('GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 20e6);
+  assertEq(r.err, null, 'no connection error');
+  assertEq((r.data.match(/HTTP\/1\.1 200/g) || []).length, 1, 'one answer');
+});
+
 // Regression: the idle timer ran from the last request, not from the last
 // write, so a client still reading its answers (for longer than the idle
 // timeout, but steadily) was cut off with answers still queued.

@@ -61,8 +61,6 @@ typedef struct conn {
     int eof;                     /* peer half-closed */
     size_t out_queued;           /* each write holds a reference, as does busy */
     int idle_grace;              /* the idle timer fired once with output queued */
-    int lingering;               /* sending side shut; reading to discard (conn_linger) */
-    uv_shutdown_t shut;
 } conn;
 _Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
 
@@ -83,44 +81,15 @@ uint64_t sc_http_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void on_linger_timeout(uv_timer_t *t)
-{
-    conn_close(t->data);
-}
-
-static void on_shutdown(uv_shutdown_t *r, int status)
-{
-    conn *c = (conn *)((char *)r - offsetof(conn, shut));
-    if (status < 0) conn_close(c);
-    sc_conn_unref(&c->base);
-}
-
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
-
-/* Closes a connection whose answers are all written (out_queued 0) without
- * losing them to a reset. close() on a socket with unread input makes the
- * kernel send RST, and the client then loses the answers it has not read
- * yet: the 400 for a bad request followed by more bytes, or the answer to
- * a "Connection: close" request behind which the client pipelined more.
- * So: shut the sending side (FIN after the last answer), read and discard
- * what the client still sends until it closes too, or LINGER_MS pass.
- * A half-closed client has nothing left to send, and a stopping server
- * does not wait: those close at once. */
+/* Closes a connection whose answers are all written without losing them
+ * to a reset (sc_conn_linger, listen.h): a bad request with more bytes
+ * behind it still gets its 400, a "Connection: close" request with more
+ * pipelined behind it its answer. A half-closed client has nothing left to
+ * send, and a stopping server does not wait: those close at once. */
 static void conn_linger(conn *c)
 {
-    if (c->base.closed || c->lingering) return;
-    if (c->eof || c->srv->conns.stopping) {
-        conn_close(c);
-        return;
-    }
-    c->lingering = 1;
-    uv_timer_start(&c->base.timer, on_linger_timeout, LINGER_MS, 0);
-    uv_read_start((uv_stream_t *)&c->base.tcp, sc_listen_alloc, on_read);   /* UV_EALREADY when reading */
-    sc_conn_ref(&c->base);
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->base.tcp, on_shutdown) < 0) {
-        sc_conn_unref(&c->base);
-        conn_close(c);
-    }
+    if (c->eof || c->srv->conns.stopping) conn_close(c);
+    else sc_conn_linger(&c->base, LINGER_MS);
 }
 
 const char *sc_http_reason(int status)
@@ -243,7 +212,7 @@ static void on_timeout(uv_timer_t *t)
 
 static void arm_idle_timer(conn *c)
 {
-    if (c->lingering) return;
+    if (c->base.lingering) return;   /* the timer is the linger's */
     c->idle_grace = 0;
     if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
 }
@@ -643,10 +612,6 @@ static void process(conn *c)
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = st->data;
-    if (c->lingering) {   /* discarded; the client's close (or an error) ends it */
-        if (nread < 0) conn_close(c);
-        return;
-    }
     if (nread < 0) {
         if (nread == UV_EOF && (c->busy || c->out_queued)) {
             c->eof = 1;          /* half-closed: answer, then close */

@@ -112,6 +112,41 @@ void sc_conn_close(sc_conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
+static void on_linger_timeout(uv_timer_t *t)
+{
+    sc_conn_close(t->data);
+}
+
+static void on_linger_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;   /* the shared slab: nothing to free */
+    if (nread < 0) sc_conn_close(st->data);   /* the client's close, or an error */
+}
+
+static void on_shutdown(uv_shutdown_t *r, int status)
+{
+    sc_conn *c = (sc_conn *)((char *)r - offsetof(sc_conn, shut));
+    if (status < 0) sc_conn_close(c);
+    sc_conn_unref(c);
+}
+
+void sc_conn_linger(sc_conn *c, unsigned ms)
+{
+    if (c->closed || c->lingering) return;
+    c->lingering = 1;
+    uv_timer_start(&c->timer, on_linger_timeout, ms, 0);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_read_start((uv_stream_t *)&c->tcp, sc_listen_alloc, on_linger_read) < 0) {
+        sc_conn_close(c);
+        return;
+    }
+    sc_conn_ref(c);
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        sc_conn_unref(c);
+        sc_conn_close(c);
+    }
+}
+
 static void on_listener_closed(uv_handle_t *h)
 {
     sc_conns *set = (sc_conns *)((char *)h - offsetof(sc_conns, listener));

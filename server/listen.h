@@ -51,7 +51,9 @@ struct sc_conn {
     sc_conns *set;
     sc_conn *prev, *next; /* in set->head */
     int refs;
-    int closed; /* sc_conn_close() was called */
+    int closed;    /* sc_conn_close() was called */
+    int lingering; /* sc_conn_linger() was called */
+    uv_shutdown_t shut;
 };
 
 struct sc_conns {
@@ -91,6 +93,18 @@ void sc_conn_unref(sc_conn *c);
  * go when libuv calls back (a later loop iteration, never from inside this
  * call). Does nothing if c is already closed. */
 void sc_conn_close(sc_conn *c);
+
+/* Closes c without losing what was written to it. close() on a socket
+ * with unread input makes the kernel reset the connection, and the client
+ * then loses the answers it has not read yet (an error reply followed by
+ * more bytes from the client, a request that asked to close with more
+ * pipelined behind it). So: shut the sending side (the FIN follows the
+ * last byte written), then read and discard until the client closes too,
+ * or ms pass, then sc_conn_close(). The server calls it only once nothing
+ * is queued and no request, job or write holds the connection, and must
+ * not restart the timer or reading afterwards (check c->lingering): both
+ * are the linger's. Does nothing if c is closed or already lingering. */
+void sc_conn_linger(sc_conn *c, unsigned ms);
 
 /* Starts a stop: no new connections should be accepted (the server checks
  * set->stopping), the listener is closed, and once it and every connection

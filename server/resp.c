@@ -53,6 +53,7 @@
 #define BATCH_BUDGET_NS 20000000ull /* thread time after which a batch stops */
 #define REPLY_MAX ((size_t)1 << 30)
 #define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
+#define LINGER_MS 2000              /* see conn_linger */
 #define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
 #define MEMO_MAX_REPLY (256u << 10) /* larger replies are not memoised */
 #define MEMO_MAX_KEY 4096           /* nor longer ns + prompt */
@@ -1023,11 +1024,23 @@ static void conn_close(conn *c)
     sc_conn_close(&c->base);
 }
 
+/* Closes a connection whose replies are all written without losing them
+ * to a reset (sc_conn_linger, listen.h): an error reply for a bad command
+ * followed by more bytes, or QUIT with more commands pipelined behind it.
+ * A half-closed client has nothing left to send, and a stopping server
+ * does not wait: those close at once. */
+static void conn_linger(conn *c)
+{
+    if (c->eof || c->srv->conns.stopping) conn_close(c);
+    else sc_conn_linger(&c->base, LINGER_MS);
+}
+
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
 /* Reads while there is room for input and the connection is live. */
 static void update_reading(conn *c)
 {
+    if (c->base.lingering) return;   /* reading is the linger's */
     int want = !c->base.closed && !c->closing && !c->eof && c->in.len < IN_HIGH;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->base.tcp, sc_listen_alloc, on_read) == 0)
@@ -1049,7 +1062,7 @@ static void on_written(uv_write_t *w, int status)
     if (status < 0) {
         conn_close(c);
     } else if (c->closing && c->out_queued == 0) {
-        conn_close(c);
+        conn_linger(c);
     } else if (before >= OUT_HIGH && c->out_queued < OUT_HIGH && !c->base.closed &&
                !c->processing) {
         process(c); /* a slow reader caught up */
@@ -1233,7 +1246,7 @@ static void after_work_cb(uv_work_t *w, int status)
     wake_waiters(c->srv);
     if (!c->base.closed) {
         if (c->closing && c->out_queued == 0)
-            conn_close(c);
+            conn_linger(c);
         else
             process(c);
     }
@@ -1306,7 +1319,7 @@ static void process(conn *c)
             c->closing = 1;
         }
     }
-    if (!c->base.closed && c->closing && c->out_queued == 0 && !c->busy) conn_close(c);
+    if (!c->base.closed && c->closing && c->out_queued == 0 && !c->busy) conn_linger(c);
     if (!c->base.closed) update_reading(c);
     c->processing = 0;
 }

@@ -1,11 +1,14 @@
 /* Unit tests for the connection set of server/listen.c: references, the
- * list, and when a stop completes (free_owner, then done, exactly once,
- * only after the listener and every connection are closed). The handles
- * are initialised on a private loop and never connected. */
+ * list, when a stop completes (free_owner, then done, exactly once, only
+ * after the listener and every connection are closed), and the lingering
+ * close. The handles are on a private loop; the linger tests connect one
+ * end of a socket pair and hold the other. */
 #include "tap.h"
 #include "server/listen.h"
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 typedef struct owner {
     sc_conns set;
@@ -138,5 +141,66 @@ SC_TEST(conns_stop_done_may_be_null)
     uv_run(&o.loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(o.released, 1);
     CHECK_EQ_INT(o.freed, 1);
+    CHECK_EQ_INT(uv_loop_close(&o.loop), 0);
+}
+
+/* sc_conn_linger on a connected pair (the test holds the peer's end): the
+ * peer sees the FIN at once, what it sends is read and dropped, and its
+ * close ends the connection; a peer that neither sends nor closes is
+ * dropped when the linger time is up. */
+static int open_pair(owner *o, sc_conn *c, int *peer)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return -1;
+    sc_conn_add(&o->set, c);
+    *peer = sv[1];
+    return uv_tcp_open(&c->tcp, sv[0]);
+}
+
+SC_TEST(conn_linger_reads_until_the_peer_closes)
+{
+    owner o;
+    setup(&o);
+    sc_conn *a = &o.c[0];
+    int peer;
+    REQUIRE(open_pair(&o, a, &peer) == 0);
+    sc_conn_linger(a, 10000);
+    sc_conn_linger(a, 10000);   /* a second call does nothing */
+    CHECK(a->lingering);
+    uv_run(&o.loop, UV_RUN_NOWAIT);
+    char b[64];
+    CHECK_EQ_INT(read(peer, b, sizeof b), 0);   /* the FIN */
+    static char junk[1 << 16];
+    CHECK_EQ_INT(write(peer, junk, sizeof junk), (int)sizeof junk);   /* read and dropped */
+    uv_run(&o.loop, UV_RUN_NOWAIT);
+    CHECK_EQ_INT(o.released, 0);
+    close(peer);
+    uv_run(&o.loop, UV_RUN_DEFAULT);   /* ends: the EOF closed it, not the 10 s timer */
+    CHECK_EQ_INT(o.released, 1);
+    uv_close((uv_handle_t *)&o.set.listener, NULL);
+    uv_run(&o.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&o.loop), 0);
+}
+
+SC_TEST(conn_linger_gives_up_after_its_time)
+{
+    owner o;
+    setup(&o);
+    sc_conn *a = &o.c[0], *b = &o.c[1];
+    int peer, peer_b;
+    REQUIRE(open_pair(&o, a, &peer) == 0);
+    REQUIRE(open_pair(&o, b, &peer_b) == 0);
+    sc_conn_close(b);
+    sc_conn_linger(b, 10);   /* closed: nothing */
+    CHECK(!b->lingering);
+    uint64_t t0 = uv_now(&o.loop);
+    sc_conn_linger(a, 50);
+    uv_run(&o.loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(o.released, 2);
+    CHECK(uv_now(&o.loop) - t0 >= 50);
+    close(peer);
+    close(peer_b);
+    uv_close((uv_handle_t *)&o.set.listener, NULL);
+    uv_run(&o.loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(&o.loop), 0);
 }

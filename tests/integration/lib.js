@@ -125,4 +125,23 @@ async function json(url, body, { method = 'POST', headers = {} } = {}) {
   return { status: r.status, headers: r.headers, text, body: parsed };
 }
 
-module.exports = { semcachedBin, test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, assert, assertEq, json };
+// Sends first, then filler repeated to about extraBytes, without reading;
+// reads everything 300 ms later. Resolves to { data, err } when the
+// server closes: err is the socket error code (ECONNRESET when the server
+// reset the connection and the unread answers were lost), or null.
+function sendMoreThenRead(port, first, filler, extraBytes) {
+  return new Promise((resolve) => {
+    const bufs = [];
+    let err = null;
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.pause();
+      s.write(first + filler.repeat(Math.ceil(extraBytes / filler.length)));
+      setTimeout(() => s.resume(), 300);
+    });
+    s.on('data', (d) => bufs.push(d));
+    s.on('error', (e) => { err = e.code; });
+    s.on('close', () => resolve({ data: Buffer.concat(bufs).toString('latin1'), err }));
+  });
+}
+
+module.exports = { semcachedBin, test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, sendMoreThenRead, assert, assertEq, json };

@@ -4,7 +4,7 @@
 // pipelining, half-closed sockets, and a clean stop on SIGTERM.
 'use strict';
 const { spawnSync } = require('node:child_process');
-const { semcachedBin, test, run, startServer, stopServer, rawExchange, assert, assertEq, json } = require('./lib');
+const { semcachedBin, test, run, startServer, stopServer, rawExchange, sendMoreThenRead, assert, assertEq, json } = require('./lib');
 
 let srv;
 const health = async () => assertEq((await fetch(`${srv.url}/healthz`)).status, 200, 'still healthy');
@@ -151,24 +151,8 @@ test('half-closed socket after many pipelined requests gets every answer', async
 // answers it had not read yet: no 400 telling it what was wrong, only
 // ECONNRESET. The server now shuts its sending side and reads on until the
 // client closes (lingering close).
-function sendMoreThenRead(first, extraBytes) {
-  const net = require('node:net');
-  return new Promise((resolve) => {
-    const bufs = [];
-    let err = null;
-    const s = net.connect(srv.port, '127.0.0.1', () => {
-      s.pause();   /* read late: the answers wait in the socket buffers */
-      s.write(first + 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n'.repeat(Math.ceil(extraBytes / 34)));
-      setTimeout(() => s.resume(), 300);
-    });
-    s.on('data', (d) => bufs.push(d));
-    s.on('error', (e) => { err = e.code; });
-    s.on('close', () => resolve({ data: Buffer.concat(bufs).toString('latin1'), err }));
-  });
-}
-
 test('a bad request with more input behind it still gets its 400 (no reset)', async () => {
-  const r = await sendMoreThenRead('GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nBLAH BLAH\r\n\r\n', 20e6);
+  const r = await sendMoreThenRead(srv.port, 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nBLAH BLAH\r\n\r\n', 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n', 20e6);
   assertEq(r.err, null, 'no connection error');
   assertEq([...r.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]).join(','), '200,400');
   assert(/malformed HTTP request/.test(r.data), r.data.slice(-300));
@@ -176,7 +160,7 @@ test('a bad request with more input behind it still gets its 400 (no reset)', as
 });
 
 test('"Connection: close" with more input pipelined behind it still gets its answer', async () => {
-  const r = await sendMoreThenRead('GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 20e6);
+  const r = await sendMoreThenRead(srv.port, 'GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n', 'GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n', 20e6);
   assertEq(r.err, null, 'no connection error');
   assertEq((r.data.match(/HTTP\/1\.1 200/g) || []).length, 1, 'one answer');
 });

@@ -9,7 +9,7 @@
 const { spawnSync } = require('node:child_process');
 const net = require('node:net');
 const { createClient } = require('redis');
-const { test, run, startServer, sleep, rawExchange, assert, assertEq } = require('./lib');
+const { test, run, startServer, sleep, rawExchange, sendMoreThenRead, assert, assertEq } = require('./lib');
 
 let srv, authSrv;
 const clients = [];
@@ -253,27 +253,11 @@ test('malformed and oversized frames: -ERR Protocol error and a close; others ke
 // still sending made the kernel reset the connection, and a client that
 // read late lost the reply (ECONNRESET, no -ERR naming the problem). The
 // server now shuts its sending side and reads on until the client closes.
-function sendMoreThenReadResp(first, extraBytes) {
-  const net = require('node:net');
-  return new Promise((resolve) => {
-    const bufs = [];
-    let err = null;
-    const s = net.connect(srv.respPort, '127.0.0.1', () => {
-      s.pause();
-      s.write(first + 'PING\r\n'.repeat(Math.ceil(extraBytes / 6)));
-      setTimeout(() => s.resume(), 300);
-    });
-    s.on('data', (d) => bufs.push(d));
-    s.on('error', (e) => { err = e.code; });
-    s.on('close', () => resolve({ data: Buffer.concat(bufs).toString('latin1'), err }));
-  });
-}
-
 test('a protocol error or QUIT with more input behind it: the reply arrives, no reset', async () => {
-  const bad = await sendMoreThenReadResp('PING\r\n*1\r\n$4\r\nPINGXX\r\n', 20e6);
+  const bad = await sendMoreThenRead(srv.respPort, 'PING\r\n*1\r\n$4\r\nPINGXX\r\n', 'PING\r\n', 20e6);
   assertEq(bad.err, null, 'no connection error');
   assert(bad.data.startsWith('+PONG\r\n-ERR Protocol error'), bad.data.slice(0, 80));
-  const quit = await sendMoreThenReadResp('PING\r\nQUIT\r\n', 20e6);
+  const quit = await sendMoreThenRead(srv.respPort, 'PING\r\nQUIT\r\n', 'PING\r\n', 20e6);
   assertEq(quit.err, null, 'no connection error');
   assertEq(quit.data, '+PONG\r\n+OK\r\n');
 });

@@ -763,8 +763,10 @@ long long sc_route__parse_retry_after(const char *v, int ms)
     if (end != v) return -1;   /* negative, or "nan" */
     time_t t = curl_getdate(v, NULL);
     if (t < 0) return -1;
-    long long d = ((long long)t - (long long)time(NULL)) * 1000;
-    return d < 0 ? 0 : d < day ? d : day;
+    /* In seconds first: curl takes years up to 2^31, whose milliseconds
+     * would overflow. */
+    long long s = (long long)t - (long long)time(NULL);
+    return s <= 0 ? 0 : s >= day / 1000 ? day : s * 1000;
 }
 
 /* Commits a streamed attempt: the caller sees its headers from now on. */

@@ -206,6 +206,7 @@ static void on_timeout(uv_timer_t *t)
         return;
     }
     sc_debug("closing idle connection");
+    c->closing = 1;
     if (c->out_queued == 0) conn_linger(c);
     else conn_close(c);   /* a reader that stalled: nothing would be read */
 }

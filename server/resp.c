@@ -54,6 +54,7 @@
 #define REPLY_MAX ((size_t)1 << 30)
 #define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
 #define LINGER_MS 2000              /* see conn_linger */
+#define STOP_DRAIN_MS 5000          /* a stop waits this long for a client to read its replies */
 #define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
 #define MEMO_MAX_REPLY (256u << 10) /* larger replies are not memoised */
 #define MEMO_MAX_KEY 4096           /* nor longer ns + prompt */
@@ -1434,14 +1435,26 @@ size_t sc_resp_conns(const sc_resp *r)
     return r->conns.n;
 }
 
+static void on_stop_deadline(uv_timer_t *t)
+{
+    conn *c = t->data;
+    sc_warn("stopping: a RESP client did not read its replies within %d ms; closing it", STOP_DRAIN_MS);
+    conn_close(c);
+}
+
 void sc_resp_stop(sc_resp *s, void (*done)(void *arg), void *arg)
 {
     for (sc_conn *b = s->conns.head; b; b = b->next) {
         conn *c = (conn *)b;
-        if (!c->busy && c->out_queued == 0)
+        if (!c->busy && c->out_queued == 0) {
             conn_close(c);
-        else
+        } else {
+            /* Replies still to deliver: wait for them, but not for a client
+             * that never reads (closing stops processing, so the stall
+             * timer of fill_queue is not running: the timer is free). */
             c->closing = 1;
+            uv_timer_start(&c->base.timer, on_stop_deadline, STOP_DRAIN_MS, 0);
+        }
     }
     sc_conns_stop(&s->conns, done, arg);
 }

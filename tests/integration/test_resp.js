@@ -356,6 +356,29 @@ test('SIGTERM stops the server cleanly with RESP clients connected', async () =>
   assertEq(ex.code, 0);
 });
 
+// Regression: a stopping server waited for every client to read its queued
+// replies; one that never read held the stop until a second signal. It now
+// gives such clients a bounded drain (STOP_DRAIN_MS, 5 s), then closes.
+test('SIGTERM with a client that never reads its replies still stops (bounded drain)', async () => {
+  const s2 = await startServer();
+  const c = await client({ port: s2.respPort });
+  await cmd(c, 'SEM.SET', 'stop', 'big one', 'z'.repeat(65536));
+  const sock = net.connect(s2.respPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.pause();   /* never reads: ~20 MB of replies stay queued */
+  sock.write('SEM.GET stop "big one"\r\n'.repeat(300));
+  await sleep(1000);
+  const t0 = Date.now();
+  const { stopServer } = require('./lib');
+  const ex = await Promise.race([stopServer(s2), sleep(20000).then(() => null)]);
+  if (!ex) s2.proc.kill('SIGKILL');
+  assert(ex, 'the stop did not finish within 20 s');
+  assertEq(ex.code, 0);
+  assert(Date.now() - t0 < 15000, `stop took ${Date.now() - t0} ms`);
+  sock.destroy();
+});
+
 test('no sanitizer reports in the server logs', async () => {
   for (const s of [srv, authSrv]) {
     if (!s) continue;

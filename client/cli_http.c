@@ -10,9 +10,7 @@
 /* Finds "\r\n" in [p, end), or NULL. */
 static const char *crlf(const char *p, const char *end)
 {
-    for (; end - p >= 2; p++)
-        if (p[0] == '\r' && p[1] == '\n') return p;
-    return NULL;
+    return memmem(p, (size_t)(end - p), "\r\n", 2);
 }
 
 /* 1 when the header line [h, eol) is named name (case-insensitive); *val

@@ -29,7 +29,6 @@
 #define OUT_MAX (64u << 20)      /* bytes queued for a slow reader at most */
 #define EOF_PROBE_MS 250         /* a half-closed client waiting for its answer is checked this often */
 #define IDLE_GRACE_MS 50         /* see on_timeout */
-#define LINGER_MS 2000           /* see conn_linger */
 
 struct sc_http_server {
     sc_conns conns;              /* the listener and the open connections */
@@ -79,17 +78,6 @@ uint64_t sc_http_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Closes a connection whose answers are all written without losing them
- * to a reset (sc_conn_linger, listen.h): a bad request with more bytes
- * behind it still gets its 400, a "Connection: close" request with more
- * pipelined behind it its answer. A half-closed client has nothing left to
- * send, and a stopping server does not wait: those close at once. */
-static void conn_linger(conn *c)
-{
-    if (c->eof || c->srv->conns.stopping) conn_close(c);
-    else sc_conn_linger(&c->base, LINGER_MS);
 }
 
 const char *sc_http_reason(int status)
@@ -160,6 +148,17 @@ static void conn_close(conn *c)
         c->busy->aborted = 1;
         if (c->busy->on_abort) c->busy->on_abort(c->busy);
     }
+}
+
+/* Closes a connection whose answers are all written without losing them
+ * to a reset (sc_conn_linger, listen.h): a bad request with more bytes
+ * behind it still gets its 400, a "Connection: close" request with more
+ * pipelined behind it its answer. A half-closed client has nothing left to
+ * send, and a stopping server does not wait: those close at once. */
+static void conn_linger(conn *c)
+{
+    if (c->eof || c->srv->conns.stopping) conn_close(c);
+    else sc_conn_linger(&c->base, SC_CONN_LINGER_MS);
 }
 
 /* 1 when the peer of a half-closed connection has reset it (or the socket

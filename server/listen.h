@@ -100,10 +100,14 @@ void sc_conn_close(sc_conn *c);
  * more bytes from the client, a request that asked to close with more
  * pipelined behind it). So: shut the sending side (the FIN follows the
  * last byte written), then read and discard until the client closes too,
- * or ms pass, then sc_conn_close(). The server calls it only once nothing
- * is queued and no request, job or write holds the connection, and must
- * not restart the timer or reading afterwards (check c->lingering): both
- * are the linger's. Does nothing if c is closed or already lingering. */
+ * or ms pass (SC_CONN_LINGER_MS in the servers), then sc_conn_close().
+ * The server calls it only once nothing is queued and no request, job or
+ * write holds the connection, and must not restart the timer or reading
+ * afterwards (check c->lingering): both are the linger's. A stopping
+ * server closes with its own close instead (RESP's also leaves its wait
+ * list), so the servers decide that, not this. Does nothing if c is
+ * closed or already lingering. */
+#define SC_CONN_LINGER_MS 2000
 void sc_conn_linger(sc_conn *c, unsigned ms);
 
 /* Starts a stop: no new connections should be accepted (the server checks

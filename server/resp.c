@@ -53,7 +53,6 @@
 #define BATCH_BUDGET_NS 20000000ull /* thread time after which a batch stops */
 #define REPLY_MAX ((size_t)1 << 30)
 #define OUT_KEEP (256u << 10)       /* reply buffer kept between rounds */
-#define LINGER_MS 2000              /* see conn_linger */
 #define STOP_DRAIN_MS 5000          /* a stop waits this long for a client to read its replies */
 #define MEMO_SLOTS 4096             /* exact-hit memo: direct-mapped slots */
 #define MEMO_MAX_REPLY (256u << 10) /* larger replies are not memoised */
@@ -1033,7 +1032,7 @@ static void conn_close(conn *c)
 static void conn_linger(conn *c)
 {
     if (c->eof || c->srv->conns.stopping) conn_close(c);
-    else sc_conn_linger(&c->base, LINGER_MS);
+    else sc_conn_linger(&c->base, SC_CONN_LINGER_MS);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);

@@ -53,9 +53,9 @@ BENCH_C  = $(wildcard benchmarks/bench_*.c)
 BENCHES  = $(BENCH_C:benchmarks/%.c=$(BUILD)/%)
 CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
 EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
-PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(CLI) $(EXAMPLE) $(BENCHES)
+PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(BUILD)/sc-model $(CLI) $(EXAMPLE) $(BENCHES)
 
-.PHONY: all deps run test unit asan bench fuzz clean compdb help reference
+.PHONY: all deps deps-train run test unit asan bench fuzz clean compdb help reference train
 all: deps $(PROGS)
 
 help:
@@ -66,6 +66,7 @@ help:
 	@echo "make bench   run the benchmark programs (CSV); see BENCHMARKS.md"
 	@echo "make fuzz    run each libFuzzer target briefly"
 	@echo "make deps    install missing Debian/npm packages and the model"
+	@echo "make train DATA=DIR  retrain the cache embedder (PyTorch, ~1 h on 2 cores; see models/semcache-embed-v1/MODEL_CARD.md)"
 	@echo "make reference  regenerate tests/fixtures/use_reference.json with TF.js (slow)"
 	@echo "make clean   remove build outputs;  make compdb  compile_commands.json"
 
@@ -78,8 +79,25 @@ reference: deps
 run: all
 	$(BUILD)/semcached $(ARGS)
 
+deps-train:
+	@bash scripts/deps.sh train
+
 test: all
+	@bash scripts/deps.sh train
 	@bash tests/run.sh $(BUILD)
+
+# The cache embedder's training (models/semcache-embed-v1/MODEL_CARD.md):
+# USE-lite exported by sc-model, fine-tuned by tools/train/train.py on the
+# training splits in DATA, written to $(BUILD)/train/semcache-embed-v1.
+# Copy model.bin from there into models/semcache-embed-v1/ to ship it.
+TRAIN_ARGS ?=
+train: all
+	@bash scripts/deps.sh train
+	@test -n "$(DATA)" || { echo "make train: set DATA=DIR, the directory with qqp_dev.jsonl.gz, banking77_train.csv, clinc150_data_full.json.gz, gptcache_mock_data.json, stsb_sts-dev.csv (MODEL_CARD.md)"; exit 2; }
+	$(BUILD)/sc-model export-use models/use-lite/dist $(BUILD)/train/use-lite
+	/usr/bin/python3 tools/train/train.py --data $(DATA) --init $(BUILD)/train/use-lite \
+	    --out $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model $(TRAIN_ARGS)
+	/usr/bin/python3 tools/train/tune.py --data $(DATA) --model $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model
 
 unit: all
 	$(BUILD)/unit_tests $(T)
@@ -139,6 +157,11 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/obj/client/cli_json.o $(BUILD)/obj/cli
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_%: $(BUILD)/obj/benchmarks/bench_%.o $(BUILD)/libsc.a
+	@echo "  LD    $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The C side of the embedder training pipeline (tools/train/).
+$(BUILD)/sc-model: $(BUILD)/obj/tools/model_main.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

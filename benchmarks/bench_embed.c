@@ -209,7 +209,7 @@ int main(int argc, char **argv)
     double secs = 1.5;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
-            printf("usage: bench_embed [--model DIR] [--seconds S] [--quick] [--only NAME]\n");
+            printf("usage: bench_embed [--model DIR (USE-lite dist/, or a semcache-embed dir with model.bin)] [--seconds S] [--quick] [--only NAME]\n");
             return 0;
         } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
             dir = argv[++i];
@@ -226,7 +226,13 @@ int main(int argc, char **argv)
     }
     char err[512];
     sc_embedder *e, *h;
-    sc_embedder_opts o = {.name = "use-lite", .model_dir = dir};
+    /* a directory with model.bin holds a semcache-embed model (same
+     * architecture and forward pass as USE-lite) */
+    char probe[4096];
+    snprintf(probe, sizeof probe, "%s/model.bin", dir);
+    FILE *pf = fopen(probe, "rb");
+    sc_embedder_opts o = {.name = pf ? "semcache-embed" : "use-lite", .model_dir = dir};
+    if (pf) fclose(pf);
     if (sc_embedder_open(&e, &o, err, sizeof err) != 0) {
         fprintf(stderr, "bench_embed: %s\n", err);
         return 1;

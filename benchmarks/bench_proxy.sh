@@ -4,7 +4,7 @@
 #   exact_hit   semcached serving a cached chat answer vs nginx serving a
 #               static file of the same size (wrk, same connections).
 #   semantic    paraphrases of N pre-loaded prompts: embedding + search +
-#               verifier per request (N = 10k; BENCH_FULL=1 or --full: 100k).
+#               answer vote per request (N = 10k; BENCH_FULL=1 or --full: 100k).
 #   miss        unique prompts through semcached to the mock upstream, vs
 #               the same requests sent to the mock directly; also "bypass"
 #               (no-cache, no-store: proxying only).
@@ -16,8 +16,8 @@ FULL=${BENCH_FULL:-0}
 for a in "$@"; do [ "$a" = "--full" ] && FULL=1; done
 DUR=${BENCH_SECONDS:-8}
 SEM_N=$([ "$FULL" = 1 ] && echo 100000 || echo 10000)
-EMB=use-lite
-[ -f models/use-lite/dist/model.json ] || EMB=hash
+EMB=semcache-embed   # the default embedder, with the answer vote
+[ -f models/semcache-embed-v1/model.bin ] || EMB=hash
 EMB=${BENCH_EMBEDDER:-$EMB}
 tmp=$(mktemp -d)
 P_SC=28180; P_MOCK=28181; P_NGX=28182

@@ -41,7 +41,7 @@ typedef struct sc_config {
     int reembed;                 /* re-embed a data dir of another embedder */
     /* semantic layer */
     double threshold;
-    char *embedder;              /* use-lite, hash, remote */
+    char *embedder;              /* semcache-embed, use-lite, hash, remote */
     char *model_dir;
     char *embed_url;             /* remote embedder base URL */
     char *embed_model;
@@ -51,6 +51,7 @@ typedef struct sc_config {
     char *faiss_desc;
     long long top_k;
     char *verify;                /* on or off */
+    char *answer_vote;           /* on or off */
     /* upstream */
     char *upstream;
     char *upstream_key;

@@ -16,6 +16,7 @@
 #include <utf8proc.h>
 
 static const sc_embed_backend *const backends[] = {
+    &sc_embed_bin_backend,
     &sc_embed_use_backend,
     &sc_embed_hash_backend,
     &sc_embed_remote_backend,
@@ -94,7 +95,7 @@ int sc_embedder_open(sc_embedder **out, const sc_embedder_opts *opts, char *err,
     for (size_t i = 0; i < SC_COUNTOF(backends); i++)
         if (strcmp(backends[i]->name, opts->name) == 0) be = backends[i];
     if (!be) {
-        snprintf(err, errlen, "embedder: unknown backend \"%s\" (use use-lite, hash or remote)",
+        snprintf(err, errlen, "embedder: unknown backend \"%s\" (use semcache-embed, use-lite, hash or remote)",
                  opts->name);
         return SC_EINVAL;
     }

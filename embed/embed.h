@@ -1,6 +1,9 @@
 /* Sentence embedders behind one interface.
  *
  * Backends:
+ *   semcache-embed  semcached's own model (the default): USE-lite's
+ *             architecture fine-tuned for caching (tools/train/), loaded
+ *             from model_dir/model.bin (use_bin.h); 512-d.
  *   use-lite  Universal Sentence Encoder Lite re-implemented in C (OpenBLAS),
  *             loaded from the npm package's TF.js files in model_dir; 512-d.
  *   hash      model-free hashed character and word n-grams (tests,
@@ -19,6 +22,9 @@
 
 typedef struct sc_embedder sc_embedder;
 
+/* Where the shipped semcache-embed model lives (relative to the cwd). */
+#define SC_EMBED_DEFAULT_MODEL_DIR "models/semcache-embed-v1"
+
 /* Bounds on what a caller may pass (past them sc_embed returns SC_ETOOBIG). */
 #define SC_EMBED_MAX_TEXTS 1024u          /* texts per sc_embed() call */
 #define SC_EMBED_MAX_BYTES (1u << 20)     /* bytes per text */
@@ -29,8 +35,8 @@ typedef struct sc_embedder sc_embedder;
 #define SC_EMBED_USE_MAX_TOKENS 128u
 
 typedef struct sc_embedder_opts {
-    const char *name;           /* "use-lite", "hash", "remote" */
-    const char *model_dir;      /* use-lite */
+    const char *name;           /* "semcache-embed", "use-lite", "hash", "remote" */
+    const char *model_dir;      /* semcache-embed, use-lite ("" = default) */
     const char *url;            /* remote: base URL */
     const char *model;          /* remote: model name */
     const char *api_key;        /* remote: may be NULL */

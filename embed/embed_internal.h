@@ -38,6 +38,13 @@ struct sc_embedder {
 extern const sc_embed_backend sc_embed_hash_backend;
 extern const sc_embed_backend sc_embed_use_backend;
 extern const sc_embed_backend sc_embed_remote_backend;
+extern const sc_embed_backend sc_embed_bin_backend;
+
+struct sc_use_model;
+/* Tokenizes, clips and embeds n texts with a USE-architecture model
+ * (use-lite and semcache-embed share it); updates e's counters. */
+int sc_use_embedn_model(sc_embedder *e, const struct sc_use_model *m, const char *const *texts,
+                        const size_t *lens, size_t n, float *out);
 
 /* Scales v[n] to unit L2 norm; a zero vector is left as it is. */
 void sc_embed_l2_normalize(float *v, size_t n);

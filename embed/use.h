@@ -86,6 +86,9 @@ typedef struct sc_use_model {
  * err names the file and says to run make deps. */
 int sc_use_model_load(sc_use_model **out, const char *dir, char *err, size_t errlen);
 void sc_use_model_free(sc_use_model *m);
+/* Packs the weight matrices and fills the timing table of a model whose
+ * weights are bound (both loaders call it once). */
+void sc_use_model_prepare(sc_use_model *m);
 
 /* Runs the encoder on n token sequences (ids[i] of ntok[i] ids, each
  * already clipped to max_len) and writes n L2-normalised vectors of out_dim

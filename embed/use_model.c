@@ -423,17 +423,7 @@ int sc_use_model_load(sc_use_model **out, const char *dir, char *err, size_t err
     m->ln_eps = (float)eps;
     m->l2_eps = (float)l2eps;
     m->max_len = (uint32_t)clip;
-    for (int l = 0; l < 2; l++) {
-        sc_use_layer *y = &m->layer[l];
-        sc_use_mat_pack(&y->qkv, y->qkv_w, y->in, 3 * y->in);
-        sc_use_mat_pack(&y->out, y->out_w, y->in, y->width);
-        if (y->res_w) sc_use_mat_pack(&y->res, y->res_w, y->in, y->width);
-        sc_use_mat_pack(&y->ffn1, y->ffn1_w, y->width, y->ffn);
-        sc_use_mat_pack(&y->ffn2, y->ffn2_w, y->ffn, y->width);
-    }
-    sc_use_mat_pack(&m->tanh_m, m->tanh_w, m->out_dim, m->out_dim);
-    m->timing = sc_malloc((size_t)m->max_len * m->emb_dim * sizeof *m->timing);
-    sc_use_timing_table(m);
+    sc_use_model_prepare(m);
 
     snprintf(L.path, sizeof L.path, "%s/vocab.json", dir);
     if ((rc = read_file(L.path, MAX_JSON_BYTES, &vtext, &vlen, err, errlen))) goto done;
@@ -462,6 +452,21 @@ done:
     free(vtext);
     *out = m;
     return rc;
+}
+
+void sc_use_model_prepare(sc_use_model *m)
+{
+    for (int l = 0; l < 2; l++) {
+        sc_use_layer *y = &m->layer[l];
+        sc_use_mat_pack(&y->qkv, y->qkv_w, y->in, 3 * y->in);
+        sc_use_mat_pack(&y->out, y->out_w, y->in, y->width);
+        if (y->res_w) sc_use_mat_pack(&y->res, y->res_w, y->in, y->width);
+        sc_use_mat_pack(&y->ffn1, y->ffn1_w, y->width, y->ffn);
+        sc_use_mat_pack(&y->ffn2, y->ffn2_w, y->ffn, y->width);
+    }
+    sc_use_mat_pack(&m->tanh_m, m->tanh_w, m->out_dim, m->out_dim);
+    m->timing = sc_malloc((size_t)m->max_len * m->emb_dim * sizeof *m->timing);
+    sc_use_timing_table(m);
 }
 
 void sc_use_model_free(sc_use_model *m)
@@ -502,10 +507,9 @@ static void use_close(sc_embedder *e) { sc_use_model_free(e->impl); }
 
 /* Tokenizes every text, clips to the model's maximum length and runs one
  * forward pass over the whole batch. */
-static int use_embedn(sc_embedder *e, const char *const *texts, const size_t *lens, size_t n,
-                      float *out)
+int sc_use_embedn_model(sc_embedder *e, const sc_use_model *m, const char *const *texts,
+                        const size_t *lens, size_t n, float *out)
 {
-    const sc_use_model *m = e->impl;
     int32_t **ids = sc_calloc(n, sizeof *ids);
     uint32_t *ntok = sc_calloc(n, sizeof *ntok);
     uint64_t tokens = 0, cut = 0;
@@ -531,6 +535,12 @@ static int use_embedn(sc_embedder *e, const char *const *texts, const size_t *le
         atomic_fetch_add_explicit(&e->truncated, cut, memory_order_relaxed);
     }
     return rc;
+}
+
+static int use_embedn(sc_embedder *e, const char *const *texts, const size_t *lens, size_t n,
+                      float *out)
+{
+    return sc_use_embedn_model(e, e->impl, texts, lens, n, out);
 }
 
 const sc_embed_backend sc_embed_use_backend = {

@@ -10,6 +10,11 @@ PKGS="build-essential pkg-config libuv1-dev liblmdb-dev libfaiss-dev libopenblas
 node-llhttp libjansson-dev libcurl4-openssl-dev libutf8proc-dev libxxhash-dev
 curl redis-server redis-tools nginx-light wrk lmdb-utils gnuplot-nox
 clang libclang-rt-14-dev bear"
+# `deps.sh train` (make train, make test): the training pipeline's PyTorch
+# (CPU) and WordNet; `make run` never needs them.
+if [ "${1:-}" = "train" ]; then
+  PKGS="$PKGS python3-torch python3-numpy wordnet"
+fi
 
 missing=""
 for p in $PKGS; do

@@ -16,6 +16,7 @@
 #include "embed/embed.h"
 #include "embed/verify.h"
 #include "index/index.h"
+#include "server/vote.h"
 #include "storage/store.h"
 
 #include <ctype.h>
@@ -35,6 +36,7 @@ struct sc_cache {
     sc_store *store;
     sc_index *index;
     sc_verify *verify;          /* NULL with verify off */
+    int vote;                   /* answer-vote on (used when there is no verifier) */
     uint32_t dim;
     double threshold;           /* effective default */
     pthread_t maint;
@@ -250,19 +252,24 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     if (strcmp(cfg->verify, "on") == 0) {
         rc = sc_verify_create(&c->verify, c->emb, NULL);
         if (rc == SC_ENOTFOUND) {
-            sc_warn("no verifier was trained for embedder %s: using the raw cosine", sc_embedder_id(c->emb));
+            sc_info("no verifier was trained for embedder %s: using the cosine%s", sc_embedder_id(c->emb),
+                    strcmp(cfg->answer_vote, "on") == 0 ? " and the answer vote" : "");
             c->verify = NULL;
         } else if (rc) {
             snprintf(err, errlen, "cannot create the verifier: %s", sc_strerror(rc));
             goto fail;
         }
     }
-    /* The tuned defaults (bench_quality on qqp_dev, banking77 and the
-     * look-alike set; BENCHMARKS.md): the verifier's calibrated 0.60, or
-     * 0.90 for the raw cosine. */
-    c->threshold = cfg->threshold >= 0 ? cfg->threshold : c->verify ? SC_DEFAULT_THRESHOLD_VERIFIED
-                                                                     : SC_DEFAULT_THRESHOLD_COSINE;
-    sc_info("semantic threshold %.2f (%s)", c->threshold, c->verify ? "verified probability" : "raw cosine");
+    c->vote = !c->verify && strcmp(cfg->answer_vote, "on") == 0;
+    /* The tuned defaults (bench_quality and tools/train on the dev splits;
+     * BENCHMARKS.md): semcache-embed's cosine 0.93, use-lite's verifier
+     * 0.60 or raw cosine 0.90. */
+    if (cfg->threshold >= 0) c->threshold = cfg->threshold;
+    else if (c->verify) c->threshold = SC_DEFAULT_THRESHOLD_VERIFIED;
+    else if (strcmp(cfg->embedder, "semcache-embed") == 0) c->threshold = SC_DEFAULT_THRESHOLD_EMBED;
+    else c->threshold = SC_DEFAULT_THRESHOLD_COSINE;
+    sc_info("semantic threshold %.2f (%s)", c->threshold,
+            c->verify ? "verified probability" : c->vote ? "cosine with the answer vote" : "raw cosine");
     uint64_t t0 = (uint64_t)clock();
     rc = sc_store_foreach(c->store, rebuild_one, c);
     if (rc) {
@@ -380,6 +387,9 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
     sc_index_hit hits[MAX_TOPK];
     if ((rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n))) goto out;
     double best_conf = -1;
+    sc_record cands[MAX_TOPK];
+    sc_vote_cand votes[MAX_TOPK];
+    size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
         sc_record r = {0};
         if (sc_store_get(c->store, hits[i].id, &r)) continue;   /* expired or gone */
@@ -391,8 +401,19 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             /* The same prompt, stored since the exact layer looked (e.g.
              * by a finishing identical call): that is an exact hit. */
             sc_record_clear(&res->rec);
+            for (size_t j = 0; j < nc; j++) sc_record_clear(&cands[j]);
             exact_hit(res, &r);
             goto out;
+        }
+        if (i == 0) res->similarity = hits[i].score;
+        if (c->vote) {
+            size_t alen;
+            char *ans = sc_cache_answer_text(&r, &alen);
+            votes[nc].cos = hits[i].score;
+            votes[nc].answer = sc_vote_answer_key(ans ? ans : r.response, ans ? alen : r.response_len);
+            free(ans);
+            cands[nc++] = r;
+            continue;
         }
         double conf = hits[i].score;
         if (c->verify)
@@ -410,6 +431,21 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             sc_record_clear(&r);
         }
         if (!c->verify) break;   /* raw cosine: the first is the best */
+    }
+    if (c->vote && nc > 0) {
+        double conf;
+        int w = sc_vote(votes, nc, &sc_vote_default_params, &conf);
+        for (size_t i = 0; i < nc; i++) {
+            if ((int)i != w) {
+                sc_record_clear(&cands[i]);
+                continue;
+            }
+            res->rec = cands[i];
+            res->id = cands[i].id;
+            res->similarity = votes[i].cos;
+            res->confidence = conf;
+            best_conf = conf;
+        }
     }
     if (best_conf >= threshold && res->id) {
         res->outcome = SC_CACHE_HIT_SEMANTIC;

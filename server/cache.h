@@ -31,6 +31,7 @@ typedef struct sc_cache sc_cache;
 /* Default thresholds (threshold -1), tuned by bench_quality. */
 #define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
+#define SC_DEFAULT_THRESHOLD_EMBED 0.93
 
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
 

@@ -44,10 +44,14 @@ SC_TEST(common_config_flags)
     sc_config_defaults(&c);
     CHECK_EQ_INT(c.port, 8080);
     CHECK_EQ_INT(c.resp_port, 6380);
-    CHECK(strcmp(c.embedder, "use-lite") == 0);
+    CHECK(strcmp(c.embedder, "semcache-embed") == 0); /* the trained cache embedder is the default */
+    CHECK(strcmp(c.model_dir, "") == 0);              /* = the embedder's own model directory */
+    CHECK(strcmp(c.answer_vote, "on") == 0);
     CHECK_EQ_INT(c.index_scan_bits, 4); /* 4-bit scan by default (BENCHMARKS.md, Index) */
     char err[256];
     int help;
+    CHECK(sc_config_set(&c, "embedder", "use-lite", err, sizeof err) == SC_OK);
+    CHECK(sc_config_set(&c, "answer-vote", "maybe", err, sizeof err) == SC_EINVAL);
     CHECK_OK(sc_config_set(&c, "index-scan-bits", "8", err, sizeof err));
     CHECK_EQ_INT(c.index_scan_bits, 8);
     char *argv[] = {"x", "--port", "9000", "--threshold=0.9", "--embedder", "hash", NULL};

@@ -1,0 +1,45 @@
+/* Answer-aware hit decisions: the top-k candidates of a lookup vote with
+ * their answers.
+ *
+ * Candidates that share an answer (the same answer text) form a group. A
+ * group's representative is its candidate with the highest cosine; its
+ * confidence is
+ *
+ *   conf(G) = cos_rep + agree * (1 - cos_rep) * min(1, sum_{i in G, i != rep} e^((cos_i - cos_rep) / tau))
+ *                     - conflict * (1 - share(G))
+ *
+ * where share(G) = sum_{i in G} e^(cos_i / tau) / sum_all e^(cos_i / tau).
+ * So other phrasings of the same answer near the query raise the
+ * confidence (never past 1), and close candidates with other answers lower
+ * it; a lone candidate keeps its cosine. The group with the highest
+ * confidence wins. The constants were tuned on the dev splits (banking77
+ * train hold-out, CLINC150 val, qqp_dev hold-out; BENCHMARKS.md, Quality).
+ * Pure; any thread. */
+#ifndef SC_VOTE_H
+#define SC_VOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SC_VOTE_MAX 64
+
+typedef struct sc_vote_cand {
+    float cos;          /* cosine to the query */
+    uint64_t answer;    /* hash of the answer text (equal answers, equal hashes) */
+} sc_vote_cand;
+
+typedef struct sc_vote_params {
+    double tau, agree, conflict;
+} sc_vote_params;
+
+/* The tuned defaults. */
+extern const sc_vote_params sc_vote_default_params;
+
+/* Picks the winning group among n (<= SC_VOTE_MAX) candidates. Returns the
+ * index of its representative (-1 when n is 0) and sets *conf. */
+int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *conf);
+
+/* The answer key of an answer text: white space runs collapsed, trimmed. */
+uint64_t sc_vote_answer_key(const char *text, size_t len);
+
+#endif

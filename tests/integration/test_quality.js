@@ -1,0 +1,156 @@
+// The hit decision at the defaults (semcache-embed, answer vote, tuned
+// threshold), through the server's own API: the held-out look-alike set
+// (tests/fixtures/lookalike.tsv, never trained or tuned on) stored and
+// looked up pair by pair, a small FAQ where several phrasings share one
+// answer, the RESP THRESHOLD and X-Semcache-Threshold overrides, and a
+// missing, truncated or corrupted model refused at start with the file
+// named and the data dir left as it was.
+'use strict';
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const crypto = require('node:crypto');
+const { execFileSync } = require('node:child_process');
+const { test, run, startServer, stopServer, assert, assertEq, json } = require('./lib');
+
+const MODEL = path.resolve(__dirname, '../../models/semcache-embed-v1');
+const DEFAULTS = { embedder: 'semcache-embed', args: [] };
+
+function pairs(file) {
+  return fs.readFileSync(file, 'utf8').split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => { const t = l.split('\t'); return { label: Number(t[0]), kind: t[1], a: t[2], b: t[3] }; });
+}
+
+test('held-out look-alikes: <= 5% served, >= 70% of paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
+  const srv = await startServer(DEFAULTS);
+  const ps = pairs(path.resolve(__dirname, '../fixtures/lookalike.tsv'));
+  let para = 0, paraHit = 0, look = 0, lookHit = 0;
+  for (let i = 0; i < ps.length; i++) {
+    const p = ps[i], ns = `la${i}`;
+    const st = await json(`${srv.url}/cache/store`, { namespace: ns, prompt: p.a, response: `answer ${i}` });
+    assertEq(st.status, 200, st.text);
+    const r = await json(`${srv.url}/cache/lookup`, { namespace: ns, prompt: p.b });
+    assertEq(r.status, 200, r.text);
+    if (p.label === 1) { para++; paraHit += r.body.hit ? 1 : 0; } else { look++; lookHit += r.body.hit ? 1 : 0; }
+  }
+  console.log(`# paraphrases served ${paraHit}/${para}, look-alikes served ${lookHit}/${look}`);
+  assert(para > 20 && look > 20, 'fixture too small');
+  assert(lookHit / look <= 0.05, `false hits ${lookHit}/${look}`);
+  assert(paraHit / para >= 0.70, `paraphrases served ${paraHit}/${para}`);
+  await stopServer(srv);
+});
+
+const FAQ = [
+  { answer: 'Go to Settings > Security > Reset password.',
+    seeds: ['How do I reset my password?', 'I forgot my password', 'How can I change my password?'],
+    queries: ['what do I do if I cannot remember my password', 'password reset steps please'] },
+  { answer: 'Settings > Payments > Direct debits > Cancel.',
+    seeds: ['How do I cancel a direct debit?', 'Stop a direct debit', 'I want to cancel my direct debit'],
+    queries: ['how can i cancel the direct debit on my account'] },
+  { answer: 'Settings > Payments > Direct debits > New.',
+    seeds: ['How do I set up a direct debit?', 'Create a new direct debit', 'I want to add a direct debit'],
+    queries: ['how can i set up a direct debit on my account'] },
+  { answer: 'Settings > Display > Dark mode: On.',
+    seeds: ['How do I turn on dark mode?', 'Enable dark mode', 'Switch the app to dark theme'],
+    queries: ['how can I enable dark mode in the app'] },
+  { answer: 'Settings > Display > Dark mode: Off.',
+    seeds: ['How do I turn off dark mode?', 'Disable dark mode', 'Switch the app back to the light theme'],
+    queries: ['how can I disable dark mode in the app'] },
+];
+
+test('FAQ: phrasings that share an answer are served it; opposite actions get their own', async () => {
+  const srv = await startServer(DEFAULTS);
+  for (const f of FAQ)
+    for (const s of f.seeds)
+      assertEq((await json(`${srv.url}/cache/store`, { namespace: 'faq', prompt: s, response: f.answer })).status, 200);
+  let served = 0, wrong = 0, n = 0;
+  for (const f of FAQ)
+    for (const q of f.queries) {
+      const r = await json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: q });
+      n++;
+      if (r.body.hit) { served++; if (r.body.response !== f.answer) wrong++; }
+      if (r.body.hit && r.body.response !== f.answer) console.log(`# wrong: ${q} -> ${r.body.response}`);
+    }
+  console.log(`# FAQ served ${served}/${n}, wrong ${wrong}`);
+  assertEq(wrong, 0, 'a wrong answer was served');
+  assert(served >= Math.ceil(n / 2), `only ${served}/${n} served`);
+  await stopServer(srv);
+});
+
+test('thresholds: default reported by /stats; X-Semcache-Threshold and RESP THRESHOLD override it', async () => {
+  const srv = await startServer(DEFAULTS);
+  await json(`${srv.url}/cache/store`, { namespace: 'th', prompt: 'How do I reset my password?', response: 'R' });
+  const q = 'what do I do if I forgot my password';
+  const lo = await json(`${srv.url}/cache/lookup`, { namespace: 'th', prompt: q, threshold: 0.3 });
+  assertEq(lo.body.hit, true, lo.text);
+  const hi = await json(`${srv.url}/cache/lookup`, { namespace: 'th', prompt: q, threshold: 0.999 });
+  assertEq(hi.body.hit, false, hi.text);
+  const cli = (args) => execFileSync('redis-cli', ['-p', String(srv.respPort), ...args], { encoding: 'utf8' });
+  assert(cli(['SEM.GET', 'th', q, 'THRESHOLD', '0.3']).includes('R'), 'RESP THRESHOLD 0.3 misses');
+  assertEq(cli(['SEM.GET', 'th', q, 'THRESHOLD', '0.999']).trim(), '', 'RESP THRESHOLD 0.999 hits');
+  await stopServer(srv);
+});
+
+function dirHash(dir) {
+  const h = crypto.createHash('sha256');
+  for (const f of fs.readdirSync(dir).sort()) { h.update(f); h.update(fs.readFileSync(path.join(dir, f))); }
+  return h.digest('hex');
+}
+
+async function refused(mutate, expect) {
+  const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'sc_model_'));
+  try {
+    fs.copyFileSync(path.join(MODEL, 'vocab.json'), path.join(bad, 'vocab.json'));
+    fs.copyFileSync(path.join(MODEL, 'model.bin'), path.join(bad, 'model.bin'));
+    mutate(bad);
+    // a data dir with an entry in it, written with the good model
+    const good = await startServer(DEFAULTS);
+    await json(`${good.url}/cache/store`, { namespace: 'x', prompt: 'keep me', response: 'kept' });
+    await stopServer(good);
+    const before = dirHash(good.dataDir);
+    let err = null;
+    try { await startServer({ ...DEFAULTS, dataDir: good.dataDir, args: ['--model-dir', bad] }); } catch (e) { err = String(e.message); }
+    assert(err, 'semcached started with a broken model');
+    assert(err.includes(path.join(bad, expect.file)), `message does not name ${expect.file}: ${err}`);
+    assert(expect.words.test(err), `message does not say what is wrong (${expect.words}): ${err}`);
+    assertEq(dirHash(good.dataDir), before, 'the data dir changed');
+    fs.rmSync(good.dataDir, { recursive: true, force: true });
+  } finally {
+    fs.rmSync(bad, { recursive: true, force: true });
+  }
+}
+
+test('a missing model file is refused at start, naming it', async () => {
+  await refused((d) => fs.rmSync(path.join(d, 'model.bin')), { file: 'model.bin', words: /cannot open/ });
+  await refused((d) => fs.rmSync(path.join(d, 'vocab.json')), { file: 'vocab.json', words: /cannot open/ });
+});
+
+test('a truncated model file is refused at start (size)', async () => {
+  await refused((d) => { const f = path.join(d, 'model.bin'); fs.truncateSync(f, fs.statSync(f).size - 1000); },
+    { file: 'model.bin', words: /size|truncated/ });
+});
+
+test('a corrupted model file is refused at start (checksum)', async () => {
+  await refused((d) => {
+    const f = path.join(d, 'model.bin'), b = fs.readFileSync(f);
+    b[b.length >> 1] ^= 0x40;
+    fs.writeFileSync(f, b);
+  }, { file: 'model.bin', words: /checksum/ });
+});
+
+test('a data dir written with another embedder is refused, naming --reembed yes', async () => {
+  const srv = await startServer({ embedder: 'use-lite' });
+  await json(`${srv.url}/cache/store`, { namespace: 'x', prompt: 'hello', response: 'world' });
+  await stopServer(srv);
+  let err = null;
+  try { await startServer({ ...DEFAULTS, dataDir: srv.dataDir }); } catch (e) { err = String(e.message); }
+  assert(err && err.includes('--reembed yes'), `not refused with --reembed yes: ${err}`);
+  const again = await startServer({ ...DEFAULTS, dataDir: srv.dataDir, args: ['--reembed', 'yes'] });
+  const r = await json(`${again.url}/cache/lookup`, { namespace: 'x', prompt: 'hello' });
+  assertEq(r.body.response, 'world');
+  await stopServer(again);
+  fs.rmSync(srv.dataDir, { recursive: true, force: true });
+});
+
+run();

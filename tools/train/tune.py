@@ -1,0 +1,130 @@
+"""Tunes the default threshold and the answer vote (server/vote.h) of a
+trained model on the tuning splits only (data.py: banking77 train hold-out
+and CLINC150 val as FAQ scenarios, the qqp_dev hold-out, the look-alike dev
+fixtures). Never reads a report-only split.
+
+    /usr/bin/python3 tools/train/tune.py --data DATA_DIR --model MODEL_DIR
+
+Prints, per vote setting, precision and hit rate of both FAQ scenarios and
+the look-alike dev rates at thresholds 0.90-0.97, and the setting that
+serves the most FAQ queries with precision >= 0.95 on both while keeping
+look-alike false hits <= 5 % and paraphrases served >= 70 %.
+"""
+import argparse
+import itertools
+import math
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data as D  # noqa: E402
+import scmodel  # noqa: E402
+import train as T  # noqa: E402
+
+
+def vote(cos, ans, tau, agree, conflict):
+    """server/vote.c's sc_vote, in Python: (index, confidence)."""
+    top = max(cos)
+    w = [math.exp((c - top) / tau) for c in cos]
+    total = sum(w)
+    best, best_conf = -1, -1e9
+    for i in range(len(cos)):
+        if any(j != i and ans[j] == ans[i] and (cos[j] > cos[i] or (cos[j] == cos[i] and j < i))
+               for j in range(len(cos))):
+            continue
+        mass = sum(w[j] for j in range(len(cos)) if ans[j] == ans[i])
+        ag = sum(math.exp((cos[j] - cos[i]) / tau) for j in range(len(cos)) if j != i and ans[j] == ans[i])
+        v = cos[i] + agree * (1 - cos[i]) * min(ag, 1) - conflict * (1 - mass / total)
+        if v > best_conf:
+            best, best_conf = i, v
+    return best, best_conf
+
+
+def faq_topk(model, vocab, rows, k, seeds=3, seed=0):
+    rng = random.Random(seed)
+    by = {}
+    for t, c in rows:
+        by.setdefault(c, []).append(t)
+    cache, cl, qs, ql = [], [], [], []
+    for c in sorted(by):
+        ts = by[c][:]
+        rng.shuffle(ts)
+        cache += ts[:seeds]
+        cl += [c] * len(ts[:seeds])
+        qs += ts[seeds:]
+        ql += [c] * len(ts[seeds:])
+    vocab.add(cache + qs)
+    sim = T.embed(model, vocab, qs) @ T.embed(model, vocab, cache).T
+    val, idx = sim.topk(k, dim=1)
+    return [(val[i].tolist(), [cl[j] for j in idx[i].tolist()], ql[i]) for i in range(len(qs))]
+
+
+def decide(items, params):
+    out = []
+    for cos, labs, truth in items:
+        if params is None:
+            out.append((cos[0], labs[0] == truth))
+        else:
+            i, conf = vote(cos, labs, *params)
+            out.append((conf, labs[i] == truth))
+    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tool", default="build/sc-model")
+    ap.add_argument("--k", type=int, default=4)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    parts = D.load_all(args.data)
+    model = scmodel.load_bin(os.path.join(args.model, "model.bin"))
+    vocab = T.Vocab(args.tool, args.model)
+    faq = {n: faq_topk(model, vocab, parts[n], args.k) for n in ("b77_tune", "clinc_tune")}
+    la = []
+    for f in ("tests/fixtures/lookalike_dev.tsv", "tests/fixtures/lookalike_dev2.tsv", "tests/fixtures/lookalike_dev3.tsv"):
+        la += D.load_lookalike_tsv(f)
+    vocab.add([r[2] for r in la] + [r[3] for r in la])
+    s = (T.embed(model, vocab, [r[2] for r in la]) * T.embed(model, vocab, [r[3] for r in la])).sum(1).numpy()
+    lab = np.array([r[0] for r in la])
+    q = parts["qqp_tune"]
+    vocab.add([r[0] for r in q] + [r[1] for r in q])
+    qs = (T.embed(model, vocab, [r[0] for r in q]) * T.embed(model, vocab, [r[1] for r in q])).sum(1).numpy()
+    ql = np.array([r[2] for r in q])
+    print("qqp_tune P@R0.5 %.3f (cosine %.3f)" % T.pr_at_recall(qs, ql))
+    thrs = [round(x, 2) for x in np.arange(0.88, 0.975, 0.01)]
+    print("thr  lookalike para-served false-hit  qqp-tune precision recall")
+    for t in thrs:
+        hit = qs >= t
+        print(f"{t:.2f}  {(s[lab == 1] >= t).mean():.3f} {(s[lab == 0] >= t).mean():.3f}   "
+              f"{ql[hit].mean() if hit.any() else 1:.3f} {(hit & (ql == 1)).sum() / (ql == 1).sum():.3f}")
+    grid = [None] + list(itertools.product([0.01, 0.02, 0.05], [0.0, 0.2, 0.4, 0.6], [0.0, 0.05, 0.1, 0.2]))
+    best = None
+    for p in grid:
+        row = []
+        for t in thrs:
+            r = []
+            for n in faq:
+                conf, ok = decide(faq[n], p)
+                hit = conf >= t
+                r.append((ok[hit].mean() if hit.any() else 1.0, hit.mean()))
+            row.append(r)
+        desc = "cosine" if p is None else "tau %.2f agree %.1f conflict %.2f" % p
+        for t, r in zip(thrs, row):
+            lf, lp = (s[lab == 0] >= t).mean(), (s[lab == 1] >= t).mean()
+            ok = all(x[0] >= 0.95 for x in r) and lf <= 0.05 and lp >= 0.70
+            score = sum(x[1] for x in r) if ok else -1
+            if best is None or score > best[0]:
+                best = (score, desc, t, r)
+        print(desc + ": " + "  ".join(f"{t:.2f} " + "/".join(f"{x[0]:.3f},{x[1]:.3f}" for x in r)
+                                      for t, r in zip(thrs, row) if 0.90 <= t <= 0.96))
+    print("best:", best)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,9 @@ int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *co
             mass += w[j];
             if (j != i) agree += exp(((double)c[j].cos - c[i].cos) / p->tau);
         }
-        double cos = c[i].cos;
+        /* float rounding can put a cosine a little past 1, where (1 - cos)
+         * would turn negative and the confidence exceed 1 */
+        double cos = c[i].cos > 1 ? 1.0 : c[i].cos;
         double v = cos + p->agree * (1 - cos) * (agree < 1 ? agree : 1) - p->conflict * (1 - mass / total);
         if (v > best_conf) {
             best_conf = v;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: the unit-test runner, the check of libsemcache's
-# exported symbols (tests/check_exports.sh), then each integration/e2e test
+# Runs every test: the unit-test runner, the training pipeline's checks
+# (tests/train/: data loaders, PyTorch forward == C forward), the check of
+# libsemcache's exported symbols (tests/check_exports.sh), then each integration/e2e test
 # file (Node scripts that start the real semcached), then a short run of
 # each fuzz target's corpus. Every suite prints TAP; this script counts the
 # "ok" / "not ok" lines and ends with "N passed, N failed".
@@ -33,6 +34,8 @@ run_suite() { # name, command...
 }
 
 run_suite unit "$BUILD/unit_tests"
+run_suite train/data bash tests/train/test_train_data.sh
+run_suite train/forward /usr/bin/python3 tests/train/test_forward_match.py
 run_suite exports bash tests/check_exports.sh "$BUILD"
 for t in tests/integration/test_*.js; do
   [ -e "$t" ] || continue

@@ -40,6 +40,20 @@ def _text(v, path, line, field):
     return " ".join(v.split())
 
 
+def _read_text(path):
+    """The file as text; invalid UTF-8 is a DataError naming the line."""
+    _need(path)
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 ({e.reason})")
+
+
 def _bucket(s, mod):
     return zlib.crc32(s.encode()) % mod
 
@@ -59,7 +73,7 @@ def load_qqp(path):
                 if not isinstance(o, dict):
                     raise DataError(f"{path}:{i}: expected an object")
                 lab = o.get("label")
-                if lab not in (0, 1):
+                if type(lab) is not int or lab not in (0, 1):  # not true/false, not 1.0
                     raise DataError(f"{path}:{i}: label must be 0 or 1")
                 rows.append((_text(o.get("text_a"), path, i, "text_a"), _text(o.get("text_b"), path, i, "text_b"), lab))
     except (OSError, EOFError, UnicodeDecodeError) as e:
@@ -75,6 +89,8 @@ def load_gptcache(path):
         items = json.load(open(path, encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}:{getattr(e, 'lineno', 1)}: not JSON ({e})")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e})")
     if not isinstance(items, list):
         raise DataError(f"{path}:1: expected a list of {{origin, similar}} objects")
     out = []
@@ -82,14 +98,15 @@ def load_gptcache(path):
         if not isinstance(o, dict):
             raise DataError(f"{path}: item {i}: expected an object")
         out.append((_text(o.get("origin"), path, f"item {i}", "origin"), _text(o.get("similar"), path, f"item {i}", "similar")))
+    if not out:
+        raise DataError(f"{path}: no items")
     return out
 
 
 def load_banking(path):
-    _need(path)
     out = []
-    with open(path, encoding="utf-8", newline="") as f:
-        r = csv.reader(f)
+    r = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
         head = next(r, None)
         if head != ["text", "category"]:
             raise DataError(f"{path}:1: expected the header text,category")
@@ -98,6 +115,8 @@ def load_banking(path):
             if len(row) != 2:
                 raise DataError(f"{path}:{line}: expected 2 fields, got {len(row)}")
             out.append((_text(row[0], path, line, "text"), _text(row[1], path, line, "category")))
+    except csv.Error as e:
+        raise DataError(f"{path}:{r.line_num}: bad CSV ({e})")
     if not out:
         raise DataError(f"{path}: no rows")
     return out
@@ -124,9 +143,8 @@ def load_clinc(path):
 
 
 def load_stsb(path):
-    _need(path)
     out = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(_read_text(path), newline=None) as f:
         for i, line in enumerate(f, 1):
             t = line.rstrip("\n").split("\t")
             if len(t) < 7:
@@ -138,6 +156,8 @@ def load_stsb(path):
             if not 0 <= score <= 5:
                 raise DataError(f"{path}:{i}: score {score} outside 0..5")
             out.append((_text(t[5], path, i, "s1"), _text(t[6], path, i, "s2"), score))
+    if not out:
+        raise DataError(f"{path}: no rows")
     return out
 
 

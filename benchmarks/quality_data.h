@@ -1,7 +1,8 @@
 /* Shared by bench_quality and tools/train_verify: loaders for the quality
  * data sets in ../shared/data (QQP JSONL.gz via `gzip -dc`, the GPTCache
- * mock JSON, banking77 CSV, STS-B TSV, our look-alike TSV), the fixed
- * splits both programs agree on, batch embedding, ROC AUC and Spearman.
+ * mock JSON, banking77 CSV, CLINC150 JSON.gz, STS-B TSV, our look-alike
+ * TSV), the fixed splits both programs agree on, batch embedding, ROC AUC
+ * and Spearman.
  * Header-only (static functions) because it serves two programs and no
  * library module.
  *
@@ -11,7 +12,9 @@
  *   ablations, [QD_QQP_EVAL_AT, +n) are the benchmark's qqp_dev pairs.
  *   banking77: intents sorted by name; even positions are training intents,
  *   odd positions held out. In each intent, the queries at file position
- *   % 8 == 0 are the seeded FAQ entries (5 per intent), the rest queries. */
+ *   % 8 == 0 are train_verify's seeded FAQ entries (5 per intent), the rest
+ *   queries (bench_quality's FAQ scenario picks its own entries: 3 per
+ *   intent by a shuffle with QD_SEED, for banking77 and CLINC150 alike). */
 #ifndef SC_QUALITY_DATA_H
 #define SC_QUALITY_DATA_H
 
@@ -28,6 +31,7 @@
 #define QD_SEED 20261127u
 #define QD_QQP_EVAL_AT 12000     /* first shuffled qqp_dev row of the bench split */
 #define QD_QQP_EXTRA_AT 30000    /* first shuffled qqp_dev row of train_verify --qqp-extra (bench --qqp-n must stay <= 18000) */
+#define QD_MAX_INTENTS 256       /* banking77 has 77, CLINC150 150 */
 
 typedef struct qd_pair {
     char *a, *b;
@@ -187,19 +191,46 @@ static inline int qd_load_lookalike(const char *path, qd_pairs *out)
     return out->n ? 0 : -1;
 }
 
-/* banking77: texts with their intent number (intents sorted by name). */
+/* An intent-labelled query set (banking77, CLINC150): texts with their
+ * intent number (intents sorted by name). */
 typedef struct qd_bank {
     char **text;
     int *intent;
     int *pos;                     /* position of the query within its intent */
     size_t n;
-    char *names[128];
+    char *names[QD_MAX_INTENTS];
     int nintents;
 } qd_bank;
 
 static inline int qd_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Numbers the intents of bk->text[0..n) (cats[i] is text i's intent name)
+ * by sorted name and sets intent and pos; frees cats. */
+static inline int qd_bank_number(qd_bank *bk, char **cats)
+{
+    for (size_t i = 0; i < bk->n; i++) {
+        int found = 0;
+        for (int k = 0; k < bk->nintents; k++)
+            if (strcmp(bk->names[k], cats[i]) == 0) found = 1;
+        if (!found && bk->nintents < QD_MAX_INTENTS) bk->names[bk->nintents++] = sc_strdup(cats[i]);
+    }
+    qsort(bk->names, (size_t)bk->nintents, sizeof bk->names[0], qd_cmp_str);
+    bk->intent = sc_malloc((bk->n ? bk->n : 1) * sizeof *bk->intent);
+    bk->pos = sc_malloc((bk->n ? bk->n : 1) * sizeof *bk->pos);
+    int count[QD_MAX_INTENTS] = {0}, rc = 0;
+    for (size_t i = 0; i < bk->n; i++) {
+        int k = 0;
+        while (k < bk->nintents && strcmp(bk->names[k], cats[i]) != 0) k++;
+        if (k == bk->nintents) rc = -1;    /* more intents than QD_MAX_INTENTS */
+        bk->intent[i] = k;
+        bk->pos[i] = k < bk->nintents ? count[k]++ : 0;
+        free(cats[i]);
+    }
+    free(cats);
+    return bk->n && rc == 0 ? 0 : -1;
 }
 
 static inline int qd_load_banking(const char *path, qd_bank *bk)
@@ -241,26 +272,40 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
     }
     free(line);
     fclose(f);
-    /* Intent numbering by sorted name. */
-    for (size_t i = 0; i < bk->n; i++) {
-        int found = 0;
-        for (int k = 0; k < bk->nintents; k++)
-            if (strcmp(bk->names[k], cats[i]) == 0) found = 1;
-        if (!found && bk->nintents < 128) bk->names[bk->nintents++] = sc_strdup(cats[i]);
+    return qd_bank_number(bk, cats);
+}
+
+/* CLINC150 (data_full.json.gz via `gzip -dc`): the list `split` ("train",
+ * "val", "test") of [text, intent] pairs. */
+static inline int qd_load_clinc(const char *path, const char *split, qd_bank *bk)
+{
+    memset(bk, 0, sizeof *bk);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    json_error_t je;
+    json_t *root = json_loadf(f, 0, &je);
+    int st = pclose(f);
+    json_t *list = json_object_get(root, split);
+    if (st != 0 || !json_is_array(list)) {
+        json_decref(root);
+        return -1;
     }
-    qsort(bk->names, (size_t)bk->nintents, sizeof bk->names[0], qd_cmp_str);
-    bk->intent = sc_malloc(bk->n * sizeof *bk->intent);
-    bk->pos = sc_malloc(bk->n * sizeof *bk->pos);
-    int count[128] = {0};
-    for (size_t i = 0; i < bk->n; i++) {
-        int k = 0;
-        while (k < bk->nintents && strcmp(bk->names[k], cats[i]) != 0) k++;
-        bk->intent[i] = k;
-        bk->pos[i] = count[k]++;
-        free(cats[i]);
+    size_t cap = json_array_size(list) + 1;
+    bk->text = sc_malloc(cap * sizeof *bk->text);
+    char **cats = sc_malloc(cap * sizeof *cats);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *row = json_array_get(list, i);
+        const char *t = json_string_value(json_array_get(row, 0));
+        const char *c = json_string_value(json_array_get(row, 1));
+        if (!t || !c) continue;
+        bk->text[bk->n] = sc_strdup(t);
+        cats[bk->n] = sc_strdup(c);
+        bk->n++;
     }
-    free(cats);
-    return bk->n ? 0 : -1;
+    json_decref(root);
+    return qd_bank_number(bk, cats);
 }
 
 static inline void qd_bank_free(qd_bank *bk)

@@ -591,6 +591,11 @@ int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, si
 
 uint32_t sc_cache_dim(const sc_cache *c) { return c->dim; }
 const char *sc_cache_embedder_id(const sc_cache *c) { return sc_embedder_id(c->emb); }
+const char *sc_cache_scorer(const sc_cache *c)
+{
+    return c->verify ? "verifier" : c->vote ? "cosine+vote" : "cosine";
+}
+
 double sc_cache_threshold(const sc_cache *c) { return c->threshold; }
 
 char *sc_cache_answer_text(const sc_record *r, size_t *len)

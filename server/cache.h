@@ -111,6 +111,8 @@ int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, si
 uint32_t sc_cache_dim(const sc_cache *c);
 const char *sc_cache_embedder_id(const sc_cache *c);
 double sc_cache_threshold(const sc_cache *c);
+/* How semantic candidates are scored: "verifier", "cosine+vote" or "cosine". */
+const char *sc_cache_scorer(const sc_cache *c);
 
 /* The answer text of an entry: the stored text for plain entries, the
  * first choice's message content for OpenAI JSON bodies. malloc'ed. */

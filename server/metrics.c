@@ -19,7 +19,7 @@ void sc_api_stats(sc_server *srv, sc_http_req *req)
     sc_cache_stats cs;
     sc_cache_stats_get(srv->cache, &cs);
     json_object_set_new(o, "cache",
-                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:f}",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:f,s:s}",
                                   "entries", (json_int_t)cs.entries, "bytes", (json_int_t)cs.bytes,
                                   "disk_bytes", (json_int_t)cs.disk_bytes, "lookups", (json_int_t)cs.lookups,
                                   "hits_exact", (json_int_t)cs.hits_exact, "hits_semantic",
@@ -28,7 +28,7 @@ void sc_api_stats(sc_server *srv, sc_http_req *req)
                                   "corrupt_skipped", (json_int_t)cs.corrupt_skipped, "index_vectors",
                                   (json_int_t)cs.index_vectors, "embedder", sc_cache_embedder_id(srv->cache),
                                   "dim", (int)sc_cache_dim(srv->cache), "threshold",
-                                  sc_cache_threshold(srv->cache)));
+                                  sc_cache_threshold(srv->cache), "scorer", sc_cache_scorer(srv->cache)));
     sc_buf b;
     sc_buf_init(&b, 1 << 20);
     if (sc_route_stats_json(srv->route, &b) == 0 && b.data) {

@@ -2,7 +2,7 @@
 // threshold), through the server's own API: the held-out look-alike set
 // (tests/fixtures/lookalike.tsv, never trained or tuned on) stored and
 // looked up pair by pair, a small FAQ where several phrasings share one
-// answer, the RESP THRESHOLD and X-Semcache-Threshold overrides, and a
+// answer, the lookup threshold and RESP THRESHOLD overrides, and a
 // missing, truncated or corrupted model refused at start with the file
 // named and the data dir left as it was.
 'use strict';
@@ -78,8 +78,12 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
   await stopServer(srv);
 });
 
-test('thresholds: default reported by /stats; X-Semcache-Threshold and RESP THRESHOLD override it', async () => {
+test('thresholds: the default (cosine+vote, 0.92-0.97) in /stats; /cache/lookup threshold and RESP THRESHOLD override it', async () => {
   const srv = await startServer(DEFAULTS);
+  const st = await json(`${srv.url}/stats`, undefined, { method: 'GET' });
+  assertEq(st.body.cache.scorer, 'cosine+vote', st.text);
+  assert(st.body.cache.threshold >= 0.92 && st.body.cache.threshold <= 0.97, `default threshold ${st.body.cache.threshold}`);
+  assert(/^semcache-embed-v1\//.test(st.body.cache.embedder), st.body.cache.embedder);
   await json(`${srv.url}/cache/store`, { namespace: 'th', prompt: 'How do I reset my password?', response: 'R' });
   const q = 'what do I do if I forgot my password';
   const lo = await json(`${srv.url}/cache/lookup`, { namespace: 'th', prompt: q, threshold: 0.3 });

@@ -122,14 +122,24 @@ def load_bin(path):
     ln_eps, l2_eps = struct.unpack_from("<2f", data, 72)
     payload, checksum = struct.unpack_from("<2Q", data, 80)
     name = data[96:128].split(b"\0")[0].decode()
-    if version != 1 or len(data) != HEADER + payload or xxh3_64(data[HEADER:]) != checksum:
-        raise ValueError(f"{path}: bad version, size or checksum")
+    if version != 1:
+        raise ValueError(f"{path}: format version {version}, this reads 1")
+    if dtype not in (F32, F16):
+        raise ValueError(f"{path}: unknown tensor dtype {dtype}")
+    if len(data) != HEADER + payload:
+        raise ValueError(f"{path}: size {len(data)} bytes, the header says {HEADER + payload} (truncated?)")
+    if xxh3_64(data[HEADER:]) != checksum:
+        raise ValueError(f"{path}: checksum mismatch (the file is corrupted)")
     model = UseLite(nv, ed, od, ml, (lay[0][2], lay[1][2]), ln_eps, l2_eps)
     model.name = name
     for L, s in zip(model.layers, scales):
         L.scale = s
     np_dtype = np.float32 if dtype == F32 else np.float16
     flat = np.frombuffer(data, dtype=np_dtype, offset=HEADER).astype(np.float32)
+    if flat.size != sum(t.numel() for t in _tensors(model)):
+        raise ValueError(f"{path}: payload does not match the shapes in the header")
+    if not np.isfinite(flat).all():
+        raise ValueError(f"{path}: a weight is not finite")
     off = 0
     with torch.no_grad():
         for t in _tensors(model):

@@ -4,7 +4,7 @@
  * row per scorer) on stderr; benchmarks/quality.gp turns the CSV into
  * benchmarks/quality.png.
  *
- * Scorers (--scorers, default all four): EMBEDDER[+verify|+vote], EMBEDDER
+ * Scorers (--scorers, default all four): EMBEDDER[+verify|+vote|+vote+check], EMBEDDER
  * one of use-lite (--model-dir), semcache-embed (--embed-model-dir), hash:
  *   use-lite             raw cosine: serves the nearest candidate
  *   use-lite+verify      the hit verifier (embed/verify.h) over the top-k
@@ -12,6 +12,10 @@
  *   semcache-embed       raw cosine
  *   semcache-embed+vote  the answer vote (server/vote.h, the tuned default
  *                        parameters) over the top-k candidates
+ *   semcache-embed+vote+check  the vote, then the embedder's verifier as a
+ *                        cross-check that may refuse the winner (below
+ *                        SC_VERIFY_VETO), as the server does by default
+ *                        when weights for the embedder exist
  * Each scorer is judged at the server's default threshold (server/cache.h):
  * 0.60 with the verifier, 0.93 for semcache-embed (with or without the
  * vote), 0.90 for any other raw cosine; --threshold X replaces them all.
@@ -49,7 +53,9 @@
  * Options: --data DIR, --scorers LIST, --embedder NAME (shorthand for NAME
  * and NAME+verify, or NAME+vote where no verifier was trained), --model-dir
  * DIR, --embed-model-dir DIR, --top-k N, --qqp-n N, --quick, --lookalike
- * FILE (repeatable), --threshold X, --test, --help. Exit 1 on a missing
+ * FILE (repeatable), --threshold X, --test, --dev (tuning: reads no
+ * report-only split; CLINC150's FAQ on "val", no banking77 test, STS-B
+ * test or lookalike.tsv), --help. Exit 1 on a missing
  * data file or model, 2 on bad usage. */
 #include "benchmarks/quality_data.h"
 #include "common/alloc.h"
@@ -72,7 +78,7 @@
 #define FAQ_SEEDS 3             /* cached queries per intent */
 
 enum { FAQ_BANKING, FAQ_CLINC, FAQ_SETS };
-enum mode { MODE_COSINE, MODE_VERIFY, MODE_VOTE };
+enum mode { MODE_COSINE, MODE_VERIFY, MODE_VOTE, MODE_CHECK };
 
 /* An embedder, opened when some scorer uses it, and its verifier (created
  * when some scorer uses that). */
@@ -136,10 +142,17 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         for (size_t i = 0; i < n; i++) vc[i] = (sc_verify_cand){c[i].text, strlen(c[i].text), c[i].vec, c[i].cos};
         return sc_verify_best(s->m->ver, q, strlen(q), qv, vc, n, score);
     }
-    if (s->mode == MODE_VOTE) {
+    if (s->mode == MODE_VOTE || s->mode == MODE_CHECK) {
         sc_vote_cand vc[SC_VOTE_MAX];
         for (size_t i = 0; i < n; i++) vc[i] = (sc_vote_cand){c[i].cos, c[i].answer};
-        return sc_vote(vc, n, &sc_vote_default_params, score);
+        int w = sc_vote(vc, n, &sc_vote_default_params, score);
+        /* +check: the server's cross-check (cache.c): the verifier may
+         * refuse the winner, never pick another */
+        if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr &&
+            sc_verify_score(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec, c[w].cos) <
+                SC_VERIFY_VETO)
+            *score = -1;
+        return w;
     }
     *score = c[0].cos;
     return 0;
@@ -173,6 +186,7 @@ static int parse_scorers(const char *list, double thr)
         if (plus) {
             if (strcmp(plus, "+verify") == 0) mode = MODE_VERIFY;
             else if (strcmp(plus, "+vote") == 0) mode = MODE_VOTE;
+            else if (strcmp(plus, "+vote+check") == 0) mode = MODE_CHECK;
             else rc = -1;
             *plus = '\0';
         }
@@ -183,14 +197,15 @@ static int parse_scorers(const char *list, double thr)
             if (scorers[k].m == m && scorers[k].mode == mode) rc = -1;   /* twice */
         if (!m || rc || nscorers == MAX_SCORERS) {
             if (plus) *plus = '+';
-            fprintf(stderr, "bench_quality: bad scorer \"%s\" (EMBEDDER[+verify|+vote], EMBEDDER "
+            fprintf(stderr, "bench_quality: bad scorer \"%s\" (EMBEDDER[+verify|+vote|+vote+check], EMBEDDER "
                             "use-lite, semcache-embed or hash; each once, at most %d)\n", t, MAX_SCORERS);
             rc = -1;
             break;
         }
         scorer *s = &scorers[nscorers++];
         memset(s, 0, sizeof *s);
-        snprintf(s->name, sizeof s->name, "%s%s", m->family, mode == MODE_VERIFY ? "+verify" : mode == MODE_VOTE ? "+vote" : "");
+        snprintf(s->name, sizeof s->name, "%s%s", m->family,
+                 mode == MODE_VERIFY ? "+verify" : mode == MODE_VOTE ? "+vote" : mode == MODE_CHECK ? "+vote+check" : "");
         s->m = m;
         s->mode = mode;
         s->thr = isnan(thr) ? default_threshold(m->family, mode) : thr;
@@ -218,7 +233,7 @@ static void open_models(void)
             fprintf(stderr, "bench_quality: embedder %s (%s)\n", sc_embedder_id(m->emb),
                     m->dir[0] ? m->dir : "no model files");
         }
-        if (scorers[k].mode == MODE_VERIFY && !m->ver) {
+        if ((scorers[k].mode == MODE_VERIFY || scorers[k].mode == MODE_CHECK) && !m->ver) {
             if (sc_verify_create(&m->ver, m->emb, NULL) != 0) {
                 fprintf(stderr, "bench_quality: no verifier weights for embedder %s\n", sc_embedder_id(m->emb));
                 exit(1);
@@ -645,14 +660,18 @@ static int bench_banking(const char *path)
     return 0;
 }
 
+/* --dev: no report-only split is read; CLINC150's FAQ runs on "val". */
+static int dev_only;
+
 static int bench_clinc(const char *path)
 {
     qd_bank bk;
-    if (qd_load_clinc(path, "test", &bk) != 0) {
-        fprintf(stderr, "bench_quality: cannot read the \"test\" list of %s\n", path);
+    const char *split = dev_only ? "val" : "test";
+    if (qd_load_clinc(path, split, &bk) != 0) {
+        fprintf(stderr, "bench_quality: cannot read the \"%s\" list of %s\n", split, path);
         return -1;
     }
-    bench_faq(&bk, "clinc150_faq", NULL, FAQ_CLINC);
+    bench_faq(&bk, dev_only ? "clinc150_val_faq" : "clinc150_faq", NULL, FAQ_CLINC);
     qd_bank_free(&bk);
     return 0;
 }
@@ -892,7 +911,7 @@ static int add_lookalike(char **paths, const char *path)
 /* The default look-alike sets: the held-out one, then the dev sets. */
 static int default_lookalikes(char **paths)
 {
-    if (add_lookalike(paths, "tests/fixtures/lookalike.tsv")) return -1;
+    if (!dev_only && add_lookalike(paths, "tests/fixtures/lookalike.tsv")) return -1;
     glob_t g;
     int rc = 0;
     if (glob("tests/fixtures/lookalike_dev*.tsv", 0, NULL, &g) == 0)
@@ -905,14 +924,15 @@ static void usage(FILE *o)
 {
     fprintf(o, "usage: bench_quality [--data DIR] [--scorers LIST] [--embedder NAME] [--model-dir DIR]\n"
                "                     [--embed-model-dir DIR] [--top-k N] [--qqp-n N] [--quick]\n"
-               "                     [--lookalike FILE]... [--threshold X] [--test]\n"
+               "                     [--lookalike FILE]... [--threshold X] [--test | --dev]\n"
                "CSV of hit rate, precision and false-hit rate vs threshold for each scorer, and a\n"
                "summary table on stderr. LIST: comma-separated EMBEDDER[+verify|+vote] (default\n"
                "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote); --embedder NAME means\n"
                "NAME and NAME+verify (NAME+vote without a verifier). --model-dir is use-lite's,\n"
                "--embed-model-dir semcache-embed's (default %s). --threshold\n"
                "replaces every scorer's default threshold. --test also reports the held-out\n"
-               "qqp_test split (once, final).\n",
+               "qqp_test split (once, final). --dev reads no report-only split (for tuning):\n"
+               "no banking77 test, STS-B test or lookalike.tsv; CLINC150's FAQ on \"val\".\n",
             SC_EMBED_DEFAULT_MODEL_DIR);
 }
 
@@ -929,6 +949,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--test")) test = 1;
+        else if (!strcmp(a, "--dev")) dev_only = 1;
         else if (!strcmp(a, "--quick")) qqp_n = 2000;
         else if (!v) { usage(stderr); return 2; }
         else if (!strcmp(a, "--data")) { data = v; i++; }
@@ -971,7 +992,12 @@ int main(int argc, char **argv)
     snprintf(stsb_dev, sizeof stsb_dev, "%s/stsb_sts-dev.csv", data);
     snprintf(stsb_test, sizeof stsb_test, "%s/stsb_sts-test.csv", data);
     snprintf(qqp_test, sizeof qqp_test, "%s/qqp_test.jsonl.gz", data);
-    const char *inputs[] = {qqp_dev, gptcache, banking, clinc, stsb_dev, stsb_test, test ? qqp_test : NULL};
+    if (dev_only && test) {
+        fprintf(stderr, "bench_quality: --dev and --test exclude each other\n");
+        return 2;
+    }
+    const char *inputs[] = {qqp_dev, gptcache, dev_only ? NULL : banking, clinc, stsb_dev,
+                            dev_only ? NULL : stsb_test, test ? qqp_test : NULL};
     for (size_t i = 0; i < SC_COUNTOF(inputs); i++)
         if (inputs[i]) need(inputs[i]);
     for (size_t l = 0; l < nla; l++) need(la_paths[l]);
@@ -981,11 +1007,11 @@ int main(int argc, char **argv)
     int rc = 0;
     rc |= bench_qqp(qqp_dev, "qqp_dev", QD_QQP_EVAL_AT, qqp_n, 0);
     rc |= bench_gptcache(gptcache);
-    rc |= bench_banking(banking);
+    if (!dev_only) rc |= bench_banking(banking);
     rc |= bench_clinc(clinc);
     for (size_t l = 0; l < nla; l++) rc |= bench_lookalike(la_paths[l], l);
     rc |= bench_stsb(stsb_dev, "stsb_dev", 0);
-    rc |= bench_stsb(stsb_test, "stsb_test", 1);
+    if (!dev_only) rc |= bench_stsb(stsb_test, "stsb_test", 1);
     rc |= bench_latency(la_paths[0]);
     if (test) rc |= bench_qqp(qqp_test, "qqp_test", 0, (size_t)-1, 1);
     summary(test);

@@ -37,6 +37,7 @@ struct sc_cache {
     sc_index *index;
     sc_verify *verify;          /* NULL with verify off */
     int vote;                   /* answer-vote on (used when there is no verifier) */
+    int check;                  /* semcache-embed: the verifier only vetoes the vote's winner */
     uint32_t dim;
     double threshold;           /* effective default */
     pthread_t maint;
@@ -260,16 +261,19 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
             goto fail;
         }
     }
-    c->vote = !c->verify && strcmp(cfg->answer_vote, "on") == 0;
+    /* semcache-embed decides with the cosine and the answer vote; its
+     * verifier (when one was trained) is a cross-check of the winner that
+     * can only refuse a hit. Other embedders score with their verifier. */
+    c->check = c->verify && strcmp(cfg->embedder, "semcache-embed") == 0;
+    c->vote = (!c->verify || c->check) && strcmp(cfg->answer_vote, "on") == 0;
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
      * BENCHMARKS.md): semcache-embed's cosine 0.93, use-lite's verifier
      * 0.60 or raw cosine 0.90. */
     if (cfg->threshold >= 0) c->threshold = cfg->threshold;
-    else if (c->verify) c->threshold = SC_DEFAULT_THRESHOLD_VERIFIED;
     else if (strcmp(cfg->embedder, "semcache-embed") == 0) c->threshold = SC_DEFAULT_THRESHOLD_EMBED;
+    else if (c->verify) c->threshold = SC_DEFAULT_THRESHOLD_VERIFIED;
     else c->threshold = SC_DEFAULT_THRESHOLD_COSINE;
-    sc_info("semantic threshold %.2f (%s)", c->threshold,
-            c->verify ? "verified probability" : c->vote ? "cosine with the answer vote" : "raw cosine");
+    sc_info("semantic threshold %.2f (%s)", c->threshold, sc_cache_scorer(c));
     uint64_t t0 = (uint64_t)clock();
     rc = sc_store_foreach(c->store, rebuild_one, c);
     if (rc) {
@@ -416,7 +420,7 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             continue;
         }
         double conf = hits[i].score;
-        if (c->verify)
+        if (c->verify && !c->check)
             conf = sc_verify_score(c->verify, prompt, len, res->vec, r.prompt, r.prompt_len, r.vec,
                                    hits[i].score);
         if (i == 0) res->similarity = hits[i].score;
@@ -430,7 +434,7 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         } else {
             sc_record_clear(&r);
         }
-        if (!c->verify) break;   /* raw cosine: the first is the best */
+        if (!c->verify || c->check) break;   /* raw cosine: the first is the best */
     }
     if (c->vote && nc > 0) {
         double conf;
@@ -447,6 +451,10 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             best_conf = conf;
         }
     }
+    if (c->check && res->id && best_conf >= threshold &&
+        sc_verify_score(c->verify, prompt, len, res->vec, res->rec.prompt, res->rec.prompt_len, res->rec.vec,
+                        res->similarity) < SC_VERIFY_VETO)
+        best_conf = -1; /* the cross-check refuses it: a look-alike */
     if (best_conf >= threshold && res->id) {
         res->outcome = SC_CACHE_HIT_SEMANTIC;
         atomic_fetch_add(&c->hits_semantic, 1);
@@ -593,6 +601,7 @@ uint32_t sc_cache_dim(const sc_cache *c) { return c->dim; }
 const char *sc_cache_embedder_id(const sc_cache *c) { return sc_embedder_id(c->emb); }
 const char *sc_cache_scorer(const sc_cache *c)
 {
+    if (c->check) return c->vote ? "cosine+vote+check" : "cosine+check";
     return c->verify ? "verifier" : c->vote ? "cosine+vote" : "cosine";
 }
 

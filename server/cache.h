@@ -32,6 +32,9 @@ typedef struct sc_cache sc_cache;
 #define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
 #define SC_DEFAULT_THRESHOLD_EMBED 0.93
+/* semcache-embed with a trained verifier: the vote's winner is refused
+ * when the verifier's probability that its answer is right is below this. */
+#define SC_VERIFY_VETO 0.30
 
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
 
@@ -111,7 +114,8 @@ int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, si
 uint32_t sc_cache_dim(const sc_cache *c);
 const char *sc_cache_embedder_id(const sc_cache *c);
 double sc_cache_threshold(const sc_cache *c);
-/* How semantic candidates are scored: "verifier", "cosine+vote" or "cosine". */
+/* How semantic candidates are scored: "verifier", "cosine+vote+check",
+ * "cosine+check", "cosine+vote" or "cosine". */
 const char *sc_cache_scorer(const sc_cache *c);
 
 /* The answer text of an entry: the stored text for plain entries, the

@@ -26,6 +26,9 @@ static const sc_verify_model *const builtin[] = {
 #ifdef SC_VERIFY_HAVE_HASH
     &sc_verify_model_hash,
 #endif
+#ifdef SC_VERIFY_HAVE_SEMCACHE_EMBED_V1
+    &sc_verify_model_semcache_embed_v1,
+#endif
     NULL,
 };
 

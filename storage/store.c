@@ -263,7 +263,8 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
             if (!same && !s->opts.reembed) {
                 snprintf(err, errlen,
                          "%s was written by embedder '%.*s' (dim %llu) but the configured "
-                         "embedder is '%s' (dim %u); use another data dir or re-embed",
+                         "embedder is '%s' (dim %u); use another data dir, or start with "
+                         "--reembed yes to re-embed every entry with it",
                          s->dir, (int)elen, (const char *)ev.mv_data,
                          (unsigned long long)dim, s->embedder_id, s->dim);
                 sc = SC_EMISMATCH;

@@ -8,7 +8,11 @@
 #include <math.h>
 #include <string.h>
 
-#define P (&sc_vote_default_params)
+/* The behaviour is tested with every term switched on; the server's tuned
+ * defaults (vote.c: no agreement bonus, a strong conflict term) are
+ * checked on their own below. */
+static const sc_vote_params test_params = {.tau = 0.02, .agree = 0.3, .conflict = 0.1};
+#define P (&test_params)
 #define KEY(s) sc_vote_answer_key(s, strlen(s))
 
 static double vote(const sc_vote_cand *c, size_t n, int *w)
@@ -172,4 +176,21 @@ SC_TEST(vote_answer_key)
     /* only len bytes count, embedded NULs included */
     CHECK(sc_vote_answer_key("yes please", 3) == KEY("yes"));
     CHECK(sc_vote_answer_key("a\0b", 3) != sc_vote_answer_key("a\0c", 3));
+}
+
+SC_TEST(vote_default_params)
+{
+    /* as tuned on the dev splits (tools/train/tune.py, BENCHMARKS.md): a
+     * lone candidate keeps its cosine, a tie with another answer costs half
+     * the conflict weight, two agreeing candidates beat one rival */
+    const sc_vote_params *d = &sc_vote_default_params;
+    CHECK(d->tau > 0 && d->conflict > 0 && d->agree >= 0);
+    sc_vote_cand alone = {0.9f, 1}, tie[2] = {{0.9f, 1}, {0.9f, 2}};
+    double conf;
+    CHECK_EQ_INT(sc_vote(&alone, 1, d, &conf), 0);
+    CHECK(fabs(conf - 0.9) < 1e-6);
+    CHECK(sc_vote(tie, 2, d, &conf) >= 0);
+    CHECK(fabs(conf - (0.9 - d->conflict * 0.5)) < 1e-6);
+    sc_vote_cand two[3] = {{0.90f, 1}, {0.895f, 2}, {0.893f, 2}};
+    CHECK_EQ_INT(sc_vote(two, 3, d, &conf), 1);
 }

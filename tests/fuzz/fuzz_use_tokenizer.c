@@ -57,6 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* embed.c's backend table; only sc_embed_normalize() is used here. */
 const sc_embed_backend sc_embed_use_backend = {.name = "use-lite"};
+const sc_embed_backend sc_embed_bin_backend = {.name = "semcache-embed"};
 const sc_embed_backend sc_embed_hash_backend = {.name = "hash"};
 const sc_embed_backend sc_embed_remote_backend = {.name = "remote"};
 

@@ -2,9 +2,13 @@
  * in-memory index and the verifier together.
  *
  * Lookup: exact key -> store (microseconds, no embedding); otherwise embed
- * the prompt, take the top-k candidates of the partition from the index,
- * score each (verifier estimate, or the cosine with verify off) and serve
- * the best when it clears the threshold. Store: embed (unless the caller
+ * the prompt, take the top-k candidates of the partition from the index
+ * and score them: semcache-embed (and any embedder without a verifier)
+ * lets the candidates' answers vote (vote.h) on the cosines, then the
+ * embedder's verifier, where one was trained, cross-checks the winner and
+ * may only refuse it; use-lite and hash score each candidate with their
+ * verifier instead (or take the nearest cosine with verify and the vote
+ * off). The best is served when its score clears the threshold. Store: embed (unless the caller
  * has the vector already), put into LMDB (durable when put returns), then
  * add to the index. A maintenance thread expires and evicts entries once a
  * second; every removal reaches the index through the store's callback. */

@@ -78,14 +78,21 @@ static int each_line(int (*fn)(void *, const char *, size_t), void *ctx)
     return rc;
 }
 
+/* The ids the server would run for text s: encoded, clipped to max_len. */
+static int encode(const sc_use_model *m, const char *s, size_t n, int32_t **ids, uint32_t *nt)
+{
+    size_t k = 0;
+    if (sc_use_encode(m->vocab, s, n, m->max_len, ids, &k)) return 1;
+    *nt = (uint32_t)(k > m->max_len ? m->max_len : k);
+    return 0;
+}
+
 static int tok_line(void *ctx, const char *s, size_t n)
 {
-    sc_use_model *m = ctx;
     int32_t *ids = NULL;
-    size_t k = 0;
-    if (sc_use_encode(m->vocab, s, n, m->max_len, &ids, &k)) return 1;
-    if (k > m->max_len) k = m->max_len;
-    for (size_t i = 0; i < k; i++) printf(i ? " %d" : "%d", ids[i]);
+    uint32_t k;
+    if (encode(ctx, s, n, &ids, &k)) return 1;
+    for (uint32_t i = 0; i < k; i++) printf(i ? " %d" : "%d", ids[i]);
     putchar('\n');
     free(ids);
     return 0;
@@ -95,10 +102,8 @@ static int emb_line(void *ctx, const char *s, size_t n)
 {
     sc_use_model *m = ctx;
     int32_t *ids = NULL;
-    size_t k = 0;
-    if (sc_use_encode(m->vocab, s, n, m->max_len, &ids, &k)) return 1;
-    if (k > m->max_len) k = m->max_len;
-    uint32_t nt = (uint32_t)k;
+    uint32_t nt;
+    if (encode(m, s, n, &ids, &nt)) return 1;
     float *v = malloc(sizeof(float) * m->out_dim);
     const int32_t *idp = ids;
     int rc = sc_use_forward(m, &idp, &nt, 1, v);

@@ -102,8 +102,10 @@ def spearman(a, b):
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def faq_scenario(model, vocab, rows, seeds=3, seed=0):
-    """Seed `seeds` queries per intent, query the rest: (cos of best, correct)."""
+def faq_split(rows, seeds=3, seed=0):
+    """The FAQ scenario's split of (text, intent) rows: per intent `seeds`
+    shuffled queries are cached, the rest are sent. Returns (cached texts,
+    their intents, query texts, their intents)."""
     rng = random.Random(seed)
     by = {}
     for t, c in rows:
@@ -116,10 +118,14 @@ def faq_scenario(model, vocab, rows, seeds=3, seed=0):
         cache_lab += [c] * len(ts[:seeds])
         qs += ts[seeds:]
         q_lab += [c] * len(ts[seeds:])
+    return cache, cache_lab, qs, q_lab
+
+
+def faq_scenario(model, vocab, rows, seeds=3, seed=0):
+    """Seed `seeds` queries per intent, query the rest: (cos of best, correct)."""
+    cache, cache_lab, qs, q_lab = faq_split(rows, seeds, seed)
     vocab.add(cache + qs)
-    C = embed(model, vocab, cache)
-    Q = embed(model, vocab, qs)
-    sim = Q @ C.T
+    sim = embed(model, vocab, qs) @ embed(model, vocab, cache).T
     best, arg = sim.max(dim=1)
     ok = np.array([cache_lab[a] == l for a, l in zip(arg.tolist(), q_lab)])
     return best.numpy(), ok

@@ -16,7 +16,6 @@ import argparse
 import itertools
 import math
 import os
-import random
 import sys
 
 import numpy as np
@@ -47,18 +46,7 @@ def vote(cos, ans, tau, agree, conflict):
 
 
 def faq_topk(model, vocab, rows, k, seeds=3, seed=0):
-    rng = random.Random(seed)
-    by = {}
-    for t, c in rows:
-        by.setdefault(c, []).append(t)
-    cache, cl, qs, ql = [], [], [], []
-    for c in sorted(by):
-        ts = by[c][:]
-        rng.shuffle(ts)
-        cache += ts[:seeds]
-        cl += [c] * len(ts[:seeds])
-        qs += ts[seeds:]
-        ql += [c] * len(ts[seeds:])
+    cache, cl, qs, ql = T.faq_split(rows, seeds, seed)
     vocab.add(cache + qs)
     sim = T.embed(model, vocab, qs) @ T.embed(model, vocab, cache).T
     val, idx = sim.topk(k, dim=1)

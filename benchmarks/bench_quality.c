@@ -4,7 +4,7 @@
  * row per scorer) on stderr; benchmarks/quality.gp turns the CSV into
  * benchmarks/quality.png.
  *
- * Scorers (--scorers, default all four): EMBEDDER[+verify|+vote|+vote+check], EMBEDDER
+ * Scorers (--scorers, default all five): EMBEDDER[+verify|+vote|+vote+check], EMBEDDER
  * one of use-lite (--model-dir), semcache-embed (--embed-model-dir), hash:
  *   use-lite             raw cosine: serves the nearest candidate
  *   use-lite+verify      the hit verifier (embed/verify.h) over the top-k
@@ -144,7 +144,12 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
     }
     if (s->mode == MODE_VOTE || s->mode == MODE_CHECK) {
         sc_vote_cand vc[SC_VOTE_MAX];
-        for (size_t i = 0; i < n; i++) vc[i] = (sc_vote_cand){c[i].cos, c[i].answer};
+        const float *vecs[SC_VOTE_MAX];
+        for (size_t i = 0; i < n; i++) {
+            vc[i] = (sc_vote_cand){c[i].cos, c[i].answer};
+            vecs[i] = c[i].vec;
+        }
+        sc_vote_merge_same(vc, vecs, s->m->dim, n, SC_VOTE_SAME_QUESTION); /* as cache.c */
         int w = sc_vote(vc, n, &sc_vote_default_params, score);
         /* +check: the server's cross-check (cache.c): the verifier may
          * refuse the winner, never pick another */
@@ -624,7 +629,7 @@ static void bench_faq(const qd_bank *bk, const char *ds, const char *held_ds, in
             for (size_t k = 0; k < nscorers; k++) {
                 if (scorers[k].m != m) continue;
                 int w = pick(&scorers[k], bk->text[q], v + q * m->dim, c, nc, &res[k].score[i]);
-                res[k].ok[i] = bk->intent[c[w].row] == bk->intent[q];
+                res[k].ok[i] = w >= 0 && bk->intent[c[w].row] == bk->intent[q];
             }
         }
         free(v);
@@ -927,7 +932,8 @@ static void usage(FILE *o)
                "                     [--lookalike FILE]... [--threshold X] [--test | --dev]\n"
                "CSV of hit rate, precision and false-hit rate vs threshold for each scorer, and a\n"
                "summary table on stderr. LIST: comma-separated EMBEDDER[+verify|+vote] (default\n"
-               "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote); --embedder NAME means\n"
+               "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote,semcache-embed+vote+check;\n"
+               "the last is the server's default decision); --embedder NAME means\n"
                "NAME and NAME+verify (NAME+vote without a verifier). --model-dir is use-lite's,\n"
                "--embed-model-dir semcache-embed's (default %s). --threshold\n"
                "replaces every scorer's default threshold. --test also reports the held-out\n"
@@ -939,7 +945,7 @@ static void usage(FILE *o)
 int main(int argc, char **argv)
 {
     const char *data = "../shared/data";
-    const char *list = "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote";
+    const char *list = "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote,semcache-embed+vote+check";
     char legacy[96];
     char *la_paths[MAX_LOOKALIKE];
     size_t qqp_n = 6000;
@@ -1012,7 +1018,7 @@ int main(int argc, char **argv)
     for (size_t l = 0; l < nla; l++) rc |= bench_lookalike(la_paths[l], l);
     rc |= bench_stsb(stsb_dev, "stsb_dev", 0);
     if (!dev_only) rc |= bench_stsb(stsb_test, "stsb_test", 1);
-    rc |= bench_latency(la_paths[0]);
+    if (nla) rc |= bench_latency(la_paths[0]);
     if (test) rc |= bench_qqp(qqp_test, "qqp_test", 0, (size_t)-1, 1);
     summary(test);
     close_models();

@@ -227,6 +227,12 @@ static int slurp(const char *path, size_t max, uint8_t **out, size_t *len, char 
 
 int sc_use_bin_load(sc_use_model **out, const char *dir, char name[33], char *err, size_t errlen)
 {
+    return sc_use_bin_load_sum(out, dir, name, NULL, err, errlen);
+}
+
+int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint64_t *sum, char *err,
+                        size_t errlen)
+{
     char path[4096];
     uint8_t *buf = NULL, *vtext = NULL;
     size_t len = 0, vlen = 0;
@@ -274,6 +280,12 @@ int sc_use_bin_load(sc_use_model **out, const char *dir, char name[33], char *er
         FAIL("%s: odd epsilon constants", path);
     memcpy(name, buf + 96, 32);
     name[32] = 0;
+    /* the name becomes the embedder's id (stored in data dirs, shown in
+     * /stats and INFO): plain characters only */
+    for (const char *q = name; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '.' || *q == '_' || *q == '-'))
+            FAIL("%s: the model name in the header has a character outside [A-Za-z0-9._-]", path);
     slot s[MAX_SLOTS];
     size_t ns = slots_of(m, s), floats = 0, esz = dtype == SC_USE_BIN_F32 ? 4 : 2;
     for (size_t i = 0; i < ns; i++) floats += s[i].n;
@@ -286,6 +298,7 @@ int sc_use_bin_load(sc_use_model **out, const char *dir, char name[33], char *er
              (size_t)(SC_USE_BIN_HEADER + payload));
     if (sc_hash64(buf + SC_USE_BIN_HEADER, payload, 0) != rd64(buf + 88))
         FAIL("%s: checksum mismatch (the file is corrupted)", path);
+    if (sum) *sum = rd64(buf + 88);
     m->blob = sc_malloc(floats * sizeof(float));
     m->blob_floats = floats;
     const uint8_t *p = buf + SC_USE_BIN_HEADER;
@@ -326,12 +339,16 @@ static int bin_open(sc_embedder *e, const sc_embedder_opts *o, char *err, size_t
     const char *dir = o->model_dir && o->model_dir[0] ? o->model_dir : SC_EMBED_DEFAULT_MODEL_DIR;
     sc_use_model *m;
     char name[33];
-    int rc = sc_use_bin_load(&m, dir, name, err, errlen);
+    uint64_t sum = 0;
+    int rc = sc_use_bin_load_sum(&m, dir, name, &sum, err, errlen);
     if (rc) return rc;
     openblas_set_num_threads(1);
     e->impl = m;
     e->dim = m->out_dim;
-    snprintf(e->id, sizeof e->id, "%s/1", name[0] ? name : "semcache-embed");
+    /* name/1.<checksum>: a retrained model.bin under the same name is
+     * another embedder to the data dir check (its vectors differ), while
+     * the verifier is still found by the name (the part before '/'). */
+    snprintf(e->id, sizeof e->id, "%s/1.%08x", name[0] ? name : "semcache-embed", (unsigned)(sum >> 32));
     return 0;
 }
 

@@ -45,6 +45,9 @@
  * runs (weights widened to float32). *name receives the model's name from
  * the header (name must hold 33 bytes). */
 int sc_use_bin_load(sc_use_model **out, const char *dir, char name[33], char *err, size_t errlen);
+/* The same, also giving the payload's checksum (*sum, when sum != NULL). */
+int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint64_t *sum, char *err,
+                        size_t errlen);
 
 /* Writes m to path in the layout above (dtype SC_USE_BIN_F32 or _F16),
  * atomically (a temporary file renamed over path). */

@@ -268,8 +268,11 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     /* semcache-embed decides with the cosine and the answer vote; its
      * verifier (when one was trained) is a cross-check of the winner that
      * can only refuse a hit. Other embedders score with their verifier. */
-    c->check = c->verify && strcmp(cfg->embedder, "semcache-embed") == 0;
-    c->vote = (!c->verify || c->check) && strcmp(cfg->answer_vote, "on") == 0;
+    int own = strcmp(cfg->embedder, "semcache-embed") == 0;
+    c->check = c->verify && own;
+    /* The vote was tuned for semcache-embed only; use-lite and hash keep
+     * the raw cosine their 0.90 default was tuned on. */
+    c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
      * BENCHMARKS.md): semcache-embed's cosine 0.86 (after the vote; its verifier only vetoes), use-lite's verifier
      * 0.60 or raw cosine 0.90. */
@@ -442,6 +445,9 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
     }
     if (c->vote && nc > 0) {
         double conf;
+        const float *vecs[MAX_TOPK];
+        for (size_t i = 0; i < nc; i++) vecs[i] = cands[i].dim == c->dim ? cands[i].vec : NULL;
+        sc_vote_merge_same(votes, vecs, c->dim, nc, SC_VOTE_SAME_QUESTION);
         int w = sc_vote(votes, nc, &sc_vote_default_params, &conf);
         for (size_t i = 0; i < nc; i++) {
             if ((int)i != w) {
@@ -455,10 +461,14 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             best_conf = conf;
         }
     }
-    if (c->check && res->id && best_conf >= threshold &&
-        sc_verify_score(c->verify, prompt, len, res->vec, res->rec.prompt, res->rec.prompt_len, res->rec.vec,
-                        res->similarity) < SC_VERIFY_VETO)
-        best_conf = -1; /* the cross-check refuses it: a look-alike */
+    if (c->check && res->id && best_conf >= threshold) {
+        double p = sc_verify_score(c->verify, prompt, len, res->vec, res->rec.prompt, res->rec.prompt_len,
+                                   res->rec.vec, res->similarity);
+        if (p < SC_VERIFY_VETO) { /* the cross-check refuses it: a look-alike */
+            best_conf = -1;
+            res->confidence = p;
+        }
+    }
     if (best_conf >= threshold && res->id) {
         res->outcome = SC_CACHE_HIT_SEMANTIC;
         atomic_fetch_add(&c->hits_semantic, 1);

@@ -41,8 +41,12 @@ enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_
 typedef struct sc_cache_result {
     int outcome;               /* enum sc_cache_outcome */
     uint64_t id;               /* entry served (hits) or best candidate (misses, 0 if none) */
-    float similarity;          /* cosine of the best candidate; 1 for exact hits */
-    double confidence;         /* verifier estimate (== similarity with verify off) */
+    float similarity;          /* cosine of the candidate served (misses: of the winner, or
+                                  the nearest); 1 for exact hits */
+    double confidence;         /* the score compared with the threshold: the vote's score
+                                  (semcache-embed; the verifier's probability when its
+                                  cross-check refused the winner), use-lite's verifier
+                                  estimate, or the cosine */
     sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
     float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put) */
     uint32_t dim;

@@ -44,6 +44,26 @@ int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *co
     return best;
 }
 
+void sc_vote_merge_same(sc_vote_cand *c, const float *const *vecs, uint32_t dim, size_t n, float same)
+{
+    if (n > SC_VOTE_MAX) n = SC_VOTE_MAX;
+    for (int changed = 1; changed;) { /* until no pair merges: transitive */
+        changed = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++) {
+                if (c[i].answer == c[j].answer || !vecs[i] || !vecs[j]) continue;
+                float d = 0;
+                for (uint32_t k = 0; k < dim; k++) d += vecs[i][k] * vecs[j][k];
+                if (d >= same) {
+                    uint64_t from = c[j].answer, to = c[i].answer;
+                    for (size_t k = 0; k < n; k++)
+                        if (c[k].answer == from) c[k].answer = to;
+                    changed = 1;
+                }
+            }
+    }
+}
+
 uint64_t sc_vote_answer_key(const char *text, size_t len)
 {
     sc_hasher h;

@@ -40,8 +40,18 @@ typedef struct sc_vote_params {
 extern const sc_vote_params sc_vote_default_params;
 
 /* Picks the winning group among n (<= SC_VOTE_MAX) candidates. Returns the
- * index of its representative (-1 when n is 0) and sets *conf. */
+ * index of its representative and sets *conf; -1 (conf -inf) when n is 0
+ * or no cosine is a number. */
 int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *conf);
+
+/* Candidates whose cached prompts are the same question (cosine between
+ * their stored vectors >= same) count as one answer, whatever their answer
+ * texts say: two LLM answers to "how do I reset my password" and "how can
+ * I reset my password" differ in wording, not in what they answer. Merges
+ * answer keys in place (transitively); vecs[i] is candidate i's unit
+ * vector of dim floats. */
+#define SC_VOTE_SAME_QUESTION 0.95f
+void sc_vote_merge_same(sc_vote_cand *c, const float *const *vecs, uint32_t dim, size_t n, float same);
 
 /* The answer key of an answer text: white space runs collapsed, trimmed. */
 uint64_t sc_vote_answer_key(const char *text, size_t len);

@@ -12,6 +12,7 @@
  * MODEL is a directory: with model.bin in it, a semcache-embed model, else
  * USE-lite's npm dist/ folder. Tokenizing is the server's own code, so the
  * trainer sees exactly the ids the server will. Lines are at most 1 MiB. */
+#include "common/alloc.h"
 #include "embed/embed.h"
 #include "embed/use.h"
 #include "embed/use_bin.h"
@@ -60,13 +61,14 @@ static int copy_file(const char *from, const char *to)
 /* Reads stdin line by line; calls fn on each (without the newline). */
 static int each_line(int (*fn)(void *, const char *, size_t), void *ctx)
 {
-    char *line = malloc(MAX_LINE + 2);
+    char *line = sc_malloc(MAX_LINE + 2);
     size_t lineno = 0;
     int rc = 0;
     while (!rc && fgets(line, MAX_LINE + 2, stdin)) {
         lineno++;
         size_t n = strlen(line);
         if (n > 0 && line[n - 1] == '\n') line[--n] = 0;
+        if (n > 0 && line[n - 1] == '\r') line[--n] = 0; /* CRLF input */
         else if (n > MAX_LINE) {
             fprintf(stderr, "sc-model: stdin line %zu is longer than %u bytes\n", lineno, MAX_LINE);
             rc = 1;
@@ -104,7 +106,7 @@ static int emb_line(void *ctx, const char *s, size_t n)
     int32_t *ids = NULL;
     uint32_t nt;
     if (encode(m, s, n, &ids, &nt)) return 1;
-    float *v = malloc(sizeof(float) * m->out_dim);
+    float *v = sc_malloc(sizeof(float) * m->out_dim);
     const int32_t *idp = ids;
     int rc = sc_use_forward(m, &idp, &nt, 1, v);
     for (uint32_t i = 0; !rc && i < m->out_dim; i++) printf(i ? " %.8g" : "%.8g", (double)v[i]);

@@ -82,6 +82,21 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
   await stopServer(srv);
 });
 
+test('answer vote: cached phrasings of one question with differently worded answers do not outvote each other', async () => {
+  // LLM answers to paraphrases differ in wording; the vote must not count
+  // them as rival answers (vote.h, sc_vote_merge_same).
+  const srv = await startServer(DEFAULTS);
+  const stores = [['how do i reset my password', 'Open Settings, then Reset password.'],
+    ['how can i reset my password', 'Go to Settings and choose Reset password.'],
+    ['how do I reset my password?', 'Open Settings, then Reset password.']];
+  for (const [p, a] of stores)
+    assertEq((await json(`${srv.url}/cache/store`, { namespace: 'pw', prompt: p, response: a })).status, 200);
+  const r = await json(`${srv.url}/cache/lookup`, { namespace: 'pw', prompt: 'how would i reset my password' });
+  assertEq(r.body.hit, true, r.text);
+  assert(/Reset password/.test(r.body.response), r.text);
+  await stopServer(srv);
+});
+
 test('thresholds: the default (cosine+vote+check) in /stats; /cache/lookup threshold and RESP THRESHOLD override it', async () => {
   const srv = await startServer(DEFAULTS);
   const st = await json(`${srv.url}/stats`, undefined, { method: 'GET' });

@@ -194,3 +194,31 @@ SC_TEST(vote_default_params)
     sc_vote_cand two[3] = {{0.90f, 1}, {0.895f, 2}, {0.893f, 2}};
     CHECK_EQ_INT(sc_vote(two, 3, d, &conf), 1);
 }
+
+SC_TEST(vote_same_question_merges_answers)
+{
+    /* two cached phrasings of one question with differently worded answers
+     * (as LLM answers are) are one group; another question is not */
+    float a[4] = {1, 0, 0, 0}, b[4] = {0.99f, 0.141f, 0, 0}, o[4] = {0.8f, 0, 0.6f, 0};
+    const float *vecs[3] = {a, b, o};
+    sc_vote_cand c[3] = {{0.95f, 1}, {0.94f, 2}, {0.93f, 3}};
+    sc_vote_merge_same(c, vecs, 4, 3, SC_VOTE_SAME_QUESTION);
+    CHECK(c[0].answer == c[1].answer);
+    CHECK(c[2].answer != c[0].answer);
+    double merged, apart;
+    CHECK_EQ_INT(sc_vote(c, 3, &sc_vote_default_params, &merged), 0);
+    sc_vote_cand d[3] = {{0.95f, 1}, {0.94f, 2}, {0.93f, 3}};
+    CHECK_EQ_INT(sc_vote(d, 3, &sc_vote_default_params, &apart), 0);
+    CHECK(merged > apart); /* the paraphrase no longer counts against the winner */
+    /* transitive: a~b, b~c merges all three even if a and c are further apart */
+    float x[2] = {1, 0}, y[2] = {0.97f, 0.2431f}, z[2] = {0.8796f, 0.4757f};
+    const float *v2[3] = {x, y, z};
+    sc_vote_cand t[3] = {{0.9f, 7}, {0.9f, 8}, {0.9f, 9}};
+    sc_vote_merge_same(t, v2, 2, 3, SC_VOTE_SAME_QUESTION);
+    CHECK(t[0].answer == t[1].answer && t[1].answer == t[2].answer);
+    /* a missing vector merges nothing */
+    const float *v3[2] = {x, NULL};
+    sc_vote_cand u[2] = {{0.9f, 1}, {0.9f, 2}};
+    sc_vote_merge_same(u, v3, 2, 2, SC_VOTE_SAME_QUESTION);
+    CHECK(u[0].answer != u[1].answer);
+}

@@ -9,6 +9,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,50 @@ uint8_t *sc_embed_sanitize_utf8(const char *text, size_t len, size_t *outlen)
     *p = 0;
     *outlen = (size_t)(p - o);
     return o;
+}
+
+int sc_embed_read_file(const char *path, size_t max, char **out, size_t *len, const char *who,
+                       const char *hint, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "embedder %s: cannot open %s: %s%s", who, path, strerror(errno), hint);
+        return SC_ENOTFOUND;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) {
+                snprintf(err, errlen, "embedder %s: %s is larger than %zu bytes%s", who, path, max, hint);
+                rc = SC_ETOOBIG;
+                break;
+            }
+            cap = cap ? cap * 2 : 1 << 20;
+            if (cap > max) cap = max;
+            buf = sc_realloc(buf, cap + 1);
+        }
+        size_t k = fread(buf + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) {
+            if (ferror(f)) {
+                snprintf(err, errlen, "embedder %s: error reading %s%s", who, path, hint);
+                rc = SC_EIO;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    if (!buf) buf = sc_malloc(1);
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
 }
 
 int sc_embed_normalize(const char *text, size_t len, int extra, int32_t **out, size_t *n)

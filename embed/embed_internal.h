@@ -59,6 +59,14 @@ uint8_t *sc_embed_sanitize_utf8(const char *text, size_t len, size_t *outlen);
  * elements (free() it; non-NULL even when *n is 0). */
 int sc_embed_normalize(const char *text, size_t len, int extra, int32_t **out, size_t *n);
 
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer
+ * (*out, free() it; *len bytes without the NUL). On failure err reads
+ * "embedder WHO: cannot open PATH: ..." / "PATH is larger than N bytes" /
+ * "error reading PATH", then hint (e.g. " (run make deps)"), and the result
+ * is SC_ENOTFOUND, SC_ETOOBIG or SC_EIO. Model loaders use it. */
+int sc_embed_read_file(const char *path, size_t max, char **out, size_t *len, const char *who,
+                       const char *hint, char *err, size_t errlen);
+
 /* The hash backend's vector for one text (256 floats); used by tests. */
 int sc_embed_hash_text(const char *text, size_t len, float *v, uint32_t *nwords);
 

@@ -8,12 +8,10 @@
 #include "common/hash.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_BIN_BYTES (256u << 20)
 #define MAX_VOCAB_BYTES (16u << 20)
@@ -189,35 +187,6 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
 
 /* ---- reading ------------------------------------------------------------- */
 
-static int slurp(const char *path, size_t max, uint8_t **out, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "embedder semcache-embed: cannot open %s: %s", path, strerror(errno));
-        return SC_ENOTFOUND;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        snprintf(err, errlen, "embedder semcache-embed: %s is not a regular file of at most %zu bytes",
-                 path, max);
-        fclose(f);
-        return SC_ECORRUPT;
-    }
-    size_t n = (size_t)st.st_size;
-    uint8_t *buf = sc_malloc(n + 1);
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    if (got != n) {
-        snprintf(err, errlen, "embedder semcache-embed: error reading %s", path);
-        free(buf);
-        return SC_EIO;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 #define FAIL(...)                                           \
     do {                                                    \
         snprintf(err, errlen, "embedder semcache-embed: " __VA_ARGS__); \
@@ -239,7 +208,7 @@ int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint
     sc_use_model *m = NULL;
     *out = NULL;
     snprintf(path, sizeof path, "%s/model.bin", dir);
-    int rc = slurp(path, MAX_BIN_BYTES, &buf, &len, err, errlen);
+    int rc = sc_embed_read_file(path, MAX_BIN_BYTES, (char **)&buf, &len, "semcache-embed", "", err, errlen);
     if (rc) return rc;
     if (len < SC_USE_BIN_HEADER) FAIL("%s: %zu bytes, shorter than the %u-byte header (truncated?)", path, len, SC_USE_BIN_HEADER);
     if (memcmp(buf, SC_USE_BIN_MAGIC, 8) != 0) FAIL("%s: not a semcached model file (bad magic)", path);
@@ -313,7 +282,8 @@ int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint
     }
     sc_use_model_prepare(m);
     snprintf(path, sizeof path, "%s/vocab.json", dir);
-    if ((rc = slurp(path, MAX_VOCAB_BYTES, &vtext, &vlen, err, errlen))) goto done;
+    if ((rc = sc_embed_read_file(path, MAX_VOCAB_BYTES, (char **)&vtext, &vlen, "semcache-embed", "", err, errlen)))
+        goto done;
     char verr[256];
     if (sc_use_vocab_load(&m->vocab, (const char *)vtext, vlen, verr, sizeof verr))
         FAIL("%s: %s", path, verr);

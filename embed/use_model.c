@@ -29,51 +29,10 @@
 #define MAX_SHARD_BYTES (512u << 20)
 #define HINT "(run make deps)"
 
-/* Reads a whole file (at most max bytes) into a NUL-terminated buffer. */
-static int read_file(const char *path, size_t max, char **out, size_t *len, char *err,
-                     size_t errlen)
+/* A whole model file, errors naming it and saying to run make deps. */
+static int read_file(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "embedder use-lite: cannot open %s: %s " HINT, path,
-                 strerror(errno));
-        return SC_ENOTFOUND;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= max) {
-                snprintf(err, errlen, "embedder use-lite: %s is larger than %zu bytes " HINT,
-                         path, max);
-                rc = SC_ETOOBIG;
-                break;
-            }
-            cap = cap ? cap * 2 : 1 << 20;
-            if (cap > max) cap = max;
-            buf = sc_realloc(buf, cap + 1);
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) {
-            if (ferror(f)) {
-                snprintf(err, errlen, "embedder use-lite: error reading %s " HINT, path);
-                rc = SC_EIO;
-            }
-            break;
-        }
-    }
-    fclose(f);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    if (!buf) buf = sc_malloc(1);
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return 0;
+    return sc_embed_read_file(path, max, out, len, "use-lite", " " HINT, err, errlen);
 }
 
 /* ---- the weights manifest ------------------------------------------------ */

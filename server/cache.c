@@ -3,12 +3,12 @@
  *
  * Lookup: exact key -> store (microseconds, no embedding); otherwise embed
  * the prompt, take the top-k candidates of the partition from the index
- * and score them: semcache-embed (and any embedder without a verifier)
- * lets the candidates' answers vote (vote.h) on the cosines, then the
- * embedder's verifier, where one was trained, cross-checks the winner and
- * may only refuse it; use-lite and hash score each candidate with their
- * verifier instead (or take the nearest cosine with verify and the vote
- * off). The best is served when its score clears the threshold. Store: embed (unless the caller
+ * and score them: with semcache-embed the candidates' answers vote
+ * (vote.h) on the cosines, then its verifier, where one was trained,
+ * cross-checks the winner and may only refuse it; use-lite and hash score
+ * each candidate with their verifier instead (with verify off, or for an
+ * embedder without one: the nearest cosine). The best is served when its
+ * score clears the threshold. Store: embed (unless the caller
  * has the vector already), put into LMDB (durable when put returns), then
  * add to the index. A maintenance thread expires and evicts entries once a
  * second; every removal reaches the index through the store's callback. */
@@ -40,7 +40,7 @@ struct sc_cache {
     sc_store *store;
     sc_index *index;
     sc_verify *verify;          /* NULL with verify off */
-    int vote;                   /* answer-vote on (used when there is no verifier) */
+    int vote;                   /* semcache-embed with answer-vote on */
     int check;                  /* semcache-embed: the verifier only vetoes the vote's winner */
     uint32_t dim;
     double threshold;           /* effective default */
@@ -257,8 +257,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     if (strcmp(cfg->verify, "on") == 0) {
         rc = sc_verify_create(&c->verify, c->emb, NULL);
         if (rc == SC_ENOTFOUND) {
-            sc_info("no verifier was trained for embedder %s: using the cosine%s", sc_embedder_id(c->emb),
-                    strcmp(cfg->answer_vote, "on") == 0 ? " and the answer vote" : "");
+            sc_info("no verifier was trained for embedder %s", sc_embedder_id(c->emb));
             c->verify = NULL;
         } else if (rc) {
             snprintf(err, errlen, "cannot create the verifier: %s", sc_strerror(rc));
@@ -274,10 +273,10 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
      * the raw cosine their 0.90 default was tuned on. */
     c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
-     * BENCHMARKS.md): semcache-embed's cosine 0.86 (after the vote; its verifier only vetoes), use-lite's verifier
-     * 0.60 or raw cosine 0.90. */
+     * BENCHMARKS.md): semcache-embed's 0.86 (the cosine after the vote),
+     * use-lite's verifier 0.60, the raw cosine 0.90. */
     if (cfg->threshold >= 0) c->threshold = cfg->threshold;
-    else if (strcmp(cfg->embedder, "semcache-embed") == 0) c->threshold = SC_DEFAULT_THRESHOLD_EMBED;
+    else if (own) c->threshold = SC_DEFAULT_THRESHOLD_EMBED;
     else if (c->verify) c->threshold = SC_DEFAULT_THRESHOLD_VERIFIED;
     else c->threshold = SC_DEFAULT_THRESHOLD_COSINE;
     sc_info("semantic threshold %.2f (%s)", c->threshold, sc_cache_scorer(c));
@@ -430,7 +429,6 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         if (c->verify && !c->check)
             conf = sc_verify_score(c->verify, prompt, len, res->vec, r.prompt, r.prompt_len, r.vec,
                                    hits[i].score);
-        if (i == 0) res->similarity = hits[i].score;
         if (conf > best_conf) {
             best_conf = conf;
             sc_record_clear(&res->rec);

@@ -36,7 +36,8 @@ LDFLAGS = -pthread $(SANFLAGS)
 MODULES  = common storage index embed route server
 LIB_C    = $(filter-out %_main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_CXX  = $(foreach m,$(MODULES),$(wildcard $(m)/*.cpp))
-LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CXX:%.cpp=$(BUILD)/obj/%.o) \
+UI_FILES = server/ui/index.html server/ui/app.js server/ui/app.css
+LIB_OBJ  = $(LIB_C:%.c=$(BUILD)/obj/%.o) $(LIB_CXX:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/ui_assets.o \
            $(BUILD)/obj/llhttp/api.o $(BUILD)/obj/llhttp/http.o $(BUILD)/obj/llhttp/llhttp.o
 # libsemcache: client/*.c except the CLI's own files (cli_*.c) and entry
 # points, plus the common/ helpers they use. Only the functions declared in
@@ -83,7 +84,7 @@ deps-train:
 	@bash scripts/deps.sh train
 
 test: all
-	@bash scripts/deps.sh train
+	@bash scripts/deps.sh test
 	@bash tests/run.sh $(BUILD)
 
 # The cache embedder's training (models/semcache-embed-v1/MODEL_CARD.md):
@@ -126,7 +127,7 @@ $(BUILD)/libsc.a: $(LIB_OBJ)
 # the sc_* helpers inside never clash with an application's own symbols.
 # The API is the list of functions declared in the preprocessed
 # include/semcache.h; tests/check_exports.sh checks the result.
-$(BUILD)/libsemcache.syms: include/semcache.h
+$(BUILD)/libsemcache.syms: include/semcache.h | deps
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) -E -P $< | grep -oE '\bsemcache_[A-Za-z0-9_]+[[:space:]]*\(' | \
 	    sed 's/[[:space:]]*($$//' | sort -u >$@.tmp && test -s $@.tmp && mv $@.tmp $@
@@ -170,16 +171,35 @@ $(BUILD)/train_verify: $(BUILD)/obj/tools/train_verify.o $(BUILD)/libsc.a
 	@echo "  LD    $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c
+# The dashboard's files, compiled into the binary (server/ui.h).
+$(BUILD)/gen/ui_assets.c: $(UI_FILES) scripts/embed_assets.sh
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+	$(Q)bash scripts/embed_assets.sh $@ $(UI_FILES)
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c | deps
 	@mkdir -p $(dir $@)
 	@echo "  CC    $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/%.o: %.cpp
+# llhttp's sources come from a package `deps` installs: a rule for them
+# (run only when one is missing, after deps) keeps make from giving up on a
+# fresh machine before deps ran.
+$(LLHTTP_DIR)/%.c: | deps
+	@test -f $@ || { echo "missing $@ (Debian package node-llhttp)"; exit 1; }
+
+# Every compile waits for `deps` (order-only: it never forces a rebuild),
+# so `make -j` on a fresh machine installs libuv & co. before the first
+# #include of them. Make runs the phony `deps` once per invocation.
+$(BUILD)/obj/llhttp/%.o: $(LLHTTP_DIR)/%.c | deps
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) -std=c11 $(OPT) -g $(SANFLAGS) -I$(LLHTTP_INC) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/%.o: %.cpp | deps
 	@mkdir -p $(dir $@)
 	@echo "  CXX   $<"
 	$(Q)$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<

@@ -741,6 +741,21 @@ int sc_index_flush_ns(sc_index *ix, const char *ns)
     return 0;
 }
 
+size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t max)
+{
+    if (!ix || !ns) return 0;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&ix->tlock);
+    for (size_t i = 0; i < ix->nbuckets; i++)
+        for (const part *p = ix->buckets[i]; p; p = p->next) {
+            if (strcmp(p->ns, ns) != 0) continue;
+            if (n < max && fps) fps[n] = p->fp;
+            n++;
+        }
+    pthread_rwlock_unlock(&ix->tlock);
+    return n;
+}
+
 void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 {
     pthread_mutex_lock(&ix->wmu);

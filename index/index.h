@@ -84,6 +84,10 @@ int sc_index_remove(sc_index *ix, uint64_t id);
 /* Drops every partition of namespace ns. */
 int sc_index_flush_ns(sc_index *ix, const char *ns);
 
+/* The fingerprints of namespace ns's partitions: writes up to max into
+ * fps (in no particular order) and returns how many ns has in all. */
+size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t max);
+
 /* Top-k by cosine in partition (ns, fp), best first (ties: smaller id
  * first). Writes up to k hits into out and their count into *n (0 when the
  * partition is empty or does not exist). SC_EINVAL when k is above

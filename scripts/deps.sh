@@ -10,11 +10,14 @@ PKGS="build-essential pkg-config libuv1-dev liblmdb-dev libfaiss-dev libopenblas
 node-llhttp libjansson-dev libcurl4-openssl-dev libutf8proc-dev libxxhash-dev
 curl redis-server redis-tools nginx-light wrk lmdb-utils gnuplot-nox
 clang libclang-rt-14-dev bear"
-# `deps.sh train` (make train, make test): the training pipeline's PyTorch
-# (CPU) and WordNet; `make run` never needs them.
-if [ "${1:-}" = "train" ]; then
-  PKGS="$PKGS python3-torch python3-numpy wordnet"
-fi
+# `deps.sh train` (make train): the training pipeline's PyTorch (CPU) and
+# WordNet. `deps.sh test` (make test): those, plus Chromium for the
+# dashboard's browser test and promtool (package prometheus) for the
+# metric-name check. `make run` never needs any of them.
+case "${1:-}" in
+  train) PKGS="$PKGS python3-torch python3-numpy wordnet" ;;
+  test) PKGS="$PKGS python3-torch python3-numpy wordnet chromium prometheus" ;;
+esac
 
 missing=""
 for p in $PKGS; do

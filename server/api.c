@@ -5,6 +5,7 @@
 #include "server/server.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/ui.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -75,7 +76,15 @@ int sc_server_valid_ns(const char *s)
 const char *sc_server_namespace(sc_server *srv, sc_http_req *req, const char *requested,
                                 int need_admin)
 {
+    int role;
+    return sc_server_namespace_role(srv, req, requested, need_admin, &role);
+}
+
+const char *sc_server_namespace_role(sc_server *srv, sc_http_req *req, const char *requested,
+                                     int need_admin, int *role_out)
+{
     const char *ns = NULL;
+    *role_out = SC_ROLE_ADMIN;
     if (sc_auth_enabled(srv->auth)) {
         size_t klen = 0;
         const char *key = sc_auth_bearer(sc_http_header(req, "authorization"), &klen);
@@ -92,6 +101,7 @@ const char *sc_server_namespace(sc_server *srv, sc_http_req *req, const char *re
                           "this endpoint needs an admin key");
             return NULL;
         }
+        *role_out = role;
         /* A user key's namespace is fixed; an admin may name any. */
         ns = role == SC_ROLE_ADMIN && requested ? requested : key_ns;
     } else {
@@ -146,6 +156,10 @@ void sc_server_handle(void *ctx, sc_http_req *req)
         if (method_is(req, "POST")) sc_api_import(srv, req);
     } else if (!strcmp(p, "/cache/embed")) {
         if (method_is(req, "POST")) sc_api_embed(srv, req);
+    } else if (!strcmp(p, "/cache/search")) {
+        if (method_is(req, "POST")) sc_api_search(srv, req);
+    } else if (!strcmp(p, "/ui") || !strncmp(p, "/ui/", 4)) {
+        sc_api_ui(srv, req, p);
     } else if (!strncmp(p, "/cache/entries/", 15)) {
         sc_api_entry(srv, req, p + 15);
     } else if (!strcmp(p, "/stats")) {

@@ -13,6 +13,10 @@ void sc_api_lookup(sc_server *srv, sc_http_req *req);
 void sc_api_flush(sc_server *srv, sc_http_req *req);
 void sc_api_import(sc_server *srv, sc_http_req *req);
 void sc_api_embed(sc_server *srv, sc_http_req *req);
+/* POST /cache/search {"prompt", "namespace"?, "k"?}: the k entries of a
+ * namespace nearest to prompt, every partition (model) included: the
+ * dashboard's entry browser. A user key searches its own namespace. */
+void sc_api_search(sc_server *srv, sc_http_req *req);
 /* GET or DELETE /cache/entries/{id}; rest is what follows the prefix. */
 void sc_api_entry(sc_server *srv, sc_http_req *req, const char *rest);
 

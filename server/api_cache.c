@@ -297,6 +297,96 @@ out:
 }
 
 /* ---------------------------------------------------------------------
+ * POST /cache/search
+ * ------------------------------------------------------------------- */
+
+#define SEARCH_PREVIEW 2000      /* bytes of each answer in the results */
+
+typedef struct search_job {
+    char *ns, *prompt;
+    size_t prompt_len, k, n, parts;
+    sc_cache_search_hit hits[SC_SEARCH_MAX_K];
+} search_job;
+
+static void search_work(sc_job *j)
+{
+    search_job *s = j->data;
+    j->rc = sc_cache_search(j->srv->cache, s->ns, s->prompt, s->prompt_len, s->k, s->hits, &s->n, &s->parts);
+}
+
+/* n cut back to the start of a UTF-8 sequence, so that the cut text stays
+ * valid. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max) return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    return n;
+}
+
+static void search_done(sc_job *j)
+{
+    search_job *s = j->data;
+    if (j->rc) {
+        job_error(j, "search failed");
+    } else {
+        json_t *res = json_array();
+        for (size_t i = 0; i < s->n; i++) {
+            const sc_record *r = &s->hits[i].rec;
+            size_t alen;
+            char *text = sc_cache_answer_text(r, &alen);
+            const char *t = text ? text : r->response;
+            if (!text) alen = r->response_len;
+            size_t cut = utf8_cut(t, alen, SEARCH_PREVIEW);
+            json_t *o = json_pack("{s:I,s:f,s:s%,s:s%,s:b,s:s,s:I,s:I,s:I,s:I}", "id", (json_int_t)s->hits[i].id,
+                                  "similarity", (double)s->hits[i].similarity, "prompt", r->prompt,
+                                  r->prompt_len, "response", t, cut, "response_truncated", cut < alen,
+                                  "model", r->model ? r->model : "", "created", (json_int_t)r->created,
+                                  "expires", (json_int_t)r->expires, "last_hit", (json_int_t)r->last_hit,
+                                  "hits", (json_int_t)r->hits);
+            if (o) json_array_append_new(res, o);   /* NULL: text that is not UTF-8 */
+            free(text);
+        }
+        sc_server_json(j->req, 200,
+                       json_pack("{s:s,s:I,s:o}", "namespace", s->ns, "partitions", (json_int_t)s->parts,
+                                 "results", res),
+                       NULL);
+    }
+    for (size_t i = 0; i < s->n; i++) sc_record_clear(&s->hits[i].rec);
+    free(s->ns);
+    free(s->prompt);
+    free(s);
+}
+
+void sc_api_search(sc_server *srv, sc_http_req *req)
+{
+    json_t *o = body_object(req);
+    if (!o) return;
+    const char *want = NULL, *prompt = NULL;
+    if (opt_string(req, o, "namespace", &want, 128)) goto out;
+    if (req_string(req, o, "prompt", &prompt, PROMPT_MAX)) goto out;
+    size_t k = 10;
+    json_t *kv = json_object_get(o, "k");
+    if (kv && !json_is_null(kv)) {
+        if (!json_is_integer(kv) || json_integer_value(kv) < 1 || json_integer_value(kv) > SC_SEARCH_MAX_K) {
+            bad_field(req, "must be an integer from 1 to 50", "k");
+            goto out;
+        }
+        k = (size_t)json_integer_value(kv);
+    }
+    const char *ns = sc_server_namespace(srv, req, want, 0);
+    if (!ns) goto out;
+    search_job *s = SC_NEW(search_job);
+    s->ns = sc_strdup(ns);
+    s->prompt_len = strlen(prompt);
+    s->prompt = sc_strndup(prompt, s->prompt_len);
+    s->k = k;
+    sc_job_submit(srv, req, search_work, search_done, s);
+out:
+    json_decref(o);
+}
+
+/* ---------------------------------------------------------------------
  * POST /cache/flush
  * ------------------------------------------------------------------- */
 

@@ -20,6 +20,7 @@
 #include "embed/embed.h"
 #include "embed/verify.h"
 #include "index/index.h"
+#include "server/recent.h"
 #include "server/vote.h"
 #include "storage/store.h"
 
@@ -51,6 +52,7 @@ struct sc_cache {
     int maint_started;
     atomic_ullong lookups, hits_exact, hits_semantic, misses, puts;
     atomic_ullong generation;   /* bumped after every committed removal or update */
+    sc_recent *recent;          /* the last semantic decisions (dashboard) */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -226,6 +228,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
 {
     sc_cache *c = SC_NEW(sc_cache);
     c->cfg = cfg;
+    c->recent = sc_recent_create();
     pthread_mutex_init(&c->maint_mu, NULL);
     pthread_cond_init(&c->maint_cv, NULL);
     const char *key = *cfg->upstream_key ? cfg->upstream_key : getenv(cfg->upstream_key_env);
@@ -312,6 +315,7 @@ void sc_cache_close(sc_cache *c)
     if (c->store) sc_store_close(c->store);
     if (c->verify) sc_verify_destroy(c->verify);
     if (c->index) sc_index_destroy(c->index);
+    sc_recent_destroy(c->recent);
     if (c->emb) sc_embedder_close(c->emb);
     pthread_mutex_destroy(&c->maint_mu);
     pthread_cond_destroy(&c->maint_cv);
@@ -476,6 +480,9 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
         sc_record_clear(&res->rec);
         atomic_fetch_add(&c->misses, 1);
     }
+    sc_recent_add(c->recent, ns, res->id, res->id ? res->similarity : 0.0f,
+                  res->id ? (float)res->confidence : 0.0f, (float)threshold,
+                  res->outcome == SC_CACHE_HIT_SEMANTIC);
 out:
     free(norm);
     if (rc == SC_OK && res->outcome == SC_CACHE_HIT_EXACT) {
@@ -484,6 +491,53 @@ out:
     } else if (rc == SC_OK && (flags & SC_LOOKUP_EXACT_ONLY) && res->outcome == SC_CACHE_MISS) {
         atomic_fetch_add(&c->misses, 1);
     }
+    return rc;
+}
+
+struct sc_recent *sc_cache_recent(sc_cache *c) { return c->recent; }
+
+int sc_cache_search(sc_cache *c, const char *ns, const char *text, size_t len, size_t k,
+                    sc_cache_search_hit *hits, size_t *n, size_t *parts)
+{
+    *n = 0;
+    *parts = 0;
+    if (k > SC_SEARCH_MAX_K) k = SC_SEARCH_MAX_K;
+    if (k == 0) return SC_OK;
+    float *q = sc_malloc(sizeof(float) * c->dim);
+    uint64_t *fps = sc_malloc(sizeof(uint64_t) * SC_SEARCH_MAX_PARTS);
+    sc_index_hit best[SC_SEARCH_MAX_K], part_hits[SC_SEARCH_MAX_K];
+    size_t nb = 0;
+    int rc = sc_embed(c->emb, &text, &len, 1, q);
+    if (rc) goto out;
+    *parts = sc_index_partitions(c->index, ns, fps, SC_SEARCH_MAX_PARTS);
+    size_t np = *parts < SC_SEARCH_MAX_PARTS ? *parts : SC_SEARCH_MAX_PARTS;
+    for (size_t p = 0; p < np; p++) {
+        size_t m = 0;
+        if ((rc = sc_index_search(c->index, ns, fps[p], q, k, part_hits, &m))) goto out;
+        /* Merge: insertion into the sorted best-k. */
+        for (size_t i = 0; i < m; i++) {
+            size_t at = nb;
+            while (at > 0 && best[at - 1].score < part_hits[i].score) at--;
+            if (at >= k) continue;
+            size_t last = nb < k ? nb : k - 1;
+            memmove(&best[at + 1], &best[at], (last - at) * sizeof best[0]);
+            best[at] = part_hits[i];
+            if (nb < k) nb++;
+        }
+    }
+    for (size_t i = 0; i < nb; i++) {
+        sc_record r = {0};
+        if (sc_store_get(c->store, best[i].id, &r)) continue;   /* expired or gone */
+        if (strcmp(r.ns, ns) != 0) {
+            sc_record_clear(&r);
+            continue;
+        }
+        hits[*n] = (sc_cache_search_hit){best[i].id, best[i].score, r};
+        (*n)++;
+    }
+out:
+    free(q);
+    free(fps);
     return rc;
 }
 

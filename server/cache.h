@@ -113,6 +113,23 @@ int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);
  * Pure; any thread. */
 void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t len, uint8_t key[16]);
 
+/* The dashboard's entry browser: the k (at most SC_SEARCH_MAX_K) live
+ * entries of namespace ns nearest to text by cosine, over every partition
+ * of ns (the first SC_SEARCH_MAX_PARTS found; *parts says how many ns has),
+ * best first. Fills hits[i].rec (caller clears each) and *n. */
+#define SC_SEARCH_MAX_K 50
+#define SC_SEARCH_MAX_PARTS 256
+typedef struct sc_cache_search_hit {
+    uint64_t id;
+    float similarity;
+    sc_record rec;
+} sc_cache_search_hit;
+int sc_cache_search(sc_cache *c, const char *ns, const char *text, size_t len, size_t k,
+                    sc_cache_search_hit *hits, size_t *n, size_t *parts);
+
+/* The last semantic decisions (recent.h); any thread. */
+struct sc_recent *sc_cache_recent(sc_cache *c);
+
 /* Embeds texts with the cache's own embedder. */
 int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, size_t n, float *out);
 uint32_t sc_cache_dim(const sc_cache *c);

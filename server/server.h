@@ -64,6 +64,10 @@ void sc_server_json(sc_http_req *req, int status, json_t *o, const char *extra_h
  * for an admin key (admin endpoints). */
 const char *sc_server_namespace(sc_server *srv, sc_http_req *req, const char *requested,
                                 int need_admin);
+/* The same, also telling the caller's role (enum sc_role of auth.h;
+ * SC_ROLE_ADMIN when auth is off: everything is open then). */
+const char *sc_server_namespace_role(sc_server *srv, sc_http_req *req, const char *requested,
+                                     int need_admin, int *role);
 
 /* 1 when s is a valid namespace name: 1-128 of [A-Za-z0-9_.:-]. */
 int sc_server_valid_ns(const char *s);

@@ -12,9 +12,9 @@ static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
                                  0.25,   0.5,   1,      2.5,   5,     10,   30};
 #define NB (sizeof buckets / sizeof buckets[0])
 
-enum { EP_CHAT, EP_COMPLETIONS, EP_V1_OTHER, EP_CACHE, EP_STATS, EP_HEALTH, EP_OTHER, EP_COUNT };
+enum { EP_CHAT, EP_COMPLETIONS, EP_V1_OTHER, EP_CACHE, EP_STATS, EP_HEALTH, EP_UI, EP_OTHER, EP_COUNT };
 static const char *const ep_names[EP_COUNT] = {"/v1/chat/completions", "/v1/completions", "/v1/other",
-                                               "/cache", "/stats", "/healthz", "other"};
+                                               "/cache", "/stats", "/healthz", "/ui", "other"};
 static const int codes[] = {200, 400, 401, 403, 404, 405, 408, 413, 429, 431, 500, 502, 503, 504, 507};
 #define NC (sizeof codes / sizeof codes[0])
 
@@ -63,6 +63,7 @@ static int endpoint_of(const char *p)
     if (!strncmp(p, "/cache/", 7)) return EP_CACHE;
     if (!strcmp(p, "/stats") || !strcmp(p, "/metrics")) return EP_STATS;
     if (!strcmp(p, "/healthz")) return EP_HEALTH;
+    if (!strcmp(p, "/ui") || !strncmp(p, "/ui/", 4)) return EP_UI;
     return EP_OTHER;
 }
 
@@ -137,6 +138,47 @@ static json_t *outcomes_json(const uint64_t *o)
     return j;
 }
 
+static json_t *ns_json(const ns_stats *n)
+{
+    return json_pack("{s:o,s:f,s:I,s:I,s:f,s:f}", "outcomes", outcomes_json(n->outcomes), "hit_rate",
+                     hit_rate(n->outcomes), "saved_prompt_tokens", (json_int_t)n->saved_prompt_tokens,
+                     "saved_completion_tokens", (json_int_t)n->saved_completion_tokens, "saved_usd",
+                     n->saved_usd, "upstream_spent_usd", n->spent_usd);
+}
+
+void sc_stats_ns_json(const sc_stats *s, const char *ns, json_t *out)
+{
+    ns_stats zero = {.name = (char *)ns};
+    const ns_stats *n = &zero;
+    for (size_t i = 0; i < s->nns; i++)
+        if (!strcmp(s->ns[i].name, ns)) n = &s->ns[i];
+    json_object_set_new(out, "outcomes", outcomes_json(n->outcomes));
+    json_object_set_new(out, "hit_rate", json_real(hit_rate(n->outcomes)));
+    json_object_set_new(out, "saved", json_pack("{s:I,s:I,s:f}", "prompt_tokens", (json_int_t)n->saved_prompt_tokens,
+                                                "completion_tokens", (json_int_t)n->saved_completion_tokens,
+                                                "usd", n->saved_usd));
+    json_object_set_new(out, "upstream_spent_usd", json_real(n->spent_usd));
+    json_t *nss = json_object();
+    json_object_set_new(nss, ns, ns_json(n));
+    json_object_set_new(out, "namespaces", nss);
+}
+
+static json_t *hist_json(const hist *h)
+{
+    json_t *a = json_array();
+    for (size_t b = 0; b <= NB; b++) json_array_append_new(a, json_integer((json_int_t)h->count[b]));
+    return a;
+}
+
+json_t *sc_stats_latency_json(const sc_stats *s)
+{
+    json_t *le = json_array();
+    for (size_t b = 0; b < NB; b++) json_array_append_new(le, json_real(buckets[b]));
+    return json_pack("{s:o,s:o,s:o,s:I,s:I,s:f,s:f}", "le", le, "hit", hist_json(&s->lat_hit), "miss",
+                     hist_json(&s->lat_miss), "hit_count", (json_int_t)s->lat_hit.n, "miss_count",
+                     (json_int_t)s->lat_miss.n, "hit_sum_s", s->lat_hit.sum, "miss_sum_s", s->lat_miss.sum);
+}
+
 void sc_stats_json(const sc_stats *s, json_t *out)
 {
     json_t *req = json_object();
@@ -160,15 +202,7 @@ void sc_stats_json(const sc_stats *s, json_t *out)
                                                 "usd", s->saved_usd));
     json_object_set_new(out, "upstream_spent_usd", json_real(s->spent_usd));
     json_t *nss = json_object();
-    for (size_t i = 0; i < s->nns; i++) {
-        const ns_stats *n = &s->ns[i];
-        json_object_set_new(nss, n->name,
-                            json_pack("{s:o,s:f,s:I,s:I,s:f,s:f}", "outcomes", outcomes_json(n->outcomes),
-                                      "hit_rate", hit_rate(n->outcomes), "saved_prompt_tokens",
-                                      (json_int_t)n->saved_prompt_tokens, "saved_completion_tokens",
-                                      (json_int_t)n->saved_completion_tokens, "saved_usd", n->saved_usd,
-                                      "upstream_spent_usd", n->spent_usd));
-    }
+    for (size_t i = 0; i < s->nns; i++) json_object_set_new(nss, s->ns[i].name, ns_json(&s->ns[i]));
     json_object_set_new(out, "namespaces", nss);
     json_t *lat = json_object();
     json_object_set_new(lat, "hit_mean_ms", json_real(s->lat_hit.n ? s->lat_hit.sum / (double)s->lat_hit.n * 1e3 : 0));

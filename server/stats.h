@@ -27,6 +27,13 @@ void sc_stats_outcome(sc_stats *s, const char *ns, int outcome, double seconds,
                       long long prompt_tokens, long long completion_tokens, double usd);
 
 void sc_stats_json(const sc_stats *s, json_t *out);
+/* What a user key may see: the keys of sc_stats_json's outcomes, hit_rate,
+ * saved, upstream_spent_usd and namespaces, for namespace ns alone. */
+void sc_stats_ns_json(const sc_stats *s, const char *ns, json_t *out);
+/* The hit and miss latency histograms as JSON: "le" (upper bounds, s),
+ * "hit"/"miss" (counts per bucket, one more than "le": the last is
+ * above the last bound), counts and sums. */
+json_t *sc_stats_latency_json(const sc_stats *s);
 int sc_stats_metrics(const sc_stats *s, sc_buf *out);
 
 const char *sc_outcome_name(int outcome);

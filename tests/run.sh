@@ -12,6 +12,13 @@ export SEMCACHED_BIN="$PWD/$BUILD/semcached"
 export SEMCACHE_CLI="$PWD/$BUILD/semcache-cli"
 export SC_BUILD="$PWD/$BUILD"
 log=$(mktemp -d)
+# Everything the suites write to the temp dir (data dirs, logs, fuzz
+# scratch) goes under one directory of this run, removed however the run
+# ends (a failing test, a timeout, Ctrl-C).
+SC_TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sc_test_run.XXXXXX")
+trap 'rm -rf "$log" "$SC_TEST_TMP"' EXIT
+trap 'exit 130' INT TERM
+export TMPDIR="$SC_TEST_TMP"
 pass=0; fail=0
 
 run_suite() { # name, command...
@@ -44,6 +51,5 @@ done
 if [ -x tests/fuzz/run.sh ] && [ -z "${SC_SKIP_FUZZ:-}" ]; then
   run_suite fuzz bash tests/fuzz/run.sh --quick
 fi
-rm -rf "$log"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

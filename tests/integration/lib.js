@@ -46,6 +46,18 @@ function freePort() {
 }
 
 const servers = new Set();
+// Temp dirs this process made (data dirs, logs): removed when it exits,
+// whether the tests passed or not.
+const tmpDirs = new Set();
+function tmpDir(prefix = 'sc_it_') {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.add(d);
+  return d;
+}
+process.on('exit', () => {
+  for (const s of servers) { try { s.proc.kill('SIGKILL'); } catch (_) { /* gone */ } }
+  for (const d of tmpDirs) { try { fs.rmSync(d, { recursive: true, force: true }); } catch (_) { /* best effort */ } }
+});
 // The semcached binary under test (tests/run.sh sets SEMCACHED_BIN).
 const semcachedBin = process.env.SEMCACHED_BIN || path.resolve(__dirname, '../../build/semcached');
 
@@ -55,7 +67,7 @@ async function startServer(opts = {}) {
   const bin = semcachedBin;
   const port = await freePort();
   const respPort = opts.resp === false ? 0 : await freePort();
-  const dataDir = opts.dataDir || fs.mkdtempSync(path.join(os.tmpdir(), 'sc_it_'));
+  const dataDir = opts.dataDir || tmpDir('sc_it_');
   const args = ['--port', String(port), '--resp-port', String(respPort), '--data-dir', dataDir,
     '--embedder', opts.embedder || 'hash', '--log-level', opts.logLevel || 'warn',
     ...(opts.args || [])];
@@ -144,4 +156,4 @@ function sendMoreThenRead(port, first, filler, extraBytes) {
   });
 }
 
-module.exports = { semcachedBin, test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, sendMoreThenRead, assert, assertEq, json };
+module.exports = { semcachedBin, tmpDir, test, run, skip, startServer, stopServer, freePort, sleep, rawExchange, sendMoreThenRead, assert, assertEq, json };

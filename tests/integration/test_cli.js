@@ -7,13 +7,13 @@ const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { test, run, startServer, freePort, assert, assertEq } = require('./lib');
+const { tmpDir, test, run, startServer, freePort, assert, assertEq } = require('./lib');
 
 const build = process.env.SC_BUILD || path.resolve(__dirname, '../../build');
 const CLI = process.env.SEMCACHE_CLI || path.join(build, 'semcache-cli');
 const EXAMPLE = path.join(build, 'semcache-example');
 let srv;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sc_cli_'));
+const tmp = tmpDir('sc_cli_');
 
 function cli(args, opts = {}) {
   const base = srv ? ['-p', String(srv.respPort), '--http-port', String(srv.port)] : [];

@@ -10,7 +10,7 @@ const path = require('node:path');
 const net = require('node:net');
 const { execFile } = require('node:child_process');
 const OpenAI = require('openai');
-const { test, run, skip, startServer, stopServer, sleep, assert, assertEq, json } = require('./lib');
+const { tmpDir, test, run, skip, startServer, stopServer, sleep, assert, assertEq, json } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
 let mock, srv, accessLog;
@@ -191,7 +191,7 @@ test('the Prometheus checker rejects what it must', async () => {
 
 test('start semcached with API keys, a price and an access log', async () => {
   mock = await mockUpstream.start({ port: 0, name: 'mock' });
-  accessLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sc_log_')), 'access.log');
+  accessLog = path.join(tmpDir('sc_log_'), 'access.log');
   const args = ['--upstream', mock.url, '--verify', 'off', '--price', `gpt-test ${PRICE_IN} ${PRICE_OUT}`,
     '--access-log', accessLog, '--retries', '0'];
   for (const k of KEYS) args.push('--api-key', k);

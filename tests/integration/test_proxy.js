@@ -6,13 +6,13 @@
 'use strict';
 const net = require('node:net');
 const OpenAI = require('openai');
-const { test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
+const { tmpDir, test, run, startServer, stopServer, sleep, rawExchange, assert, assertEq, json } = require('./lib');
 const mockUpstream = require('./mock_upstream');
 
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const accessLog = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'sc_plog_')), 'access.log');
+const accessLog = path.join(tmpDir('sc_plog_'), 'access.log');
 let mock, srv, client;
 let seq = 0;
 // Every test uses its own model name, so its entries live in their own

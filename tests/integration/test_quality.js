@@ -11,7 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
 const { execFileSync } = require('node:child_process');
-const { test, run, startServer, stopServer, assert, assertEq, json } = require('./lib');
+const { tmpDir, test, run, startServer, stopServer, assert, assertEq, json } = require('./lib');
 
 const MODEL = path.resolve(__dirname, '../../models/semcache-embed-v1');
 const DEFAULTS = { embedder: 'semcache-embed', args: [] };
@@ -122,7 +122,7 @@ function dirHash(dir) {
 }
 
 async function refused(mutate, expect) {
-  const bad = fs.mkdtempSync(path.join(os.tmpdir(), 'sc_model_'));
+  const bad = tmpDir('sc_model_');
   try {
     fs.copyFileSync(path.join(MODEL, 'vocab.json'), path.join(bad, 'vocab.json'));
     fs.copyFileSync(path.join(MODEL, 'model.bin'), path.join(bad, 'model.bin'));

@@ -42,7 +42,9 @@ static void rm_tmpdir(void)
 const char *sc_test_tmpdir(void)
 {
     rm_tmpdir();
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/sc_unit_XXXXXX");
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > sizeof tmpdir - 20) base = "/tmp";
+    snprintf(tmpdir, sizeof tmpdir, "%s/sc_unit_XXXXXX", base);
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         exit(2);

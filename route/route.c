@@ -1454,10 +1454,10 @@ int sc_route_metrics(const sc_route *r, sc_buf *out)
     MROW("in_flight", "%d", s.in_flight);
     MHDR("queued", "gauge", "calls waiting for a slot");
     MROW("queued", "%d", s.queued);
-    MHDR("latency_ms_sum", "counter", "sum of attempt latencies, ms");
-    MROW("latency_ms_sum", "%.3f", s.latency_ms_sum);
-    MHDR("latency_count", "counter", "attempts timed");
-    MROW("latency_count", "%llu", (unsigned long long)s.latency_count);
+    /* A summary without quantiles: rate(_sum) / rate(_count) is the mean. */
+    MHDR("latency_seconds", "summary", "latency of attempts that ended (any outcome)");
+    MROW("latency_seconds_sum", "%.6f", s.latency_ms_sum / 1e3);
+    MROW("latency_seconds_count", "%llu", (unsigned long long)s.latency_count);
     MHDR("tokens_total", "counter", "tokens reported by the upstream");
     for (size_t i = 0; i < r->nups && !rc; i++) {
         sc_route_stats s;

@@ -28,7 +28,7 @@
  *   --real    recall and latency on real USE-lite embeddings of qqp_dev
  *             questions instead (see "Real embeddings" below): n = 100k,
  *             2000 queries, k = 4 unless given; FILE caches the vectors;
- *             data ../shared/data, model models/use-lite/dist */
+ *             data --data DIR or $SC_DATA_DIR, model models/use-lite/dist */
 #include "benchmarks/quality_data.h"
 #include "common/alloc.h"
 #include "embed/embed.h"
@@ -821,7 +821,7 @@ int main(int argc, char **argv)
 {
     int quick = 0, full = 0, kernels = 0, hnsw = 0;
     size_t only_n = 0, only_d = 0, nq = 200, k = 4;
-    const char *real = NULL, *data = "../shared/data", *model_dir = "models/use-lite/dist";
+    const char *real = NULL, *data = getenv("SC_DATA_DIR"), *model_dir = "models/use-lite/dist";
     int nq_given = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
@@ -847,6 +847,10 @@ int main(int argc, char **argv)
         }
     }
     if (nq == 0) nq = 1;
+    if (real && (!data || !*data)) {
+        fprintf(stderr, "bench_index: --real needs the data directory (--data DIR or SC_DATA_DIR)\n");
+        return 2;
+    }
     if (real) return real_main(real, data, model_dir, only_n ? only_n : 100000, nq_given ? nq : 2000, k);
     printf("bench,backend,kernel,n,dim,k,p50_us,p99_us,qps_1t,qps_2t,recall_at_1,floor_ms,"
            "ratio_vs_floor,faiss_flat_ms,speedup_vs_faiss,p50_cpu_us,floor_cpu_ms\n");

@@ -22,7 +22,8 @@
  * A pair of a pair set is a lookup with one candidate, where the vote is
  * the cosine.
  *
- * Data sets (../shared/data, see BENCHMARKS.md (Quality) for the splits):
+ * Data sets (--data DIR or $SC_DATA_DIR; BENCHMARKS.md (Quality) lists the
+ * files, their public sources and the splits):
  *   qqp_dev        pairs of the benchmark split of qqp_dev (disjoint from
  *                  the verifier's training and calibration rows).
  *   gptcache       999 (origin, similar) paraphrases = positives; negatives
@@ -944,7 +945,7 @@ static void usage(FILE *o)
 
 int main(int argc, char **argv)
 {
-    const char *data = "../shared/data";
+    const char *data = getenv("SC_DATA_DIR");
     const char *list = "use-lite,use-lite+verify,semcache-embed,semcache-embed+vote,semcache-embed+vote+check";
     char legacy[96];
     char *la_paths[MAX_LOOKALIKE];
@@ -991,6 +992,12 @@ int main(int argc, char **argv)
     /* Every input first, so that a missing one fails before minutes of work. */
     char qqp_dev[1024], gptcache[1024], banking[1024], clinc[1024], stsb_dev[1024], stsb_test[1024],
         qqp_test[1024];
+    if (!data || !*data) {
+        fprintf(stderr, "bench_quality: name the data directory with --data DIR or SC_DATA_DIR "
+                        "(qqp_dev.jsonl.gz, banking77_test.csv, clinc150_data_full.json.gz, ...; "
+                        "see BENCHMARKS.md, Quality)\n");
+        return 2;
+    }
     snprintf(qqp_dev, sizeof qqp_dev, "%s/qqp_dev.jsonl.gz", data);
     snprintf(gptcache, sizeof gptcache, "%s/gptcache_mock_data.json", data);
     snprintf(banking, sizeof banking, "%s/banking77_test.csv", data);

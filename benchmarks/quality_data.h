@@ -1,5 +1,5 @@
 /* Shared by bench_quality and tools/train_verify: loaders for the quality
- * data sets in ../shared/data (QQP JSONL.gz via `gzip -dc`, the GPTCache
+ * data sets in the data directory (QQP JSONL.gz via `gzip -dc`, the GPTCache
  * mock JSON, banking77 CSV, CLINC150 JSON.gz, STS-B TSV, our look-alike
  * TSV), the fixed splits both programs agree on, batch embedding, ROC AUC
  * and Spearman.

@@ -1032,7 +1032,7 @@ static void usage(FILE *o)
 
 int main(int argc, char **argv)
 {
-    const char *embedder = "hash", *model_dir = "models/use-lite/dist", *data = "../shared/data";
+    const char *embedder = "hash", *model_dir = "models/use-lite/dist", *data = getenv("SC_DATA_DIR");
     const char *write = NULL, *dump = NULL, *dev = NULL;
     int ablation = 1;
     size_t ntrain = 8000, ncal = 3000;
@@ -1062,6 +1062,10 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--rewrite-kinds")) { g_rewrite_kinds = (unsigned)strtoul(v, NULL, 0); i++; }
         else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
+    }
+    if (!data || !*data) {
+        fprintf(stderr, "train_verify: name the data directory with --data DIR or SC_DATA_DIR\n");
+        return 2;
     }
     if (ntrain + ncal > QD_QQP_EVAL_AT) {
         fprintf(stderr, "train_verify: --qqp-train + --qqp-calib must be <= %d (the benchmark's split starts there)\n",

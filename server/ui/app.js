@@ -146,7 +146,8 @@
     for (let i = 0; i <= 5; i++) {
       const v = lo + (1 - lo) * i / 5;
       svg.appendChild(svgEl('line', { x1: x(v), x2: x(v), y1: T, y2: H - B, class: 'grid' }));
-      svg.appendChild(svgEl('text', { x: x(v), y: H - 6, 'text-anchor': 'middle' }, v.toFixed(2)));
+      svg.appendChild(svgEl('text', { x: x(v), y: H - 6, 'text-anchor': i === 5 ? 'end' : i ? 'middle' : 'start' },
+        v.toFixed(2)));
     }
     const n = withCand.length;
     withCand.forEach((d, i) => {   // newest on top

@@ -96,6 +96,7 @@ TRAIN_ARGS ?=
 train: all
 	@bash scripts/deps.sh train
 	@test -n "$(DATA)" || { echo "make train: set DATA=DIR, the directory with qqp_dev.jsonl.gz, banking77_train.csv, clinc150_data_full.json.gz, gptcache_mock_data.json, stsb_sts-dev.csv (MODEL_CARD.md)"; exit 2; }
+	@mkdir -p $(BUILD)/train
 	$(BUILD)/sc-model export-use models/use-lite/dist $(BUILD)/train/use-lite
 	/usr/bin/python3 tools/train/train.py --data $(DATA) --init $(BUILD)/train/use-lite \
 	    --out $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model $(TRAIN_ARGS)

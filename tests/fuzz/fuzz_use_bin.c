@@ -32,11 +32,24 @@ const sc_embed_backend sc_embed_remote_backend = {.name = "remote"};
 static char dir[64];
 static char model_path[128];
 
+/* The scratch dir goes when the fuzzer exits (libFuzzer calls exit()). */
+static void cleanup(void)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%s/vocab.json", dir);
+    unlink(p);
+    unlink(model_path);
+    rmdir(dir);
+}
+
 static void setup(void)
 {
     if (dir[0]) return;
-    snprintf(dir, sizeof dir, "/tmp/fuzz_use_bin.XXXXXX");
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > 40) base = "/tmp";
+    snprintf(dir, sizeof dir, "%s/fuzz_use_bin.XXXXXX", base);
     if (!mkdtemp(dir)) abort();
+    atexit(cleanup);
     char p[128];
     snprintf(p, sizeof p, "%s/vocab.json", dir);
     FILE *f = fopen(p, "w");

@@ -35,7 +35,8 @@ int sc_err_from_errno(int e)
     case ENOENT: return SC_ENOTFOUND;
     case EEXIST: return SC_EEXISTS;
     case ETIMEDOUT: return SC_ETIMEOUT;
-    case EFBIG: case E2BIG: case ENOSPC: return SC_ETOOBIG;
+    case EFBIG: case E2BIG: return SC_ETOOBIG;
+    case ENOSPC: case EDQUOT: return SC_ENOSPACE;
     case EACCES: case EPERM: return SC_EFORBIDDEN;
     case EBUSY: case EAGAIN: return SC_EBUSY;
     default: return SC_EIO;

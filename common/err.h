@@ -3,7 +3,8 @@
  * Every function that can fail returns int: 0 on success or a negative
  * SC_E* code. Codes from LMDB, libuv, errno and libcurl are converted at the
  * edge of the module that calls them. SC_ERRNO_MAP is an X-macro: it
- * generates the enum, sc_strerror() and sc_err_name() so they never drift. */
+ * generates the enum, sc_strerror() and sc_err_name() so they never drift.
+ * New codes go at the end: the values are part of libsemcache's API. */
 #ifndef SC_ERR_H
 #define SC_ERR_H
 
@@ -21,11 +22,12 @@
     X(FORBIDDEN, "forbidden")                                            \
     X(PROTO, "protocol error")                                           \
     X(MISMATCH, "data written by a different configuration")            \
-    X(FULL, "store is full")                                             \
+    X(FULL, "the store is full (LMDB map: raise --map-size-mb, or cap it with --max-bytes / --max-entries)") \
     X(CLOSED, "closed")                                                  \
     X(UNSUPPORTED, "not supported")                                      \
     X(BUSY, "busy")                                                      \
-    X(VERSION, "unsupported format version")
+    X(VERSION, "unsupported format version")                             \
+    X(NOSPACE, "no space left on the device of the data dir")
 
 enum {
     SC_OK = 0,

@@ -156,7 +156,7 @@ static int status_for(int rc)
     case SC_ENOTFOUND: return 404;
     case SC_EINVAL: return 400;
     case SC_ETOOBIG: return 413;
-    case SC_EFULL: return 507;
+    case SC_EFULL: case SC_ENOSPACE: return 507;
     case SC_EBUSY: return 503;
     case SC_EUPSTREAM: return 502;
     case SC_ETIMEOUT: return 504;

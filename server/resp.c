@@ -311,7 +311,8 @@ static void cache_error(ctx *x, int rc, const char *what)
         r_error(x->out, "ERR %s: value too large", what);
         break;
     case SC_EFULL:
-        r_error(x->out, "ERR %s: the store is full", what);
+    case SC_ENOSPACE:
+        r_error(x->out, "ERR %s: %s", what, sc_strerror(rc));
         break;
     default:
         r_error(x->out, "IOERR %s failed: %s", what, sc_strerror(rc));

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 int sc_store__meta_write_identity(sc_store *s, MDB_txn *txn);
@@ -49,6 +50,7 @@ typedef struct wctx {
     sc_store *s;
     MDB_txn *txn;
     int mrc;                   /* first LMDB error: the txn is spoilt */
+    size_t put_pages;          /* pages the puts of this txn may take */
     uint64_t next_id, entries, bytes;
     uint64_t evicted, expired;
     int wrote_meta_counters;
@@ -202,10 +204,60 @@ static int put_expiry(wctx *c, int64_t expires, uint64_t id)
     return mrc ? fail(c, mrc) : 0;
 }
 
+/* Room kept free in the LMDB map for removals: a delete or a flush needs
+ * fresh pages too (copy-on-write of the tree, the free list's own record),
+ * so a map filled to its last page could not even be flushed to make room.
+ * A put that would leave less than this is refused with SC_EFULL. */
+#define RESERVE_MIN_PAGES 128
+#define RESERVE_DIV 50               /* at least 2 % of the map */
+
+/* Pages on LMDB's free list (reusable) as last committed. LMDB opens no
+ * cursor on its free list in a write txn, so this reads it in a read txn
+ * of its own (the env is MDB_NOTLS: allowed beside the writer's txn).
+ * Only called near the end of the map. */
+static size_t free_list_pages(MDB_env *env)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) return 0;
+    if (mdb_cursor_open(txn, 0, &cur)) {   /* dbi 0: LMDB's FREE_DBI */
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    size_t n = 0;
+    MDB_val k, v;
+    for (int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if (v.mv_size >= sizeof(size_t)) {
+            size_t cnt;
+            memcpy(&cnt, v.mv_data, sizeof cnt);   /* an IDL: count, then the page numbers */
+            n += cnt;
+        }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+/* 1 when a record of len bytes fits and leaves the reserve. */
+static int room_for_put(wctx *c, size_t len)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(c->s->env, &info) || mdb_env_stat(c->s->env, &st) || !st.ms_psize) return 1;
+    size_t psize = st.ms_psize, map_pages = info.me_mapsize / psize;
+    size_t need = len / psize + 8;   /* overflow pages, and the trees' pages it may split */
+    size_t reserve = map_pages / RESERVE_DIV > RESERVE_MIN_PAGES ? map_pages / RESERVE_DIV : RESERVE_MIN_PAGES;
+    size_t tail = map_pages > info.me_last_pgno + 1 ? map_pages - info.me_last_pgno - 1 : 0;
+    size_t want = c->put_pages + need + reserve;
+    if (tail < want && tail + free_list_pages(c->s->env) < want) return 0;
+    c->put_pages += need;
+    return 1;
+}
+
 static int op_put(wctx *c, store_op *op)
 {
     sc_store *s = c->s;
     int rc;
+    if (!room_for_put(c, op->len)) return SC_EFULL;
     if (op->exact) {
         MDB_val k = {SC_EXACT_KEY_LEN, (void *)op->exact}, ev, old;
         int mrc = mdb_get(c->txn, s->dbi_exact, &k, &ev);
@@ -509,6 +561,17 @@ static int write_counters(wctx *c)
     return 0;
 }
 
+/* LMDB reports a write cut short by a full disk as EIO (only a write that
+ * wrote nothing carries ENOSPC): name the cause when the data dir's disk
+ * is (nearly) full. */
+static int disk_cause(sc_store *s, int rc)
+{
+    struct statvfs fs;
+    if (rc == SC_EIO && statvfs(s->dir, &fs) == 0 && (uint64_t)fs.f_bavail * fs.f_frsize < (1u << 20))
+        return SC_ENOSPACE;
+    return rc;
+}
+
 /* Runs ops[0..n) and the touches in one transaction. Returns 0 when it
  * committed (each op->rc holds its own result), else the SC_E* error that
  * spoilt the transaction (nothing of it happened). */
@@ -533,7 +596,7 @@ static int run_txn(sc_store *s, store_op **ops, size_t n, const store_touch *t, 
     }
     if (c.mrc) {
         free(c.rm);
-        return sc_store__err(c.mrc);
+        return disk_cause(s, sc_store__err(c.mrc));
     }
     s->next_id = c.next_id;
     s->entries = c.entries;

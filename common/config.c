@@ -34,6 +34,8 @@ static const directive table[] = {
     {"max-body", T_INT, OFF(max_body), 1024, 1 << 30, NULL, "8388608", "largest HTTP request body, bytes (413 past it)"},
     {"max-header", T_INT, OFF(max_header), 1024, 1 << 20, NULL, "16384", "largest total size of request headers, bytes (431 past it)"},
     {"idle-timeout-ms", T_INT, OFF(idle_timeout_ms), 10, 3600000, NULL, "30000", "close a connection idle or stalled this long"},
+    {"resp-stall-timeout-ms", T_INT, OFF(resp_stall_timeout_ms), 0, 3600000, NULL, "0",
+     "close a RESP client whose replies wait unread this long (0 = idle-timeout-ms + 5000)"},
     {"max-conns", T_INT, OFF(max_conns), 1, 1000000, NULL, "10000", "most client connections at once"},
     {"workers", T_INT, OFF(workers), 1, 64, NULL, "2", "worker threads for embedding, search and storage"},
     {"data-dir", T_STR, OFF(data_dir), 0, 0, NULL, "./data", "LMDB data directory"},

@@ -40,6 +40,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +72,7 @@ struct sc_resp {
     time_t started;
     uint64_t next_id;
     atomic_ullong conns_total, conns_rejected, commands, proto_errors, errors;
+    atomic_ullong stalled;      /* clients closed for leaving replies unread */
     size_t batches, max_batches;        /* in the thread pool now / at most */
     struct conn *wait_head, *wait_tail; /* waiting for a batch slot */
     sc_memo *memo;                      /* loop thread only */
@@ -106,6 +109,10 @@ typedef struct conn {
     int closing; /* close once the output is flushed */
     int eof;
     size_t out_queued;
+    uint64_t write_since;  /* ns: last write progress while output was queued */
+    uint64_t enq_total;    /* bytes ever handed to the socket or to uv_write */
+    uint64_t acked_seen;   /* of those, taken by the peer when last looked at */
+    uint64_t mid_since;    /* ns: last input while a command was half received */
 } conn;
 _Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
 
@@ -127,6 +134,7 @@ typedef struct wreq {
 
 static void process(conn *c);
 static void conn_close(conn *c);
+static void arm_stall(conn *c);
 
 static uint64_t now_ns(void)
 {
@@ -914,13 +922,15 @@ static void cmd_info(ctx *x)
         sc_buf_printf(&b,
                       "# Stats\r\ntotal_connections_received:%llu\r\nrejected_connections:%llu\r\n"
                       "total_commands_processed:%llu\r\ntotal_error_replies:%llu\r\n"
-                      "total_protocol_errors:%llu\r\nkeyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
+                      "total_protocol_errors:%llu\r\nclients_closed_unread_replies:%llu\r\n"
+                      "keyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n"
                       "expired_keys:%llu\r\nevicted_keys:%llu\r\n\r\n",
                       (unsigned long long)atomic_load(&s->conns_total),
                       (unsigned long long)atomic_load(&s->conns_rejected),
                       (unsigned long long)atomic_load(&s->commands),
                       (unsigned long long)atomic_load(&s->errors),
                       (unsigned long long)atomic_load(&s->proto_errors),
+                      (unsigned long long)atomic_load(&s->stalled),
                       (unsigned long long)(st.hits_exact + st.hits_semantic),
                       (unsigned long long)st.misses, (unsigned long long)st.expired,
                       (unsigned long long)st.evicted);
@@ -1058,6 +1068,7 @@ static void on_written(uv_write_t *w, int status)
     conn *c = wr->c;
     size_t before = c->out_queued;
     c->out_queued -= wr->len;
+    c->write_since = now_ns();   /* the client read: progress */
     free(wr->data);
     free(wr);
     if (status < 0) {
@@ -1083,6 +1094,7 @@ static void send_bytes(conn *c, const char *data, size_t len)
         int n = uv_try_write((uv_stream_t *)&c->base.tcp, &b, 1);
         if (n > 0) {
             done = (size_t)n;
+            c->enq_total += done;
         } else if (n < 0 && n != UV_EAGAIN) {
             conn_close(c);
             return;
@@ -1096,6 +1108,7 @@ static void send_bytes(conn *c, const char *data, size_t len)
     memcpy(wr->data, data + done, wr->len);
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
     sc_conn_ref(&c->base);
+    int was_empty = c->out_queued == 0;
     c->out_queued += wr->len;
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->base.tcp, &ub, 1, on_written);
     if (rc < 0) {
@@ -1104,6 +1117,12 @@ static void send_bytes(conn *c, const char *data, size_t len)
         free(wr->data);
         free(wr);
         conn_close(c);
+    } else {
+        c->enq_total += wr->len;
+        if (was_empty) {
+            c->write_since = now_ns();
+            arm_stall(c);
+        }
     }
 }
 
@@ -1121,12 +1140,59 @@ static void flush_out(conn *c)
  * Parsing and dispatch
  * ------------------------------------------------------------------- */
 
+static uint64_t write_stall_ms(const conn *c)
+{
+    const sc_config *cfg = c->srv->cfg;
+    return (uint64_t)(cfg->resp_stall_timeout_ms > 0 ? cfg->resp_stall_timeout_ms : cfg->idle_timeout_ms + 5000);
+}
+
+/* The connection's one timer, for two stalls: a command half received
+ * with no more input for idle-timeout-ms, and replies queued that the
+ * client has not read (no write progress) for the write-stall bound. */
 static void on_stall(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c->busy || !c->mid_command) return;
-    sc_debug("RESP client stalled in the middle of a command; closing");
-    conn_close(c);
+    if (c->base.closed) return;
+    uint64_t now = now_ns(), next = UINT64_MAX;
+    if (c->out_queued > 0) {
+        /* Progress inside a big write: the peer took more bytes since the
+         * last look (what left libuv's queue and the kernel's send queue;
+         * a peer that does not read closes its window, so nothing moves). */
+        uint64_t acked = c->enq_total - uv_stream_get_write_queue_size((uv_stream_t *)&c->base.tcp);
+        uv_os_fd_t fd;
+        int outq = 0;
+        if (uv_fileno((uv_handle_t *)&c->base.tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+            acked -= (uint64_t)outq < acked ? (uint64_t)outq : acked;
+        if (acked > c->acked_seen) c->write_since = now;
+        c->acked_seen = acked;
+        uint64_t lim = write_stall_ms(c) * 1000000ull, el = now - c->write_since;
+        if (el >= lim) {
+            atomic_fetch_add(&c->srv->stalled, 1);
+            sc_debug("RESP client left %zu bytes of replies unread for %llu ms; closing", c->out_queued,
+                     (unsigned long long)(el / 1000000));
+            conn_close(c);
+            return;
+        }
+        next = lim - el;
+    }
+    if (!c->busy && c->mid_command) {
+        uint64_t lim = (uint64_t)c->srv->cfg->idle_timeout_ms * 1000000ull, el = now - c->mid_since;
+        if (el >= lim) {
+            sc_debug("RESP client stalled in the middle of a command; closing");
+            conn_close(c);
+            return;
+        }
+        if (lim - el < next) next = lim - el;
+    }
+    if (next != UINT64_MAX) uv_timer_start(&c->base.timer, on_stall, next / 1000000 + 1, 0);
+}
+
+/* (Re)arms the timer for whichever stall is possible now. */
+static void arm_stall(conn *c)
+{
+    if (c->base.closed) return;
+    if (c->out_queued > 0 || c->mid_command) on_stall(&c->base.timer);
+    else uv_timer_stop(&c->base.timer);
 }
 
 /* Parses buffered input into the queue while there is room. */
@@ -1157,10 +1223,8 @@ static void fill_queue(conn *c)
         sc_buf_consume(&c->in, off);
     /* A command half received: arm the stall timer. */
     c->mid_command = sc_resp_parser_midway(&c->parser) || c->in.len > 0;
-    if (c->mid_command && !c->base.closed)
-        uv_timer_start(&c->base.timer, on_stall, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
-    else if (!c->base.closed)
-        uv_timer_stop(&c->base.timer);
+    if (c->mid_command) c->mid_since = now_ns();   /* input arrived: progress */
+    arm_stall(c);
 }
 
 static sc_resp_cmd *q_pop(conn *c)

@@ -1,0 +1,75 @@
+// RESP clients that stop reading their replies: a connection whose replies
+// wait unread past --resp-stall-timeout-ms is closed (its queued output
+// freed), counted in INFO; a slow reader that keeps reading is not, however
+// long it takes; a client idle between commands is kept.
+'use strict';
+const net = require('node:net');
+const { execFileSync } = require('node:child_process');
+const { test, run, startServer, stopServer, sleep, assert, assertEq } = require('./lib');
+
+let srv;
+const cli = (args) => execFileSync('redis-cli', ['-p', String(srv.respPort), ...args], { encoding: 'utf8' });
+const info = () => Number((/clients_closed_unread_replies:(\d+)/.exec(cli(['INFO', 'stats'])) || [])[1]);
+
+test('setup: a 256 KiB answer', async () => {
+  srv = await startServer({ args: ['--resp-stall-timeout-ms', '1500', '--idle-timeout-ms', '1000'] });
+  execFileSync('redis-cli', ['-p', String(srv.respPort), '-x', 'SEM.SET', 'st', 'big'], { input: 'z'.repeat(256 * 1024) });
+  assertEq(info(), 0, 'no stalls yet');
+});
+
+test('a client that never reads its replies is closed after the stall bound', async () => {
+  const sock = net.connect(srv.respPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.pause();                                  // never reads
+  sock.write('SEM.GET st big\r\n'.repeat(200));  // ~50 MB of replies asked for
+  // A paused socket sees no FIN: watch the server's count instead.
+  const t0 = Date.now();
+  await sleep(1000);
+  assertEq(info(), 0, 'closed before the bound');
+  while (info() < 1 && Date.now() - t0 < 15000) await sleep(100);
+  const took = Date.now() - t0;
+  assertEq(info(), 1, `not closed after ${took} ms`);
+  assert(took >= 1400, `closed too early: ${took} ms`);
+  sock.destroy();
+});
+
+test('a slow reader that keeps reading is not closed', async () => {
+  const sock = net.connect(srv.respPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  let got = 0, closed = false;
+  sock.on('close', () => { closed = true; });
+  sock.pause();
+  sock.write('SEM.GET st big\r\n'.repeat(12));   // ~3 MB of replies
+  const want = 12 * 256 * 1024;                 // the answers alone, at least
+  const t0 = Date.now();
+  while (got < want && !closed && Date.now() - t0 < 30000) {
+    await sleep(300);                            // below the stall bound each time
+    for (let i = 0, ch; i < 4 && (ch = sock.read()) !== null; i++) got += ch.length;
+  }
+  const took = Date.now() - t0;
+  sock.destroy();
+  assert(!closed, `closed after ${got} bytes`);
+  assert(got >= want, `read ${got} of ${want}`);
+  assert(took > 1500, `the reader was not slow enough to test anything (${took} ms)`);
+  assertEq(info(), 1, 'no new stall');
+});
+
+test('an idle client between commands is kept', async () => {
+  const sock = net.connect(srv.respPort, '127.0.0.1');
+  let data = '', closed = false;
+  sock.on('data', (d) => { data += d; });
+  sock.on('close', () => { closed = true; });
+  await new Promise((r) => sock.on('connect', r));
+  sock.write('PING\r\n');
+  await sleep(3000);
+  assert(!closed, 'an idle connection was closed');
+  sock.write('PING\r\n');
+  await sleep(200);
+  assertEq(data, '+PONG\r\n+PONG\r\n');
+  sock.destroy();
+  await stopServer(srv);
+});
+
+run();

@@ -56,7 +56,7 @@ CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
 EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
 PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(BUILD)/sc-model $(CLI) $(EXAMPLE) $(BENCHES)
 
-.PHONY: all deps deps-train run test unit asan bench fuzz clean compdb help reference train ui-screenshot
+.PHONY: all deps deps-train run test unit asan bench fuzz clean compdb help reference train ui-screenshot chaos
 all: deps $(PROGS)
 
 help:
@@ -68,6 +68,7 @@ help:
 	@echo "make fuzz    run each libFuzzer target briefly"
 	@echo "make deps    install missing Debian/npm packages and the model"
 	@echo "make train DATA=DIR  retrain the cache embedder (PyTorch, ~1 h on 2 cores; see models/semcache-embed-v1/MODEL_CARD.md)"
+	@echo "make chaos   kill -9 under mixed load, ROUNDS=20 rounds (RELIABILITY.md)"
 	@echo "make ui-screenshot  docs/dashboard.png from a live server with traffic"
 	@echo "make reference  regenerate tests/fixtures/use_reference.json with TF.js (slow)"
 	@echo "make clean   remove build outputs;  make compdb  compile_commands.json"
@@ -101,6 +102,13 @@ train: all
 	/usr/bin/python3 tools/train/train.py --data $(DATA) --init $(BUILD)/train/use-lite \
 	    --out $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model $(TRAIN_ARGS)
 	/usr/bin/python3 tools/train/tune.py --data $(DATA) --model $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model
+
+# Fault campaign (not part of make test): kill -9 under mixed load, ROUNDS
+# rounds (default 20); see RELIABILITY.md.
+ROUNDS ?= 20
+chaos: all
+	@bash scripts/deps.sh test
+	SEMCACHED_BIN=$(CURDIR)/$(BUILD)/semcached node tests/chaos/kill9.js $(ROUNDS)
 
 # docs/dashboard.png, with real traffic through the mock upstream (~1 min).
 ui-screenshot: all

@@ -175,6 +175,7 @@ static int peer_gone(conn *c)
 }
 
 static void on_timeout(uv_timer_t *t);
+static void arm_idle_timer(conn *c);
 
 /* While a request is in progress the timer is off, except on a
  * half-closed connection, where it repeats every EOF_PROBE_MS to notice a
@@ -193,6 +194,12 @@ static void on_timeout(uv_timer_t *t)
             sc_debug("half-closed client reset the connection");
             conn_close(c);
         }
+        return;
+    }
+    if (c->out_queued > 0 && sc_conn_peer_progress(&c->base)) {
+        /* The client is reading a long answer (inside one big write, where
+         * no write completes to say so): not idle. */
+        arm_idle_timer(c);
         return;
     }
     if (c->out_queued > 0 && !c->idle_grace) {
@@ -269,6 +276,7 @@ static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t
         conn_close(c);
         return SC_ECLOSED;
     }
+    c->base.sent += len;
     return SC_OK;
 }
 

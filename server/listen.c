@@ -3,7 +3,9 @@
 #include "server/listen.h"
 #include "common/err.h"
 
+#include <linux/sockios.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
 
 int sc_listen_tcp(uv_loop_t *loop, uv_tcp_t *tcp, const char *bind, long long port, uv_connection_cb cb,
                   const char *what, int *bound, char *err, size_t errlen)
@@ -160,4 +162,17 @@ void sc_conns_stop(sc_conns *set, void (*done)(void *arg), void *arg)
     set->done = done;
     set->done_arg = arg;
     uv_close((uv_handle_t *)&set->listener, on_listener_closed);
+}
+
+int sc_conn_peer_progress(sc_conn *c)
+{
+    if (c->closed) return 0;
+    uint64_t acked = c->sent - uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_os_fd_t fd;
+    int outq = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+        acked -= (uint64_t)outq < acked ? (uint64_t)outq : acked;
+    int moved = acked > c->acked_seen;
+    c->acked_seen = acked;
+    return moved;
 }

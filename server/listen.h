@@ -54,6 +54,8 @@ struct sc_conn {
     int closed;    /* sc_conn_close() was called */
     int lingering; /* sc_conn_linger() was called */
     uv_shutdown_t shut;
+    uint64_t sent;       /* bytes handed to the socket or to uv_write (the server counts) */
+    uint64_t acked_seen; /* sc_conn_peer_progress()'s last look */
 };
 
 struct sc_conns {
@@ -86,6 +88,13 @@ void sc_conn_add(sc_conns *set, sc_conn *c);
  * (free_owner, then done). So after sc_conn_unref() the caller touches c
  * only if it holds another reference, and the server only if it is not
  * stopping. */
+/* 1 when the peer took bytes since the last call: of c->sent, more have
+ * left both libuv's write queue and the kernel's send queue (SIOCOUTQ).
+ * A client that stops reading closes its TCP window, so nothing moves;
+ * one that reads slowly moves a little. Lets idle and stall timers judge
+ * the client's progress inside a write too big to complete quickly. */
+int sc_conn_peer_progress(sc_conn *c);
+
 void sc_conn_ref(sc_conn *c);
 void sc_conn_unref(sc_conn *c);
 

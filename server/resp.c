@@ -40,8 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <linux/sockios.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,8 +108,6 @@ typedef struct conn {
     int eof;
     size_t out_queued;
     uint64_t write_since;  /* ns: last write progress while output was queued */
-    uint64_t enq_total;    /* bytes ever handed to the socket or to uv_write */
-    uint64_t acked_seen;   /* of those, taken by the peer when last looked at */
     uint64_t mid_since;    /* ns: last input while a command was half received */
 } conn;
 _Static_assert(offsetof(conn, base) == 0, "sc_conn must come first (see listen.h)");
@@ -1094,7 +1090,7 @@ static void send_bytes(conn *c, const char *data, size_t len)
         int n = uv_try_write((uv_stream_t *)&c->base.tcp, &b, 1);
         if (n > 0) {
             done = (size_t)n;
-            c->enq_total += done;
+            c->base.sent += done;
         } else if (n < 0 && n != UV_EAGAIN) {
             conn_close(c);
             return;
@@ -1118,7 +1114,7 @@ static void send_bytes(conn *c, const char *data, size_t len)
         free(wr);
         conn_close(c);
     } else {
-        c->enq_total += wr->len;
+        c->base.sent += wr->len;
         if (was_empty) {
             c->write_since = now_ns();
             arm_stall(c);
@@ -1155,16 +1151,8 @@ static void on_stall(uv_timer_t *t)
     if (c->base.closed) return;
     uint64_t now = now_ns(), next = UINT64_MAX;
     if (c->out_queued > 0) {
-        /* Progress inside a big write: the peer took more bytes since the
-         * last look (what left libuv's queue and the kernel's send queue;
-         * a peer that does not read closes its window, so nothing moves). */
-        uint64_t acked = c->enq_total - uv_stream_get_write_queue_size((uv_stream_t *)&c->base.tcp);
-        uv_os_fd_t fd;
-        int outq = 0;
-        if (uv_fileno((uv_handle_t *)&c->base.tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
-            acked -= (uint64_t)outq < acked ? (uint64_t)outq : acked;
-        if (acked > c->acked_seen) c->write_since = now;
-        c->acked_seen = acked;
+        /* Progress inside a big write counts (listen.h). */
+        if (sc_conn_peer_progress(&c->base)) c->write_since = now;
         uint64_t lim = write_stall_ms(c) * 1000000ull, el = now - c->write_since;
         if (el >= lim) {
             atomic_fetch_add(&c->srv->stalled, 1);

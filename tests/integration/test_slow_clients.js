@@ -1,7 +1,9 @@
-// RESP clients that stop reading their replies: a connection whose replies
+// Clients that read slowly or not at all. RESP: a connection whose replies
 // wait unread past --resp-stall-timeout-ms is closed (its queued output
 // freed), counted in INFO; a slow reader that keeps reading is not, however
-// long it takes; a client idle between commands is kept.
+// long it takes; a client idle between commands is kept. HTTP: the idle
+// timeout judges the client's progress too: a client reading a long answer
+// slowly (inside one big write) is not cut off, one that stops is.
 'use strict';
 const net = require('node:net');
 const { execFileSync } = require('node:child_process');
@@ -54,6 +56,53 @@ test('a slow reader that keeps reading is not closed', async () => {
   assert(got >= want, `read ${got} of ${want}`);
   assert(took > 1500, `the reader was not slow enough to test anything (${took} ms)`);
   assertEq(info(), 1, 'no new stall');
+});
+
+// HTTP: GET of an entry with a 6 MB answer (one write), read slowly.
+async function httpSlowRead(id, everyMs, bytesPerTick, maxMs) {
+  const sock = net.connect(srv.port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  let got = 0, closed = false;
+  sock.on('close', () => { closed = true; });
+  sock.pause();
+  sock.write(`GET /cache/entries/${id} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const t0 = Date.now();
+  while (!closed && Date.now() - t0 < maxMs) {
+    await sleep(everyMs);
+    for (let n = 0, ch; n < bytesPerTick && (ch = sock.read()) !== null;) { got += ch.length; n += ch.length; }
+    if (got > 6e6) break;
+  }
+  sock.destroy();
+  return { got, closed, took: Date.now() - t0 };
+}
+
+test('HTTP: a slow reader of a long answer is not cut off by the idle timeout', async () => {
+  const big = 'y'.repeat(6 * 1024 * 1024);
+  const r = await fetch(`${srv.url}/cache/store`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ namespace: 'h', prompt: 'big', response: big }) });
+  const id = (await r.json()).id;
+  const slow = await httpSlowRead(id, 250, 300 * 1024, 60000);
+  assert(slow.got > 6e6, `read ${slow.got} bytes in ${slow.took} ms, closed ${slow.closed}`);
+  assert(slow.took > 2500, `not slow enough to test anything (${slow.took} ms)`);
+});
+
+test('HTTP: a client that stops reading a long answer is closed after the idle timeout', async () => {
+  const sock = net.connect(srv.port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.pause();
+  const s = await (await fetch(`${srv.url}/cache/search`, { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ namespace: 'h', prompt: 'big', k: 1 }) })).json();
+  sock.write(`GET /cache/entries/${s.results[0].id} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  const t0 = Date.now();
+  let conns;
+  do {   // the server's count of open HTTP connections drops when it closes this one
+    await sleep(200);
+    conns = (await (await fetch(`${srv.url}/stats`)).json()).connections;
+  } while (conns > 1 && Date.now() - t0 < 15000);
+  sock.destroy();
+  assertEq(conns, 1, `still open after ${Date.now() - t0} ms`);
 });
 
 test('an idle client between commands is kept', async () => {

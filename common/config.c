@@ -36,6 +36,8 @@ static const directive table[] = {
     {"idle-timeout-ms", T_INT, OFF(idle_timeout_ms), 10, 3600000, NULL, "30000", "close a connection idle or stalled this long"},
     {"resp-stall-timeout-ms", T_INT, OFF(resp_stall_timeout_ms), 0, 3600000, NULL, "0",
      "close a RESP client whose replies wait unread this long (0 = idle-timeout-ms + 5000)"},
+    {"max-queue-ms", T_INT, OFF(max_queue_ms), 0, 600000, NULL, "2000",
+     "overload bound: a semantic lookup that waited this long for a worker skips the semantic layer (0 = no bound)"},
     {"max-conns", T_INT, OFF(max_conns), 1, 1000000, NULL, "10000", "most client connections at once"},
     {"workers", T_INT, OFF(workers), 1, 64, NULL, "2", "worker threads for embedding, search and storage"},
     {"data-dir", T_STR, OFF(data_dir), 0, 0, NULL, "./data", "LMDB data directory"},

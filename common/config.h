@@ -29,6 +29,7 @@ typedef struct sc_config {
     long long max_header;        /* bytes of all request headers */
     long long idle_timeout_ms;   /* a connection that sends nothing is closed */
     long long resp_stall_timeout_ms; /* RESP replies unread this long: closed (0: idle + 5 s) */
+    long long max_queue_ms;      /* a lookup queued this long skips the semantic layer (0: off) */
     long long max_conns;
     long long workers;           /* threads for embedding, search and storage */
     /* storage */

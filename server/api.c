@@ -39,6 +39,7 @@ void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn d
     j->work = work;
     j->done = done;
     j->data = data;
+    j->submit_ns = sc_http_now_ns();
     j->work_req.data = j;
     int rc = uv_queue_work(srv->loop, &j->work_req, job_work, job_done);
     if (rc) {
@@ -47,6 +48,14 @@ void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn d
         done(j);
         free(j);
     }
+}
+
+int sc_job_overloaded(sc_job *j)
+{
+    long long bound = j->srv->cfg->max_queue_ms;
+    if (bound <= 0 || sc_http_now_ns() - j->submit_ns < (uint64_t)bound * 1000000ull) return 0;
+    atomic_fetch_add(&j->srv->overloaded, 1);
+    return 1;
 }
 
 void sc_server_json(sc_http_req *req, int status, json_t *o, const char *extra_headers)

@@ -232,13 +232,25 @@ static void lookup_work(sc_job *j)
 {
     lookup_job *l = j->data;
     uint64_t fp = l->model ? sc_fp_for_model(l->model) : 0;
+    if (sc_job_overloaded(j)) {
+        /* An exact hit is still answered; a miss says "overloaded". */
+        j->rc = sc_cache_lookup(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, l->threshold,
+                                SC_LOOKUP_EXACT_ONLY, &l->res);
+        if (j->rc == 0 && l->res.outcome == SC_CACHE_MISS) j->rc = SC_EBUSY;
+        return;
+    }
     j->rc = sc_cache_lookup(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, l->threshold, 0, &l->res);
 }
 
 static void lookup_done(sc_job *j)
 {
     lookup_job *l = j->data;
-    if (j->rc) {
+    if (j->rc == SC_EBUSY) {
+        sc_http_error_headers(j->req, 503, "Retry-After: 1\r\n", "server_error", "overloaded",
+                              "overloaded: the lookup waited over --max-queue-ms (%lld ms) for a worker; "
+                              "exact hits are still served, retry the semantic lookup later",
+                              j->srv->cfg->max_queue_ms);
+    } else if (j->rc) {
         job_error(j, "lookup failed");
     } else {
         int hit = l->res.outcome != SC_CACHE_MISS;

@@ -374,20 +374,34 @@ void sc_http_respond(sc_http_req *req, int status, const char *content_type,
     finish(req);
 }
 
-void sc_http_error(sc_http_req *req, int status, const char *type, const char *code,
-                   const char *fmt, ...)
+static void error_v(sc_http_req *req, int status, const char *headers, const char *type, const char *code,
+                    const char *fmt, va_list ap)
 {
     char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", msg, "type", type, "code", code);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) s = sc_strdup("{\"error\":{\"message\":\"error\",\"type\":\"server_error\",\"code\":\"internal\"}}");
-    sc_http_respond(req, status, "application/json", NULL, s, strlen(s));
+    sc_http_respond(req, status, "application/json", headers, s, strlen(s));
     free(s);
+}
+
+void sc_http_error(sc_http_req *req, int status, const char *type, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(req, status, NULL, type, code, fmt, ap);
+    va_end(ap);
+}
+
+void sc_http_error_headers(sc_http_req *req, int status, const char *headers, const char *type,
+                           const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(req, status, headers, type, code, fmt, ap);
+    va_end(ap);
 }
 
 void sc_http_stream_begin(sc_http_req *req, int status, const char *content_type,

@@ -83,6 +83,9 @@ void sc_http_respond(sc_http_req *req, int status, const char *content_type,
 /* Sends {"error":{"message","type","code"}} with status. */
 void sc_http_error(sc_http_req *req, int status, const char *type, const char *code,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same with extra header lines ("Name: value\r\n"...). */
+void sc_http_error_headers(sc_http_req *req, int status, const char *headers, const char *type,
+                           const char *code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Streaming (chunked transfer encoding). */
 void sc_http_stream_begin(sc_http_req *req, int status, const char *content_type,

@@ -37,6 +37,7 @@ void sc_api_stats(sc_server *srv, sc_http_req *req)
     }
     sc_buf_free(&b);
     json_object_set_new(o, "connections", json_integer((json_int_t)sc_http_server_conns(srv->http)));
+    json_object_set_new(o, "overloaded", json_integer((json_int_t)atomic_load(&srv->overloaded)));
     sc_server_json(req, 200, o, NULL);
 }
 
@@ -63,11 +64,13 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            "# HELP semcached_index_vectors Vectors in the in-memory index.\n# TYPE semcached_index_vectors gauge\n"
                            "semcached_index_vectors %llu\n"
                            "# HELP semcached_connections Open HTTP connections.\n# TYPE semcached_connections gauge\n"
-                           "semcached_connections %zu\n",
+                           "semcached_connections %zu\n"
+                           "# HELP semcached_overloaded_total Lookups that skipped the semantic layer after waiting over --max-queue-ms.\n"
+                           "# TYPE semcached_overloaded_total counter\nsemcached_overloaded_total %llu\n",
                            (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
                            (unsigned long long)cs.disk_bytes, (unsigned long long)cs.evicted,
                            (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
-                           sc_http_server_conns(srv->http));
+                           sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded));
     if (!rc) rc = sc_route_metrics(srv->route, &b);
     if (rc) {
         sc_buf_free(&b);

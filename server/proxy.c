@@ -47,6 +47,7 @@ struct preq {
     char *model;
     int stream, include_usage;
     int no_cache, no_store, bypass;
+    int overloaded;              /* the lookup skipped the semantic layer (queue wait) */
     double threshold;            /* < 0: configured */
     long long ttl;               /* 0: default */
     uint64_t start_ns;
@@ -167,6 +168,10 @@ static void cache_headers(char *h, size_t cap, const char *outcome, const preq *
 static void upstream_headers(char *h, size_t cap, const preq *p, const char *upstream)
 {
     cache_headers(h, cap, p->bypass ? "bypass" : "miss", p);
+    if (p->overloaded) {
+        size_t n = strlen(h);
+        snprintf(h + n, cap - n, "X-Semcache-Overload: 1\r\n");
+    }
     if (upstream && *upstream) {
         size_t n = strlen(h);
         int k = snprintf(h + n, cap - n, "X-Semcache-Upstream: %s\r\n", upstream);
@@ -674,7 +679,15 @@ static void lookup_work(sc_job *j)
     preq *p = l->p;
     /* Looks again at the exact layer: an entry written back since the loop
      * thread's check (a finishing identical call) is an exact hit. */
-    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, 0, &p->res);
+    int flags = 0;
+    if (sc_job_overloaded(j)) {
+        /* Overload: the exact layer only, then upstream; the answer is not
+         * written back (storing embeds, which is what is short). */
+        flags = SC_LOOKUP_EXACT_ONLY;
+        p->overloaded = 1;
+    }
+    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, flags, &p->res);
+    if (p->overloaded && p->res.outcome == SC_CACHE_MISS) p->no_store = 1;
 }
 
 static void after_lookup(preq *p, const char *body, size_t body_len)

@@ -38,6 +38,7 @@ typedef struct sc_server {
     int stopping;
     atomic_ullong http_requests;
     atomic_ullong http_errors;
+    atomic_ullong overloaded;     /* lookups that skipped the semantic layer (queue wait) */
 } sc_server;
 
 /* Work handed to the thread pool for one HTTP request: work() runs on a
@@ -52,8 +53,14 @@ struct sc_job {
     sc_job_fn work, done;
     void *data;
     int rc;
+    uint64_t submit_ns;        /* when it was queued (sc_http_now_ns) */
 };
 void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn done, void *data);
+
+/* Overload: 1 when the job waited for a worker longer than --max-queue-ms
+ * (call from work()). Such a lookup skips the semantic layer: embedding is
+ * what the workers are short of. Counted in /stats (`overloaded`). */
+int sc_job_overloaded(sc_job *job);
 
 /* Sends a JSON value (takes the reference) with status. */
 void sc_server_json(sc_http_req *req, int status, json_t *o, const char *extra_headers);

@@ -1,0 +1,75 @@
+// Overload: far more semantic lookups than the workers can embed. With
+// --workers 1 and --max-queue-ms 20, a burst of distinct prompts queues up;
+// each lookup that waited past the bound skips the semantic layer:
+//   - the proxy forwards it upstream at once (X-Semcache-Overload: 1) and
+//     does not write the answer back (storing would embed again);
+//   - /cache/lookup answers 503 with Retry-After (an exact hit is still
+//     served);
+// exact hits keep flowing all along, and /stats and /metrics count it.
+'use strict';
+const { test, run, startServer, stopServer, assert, assertEq, json } = require('./lib');
+const mock = require('./mock_upstream');
+
+let up, srv;
+
+async function chat(content, headers = {}) {
+  const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }) });
+  await r.text();
+  return r;
+}
+
+test('setup: semcache-embed on one worker, a 20 ms queue bound', async () => {
+  up = await mock.start({ port: 0, name: 'mock', counter: false });
+  srv = await startServer({ embedder: 'semcache-embed', args: ['--upstream', up.url, '--workers', '1', '--max-queue-ms', '20'] });
+  assertEq((await chat('what is the capital of france')).headers.get('x-semcache'), 'miss', 'seed');
+  await json(`${srv.url}/cache/store`, { namespace: 'faq', prompt: 'how do I reset my password', response: 'Use the link.' });
+});
+
+test('proxy: a burst of distinct prompts; the overflow goes upstream unstored, exact hits keep flowing', async () => {
+  const burst = Array.from({ length: 150 }, (_, i) => chat(`a completely new question number ${i} about topic ${i * 7}`));
+  const exact = Array.from({ length: 30 }, () => chat('what is the capital of france'));
+  const rs = await Promise.all([...burst, ...exact]);
+  assert(rs.every((r) => r.status === 200), `statuses ${[...new Set(rs.map((r) => r.status))]}`);
+  const over = rs.slice(0, 150).filter((r) => r.headers.get('x-semcache-overload') === '1');
+  assert(over.length > 0, 'no lookup was overloaded: the burst was too small for this machine');
+  assert(over.every((r) => r.headers.get('x-semcache') === 'miss'), 'overloaded answers are misses');
+  assert(rs.slice(150).every((r) => r.headers.get('x-semcache') === 'hit-exact'), 'exact hits during the burst');
+  // An overloaded answer was not written back: the same prompt is a miss again.
+  const i = rs.indexOf(over[0]);
+  const again = await chat(`a completely new question number ${i} about topic ${i * 7}`);
+  assertEq(again.headers.get('x-semcache'), 'miss', 'not stored');
+  console.log(`# ${over.length} of 150 overloaded`);
+});
+
+test('/cache/lookup: 503 with Retry-After past the bound; exact hits still answered', async () => {
+  const burst = Array.from({ length: 100 }, (_, i) =>
+    json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: `something else entirely ${i}` }));
+  const exact = Array.from({ length: 20 }, () =>
+    json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: 'how do I reset my password' }));
+  const rs = await Promise.all([...burst, ...exact]);
+  const busy = rs.slice(0, 100).filter((r) => r.status === 503);
+  assert(busy.length > 0, 'no 503 under the burst');
+  for (const r of busy) {
+    assertEq(r.headers.get('retry-after'), '1', 'Retry-After');
+    assertEq(r.body.error.code, 'overloaded', r.text);
+    assert(/max-queue-ms/.test(r.body.error.message), r.text);
+  }
+  assert(rs.slice(0, 100).every((r) => r.status === 200 || r.status === 503), 'only 200 or 503');
+  for (const r of rs.slice(100)) {
+    assertEq(r.status, 200, r.text);
+    assertEq(r.body.kind, 'exact', 'exact hit under load');
+  }
+});
+
+test('/stats and /metrics count the overloaded lookups', async () => {
+  const st = (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body;
+  assert(st.overloaded > 0, `overloaded ${st.overloaded}`);
+  const m = await (await fetch(`${srv.url}/metrics`)).text();
+  assert(new RegExp(`semcached_overloaded_total ${st.overloaded}`).test(m), 'metric');
+  await stopServer(srv);
+  await up.close();
+});
+
+run();

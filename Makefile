@@ -104,11 +104,14 @@ train: all
 	/usr/bin/python3 tools/train/tune.py --data $(DATA) --model $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model
 
 # Fault campaign (not part of make test): kill -9 under mixed load, ROUNDS
-# rounds (default 20); see RELIABILITY.md.
+# rounds (default 20), then the upstream fault matrix; see RELIABILITY.md.
+# Outputs in benchmarks/results/chaos_kill9.txt and fault_matrix.md.
 ROUNDS ?= 20
 chaos: all
 	@bash scripts/deps.sh test
-	SEMCACHED_BIN=$(CURDIR)/$(BUILD)/semcached node tests/chaos/kill9.js $(ROUNDS)
+	@mkdir -p benchmarks/results
+	SEMCACHED_BIN=$(CURDIR)/$(BUILD)/semcached node tests/chaos/kill9.js $(ROUNDS) | tee benchmarks/results/chaos_kill9.txt
+	SEMCACHED_BIN=$(CURDIR)/$(BUILD)/semcached node tests/chaos/faults.js | tee benchmarks/results/fault_matrix.md
 
 # docs/dashboard.png, with real traffic through the mock upstream (~1 min).
 ui-screenshot: all

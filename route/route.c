@@ -101,6 +101,7 @@ struct sc_route_call {
     /* the request, copied */
     char *method, *path, *ctype, *model, *body;
     size_t body_len;
+    int want_json;
     int stream;
     char **hdrs;                   /* "Name: value" */
     size_t nhdrs;
@@ -999,7 +1000,13 @@ static void attempt_end(sc_route_call *c, CURLcode cc)
         c->usage = c->scan.usage;
     } else if (c->status >= 200 && c->status < 300) {
         kind = K_OK;
-        if (strcasestr(c->resp_ctype, "json")) {
+        if (c->want_json && !strcasestr(c->resp_ctype, "json")) {
+            err = SC_EPROTO;
+            u->st.err_proto++;
+            snprintf(what, sizeof what, "%s: HTTP %d that is not JSON (Content-Type: %.60s)", u->name, c->status,
+                     c->resp_ctype[0] ? c->resp_ctype : "none");
+            kind = K_RETRY;
+        } else if (strcasestr(c->resp_ctype, "json")) {
             int rc = sc_route_usage_from_json(c->rbody.data ? c->rbody.data : "", c->rbody.len, &c->usage);
             if (rc == SC_EPROTO) {
                 err = SC_EPROTO;
@@ -1242,6 +1249,7 @@ int sc_route_request(sc_route *r, const sc_route_req *req, const sc_route_callba
     c->tbody = c->body;
     c->tbody_len = c->body_len;
     c->stream = req->stream;
+    c->want_json = req->want_json;
     c->prepared_ti = (size_t)-1;
     c->first_byte_ms = -1;
     c->retry_after_ms = -1;

@@ -86,6 +86,10 @@ typedef struct sc_route_req {
     const char *content_type;  /* NULL: "application/json" when there is a body */
     const char *model;         /* route key; NULL: read "model" from the JSON body */
     int stream;                /* the client asked for SSE (sets Accept) */
+    int want_json;             /* a non-streamed 2xx answer must be JSON (by its
+                                * Content-Type and its content); anything else
+                                * (an HTML page from a gateway) is a failed
+                                * attempt: retried, then the next target */
     const sc_route_header *headers; /* extra headers to forward (filtered as above) */
     size_t nheaders;
 } sc_route_req;

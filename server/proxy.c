@@ -651,7 +651,8 @@ static void start_upstream(preq *p, const char *body, size_t body_len)
     sc_route_req rr = {
         .method = "POST", .path = p->kind == SC_OAI_CHAT ? "/v1/chat/completions" : "/v1/completions",
         .body = send ? send : body, .body_len = send_len, .content_type = "application/json",
-        .model = p->model, .stream = p->stream, .headers = fwd, .nheaders = forward_headers(p->req, fwd),
+        .model = p->model, .stream = p->stream, .want_json = 1, .headers = fwd,
+        .nheaders = forward_headers(p->req, fwd),
     };
     static const sc_route_callbacks cb = {on_up_headers, on_up_data, on_up_done};
     int rc = sc_route_request(p->srv->route, &rr, &cb, f, &f->call);

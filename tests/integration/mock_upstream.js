@@ -30,6 +30,9 @@
 //   bigevent:N     streaming: after the first word, one content chunk
 //                  carrying N "x" characters (one SSE event over N bytes)
 //   drop           destroy the socket without answering
+//   ctype[:TYPE]   non-streaming: 200 with an HTML error page (a captive
+//                  portal or a misconfigured gateway) under TYPE (text/html)
+//   drip[:MS]      non-streaming: the body in 16-byte pieces, MS apart
 //
 // Use: `const m = await require('./mock_upstream').start({port: 0, name})`
 // -> {port, url, name, close(), calls(), reset(), plan(list)}; or standalone
@@ -60,6 +63,8 @@ function parseFaults(spec) {
       case 'slowstream': f.slowstream = Number(arg) || 0; break;
       case 'bigevent': f.bigevent = Number(arg) || 0; break;
       case 'drop': f.drop = true; break;
+      case 'ctype': f.ctype = arg || 'text/html'; break;
+      case 'drip': f.drip = Number(arg) || 100; break;
       default: f.unknown = part;
     }
   }
@@ -200,6 +205,19 @@ function start(opts = {}) {
           'x-mock-upstream': name });
         res.write(text.slice(0, text.length >> 1));
         setTimeout(() => req.socket.destroy(), 20);
+        return;
+      }
+      if (faults.ctype || faults.drip) {
+        const text = faults.ctype ? '<html><body><h1>502 Bad Gateway</h1></body></html>' : JSON.stringify(obj);
+        res.writeHead(200, { 'content-type': faults.ctype || 'application/json',
+          'content-length': Buffer.byteLength(text), 'x-mock-upstream': name });
+        if (!faults.drip) { res.end(text); return; }
+        for (let i = 0; i < text.length; i += 16) {
+          if (!alive()) return;
+          res.write(text.slice(i, i + 16));
+          await sleep(faults.drip);
+        }
+        res.end();
         return;
       }
       sendJson(res, 200, obj);

@@ -486,6 +486,26 @@ test('non-streamed truncated or invalid JSON answer is retried, never stored', a
   assert(/^echo: bad json first #\d+$/.test(a.content), a.content);
 });
 
+// Regression: a gateway's HTML page with status 200 was relayed as a 200
+// "application/json" answer and cached, then served as an exact hit.
+test('a 200 that is not JSON (an HTML page) is retried like a failure, never relayed or stored', async () => {
+  const m = model();
+  const before = calls();
+  mock.plan(['ctype:text/html', null]);
+  const a = await chat({ model: m, messages: user('html first') });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 2, 'retried');
+  assert(/^echo: html first #\d+$/.test(a.content), a.content);
+  mock.plan(['ctype:text/html', 'ctype:text/html', 'ctype:text/html']);
+  const e = await errOf(chat({ model: m, messages: user('html always') }));
+  assertEq(e.status, 502, 'every attempt was HTML');
+  assert(/not JSON/.test(e.error && e.error.message), e.error && e.error.message);
+  mock.plan([]);
+  await settle();
+  const again = await chat({ model: m, messages: user('html always') });
+  assertEq(again.h.get('x-semcache'), 'miss', 'the HTML page was not stored');
+});
+
 /* ------------------------------------------------------------------ */
 /* Single-flight and client disconnects                                */
 /* ------------------------------------------------------------------ */

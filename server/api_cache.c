@@ -225,6 +225,7 @@ typedef struct lookup_job {
     char *ns, *prompt, *model;
     size_t prompt_len;
     double threshold;
+    int overloaded;              /* skipped the semantic layer and missed */
     sc_cache_result res;
 } lookup_job;
 
@@ -236,7 +237,7 @@ static void lookup_work(sc_job *j)
         /* An exact hit is still answered; a miss says "overloaded". */
         j->rc = sc_cache_lookup(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, l->threshold,
                                 SC_LOOKUP_EXACT_ONLY, &l->res);
-        if (j->rc == 0 && l->res.outcome == SC_CACHE_MISS) j->rc = SC_EBUSY;
+        l->overloaded = j->rc == 0 && l->res.outcome == SC_CACHE_MISS;
         return;
     }
     j->rc = sc_cache_lookup(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, l->threshold, 0, &l->res);
@@ -245,7 +246,7 @@ static void lookup_work(sc_job *j)
 static void lookup_done(sc_job *j)
 {
     lookup_job *l = j->data;
-    if (j->rc == SC_EBUSY) {
+    if (l->overloaded) {
         sc_http_error_headers(j->req, 503, "Retry-After: 1\r\n", "server_error", "overloaded",
                               "overloaded: the lookup waited over --max-queue-ms (%lld ms) for a worker; "
                               "exact hits are still served, retry the semantic lookup later",
@@ -356,7 +357,11 @@ static void search_done(sc_job *j)
                                   "model", r->model ? r->model : "", "created", (json_int_t)r->created,
                                   "expires", (json_int_t)r->expires, "last_hit", (json_int_t)r->last_hit,
                                   "hits", (json_int_t)r->hits);
-            if (o) json_array_append_new(res, o);   /* NULL: text that is not UTF-8 */
+            if (!o)   /* a prompt or answer that is not UTF-8 (stored over RESP): say so */
+                o = json_pack("{s:I,s:f,s:n,s:n,s:b,s:b,s:I}", "id", (json_int_t)s->hits[i].id, "similarity",
+                              (double)s->hits[i].similarity, "prompt", "response", "response_truncated", 0,
+                              "binary", 1, "hits", (json_int_t)r->hits);
+            if (o) json_array_append_new(res, o);
             free(text);
         }
         sc_server_json(j->req, 200,

@@ -196,7 +196,7 @@ static void on_timeout(uv_timer_t *t)
         }
         return;
     }
-    if (c->out_queued > 0 && sc_conn_peer_progress(&c->base)) {
+    if (c->out_queued > 0 && !c->srv->conns.stopping && sc_conn_peer_progress(&c->base)) {
         /* The client is reading a long answer (inside one big write, where
          * no write completes to say so): not idle. */
         arm_idle_timer(c);
@@ -266,6 +266,9 @@ static int send_bytes(conn *c, const char *a, size_t alen, const char *b, size_t
     if (blen) memcpy(wr->data + alen, b, blen);
     if (tlen) memcpy(wr->data + alen + blen, tail, tlen);
     uv_buf_t buf = uv_buf_init(wr->data, (unsigned)len);
+    /* Output starts queueing: what the peer took so far is the baseline
+     * of the idle timer's progress check. */
+    if (c->out_queued == 0) (void)sc_conn_peer_progress(&c->base);
     sc_conn_ref(&c->base);
     c->out_queued += len;
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->base.tcp, &buf, 1, on_written);

@@ -1148,7 +1148,8 @@ static uint64_t write_stall_ms(const conn *c)
 static void on_stall(uv_timer_t *t)
 {
     conn *c = t->data;
-    if (c->base.closed) return;
+    /* A stopping server's timer is the stop deadline's (sc_resp_stop). */
+    if (c->base.closed || c->srv->conns.stopping) return;
     uint64_t now = now_ns(), next = UINT64_MAX;
     if (c->out_queued > 0) {
         /* Progress inside a big write counts (listen.h). */
@@ -1178,7 +1179,7 @@ static void on_stall(uv_timer_t *t)
 /* (Re)arms the timer for whichever stall is possible now. */
 static void arm_stall(conn *c)
 {
-    if (c->base.closed) return;
+    if (c->base.closed || c->srv->conns.stopping) return;
     if (c->out_queued > 0 || c->mid_command) on_stall(&c->base.timer);
     else uv_timer_stop(&c->base.timer);
 }

@@ -101,6 +101,9 @@ static void serve_data(sc_server *srv, sc_http_req *req)
     json_object_set_new(o, "role", json_string(!sc_auth_enabled(srv->auth) ? "open" : admin ? "admin" : "user"));
     json_object_set_new(o, "namespace", admin ? json_null() : json_string(ns));
     json_object_set_new(o, "version", json_string(SC_VERSION));
+    /* Changes when the server restarts: the page then forgets its history
+     * (the recent decisions' sequence numbers start again at 1). */
+    json_object_set_new(o, "epoch", json_integer((json_int_t)(srv->started_ns / 1000000)));
     json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
     json_object_set_new(o, "uptime_s", json_real((double)(sc_http_now_ns() - srv->started_ns) / 1e9));
     json_object_set_new(o, "threshold", json_real(sc_cache_threshold(srv->cache)));

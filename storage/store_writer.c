@@ -51,6 +51,7 @@ typedef struct wctx {
     MDB_txn *txn;
     int mrc;                   /* first LMDB error: the txn is spoilt */
     size_t put_pages;          /* pages the puts of this txn may take */
+    size_t free_pages;         /* LMDB's free list, counted once per txn (+1; 0 = not yet) */
     uint64_t next_id, entries, bytes;
     uint64_t evicted, expired;
     int wrote_meta_counters;
@@ -207,7 +208,9 @@ static int put_expiry(wctx *c, int64_t expires, uint64_t id)
 /* Room kept free in the LMDB map for removals: a delete or a flush needs
  * fresh pages too (copy-on-write of the tree, the free list's own record),
  * so a map filled to its last page could not even be flushed to make room.
- * A put that would leave less than this is refused with SC_EFULL. */
+ * A put that would leave less than this is refused with SC_EFULL. Best
+ * effort: the free list's count includes pages an open reader still pins
+ * (not reusable until it ends), so a long reader can shrink the reserve. */
 #define RESERVE_MIN_PAGES 128
 #define RESERVE_DIV 50               /* at least 2 % of the map */
 
@@ -248,7 +251,10 @@ static int room_for_put(wctx *c, size_t len)
     size_t reserve = map_pages / RESERVE_DIV > RESERVE_MIN_PAGES ? map_pages / RESERVE_DIV : RESERVE_MIN_PAGES;
     size_t tail = map_pages > info.me_last_pgno + 1 ? map_pages - info.me_last_pgno - 1 : 0;
     size_t want = c->put_pages + need + reserve;
-    if (tail < want && tail + free_list_pages(c->s->env) < want) return 0;
+    if (tail < want) {
+        if (!c->free_pages) c->free_pages = free_list_pages(c->s->env) + 1;
+        if (tail + c->free_pages - 1 < want) return 0;
+    }
     c->put_pages += need;
     return 1;
 }

@@ -16,7 +16,7 @@
 
   let key = sessionStorage.getItem(KEY_STORE) || '';
   let role = null, myNs = null, lastSeq = 0, timer = null, history = [], recent = [];
-  let thrTouched = false, serverThreshold = null;
+  let thrTouched = false, serverThreshold = null, epoch = null;
 
   // ---- HTTP -----------------------------------------------------------------
   async function api(path, { method = 'GET', body } = {}) {
@@ -248,6 +248,13 @@
       return;
     }
     const d = r.data;
+    if (epoch !== null && d.epoch !== epoch) {   // the server restarted: start over
+      lastSeq = 0; recent = []; history = [];
+      epoch = d.epoch;
+      timer = setTimeout(poll, 0);
+      return;
+    }
+    epoch = d.epoch;
     $('status').textContent = 'updated ' + new Date(d.time_ms).toLocaleTimeString();
     $('login').hidden = true;
     $('main').hidden = false;

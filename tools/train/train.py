@@ -9,15 +9,19 @@ run on the same machine gives the same model up to float reordering.
 
 Each step has two losses over the same model:
   1. in-batch contrastive (InfoNCE, scale 20) over (anchor, positive, hard
-     negative) triples: positives are QQP duplicates, GPTCache paraphrases
-     and two queries of the same banking77/CLINC150 intent; the hard
+     negative) triples: positives are QQP duplicates and GPTCache
+     paraphrases (a quarter of the triples, --intent-frac 0.75) and two
+     queries of the same banking77/CLINC150 intent (three quarters); the hard
      negative is the anchor's nearest query of another intent (mined with
      the starting model), a QQP non-duplicate partner, or a rule-made
      look-alike of the anchor (lookalike.py). Candidates of the anchor's own
      intent are masked out (they are not negatives).
   2. CoSENT ranking over labelled pairs of one source at a time: QQP
      duplicates above non-duplicates, STS-B dev by its 0-5 score, and
-     paraphrases above look-alikes.
+     paraphrases above look-alikes; weighted 0.3 (--pair-weight).
+The intent share and the CoSENT weight were raised from 0.5 and 1.0 (the
+first model's settings) after a 300-step continuation at 0.85 / 0.3 moved
+the banking77 tuning split's nearest-entry accuracy from 0.598 to 0.645.
 Data and splits: data.py. Tuning splits are never trained on; the
 report-only splits are never read.
 """
@@ -30,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import torch
@@ -39,6 +44,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data as D  # noqa: E402
 import lookalike as LA  # noqa: E402
 import scmodel  # noqa: E402
+
+
+# The files of the data directory that training reads (data.py).
+TRAIN_FILES = ("qqp_dev.jsonl.gz", "gptcache_mock_data.json", "banking77_train.csv",
+               "clinc150_data_full.json.gz", "stsb_sts-dev.csv")
 
 
 def log(msg):
@@ -263,14 +273,17 @@ def main():
     ap.add_argument("--init", required=True, help="USE-lite exported by sc-model export-use")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tool", default="build/sc-model")
-    ap.add_argument("--steps", type=int, default=1800)
+    ap.add_argument("--steps", type=int, default=2300)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--pair-batch", type=int, default=24)
-    ap.add_argument("--lr", type=float, default=8e-5)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--max-len", type=int, default=48)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=0)
+    ap.add_argument("--intent-frac", type=float, default=0.75,
+                    help="share of contrastive triples drawn from banking77/CLINC150 intents")
+    ap.add_argument("--pair-weight", type=float, default=0.3, help="weight of the CoSENT loss")
     ap.add_argument("--lookalike-dev", nargs="*", default=["tests/fixtures/lookalike_dev.tsv",
                                                            "tests/fixtures/lookalike_dev2.tsv",
                                                            "tests/fixtures/lookalike_dev3.tsv"])
@@ -324,7 +337,7 @@ def main():
         model.train()
         anchors, posv, negv, groups = [], [], [], []
         for _ in range(args.batch):
-            if rng.random() < 0.5:
+            if rng.random() >= args.intent_frac:
                 a, p, g, _ = pos[rng.randrange(len(pos))]
                 if rng.random() < 0.5:
                     a, p = p, a
@@ -377,7 +390,7 @@ def main():
         loss1 = 0.5 * (loss1 + F.cross_entropy(logits_r.masked_fill(mask_r, -1e4), torch.arange(B)))
         c = (v[3 * B:3 * B + P] * v[3 * B + P:]).sum(1)
         loss2 = cosent(c, torch.tensor(ps), torch.tensor(pg))
-        loss = loss1 + loss2
+        loss = loss1 + args.pair_weight * loss2
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -397,7 +410,11 @@ def main():
     scmodel.save_bin(model, os.path.join(args.out, "model.bin"), scmodel.F16, "semcache-embed-v1")
     shutil.copyfile(os.path.join(args.init, "vocab.json"), os.path.join(args.out, "vocab.json"))
     rep["start"] = rep0
-    rep["args"] = vars(args)
+    rep["args"] = {k: v for k, v in vars(args).items() if k not in ("data", "init", "out")}
+    # The data by content, not by where it sat on the training machine.
+    rep["data_files"] = {f: {"bytes": os.path.getsize(os.path.join(args.data, f)),
+                             "crc32": "%08x" % zlib.crc32(open(os.path.join(args.data, f), "rb").read())}
+                         for f in TRAIN_FILES}
     rep["minutes"] = (time.time() - t_start) / 60
     with open(os.path.join(args.out, "train_report.json"), "w") as f:
         json.dump(rep, f, indent=1, sort_keys=True)

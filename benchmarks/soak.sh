@@ -19,8 +19,12 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p benchmarks/results
 csv=benchmarks/results/soak.csv
-SEMCACHED_BIN="$PWD/$BUILD/semcached" node benchmarks/soak.js $((MIN * 60)) "$csv"
-rc=$?
+if [ -z "${SOAK_PLOT_ONLY:-}" ]; then
+  SEMCACHED_BIN="$PWD/$BUILD/semcached" node benchmarks/soak.js $((MIN * 60)) "$csv"
+  rc=$?
+else
+  rc=0   # SOAK_PLOT_ONLY=1: redraw soak.png from the existing CSV
+fi
 if command -v gnuplot >/dev/null && [ -s "$csv" ]; then
   gnuplot <<GP
 set datafile separator ","
@@ -29,7 +33,13 @@ set output "benchmarks/results/soak.png"
 set multiplot layout 3,1 title "semcached soak ($MIN min)"
 set xlabel "seconds"
 set ylabel "RSS (MiB)"
+set y2label "open fds"
+set y2tics
+set y2range [0:*]
+set ytics nomirror
 plot "$csv" every ::1 using 1:(\$2/1024) with linespoints title "RSS", "" every ::1 using 1:3 axes x1y2 with lines title "open fds"
+unset y2tics
+unset y2label
 set ylabel "p99 (ms)"
 plot "$csv" every ::1 using 1:5 with linespoints title "chat p99 per interval"
 set ylabel "hit rate"

@@ -31,7 +31,7 @@ typedef struct sc_cache sc_cache;
 /* Default thresholds (threshold -1), tuned by bench_quality. */
 #define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
-#define SC_DEFAULT_THRESHOLD_EMBED 0.86
+#define SC_DEFAULT_THRESHOLD_EMBED 0.84
 /* semcache-embed with a trained verifier: the vote's winner is refused
  * when the verifier's probability that its answer is right is below this. */
 #define SC_VERIFY_VETO 0.30

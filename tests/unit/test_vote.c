@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* The behaviour is tested with every term switched on; the server's tuned
- * defaults (vote.c: no agreement bonus, a strong conflict term) are
+ * defaults (vote.c: an agreement bonus and a strong conflict term) are
  * checked on their own below. */
 static const sc_vote_params test_params = {.tau = 0.02, .agree = 0.3, .conflict = 0.1};
 #define P (&test_params)

@@ -22,6 +22,8 @@ void sc_api_entry(sc_server *srv, sc_http_req *req, const char *rest);
 
 /* metrics.c */
 void sc_api_stats(sc_server *srv, sc_http_req *req);
+/* The object GET /stats answers (the dashboard's admin view embeds it). */
+json_t *sc_api_stats_object(sc_server *srv);
 void sc_api_metrics(sc_server *srv, sc_http_req *req);
 
 /* proxy.c: POST /v1/chat/completions, /v1/completions; other /v1/ paths

@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sc_api_stats(sc_server *srv, sc_http_req *req)
+json_t *sc_api_stats_object(sc_server *srv)
 {
-    if (!sc_server_namespace(srv, req, NULL, 1)) return;
     json_t *o = json_object();
     sc_stats_json(srv->stats, o);
     sc_cache_stats cs;
@@ -38,7 +37,13 @@ void sc_api_stats(sc_server *srv, sc_http_req *req)
     sc_buf_free(&b);
     json_object_set_new(o, "connections", json_integer((json_int_t)sc_http_server_conns(srv->http)));
     json_object_set_new(o, "overloaded", json_integer((json_int_t)atomic_load(&srv->overloaded)));
-    sc_server_json(req, 200, o, NULL);
+    return o;
+}
+
+void sc_api_stats(sc_server *srv, sc_http_req *req)
+{
+    if (!sc_server_namespace(srv, req, NULL, 1)) return;
+    sc_server_json(req, 200, sc_api_stats_object(srv), NULL);
 }
 
 void sc_api_metrics(sc_server *srv, sc_http_req *req)

@@ -146,18 +146,25 @@ static json_t *ns_json(const ns_stats *n)
                      n->saved_usd, "upstream_spent_usd", n->spent_usd);
 }
 
+/* /stats' top-level totals: outcomes, hit_rate, saved, upstream_spent_usd. */
+static void totals_json(json_t *out, const uint64_t *outcomes, long long prompt_tokens,
+                        long long completion_tokens, double saved_usd, double spent_usd)
+{
+    json_object_set_new(out, "outcomes", outcomes_json(outcomes));
+    json_object_set_new(out, "hit_rate", json_real(hit_rate(outcomes)));
+    json_object_set_new(out, "saved", json_pack("{s:I,s:I,s:f}", "prompt_tokens", (json_int_t)prompt_tokens,
+                                                "completion_tokens", (json_int_t)completion_tokens, "usd",
+                                                saved_usd));
+    json_object_set_new(out, "upstream_spent_usd", json_real(spent_usd));
+}
+
 void sc_stats_ns_json(const sc_stats *s, const char *ns, json_t *out)
 {
     ns_stats zero = {.name = (char *)ns};
     const ns_stats *n = &zero;
     for (size_t i = 0; i < s->nns; i++)
         if (!strcmp(s->ns[i].name, ns)) n = &s->ns[i];
-    json_object_set_new(out, "outcomes", outcomes_json(n->outcomes));
-    json_object_set_new(out, "hit_rate", json_real(hit_rate(n->outcomes)));
-    json_object_set_new(out, "saved", json_pack("{s:I,s:I,s:f}", "prompt_tokens", (json_int_t)n->saved_prompt_tokens,
-                                                "completion_tokens", (json_int_t)n->saved_completion_tokens,
-                                                "usd", n->saved_usd));
-    json_object_set_new(out, "upstream_spent_usd", json_real(n->spent_usd));
+    totals_json(out, n->outcomes, n->saved_prompt_tokens, n->saved_completion_tokens, n->saved_usd, n->spent_usd);
     json_t *nss = json_object();
     json_object_set_new(nss, ns, ns_json(n));
     json_object_set_new(out, "namespaces", nss);
@@ -195,12 +202,7 @@ void sc_stats_json(const sc_stats *s, json_t *out)
         else json_decref(by);
     }
     json_object_set_new(out, "requests", req);
-    json_object_set_new(out, "outcomes", outcomes_json(s->outcomes));
-    json_object_set_new(out, "hit_rate", json_real(hit_rate(s->outcomes)));
-    json_object_set_new(out, "saved", json_pack("{s:I,s:I,s:f}", "prompt_tokens", (json_int_t)s->saved_prompt_tokens,
-                                                "completion_tokens", (json_int_t)s->saved_completion_tokens,
-                                                "usd", s->saved_usd));
-    json_object_set_new(out, "upstream_spent_usd", json_real(s->spent_usd));
+    totals_json(out, s->outcomes, s->saved_prompt_tokens, s->saved_completion_tokens, s->saved_usd, s->spent_usd);
     json_t *nss = json_object();
     for (size_t i = 0; i < s->nns; i++) json_object_set_new(nss, s->ns[i].name, ns_json(&s->ns[i]));
     json_object_set_new(out, "namespaces", nss);

@@ -6,8 +6,6 @@
 #include "server/cache.h"
 #include "server/recent.h"
 #include "server/stats.h"
-#include "route/route.h"
-#include "common/buf.h"
 #include "common/hash.h"
 
 #include <errno.h>
@@ -109,25 +107,12 @@ static void serve_data(sc_server *srv, sc_http_req *req)
     json_object_set_new(o, "threshold", json_real(sc_cache_threshold(srv->cache)));
     json_object_set_new(o, "scorer", json_string(sc_cache_scorer(srv->cache)));
     json_object_set_new(o, "embedder", json_string(sc_cache_embedder_id(srv->cache)));
-    json_t *st = json_object();
+    json_t *st;
     if (admin) {
-        sc_stats_json(srv->stats, st);
-        sc_cache_stats cs;
-        sc_cache_stats_get(srv->cache, &cs);
-        json_object_set_new(st, "cache", json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "entries", (json_int_t)cs.entries,
-                                                   "bytes", (json_int_t)cs.bytes, "lookups",
-                                                   (json_int_t)cs.lookups, "hits_exact", (json_int_t)cs.hits_exact,
-                                                   "hits_semantic", (json_int_t)cs.hits_semantic, "misses",
-                                                   (json_int_t)cs.misses, "evicted", (json_int_t)cs.evicted));
-        sc_buf b;
-        sc_buf_init(&b, 1 << 20);
-        if (sc_route_stats_json(srv->route, &b) == 0 && b.data) {
-            json_t *ups = json_loadb(b.data, b.len, 0, NULL);
-            if (ups) json_object_set_new(st, "upstreams", ups);
-        }
-        sc_buf_free(&b);
+        st = sc_api_stats_object(srv);   /* exactly what /stats answers */
         json_object_set_new(o, "latency", sc_stats_latency_json(srv->stats));
     } else {
+        st = json_object();
         sc_stats_ns_json(srv->stats, ns, st);
     }
     json_object_set_new(o, "stats", st);

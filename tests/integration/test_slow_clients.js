@@ -13,6 +13,15 @@ let srv;
 const cli = (args) => execFileSync('redis-cli', ['-p', String(srv.respPort), ...args], { encoding: 'utf8' });
 const info = () => Number((/clients_closed_unread_replies:(\d+)/.exec(cli(['INFO', 'stats'])) || [])[1]);
 
+// A connected socket that reads nothing until the test says so.
+async function pausedSocket(port) {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  sock.pause();
+  return sock;
+}
+
 test('setup: a 256 KiB answer', async () => {
   srv = await startServer({ args: ['--resp-stall-timeout-ms', '1500', '--idle-timeout-ms', '1000'] });
   execFileSync('redis-cli', ['-p', String(srv.respPort), '-x', 'SEM.SET', 'st', 'big'], { input: 'z'.repeat(256 * 1024) });
@@ -20,10 +29,7 @@ test('setup: a 256 KiB answer', async () => {
 });
 
 test('a client that never reads its replies is closed after the stall bound', async () => {
-  const sock = net.connect(srv.respPort, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
-  sock.pause();                                  // never reads
+  const sock = await pausedSocket(srv.respPort);   // never reads
   sock.write('SEM.GET st big\r\n'.repeat(200));  // ~50 MB of replies asked for
   // A paused socket sees no FIN: watch the server's count instead.
   const t0 = Date.now();
@@ -37,12 +43,9 @@ test('a client that never reads its replies is closed after the stall bound', as
 });
 
 test('a slow reader that keeps reading is not closed', async () => {
-  const sock = net.connect(srv.respPort, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
+  const sock = await pausedSocket(srv.respPort);
   let got = 0, closed = false;
   sock.on('close', () => { closed = true; });
-  sock.pause();
   sock.write('SEM.GET st big\r\n'.repeat(12));   // ~3 MB of replies
   const want = 12 * 256 * 1024;                 // the answers alone, at least
   const t0 = Date.now();
@@ -60,12 +63,9 @@ test('a slow reader that keeps reading is not closed', async () => {
 
 // HTTP: GET of an entry with a 6 MB answer (one write), read slowly.
 async function httpSlowRead(id, everyMs, bytesPerTick, maxMs) {
-  const sock = net.connect(srv.port, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
+  const sock = await pausedSocket(srv.port);
   let got = 0, closed = false;
   sock.on('close', () => { closed = true; });
-  sock.pause();
   sock.write(`GET /cache/entries/${id} HTTP/1.1\r\nHost: x\r\n\r\n`);
   const t0 = Date.now();
   while (!closed && Date.now() - t0 < maxMs) {
@@ -88,10 +88,7 @@ test('HTTP: a slow reader of a long answer is not cut off by the idle timeout', 
 });
 
 test('HTTP: a client that stops reading a long answer is closed after the idle timeout', async () => {
-  const sock = net.connect(srv.port, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
-  sock.pause();
+  const sock = await pausedSocket(srv.port);
   const s = await (await fetch(`${srv.url}/cache/search`, { method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ namespace: 'h', prompt: 'big', k: 1 }) })).json();
   sock.write(`GET /cache/entries/${s.results[0].id} HTTP/1.1\r\nHost: x\r\n\r\n`);
@@ -112,10 +109,7 @@ test('HTTP: a client that stops reading a long answer is closed after the idle t
 test('SIGTERM with a slowly reading RESP client still stops within the drain bound', async () => {
   const s2 = await startServer({ args: ['--resp-stall-timeout-ms', '1500'] });
   execFileSync('redis-cli', ['-p', String(s2.respPort), '-x', 'SEM.SET', 'st', 'big'], { input: 'z'.repeat(256 * 1024) });
-  const sock = net.connect(s2.respPort, '127.0.0.1');
-  sock.on('error', () => {});
-  await new Promise((r) => sock.on('connect', r));
-  sock.pause();
+  const sock = await pausedSocket(s2.respPort);
   sock.write('SEM.GET st big\r\n'.repeat(60));   // ~15 MB: a minute at this pace
   let reading = true;
   (async () => { while (reading) { await sleep(300); sock.read(); } })();

@@ -29,6 +29,7 @@
 #define OUT_MAX (64u << 20)      /* bytes queued for a slow reader at most */
 #define EOF_PROBE_MS 250         /* a half-closed client waiting for its answer is checked this often */
 #define IDLE_GRACE_MS 50         /* see on_timeout */
+#define STOP_GRACE_MS 5000       /* a stopping server waits this long (at most) for a request still arriving */
 
 struct sc_http_server {
     sc_conns conns;              /* the listener and the open connections */
@@ -153,11 +154,13 @@ static void conn_close(conn *c)
 /* Closes a connection whose answers are all written without losing them
  * to a reset (sc_conn_linger, listen.h): a bad request with more bytes
  * behind it still gets its 400, a "Connection: close" request with more
- * pipelined behind it its answer. A half-closed client has nothing left to
- * send, and a stopping server does not wait: those close at once. */
+ * pipelined behind it its answer, and so does a request that was still
+ * arriving when the server began to stop. The linger is bounded
+ * (SC_CONN_LINGER_MS), so a stop still ends. A half-closed client has
+ * nothing left to send: it closes at once. */
 static void conn_linger(conn *c)
 {
-    if (c->eof || c->srv->conns.stopping) conn_close(c);
+    if (c->eof) conn_close(c);
     else sc_conn_linger(&c->base, SC_CONN_LINGER_MS);
 }
 
@@ -217,11 +220,15 @@ static void on_timeout(uv_timer_t *t)
     else conn_close(c);   /* a reader that stalled: nothing would be read */
 }
 
+/* A stopping server gives a connection at most STOP_GRACE_MS of silence
+ * (to finish sending its request or to read its answers), so a stop ends. */
 static void arm_idle_timer(conn *c)
 {
     if (c->base.lingering) return;   /* the timer is the linger's */
     c->idle_grace = 0;
-    if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, (uint64_t)c->srv->cfg->idle_timeout_ms, 0);
+    uint64_t ms = (uint64_t)c->srv->cfg->idle_timeout_ms;
+    if (c->srv->conns.stopping && ms > STOP_GRACE_MS) ms = STOP_GRACE_MS;
+    if (!c->base.closed) uv_timer_start(&c->base.timer, on_timeout, ms, 0);
 }
 
 /* ---------------------------------------------------------------------
@@ -732,11 +739,20 @@ size_t sc_http_server_conns(const sc_http_server *s) { return s->conns.n; }
 
 void sc_http_server_stop(sc_http_server *s, void (*done)(void *arg), void *arg)
 {
+    sc_conns_stop(&s->conns, done, arg);   /* first: arm_idle_timer sees the stop */
     for (sc_conn *b = s->conns.head; b; b = b->next) {
         conn *c = (conn *)b;
-        /* Answers still queued go out first: on_written closes then. */
-        if (!c->busy && !c->out_queued) conn_close(c);
-        else c->closing = 1;
+        if (c->busy || c->out_queued) {
+            /* In flight or answers still queued: they go out first; finish()
+             * or on_written closes then. */
+            c->closing = 1;
+        } else if (c->req) {
+            /* A request still arriving: read the rest, answer it with
+             * "Connection: close" (keep_alive_for), then close. Silence
+             * longer than STOP_GRACE_MS closes it. */
+            arm_idle_timer(c);
+        } else {
+            conn_close(c);
+        }
     }
-    sc_conns_stop(&s->conns, done, arg);
 }

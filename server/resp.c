@@ -75,6 +75,7 @@ struct sc_resp {
     struct conn *wait_head, *wait_tail; /* waiting for a batch slot */
     sc_memo *memo;                      /* loop thread only */
     atomic_ullong memo_hits;
+    atomic_ullong *overloaded;          /* where overload misses are counted (sc_resp_count_overloads) */
 };
 
 /* What a command may read and change about its connection. */
@@ -101,10 +102,12 @@ typedef struct conn {
     int has_proto_err;
     int mid_command; /* the parser holds part of a command */
     int waiting;     /* in the server's wait list */
+    uint64_t wait_since; /* since when (0: not waiting; a batch's queue time counts from here) */
     struct conn *wait_next;
     int reading;
     int processing;
     int closing; /* close once the output is flushed */
+    int draining; /* the server stops: finish the command still arriving, then close */
     int eof;
     size_t out_queued;
     uint64_t write_since;  /* ns: last write progress while output was queued */
@@ -118,6 +121,7 @@ typedef struct batch {
     sc_resp_cmd *cmds[BATCH_MAX];
     size_t n, done;
     int quit;
+    uint64_t queued_ns; /* since when its commands waited for a thread */
     sc_buf out;
 } batch;
 
@@ -241,6 +245,7 @@ typedef struct ctx {
     sc_resp_cmd *cmd;
     sc_buf *out;
     int worker;      /* on a worker thread (else the loop) */
+    int overloaded;  /* waited over --max-queue-ms: SEM.GET answers exact hits only */
     int need_worker; /* set by a loop-thread attempt: rerun on a worker */
 } ctx;
 
@@ -769,7 +774,15 @@ static void cmd_sem_get(ctx *x)
          * behind another one never tried the fast path (a miss there counts
          * nothing). */
         rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold,
-                             exact ? SC_LOOKUP_EXACT_ONLY : 0, &res);
+                             exact || x->overloaded ? SC_LOOKUP_EXACT_ONLY : 0, &res);
+        if (rc == SC_OK && res.outcome == SC_CACHE_MISS && x->overloaded && !exact) {
+            /* As /cache/lookup's 503: the semantic layer was skipped. */
+            sc_cache_result_clear(&res);
+            if (x->s->overloaded) atomic_fetch_add(x->s->overloaded, 1);
+            r_error(x->out, "OVERLOADED the lookup waited over --max-queue-ms (%lld ms) for a worker; "
+                            "exact hits are still served, retry later", x->s->cfg->max_queue_ms);
+            return;
+        }
     }
     if (rc) {
         sc_cache_result_clear(&res);
@@ -951,7 +964,7 @@ static void cmd_info(ctx *x)
 
 /* Runs one command. In the loop thread (worker == 0) a command that needs
  * the cache is not run: EXEC_NEED_WORKER. */
-static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int worker)
+static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int worker, int overloaded)
 {
     const command *k = lookup(cmd);
     if (k && (k->flags & F_CACHE) && !worker && ss->authed && k->fn != cmd_sem_get)
@@ -986,7 +999,7 @@ static int exec_cmd(sc_resp *s, session *ss, sc_resp_cmd *cmd, sc_buf *out, int 
         r_error(out, "ERR wrong number of arguments for '%s' command", k->name);
         return EXEC_OK;
     }
-    ctx x = {.s = s, .ss = ss, .cmd = cmd, .out = out, .worker = worker};
+    ctx x = {.s = s, .ss = ss, .cmd = cmd, .out = out, .worker = worker, .overloaded = overloaded};
     size_t mark = out->len;
     k->fn(&x);
     if (x.need_worker) {
@@ -1033,13 +1046,13 @@ static void conn_close(conn *c)
 
 /* Closes a connection whose replies are all written without losing them
  * to a reset (sc_conn_linger, listen.h): an error reply for a bad command
- * followed by more bytes, or QUIT with more commands pipelined behind it.
- * A half-closed client has nothing left to send, and a stopping server
- * does not wait: those close at once. */
+ * followed by more bytes, QUIT with more commands pipelined behind it, or
+ * the last reply of a stopping server. A half-closed client has nothing
+ * left to send: it closes at once. */
 static void conn_linger(conn *c)
 {
-    if (c->eof || c->srv->conns.stopping) conn_close(c);
-    else sc_conn_linger(&c->base, SC_CONN_LINGER_MS);
+    if (c->eof) conn_close(c);
+    else sc_conn_linger(&c->base, SC_CONN_LINGER_MS);   /* bounded, stopping or not */
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
@@ -1238,8 +1251,10 @@ static void work_cb(uv_work_t *w)
     batch *b = w->data;
     conn *c = b->c;
     uint64_t t0 = now_ns();
+    long long bound = c->srv->cfg->max_queue_ms;
+    int overloaded = bound > 0 && t0 - b->queued_ns >= (uint64_t)bound * 1000000ull;
     for (b->done = 0; b->done < b->n;) {
-        int r = exec_cmd(c->srv, &c->ss, b->cmds[b->done], &b->out, 1);
+        int r = exec_cmd(c->srv, &c->ss, b->cmds[b->done], &b->out, 1, overloaded);
         b->done++;
         if (r == EXEC_QUIT) {
             b->quit = 1;
@@ -1262,6 +1277,7 @@ static void wake_waiters(sc_resp *s)
         w->waiting = 0;
         w->wait_next = NULL;
         process(w);
+        if (!w->waiting && !w->busy) w->wait_since = 0;   /* passed its turn on */
     }
 }
 
@@ -1315,6 +1331,8 @@ static void start_batch(conn *c)
     sc_buf_init(&b->out, REPLY_MAX);
     while (c->qlen > 0 && b->n < BATCH_MAX)
         b->cmds[b->n++] = q_pop(c);
+    b->queued_ns = c->wait_since ? c->wait_since : now_ns();
+    c->wait_since = 0;
     unwait(c);
     c->busy = b;
     sc_conn_ref(&c->base);
@@ -1334,7 +1352,7 @@ static void process(conn *c)
         int quit = 0, need_worker = 0;
         while (c->qlen > 0 && !quit) {
             sc_resp_cmd *cmd = c->q[c->qhead];
-            int r = exec_cmd(c->srv, &c->ss, cmd, &c->out, 0);
+            int r = exec_cmd(c->srv, &c->ss, cmd, &c->out, 0, 0);
             if (r == EXEC_NEED_WORKER) {
                 need_worker = 1;
                 break;
@@ -1353,6 +1371,7 @@ static void process(conn *c)
                 /* Keep threads for the HTTP side: wait for a slot. */
                 if (!c->waiting) {
                     c->waiting = 1;
+                    c->wait_since = now_ns();
                     if (s->wait_tail)
                         s->wait_tail->wait_next = c;
                     else
@@ -1369,7 +1388,7 @@ static void process(conn *c)
             r_error(&c->out, "ERR %s", c->proto_err);
             flush_out(c);
             c->closing = 1;
-        } else if (c->eof && c->in.len == 0) {
+        } else if ((c->eof && c->in.len == 0) || (c->draining && !c->mid_command)) {
             c->closing = 1;
         }
     }
@@ -1479,6 +1498,11 @@ int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache
     return SC_OK;
 }
 
+void sc_resp_count_overloads(sc_resp *r, atomic_ullong *counter)
+{
+    r->overloaded = counter;
+}
+
 int sc_resp_port(const sc_resp *r)
 {
     return r->port;
@@ -1499,7 +1523,12 @@ void sc_resp_stop(sc_resp *s, void (*done)(void *arg), void *arg)
 {
     for (sc_conn *b = s->conns.head; b; b = b->next) {
         conn *c = (conn *)b;
-        if (!c->busy && c->out_queued == 0) {
+        if (!c->busy && c->out_queued == 0 && c->mid_command) {
+            /* A command still arriving: read the rest, run what arrived
+             * whole (process), then close; bounded like a drain. */
+            c->draining = 1;
+            uv_timer_start(&c->base.timer, on_stop_deadline, STOP_DRAIN_MS, 0);
+        } else if (!c->busy && c->out_queued == 0) {
             conn_close(c);
         } else {
             /* Replies still to deliver: wait for them, but not for a client

@@ -49,6 +49,7 @@
 #include "server/auth.h"
 #include "server/cache.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -59,6 +60,12 @@ typedef struct sc_resp sc_resp;
  * says why ("cannot listen on 127.0.0.1:6380: address already in use"). */
 int sc_resp_start(sc_resp **out, uv_loop_t *loop, const sc_config *cfg, sc_cache *cache,
                   const sc_auth *auth, char *err, size_t errlen);
+
+/* Where SEM.GETs that skipped the semantic layer are counted: a batch
+ * that waited over cfg->max_queue_ms for a thread answers exact hits only,
+ * and a miss gets "-OVERLOADED ..." (the caller may retry). NULL: not
+ * counted. Before the first connection. */
+void sc_resp_count_overloads(sc_resp *r, atomic_ullong *counter);
 
 /* The bound port. */
 int sc_resp_port(const sc_resp *r);

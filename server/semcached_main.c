@@ -142,6 +142,7 @@ int main(int argc, char **argv)
         sc_cache_close(server.cache);
         return 1;
     }
+    if (server.resp) sc_resp_count_overloads(server.resp, &server.overloaded);
     uv_signal_init(server.loop, &sig_int);
     uv_signal_init(server.loop, &sig_term);
     uv_signal_start(&sig_int, on_signal, SIGINT);

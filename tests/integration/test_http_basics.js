@@ -228,6 +228,49 @@ test('SIGTERM delivers the answers already queued before closing', async () => {
   assertEq((await exited).code, 0, 'clean exit');
 });
 
+// Issue 16: a graceful stop lingers on a client still sending its request:
+// the rest is read and answered (Connection: close) before the exit; one
+// that never finishes is closed after a bounded wait and the stop ends.
+test('SIGTERM while a request is still arriving: it is read, answered, then the server exits', async () => {
+  const net = require('node:net');
+  const s2 = await startServer({ args: ['--idle-timeout-ms', '1500'] });
+  const body = JSON.stringify({ prompt: 'stop while sending', response: 'still stored' });
+  const half = body.length >> 1;
+  const open = async () => {
+    const sock = net.connect(s2.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.on('connect', r));
+    const bufs = [];
+    sock.on('data', (d) => bufs.push(d));
+    const closed = new Promise((r) => sock.on('close', () => r(Buffer.concat(bufs).toString('latin1'))));
+    return { sock, closed };
+  };
+  const a = await open();   /* finishes its request after the signal */
+  const b = await open();   /* never finishes: closed after the stop's grace */
+  const head = `POST /cache/store HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+  a.sock.write(head + body.slice(0, half));
+  b.sock.write(head + body.slice(0, half));
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = Date.now();
+  const exited = stopServer(s2, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  a.sock.write(body.slice(half));
+  const outA = await a.closed;
+  assert(/^HTTP\/1\.1 200/.test(outA), `late request answered: ${outA.slice(0, 300)}`);
+  assert(/connection: close/i.test(outA), 'answered with Connection: close');
+  assert(/"id"/.test(outA), outA);
+  const outB = await b.closed;
+  assertEq(outB, '', 'the unfinished request gets no answer');
+  const ex = await exited;
+  assertEq(ex.code, 0, 'clean exit');
+  assert(Date.now() - t0 < 8000, `stop took ${Date.now() - t0} ms`);
+  /* What was answered was stored: the next start finds it. */
+  const s3 = await startServer({ dataDir: s2.dataDir });
+  const r = await json(`${s3.url}/cache/lookup`, { prompt: 'stop while sending' });
+  assertEq(r.body.hit, true, JSON.stringify(r.body));
+  await stopServer(s3);
+});
+
 test('SIGTERM stops cleanly with exit 0', async () => {
   const r = await stopServer(srv, 'SIGTERM');
   assertEq(r.code, 0, `exit code (stderr: ${srv.stderr().slice(-300)})`);

@@ -63,6 +63,41 @@ test('/cache/lookup: 503 with Retry-After past the bound; exact hits still answe
   }
 });
 
+test('RESP SEM.GET: -OVERLOADED past the bound; exact hits still answered', async () => {
+  const net = require('node:net');
+  const before = (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body.overloaded;
+  const bulk = (a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`;
+  const frame = (...args) => `*${args.length}\r\n${args.map(bulk).join('')}`;
+  /* 24 connections, each pipelining 4 distinct prompts and one exact hit:
+   * their batches queue for the one worker. */
+  const conns = await Promise.all(Array.from({ length: 24 }, (_, k) => new Promise((resolve) => {
+    const sock = net.connect(srv.respPort, '127.0.0.1');
+    let out = '';
+    sock.on('data', (d) => {
+      out += d.toString('latin1');
+      const replies = out.match(/^(\$-1|-[^\r]*|\*3)\r\n/gm) || [];
+      if (replies.length >= 5) { sock.destroy(); resolve(out); }
+    });
+    sock.on('error', () => resolve(out));
+    sock.on('connect', () => {
+      let cmds = '';
+      for (let i = 0; i < 4; i++) cmds += frame('SEM.GET', 'faq', `resp burst ${k} question ${i} about ${k * 13 + i}`);
+      cmds += frame('SEM.GET', 'faq', 'how do I reset my password');
+      sock.write(cmds);
+    });
+  })));
+  const over = conns.join('').match(/^-OVERLOADED [^\r]*/gm) || [];
+  assert(over.length > 0, 'no SEM.GET was overloaded');
+  assert(/max-queue-ms/.test(over[0]), over[0]);
+  for (const out of conns) {
+    assert(!/^-(?!OVERLOADED)/m.test(out), `unexpected error: ${out.slice(0, 300)}`);
+    assert(/Use the link\./.test(out), `the exact hit was answered: ${out.slice(0, 300)}`);
+  }
+  const after = (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body.overloaded;
+  assert(after - before >= over.length, `counted ${after - before} of ${over.length}`);
+  console.log(`# ${over.length} of 96 RESP lookups overloaded`);
+});
+
 test('/stats and /metrics count the overloaded lookups', async () => {
   const st = (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body;
   assert(st.overloaded > 0, `overloaded ${st.overloaded}`);

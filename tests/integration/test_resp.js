@@ -379,6 +379,36 @@ test('SIGTERM with a client that never reads its replies still stops (bounded dr
   sock.destroy();
 });
 
+// Issue 16: a command still arriving when the stop begins is read, run and
+// answered before the connection closes; the stop then ends.
+test('SIGTERM while a command is still arriving: it runs and is answered, then the server exits', async () => {
+  const s2 = await startServer();
+  const sock = net.connect(s2.respPort, '127.0.0.1');
+  sock.on('error', () => {});
+  await new Promise((r) => sock.on('connect', r));
+  const bufs = [];
+  sock.on('data', (d) => bufs.push(d));
+  const closed = new Promise((r) => sock.on('close', () => r(Buffer.concat(bufs).toString('latin1'))));
+  const frame = '*4\r\n$7\r\nSEM.SET\r\n$4\r\nstop\r\n$9\r\nlate one?\r\n$6\r\nkept!!\r\n';
+  sock.write(frame.slice(0, 30));
+  await sleep(200);
+  const { stopServer } = require('./lib');
+  const t0 = Date.now();
+  const exited = stopServer(s2);
+  await sleep(300);
+  sock.write(frame.slice(30));
+  const out = await closed;
+  assert(/^\$\d+\r\n[0-9a-f]+\r\n$/.test(out) || /^\+OK/.test(out) || /^:/.test(out), `reply: ${JSON.stringify(out)}`);
+  const ex = await exited;
+  assertEq(ex.code, 0);
+  assert(Date.now() - t0 < 8000, `stop took ${Date.now() - t0} ms`);
+  const s3 = await startServer({ dataDir: s2.dataDir });
+  const c = await client({ port: s3.respPort });
+  const got = await cmd(c, 'SEM.GET', 'stop', 'late one?');
+  assert(JSON.stringify(got).includes('kept!!'), JSON.stringify(got));
+  await stopServer(s3);
+});
+
 test('no sanitizer reports in the server logs', async () => {
   for (const s of [srv, authSrv]) {
     if (!s) continue;

@@ -546,10 +546,11 @@ int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_
     if (rc) return rc;
     if (r->type == SEMCACHE_REPLY_NIL) {
         rc = set_err(c, SC_ENOTFOUND, "miss");
-    } else if (r->type != SEMCACHE_REPLY_ARRAY || r->n != 3 ||
+    } else if (r->type != SEMCACHE_REPLY_ARRAY || (r->n != 3 && r->n != 4) ||
                r->elem[0]->type != SEMCACHE_REPLY_STRING ||
                r->elem[1]->type != SEMCACHE_REPLY_STRING ||
-               r->elem[2]->type != SEMCACHE_REPLY_INTEGER) {
+               r->elem[2]->type != SEMCACHE_REPLY_INTEGER ||
+               (r->n == 4 && (r->elem[3]->type != SEMCACHE_REPLY_STRING || r->elem[3]->len >= sizeof hit->request))) {
         rc = unexpected(c, r, "SEM.GET");
     } else {
         hit->response = r->elem[0]->str;
@@ -557,7 +558,25 @@ int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_
         r->elem[0]->str = NULL;
         hit->similarity = strtod(r->elem[1]->str, NULL);
         hit->id = (uint64_t)r->elem[2]->integer;
+        if (r->n == 4) memcpy(hit->request, r->elem[3]->str, r->elem[3]->len + 1);
     }
+    semcache_reply_free(r);
+    return rc;
+}
+
+int semcache_feedback(semcache *c, const char *ns, const char *request, int correct)
+{
+    if (!c || !request) return SC_EINVAL;
+    const char *argv[] = {"SEM.FEEDBACK", ns ? ns : "default", request, correct ? "GOOD" : "BAD"};
+    semcache_reply *r;
+    int rc = semcache_command(c, 4, argv, NULL, &r);
+    if (rc) return rc;
+    if (r->type == SEMCACHE_REPLY_ERROR && strstr(r->str, "no served hit"))
+        rc = set_err(c, SC_ENOTFOUND, "%s", r->str);
+    else if (r->type == SEMCACHE_REPLY_ERROR)
+        rc = reply_error(c, r);
+    else if (r->type != SEMCACHE_REPLY_STATUS)
+        rc = unexpected(c, r, "SEM.FEEDBACK");
     semcache_reply_free(r);
     return rc;
 }

@@ -48,7 +48,7 @@ static const directive table[] = {
     {"default-ttl", T_INT, OFF(default_ttl), 0, 1e10, NULL, "0", "entry lifetime in seconds (0 = no expiry)"},
     {"map-size-mb", T_INT, OFF(map_size_mb), 16, 1 << 24, NULL, "16384", "LMDB map size (address space, not disk), MiB"},
     {"reembed", T_BOOL, OFF(reembed), 0, 0, NULL, "no", "re-embed a data dir written by another embedder instead of refusing it"},
-    {"threshold", T_DOUBLE, OFF(threshold), -1, 1, NULL, "-1", "semantic hit threshold: the cosine (semcache-embed; with answer-vote on, lowered by close candidates with other answers in the vote of the candidates' answers), or with use-lite and verify on the estimated probability that the cached answer is right. -1 = the tuned default (semcache-embed 0.86; use-lite 0.60 verified, 0.90 cosine; see BENCHMARKS.md)"},
+    {"threshold", T_DOUBLE, OFF(threshold), -1, 1, NULL, "-1", "semantic hit threshold: the cosine (semcache-embed; with answer-vote on, lowered by close candidates with other answers in the vote of the candidates' answers), or with use-lite and verify on the estimated probability that the cached answer is right. -1 = the tuned default (semcache-embed 0.84; use-lite 0.60 verified, 0.90 cosine; see BENCHMARKS.md)"},
     {"embedder", T_ENUM, OFF(embedder), 0, 0, "semcache-embed|use-lite|hash|remote", "semcache-embed", "sentence embedder: semcache-embed (trained for caching, shipped in models/), use-lite, hash or remote"},
     {"model-dir", T_STR, OFF(model_dir), 0, 0, NULL, "", "model files (empty = the embedder's own: models/semcache-embed-v1, or models/use-lite/dist that make deps fetches)"},
     {"embed-url", T_STR, OFF(embed_url), 0, 0, NULL, "", "remote embedder: base URL of an OpenAI-compatible /v1/embeddings"},
@@ -59,6 +59,14 @@ static const directive table[] = {
     {"faiss-desc", T_STR, OFF(faiss_desc), 0, 0, NULL, "HNSW32", "FAISS index_factory description for the faiss backend"},
     {"top-k", T_INT, OFF(top_k), 1, 64, NULL, "4", "candidates taken from the index for the answer vote or the verifier"},
     {"verify", T_ENUM, OFF(verify), 0, 0, "on|off", "on", "the hit verifier, where one was trained for the embedder: semcache-embed: it cross-checks the vote's winner and may only refuse it (probability < 0.30); use-lite, hash: it scores every candidate (off: the raw cosine)"},
+    {"max-error-rate", T_DOUBLE, OFF(max_error_rate), 0, 0.5, NULL, "0",
+     "error budget: per entry, the most permissive threshold whose estimated share of wrong semantic hits stays under this (learned from feedback, shadow checks and misses; 0 = off, the fixed threshold)"},
+    {"namespace-max-error-rate", T_LIST, OFF(ns_error_rates), 0, 0, NULL, NULL,
+     "error budget of one namespace: NAMESPACE RATE (repeatable; overrides max-error-rate there)"},
+    {"shadow-rate", T_DOUBLE, OFF(shadow_rate), 0, 1, NULL, "0",
+     "share of semantic hits also sent upstream in the background, after the client was answered, to check the cached answer (0 = off)"},
+    {"shadow-budget-usd", T_DOUBLE, OFF(shadow_budget_usd), 0, 1e9, NULL, "1",
+     "most shadow checks may spend per UTC day, in USD (calls of unknown price count nothing)"},
     {"answer-vote", T_ENUM, OFF(answer_vote), 0, 0, "on|off", "on", "semcache-embed: let the top-k candidates' answers vote; close candidates with other answers (to other questions) lower the winner's score"},
     {"upstream", T_STR, OFF(upstream), 0, 0, NULL, "https://api.openai.com", "default upstream origin; /v1/... paths are appended"},
     {"upstream-key", T_STR, OFF(upstream_key), 0, 0, NULL, "", "upstream API key (prefer upstream-key-env)"},
@@ -353,6 +361,22 @@ int sc_config_parse_args(sc_config *cfg, int argc, char **argv, int *help, char 
     return SC_OK;
 }
 
+int sc_config_ns_rate(const char *entry, char *ns, size_t nscap, double *rate)
+{
+    const char *sp = strchr(entry, ' ');
+    if (!sp || sp == entry || (size_t)(sp - entry) >= nscap) return SC_EINVAL;
+    memcpy(ns, entry, (size_t)(sp - entry));
+    ns[sp - entry] = '\0';
+    while (*sp == ' ') sp++;
+    char *end;
+    errno = 0;
+    double v = strtod(sp, &end);
+    while (*end == ' ') end++;
+    if (errno || end == sp || *end || !(v >= 0) || v > 0.5) return SC_EINVAL;
+    *rate = v;
+    return SC_OK;
+}
+
 int sc_config_validate(const sc_config *cfg, char *err, size_t errlen)
 {
     if (cfg->resp_port != 0 && cfg->port != 0 && cfg->resp_port == cfg->port) {
@@ -377,6 +401,16 @@ int sc_config_validate(const sc_config *cfg, char *err, size_t errlen)
     if (!*cfg->data_dir) {
         snprintf(err, errlen, "bad value '' for 'data-dir': empty");
         return SC_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->ns_error_rates.n; i++) {
+        char ns[65];
+        double rate;
+        if (sc_config_ns_rate(cfg->ns_error_rates.items[i], ns, sizeof ns, &rate)) {
+            char clip[QUOTE_MAX + 4];
+            snprintf(err, errlen, "bad value '%s' for 'namespace-max-error-rate': want NAMESPACE RATE, rate 0 to 0.5",
+                     clipped(cfg->ns_error_rates.items[i], clip));
+            return SC_EINVAL;
+        }
     }
     return SC_OK;
 }

@@ -54,6 +54,10 @@ typedef struct sc_config {
     long long top_k;
     char *verify;                /* on or off */
     char *answer_vote;           /* on or off */
+    double max_error_rate;       /* error budget, 0 = off */
+    sc_strlist ns_error_rates;   /* "namespace rate" */
+    double shadow_rate;
+    double shadow_budget_usd;    /* per UTC day */
     /* upstream */
     char *upstream;
     char *upstream_key;
@@ -73,6 +77,10 @@ typedef struct sc_config {
     char *log_level;
     char *access_log;
 } sc_config;
+
+/* Splits a namespace-max-error-rate entry ("NAMESPACE RATE") into ns
+ * (nscap bytes) and rate (0 to 0.5). SC_EINVAL when malformed. */
+int sc_config_ns_rate(const char *entry, char *ns, size_t nscap, double *rate);
 
 /* Fills cfg with the defaults of the table. Free with sc_config_free(). */
 void sc_config_defaults(sc_config *cfg);

@@ -105,6 +105,7 @@ typedef struct semcache_hit {
     size_t response_len;
     double similarity; /* cosine similarity, 1 for an exact hit */
     uint64_t id;
+    char request[17];  /* the decision's request id, for semcache_feedback ("" from older servers) */
 } semcache_hit;
 
 /* Looks prompt up in ns. threshold in [0,1], or < 0 for the server's
@@ -113,6 +114,10 @@ typedef struct semcache_hit {
 int semcache_get(semcache *c, const char *ns, const char *prompt, size_t prompt_len,
                  double threshold, semcache_hit *hit);
 void semcache_hit_clear(semcache_hit *hit);
+
+/* A verdict on a hit (SEM.FEEDBACK): request is hit.request, correct 1 or
+ * 0. SEMCACHE_ENOTFOUND for an unknown request id. */
+int semcache_feedback(semcache *c, const char *ns, const char *request, int correct);
 
 /* Deletes entry id of ns; SEMCACHE_ENOTFOUND when there was none. */
 int semcache_del(semcache *c, const char *ns, uint64_t id);

@@ -165,6 +165,8 @@ void sc_server_handle(void *ctx, sc_http_req *req)
         if (method_is(req, "POST")) sc_api_import(srv, req);
     } else if (!strcmp(p, "/cache/embed")) {
         if (method_is(req, "POST")) sc_api_embed(srv, req);
+    } else if (!strcmp(p, "/cache/feedback")) {
+        if (method_is(req, "POST")) sc_api_feedback(srv, req);
     } else if (!strcmp(p, "/cache/search")) {
         if (method_is(req, "POST")) sc_api_search(srv, req);
     } else if (!strcmp(p, "/ui") || !strncmp(p, "/ui/", 4)) {

@@ -19,6 +19,12 @@ void sc_api_embed(sc_server *srv, sc_http_req *req);
 void sc_api_search(sc_server *srv, sc_http_req *req);
 /* GET or DELETE /cache/entries/{id}; rest is what follows the prefix. */
 void sc_api_entry(sc_server *srv, sc_http_req *req, const char *rest);
+/* POST /cache/feedback {"request","correct"}: a verdict on a served hit
+ * (learn.h); api_feedback.c. */
+void sc_api_feedback(sc_server *srv, sc_http_req *req);
+/* An entry's learned state as the entry API shows it. */
+struct sc_learn_entry;
+json_t *sc_api_learned_json(const struct sc_learn_entry *le);
 
 /* metrics.c */
 void sc_api_stats(sc_server *srv, sc_http_req *req);

@@ -5,6 +5,7 @@
  * thread pool and answers from the job's done() callback. */
 #include "server/api.h"
 #include "server/cache.h"
+#include "server/learn.h"
 #include "server/fingerprint.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -224,7 +225,7 @@ out:
 typedef struct lookup_job {
     char *ns, *prompt, *model;
     size_t prompt_len;
-    double threshold;
+    double threshold, max_error;
     int overloaded;              /* skipped the semantic layer and missed */
     sc_cache_result res;
 } lookup_job;
@@ -240,7 +241,8 @@ static void lookup_work(sc_job *j)
         l->overloaded = j->rc == 0 && l->res.outcome == SC_CACHE_MISS;
         return;
     }
-    j->rc = sc_cache_lookup(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, l->threshold, 0, &l->res);
+    sc_cache_lookup_opts o = {.threshold = l->threshold, .flags = 0, .max_error = l->max_error};
+    j->rc = sc_cache_lookup_ex(j->srv->cache, l->ns, fp, l->prompt, l->prompt_len, &o, &l->res);
 }
 
 static void lookup_done(sc_job *j)
@@ -263,6 +265,9 @@ static void lookup_done(sc_job *j)
             size_t n;
             char *text = sc_cache_answer_text(&l->res.rec, &n);
             json_object_set_new(o, "id", json_integer((json_int_t)l->res.id));
+            char rid[SC_LEARN_RID_LEN + 1];
+            sc_learn_rid_format(l->res.rid, rid);
+            json_object_set_new(o, "request", json_string(rid));
             json_object_set_new(o, "response", json_stringn(text, n));
             json_object_set_new(o, "prompt", json_stringn(l->res.rec.prompt, l->res.rec.prompt_len));
             free(text);
@@ -296,9 +301,19 @@ void sc_api_lookup(sc_server *srv, sc_http_req *req)
         }
         threshold = json_number_value(t);
     }
+    double max_error = -1;
+    json_t *me = json_object_get(o, "max_error_rate");
+    if (me && !json_is_null(me)) {
+        if (!json_is_number(me) || json_number_value(me) < 0 || json_number_value(me) > 0.5) {
+            bad_field(req, "must be a number from 0 to 0.5", "max_error_rate");
+            goto out;
+        }
+        max_error = json_number_value(me);
+    }
     const char *ns = sc_server_namespace(srv, req, want, 1);
     if (!ns) goto out;
     lookup_job *l = SC_NEW(lookup_job);
+    l->max_error = max_error;
     l->ns = sc_strdup(ns);
     l->prompt_len = strlen(prompt);
     l->prompt = sc_strndup(prompt, l->prompt_len);
@@ -442,6 +457,12 @@ out:
     json_decref(o);
 }
 
+json_t *sc_api_learned_json(const sc_learn_entry *le)
+{
+    return json_pack("{s:i,s:i,s:f,s:b,s:i}", "good", (int)le->good, "bad", (int)le->bad, "threshold", le->threshold,
+                     "semantic", !le->off, "blocked_prompts", (int)le->blocked);
+}
+
 /* ---------------------------------------------------------------------
  * /cache/entries/{id}: GET, DELETE
  * ------------------------------------------------------------------- */
@@ -477,14 +498,17 @@ static void entry_done(sc_job *j)
     } else {
         size_t n;
         char *text = sc_cache_answer_text(&e->rec, &n);
+        sc_learn_entry le;
+        sc_learn_entry_get(sc_cache_learn(j->srv->cache), e->id, &le);
         sc_server_json(j->req, 200,
-                       json_pack("{s:I,s:s,s:s%,s:s%,s:s,s:I,s:I,s:I,s:I,s:i,s:i}", "id", (json_int_t)e->id,
+                       json_pack("{s:I,s:s,s:s%,s:s%,s:s,s:I,s:I,s:I,s:I,s:i,s:i,s:o}", "id", (json_int_t)e->id,
                                  "namespace", e->rec.ns, "prompt", e->rec.prompt, e->rec.prompt_len,
                                  "response", text, n, "model", e->rec.model,
                                  "created", (json_int_t)e->rec.created, "expires", (json_int_t)e->rec.expires,
                                  "last_hit", (json_int_t)e->rec.last_hit, "hits", (json_int_t)e->rec.hits,
                                  "prompt_tokens", (int)e->rec.prompt_tokens,
-                                 "completion_tokens", (int)e->rec.completion_tokens),
+                                 "completion_tokens", (int)e->rec.completion_tokens, "learned",
+                                 sc_api_learned_json(&le)),
                        NULL);
         free(text);
     }

@@ -21,6 +21,7 @@
 #include "embed/verify.h"
 #include "index/index.h"
 #include "server/recent.h"
+#include "server/learn.h"
 #include "server/vote.h"
 #include "storage/store.h"
 
@@ -53,6 +54,7 @@ struct sc_cache {
     atomic_ullong lookups, hits_exact, hits_semantic, misses, puts;
     atomic_ullong generation;   /* bumped after every committed removal or update */
     sc_recent *recent;          /* the last semantic decisions (dashboard) */
+    sc_learn *learn;            /* verdicts, checks and the error budget */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -125,6 +127,7 @@ static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     (void)fp;
     sc_cache *c = ctx;
     if (c->index) sc_index_remove(c->index, id);
+    if (c->learn) sc_learn_forget(c->learn, id);
     atomic_fetch_add(&c->generation, 1);
 }
 
@@ -257,6 +260,10 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     rc = sc_store_open(&c->store, &so, err, errlen);
     if (rc) goto fail;
     if (sc_store_needs_reembed(c->store) && (rc = reembed_all(c, err, errlen))) goto fail;
+    if ((rc = sc_learn_open(&c->learn, c->store, cfg))) {
+        snprintf(err, errlen, "cannot read the learned state in %s: %s", cfg->data_dir, sc_strerror(rc));
+        goto fail;
+    }
     if (strcmp(cfg->verify, "on") == 0) {
         rc = sc_verify_create(&c->verify, c->emb, NULL);
         if (rc == SC_ENOTFOUND) {
@@ -312,6 +319,9 @@ void sc_cache_close(sc_cache *c)
         pthread_mutex_unlock(&c->maint_mu);
         pthread_join(c->maint, NULL);
     }
+    sc_learn *l = c->learn;
+    c->learn = NULL;
+    sc_learn_close(l);   /* writes to the store: before it closes */
     if (c->store) sc_store_close(c->store);
     if (c->verify) sc_verify_destroy(c->verify);
     if (c->index) sc_index_destroy(c->index);
@@ -379,15 +389,72 @@ int sc_cache_lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *
     atomic_fetch_add(&c->lookups, 1);
     atomic_fetch_add(&c->hits_exact, 1);
     sc_store_touch(c->store, res->id, now_s());
+    res->rid = sc_learn_decision(c->learn, ns, res->id, 0, 1.0, 0);
     return 1;
+}
+
+uint64_t sc_cache_note_decision(sc_cache *c, const char *ns, uint64_t id)
+{
+    return sc_learn_decision(c->learn, ns, id, 0, 1.0, 0);
+}
+
+sc_learn *sc_cache_learn(sc_cache *c) { return c->learn; }
+
+int sc_cache_answers_agree(sc_cache *c, const char *a, size_t al, const char *b, size_t bl)
+{
+    size_t na, nb;
+    char *x = normalise(a, al, &na), *y = normalise(b, bl, &nb);
+    int same = na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    if (same) return 1;
+    if (al <= SC_ANSWER_LABEL_MAX && bl <= SC_ANSWER_LABEL_MAX) return 0;   /* labels: exact only */
+    float *v = sc_malloc(sizeof(float) * 2 * c->dim);
+    const char *texts[2] = {a, b};
+    size_t lens[2] = {al, bl};
+    int agree = 0;
+    if (sc_embed(c->emb, texts, lens, 2, v) == SC_OK) {
+        double dot = 0;
+        for (uint32_t i = 0; i < c->dim; i++) dot += (double)v[i] * v[c->dim + i];
+        agree = dot >= SC_ANSWER_AGREE;
+    }
+    free(v);
+    return agree;
+}
+
+uint64_t sc_cache_prompt_hash(const char *ns, uint64_t fp, const char *prompt, size_t len)
+{
+    uint8_t key[SC_EXACT_KEY_LEN];
+    sc_cache_exact_key(ns, fp, prompt, len, key);
+    uint64_t h;
+    memcpy(&h, key, 8);
+    return h ? h : 1;
 }
 
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                     double threshold, int flags, sc_cache_result *res)
 {
+    sc_cache_lookup_opts o = {.threshold = threshold, .flags = flags, .max_error = -1};
+    return sc_cache_lookup_ex(c, ns, fp, prompt, len, &o, res);
+}
+
+/* The threshold of a lookup: the request's, else the error budget's
+ * (learn.h), else the configured one. */
+static double lookup_threshold(sc_cache *c, const char *ns, const sc_cache_lookup_opts *o, sc_cache_result *res)
+{
+    if (o->threshold >= 0) return o->threshold;
+    res->max_error = sc_learn_budget(c->learn, ns, o->max_error);
+    if (!(res->max_error > 0)) return c->threshold;
+    return sc_learn_threshold(c->learn, ns, res->max_error, c->threshold, &res->learned);
+}
+
+int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                       const sc_cache_lookup_opts *o, sc_cache_result *res)
+{
     memset(res, 0, sizeof *res);
+    int flags = o->flags;
     atomic_fetch_add(&c->lookups, 1);
-    if (threshold < 0) threshold = c->threshold;
+    double threshold = lookup_threshold(c, ns, o, res);
     size_t nlen;
     char *norm = normalise(prompt, len, &nlen);
     int rc = SC_OK;
@@ -463,18 +530,29 @@ int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt
             best_conf = conf;
         }
     }
+    /* What was learned about the winner: blocked for this prompt, out of
+     * semantic serving, or a threshold of its own. */
+    if (res->id) {
+        res->phash = sc_cache_prompt_hash(ns, fp, prompt, len);
+        sc_learn_seen(c->learn, ns, best_conf);
+        res->refused = sc_learn_gate(c->learn, res->id, res->phash, threshold, &threshold);
+        if (res->refused) best_conf = -1;
+    }
+    res->threshold = threshold;
     if (c->check && res->id && best_conf >= threshold) {
         double p = sc_verify_score(c->verify, prompt, len, res->vec, res->rec.prompt, res->rec.prompt_len,
                                    res->rec.vec, res->similarity);
         if (p < SC_VERIFY_VETO) { /* the cross-check refuses it: a look-alike */
             best_conf = -1;
             res->confidence = p;
+            res->vetoed = 1;
         }
     }
     if (best_conf >= threshold && res->id) {
         res->outcome = SC_CACHE_HIT_SEMANTIC;
         atomic_fetch_add(&c->hits_semantic, 1);
         sc_store_touch(c->store, res->id, now_s());
+        res->rid = sc_learn_decision(c->learn, ns, res->id, res->phash, res->confidence, 1);
     } else {
         res->outcome = SC_CACHE_MISS;
         sc_record_clear(&res->rec);
@@ -488,6 +566,7 @@ out:
     if (rc == SC_OK && res->outcome == SC_CACHE_HIT_EXACT) {
         atomic_fetch_add(&c->hits_exact, 1);
         sc_store_touch(c->store, res->id, now_s());
+        res->rid = sc_learn_decision(c->learn, ns, res->id, 0, 1.0, 0);
     } else if (rc == SC_OK && (flags & SC_LOOKUP_EXACT_ONLY) && res->outcome == SC_CACHE_MISS) {
         atomic_fetch_add(&c->misses, 1);
     }

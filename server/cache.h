@@ -50,6 +50,13 @@ typedef struct sc_cache_result {
     sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
     float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put) */
     uint32_t dim;
+    uint64_t rid;              /* hits: the decision's request id (learn.h), for a verdict */
+    uint64_t phash;            /* semantic lookups with a candidate: the prompt's hash */
+    double threshold;          /* the threshold the candidate had to reach (budget, entry) */
+    double max_error;          /* the error budget that applied (0: none) */
+    int learned;               /* the threshold came from the budget's evidence */
+    int refused;               /* the candidate was refused by what was learned (SC_LEARN_OFF/BLOCKED) */
+    int vetoed;                /* the verifier's cross-check refused the candidate */
 } sc_cache_result;
 
 /* Opens every component from cfg and rebuilds the index from the store.
@@ -68,6 +75,35 @@ enum {
  * one was computed (free() it, or pass it to sc_cache_put). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                     double threshold, int flags, sc_cache_result *res);
+
+/* sc_cache_lookup with an error budget: max_error >= 0 is the request's
+ * (X-Semcache-Max-Error-Rate), -1 the namespace's or the global one. An
+ * explicit threshold (>= 0) wins over the budget; what was learned about
+ * an entry (learn.h) applies either way. */
+typedef struct sc_cache_lookup_opts {
+    double threshold;          /* < 0: the budget's or the configured one */
+    int flags;
+    double max_error;          /* < 0: not set by the request */
+} sc_cache_lookup_opts;
+int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
+                       const sc_cache_lookup_opts *o, sc_cache_result *res);
+
+/* The learned state (verdicts, checks, budgets); lives as long as c. */
+struct sc_learn *sc_cache_learn(sc_cache *c);
+/* A decision for a hit served without a lookup (an exact-hit memo): its
+ * request id. Any thread. */
+uint64_t sc_cache_note_decision(sc_cache *c, const char *ns, uint64_t id);
+/* Do two answers to the same question agree (a shadow or miss check)?
+ * Equal after normalising; otherwise, when either is longer than a short
+ * label (SC_ANSWER_LABEL_MAX bytes), the cosine of their embeddings is at
+ * least SC_ANSWER_AGREE. Blocks (embeds): worker threads. */
+#define SC_ANSWER_LABEL_MAX 64
+#define SC_ANSWER_AGREE 0.85
+int sc_cache_answers_agree(sc_cache *c, const char *a, size_t al, const char *b, size_t bl);
+
+/* The prompt hash that blocks (entry, prompt) pairs: from the exact key,
+ * so prompts that normalise alike share it. Pure. */
+uint64_t sc_cache_prompt_hash(const char *ns, uint64_t fp, const char *prompt, size_t len);
 
 /* The exact layer alone: one LMDB read, no embedding, so it MAY run on the
  * loop thread (a few microseconds). Returns 1 and fills res on a hit (and

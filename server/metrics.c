@@ -3,6 +3,8 @@
  * calls, errors, retries, fallbacks and breaker state. */
 #include "server/api.h"
 #include "server/cache.h"
+#include "server/learn.h"
+#include "server/shadow.h"
 #include "server/stats.h"
 #include "route/route.h"
 #include "common/alloc.h"
@@ -37,6 +39,24 @@ json_t *sc_api_stats_object(sc_server *srv)
     sc_buf_free(&b);
     json_object_set_new(o, "connections", json_integer((json_int_t)sc_http_server_conns(srv->http)));
     json_object_set_new(o, "overloaded", json_integer((json_int_t)atomic_load(&srv->overloaded)));
+    sc_learn *l = sc_cache_learn(srv->cache);
+    sc_learn_totals lt;
+    sc_learn_totals_get(l, &lt);
+    sc_shadow_stats sh;
+    sc_shadow_stats_get(&sh);
+    json_object_set_new(o, "learn",
+                        json_pack("{s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "max_error_rate", srv->cfg->max_error_rate,
+                                  "verdicts_good", (json_int_t)lt.verdicts_good, "verdicts_bad",
+                                  (json_int_t)lt.verdicts_bad, "miss_checks", (json_int_t)lt.miss_checks,
+                                  "miss_wrong", (json_int_t)lt.miss_wrong, "entries_off",
+                                  (json_int_t)lt.entries_off, "blocked_prompts", (json_int_t)lt.blocked_prompts,
+                                  "namespaces", sc_learn_json(l, sc_cache_threshold(srv->cache))));
+    json_object_set_new(o, "shadow",
+                        json_pack("{s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f}", "rate", srv->cfg->shadow_rate,
+                                  "budget_usd_per_day", srv->cfg->shadow_budget_usd, "started", (json_int_t)sh.started,
+                                  "compared", (json_int_t)sh.compared, "wrong", (json_int_t)sh.wrong, "failed",
+                                  (json_int_t)sh.failed, "skipped_budget", (json_int_t)sh.skipped_budget, "usd_total",
+                                  sh.usd_total, "usd_today", sh.usd_today));
     return o;
 }
 
@@ -76,6 +96,34 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            (unsigned long long)cs.disk_bytes, (unsigned long long)cs.evicted,
                            (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
                            sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded));
+    sc_learn_totals lt;
+    sc_learn_totals_get(sc_cache_learn(srv->cache), &lt);
+    sc_shadow_stats sh;
+    sc_shadow_stats_get(&sh);
+    if (!rc)
+        rc = sc_buf_printf(&b,
+                           "# HELP semcached_feedback_total Verdicts on served hits (POST /cache/feedback, SEM.FEEDBACK).\n"
+                           "# TYPE semcached_feedback_total counter\n"
+                           "semcached_feedback_total{verdict=\"good\"} %llu\nsemcached_feedback_total{verdict=\"bad\"} %llu\n"
+                           "# HELP semcached_checks_total Answers checked against the upstream: shadow checks of hits and free checks of misses' candidates.\n"
+                           "# TYPE semcached_checks_total counter\n"
+                           "semcached_checks_total{source=\"shadow\",result=\"agree\"} %llu\n"
+                           "semcached_checks_total{source=\"shadow\",result=\"disagree\"} %llu\n"
+                           "semcached_checks_total{source=\"miss\",result=\"agree\"} %llu\n"
+                           "semcached_checks_total{source=\"miss\",result=\"disagree\"} %llu\n"
+                           "# HELP semcached_shadow_usd_total Spent on shadow checks (apart from the cache's own spend).\n"
+                           "# TYPE semcached_shadow_usd_total counter\nsemcached_shadow_usd_total %.6f\n"
+                           "# HELP semcached_shadow_skipped_total Shadow checks not made: the day's --shadow-budget-usd was spent.\n"
+                           "# TYPE semcached_shadow_skipped_total counter\nsemcached_shadow_skipped_total %llu\n"
+                           "# HELP semcached_entries_semantic_off Entries taken out of semantic serving by what was learned.\n"
+                           "# TYPE semcached_entries_semantic_off gauge\nsemcached_entries_semantic_off %llu\n"
+                           "# HELP semcached_blocked_prompts (entry, prompt) pairs that were judged wrong and are not served again.\n"
+                           "# TYPE semcached_blocked_prompts gauge\nsemcached_blocked_prompts %llu\n",
+                           (unsigned long long)lt.verdicts_good, (unsigned long long)lt.verdicts_bad,
+                           (unsigned long long)(lt.shadow_checks - lt.shadow_wrong), (unsigned long long)lt.shadow_wrong,
+                           (unsigned long long)(lt.miss_checks - lt.miss_wrong), (unsigned long long)lt.miss_wrong,
+                           sh.usd_total, (unsigned long long)sh.skipped_budget, (unsigned long long)lt.entries_off,
+                           (unsigned long long)lt.blocked_prompts);
     if (!rc) rc = sc_route_metrics(srv->route, &b);
     if (rc) {
         sc_buf_free(&b);

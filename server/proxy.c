@@ -16,7 +16,9 @@
 #include "server/auth.h"
 #include "server/cache.h"
 #include "server/fingerprint.h"
+#include "server/learn.h"
 #include "server/memo.h"
+#include "server/shadow.h"
 #include "server/openai_fmt.h"
 #include "server/stats.h"
 #include "route/route.h"
@@ -49,6 +51,7 @@ struct preq {
     int no_cache, no_store, bypass;
     int overloaded;              /* the lookup skipped the semantic layer (queue wait) */
     double threshold;            /* < 0: configured */
+    double max_error;            /* X-Semcache-Max-Error-Rate, < 0: not given */
     long long ttl;               /* 0: default */
     uint64_t start_ns;
     uint8_t key[16];
@@ -162,6 +165,17 @@ static void cache_headers(char *h, size_t cap, const char *outcome, const preq *
         snprintf(h, cap, "X-Semcache: %s\r\n", outcome);
 }
 
+/* Appends the decision's request id (a verdict names it: POST
+ * /cache/feedback) to headers of capacity cap. */
+static void request_header(char *h, size_t cap, uint64_t rid)
+{
+    if (!rid) return;
+    char id[SC_LEARN_RID_LEN + 1];
+    sc_learn_rid_format(rid, id);
+    size_t n = strlen(h);
+    snprintf(h + n, cap - n, "X-Semcache-Request: %s\r\n", id);
+}
+
 /* The headers of an answer from upstream: X-Semcache (miss or bypass) and
  * X-Semcache-Upstream naming the upstream that answered, after any
  * fallbacks. */
@@ -248,11 +262,12 @@ static int memo_answer(sc_server *srv, sc_http_req *req, const char *ns, const c
     memo_val h;
     memcpy(&h, hit.val, sizeof h);
     const char *headers = hit.val + sizeof h;
-    char hbuf[512];
-    size_t hl = h.headers_len < sizeof hbuf - 1 ? h.headers_len : sizeof hbuf - 1;
+    char hbuf[600];
+    size_t hl = h.headers_len < 511 ? h.headers_len : 511;
     memcpy(hbuf, headers, hl);
     hbuf[hl] = '\0';
     sc_cache_note_exact_hit(srv->cache, hit.id, hit.touch);
+    request_header(hbuf, sizeof hbuf, sc_cache_note_decision(srv->cache, ns, hit.id));
     sc_stats_outcome(srv->stats, ns, SC_OUT_EXACT, (double)(sc_http_now_ns() - req->start_ns_) / 1e9, h.prompt_tokens,
                      h.completion_tokens, h.usd);
     snprintf(req->note, sizeof req->note, "ns=%s outcome=hit-exact similarity=1 confidence=1 tokens=%u usd=%.6f memo=1",
@@ -277,8 +292,13 @@ static void serve_hit(preq *p)
                    r->completion_tokens, usd);
     const char *out = json ? r->response : body;
     size_t out_len = json ? r->response_len : len;
+    /* The memo keeps the headers without the request id: each answer from
+     * it is a decision of its own (memo_answer). */
     if (p->memo_key && p->res.outcome == SC_CACHE_HIT_EXACT) memo_remember(p, out, out_len, headers, usd);
-    serve_body(p, 200, out, out_len, headers);
+    char with_id[600];
+    snprintf(with_id, sizeof with_id, "%s", headers);
+    request_header(with_id, sizeof with_id, p->res.rid);
+    serve_body(p, 200, out, out_len, with_id);
     free(body);
     preq_free(p);
 }
@@ -293,12 +313,32 @@ typedef struct store_job {
     float *vec;
     char *ns, *prompt, *model;
     flight *fl;                  /* unregistered once stored */
+    uint64_t cand, phash;        /* the candidate the lookup refused (0: none) */
+    double score;
 } store_job;
+
+/* A miss check: the upstream answered a miss anyway, so the candidate the
+ * lookup refused is compared with the fresh answer (learn.h), at no cost. */
+static void miss_check(sc_cache *cache, const store_job *s)
+{
+    sc_record cand = {0};
+    if (sc_cache_get(cache, s->cand, &cand)) return;   /* gone since */
+    size_t al, bl;
+    char *a = sc_cache_answer_text(&cand, &al), *b = sc_cache_answer_text(&s->rec, &bl);
+    if (a && b) {
+        int agree = sc_cache_answers_agree(cache, a, al, b, bl);
+        sc_learn_observe(sc_cache_learn(cache), s->ns, s->cand, s->phash, s->score, agree, SC_LEARN_MISS);
+    }
+    free(a);
+    free(b);
+    sc_record_clear(&cand);
+}
 
 static void store_work(sc_job *j)
 {
     store_job *s = j->data;
     j->rc = sc_cache_put(j->srv->cache, &s->rec, s->vec);
+    if (s->cand) miss_check(j->srv->cache, s);
 }
 
 static void store_done(sc_job *j)
@@ -338,6 +378,12 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
     s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
     p->res.vec = NULL;
     s->fl = f;
+    /* Only under an error budget: that is what the evidence is for. */
+    if (p->res.outcome == SC_CACHE_MISS && p->res.id && !p->res.vetoed && p->res.max_error > 0) {
+        s->cand = p->res.id;
+        s->phash = p->res.phash;
+        s->score = p->res.confidence;
+    }
     sc_job_submit(p->srv, NULL, store_work, store_done, s);
 }
 
@@ -687,7 +733,8 @@ static void lookup_work(sc_job *j)
         flags = SC_LOOKUP_EXACT_ONLY;
         p->overloaded = 1;
     }
-    j->rc = sc_cache_lookup(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, p->threshold, flags, &p->res);
+    sc_cache_lookup_opts o = {.threshold = p->threshold, .flags = flags, .max_error = p->max_error};
+    j->rc = sc_cache_lookup_ex(j->srv->cache, p->ns, p->fp, p->prompt, p->prompt_len, &o, &p->res);
     if (p->overloaded && p->res.outcome == SC_CACHE_MISS) p->no_store = 1;
 }
 
@@ -698,6 +745,8 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
         return;
     }
     if (p->res.outcome != SC_CACHE_MISS) {
+        if (p->res.outcome == SC_CACHE_HIT_SEMANTIC && p->kind == SC_OAI_CHAT)
+            sc_shadow_maybe(p->srv, p->ns, p->res.id, p->res.phash, p->res.confidence, &p->res.rec, body, body_len);
         serve_hit(p);
         return;
     }
@@ -763,6 +812,18 @@ static int read_controls(preq *p, sc_http_req *req)
         }
         p->threshold = v;
     }
+    const char *me = sc_http_header(req, "x-semcache-max-error-rate");
+    if (me) {
+        char *end;
+        errno = 0;
+        double v = strtod(me, &end);
+        if (errno || end == me || *end || !(v >= 0 && v <= 0.5)) {
+            sc_http_error(req, 400, "invalid_request_error", "invalid_header",
+                          "X-Semcache-Max-Error-Rate must be a number from 0 to 0.5, got '%.32s'", me);
+            return -1;
+        }
+        p->max_error = v;
+    }
     const char *ttl = sc_http_header(req, "x-semcache-ttl");
     if (ttl) {
         char *end;
@@ -803,7 +864,7 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     size_t memo_klen = 0;
     uint64_t memo_gen = 0;
     if (srv->memo && !sc_http_header(req, "cache-control") && !sc_http_header(req, "x-semcache-threshold") &&
-        !sc_http_header(req, "x-semcache-ttl")) {
+        !sc_http_header(req, "x-semcache-ttl") && !sc_http_header(req, "x-semcache-max-error-rate")) {
         size_t nl = strlen(ns);
         memo_klen = nl + 2 + req->body_len;
         memo_key = sc_malloc(memo_klen);
@@ -832,6 +893,7 @@ void sc_proxy_handle(sc_server *srv, sc_http_req *req)
     p->req = req;
     p->kind = kind;
     p->threshold = -1;
+    p->max_error = -1;
     p->start_ns = sc_http_now_ns();
     p->ns = sc_strdup(ns);
     if (read_controls(p, req)) goto done;

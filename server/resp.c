@@ -19,6 +19,7 @@
  * state, name), the cache and the server's atomic counters. The loop
  * thread leaves the session alone while a batch is in flight. */
 #include "server/resp.h"
+#include "server/learn.h"
 #include "server/memo.h"
 #include "server/listen.h"
 #include "server/resp_parse.h"
@@ -534,6 +535,7 @@ static void cmd_sem_get(ctx *x);
 static void cmd_sem_del(ctx *x);
 static void cmd_sem_flush(ctx *x);
 static void cmd_sem_stats(ctx *x);
+static void cmd_sem_feedback(ctx *x);
 
 static const command commands[] = {
     {"sem.set", -4, F_CACHE, cmd_sem_set,
@@ -541,8 +543,11 @@ static const command commands[] = {
      "SEM.SET ns prompt response [EX seconds]"},
     {"sem.get", -3, F_CACHE, cmd_sem_get,
      "Finds the response of the same or a semantically close prompt: nil or [response, similarity, "
-     "id]",
-     "SEM.GET ns prompt [THRESHOLD x] [EXACT]"},
+     "id, request]",
+     "SEM.GET ns prompt [THRESHOLD x] [MAXERROR rate] [EXACT]"},
+    {"sem.feedback", 4, F_CACHE, cmd_sem_feedback,
+     "Records a verdict on a served hit (its request id from SEM.GET): GOOD or BAD; returns OK",
+     "SEM.FEEDBACK ns request GOOD|BAD"},
     {"sem.del", 3, F_CACHE, cmd_sem_del, "Deletes an entry by id; returns 1 or 0", "SEM.DEL ns id"},
     {"sem.flush", 2, F_CACHE, cmd_sem_flush,
      "Deletes every entry of a namespace; returns the count", "SEM.FLUSH ns"},
@@ -716,7 +721,12 @@ static int memo_get(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, cons
     size_t klen = memo_key(key, ns, nslen, prompt, plen);
     sc_memo_hit hit;
     if (!klen || !sc_memo_get(s->memo, key, klen, gen, (int64_t)time(NULL), &hit)) return 0;
+    /* The memo holds the reply up to its request id: each answer from it
+     * is a decision of its own. */
     r_raw(out, hit.val, hit.len);
+    char rid[SC_LEARN_RID_LEN + 1];
+    sc_learn_rid_format(sc_cache_note_decision(s->cache, key, hit.id), rid);
+    r_bulk(out, rid, SC_LEARN_RID_LEN);
     sc_cache_note_exact_hit(s->cache, hit.id, hit.touch);
     atomic_fetch_add(&s->memo_hits, 1);
     return 1;
@@ -734,9 +744,21 @@ static void cmd_sem_get(ctx *x)
 {
     sc_resp_cmd *c = x->cmd;
     if (!ns_ok(x, 1)) return;
-    double threshold = -1;
+    double threshold = -1, max_error = -1;
     int exact = 0;
     for (size_t i = 3; i < c->argc; i++) {
+        if (arg_eq(c, i, "MAXERROR") && i + 1 < c->argc) {
+            char *end;
+            errno = 0;
+            max_error = strtod(c->argv[i + 1], &end);
+            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] || !(max_error >= 0) ||
+                max_error > 0.5) {
+                r_error(x->out, "ERR MAXERROR must be a number between 0 and 0.5");
+                return;
+            }
+            i++;
+            continue;
+        }
         if (arg_eq(c, i, "THRESHOLD") && i + 1 < c->argc) {
             char *end;
             errno = 0;
@@ -773,8 +795,9 @@ static void cmd_sem_get(ctx *x)
         /* The worker lookup checks the exact layer again: commands batched
          * behind another one never tried the fast path (a miss there counts
          * nothing). */
-        rc = sc_cache_lookup(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], threshold,
-                             exact || x->overloaded ? SC_LOOKUP_EXACT_ONLY : 0, &res);
+        sc_cache_lookup_opts o = {.threshold = threshold, .flags = exact || x->overloaded ? SC_LOOKUP_EXACT_ONLY : 0,
+                                  .max_error = max_error};
+        rc = sc_cache_lookup_ex(x->s->cache, c->argv[1], 0, c->argv[2], c->len[2], &o, &res);
         if (rc == SC_OK && res.outcome == SC_CACHE_MISS && x->overloaded && !exact) {
             /* As /cache/lookup's 503: the semantic layer was skipped. */
             sc_cache_result_clear(&res);
@@ -796,7 +819,7 @@ static void cmd_sem_get(ctx *x)
         int plain =
             !res.rec.content_type || strncmp(res.rec.content_type, "application/json", 16) != 0;
         char *text = plain ? NULL : sc_cache_answer_text(&res.rec, &len);
-        r_array(x->out, 3);
+        r_array(x->out, 4);
         if (text)
             r_bulk(x->out, text, len);
         else
@@ -814,8 +837,46 @@ static void cmd_sem_get(ctx *x)
         if (!x->worker)
             memo_put(x->s, gen, c->argv[1], c->len[1], c->argv[2], c->len[2],
                      x->out->data + mark, x->out->len - mark, res.id, res.rec.expires);
+        char rid[SC_LEARN_RID_LEN + 1];
+        sc_learn_rid_format(res.rid, rid);
+        r_bulk(x->out, rid, SC_LEARN_RID_LEN);
     }
     sc_cache_result_clear(&res);
+}
+
+/* SEM.FEEDBACK ns request GOOD|BAD: the verdict must be on a hit served in
+ * ns (a user key may name only its own ns: ns_ok). */
+static void cmd_sem_feedback(ctx *x)
+{
+    sc_resp_cmd *c = x->cmd;
+    if (!ns_ok(x, 1)) return;
+    int correct;
+    if (arg_eq(c, 3, "GOOD")) {
+        correct = 1;
+    } else if (arg_eq(c, 3, "BAD")) {
+        correct = 0;
+    } else {
+        r_error(x->out, "ERR verdict must be GOOD or BAD");
+        return;
+    }
+    uint64_t rid, entry;
+    if (sc_learn_rid_parse(c->argv[2], c->len[2], &rid)) {
+        r_error(x->out, "ERR request must be the 16 hex digits SEM.GET answered");
+        return;
+    }
+    sc_learn_entry st;
+    int rc = sc_learn_verdict(sc_cache_learn(x->s->cache), rid, correct, c->argv[1], &entry, &st);
+    if (rc == SC_ENOTFOUND)
+        r_error(x->out, "ERR no served hit with that request id in this namespace (ids are kept for the last %d hits)",
+                SC_LEARN_DECISIONS);
+    else if (rc == SC_EFORBIDDEN)
+        r_error(x->out, "NOPERM that request was served in another namespace");
+    else if (rc == SC_EEXISTS)
+        r_error(x->out, "ERR that request was judged already");
+    else if (rc)
+        cache_error(x, rc, "SEM.FEEDBACK");
+    else
+        r_raw(x->out, "+OK\r\n", 5);
 }
 
 static void cmd_sem_del(ctx *x)

@@ -11,6 +11,7 @@
 #include "server/auth.h"
 #include "server/cache.h"
 #include "server/resp.h"
+#include "server/shadow.h"
 #include "server/stats.h"
 #include "server/memo.h"
 #include "route/route.h"
@@ -31,6 +32,7 @@ static void on_http_stopped(void *arg)
     (void)arg;
     sc_route_destroy(server.route);
     server.route = NULL;
+    sc_shadow_shutdown();
     uv_close((uv_handle_t *)&sig_int, NULL);
     uv_close((uv_handle_t *)&sig_term, NULL);
 }

@@ -220,7 +220,8 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
     if ((rc = mdb_dbi_open(txn, "entries", MDB_CREATE, &s->dbi_entries)) ||
         (rc = mdb_dbi_open(txn, "exact", MDB_CREATE, &s->dbi_exact)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->dbi_meta)) ||
-        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->dbi_expiry))) {
+        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &s->dbi_expiry)) ||
+        (rc = mdb_dbi_open(txn, "learn", MDB_CREATE, &s->dbi_learn))) {
         snprintf(err, errlen, "%s: cannot open tables: %s", s->dir, mdb_strerror(rc));
         mdb_txn_abort(txn);
         return sc_store__err(rc);
@@ -486,6 +487,25 @@ int sc_store_get_exact(sc_store *s, const uint8_t key[SC_EXACT_KEY_LEN], uint64_
     }
     rtxn_release(s, txn);
     return rc;
+}
+
+int sc_store_learn_foreach(sc_store *s, int (*fn)(void *ctx, const void *k, size_t klen, const void *v, size_t vlen),
+                           void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc) return sc_store__err(mrc);
+    if ((mrc = mdb_cursor_open(txn, s->dbi_learn, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return sc_store__err(mrc);
+    }
+    MDB_val k, v;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if (fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size)) break;
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return SC_OK;
 }
 
 int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx)

@@ -6,6 +6,9 @@
  *   meta:    schema version, embedder id, dimension, next id, counters
  *   expiry:  (expires, id) -> empty, so evict finds expired entries
  *            without a scan
+ *   learn:   what the cache learned from verdicts (server/learn.h):
+ *            opaque key -> value; the key SC_STORE_LEARN_ENTRY + id (8
+ *            bytes, big-endian) is removed with entry id
  *
  * Threads: every function may be called from any thread except the libuv
  * loop thread (they may block on disk). Reads run in their own read
@@ -157,5 +160,17 @@ int sc_store_update(sc_store *s, const sc_record *r);
 
 /* Forces an fsync of everything committed so far (nosync mode); any thread. */
 int sc_store_sync(sc_store *s);
+
+/* Learned state (the "learn" DBI). A put goes through the writer like an
+ * entry's (durable as puts are in the configured durability); vlen 0
+ * deletes the key. SC_EINVAL past the bounds. foreach visits every key in
+ * key order (fn returns non-zero to stop); the pointers are valid during
+ * the call only. */
+#define SC_STORE_LEARN_ENTRY 'e'
+#define SC_STORE_LEARN_KEY_MAX 256
+#define SC_STORE_LEARN_VAL_MAX 65536
+int sc_store_learn_put(sc_store *s, const void *key, size_t klen, const void *val, size_t vlen);
+int sc_store_learn_foreach(sc_store *s, int (*fn)(void *ctx, const void *k, size_t klen, const void *v, size_t vlen),
+                           void *ctx);
 
 #endif

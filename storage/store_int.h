@@ -30,6 +30,7 @@ typedef enum store_op_kind {
     STORE_OP_FLUSH,
     STORE_OP_EVICT,
     STORE_OP_META,
+    STORE_OP_LEARN,
 } store_op_kind;
 
 /* One queued write. Lives on the calling thread's stack; the caller waits
@@ -39,7 +40,9 @@ typedef struct store_op {
     store_op_kind kind;
     int done;
     int rc;
-    const uint8_t *buf;       /* PUT/UPDATE: encoded record */
+    const uint8_t *buf;       /* PUT/UPDATE: encoded record; LEARN: value (len 0: delete) */
+    const uint8_t *key;       /* LEARN */
+    size_t klen;
     size_t len;
     const uint8_t *exact;     /* PUT: exact key or NULL */
     int64_t expires;          /* PUT/UPDATE: from the record */
@@ -56,7 +59,7 @@ typedef struct store_touch {
 
 struct sc_store {
     MDB_env *env;
-    MDB_dbi dbi_entries, dbi_exact, dbi_meta, dbi_expiry;
+    MDB_dbi dbi_entries, dbi_exact, dbi_meta, dbi_expiry, dbi_learn;
     sc_store_opts opts;
     char *dir;
     int lock_fd;              /* flock'ed semcached.lock: one process per dir */

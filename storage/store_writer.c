@@ -126,11 +126,17 @@ static int remove_entry(wctx *c, uint64_t id, MDB_val v)
         int rc = del_aux(c, s->dbi_expiry, ek, sizeof ek);
         if (rc) return rc;
     }
-    uint8_t kb[8];
+    uint8_t kb[9];
     sc_store__id_key(kb, id);
     MDB_val k = {8, kb};
     int mrc = mdb_del(c->txn, s->dbi_entries, &k, NULL);
     if (mrc) return fail(c, mrc);
+    /* What was learned about the entry goes with it (sc_store_learn_put). */
+    kb[8] = 0;
+    memmove(kb + 1, kb, 8);
+    kb[0] = SC_STORE_LEARN_ENTRY;
+    int rc = del_aux(c, s->dbi_learn, kb, 9);
+    if (rc) return rc;
     c->entries = c->entries ? c->entries - 1 : 0;
     c->bytes = c->bytes >= size ? c->bytes - size : 0;
     push_report(c, id, have_head ? &h : NULL, 0);
@@ -524,6 +530,13 @@ static int apply_op(wctx *c, store_op *op)
     case STORE_OP_EVICT: return op_evict(c, op);
     case STORE_OP_META: {
         int mrc = sc_store__meta_write_identity(c->s, c->txn);
+        return mrc ? fail(c, mrc) : 0;
+    }
+    case STORE_OP_LEARN: {
+        MDB_val k = {op->klen, (void *)op->key};
+        if (op->len == 0) return del_aux(c, c->s->dbi_learn, (void *)op->key, op->klen);
+        MDB_val v = {op->len, (void *)op->buf};
+        int mrc = mdb_put(c->txn, c->s->dbi_learn, &k, &v, 0);
         return mrc ? fail(c, mrc) : 0;
     }
     }
@@ -963,6 +976,13 @@ int sc_store_reembed_done(sc_store *s)
     int rc = submit(s, &op);
     if (rc == 0) s->needs_reembed = 0;
     return rc;
+}
+
+int sc_store_learn_put(sc_store *s, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if (klen == 0 || klen > SC_STORE_LEARN_KEY_MAX || vlen > SC_STORE_LEARN_VAL_MAX) return SC_EINVAL;
+    store_op op = {.kind = STORE_OP_LEARN, .key = key, .klen = klen, .buf = val, .len = vlen};
+    return submit(s, &op);
 }
 
 int sc_store_sync(sc_store *s)

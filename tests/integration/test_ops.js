@@ -339,7 +339,7 @@ test('RESP needs a key too (-NOAUTH), and the key picks the namespace', async ()
   assert(/^\+OK\r\n:\d+\r\n/.test(r6), JSON.stringify(r6));
   await sleep(Math.max(0, 350 - (Date.now() - t0)));
   const r7 = await talk([['AUTH', 'bkey'], ['SEM.GET', 'tenantB', 'resp short lived']]);
-  assert(r7.startsWith('+OK\r\n*3\r\n$5\r\nbrief\r\n'), `alive 350 ms later: ${JSON.stringify(r7)}`);
+  assert(r7.startsWith('+OK\r\n*4\r\n$5\r\nbrief\r\n'), `alive 350 ms later: ${JSON.stringify(r7)}`);
 });
 
 /* ------------------------------------------------------------------ */

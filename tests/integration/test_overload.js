@@ -75,7 +75,7 @@ test('RESP SEM.GET: -OVERLOADED past the bound; exact hits still answered', asyn
     let out = '';
     sock.on('data', (d) => {
       out += d.toString('latin1');
-      const replies = out.match(/^(\$-1|-[^\r]*|\*3)\r\n/gm) || [];
+      const replies = out.match(/^(\$-1|-[^\r]*|\*4)\r\n/gm) || [];
       if (replies.length >= 5) { sock.destroy(); resolve(out); }
     });
     sock.on('error', () => resolve(out));

@@ -208,10 +208,12 @@ test('pipelining on a raw socket: replies in request order, inline commands too'
   for (let i = 0; i < 50; i++) {
     assert(/^:\d+$/.test(lines[k++]), `id at ${i}: ${lines[k - 1]}`);
     assertEq(lines[k++], '+PONG');
-    assertEq(lines[k++], '*3');
+    assertEq(lines[k++], '*4');
     assertEq(lines[k++], `$${String(`r${i}`).length}`);
     assertEq(lines[k++], `r${i}`);
     k += 3;   // similarity bulk, id
+    assertEq(lines[k++], '$16');
+    assert(/^[0-9a-f]{16}$/.test(lines[k++]), 'request id');
   }
   assertEq(lines[k], '+OK');
 });
@@ -293,9 +295,9 @@ test('a slow reader: 300 pipelined 64 KiB replies arrive complete and in order',
       assertEq(got.slice(pos, pos + 7), '+PONG\r\n', `reply ${i}`);
       pos += 7;
     } else {
-      assertEq(got.slice(pos, pos + 12), '*3\r\n$65536\r\n', `reply ${i}`);
+      assertEq(got.slice(pos, pos + 12), '*4\r\n$65536\r\n', `reply ${i}`);
       pos += 12 + 65536 + 2;
-      const m = /^\$8\r\n1\.000000\r\n:\d+\r\n/.exec(got.slice(pos, pos + 40));
+      const m = /^\$8\r\n1\.000000\r\n:\d+\r\n\$16\r\n[0-9a-f]{16}\r\n/.exec(got.slice(pos, pos + 70));
       assert(m, `reply ${i} tail`);
       pos += m[0].length;
     }
@@ -310,7 +312,7 @@ test('a half-closed socket gets its answers; a client stalled mid-command is clo
     s.on('close', () => resolve(out));
     s.end('PING\r\nSEM.GET faq "how do I reset my password?"\r\n');
   });
-  assert(r.startsWith('+PONG\r\n*3\r\n'), r);
+  assert(r.startsWith('+PONG\r\n*4\r\n'), r);
   const t0 = Date.now();
   const st = await rawExchange(srv.respPort, '*2\r\n$4\r\nECHO\r\n$10\r\nabc', { ms: 5000 });
   assert(st.closed, 'stalled client closed');

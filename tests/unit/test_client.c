@@ -159,7 +159,10 @@ SC_TEST(client_typed_calls_against_fake_server)
     static const char *const script[] = {
         "+OK\r\n",                                        /* AUTH */
         ":17\r\n",                                        /* SEM.SET */
-        "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n", /* SEM.GET */
+        "*3\r\n$5\r\nhello\r\n$8\r\n0.912345\r\n:17\r\n", /* SEM.GET (an older server) */
+        "*4\r\n$2\r\nhi\r\n$8\r\n1.000000\r\n:18\r\n$16\r\n0123456789abcdef\r\n", /* SEM.GET */
+        "+OK\r\n",                                                        /* SEM.FEEDBACK */
+        "-ERR no served hit with that request id in this namespace\r\n", /* SEM.FEEDBACK */
         "$-1\r\n",                                        /* SEM.GET miss */
         ":0\r\n",                                         /* SEM.DEL */
         ":1\r\n",                                         /* SEM.DEL */
@@ -185,6 +188,13 @@ SC_TEST(client_typed_calls_against_fake_server)
     CHECK(hit.response && strcmp(hit.response, "hello") == 0);
     CHECK(hit.similarity > 0.9123 && hit.similarity < 0.9124);
     CHECK_EQ_INT(hit.id, 17);
+    CHECK(hit.request[0] == '\0');
+    semcache_hit_clear(&hit);
+    CHECK_OK(semcache_get(c, "ns1", "p", 1, -1, &hit));
+    CHECK_EQ_INT(hit.id, 18);
+    CHECK(strcmp(hit.request, "0123456789abcdef") == 0);
+    CHECK_OK(semcache_feedback(c, "ns1", hit.request, 0));
+    CHECK_EQ_INT(semcache_feedback(c, "ns1", hit.request, 1), SEMCACHE_ENOTFOUND);
     semcache_hit_clear(&hit);
     CHECK_EQ_INT(semcache_get(c, NULL, "p", SEMCACHE_NTS, -1, &hit), SEMCACHE_ENOTFOUND);
     CHECK(hit.response == NULL);
@@ -215,6 +225,7 @@ SC_TEST(client_typed_calls_against_fake_server)
     /* What went over the wire. */
     const char *want =
         "AUTH k1\nSEM.SET ns1 p\r\nq resp EX 60\nSEM.GET ns1 p THRESHOLD 0.80000000000000004\n"
+        "SEM.GET ns1 p\nSEM.FEEDBACK ns1 0123456789abcdef BAD\nSEM.FEEDBACK ns1 0123456789abcdef GOOD\n"
         "SEM.GET default p\nSEM.DEL ns1 99\nSEM.DEL ns1 17\nSEM.FLUSH ns1\nSEM.STATS\n";
     CHECK(f.seen.data && strncmp(f.seen.data, want, strlen(want)) == 0);
     sc_buf_free(&f.seen);

@@ -459,7 +459,8 @@ out:
 
 json_t *sc_api_learned_json(const sc_learn_entry *le)
 {
-    return json_pack("{s:i,s:i,s:f,s:b,s:i}", "good", (int)le->good, "bad", (int)le->bad, "threshold", le->threshold,
+    return json_pack("{s:i,s:i,s:i,s:i,s:f,s:b,s:i}", "good", (int)le->good, "bad", (int)le->bad, "miss_checks_right",
+                     (int)le->miss_good, "miss_checks_wrong", (int)le->miss_bad, "threshold", le->threshold,
                      "semantic", !le->off, "blocked_prompts", (int)le->blocked);
 }
 

@@ -21,7 +21,8 @@
 typedef struct entry_st {
     struct entry_st *next;
     uint64_t id;
-    uint32_t good, bad;
+    uint32_t good, bad;   /* served hits judged (verdicts, shadow checks) */
+    uint32_t miss_good, miss_bad;   /* miss checks: it was the candidate refused */
     float raise;
     uint8_t off;
     uint16_t ns;          /* index into namespaces */
@@ -54,6 +55,7 @@ typedef struct ns_st {
     uint64_t verdicts_good, verdicts_bad, shadow_checks, shadow_wrong, miss_checks, miss_wrong;
     uint32_t dirty;
     double budget;        /* from namespace-max-error-rate, -1 = none */
+    uint64_t entries_off, entries_raised, blocked;   /* over its entries (account) */
 } ns_st;
 
 /* What a namespace's record holds on disk (host byte order: the data dir
@@ -66,7 +68,7 @@ typedef struct ns_disk {
 } ns_disk;
 
 typedef struct entry_disk {
-    uint32_t version, good, bad;
+    uint32_t version, good, bad, miss_good, miss_bad;
     float raise;
     uint16_t ns_len, nblock;
     uint8_t off, pad[3];
@@ -159,6 +161,16 @@ static int ns_index(sc_learn *l, const char *name, int create)
     return (int)l->nns++;
 }
 
+/* Adds (sign 1) or takes back (-1) an entry's share of its namespace's
+ * counters: around every change of off, raise or the blocked prompts. */
+static void account(sc_learn *l, const entry_st *e, int sign)
+{
+    ns_st *n = &l->ns[e->ns];
+    n->entries_off += (uint64_t)(sign * (e->off ? 1 : 0));
+    n->entries_raised += (uint64_t)(sign * (e->raise > 0 ? 1 : 0));
+    n->blocked += (uint64_t)(sign * (int)e->nblock);
+}
+
 /* --------------------------------------------------------------------- */
 /* Persistence. */
 
@@ -213,7 +225,8 @@ static void persist_entry(sc_learn *l, uint64_t id)
     entry_st *e = entry_find(l, id);
     if (e) {
         const char *ns = l->ns[e->ns].name;
-        entry_disk d = {.version = 1, .good = e->good, .bad = e->bad, .raise = e->raise,
+        entry_disk d = {.version = 1, .good = e->good, .bad = e->bad, .miss_good = e->miss_good,
+                        .miss_bad = e->miss_bad, .raise = e->raise,
                         .ns_len = (uint16_t)strlen(ns), .nblock = e->nblock, .off = e->off};
         memcpy(buf, &d, sizeof d);
         len = sizeof d;
@@ -264,8 +277,11 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         uint64_t id = 0;
         for (int j = 1; j < 9; j++) id = (id << 8) | key[j];
         entry_st *e = entry_get(l, id, (uint16_t)i);
+        account(l, e, -1);
         e->good = d.good;
         e->bad = d.bad;
+        e->miss_good = d.miss_good;
+        e->miss_bad = d.miss_bad;
         e->raise = d.raise;
         e->off = d.off;
         for (size_t j = 0; j < d.nblock; j++) {
@@ -273,6 +289,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
             memcpy(&h, (const uint8_t *)v + sizeof d + j * 8, 8);
             block_add(e, h);
         }
+        account(l, e, 1);
     }
     return 0;
 }
@@ -448,14 +465,19 @@ static void view(const entry_st *e, sc_learn_entry *out)
     if (!e) return;
     out->good = e->good;
     out->bad = e->bad;
+    out->miss_good = e->miss_good;
+    out->miss_bad = e->miss_bad;
     out->threshold = e->raise;
     out->off = e->off;
     out->blocked = e->nblock;
 }
 
 /* Applies one observation to the entry and the namespace (mu held).
- * Returns 1 when the namespace is due to be written. */
-static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, double score, int correct)
+ * Returns 1 when the namespace is due to be written. Only hits that were
+ * served and judged count towards taking an entry out of semantic serving
+ * (a miss check's candidate was refused anyway); any wrong observation
+ * raises its threshold and blocks the prompt. */
+static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, double score, int correct, int source)
 {
     ns_st *n = &l->ns[nsi];
     size_t b = bin_of(score);
@@ -463,15 +485,20 @@ static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, doubl
     if (!correct) n->wrong[b]++;
     if (id) {
         entry_st *e = entry_get(l, id, (uint16_t)nsi);
+        account(l, e, -1);
+        int served = source != SC_LEARN_MISS;
         if (correct) {
-            e->good++;
+            if (served) e->good++;
+            else e->miss_good++;
         } else {
-            e->bad++;
+            if (served) e->bad++;
+            else e->miss_bad++;
             float r = (float)(score + SC_LEARN_RAISE);
             if (r > e->raise) e->raise = r;
             if (phash) block_add(e, phash);
             if (e->bad >= SC_LEARN_QUARANTINE_BAD && e->bad > e->good) e->off = 1;
         }
+        account(l, e, 1);
     }
     return ++n->dirty >= SC_LEARN_NS_FLUSH;
 }
@@ -504,13 +531,15 @@ int sc_learn_verdict(sc_learn *l, uint64_t rid, int correct, const char *only_ns
      * semantic scores (its score is 1 by definition). */
     int due;
     if (d->semantic) {
-        due = apply_locked(l, d->ns, d->entry, d->phash, d->score, correct);
+        due = apply_locked(l, d->ns, d->entry, d->phash, d->score, correct, SC_LEARN_VERDICT);
     } else {
         entry_st *e = entry_get(l, d->entry, d->ns);
+        account(l, e, -1);
         if (correct)
             e->good++;
         else if (++e->bad >= SC_LEARN_QUARANTINE_BAD && e->bad > e->good)
             e->off = 1;
+        account(l, e, 1);
         due = ++n->dirty >= SC_LEARN_NS_FLUSH;
     }
     uint64_t id = d->entry;
@@ -544,12 +573,10 @@ void sc_learn_observe(sc_learn *l, const char *ns, uint64_t id, uint64_t phash, 
         n->miss_checks++;
         n->miss_wrong += !correct;
     }
-    entry_st *before = id ? entry_find(l, id) : NULL;
-    uint32_t bad0 = before ? before->bad : 0;
-    int due = apply_locked(l, i, id, phash, score, correct);
+    int due = apply_locked(l, i, id, phash, score, correct, source);
     /* Entry state is written when something that changes serving changed
      * (a wrong observation); right ones ride along with the next write. */
-    int entry_changed = id && !correct && entry_find(l, id)->bad != bad0;
+    int entry_changed = id && !correct;
     pthread_mutex_unlock(&l->mu);
     if (!entry_changed && !due) return;
     pthread_mutex_lock(&l->persist_mu);
@@ -574,6 +601,7 @@ void sc_learn_forget(sc_learn *l, uint64_t id)
     while (*pp && (*pp)->id != id) pp = &(*pp)->next;
     if (*pp) {
         entry_st *e = *pp;
+        account(l, e, -1);
         *pp = e->next;
         entry_free(e);
         l->nentries--;
@@ -593,18 +621,10 @@ json_t *sc_learn_ns_json(sc_learn *l, const char *ns, double fallback)
     const ns_st *n = &l->ns[i];
     int learned = 0;
     double t = budget > 0 ? threshold_locked(n, budget, fallback, &learned) : fallback;
-    uint64_t obs = 0, wrong = 0, off = 0, blocked = 0, raised = 0;
+    uint64_t obs = 0, wrong = 0, off = n->entries_off, blocked = n->blocked, raised = n->entries_raised;
     for (size_t b = 0; b < SC_LEARN_BINS; b++) {
         obs += n->obs[b];
         wrong += n->wrong[b];
-    }
-    for (size_t k = 0; k < l->nbuckets; k++) {
-        for (const entry_st *e = l->buckets[k]; e; e = e->next) {
-            if (e->ns != i) continue;
-            off += e->off;
-            blocked += e->nblock;
-            raised += e->raise > 0;
-        }
     }
     json_t *o = json_pack("{s:f,s:f,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "max_error_rate", budget,
                           "threshold", t > 1 ? -1.0 : t, "learned", learned, "observations", (json_int_t)obs,
@@ -630,12 +650,8 @@ void sc_learn_totals_get(sc_learn *l, sc_learn_totals *t)
         t->shadow_wrong += n->shadow_wrong;
         t->miss_checks += n->miss_checks;
         t->miss_wrong += n->miss_wrong;
-    }
-    for (size_t k = 0; k < l->nbuckets; k++) {
-        for (const entry_st *e = l->buckets[k]; e; e = e->next) {
-            t->entries_off += e->off;
-            t->blocked_prompts += e->nblock;
-        }
+        t->entries_off += n->entries_off;
+        t->blocked_prompts += n->blocked;
     }
     pthread_mutex_unlock(&l->mu);
 }

@@ -15,8 +15,10 @@
  *     for semantic serving (up to SC_LEARN_BLOCK_MAX prompts per entry);
  *   - any wrong observation raises the entry's own threshold above the
  *     score it was wrong at (+ SC_LEARN_RAISE);
- *   - an entry wrong SC_LEARN_QUARANTINE_BAD times and more often wrong
- *     than right is taken out of semantic serving (still exact-servable).
+ *   - an entry served and judged wrong SC_LEARN_QUARANTINE_BAD times, and
+ *     more often wrong than right, is taken out of semantic serving (still
+ *     exact-servable); miss checks do not count here (their candidate was
+ *     refused anyway).
  * and per namespace, with an error budget B (--max-error-rate, per
  * namespace --namespace-max-error-rate, per request
  * X-Semcache-Max-Error-Rate): the namespace's threshold is the lowest t on
@@ -104,7 +106,8 @@ void sc_learn_rid_format(uint64_t rid, char out[SC_LEARN_RID_LEN + 1]);
 int sc_learn_rid_parse(const char *s, size_t len, uint64_t *rid);
 
 typedef struct sc_learn_entry {
-    uint32_t good, bad;   /* right / wrong observations */
+    uint32_t good, bad;   /* served hits judged right / wrong (verdicts, shadow checks) */
+    uint32_t miss_good, miss_bad;   /* miss checks with it as the refused candidate */
     double threshold;     /* its own threshold raise (0: none) */
     int off;              /* out of semantic serving */
     uint32_t blocked;     /* prompts it may not serve */

@@ -56,7 +56,7 @@ CLI      = $(if $(wildcard client/cli_main.c),$(BUILD)/semcache-cli)
 EXAMPLE  = $(if $(wildcard client/example_main.c),$(BUILD)/semcache-example)
 PROGS    = $(BUILD)/semcached $(BUILD)/unit_tests $(BUILD)/sc-model $(CLI) $(EXAMPLE) $(BENCHES)
 
-.PHONY: all deps deps-train run test unit asan bench fuzz clean compdb help reference train ui-screenshot chaos
+.PHONY: all deps deps-train run test unit asan bench fuzz clean compdb help reference train ui-screenshot chaos replay
 all: deps $(PROGS)
 
 help:
@@ -67,6 +67,7 @@ help:
 	@echo "make bench   run the benchmark programs (CSV); see BENCHMARKS.md"
 	@echo "make fuzz    run each libFuzzer target briefly"
 	@echo "make deps    install missing Debian/npm packages and the model"
+	@echo "make replay DATA=DIR the error-budget replay benchmark (~5 min; BENCHMARKS.md)"
 	@echo "make train DATA=DIR  retrain the cache embedder (PyTorch, ~1 h on 2 cores; see models/semcache-embed-v1/MODEL_CARD.md)"
 	@echo "make chaos   kill -9 under mixed load, ROUNDS=20 rounds (RELIABILITY.md)"
 	@echo "make ui-screenshot  docs/dashboard.png from a live server with traffic"
@@ -102,6 +103,15 @@ train: all
 	/usr/bin/python3 tools/train/train.py --data $(DATA) --init $(BUILD)/train/use-lite \
 	    --out $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model $(TRAIN_ARGS)
 	/usr/bin/python3 tools/train/tune.py --data $(DATA) --model $(BUILD)/train/semcache-embed-v1 --tool $(BUILD)/sc-model
+
+# Error-budget replay (not part of make test or make bench: it needs the
+# data sets): banking77 and CLINC150 test queries through the proxy with an
+# oracle upstream, fixed thresholds vs error budgets; ~5 min. Outputs in
+# benchmarks/results/replay*.csv and replay.png (BENCHMARKS.md).
+replay: all
+	@bash scripts/deps.sh test
+	@test -n "$(DATA)" || { echo "make replay: set DATA=DIR, the directory with banking77_train.csv, banking77_test.csv, clinc150_data_full.json.gz"; exit 2; }
+	SC_DATA_DIR=$(DATA) bash benchmarks/replay.sh $(BUILD)
 
 # Fault campaign (not part of make test): kill -9 under mixed load, ROUNDS
 # rounds (default 20), then the upstream fault matrix; see RELIABILITY.md.

@@ -53,6 +53,7 @@ typedef struct ns_st {
     uint64_t seen[SC_LEARN_BINS];
     uint32_t obs[SC_LEARN_BINS], wrong[SC_LEARN_BINS];
     uint64_t verdicts_good, verdicts_bad, shadow_checks, shadow_wrong, miss_checks, miss_wrong;
+    uint64_t exact;       /* exact hits served: answers that count in the budget too */
     uint32_t dirty;
     double budget;        /* from namespace-max-error-rate, -1 = none */
     uint64_t entries_off, entries_raised, blocked;   /* over its entries (account) */
@@ -65,6 +66,7 @@ typedef struct ns_disk {
     uint64_t seen[SC_LEARN_BINS];
     uint32_t obs[SC_LEARN_BINS], wrong[SC_LEARN_BINS];
     uint64_t verdicts_good, verdicts_bad, shadow_checks, shadow_wrong, miss_checks, miss_wrong;
+    uint64_t exact;
 } ns_disk;
 
 typedef struct entry_disk {
@@ -208,6 +210,7 @@ static void persist_ns(sc_learn *l, int i)
     d.shadow_wrong = n->shadow_wrong;
     d.miss_checks = n->miss_checks;
     d.miss_wrong = n->miss_wrong;
+    d.exact = n->exact;
     n->dirty = 0;
     pthread_mutex_unlock(&l->mu);
     int rc = sc_store_learn_put(l->store, key, klen, &d, sizeof d);
@@ -263,6 +266,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         n->shadow_wrong = d.shadow_wrong;
         n->miss_checks = d.miss_checks;
         n->miss_wrong = d.miss_wrong;
+        n->exact = d.exact;
     } else if (klen == 9 && key[0] == SC_STORE_LEARN_ENTRY && vlen >= sizeof(entry_disk)) {
         entry_disk d;
         memcpy(&d, v, sizeof d);
@@ -375,9 +379,12 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
     if ((double)total < Z95 * Z95 * (1 - budget) / budget) return fallback;
     *learned = 1;
     /* Sums over bins >= j of the weighted observations: each of bin b's
-     * obs[b] observations has weight w = seen[b] / obs[b]. */
-    double sw = 0, sw2 = 0, swe = 0, best = SC_LEARN_NO_SEMANTIC;
+     * obs[b] observations has weight w = seen[b] / obs[b]. The budget is
+     * on every answer served, so the semantic hits' bound is diluted by
+     * the exact hits (right by construction) served beside them. */
+    double sw = 0, sw2 = 0, swe = 0, sem = 0, best = SC_LEARN_NO_SEMANTIC;
     for (size_t j = SC_LEARN_BINS; j-- > 0;) {
+        sem += (double)n->seen[j];
         if (n->obs[j] > 0) {
             double seen = n->seen[j] > n->obs[j] ? (double)n->seen[j] : (double)n->obs[j];
             double w = seen / n->obs[j];
@@ -387,7 +394,8 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
         }
         if (sw <= 0) continue;
         double p = swe / sw, neff = sw * sw / sw2;
-        if (wilson_upper(p, neff, Z95) <= budget) best = (double)j / SC_LEARN_BINS;
+        double share = sem > 0 ? sem / (sem + (double)n->exact) : 1;
+        if (wilson_upper(p, neff, Z95) * share <= budget) best = (double)j / SC_LEARN_BINS;
     }
     return best;
 }
@@ -433,6 +441,7 @@ uint64_t sc_learn_decision(sc_learn *l, const char *ns, uint64_t id, uint64_t ph
     int i = ns_index(l, ns, 1);
     uint32_t seq = ++l->seq;
     uint64_t rid = ((uint64_t)l->nonce << 32) | seq;
+    if (i >= 0 && !semantic) l->ns[i].exact++;
     decision *d = &l->dec[seq % SC_LEARN_DECISIONS];
     *d = (decision){.rid = i >= 0 ? rid : 0, .entry = id, .phash = phash, .score = (float)score,
                     .ns = (uint16_t)(i >= 0 ? i : 0), .semantic = (uint8_t)semantic};
@@ -473,10 +482,10 @@ static void view(const entry_st *e, sc_learn_entry *out)
 }
 
 /* Applies one observation to the entry and the namespace (mu held).
- * Returns 1 when the namespace is due to be written. Only hits that were
- * served and judged count towards taking an entry out of semantic serving
- * (a miss check's candidate was refused anyway); any wrong observation
- * raises its threshold and blocks the prompt. */
+ * Returns 1 when the namespace is due to be written. A served hit judged
+ * wrong (verdict, shadow check) blocks the prompt, raises the entry's
+ * threshold and counts towards taking it out of semantic serving; a miss
+ * check only calibrates the namespace and is counted on the entry. */
 static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, double score, int correct, int source)
 {
     ns_st *n = &l->ns[nsi];
@@ -493,9 +502,11 @@ static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, doubl
         } else {
             if (served) e->bad++;
             else e->miss_bad++;
-            float r = (float)(score + SC_LEARN_RAISE);
-            if (r > e->raise) e->raise = r;
-            if (phash) block_add(e, phash);
+            if (served) {   /* a miss check only calibrates (see learn.h) */
+                float r = (float)(score + SC_LEARN_RAISE);
+                if (r > e->raise) e->raise = r;
+                if (phash) block_add(e, phash);
+            }
             if (e->bad >= SC_LEARN_QUARANTINE_BAD && e->bad > e->good) e->off = 1;
         }
         account(l, e, 1);

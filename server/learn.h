@@ -10,15 +10,18 @@
  *   - a miss check: the proxy sends a miss upstream anyway, so the best
  *     candidate it refused is compared with the fresh answer, at no cost.
  *
- * What it changes, per entry:
+ * What it changes, per entry (from served hits judged wrong: verdicts and
+ * shadow checks):
  *   - a hit judged wrong never repeats: that (entry, prompt) pair is blocked
  *     for semantic serving (up to SC_LEARN_BLOCK_MAX prompts per entry);
- *   - any wrong observation raises the entry's own threshold above the
- *     score it was wrong at (+ SC_LEARN_RAISE);
+ *   - the entry's own threshold rises above the score it was wrong at
+ *     (+ SC_LEARN_RAISE);
  *   - an entry served and judged wrong SC_LEARN_QUARANTINE_BAD times, and
  *     more often wrong than right, is taken out of semantic serving (still
- *     exact-servable); miss checks do not count here (their candidate was
- *     refused anyway).
+ *     exact-servable).
+ * Miss checks only calibrate the namespace (below): raising an entry on a
+ * refused candidate's mistake cost 1.7 points of hit rate and no error in
+ * the replay benchmark (BENCHMARKS.md, Error budget).
  * and per namespace, with an error budget B (--max-error-rate, per
  * namespace --namespace-max-error-rate, per request
  * X-Semcache-Max-Error-Rate): the namespace's threshold is the lowest t on
@@ -76,12 +79,16 @@ void sc_learn_close(sc_learn *l);
 double sc_learn_budget(sc_learn *l, const char *ns, double req_budget);
 
 /* The namespace's threshold under budget (> 0): the lowest grid point t
- * whose upper 95 % confidence bound of the error among hits scoring >= t is
- * <= budget, or SC_LEARN_NO_SEMANTIC when none is. The error in [t, 1] is
+ * whose upper 95 % confidence bound of the share of wrong answers among
+ * the answers served (the semantic hits scoring >= t and the exact hits,
+ * right by construction) is <= budget, or SC_LEARN_NO_SEMANTIC when none
+ * is. The error in [t, 1] is
  * estimated from the observations there, each weighted by the lookups
  * seen in its bin over the observations in that bin (shadow checks sample
- * hits, miss checks nearly every miss: the weights undo that), and the
- * bound is Wilson's at the weighted sample's effective size. Returns
+ * hits, miss checks nearly every miss: the weights undo that); the
+ * bound is Wilson's at the weighted sample's effective size, times the
+ * semantic hits' share of the answers (seen in [t, 1] over those plus the
+ * exact hits served). Returns
  * fallback (and *learned 0) while the namespace has fewer observations
  * than it takes to show the budget with no error at all (1.645^2 (1 - B) / B:
  * 133 for 2 %, 51 for 5 %). Assumes the share of wrong candidates does not

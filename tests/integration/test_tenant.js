@@ -160,6 +160,29 @@ test('A on RESP (redis-cli and a client library): -NOPERM for B, nothing of B co
   assert(/NOAUTH/.test(redisCli(['SEM.GET', 'tenant-b', 'x'])), 'no key: NOAUTH');
 });
 
+test("A on feedback: B's hits cannot be judged, through HTTP or RESP", async () => {
+  // B is served a hit; A learns its request id (say, from a shared log) and tries to judge it.
+  const hit = await chat(hB, `what is ${B_SECRET}?`);
+  const rid = hit.headers.get('x-semcache-request');
+  assert(/^[0-9a-f]{16}$/.test(rid), hit.text);
+  const r = await post('/cache/feedback', { request: rid, correct: false }, hA);
+  assertEq(r.status, 403, r.text);
+  noB(r, 'feedback');
+  const a = createClient({ socket: { port: srv.respPort }, password: KEY_A });
+  a.on('error', () => {});
+  await a.connect();
+  for (const ns of ['tenant-b', 'tenant-a']) {
+    let err = null;
+    try { await a.sendCommand(['SEM.FEEDBACK', ns, rid, 'BAD']); } catch (x) { err = x; }
+    assert(err && /^(NOPERM|ERR)/.test(err.message), `SEM.FEEDBACK ${ns}: ${err && err.message}`);
+  }
+  await a.quit();
+  // Nothing was learned about B's entry: B's own verdict still counts once.
+  const mine = await post('/cache/feedback', { request: rid, correct: true }, hB);
+  assertEq(mine.status, 200, mine.text);
+  assertEq(mine.body.learned.bad, 0, 'A changed nothing');
+});
+
 test("afterwards: B's entries are all there and answer B", async () => {
   for (const id of bIds) {
     const r = await get(`/cache/entries/${id}`, hAdm);

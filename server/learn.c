@@ -371,6 +371,31 @@ static double wilson_upper(double p, double n, double z)
     return (centre + half) / den;
 }
 
+/* The monotone bound of a grid point j: the error of the candidates just
+ * at and above j (bins j, j+1, ... until SC_LEARN_BAND_MIN observations)
+ * bounds the error of everything above j when the share of wrong
+ * candidates does not grow with the score. Miss checks observe nearly
+ * every candidate just under the threshold in use, so this band is well
+ * measured where the weighted estimate (shadow checks only) is not. 1 when
+ * bins j and up hold too few observations. */
+static double band_upper(const ns_st *n, size_t j)
+{
+    uint64_t obs = 0, wrong = 0;
+    for (size_t b = j; b < SC_LEARN_BINS && obs < SC_LEARN_BAND_MIN; b++) {
+        obs += n->obs[b];
+        wrong += n->wrong[b];
+    }
+    return obs < SC_LEARN_BAND_MIN ? 1.0 : wilson_upper((double)wrong / (double)obs, (double)obs, Z95);
+}
+
+static double wilson_lower(double p, double n, double z)
+{
+    double z2 = z * z, den = 1 + z2 / n;
+    double centre = p + z2 / (2 * n);
+    double half = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n));
+    return (centre - half) / den;
+}
+
 static double threshold_locked(const ns_st *n, double budget, double fallback, int *learned)
 {
     *learned = 0;
@@ -382,7 +407,8 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
      * obs[b] observations has weight w = seen[b] / obs[b]. The budget is
      * on every answer served, so the semantic hits' bound is diluted by
      * the exact hits (right by construction) served beside them. */
-    double sw = 0, sw2 = 0, swe = 0, sem = 0, best = SC_LEARN_NO_SEMANTIC;
+    double sw = 0, sw2 = 0, swe = 0, sem = 0, best = SC_LEARN_NO_SEMANTIC, low_at_fallback = 0;
+    size_t jf = bin_of(fallback);
     for (size_t j = SC_LEARN_BINS; j-- > 0;) {
         sem += (double)n->seen[j];
         if (n->obs[j] > 0) {
@@ -394,10 +420,18 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
         }
         if (sw <= 0) continue;
         double p = swe / sw, neff = sw * sw / sw2;
+        double u = wilson_upper(p, neff, Z95), band = band_upper(n, j);
+        if (band < u) u = band;
         double share = sem > 0 ? sem / (sem + (double)n->exact) : 1;
-        if (wilson_upper(p, neff, Z95) * share <= budget) best = (double)j / SC_LEARN_BINS;
+        if (u * share <= budget) best = (double)j / SC_LEARN_BINS;
+        if (j == jf) low_at_fallback = wilson_lower(p, neff, Z95) * share;
     }
-    return best;
+    /* Looser than the configured threshold only when shown to keep the
+     * budget; stricter only when the configured one is shown to break it
+     * (its lower bound is over the budget). In between it stands. */
+    if (best <= fallback || low_at_fallback > budget) return best;
+    *learned = 0;
+    return fallback;
 }
 
 double sc_learn_threshold(sc_learn *l, const char *ns, double budget, double fallback, int *learned)

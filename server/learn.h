@@ -62,6 +62,7 @@ typedef struct sc_learn sc_learn;
 #define SC_LEARN_QUARANTINE_BAD 3
 #define SC_LEARN_RAISE 0.01
 #define SC_LEARN_NS_FLUSH 64
+#define SC_LEARN_BAND_MIN 60        /* observations the monotone bound wants */
 #define SC_LEARN_MAX_NS 1024        /* namespaces with calibration state */
 #define SC_LEARN_NO_SEMANTIC 2.0    /* a threshold no score reaches */
 #define SC_LEARN_RID_LEN 16         /* hex digits of a request id */
@@ -81,19 +82,20 @@ double sc_learn_budget(sc_learn *l, const char *ns, double req_budget);
 /* The namespace's threshold under budget (> 0): the lowest grid point t
  * whose upper 95 % confidence bound of the share of wrong answers among
  * the answers served (the semantic hits scoring >= t and the exact hits,
- * right by construction) is <= budget, or SC_LEARN_NO_SEMANTIC when none
- * is. The error in [t, 1] is
- * estimated from the observations there, each weighted by the lookups
- * seen in its bin over the observations in that bin (shadow checks sample
- * hits, miss checks nearly every miss: the weights undo that); the
- * bound is Wilson's at the weighted sample's effective size, times the
- * semantic hits' share of the answers (seen in [t, 1] over those plus the
- * exact hits served). Returns
- * fallback (and *learned 0) while the namespace has fewer observations
- * than it takes to show the budget with no error at all (1.645^2 (1 - B) / B:
- * 133 for 2 %, 51 for 5 %). Assumes the share of wrong candidates does not
- * grow with the score, and that observations at a score are like the
- * lookups at that score. */
+ * right by construction) is <= budget. Two bounds, the smaller is used:
+ * the observations in [t, 1], each weighted by the lookups seen in its bin
+ * over the observations in that bin (shadow checks sample hits, miss
+ * checks nearly every miss: the weights undo that), Wilson's bound at the
+ * weighted sample's effective size; and, since the share of wrong
+ * candidates is assumed not to grow with the score, Wilson's bound on the
+ * band of bins from t up holding SC_LEARN_BAND_MIN observations. Either is
+ * scaled by the semantic hits' share of the answers. fallback (the
+ * configured threshold, *learned 0) stands until the namespace has the
+ * observations it takes to show the budget with no error at all
+ * (1.645^2 (1 - B) / B: 133 for 2 %, 51 for 5 %), and then until the
+ * evidence clears a looser t or shows fallback breaks the budget (its lower
+ * bound over it: then the lowest cleared t above, or SC_LEARN_NO_SEMANTIC).
+ * Assumes observations at a score are like the lookups at that score. */
 double sc_learn_threshold(sc_learn *l, const char *ns, double budget, double fallback, int *learned);
 
 /* Counts a candidate of a semantic lookup in ns scoring score (whether or

@@ -183,6 +183,18 @@ SC_TEST(learn_budget_threshold_from_evidence)
     CHECK(t2 >= t && t2 <= 0.84);
     /* A budget under the floor of 1 % wrong: nothing qualifies. */
     CHECK(sc_learn_threshold(l, "faq", 0.001, 0.9, &learned) == SC_LEARN_NO_SEMANTIC);
+    /* The configured threshold stands while the evidence neither clears a
+     * looser one nor shows it breaks the budget; shown broken, stricter. */
+    for (int i = 0; i < 80; i++) {
+        sc_learn_seen(l, "unsure", 0.95);
+        sc_learn_observe(l, "unsure", 0, 0, 0.95, i % 16 != 0, SC_LEARN_SHADOW);   /* 6 % wrong */
+    }
+    CHECK(sc_learn_threshold(l, "unsure", 0.05, 0.9, &learned) == 0.9 && !learned);
+    for (int i = 0; i < 400; i++) {
+        sc_learn_seen(l, "bad", 0.92);
+        sc_learn_observe(l, "bad", 0, 0, 0.92, i % 5 != 0, SC_LEARN_SHADOW);   /* 20 % wrong */
+    }
+    CHECK(sc_learn_threshold(l, "bad", 0.05, 0.9, &learned) == SC_LEARN_NO_SEMANTIC && learned);
     json_t *j = sc_learn_ns_json(l, "faq", 0.9);
     REQUIRE(j);
     CHECK(json_is_true(json_object_get(j, "learned")));

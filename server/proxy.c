@@ -745,9 +745,12 @@ static void after_lookup(preq *p, const char *body, size_t body_len)
         return;
     }
     if (p->res.outcome != SC_CACHE_MISS) {
+        sc_shadow *sh = NULL;
         if (p->res.outcome == SC_CACHE_HIT_SEMANTIC && p->kind == SC_OAI_CHAT)
-            sc_shadow_maybe(p->srv, p->ns, p->res.id, p->res.phash, p->res.confidence, &p->res.rec, body, body_len);
-        serve_hit(p);
+            sh = sc_shadow_prepare(p->srv, p->ns, p->res.id, p->res.phash, p->res.confidence, &p->res.rec, body,
+                                   body_len);
+        serve_hit(p);        /* the client is answered first */
+        sc_shadow_start(sh);
         return;
     }
     flight *f = p->bypass || p->no_store ? NULL : flight_find(p->key);

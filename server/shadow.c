@@ -19,10 +19,10 @@ static atomic_ullong started, compared, wrong, failed, skipped_budget;
 static double usd_total, usd_today;   /* loop thread */
 static long long today = -1;          /* UTC day of usd_today */
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static struct shadow *inflight;       /* loop thread */
+static struct sc_shadow *inflight;    /* loop thread */
 
-typedef struct shadow {
-    struct shadow *prev, *next;       /* calls in flight (sc_shadow_shutdown) */
+typedef struct sc_shadow {
+    struct sc_shadow *prev, *next;    /* calls in flight (sc_shadow_shutdown) */
     sc_server *srv;
     char *ns;
     uint64_t id, phash;
@@ -33,6 +33,7 @@ typedef struct shadow {
     sc_buf body;
     char *fresh;                      /* the upstream's answer text */
     size_t fresh_len;
+    char *request;                    /* the body to send (until started) */
 } shadow;
 
 static double draw(void)
@@ -57,6 +58,7 @@ static void shadow_free(shadow *s)
     free(s->ns);
     free(s->served);
     free(s->fresh);
+    free(s->request);
     sc_buf_free(&s->body);
     free(s);
 }
@@ -114,25 +116,25 @@ static void on_done(void *ctx, const sc_route_result *r)
     sc_job_submit(s->srv, NULL, compare_work, compare_done, s);
 }
 
-void sc_shadow_maybe(sc_server *srv, const char *ns, uint64_t id, uint64_t phash, double score,
-                     const sc_record *served, const char *body, size_t len)
+sc_shadow *sc_shadow_prepare(sc_server *srv, const char *ns, uint64_t id, uint64_t phash, double score,
+                             const sc_record *served, const char *body, size_t len)
 {
     double rate = srv->cfg->shadow_rate;
-    if (!(rate > 0) || !srv->route || draw() >= rate) return;
+    if (!(rate > 0) || !srv->route || draw() >= rate) return NULL;
     roll_day();
     if (usd_today >= srv->cfg->shadow_budget_usd) {
         atomic_fetch_add(&skipped_budget, 1);
-        return;
+        return NULL;
     }
     /* Always a plain JSON answer: a stream is asked for without it. */
     json_error_t je;
     json_t *req = json_loadb(body, len, 0, &je);
-    if (!req) return;
+    if (!req) return NULL;
     json_object_set_new(req, "stream", json_false());
     json_object_del(req, "stream_options");
     char *out = json_dumps(req, JSON_COMPACT);
     json_decref(req);
-    if (!out) return;
+    if (!out) return NULL;
     shadow *s = SC_NEW(shadow);
     s->srv = srv;
     s->ns = sc_strdup(ns);
@@ -143,14 +145,22 @@ void sc_shadow_maybe(sc_server *srv, const char *ns, uint64_t id, uint64_t phash
     if (!s->served) {
         free(out);
         shadow_free(s);
-        return;
+        return NULL;
     }
+    s->request = out;
     sc_buf_init(&s->body, (size_t)srv->cfg->max_upstream_body);
-    sc_route_req rr = {.method = "POST", .path = "/v1/chat/completions", .body = out, .body_len = strlen(out),
-                       .want_json = 1};
+    return s;
+}
+
+void sc_shadow_start(sc_shadow *s)
+{
+    if (!s) return;
+    sc_route_req rr = {.method = "POST", .path = "/v1/chat/completions", .body = s->request,
+                       .body_len = strlen(s->request), .want_json = 1};
     static const sc_route_callbacks cb = {on_headers, on_data, on_done};
-    int rc = sc_route_request(srv->route, &rr, &cb, s, NULL);
-    free(out);
+    int rc = sc_route_request(s->srv->route, &rr, &cb, s, NULL);
+    free(s->request);
+    s->request = NULL;
     if (rc) {
         shadow_free(s);
         return;

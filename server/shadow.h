@@ -21,11 +21,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Maybe starts a shadow check of a semantic hit on entry id (served: the
- * record served; body: the client's request). Draws against
- * cfg->shadow_rate. */
-void sc_shadow_maybe(sc_server *srv, const char *ns, uint64_t id, uint64_t phash, double score,
-                     const sc_record *served, const char *body, size_t len);
+/* A shadow check of a semantic hit on entry id (served: the record
+ * served; body: the client's request), drawn against cfg->shadow_rate:
+ * prepare copies what it needs (NULL when not drawn, or the day's budget
+ * is spent), start sends it once the client was answered (NULL: nothing). */
+typedef struct sc_shadow sc_shadow;
+sc_shadow *sc_shadow_prepare(sc_server *srv, const char *ns, uint64_t id, uint64_t phash, double score,
+                             const sc_record *served, const char *body, size_t len);
+void sc_shadow_start(sc_shadow *s);
 
 /* Frees the checks still in flight once the router was destroyed (its
  * calls are cancelled without callbacks). */

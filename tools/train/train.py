@@ -19,6 +19,12 @@ Each step has two losses over the same model:
   2. CoSENT ranking over labelled pairs of one source at a time: QQP
      duplicates above non-duplicates, STS-B dev by its 0-5 score, and
      paraphrases above look-alikes; weighted 0.3 (--pair-weight).
+--surface-aug P (default 0, off) makes the model see questions as users
+type them: a share P of the triples has its texts replaced by a variant in
+lower case and/or without end punctuation, half of those with the anchor's
+own variant as the positive (surface_variants). The tuning report then
+also gives qqp_tune P@R0.5 with one side folded and how close questions
+stay to their folded form (see BENCHMARKS.md, "Case and punctuation").
 The intent share and the CoSENT weight were raised from 0.5 and 1.0 (the
 first model's settings) after a 300-step continuation at 0.85 / 0.3 moved
 the banking77 tuning split's nearest-entry accuracy from 0.598 to 0.645.
@@ -53,6 +59,19 @@ TRAIN_FILES = ("qqp_dev.jsonl.gz", "gptcache_mock_data.json", "banking77_train.c
 
 def log(msg):
     print(msg, flush=True)
+
+
+def surface_variants(t):
+    """The same question as users also type it: lower case, no end
+    punctuation, both, and a capitalised first letter with a question mark.
+    The cache must treat these as the same prompt (--surface-aug)."""
+    bare = t.rstrip(" ?.!")
+    out = {t.lower(), bare, bare.lower()}
+    if bare:
+        out.add(bare[:1].upper() + bare[1:] + "?")
+    out.discard(t)
+    out.discard("")
+    return sorted(out)
 
 
 def tokenize(tool, model_dir, texts):
@@ -164,6 +183,19 @@ def evaluate(model, vocab, parts, lookalike_files):
     vocab.add([r[0] for r in st] + [r[1] for r in st])
     s = (embed(model, vocab, [r[0] for r in st]) * embed(model, vocab, [r[1] for r in st])).sum(1).numpy()
     rep["stsb_dev_spearman"] = spearman(s, np.array([r[2] for r in st]))
+    # Case and end punctuation: the qqp_tune pairs with the second side
+    # lower-cased and its end punctuation removed, and how close a question
+    # stays to its own surface variants.
+    qb = [r[1].rstrip(" ?.!").lower() for r in q]
+    vocab.add(qb)
+    s = (A * embed(model, vocab, qb)).sum(1).numpy()
+    rep["qqp_tune_folded_p_at_r50"], _ = pr_at_recall(s, np.array([r[2] for r in q]))
+    base = sorted({r[0] for r in q})[:2000]
+    fold = [t.rstrip(" ?.!").lower() for t in base]
+    vocab.add(base + fold)
+    E0 = embed(model, vocab, base)
+    rep["surface_mean_cos_folded"] = float((E0 * embed(model, vocab, fold)).sum(1).mean())
+    rep["surface_min_cos_folded"] = float((E0 * embed(model, vocab, fold)).sum(1).min())
     for name in ("b77_tune", "clinc_tune"):
         best, ok = faq_scenario(model, vocab, parts[name])
         rep[name + "_top1"] = float(ok.mean())
@@ -188,7 +220,9 @@ def summary(rep):
     b = pick(rep["b77_tune_curve"], t)
     c = pick(rep["clinc_tune_curve"], t)
     la = pick(rep.get("lookalike_dev_curve", {}), t)
-    return (f"qqp P@R.5 {rep['qqp_tune_p_at_r50']:.3f} | stsb-dev {rep['stsb_dev_spearman']:.3f} | "
+    return (f"qqp P@R.5 {rep['qqp_tune_p_at_r50']:.3f} (folded {rep['qqp_tune_folded_p_at_r50']:.3f}) | "
+            f"surface cos {rep['surface_mean_cos_folded']:.3f} min {rep['surface_min_cos_folded']:.3f} | "
+            f"stsb-dev {rep['stsb_dev_spearman']:.3f} | "
             f"b77 top1 {rep['b77_tune_top1']:.3f} P/H@{t} {b[0]:.3f}/{b[1]:.3f} | "
             f"clinc top1 {rep['clinc_tune_top1']:.3f} P/H@{t} {c[0]:.3f}/{c[1]:.3f} | "
             f"lookalike para/false@{t} {la[0]:.2f}/{la[1]:.2f}")
@@ -284,6 +318,9 @@ def main():
     ap.add_argument("--intent-frac", type=float, default=0.75,
                     help="share of contrastive triples drawn from banking77/CLINC150 intents")
     ap.add_argument("--pair-weight", type=float, default=0.3, help="weight of the CoSENT loss")
+    ap.add_argument("--surface-aug", type=float, default=0.0,
+                    help="share of triples whose texts are replaced by a case/punctuation variant, and of "
+                         "triples whose positive is the anchor's own variant (case robustness)")
     ap.add_argument("--lookalike-dev", nargs="*", default=["tests/fixtures/lookalike_dev.tsv",
                                                            "tests/fixtures/lookalike_dev2.tsv",
                                                            "tests/fixtures/lookalike_dev3.tsv"])
@@ -316,6 +353,13 @@ def main():
     alltexts.update(r[1] for r in parts["stsb_dev"])
     alltexts.update(r[0] for r in parts["qqp_train"])
     alltexts.update(r[1] for r in parts["qqp_train"])
+    surface = {}
+    if args.surface_aug > 0:
+        for t in sorted({a for a, _, _, _ in pos} | {b for _, b, _, _ in pos} | {t for t, _ in intent_items}):
+            v = surface_variants(t)
+            if v:
+                surface[t] = v
+                alltexts.update(v)
     vocab.add(sorted(alltexts))
     log(f"data: {len(pos)} paraphrase pairs, {len(intent_items)} intent queries in {len(intents)} intents, "
         f"{len(looks)} anchors with look-alikes, {len(vocab.ids)} texts tokenised ({time.time() - t_start:.0f} s)")
@@ -357,6 +401,13 @@ def main():
                     n = rng.choice(looks[a])[0]
                 else:
                     n = rng.choice(hardneg[a][:3])
+            if surface:
+                r = rng.random()
+                if r < args.surface_aug / 2 and a in surface:
+                    p = rng.choice(surface[a])   # the anchor's own variant is its positive
+                elif r < args.surface_aug:
+                    a = rng.choice(surface[a]) if a in surface else a
+                    p = rng.choice(surface[p]) if p in surface else p
             anchors.append(a)
             posv.append(p)
             negv.append(n)

@@ -87,3 +87,52 @@ SC_TEST(cache_update_bumps_generation)
     sc_cache_close(c);
     sc_config_free(&cfg);
 }
+
+/* An import batch is embedded on two threads (embed_batch): every entry of
+ * a 100-entry put_many must get its own prompt's vector, the same as one
+ * embedded alone, and each is then found by itself at similarity ~1. */
+SC_TEST(cache_put_many_two_threads_keep_order)
+{
+    enum { N = 100 };
+    sc_config cfg;
+    cache_cfg(&cfg, sc_test_tmpdir());
+    char err[512];
+    sc_cache *c = NULL;
+    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    REQUIRE(c);
+    sc_record recs[N];
+    sc_record *ptrs[N];
+    char prompts[N][64];
+    for (int i = 0; i < N; i++) {
+        snprintf(prompts[i], sizeof prompts[i], "question number %d about topic %d", i, i * 7919 % 101);
+        memset(&recs[i], 0, sizeof recs[i]);
+        recs[i].ns = (char *)"imp";
+        recs[i].prompt = prompts[i];
+        recs[i].prompt_len = strlen(prompts[i]);
+        recs[i].response = prompts[i];
+        recs[i].response_len = strlen(prompts[i]);
+        recs[i].content_type = (char *)"text/plain";
+        recs[i].model = (char *)"";
+        ptrs[i] = &recs[i];
+    }
+    CHECK_OK(sc_cache_put_many(c, ptrs, N));
+    uint32_t dim = sc_cache_dim(c);
+    float *one = sc_malloc(sizeof(float) * dim);
+    for (int i = 0; i < N; i++) {
+        REQUIRE(recs[i].id != 0);
+        sc_record got;
+        memset(&got, 0, sizeof got);
+        CHECK_OK(sc_cache_get(c, recs[i].id, &got));
+        const char *t = prompts[i];
+        size_t l = strlen(t);
+        CHECK_OK(sc_cache_embed(c, &t, &l, 1, one));
+        double dot = 0;
+        for (uint32_t k = 0; k < dim && got.vec; k++) dot += (double)got.vec[k] * one[k];
+        if (!(dot > 0.9999)) sc_test_fail(__FILE__, __LINE__, "entry %d: stored vector cos %.6f to its own prompt", i, dot);
+        sc_record_clear(&got);
+    }
+    free(one);
+    sc_cache_close(c);
+    sc_config_free(&cfg);
+}

@@ -59,6 +59,21 @@ static int opt_string(sc_http_req *req, json_t *o, const char *name, const char 
     return 0;
 }
 
+/* Optional number field from 0 to max: 0 ok (*out stays when absent or
+ * null), -1 answered 400. */
+static int opt_number(sc_http_req *req, json_t *o, const char *name, double max, double *out)
+{
+    json_t *v = json_object_get(o, name);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > max) {
+        char what[64];
+        snprintf(what, sizeof what, "must be a number from 0 to %g", max);
+        return bad_field(req, what, name);
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
 static int req_string(sc_http_req *req, json_t *o, const char *name, const char **out, size_t max)
 {
     if (opt_string(req, o, name, out, max)) return -1;
@@ -292,24 +307,9 @@ void sc_api_lookup(sc_server *srv, sc_http_req *req)
     if (opt_string(req, o, "namespace", &want, 128)) goto out;
     if (req_string(req, o, "prompt", &prompt, PROMPT_MAX)) goto out;
     if (opt_string(req, o, "model", &model, 256)) goto out;
-    double threshold = -1;
-    json_t *t = json_object_get(o, "threshold");
-    if (t && !json_is_null(t)) {
-        if (!json_is_number(t) || json_number_value(t) < 0 || json_number_value(t) > 1) {
-            bad_field(req, "must be a number from 0 to 1", "threshold");
-            goto out;
-        }
-        threshold = json_number_value(t);
-    }
-    double max_error = -1;
-    json_t *me = json_object_get(o, "max_error_rate");
-    if (me && !json_is_null(me)) {
-        if (!json_is_number(me) || json_number_value(me) < 0 || json_number_value(me) > 0.5) {
-            bad_field(req, "must be a number from 0 to 0.5", "max_error_rate");
-            goto out;
-        }
-        max_error = json_number_value(me);
-    }
+    double threshold = -1, max_error = -1;
+    if (opt_number(req, o, "threshold", 1, &threshold) || opt_number(req, o, "max_error_rate", 0.5, &max_error))
+        goto out;
     const char *ns = sc_server_namespace(srv, req, want, 1);
     if (!ns) goto out;
     lookup_job *l = SC_NEW(lookup_job);

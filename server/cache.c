@@ -354,12 +354,11 @@ static void exact_hit(sc_cache_result *res, sc_record *r)
     res->rec = *r;
 }
 
-/* The exact layer for a query already normalised to norm (nlen bytes). */
+/* The exact layer for a query already normalised to norm (nlen bytes)
+ * whose exact key is key. */
 static int lookup_exact_norm(sc_cache *c, const char *ns, uint64_t fp, const char *norm, size_t nlen,
-                             sc_cache_result *res)
+                             const uint8_t key[SC_EXACT_KEY_LEN], sc_cache_result *res)
 {
-    uint8_t key[SC_EXACT_KEY_LEN];
-    key_of_normalised(ns, fp, norm, nlen, key);
     uint64_t id;
     sc_record r = {0};
     if (sc_store_get_exact(c->store, key, &id) || sc_store_get(c->store, id, &r)) return 0;
@@ -377,7 +376,9 @@ static int lookup_exact(sc_cache *c, const char *ns, uint64_t fp, const char *pr
 {
     size_t nlen;
     char *norm = normalise(prompt, len, &nlen);
-    int hit = lookup_exact_norm(c, ns, fp, norm, nlen, res);
+    uint8_t key[SC_EXACT_KEY_LEN];
+    key_of_normalised(ns, fp, norm, nlen, key);
+    int hit = lookup_exact_norm(c, ns, fp, norm, nlen, key, res);
     free(norm);
     return hit;
 }
@@ -423,13 +424,18 @@ int sc_cache_answers_agree(sc_cache *c, const char *a, size_t al, const char *b,
     return agree;
 }
 
+static uint64_t phash_of_key(const uint8_t key[SC_EXACT_KEY_LEN])
+{
+    uint64_t h;
+    memcpy(&h, key, 8);
+    return h ? h : 1;
+}
+
 uint64_t sc_cache_prompt_hash(const char *ns, uint64_t fp, const char *prompt, size_t len)
 {
     uint8_t key[SC_EXACT_KEY_LEN];
     sc_cache_exact_key(ns, fp, prompt, len, key);
-    uint64_t h;
-    memcpy(&h, key, 8);
-    return h ? h : 1;
+    return phash_of_key(key);
 }
 
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
@@ -455,12 +461,14 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     memset(res, 0, sizeof *res);
     int flags = o->flags;
     atomic_fetch_add(&c->lookups, 1);
-    double threshold = lookup_threshold(c, ns, o, res);
     size_t nlen;
     char *norm = normalise(prompt, len, &nlen);
+    uint8_t key[SC_EXACT_KEY_LEN];   /* also the prompt's hash for what was learned */
+    key_of_normalised(ns, fp, norm, nlen, key);
     int rc = SC_OK;
-    if (lookup_exact_norm(c, ns, fp, norm, nlen, res)) goto out;
+    if (lookup_exact_norm(c, ns, fp, norm, nlen, key, res)) goto out;
     if (flags & SC_LOOKUP_EXACT_ONLY) goto out;
+    double threshold = lookup_threshold(c, ns, o, res);
     res->dim = c->dim;
     res->vec = sc_malloc(sizeof(float) * c->dim);
     if ((rc = sc_embed(c->emb, &prompt, &len, 1, res->vec))) goto out;
@@ -534,7 +542,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     /* What was learned about the winner: blocked for this prompt, out of
      * semantic serving, or a threshold of its own. */
     if (res->id) {
-        res->phash = sc_cache_prompt_hash(ns, fp, prompt, len);
+        res->phash = phash_of_key(key);
         sc_learn_seen(c->learn, ns, best_conf);
         res->refused = sc_learn_gate(c->learn, res->id, res->phash, threshold, &threshold);
         if (res->refused) best_conf = -1;

@@ -48,12 +48,18 @@ static void block_add(entry_st *e, uint64_t phash)
     e->block[e->nblock++] = phash;
 }
 
-typedef struct ns_st {
-    char name[NS_MAX + 1];
+/* What a namespace has counted: its calibration and its evidence. Kept on
+ * disk as is (ns_disk). */
+typedef struct ns_counts {
     uint64_t seen[SC_LEARN_BINS];
     uint32_t obs[SC_LEARN_BINS], wrong[SC_LEARN_BINS];
     uint64_t verdicts_good, verdicts_bad, shadow_checks, shadow_wrong, miss_checks, miss_wrong;
     uint64_t exact;       /* exact hits served: answers that count in the budget too */
+} ns_counts;
+
+typedef struct ns_st {
+    char name[NS_MAX + 1];
+    ns_counts k;
     uint32_t dirty;
     double budget;        /* from namespace-max-error-rate, -1 = none */
     uint64_t entries_off, entries_raised, blocked;   /* over its entries (account) */
@@ -63,10 +69,7 @@ typedef struct ns_st {
  * is not portable across architectures anyway, as LMDB's is not). */
 typedef struct ns_disk {
     uint32_t version, bins;
-    uint64_t seen[SC_LEARN_BINS];
-    uint32_t obs[SC_LEARN_BINS], wrong[SC_LEARN_BINS];
-    uint64_t verdicts_good, verdicts_bad, shadow_checks, shadow_wrong, miss_checks, miss_wrong;
-    uint64_t exact;
+    ns_counts k;
 } ns_disk;
 
 typedef struct entry_disk {
@@ -201,16 +204,7 @@ static void persist_ns(sc_learn *l, int i)
     memset(&d, 0, sizeof d);
     d.version = 1;
     d.bins = SC_LEARN_BINS;
-    memcpy(d.seen, n->seen, sizeof d.seen);
-    memcpy(d.obs, n->obs, sizeof d.obs);
-    memcpy(d.wrong, n->wrong, sizeof d.wrong);
-    d.verdicts_good = n->verdicts_good;
-    d.verdicts_bad = n->verdicts_bad;
-    d.shadow_checks = n->shadow_checks;
-    d.shadow_wrong = n->shadow_wrong;
-    d.miss_checks = n->miss_checks;
-    d.miss_wrong = n->miss_wrong;
-    d.exact = n->exact;
+    d.k = n->k;
     n->dirty = 0;
     pthread_mutex_unlock(&l->mu);
     int rc = sc_store_learn_put(l->store, key, klen, &d, sizeof d);
@@ -256,17 +250,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         memcpy(&d, v, sizeof d);
         int i = ns_index(l, name, 1);
         if (i < 0 || d.version != 1 || d.bins != SC_LEARN_BINS) return 0;
-        ns_st *n = &l->ns[i];
-        memcpy(n->seen, d.seen, sizeof d.seen);
-        memcpy(n->obs, d.obs, sizeof d.obs);
-        memcpy(n->wrong, d.wrong, sizeof d.wrong);
-        n->verdicts_good = d.verdicts_good;
-        n->verdicts_bad = d.verdicts_bad;
-        n->shadow_checks = d.shadow_checks;
-        n->shadow_wrong = d.shadow_wrong;
-        n->miss_checks = d.miss_checks;
-        n->miss_wrong = d.miss_wrong;
-        n->exact = d.exact;
+        l->ns[i].k = d.k;
     } else if (klen == 9 && key[0] == SC_STORE_LEARN_ENTRY && vlen >= sizeof(entry_disk)) {
         entry_disk d;
         memcpy(&d, v, sizeof d);
@@ -363,7 +347,9 @@ double sc_learn_budget(sc_learn *l, const char *ns, double req_budget)
 }
 
 /* Wilson's upper bound for a share p seen in n trials, at z. */
-static double wilson_upper(double p, double n, double z)
+/* Wilson's score bound for a share p seen in n trials: the upper one for
+ * z > 0, the lower one for z < 0. */
+static double wilson(double p, double n, double z)
 {
     double z2 = z * z, den = 1 + z2 / n;
     double centre = p + z2 / (2 * n);
@@ -382,25 +368,17 @@ static double band_upper(const ns_st *n, size_t j)
 {
     uint64_t obs = 0, wrong = 0;
     for (size_t b = j; b < SC_LEARN_BINS && obs < SC_LEARN_BAND_MIN; b++) {
-        obs += n->obs[b];
-        wrong += n->wrong[b];
+        obs += n->k.obs[b];
+        wrong += n->k.wrong[b];
     }
-    return obs < SC_LEARN_BAND_MIN ? 1.0 : wilson_upper((double)wrong / (double)obs, (double)obs, Z95);
-}
-
-static double wilson_lower(double p, double n, double z)
-{
-    double z2 = z * z, den = 1 + z2 / n;
-    double centre = p + z2 / (2 * n);
-    double half = z * sqrt(p * (1 - p) / n + z2 / (4 * n * n));
-    return (centre - half) / den;
+    return obs < SC_LEARN_BAND_MIN ? 1.0 : wilson((double)wrong / (double)obs, (double)obs, Z95);
 }
 
 static double threshold_locked(const ns_st *n, double budget, double fallback, int *learned)
 {
     *learned = 0;
     uint64_t total = 0;
-    for (size_t b = 0; b < SC_LEARN_BINS; b++) total += n->obs[b];
+    for (size_t b = 0; b < SC_LEARN_BINS; b++) total += n->k.obs[b];
     if ((double)total < Z95 * Z95 * (1 - budget) / budget) return fallback;
     *learned = 1;
     /* Sums over bins >= j of the weighted observations: each of bin b's
@@ -410,21 +388,21 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
     double sw = 0, sw2 = 0, swe = 0, sem = 0, best = SC_LEARN_NO_SEMANTIC, low_at_fallback = 0;
     size_t jf = bin_of(fallback);
     for (size_t j = SC_LEARN_BINS; j-- > 0;) {
-        sem += (double)n->seen[j];
-        if (n->obs[j] > 0) {
-            double seen = n->seen[j] > n->obs[j] ? (double)n->seen[j] : (double)n->obs[j];
-            double w = seen / n->obs[j];
-            sw += w * n->obs[j];
-            sw2 += w * w * n->obs[j];
-            swe += w * n->wrong[j];
+        sem += (double)n->k.seen[j];
+        if (n->k.obs[j] > 0) {
+            double seen = n->k.seen[j] > n->k.obs[j] ? (double)n->k.seen[j] : (double)n->k.obs[j];
+            double w = seen / n->k.obs[j];
+            sw += w * n->k.obs[j];
+            sw2 += w * w * n->k.obs[j];
+            swe += w * n->k.wrong[j];
         }
         if (sw <= 0) continue;
         double p = swe / sw, neff = sw * sw / sw2;
-        double u = wilson_upper(p, neff, Z95), band = band_upper(n, j);
+        double u = wilson(p, neff, Z95), band = band_upper(n, j);
         if (band < u) u = band;
-        double share = sem > 0 ? sem / (sem + (double)n->exact) : 1;
+        double share = sem > 0 ? sem / (sem + (double)n->k.exact) : 1;
         if (u * share <= budget) best = (double)j / SC_LEARN_BINS;
-        if (j == jf) low_at_fallback = wilson_lower(p, neff, Z95) * share;
+        if (j == jf) low_at_fallback = wilson(p, neff, -Z95) * share;
     }
     /* Looser than the configured threshold only when shown to keep the
      * budget; stricter only when the configured one is shown to break it
@@ -449,7 +427,7 @@ void sc_learn_seen(sc_learn *l, const char *ns, double score)
 {
     pthread_mutex_lock(&l->mu);
     int i = ns_index(l, ns, 1);
-    if (i >= 0) l->ns[i].seen[bin_of(score)]++;
+    if (i >= 0) l->ns[i].k.seen[bin_of(score)]++;
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -475,7 +453,7 @@ uint64_t sc_learn_decision(sc_learn *l, const char *ns, uint64_t id, uint64_t ph
     int i = ns_index(l, ns, 1);
     uint32_t seq = ++l->seq;
     uint64_t rid = ((uint64_t)l->nonce << 32) | seq;
-    if (i >= 0 && !semantic) l->ns[i].exact++;
+    if (i >= 0 && !semantic) l->ns[i].k.exact++;
     decision *d = &l->dec[seq % SC_LEARN_DECISIONS];
     *d = (decision){.rid = i >= 0 ? rid : 0, .entry = id, .phash = phash, .score = (float)score,
                     .ns = (uint16_t)(i >= 0 ? i : 0), .semantic = (uint8_t)semantic};
@@ -524,8 +502,8 @@ static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, doubl
 {
     ns_st *n = &l->ns[nsi];
     size_t b = bin_of(score);
-    n->obs[b]++;
-    if (!correct) n->wrong[b]++;
+    n->k.obs[b]++;
+    if (!correct) n->k.wrong[b]++;
     if (id) {
         entry_st *e = entry_get(l, id, (uint16_t)nsi);
         account(l, e, -1);
@@ -569,9 +547,9 @@ int sc_learn_verdict(sc_learn *l, uint64_t rid, int correct, const char *only_ns
     d->judged = 1;
     ns_st *n = &l->ns[d->ns];
     if (correct)
-        n->verdicts_good++;
+        n->k.verdicts_good++;
     else
-        n->verdicts_bad++;
+        n->k.verdicts_bad++;
     /* An exact hit's verdict counts for the entry, not the calibration of
      * semantic scores (its score is 1 by definition). */
     int due;
@@ -612,11 +590,11 @@ void sc_learn_observe(sc_learn *l, const char *ns, uint64_t id, uint64_t phash, 
     }
     ns_st *n = &l->ns[i];
     if (source == SC_LEARN_SHADOW) {
-        n->shadow_checks++;
-        n->shadow_wrong += !correct;
+        n->k.shadow_checks++;
+        n->k.shadow_wrong += !correct;
     } else if (source == SC_LEARN_MISS) {
-        n->miss_checks++;
-        n->miss_wrong += !correct;
+        n->k.miss_checks++;
+        n->k.miss_wrong += !correct;
     }
     int due = apply_locked(l, i, id, phash, score, correct, source);
     /* Entry state is written when something that changes serving changed
@@ -668,15 +646,15 @@ json_t *sc_learn_ns_json(sc_learn *l, const char *ns, double fallback)
     double t = budget > 0 ? threshold_locked(n, budget, fallback, &learned) : fallback;
     uint64_t obs = 0, wrong = 0, off = n->entries_off, blocked = n->blocked, raised = n->entries_raised;
     for (size_t b = 0; b < SC_LEARN_BINS; b++) {
-        obs += n->obs[b];
-        wrong += n->wrong[b];
+        obs += n->k.obs[b];
+        wrong += n->k.wrong[b];
     }
     json_t *o = json_pack("{s:f,s:f,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "max_error_rate", budget,
                           "threshold", t > 1 ? -1.0 : t, "learned", learned, "observations", (json_int_t)obs,
-                          "observed_wrong", (json_int_t)wrong, "verdicts_good", (json_int_t)n->verdicts_good,
-                          "verdicts_bad", (json_int_t)n->verdicts_bad, "shadow_checks", (json_int_t)n->shadow_checks,
-                          "shadow_wrong", (json_int_t)n->shadow_wrong, "miss_checks", (json_int_t)n->miss_checks,
-                          "miss_wrong", (json_int_t)n->miss_wrong, "entries_off", (json_int_t)off,
+                          "observed_wrong", (json_int_t)wrong, "verdicts_good", (json_int_t)n->k.verdicts_good,
+                          "verdicts_bad", (json_int_t)n->k.verdicts_bad, "shadow_checks", (json_int_t)n->k.shadow_checks,
+                          "shadow_wrong", (json_int_t)n->k.shadow_wrong, "miss_checks", (json_int_t)n->k.miss_checks,
+                          "miss_wrong", (json_int_t)n->k.miss_wrong, "entries_off", (json_int_t)off,
                           "entries_raised", (json_int_t)raised, "blocked_prompts", (json_int_t)blocked);
     if (o && t > 1) json_object_set_new(o, "semantic", json_false());   /* no threshold meets the budget */
     pthread_mutex_unlock(&l->mu);
@@ -689,12 +667,12 @@ void sc_learn_totals_get(sc_learn *l, sc_learn_totals *t)
     pthread_mutex_lock(&l->mu);
     for (size_t i = 0; i < l->nns; i++) {
         const ns_st *n = &l->ns[i];
-        t->verdicts_good += n->verdicts_good;
-        t->verdicts_bad += n->verdicts_bad;
-        t->shadow_checks += n->shadow_checks;
-        t->shadow_wrong += n->shadow_wrong;
-        t->miss_checks += n->miss_checks;
-        t->miss_wrong += n->miss_wrong;
+        t->verdicts_good += n->k.verdicts_good;
+        t->verdicts_bad += n->k.verdicts_bad;
+        t->shadow_checks += n->k.shadow_checks;
+        t->shadow_wrong += n->k.shadow_wrong;
+        t->miss_checks += n->k.miss_checks;
+        t->miss_wrong += n->k.miss_wrong;
         t->entries_off += n->entries_off;
         t->blocked_prompts += n->blocked;
     }

@@ -27,6 +27,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -795,6 +796,28 @@ static void lookup_done(sc_job *j)
  * Entry points
  * ------------------------------------------------------------------- */
 
+/* A number header from 0 to max: *out is left alone when absent; -1 after
+ * answering 400 when it is not such a number. */
+static int header_number(sc_http_req *req, const char *name, double max, double *out)
+{
+    char lname[64];
+    size_t i = 0;
+    for (; name[i] && i < sizeof lname - 1; i++) lname[i] = (char)tolower((unsigned char)name[i]);
+    lname[i] = '\0';
+    const char *t = sc_http_header(req, lname);
+    if (!t) return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(t, &end);
+    if (errno || end == t || *end || !(v >= 0 && v <= max)) {
+        sc_http_error(req, 400, "invalid_request_error", "invalid_header",
+                      "%s must be a number from 0 to %g, got '%.32s'", name, max, t);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* Parses Cache-Control and the X-Semcache-* request headers. */
 static int read_controls(preq *p, sc_http_req *req)
 {
@@ -803,30 +826,9 @@ static int read_controls(preq *p, sc_http_req *req)
         if (strcasestr(cc, "no-cache")) p->no_cache = 1;
         if (strcasestr(cc, "no-store")) p->no_store = 1;
     }
-    const char *t = sc_http_header(req, "x-semcache-threshold");
-    if (t) {
-        char *end;
-        errno = 0;
-        double v = strtod(t, &end);
-        if (errno || end == t || *end || !(v >= 0 && v <= 1)) {
-            sc_http_error(req, 400, "invalid_request_error", "invalid_header",
-                          "X-Semcache-Threshold must be a number from 0 to 1, got '%.32s'", t);
-            return -1;
-        }
-        p->threshold = v;
-    }
-    const char *me = sc_http_header(req, "x-semcache-max-error-rate");
-    if (me) {
-        char *end;
-        errno = 0;
-        double v = strtod(me, &end);
-        if (errno || end == me || *end || !(v >= 0 && v <= 0.5)) {
-            sc_http_error(req, 400, "invalid_request_error", "invalid_header",
-                          "X-Semcache-Max-Error-Rate must be a number from 0 to 0.5, got '%.32s'", me);
-            return -1;
-        }
-        p->max_error = v;
-    }
+    if (header_number(req, "X-Semcache-Threshold", 1, &p->threshold) ||
+        header_number(req, "X-Semcache-Max-Error-Rate", 0.5, &p->max_error))
+        return -1;
     const char *ttl = sc_http_header(req, "x-semcache-ttl");
     if (ttl) {
         char *end;

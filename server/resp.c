@@ -740,6 +740,22 @@ static void memo_put(sc_resp *s, uint64_t gen, const char *ns, size_t nslen, con
     if (klen) sc_memo_put(s->memo, key, klen, gen, reply, rlen, id, expires, (int64_t)time(NULL));
 }
 
+/* Argument i as a number from 0 to max into *out; -1 after an -ERR that
+ * names the option. */
+static int arg_number(ctx *x, size_t i, const char *option, double max, double *out)
+{
+    const sc_resp_cmd *c = x->cmd;
+    char *end;
+    errno = 0;
+    double v = strtod(c->argv[i], &end);
+    if (errno || c->len[i] == 0 || end != c->argv[i] + c->len[i] || !(v >= 0) || v > max) {
+        r_error(x->out, "ERR %s must be a number between 0 and %g", option, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 static void cmd_sem_get(ctx *x)
 {
     sc_resp_cmd *c = x->cmd;
@@ -747,28 +763,10 @@ static void cmd_sem_get(ctx *x)
     double threshold = -1, max_error = -1;
     int exact = 0;
     for (size_t i = 3; i < c->argc; i++) {
-        if (arg_eq(c, i, "MAXERROR") && i + 1 < c->argc) {
-            char *end;
-            errno = 0;
-            max_error = strtod(c->argv[i + 1], &end);
-            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] || !(max_error >= 0) ||
-                max_error > 0.5) {
-                r_error(x->out, "ERR MAXERROR must be a number between 0 and 0.5");
-                return;
-            }
-            i++;
-            continue;
-        }
         if (arg_eq(c, i, "THRESHOLD") && i + 1 < c->argc) {
-            char *end;
-            errno = 0;
-            threshold = strtod(c->argv[i + 1], &end);
-            if (errno || c->len[i + 1] == 0 || end != c->argv[i + 1] + c->len[i + 1] ||
-                !(threshold >= 0) || threshold > 1) {
-                r_error(x->out, "ERR THRESHOLD must be a number between 0 and 1");
-                return;
-            }
-            i++;
+            if (arg_number(x, ++i, "THRESHOLD", 1, &threshold)) return;
+        } else if (arg_eq(c, i, "MAXERROR") && i + 1 < c->argc) {
+            if (arg_number(x, ++i, "MAXERROR", 0.5, &max_error)) return;
         } else if (arg_eq(c, i, "EXACT")) {
             exact = 1;
         } else {

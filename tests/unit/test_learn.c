@@ -36,6 +36,21 @@ static sc_store *open_store(const char *dir, ctx *x)
     return s;
 }
 
+/* Closes the learned state and the store, opens both again from dir:
+ * the store, with x->learn set, or NULL. */
+static sc_store *reopen(const char *dir, ctx *x, sc_store *s, const sc_config *cfg)
+{
+    sc_learn_close(x->learn);
+    x->learn = NULL;
+    sc_store_close(s);
+    s = open_store(dir, x);
+    if (s && sc_learn_open(&x->learn, s, cfg) != 0) {
+        sc_store_close(s);
+        return NULL;
+    }
+    return s;
+}
+
 static uint64_t put(sc_store *s, const char *ns, const char *prompt)
 {
     float v[DIM] = {1, 0, 0, 0};
@@ -115,12 +130,8 @@ SC_TEST(learn_verdicts_block_raise_quarantine_and_persist)
     CHECK_EQ_INT(t.blocked_prompts, 3);
 
     /* Reopen: what was learned is still there; request ids are not. */
-    sc_learn_close(l);
-    x.learn = NULL;
-    sc_store_close(s);
-    s = open_store(dir, &x);
+    s = reopen(dir, &x, s, &cfg);
     REQUIRE(s);
-    REQUIRE(sc_learn_open(&x.learn, s, &cfg) == 0);
     l = x.learn;
     CHECK(sc_learn_entry_get(l, e1, &st) == 1);
     CHECK(st.off && st.bad == 3 && st.blocked == 3);
@@ -132,12 +143,8 @@ SC_TEST(learn_verdicts_block_raise_quarantine_and_persist)
     /* Deleting the entry drops its state, in memory and on disk. */
     CHECK_OK(sc_store_del(s, "faq", e1));
     CHECK(sc_learn_entry_get(l, e1, &st) == 0);
-    sc_learn_close(l);
-    x.learn = NULL;
-    sc_store_close(s);
-    s = open_store(dir, &x);
+    s = reopen(dir, &x, s, &cfg);
     REQUIRE(s);
-    REQUIRE(sc_learn_open(&x.learn, s, &cfg) == 0);
     CHECK(sc_learn_entry_get(x.learn, e1, &st) == 0);
     sc_learn_close(x.learn);
     sc_store_close(s);

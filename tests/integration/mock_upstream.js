@@ -6,7 +6,8 @@
 // stream_options.include_usage), POST /v1/embeddings and GET /v1/models.
 // Answers are deterministic from the request: the content is
 // "echo: <last user message>" followed by " #N" where N counts the calls this
-// instance served (start({counter: false}) drops the suffix). Every answer
+// instance served (start({counter: false}) drops the suffix; start({reply})
+// answers reply(last user message) instead). Every answer
 // carries `x-mock-upstream: <name>` so fallback tests can tell who served.
 //
 // Control endpoints (not counted as calls):
@@ -186,7 +187,7 @@ function start(opts = {}) {
     state.served++;
     const n = state.served;
     const input = isChat ? lastUserMessage(body) : String(Array.isArray(body.prompt) ? body.prompt.join(' ') : body.prompt || '');
-    const content = `echo: ${input}` + (useCounter ? ` #${n}` : '');
+    const content = opts.reply ? opts.reply(input) : `echo: ${input}` + (useCounter ? ` #${n}` : '');
     const model = body.model || 'mock-model';
     const created = 1700000000 + n;
     const id = (isChat ? 'chatcmpl-' : 'cmpl-') + `${name}-${n}`;

@@ -36,6 +36,14 @@ test('bad value exits 2 naming the option', async () => {
   const r2 = spawnSync(semcachedBin, ['--threshold', '1.5'], { encoding: 'utf8' });
   assertEq(r2.status, 2);
   assert(r2.stderr.includes('threshold'), r2.stderr);
+  // The error-budget options (issue 19): out of range or malformed.
+  for (const [flag, value, name] of [['--max-error-rate', '0.9', 'max-error-rate'], ['--shadow-rate', '2', 'shadow-rate'],
+    ['--namespace-max-error-rate', 'faq 0.9', 'namespace-max-error-rate'],
+    ['--namespace-max-error-rate', 'onlyname', 'namespace-max-error-rate']]) {
+    const r3 = spawnSync(semcachedBin, [flag, value], { encoding: 'utf8' });
+    assertEq(r3.status, 2, `${flag} ${value}`);
+    assert(r3.stderr.includes(name), r3.stderr);
+  }
 });
 
 test('--help prints usage to stdout and exits 0', async () => {

@@ -34,6 +34,7 @@
 #include "embed/use.h"
 
 #include <stdint.h>
+#include "common/half.h"          /* sc_half_to_float, sc_float_to_half */
 
 #define SC_USE_BIN_MAGIC "SCEMBED"
 #define SC_USE_BIN_VERSION 1u
@@ -53,8 +54,5 @@ int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint
  * atomically (a temporary file renamed over path). */
 int sc_use_bin_save(const sc_use_model *m, const char *path, uint32_t dtype, const char *name);
 
-/* IEEE half <-> float (round to nearest even); exposed for tests. */
-float sc_half_to_float(uint16_t h);
-uint16_t sc_float_to_half(float f);
 
 #endif

@@ -7,7 +7,8 @@
  * stay small and appends never copy existing rows. Arrays of 2 MB and
  * more are 2 MB aligned and advised as huge pages (fewer TLB misses, and
  * the hardware prefetcher does not stop every 4 KB during a scan). A row
- * is the fp32 original (re-scoring, FAISS rebuilds), its scan copy (flat
+ * is the vector in fp16 (re-scoring, FAISS rebuilds; half the bytes of
+ * fp32, and re-scores within ~1e-4 of fp32's), its scan copy (flat
  * backend: int8, or 4-bit codes and a scale) and its id; a removed row
  * keeps its place with the id UINT64_MAX (a tombstone) until compaction.
  * A global id map gives each id's partition and row, so remove is O(1)
@@ -28,6 +29,7 @@
 #include "index/index_int.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/half.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -53,7 +55,7 @@ typedef struct chunk {
     int8_t *q;                  /* cap*dim int8 rows (flat, 8-bit scan), else NULL */
     uint8_t *c4;                /* cap 4-bit code rows (flat, 4-bit scan), else NULL */
     float *s4;                  /* cap scales of the 4-bit rows */
-    float *f;                   /* cap*dim fp32 rows */
+    uint16_t *hv;               /* cap*dim fp16 rows (common/half.h) */
     uint64_t *ids;              /* cap ids; TOMB = removed */
     uint32_t cap, n;
 } chunk;
@@ -119,7 +121,7 @@ static void row_loc(size_t row, size_t *ci, size_t *off)
 
 static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
 {
-    size_t per = (size_t)ix->dim * sizeof(float) + sizeof(uint64_t);
+    size_t per = (size_t)ix->dim * sizeof(uint16_t) + sizeof(uint64_t);
     if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) per += ix->dim;
     if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4)
         per += SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
@@ -143,7 +145,7 @@ static void chunk_alloc(const sc_index *ix, chunk *c, uint32_t cap)
 {
     c->cap = cap;
     c->n = 0;
-    c->f = alloc_aligned((size_t)cap * ix->dim * sizeof(float));
+    c->hv = alloc_aligned((size_t)cap * ix->dim * sizeof(uint16_t));
     int flat = ix->backend == BACKEND_FLAT;
     c->q = flat && ix->scan_bits == 8 ? alloc_aligned((size_t)cap * ix->dim) : NULL;
     c->c4 = flat && ix->scan_bits == 4 ? alloc_aligned((size_t)cap * SC_INDEX_I4_BYTES(ix->dim)) : NULL;
@@ -153,7 +155,7 @@ static void chunk_alloc(const sc_index *ix, chunk *c, uint32_t cap)
 
 static void chunk_free(chunk *c)
 {
-    free(c->f);
+    free(c->hv);
     free(c->q);
     free(c->c4);
     free(c->s4);
@@ -448,7 +450,7 @@ static size_t builder_add(const sc_index *ix, builder *b, const chunk *c, size_t
     size_t r = b->rows++, ci, o;
     row_loc(r, &ci, &o);
     chunk *d = &b->ch[ci];
-    memcpy(d->f + o * dim, c->f + off * dim, dim * sizeof(float));
+    memcpy(d->hv + o * dim, c->hv + off * dim, dim * sizeof(uint16_t));
     if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
     if (c->c4) {
         size_t rb = SC_INDEX_I4_BYTES(dim);
@@ -506,7 +508,7 @@ static void compact(sc_index *ix, part *p)
         float *all = sc_malloc((copied ? copied : 1) * dim * sizeof(float));
         for (size_t i = 0; i < copied; i++) {
             size_t o;
-            memcpy(all + i * dim, builder_chunk(&b, i, &o)->f + o * dim, dim * sizeof(float));
+            sc_half_decode(all + i * dim, builder_chunk(&b, i, &o)->hv + o * dim, dim);
         }
         if (!sc_index__faiss_is_trained(fx) && copied >= p->train_next)
             (void)sc_index__faiss_train(fx, copied, all);
@@ -543,8 +545,11 @@ static void compact(sc_index *ix, part *p)
         const chunk *c = &p->chunks[ci];
         if (c->ids[off] == TOMB) continue;
         size_t r = builder_add(ix, &b, c, off);
-        if (fx && trained && frows == r && sc_index__faiss_add(fx, 1, c->f + off * dim) == 0)
-            frows++;
+        if (fx && trained && frows == r) {
+            float f[SC_INDEX_MAX_DIM];
+            sc_half_decode(f, c->hv + off * dim, dim);
+            if (sc_index__faiss_add(fx, 1, f) == 0) frows++;
+        }
     }
     free(newrow);
     size_t train_next = p->train_next, live = b.rows - dead;
@@ -648,7 +653,7 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     row_loc(row, &ci, &off);
     chunk *c = &p->chunks[ci];
     /* The slot is past c->n: no reader looks at it before it is published. */
-    memcpy(c->f + off * dim, f, dim * sizeof(float));
+    sc_half_encode(c->hv + off * dim, f, dim);
     if (c->q) memcpy(c->q + off * dim, q, dim);
     if (c->c4) {
         memcpy(c->c4 + off * SC_INDEX_I4_BYTES(dim), c4, SC_INDEX_I4_BYTES(dim));
@@ -772,7 +777,7 @@ void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 typedef struct cand {
     float s;
     uint64_t id;
-    const float *f;
+    const uint16_t *v;          /* the row's fp16 vector */
 } cand;
 
 /* Min-heap on s: the root is the weakest candidate kept. */
@@ -834,7 +839,7 @@ static void offer_block(const sc_index *ix, const chunk *c, size_t off, const fl
         if (*n == cap && fs[j] <= h[0].s) continue; /* the bar rose meanwhile */
         uint64_t id = c->ids[off + j];
         if (id == TOMB) continue;
-        heap_offer(h, n, cap, (cand){fs[j], id, c->f + (off + j) * ix->dim});
+        heap_offer(h, n, cap, (cand){fs[j], id, c->hv + (off + j) * ix->dim});
     }
 }
 
@@ -876,8 +881,9 @@ static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, cand *
     return n;
 }
 
-/* Exact fp32 scan (FAISS partitions whose index is not usable yet). */
-static size_t scan_f32(const sc_index *ix, const part *p, const float *qf, cand *h, size_t cap)
+/* Exact scan over the fp16 rows (FAISS partitions whose index is not
+ * usable yet). */
+static size_t scan_f16(const sc_index *ix, const part *p, const float *qf, cand *h, size_t cap)
 {
     const size_t dim = ix->dim;
     size_t n = 0;
@@ -885,8 +891,8 @@ static size_t scan_f32(const sc_index *ix, const part *p, const float *qf, cand 
         const chunk *c = &p->chunks[ci];
         for (size_t off = 0; off < c->n; off++) {
             if (c->ids[off] == TOMB) continue;
-            const float *f = c->f + off * dim;
-            heap_offer(h, &n, cap, (cand){sc_index_dot_f32(qf, f, dim), c->ids[off], f});
+            const uint16_t *v = c->hv + off * dim;
+            heap_offer(h, &n, cap, (cand){sc_index_dot_f16(qf, v, dim), c->ids[off], v});
         }
     }
     return n;
@@ -911,7 +917,7 @@ static int search_faiss(const sc_index *ix, const part *p, const float *qf, size
             row_loc((size_t)lab[i], &ci, &off);
             uint64_t id = p->chunks[ci].ids[off];
             if (id == TOMB) continue;
-            h[n++] = (cand){0, id, p->chunks[ci].f + off * ix->dim};
+            h[n++] = (cand){0, id, p->chunks[ci].hv + off * ix->dim};
         }
         free(dist);
         free(lab);
@@ -925,19 +931,22 @@ static int search_faiss(const sc_index *ix, const part *p, const float *qf, size
     }
 }
 
-/* Exact fp32 scores of the candidates. Their rows are scattered and
- * usually not cached: the next rows are prefetched while one is scored, so
- * the misses overlap instead of following each other. */
+/* Exact scores of the candidates (fp32 query against fp16 rows, summed
+ * in fp32). Their rows are scattered and usually not cached: the next rows
+ * are prefetched while one is scored, so the misses overlap instead of
+ * following each other. */
 static void rescore(cand *h, size_t nc, const float *qf, size_t dim)
 {
     enum { AHEAD = 4 };
-    const size_t bytes = dim * sizeof(float);
+    const size_t bytes = dim * sizeof(uint16_t);
     for (size_t i = 0; i < nc && i < AHEAD; i++)
-        for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i].f + l);
+        for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i].v + l);
     for (size_t i = 0; i < nc; i++) {
         if (i + AHEAD < nc)
-            for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i + AHEAD].f + l);
-        h[i].s = sc_index_dot_f32(qf, h[i].f, dim);
+            for (size_t l = 0; l < bytes; l += 64) __builtin_prefetch((const char *)h[i + AHEAD].v + l);
+        float sc = sc_index_dot_f16(qf, h[i].v, dim);
+        /* Rounding to fp16 can take a dot product just past +-1. */
+        h[i].s = sc > 1.0f ? 1.0f : sc < -1.0f ? -1.0f : sc;
     }
 }
 
@@ -973,7 +982,7 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
         rc = search_faiss(ix, p, qf, k, want, &h, &nc);
     } else {
         h = k <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(k * sizeof(cand));
-        nc = scan_f32(ix, p, qf, h, k);
+        nc = scan_f16(ix, p, qf, h, k);
     }
     rescore(h, nc, qf, dim);
     if (nc > 1) qsort(h, nc, sizeof(cand), by_score_desc);

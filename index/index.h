@@ -6,8 +6,8 @@
  *
  * Backends:
  *   flat  (default) a scan over quantised copies with a SIMD kernel
- *         picked at run time (AVX-512 VNNI, AVX2, scalar), then exact fp32
- *         cosine re-scoring of the candidates it keeps. scan_bits = 4
+ *         picked at run time (AVX-512 VNNI, AVX2, scalar), then exact
+ *         re-scoring of the candidates it keeps against their fp16 rows. scan_bits = 4
  *         (default): 4-bit codes (dim/2 bytes and a per-row scale), the
  *         top max(8k, 64) candidates; scan_bits = 8: int8 codes (dim
  *         bytes, twice the memory traffic), the top max(4k, 32). On real
@@ -20,15 +20,19 @@
  *         needed) and dropped at compaction, which rebuilds the index; an
  *         index that needs training (IVF...) is trained on the partition's
  *         rows once it has 1024 of them (until then: exact fp32 scan).
- *         Results are re-scored exactly in fp32 as well.
+ *         Results are re-scored against the fp16 rows as well.
  *
  * Threads: any thread may call any function. Searches run concurrently
  * with each other and with adds; an add or remove holds a partition's
  * write lock only for a short, bounded time (no large copies under it).
  * Removal is a tombstone; a partition compacts itself when tombstones pass
  * a quarter of its rows, and is dropped when it has no live row left.
- * Memory: every vector is kept in fp32 (re-scoring, rebuilds) plus its
- * scan copy (int8: dim bytes, 4-bit: dim/2 + 4 bytes). */
+ * Memory: every vector is kept in fp16 (re-scoring, rebuilds: 2*dim
+ * bytes) plus its scan copy (int8: dim bytes, 4-bit: dim/2 + 4 bytes) and
+ * its id (8 bytes, and 24 in the id map). Scores are the fp32 query's dot
+ * product with the fp16 row, clamped to [-1, 1]: within ~1e-4 of the fp32
+ * cosine (a vector scored against itself gives 0.999 or more, not always
+ * exactly 1). */
 #ifndef SC_INDEX_H
 #define SC_INDEX_H
 
@@ -52,7 +56,7 @@ typedef struct sc_index_opts {
 
 typedef struct sc_index_hit {
     uint64_t id;
-    float score;                /* exact fp32 cosine */
+    float score;                /* cosine against the stored fp16 row */
 } sc_index_hit;
 
 typedef struct sc_index_stats {
@@ -128,5 +132,8 @@ void sc_index_dot_i4_scalar(const int8_t *q, const uint8_t *codes, size_t n, siz
                             int32_t *out);
 /* Exact fp32 dot product of two dim-vectors (dispatched like the above). */
 float sc_index_dot_f32(const float *a, const float *b, size_t dim);
+/* Dot product of an fp32 vector with an fp16 one (common/half.h), summed
+ * in fp32 (AVX-512: vcvtph2ps; AVX2: F16C; else scalar). */
+float sc_index_dot_f16(const float *a, const uint16_t *b, size_t dim);
 
 #endif

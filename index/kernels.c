@@ -1,6 +1,6 @@
 /* The numeric kernels of the index: int8 quantisation, int8 dot products
- * of one query against many rows, and the fp32 dot product used to
- * re-score candidates exactly.
+ * of one query against many rows, and the fp32 x fp16 dot product used to
+ * re-score candidates (fp32 x fp32 for callers that have both in fp32).
  *
  * Each kernel has a portable scalar reference and SIMD versions compiled
  * with per-function target attributes (the global flags stay generic); the
@@ -27,6 +27,7 @@
 #include "index/index.h"
 #include "index/index_int.h"
 #include "common/err.h"
+#include "common/half.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -118,6 +119,20 @@ static float dot_f32_scalar(const float *a, const float *b, size_t dim)
         s3 += a[j + 3] * b[j + 3];
     }
     for (; j < dim; j++) s0 += a[j] * b[j];
+    return (s0 + s1) + (s2 + s3);
+}
+
+static float dot_f16_scalar(const float *a, const uint16_t *b, size_t dim)
+{
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t j = 0;
+    for (; j + 4 <= dim; j += 4) {
+        s0 += a[j] * sc_half_to_float(b[j]);
+        s1 += a[j + 1] * sc_half_to_float(b[j + 1]);
+        s2 += a[j + 2] * sc_half_to_float(b[j + 2]);
+        s3 += a[j + 3] * sc_half_to_float(b[j + 3]);
+    }
+    for (; j < dim; j++) s0 += a[j] * sc_half_to_float(b[j]);
     return (s0 + s1) + (s2 + s3);
 }
 
@@ -229,6 +244,26 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, co
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     float s = _mm_cvtss_f32(h);
     for (; j < dim; j++) s += a[j] * b[j];
+    return s;
+}
+
+__attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const float *a,
+                                                                   const uint16_t *b, size_t dim)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= dim; j += 16) {
+        __m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + j)));
+        __m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + j + 8)));
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), b0, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), b1, s1);
+    }
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; j < dim; j++) s += a[j] * sc_half_to_float(b[j]);
     return s;
 }
 
@@ -376,12 +411,29 @@ __attribute__((target("avx512f"))) static float dot_f32_avx512(const float *a, c
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+__attribute__((target("avx512f"))) static float dot_f16_avx512(const float *a,
+                                                               const uint16_t *b, size_t dim)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= dim; j += 32) {
+        __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + j)));
+        __m512 b1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b + j + 16)));
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), b0, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), b1, s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; j < dim; j++) s += a[j] * sc_half_to_float(b[j]);
+    return s;
+}
+
 /* ---------------------------------------------------------------------
  * Dispatch
  * ------------------------------------------------------------------- */
 
 typedef void (*dot_i8_fn)(const int8_t *, const int8_t *, size_t, size_t, int32_t *);
 typedef float (*dot_f32_fn)(const float *, const float *, size_t);
+typedef float (*dot_f16_fn)(const float *, const uint16_t *, size_t);
 typedef void (*dot_i4_fn)(const int8_t *, const uint8_t *, size_t, size_t, int32_t *);
 typedef size_t (*above_fn)(const float *, size_t, float, uint32_t *);
 
@@ -391,7 +443,9 @@ static struct {
     dot_f32_fn f32;
     dot_i4_fn i4;
     above_fn above;
-} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar};
+    dot_f16_fn f16;
+} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar,
+            dot_f16_scalar};
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
 static int cpu_has(const char *name)
@@ -399,7 +453,8 @@ static int cpu_has(const char *name)
     __builtin_cpu_init();
     if (strcmp(name, "scalar") == 0) return 1;
     if (strcmp(name, "avx2") == 0)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
     if (strcmp(name, "avx512vnni") == 0)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
@@ -414,18 +469,21 @@ static void select_kernel(const char *name)
         active.f32 = dot_f32_avx512;
         active.i4 = dot_i4_vnni;
         active.above = above_avx512;
+        active.f16 = dot_f16_avx512;
     } else if (strcmp(name, "avx2") == 0) {
         active.name = "avx2";
         active.i8 = dot_i8_avx2;
         active.f32 = dot_f32_avx2;
         active.i4 = dot_i4_avx2;
         active.above = above_scalar;
+        active.f16 = dot_f16_avx2;
     } else {
         active.name = "scalar";
         active.i8 = sc_index_dot_i8_scalar;
         active.f32 = dot_f32_scalar;
         active.i4 = sc_index_dot_i4_scalar;
         active.above = above_scalar;
+        active.f16 = dot_f16_scalar;
     }
 }
 
@@ -469,6 +527,12 @@ float sc_index_dot_f32(const float *a, const float *b, size_t dim)
 {
     pthread_once(&dispatch_once, dispatch_init);
     return active.f32(a, b, dim);
+}
+
+float sc_index_dot_f16(const float *a, const uint16_t *b, size_t dim)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.f16(a, b, dim);
 }
 
 void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim, int32_t *out)

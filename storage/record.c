@@ -1,9 +1,9 @@
-/* The entry record codec: sc_record <-> bytes, version 1.
+/* The entry record codec: sc_record <-> bytes, version 2 (reads 1 too).
  *
  * The encoding is little-endian whatever the host and is laid out so the
  * fixed fields sit at fixed offsets (the store reads expiry, last_hit and
  * the namespace from them without decoding the whole record, and patches
- * hits/last_hit in place). Layout of version 1:
+ * hits/last_hit in place). Layout of version 2:
  *
  *   off  size  field
  *     0     4  magic "SCRE"
@@ -17,20 +17,29 @@
  *    64     2  model_len        66  2  reserved (0)
  *    68     4  prompt_len       72  4  response_len     76  4  reserved (0)
  *    80    16  exact key (zeros when flag bit 0 is clear)
- *    96 dim*4  vector (float32)
+ *    96 dim*2  vector (IEEE binary16, common/half.h)
  *       ...    ns, content_type, model, prompt, response (no terminators)
  *   n-8     8  checksum: XXH3-64 (seed 0) of bytes [0, n-8)
+ *
+ * Version 1 (until 2026-12) is the same with the vector as dim*4 bytes of
+ * float32: a 512-d record was over LMDB's in-page limit and took a whole
+ * overflow page. Decode and peek read both; encode writes version 2 only
+ * (the store migrates version-1 records in place, store.h). A version-1
+ * record decodes to its float32 vector unchanged; re-encoding it rounds the
+ * vector to halves, the one change a migration makes.
  *
  * The envelope (magic, version at offset 4, checksum in the last 8 bytes)
  * is kept by every future version, so decode verifies the checksum before
  * it looks at the version: a bit flip anywhere gives SC_ECORRUPT, and only
  * an intact record of another version gives SC_EVERSION. Decode accepts
  * exactly what encode produces (no embedded NULs in the short strings, zero
- * reserved fields), so decode-then-encode reproduces the input bytes. */
+ * reserved fields), so decode-then-encode reproduces a version-2 record's
+ * bytes. */
 #include "record.h"
 
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/half.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -89,19 +98,6 @@ static int host_is_le(void)
 #endif
 }
 
-static void put_floats(uint8_t *p, const float *v, uint32_t n)
-{
-    if (host_is_le()) {
-        memcpy(p, v, (size_t)n * 4);
-        return;
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        put32(p + 4 * (size_t)i, u);
-    }
-}
-
 static void get_floats(float *v, const uint8_t *p, uint32_t n)
 {
     if (host_is_le()) {
@@ -112,6 +108,22 @@ static void get_floats(float *v, const uint8_t *p, uint32_t n)
         uint32_t u = get32(p + 4 * (size_t)i);
         memcpy(&v[i], &u, 4);
     }
+}
+
+static void put_halves(uint8_t *p, const float *v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) put16(p + 2 * (size_t)i, sc_float_to_half(v[i]));
+}
+
+static void get_halves(float *v, const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) v[i] = sc_half_to_float(get16(p + 2 * (size_t)i));
+}
+
+/* Bytes a vector of dim takes in a record of version ver. */
+static size_t vec_bytes(unsigned ver, uint32_t dim)
+{
+    return (size_t)dim * (ver == 1 ? 4 : 2);
 }
 
 static uint64_t checksum(const uint8_t *p, size_t n)
@@ -125,14 +137,24 @@ static uint64_t checksum(const uint8_t *p, size_t n)
 
 static size_t slen(const char *s) { return s ? strlen(s) : 0; }
 
-size_t sc_record_encoded_size(const sc_record *r)
+static size_t encoded_size(const sc_record *r, unsigned ver)
 {
-    return MIN_LEN + (size_t)r->dim * 4 + slen(r->ns) + slen(r->content_type) +
+    return MIN_LEN + vec_bytes(ver, r->dim) + slen(r->ns) + slen(r->content_type) +
            slen(r->model) + (r->prompt ? r->prompt_len : 0) +
            (r->response ? r->response_len : 0);
 }
 
+size_t sc_record_encoded_size(const sc_record *r)
+{
+    return encoded_size(r, SC_RECORD_VERSION);
+}
+
 int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len)
+{
+    return sc_record_encode_version(r, SC_RECORD_VERSION, out, len);
+}
+
+int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out, size_t *len)
 {
     *out = NULL;
     *len = 0;
@@ -141,15 +163,16 @@ int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len)
     size_t resp_len = r->response ? r->response_len : 0;
     if ((r->prompt_len && !r->prompt) || (r->response_len && !r->response)) return SC_EINVAL;
     if (r->dim > SC_RECORD_MAX_DIM || (r->dim && !r->vec)) return SC_EINVAL;
+    if (version != 1 && version != SC_RECORD_VERSION) return SC_EINVAL;
     if (ns_len > SC_RECORD_MAX_NS || ct_len > SC_RECORD_MAX_SHORT ||
         model_len > SC_RECORD_MAX_SHORT || prompt_len > SC_RECORD_MAX_PROMPT ||
         resp_len > SC_RECORD_MAX_RESPONSE)
         return SC_ETOOBIG;
 
-    size_t n = sc_record_encoded_size(r);
+    size_t n = encoded_size(r, version);
     uint8_t *p = sc_malloc(n);
     p[0] = MAGIC_0; p[1] = MAGIC_1; p[2] = MAGIC_2; p[3] = MAGIC_3;
-    put16(p + OFF_VERSION, SC_RECORD_VERSION);
+    put16(p + OFF_VERSION, (uint16_t)version);
     put16(p + OFF_FLAGS, r->has_exact_key ? FLAG_EXACT : 0);
     put64(p + OFF_CREATED, (uint64_t)r->created);
     put64(p + OFF_EXPIRES, (uint64_t)r->expires);
@@ -172,8 +195,16 @@ int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len)
         memset(p + OFF_EXACT, 0, SC_RECORD_EXACT_LEN);
 
     uint8_t *q = p + HEAD_LEN;
-    if (r->dim) put_floats(q, r->vec, r->dim);
-    q += (size_t)r->dim * 4;
+    if (r->dim && version == 1) {
+        for (uint32_t i = 0; i < r->dim; i++) {
+            uint32_t u;
+            memcpy(&u, &r->vec[i], 4);
+            put32(q + 4 * (size_t)i, u);
+        }
+    } else if (r->dim) {
+        put_halves(q, r->vec, r->dim);
+    }
+    q += vec_bytes(version, r->dim);
     if (ns_len) memcpy(q, r->ns, ns_len);
     q += ns_len;
     if (ct_len) memcpy(q, r->content_type, ct_len);
@@ -194,9 +225,11 @@ int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len)
  * Decoding
  * ------------------------------------------------------------------- */
 
-/* The variable-length field sizes of a version-1 record, validated. */
+/* The variable-length field sizes of a record, validated. */
 typedef struct layout {
+    unsigned version;
     uint32_t dim;
+    size_t vec_len;
     size_t ns_len, ct_len, model_len, prompt_len, resp_len;
 } layout;
 
@@ -207,7 +240,8 @@ static int check_layout(const uint8_t *p, size_t n, layout *l)
     if (!p || n < MIN_LEN) return SC_ECORRUPT;
     if (p[0] != MAGIC_0 || p[1] != MAGIC_1 || p[2] != MAGIC_2 || p[3] != MAGIC_3)
         return SC_ECORRUPT;
-    if (get16(p + OFF_VERSION) != SC_RECORD_VERSION) return SC_EVERSION;
+    l->version = get16(p + OFF_VERSION);
+    if (l->version != 1 && l->version != SC_RECORD_VERSION) return SC_EVERSION;
     uint16_t flags = get16(p + OFF_FLAGS);
     if (flags & ~FLAG_EXACT) return SC_ECORRUPT;
     if (get16(p + OFF_RSV16) != 0 || get32(p + OFF_RSV32) != 0) return SC_ECORRUPT;
@@ -222,7 +256,8 @@ static int check_layout(const uint8_t *p, size_t n, layout *l)
         l->prompt_len > SC_RECORD_MAX_PROMPT || l->resp_len > SC_RECORD_MAX_RESPONSE)
         return SC_ECORRUPT;
     /* Every term is bounded above, so this sum cannot overflow a size_t. */
-    size_t want = (size_t)MIN_LEN + (size_t)l->dim * 4 + l->ns_len + l->ct_len +
+    l->vec_len = vec_bytes(l->version, l->dim);
+    size_t want = (size_t)MIN_LEN + l->vec_len + l->ns_len + l->ct_len +
                   l->model_len + l->prompt_len + l->resp_len;
     if (want != n) return SC_ECORRUPT;
     if (!(flags & FLAG_EXACT)) {
@@ -284,9 +319,12 @@ int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
     r->dim = l.dim;
     if (l.dim) {
         r->vec = sc_malloc((size_t)l.dim * sizeof(float));
-        get_floats(r->vec, q, l.dim);
+        if (l.version == 1)
+            get_floats(r->vec, q, l.dim);
+        else
+            get_halves(r->vec, q, l.dim);
     }
-    q += (size_t)l.dim * 4;
+    q += l.vec_len;
     if ((rc = dup_cstr(q, l.ns_len, &r->ns)) != 0) goto fail;
     q += l.ns_len;
     if ((rc = dup_cstr(q, l.ct_len, &r->content_type)) != 0) goto fail;
@@ -331,7 +369,7 @@ int sc_record_peek(const uint8_t *p, size_t n, sc_record_head *h)
     h->dim = l.dim;
     h->has_exact_key = (get16(p + OFF_FLAGS) & FLAG_EXACT) != 0;
     if (h->has_exact_key) memcpy(h->exact_key, p + OFF_EXACT, SC_RECORD_EXACT_LEN);
-    memcpy(h->ns, p + HEAD_LEN + (size_t)l.dim * 4, l.ns_len);
+    memcpy(h->ns, p + HEAD_LEN + l.vec_len, l.ns_len);
     h->ns[l.ns_len] = '\0';
     return 0;
 }

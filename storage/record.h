@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SC_RECORD_VERSION 1
+/* Version 2 stores the vector as halves (dim*2 bytes); version 1, still
+ * read, as float32 (record.c). */
+#define SC_RECORD_VERSION 2
 #define SC_RECORD_MAX_DIM 8192
 
 /* Bounds on the variable-length fields; encode refuses larger values with
@@ -40,7 +42,9 @@ typedef struct sc_record {
     uint32_t prompt_tokens;   /* token usage of the stored answer */
     uint32_t completion_tokens;
     uint32_t dim;             /* 0 when the entry has no vector */
-    float *vec;               /* dim floats, L2-normalised */
+    float *vec;               /* dim floats, L2-normalised (stored as
+                               * halves: a decoded vector is the stored
+                               * one rounded to binary16) */
     /* The exact-layer key the entry is filed under (set by sc_store_put from
      * its exact_key argument), so deleting the entry also drops the key. */
     int has_exact_key;
@@ -63,6 +67,10 @@ typedef struct sc_record_head {
 
 /* Encodes r into a freshly malloc'ed buffer (*out, *len); caller frees. */
 int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len);
+/* The same in a given format version (1 or SC_RECORD_VERSION; SC_EINVAL
+ * otherwise): tests and tools write version-1 records with it to exercise
+ * the migration. */
+int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out, size_t *len);
 
 /* Decodes p[0..n) into r. All pointers in r are fresh allocations owned by
  * r: release them with sc_record_clear(). On error r is left empty. */
@@ -71,7 +79,8 @@ int sc_record_decode(const uint8_t *p, size_t n, sc_record *r);
 /* Frees what r points to and zeroes it; r itself is the caller's. */
 void sc_record_clear(sc_record *r);
 
-/* Size in bytes of r's encoding (for max_bytes accounting). */
+/* Size in bytes of r's encoding in the current version (for max_bytes
+ * accounting). */
 size_t sc_record_encoded_size(const sc_record *r);
 
 /* Reads the fixed fields of p[0..n) into *h after checking the magic, the

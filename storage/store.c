@@ -135,7 +135,7 @@ static int mkdir_p(const char *dir)
     return rc;
 }
 
-static int meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
+int sc_store__meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
 {
     uint8_t b[8];
     put_u64le(b, v);
@@ -148,6 +148,8 @@ static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, MDB_val *out)
     MDB_val k = {strlen(name), (void *)name};
     return mdb_get(txn, dbi, &k, out);
 }
+
+#define meta_put_u64 sc_store__meta_put_u64
 
 /* Writes the identity of a fresh store (or of a re-embedded one). */
 static int meta_write_identity(sc_store *s, MDB_txn *txn)
@@ -253,11 +255,13 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
             meta_get(txn, s->dbi_meta, "bytes", &bv) || get_u64le(&bv, &s->bytes)) {
             snprintf(err, errlen, "%s: the store's meta table is damaged", s->dir);
             sc = SC_ECORRUPT;
-        } else if (schema != SC_STORE_SCHEMA) {
-            snprintf(err, errlen, "%s: store schema version %llu, this build reads %d",
+        } else if (schema != SC_STORE_SCHEMA && schema != 1) {
+            snprintf(err, errlen, "%s: store schema version %llu, this build reads 1 and %d",
                      s->dir, (unsigned long long)schema, SC_STORE_SCHEMA);
             sc = SC_EVERSION;
         } else {
+            MDB_val mv;
+            s->migrate = schema == 1 || meta_get(txn, s->dbi_meta, "migrating", &mv) == 0;
             size_t elen = ev.mv_size > 200 ? 200 : ev.mv_size;
             int same = ev.mv_size == strlen(s->embedder_id) &&
                        memcmp(ev.mv_data, s->embedder_id, ev.mv_size) == 0 && dim == s->dim;
@@ -373,6 +377,7 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
     mdb_reader_check(s->env, &dead);
     if (dead) sc_info("%s: cleared %d stale reader slot(s)", s->dir, dead);
     if ((rc = open_dbs(s, err, errlen)) != 0) goto fail;
+    if (s->migrate && (rc = sc_store__migrate(s, err, errlen)) != 0) goto fail;
     atomic_store(&s->pub_entries, s->entries);
     atomic_store(&s->pub_bytes, s->bytes);
     if ((rc = sc_store__writer_start(s)) != 0) {

@@ -16,7 +16,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SC_STORE_SCHEMA 1
+/* Schema 2: records of version 2 (fp16 vectors). Schema 1 data dirs are
+ * migrated on open (store_migrate.c). */
+#define SC_STORE_SCHEMA 2
 #define SC_STORE_RTXN_POOL 64     /* reset read transactions kept for reuse */
 #define SC_STORE_TOUCH_MAX 65536  /* pending touches past this are dropped */
 #define SC_STORE_TOUCH_DELAY_MS 100
@@ -66,6 +68,7 @@ struct sc_store {
     char *embedder_id;
     uint32_t dim;
     _Atomic int needs_reembed;
+    int migrate;              /* open: records of an older version may remain */
 
     /* Writer queue, guarded by mu. */
     pthread_mutex_t mu;
@@ -103,6 +106,18 @@ int sc_store__err(int mdb_rc);
 void sc_store__id_key(uint8_t out[8], uint64_t id);
 uint64_t sc_store__key_id(const MDB_val *k);
 int64_t sc_store__now_ms(void);
+
+/* Writes meta[name] = v (8 bytes, little-endian). */
+int sc_store__meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v);
+
+/* store_migrate.c: rewrites every record of an older version in the
+ * current one (before the writer starts); see store.h, "Record format
+ * migration". */
+int sc_store__migrate(sc_store *s, char *err, size_t errlen);
+/* Test hooks, 0/NULL in production: records rewritten per transaction
+ * (default 1024), and a function called after each migration commit. */
+extern size_t sc_store__migrate_batch;
+extern void (*sc_store__migrate_hook)(uint64_t rewritten);
 
 /* Writer thread lifecycle (store_writer.c). */
 int sc_store__writer_start(sc_store *s);

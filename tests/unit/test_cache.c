@@ -129,7 +129,7 @@ SC_TEST(cache_put_many_two_threads_keep_order)
         CHECK_OK(sc_cache_embed(c, &t, &l, 1, one));
         double dot = 0;
         for (uint32_t k = 0; k < dim && got.vec; k++) dot += (double)got.vec[k] * one[k];
-        if (!(dot > 0.9999)) sc_test_fail(__FILE__, __LINE__, "entry %d: stored vector cos %.6f to its own prompt", i, dot);
+        if (!(dot > 0.999)) sc_test_fail /* stored as fp16 */(__FILE__, __LINE__, "entry %d: stored vector cos %.6f to its own prompt", i, dot);
         sc_record_clear(&got);
     }
     free(one);

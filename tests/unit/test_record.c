@@ -4,6 +4,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "storage/record.h"
+#include "common/half.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,15 @@ static void make_record(sc_record *r, uint32_t dim, size_t resp_len)
     for (int i = 0; i < SC_RECORD_EXACT_LEN; i++) r->exact_key[i] = (uint8_t)(0xa0 + i);
 }
 
+/* The vector goes through fp16 (record version 2): b's must be a's
+ * rounded to halves. */
+static int vec_is_half_of(const float *a, const float *b, uint32_t dim)
+{
+    for (uint32_t i = 0; i < dim; i++)
+        if (b[i] != sc_half_to_float(sc_float_to_half(a[i]))) return 0;
+    return 1;
+}
+
 static int records_equal(const sc_record *a, const sc_record *b)
 {
     return strcmp(a->ns, b->ns) == 0 && a->fp == b->fp && a->prompt_len == b->prompt_len &&
@@ -49,7 +59,7 @@ static int records_equal(const sc_record *a, const sc_record *b)
            a->last_hit == b->last_hit && a->hits == b->hits &&
            a->prompt_tokens == b->prompt_tokens &&
            a->completion_tokens == b->completion_tokens && a->dim == b->dim &&
-           (a->dim == 0 || memcmp(a->vec, b->vec, a->dim * sizeof(float)) == 0) &&
+           (a->dim == 0 || vec_is_half_of(a->vec, b->vec, a->dim)) &&
            a->has_exact_key == b->has_exact_key &&
            memcmp(a->exact_key, b->exact_key, SC_RECORD_EXACT_LEN) == 0;
 }
@@ -217,16 +227,58 @@ SC_TEST(record_unknown_version)
     uint8_t *p;
     size_t n;
     REQUIRE(sc_record_encode(&r, &p, &n) == 0);
-    /* Version 2 with a valid checksum: SC_EVERSION, not corruption. */
-    p[4] = 2;
+    /* Version 3 with a valid checksum: SC_EVERSION, not corruption. */
+    p[4] = 3;
     /* Re-seal: the checksum is XXH3-64 of all but the last 8 bytes, LE. */
     uint64_t c = XXH3_64bits(p, n - 8);
     for (int i = 0; i < 8; i++) p[n - 8 + i] = (uint8_t)(c >> (8 * i));
     CHECK_EQ_INT(sc_record_decode(p, n, &d), SC_EVERSION);
     sc_record_head h;
     CHECK_EQ_INT(sc_record_peek(p, n, &h), SC_EVERSION);
+    /* Version 0 likewise. */
+    p[4] = 0;
+    c = XXH3_64bits(p, n - 8);
+    for (int i = 0; i < 8; i++) p[n - 8 + i] = (uint8_t)(c >> (8 * i));
+    CHECK_EQ_INT(sc_record_decode(p, n, &d), SC_EVERSION);
     free(p);
     sc_record_clear(&r);
+}
+
+/* Version 1 (fp32 vectors) is still read, exactly; encoding writes
+ * version 2, half the vector bytes, and the same fields otherwise. */
+SC_TEST(record_reads_version_1)
+{
+    sc_record r, d, d2;
+    make_record(&r, 512, 40);
+    uint8_t *p1, *p2;
+    size_t n1, n2;
+    CHECK_EQ_INT(sc_record_encode_version(&r, 3, &p1, &n1), SC_EINVAL);
+    REQUIRE(sc_record_encode_version(&r, 1, &p1, &n1) == 0);
+    REQUIRE(sc_record_encode(&r, &p2, &n2) == 0);
+    CHECK_EQ_INT(n1 - n2, 512 * 2);
+    sc_record_head h;
+    CHECK_OK(sc_record_peek(p1, n1, &h));
+    CHECK_EQ_INT(h.version, 1);
+    CHECK(strcmp(h.ns, r.ns) == 0);
+    CHECK_OK(sc_record_peek(p2, n2, &h));
+    CHECK_EQ_INT(h.version, SC_RECORD_VERSION);
+    CHECK(strcmp(h.ns, r.ns) == 0);
+    CHECK_OK(sc_record_decode(p1, n1, &d));
+    CHECK(memcmp(d.vec, r.vec, 512 * sizeof(float)) == 0); /* v1: exact fp32 */
+    CHECK_OK(sc_record_decode(p2, n2, &d2));
+    CHECK(records_equal(&r, &d2));
+    CHECK_OK(sc_record_patch_hit(p1, n1, d.last_hit + 5));
+    sc_record_clear(&d);
+    CHECK_OK(sc_record_decode(p1, n1, &d));
+    CHECK_EQ_INT(d.hits, r.hits + 1);
+    /* A v1 record with a flipped vector byte is corrupt, not another version. */
+    p1[200] ^= 1;
+    sc_record_clear(&d);
+    CHECK_EQ_INT(sc_record_decode(p1, n1, &d), SC_ECORRUPT);
+    free(p1);
+    free(p2);
+    sc_record_clear(&r);
+    sc_record_clear(&d2);
 }
 
 SC_TEST(record_peek_and_patch)

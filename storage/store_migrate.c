@@ -1,0 +1,142 @@
+/* Record format migration: rewrites version-1 records (fp32 vectors) as
+ * the current version (fp16) in place, when a store is opened.
+ *
+ * Crash safety comes from LMDB's transactions: each batch of records is
+ * rewritten and committed as one transaction, together with the byte
+ * counter, so after a kill -9 every record is either the old version or
+ * the new one, never half of each, and decode reads both. The first
+ * transaction writes schema 2 and a "migrating" mark in meta; the last one
+ * removes the mark. A start that finds the mark (or schema 1) migrates
+ * again from the first id, skipping the records already rewritten (peek
+ * reads their version without decoding them). A build that reads only
+ * schema 1 refuses the data dir as soon as any record may be new.
+ *
+ * Ids, exact keys, expiry and learned state do not change: only the
+ * entries table's values are rewritten. A record that does not decode is
+ * left as it is (reads skip and count it, as before). */
+#include "store_int.h"
+
+#include "common/err.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+size_t sc_store__migrate_batch;
+void (*sc_store__migrate_hook)(uint64_t rewritten);
+
+#define MIGRATE_BATCH 1024
+
+typedef struct pending {
+    uint8_t key[8];
+    uint8_t *buf;
+    size_t len, old_len;
+} pending;
+
+/* One transaction: from id *from on, rewrites up to batch old records.
+ * Sets *done when the table's end was reached, *from past the last id
+ * looked at. */
+static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *from, int *done,
+                         uint64_t *rewritten, uint64_t *unreadable)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) return sc_store__err(rc);
+    size_t np = 0;
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) goto out;
+    uint8_t kb[8];
+    sc_store__id_key(kb, *from);
+    MDB_val k = {8, kb}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && np < batch) {
+        uint64_t id = sc_store__key_id(&k);
+        sc_record_head h;
+        if (sc_record_peek(v.mv_data, v.mv_size, &h) == 0 && h.version < SC_RECORD_VERSION) {
+            sc_record r;
+            if (sc_record_decode(v.mv_data, v.mv_size, &r) == 0) {
+                pending *p = &pend[np];
+                if ((rc = sc_record_encode(&r, &p->buf, &p->len)) != 0) {
+                    sc_record_clear(&r);
+                    break;
+                }
+                sc_record_clear(&r);
+                memcpy(p->key, k.mv_data, 8);
+                p->old_len = v.mv_size;
+                np++;
+            } else {
+                (*unreadable)++;
+            }
+        }
+        *from = id + 1;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    *done = rc == MDB_NOTFOUND;
+    if (rc != 0 && rc != MDB_NOTFOUND) goto out;
+    rc = 0;
+    /* Rewrites after the walk (no cursor left on a page being changed). */
+    for (size_t i = 0; i < np && !rc; i++) {
+        MDB_val pk = {8, pend[i].key}, pv = {pend[i].len, pend[i].buf};
+        if ((rc = mdb_put(txn, s->dbi_entries, &pk, &pv, 0)) == 0)
+            s->bytes = s->bytes + pend[i].len - pend[i].old_len;
+    }
+    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "schema", SC_STORE_SCHEMA);
+    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "bytes", s->bytes);
+    if (!rc) {
+        MDB_val mk = {9, (void *)"migrating"};
+        if (*done) {
+            rc = mdb_del(txn, s->dbi_meta, &mk, NULL);
+            if (rc == MDB_NOTFOUND) rc = 0;
+        } else {
+            rc = sc_store__meta_put_u64(txn, s->dbi_meta, "migrating", 1);
+        }
+    }
+out:
+    for (size_t i = 0; i < np; i++) free(pend[i].buf);
+    if (rc) {
+        mdb_txn_abort(txn);
+        /* rc is an LMDB code or errno, or an SC_E* code (-999..-1) from
+         * the codec. */
+        return rc > 0 || rc <= SC_ERR_FIRST_ ? sc_store__err(rc) : rc;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) return sc_store__err(rc);
+    *rewritten += np;
+    return 0;
+}
+
+int sc_store__migrate(sc_store *s, char *err, size_t errlen)
+{
+    size_t batch = sc_store__migrate_batch ? sc_store__migrate_batch : MIGRATE_BATCH;
+    pending *pend = calloc(batch, sizeof *pend);
+    if (!pend) return SC_ENOMEM;
+    uint64_t from = 0, rewritten = 0, unreadable = 0, before = s->bytes;
+    int64_t t0 = sc_store__now_ms(), last_log = t0;
+    int done = 0, rc = 0;
+    sc_info("%s: upgrading the entries to record format %d (fp16 vectors) in place",
+            s->dir, SC_RECORD_VERSION);
+    while (!done) {
+        if ((rc = migrate_batch(s, batch, pend, &from, &done, &rewritten, &unreadable)) != 0)
+            break;
+        if (sc_store__migrate_hook) sc_store__migrate_hook(rewritten);
+        int64_t now = sc_store__now_ms();
+        if (now - last_log >= 2000) {
+            sc_info("%s: upgraded %llu entries so far", s->dir, (unsigned long long)rewritten);
+            last_log = now;
+        }
+    }
+    free(pend);
+    if (rc) {
+        snprintf(err, errlen, "%s: upgrading the records to format %d failed after %llu: %s "
+                 "(nothing is lost; the next start goes on)", s->dir, SC_RECORD_VERSION,
+                 (unsigned long long)rewritten, sc_strerror(rc));
+        return rc;
+    }
+    s->migrate = 0;
+    sc_info("%s: upgraded %llu entries to record format %d in %lld ms (%llu -> %llu record "
+            "bytes%s)", s->dir, (unsigned long long)rewritten, SC_RECORD_VERSION,
+            (long long)(sc_store__now_ms() - t0), (unsigned long long)before,
+            (unsigned long long)s->bytes, unreadable ? "; some records are unreadable and were left" : "");
+    return 0;
+}

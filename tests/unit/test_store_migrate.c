@@ -1,0 +1,338 @@
+/* Unit tests for storage/store_migrate.c: a data dir of record version 1
+ * (fp32 vectors, schema 1) is upgraded in place on open, loses nothing
+ * (fields, exact keys, expiry, counters), halves the vector bytes, and a
+ * kill -9 in the middle of the upgrade is finished by the next open. */
+#include "tap.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "common/half.h"
+#include "common/log.h"
+#include "storage/store.h"
+
+#include <lmdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MDIM 64
+#define MN 2500
+
+/* The test hooks of store_migrate.c (store_int.h). */
+extern size_t sc_store__migrate_batch;
+extern void (*sc_store__migrate_hook)(uint64_t rewritten);
+
+static void mopts(sc_store_opts *o, const char *dir)
+{
+    memset(o, 0, sizeof *o);
+    o->dir = dir;
+    o->sync = 1;
+    o->sync_window_ms = 50;
+    o->map_size_mb = 64;
+    o->embedder_id = "hash/1";
+    o->dim = MDIM;
+}
+
+static void vec_of(int i, float *v)
+{
+    double n = 0;
+    for (int j = 0; j < MDIM; j++) {
+        v[j] = (float)((i * 31 + j * 17) % 97) - 48.0f + 0.001f * (float)i;
+        n += (double)v[j] * v[j];
+    }
+    for (int j = 0; j < MDIM; j++) v[j] = (float)(v[j] / __builtin_sqrt(n));
+}
+
+static void key_of(uint8_t k[SC_EXACT_KEY_LEN], int i)
+{
+    memset(k, 0, SC_EXACT_KEY_LEN);
+    memcpy(k, &i, sizeof i);
+    k[15] = 0xa5;
+}
+
+typedef struct raw_env {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi entries, meta;
+} raw_env;
+
+static int raw_open(raw_env *r, const char *dir, int write)
+{
+    memset(r, 0, sizeof *r);
+    int rc = mdb_env_create(&r->env);
+    if (rc) return rc;
+    mdb_env_set_maxdbs(r->env, 8);
+    mdb_env_set_mapsize(r->env, 64u << 20);
+    if ((rc = mdb_env_open(r->env, dir, 0, 0644)) != 0 ||
+        (rc = mdb_txn_begin(r->env, NULL, write ? 0 : MDB_RDONLY, &r->txn)) != 0 ||
+        (rc = mdb_dbi_open(r->txn, "entries", 0, &r->entries)) != 0 ||
+        (rc = mdb_dbi_open(r->txn, "meta", 0, &r->meta)) != 0) {
+        if (r->txn) mdb_txn_abort(r->txn);
+        mdb_env_close(r->env);
+        return rc;
+    }
+    return 0;
+}
+
+static int raw_close(raw_env *r, int commit)
+{
+    int rc = commit ? mdb_txn_commit(r->txn) : (mdb_txn_abort(r->txn), 0);
+    mdb_env_close(r->env);
+    return rc;
+}
+
+static int meta_u64(raw_env *r, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(r->txn, r->meta, &k, &v);
+    if (rc) return rc;
+    if (v.mv_size != 8) return -1;
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; i--) x = (x << 8) | ((const uint8_t *)v.mv_data)[i];
+    *out = x;
+    return 0;
+}
+
+static int meta_set_u64(raw_env *r, const char *name, uint64_t x)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(x >> (8 * i));
+    MDB_val k = {strlen(name), (void *)name}, v = {8, b};
+    return mdb_put(r->txn, r->meta, &k, &v, 0);
+}
+
+/* Counts the records of each version (index 1 and 2). */
+static void count_versions(const char *dir, size_t counts[3])
+{
+    counts[0] = counts[1] = counts[2] = 0;
+    raw_env r;
+    if (raw_open(&r, dir, 0) != 0) return;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (mdb_cursor_open(r.txn, r.entries, &cur) == 0) {
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            sc_record_head h;
+            int ok = sc_record_peek(v.mv_data, v.mv_size, &h) == 0;
+            counts[ok && h.version <= 2 ? h.version : 0]++;
+        }
+        mdb_cursor_close(cur);
+    }
+    raw_close(&r, 0);
+}
+
+/* Writes MN entries with the store, then turns the dir into what a build
+ * before record version 2 left: every record re-encoded as version 1 with
+ * its full fp32 vector, schema 1, the byte counter of those records. */
+static void make_v1_dir(const char *dir, uint64_t *ids)
+{
+    sc_store_opts o;
+    mopts(&o, dir);
+    sc_store *s = NULL;
+    char err[256];
+    REQUIRE(sc_store_open(&s, &o, err, sizeof err) == 0);
+    float v[MDIM];
+    char prompt[32];
+    for (int i = 0; i < MN; i++) {
+        sc_record r;
+        memset(&r, 0, sizeof r);
+        snprintf(prompt, sizeof prompt, "prompt %d", i);
+        vec_of(i, v);
+        r.ns = (char *)(i % 3 ? "a" : "b");
+        r.prompt = prompt;
+        r.prompt_len = strlen(prompt);
+        r.response = prompt;
+        r.response_len = strlen(prompt);
+        r.content_type = (char *)"text/plain";
+        r.model = (char *)"m";
+        r.created = 1700000000 + i;
+        r.last_hit = r.created;
+        r.expires = i % 5 == 0 ? 4000000000 : 0;
+        r.hits = (uint64_t)i;
+        r.fp = (uint64_t)i % 4;
+        r.dim = MDIM;
+        r.vec = v;
+        uint8_t k[SC_EXACT_KEY_LEN];
+        key_of(k, i);
+        REQUIRE(sc_store_put(s, &r, k) == 0);
+        ids[i] = r.id;
+    }
+    sc_store_close(s);
+
+    raw_env e;
+    REQUIRE(raw_open(&e, dir, 1) == 0);
+    uint64_t bytes = 0;
+    for (int i = 0; i < MN; i++) {
+        uint8_t kb[8];
+        for (int j = 0; j < 8; j++) kb[j] = (uint8_t)(ids[i] >> (56 - 8 * j));
+        MDB_val k = {8, kb}, val;
+        REQUIRE(mdb_get(e.txn, e.entries, &k, &val) == 0);
+        sc_record d;
+        REQUIRE(sc_record_decode(val.mv_data, val.mv_size, &d) == 0);
+        vec_of(i, d.vec); /* the fp32 original, as version 1 kept it */
+        uint8_t *buf;
+        size_t len;
+        REQUIRE(sc_record_encode_version(&d, 1, &buf, &len) == 0);
+        sc_record_clear(&d);
+        MDB_val nv = {len, buf};
+        REQUIRE(mdb_put(e.txn, e.entries, &k, &nv, 0) == 0);
+        bytes += len;
+        free(buf);
+    }
+    REQUIRE(meta_set_u64(&e, "schema", 1) == 0);
+    REQUIRE(meta_set_u64(&e, "bytes", bytes) == 0);
+    REQUIRE(raw_close(&e, 1) == 0);
+    size_t c[3];
+    count_versions(dir, c);
+    REQUIRE(c[1] == MN && c[2] == 0);
+}
+
+/* Every entry is there, field for field, its vector the fp32 original
+ * rounded to halves, its exact key mapped; the byte counter matches. */
+static void check_migrated(sc_store *s, const uint64_t *ids)
+{
+    float v[MDIM];
+    size_t bad = 0;
+    for (int i = 0; i < MN; i++) {
+        sc_record g;
+        if (sc_store_get(s, ids[i], &g) != 0) {
+            bad++;
+            continue;
+        }
+        char prompt[32];
+        snprintf(prompt, sizeof prompt, "prompt %d", i);
+        vec_of(i, v);
+        int ok = strcmp(g.prompt, prompt) == 0 && strcmp(g.ns, i % 3 ? "a" : "b") == 0 &&
+                 g.created == 1700000000 + i && g.hits == (uint64_t)i && g.fp == (uint64_t)i % 4 &&
+                 g.expires == (i % 5 == 0 ? 4000000000 : 0) && g.dim == MDIM;
+        for (int j = 0; ok && j < MDIM; j++)
+            ok = g.vec[j] == sc_half_to_float(sc_float_to_half(v[j]));
+        uint8_t k[SC_EXACT_KEY_LEN];
+        uint64_t id = 0;
+        key_of(k, i);
+        if (!ok || sc_store_get_exact(s, k, &id) != 0 || id != ids[i]) bad++;
+        sc_record_clear(&g);
+    }
+    CHECK_EQ_INT(bad, 0);
+    sc_store_stats st;
+    sc_store_stats_get(s, &st);
+    CHECK_EQ_INT(st.entries, MN);
+    CHECK_EQ_INT(st.corrupt_skipped, 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < MN; i++) {
+        sc_record g;
+        if (sc_store_get(s, ids[i], &g) == 0) sum += sc_record_encoded_size(&g);
+        sc_record_clear(&g);
+    }
+    CHECK_EQ_INT(st.bytes, sum);
+}
+
+SC_TEST(store_migrates_version_1_in_place)
+{
+    const char *dir = sc_test_tmpdir();
+    uint64_t *ids = sc_malloc(MN * sizeof *ids);
+    make_v1_dir(dir, ids);
+    raw_env e;
+    uint64_t before = 0, after = 0, schema = 0, mark = 0;
+    REQUIRE(raw_open(&e, dir, 0) == 0);
+    CHECK_OK(meta_u64(&e, "bytes", &before));
+    raw_close(&e, 0);
+
+    sc_store_opts o;
+    mopts(&o, dir);
+    sc_store *s = NULL;
+    char err[256];
+    int saved = sc_log_level;
+    sc_log_level = SC_LOG_WARN;
+    CHECK_OK(sc_store_open(&s, &o, err, sizeof err));
+    sc_log_level = saved;
+    REQUIRE(s);
+    check_migrated(s, ids);
+    sc_store_close(s);
+
+    size_t c[3];
+    count_versions(dir, c);
+    CHECK_EQ_INT(c[1], 0);
+    CHECK_EQ_INT(c[2], MN);
+    REQUIRE(raw_open(&e, dir, 0) == 0);
+    CHECK_OK(meta_u64(&e, "bytes", &after));
+    CHECK_OK(meta_u64(&e, "schema", &schema));
+    CHECK_EQ_INT(meta_u64(&e, "migrating", &mark), MDB_NOTFOUND);
+    raw_close(&e, 0);
+    CHECK_EQ_INT(schema, 2);
+    CHECK_EQ_INT(before - after, (uint64_t)MN * MDIM * 2); /* half the vector bytes */
+    printf("# record bytes %llu -> %llu for %d entries of %d-d\n", (unsigned long long)before,
+           (unsigned long long)after, MN, MDIM);
+
+    /* A second open finds nothing to do, and the store takes writes. */
+    CHECK_OK(sc_store_open(&s, &o, err, sizeof err));
+    REQUIRE(s);
+    check_migrated(s, ids);
+    sc_store_close(s);
+    free(ids);
+}
+
+static void die_after(uint64_t rewritten)
+{
+    if (rewritten >= 700) kill(getpid(), SIGKILL);
+}
+
+SC_TEST(store_migration_killed_midway_finishes_next_open)
+{
+    const char *dir = sc_test_tmpdir();
+    uint64_t *ids = sc_malloc(MN * sizeof *ids);
+    make_v1_dir(dir, ids);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        sc_log_level = SC_LOG_ERROR;
+        sc_store__migrate_batch = 100;
+        sc_store__migrate_hook = die_after;
+        sc_store_opts o;
+        mopts(&o, dir);
+        sc_store *s = NULL;
+        char err[256];
+        sc_store_open(&s, &o, err, sizeof err);
+        _exit(0); /* not reached: the hook kills the process */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* Half-way: some records of each version, the mark in meta, and
+     * schema 2, so a build that reads only version 1 refuses the dir. */
+    size_t c[3];
+    count_versions(dir, c);
+    printf("# killed with %zu records upgraded, %zu not yet\n", c[2], c[1]);
+    CHECK_EQ_INT(c[2], 700);
+    CHECK_EQ_INT(c[1], MN - 700);
+    CHECK_EQ_INT(c[0], 0);
+    raw_env e;
+    uint64_t schema = 0, mark = 0;
+    REQUIRE(raw_open(&e, dir, 0) == 0);
+    CHECK_OK(meta_u64(&e, "schema", &schema));
+    CHECK_OK(meta_u64(&e, "migrating", &mark));
+    raw_close(&e, 0);
+    CHECK_EQ_INT(schema, 2);
+
+    sc_store_opts o;
+    mopts(&o, dir);
+    sc_store *s = NULL;
+    char err[256];
+    int saved = sc_log_level;
+    sc_log_level = SC_LOG_WARN;
+    CHECK_OK(sc_store_open(&s, &o, err, sizeof err));
+    sc_log_level = saved;
+    REQUIRE(s);
+    check_migrated(s, ids);
+    sc_store_close(s);
+    count_versions(dir, c);
+    CHECK_EQ_INT(c[2], MN);
+    REQUIRE(raw_open(&e, dir, 0) == 0);
+    CHECK_EQ_INT(meta_u64(&e, "migrating", &mark), MDB_NOTFOUND);
+    raw_close(&e, 0);
+    free(ids);
+}

@@ -41,6 +41,7 @@
 #include "common/err.h"
 #include "common/half.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -110,9 +111,15 @@ static void get_floats(float *v, const uint8_t *p, uint32_t n)
     }
 }
 
+/* Vectors are L2-normalised, so |v[i]| <= 1; a larger value (a version-1
+ * record could hold any float) is clamped to the largest half rather than
+ * turned into an infinity that decode would refuse. */
 static void put_halves(uint8_t *p, const float *v, uint32_t n)
 {
-    for (uint32_t i = 0; i < n; i++) put16(p + 2 * (size_t)i, sc_float_to_half(v[i]));
+    for (uint32_t i = 0; i < n; i++) {
+        float x = v[i] > 65504.0f ? 65504.0f : v[i] < -65504.0f ? -65504.0f : v[i];
+        put16(p + 2 * (size_t)i, sc_float_to_half(x));
+    }
 }
 
 static void get_halves(float *v, const uint8_t *p, uint32_t n)
@@ -164,6 +171,8 @@ int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out
     if ((r->prompt_len && !r->prompt) || (r->response_len && !r->response)) return SC_EINVAL;
     if (r->dim > SC_RECORD_MAX_DIM || (r->dim && !r->vec)) return SC_EINVAL;
     if (version != 1 && version != SC_RECORD_VERSION) return SC_EINVAL;
+    for (uint32_t i = 0; i < r->dim; i++)
+        if (!isfinite(r->vec[i])) return SC_EINVAL; /* decode would refuse it */
     if (ns_len > SC_RECORD_MAX_NS || ct_len > SC_RECORD_MAX_SHORT ||
         model_len > SC_RECORD_MAX_SHORT || prompt_len > SC_RECORD_MAX_PROMPT ||
         resp_len > SC_RECORD_MAX_RESPONSE)
@@ -323,6 +332,12 @@ int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
             get_floats(r->vec, q, l.dim);
         else
             get_halves(r->vec, q, l.dim);
+        /* A stored vector is finite (encode's callers never store others). */
+        for (uint32_t i = 0; i < l.dim; i++)
+            if (!isfinite(r->vec[i])) {
+                rc = SC_ECORRUPT;
+                goto fail;
+            }
     }
     q += l.vec_len;
     if ((rc = dup_cstr(q, l.ns_len, &r->ns)) != 0) goto fail;

@@ -1,14 +1,15 @@
 /* libFuzzer target for the record codec (storage/record.c).
  *
- * Decodes the input; when that succeeds, re-encodes the record and checks
- * the bytes are identical (the codec accepts exactly what it produces), and
- * that peek agrees with decode. A fuzzer cannot forge the XXH3 checksum, so
+ * Decodes the input; when that succeeds, re-encodes the record in the
+ * input's version (1, fp32 vectors, or 2, fp16) and checks the bytes are
+ * identical (the codec accepts exactly what it produces), that peek agrees
+ * with decode, and that the current encoding decodes to the same record. A fuzzer cannot forge the XXH3 checksum, so
  * each input is also decoded a second time with its last 8 bytes replaced
  * by the right checksum: that reaches the layout and bounds checks behind
  * it. Any crash, sanitizer report or abort is a finding. Built by tests/fuzz/run.sh with clang -fsanitize=fuzzer; with
  * -DFUZZ_STANDALONE it is a plain program (see main() below).
  *
- * fuzz-sources: storage/record.c common/alloc.c common/err.c common/log.c
+ * fuzz-sources: storage/record.c common/half.c common/alloc.c common/err.c common/log.c
  * fuzz-libs: -lxxhash */
 #include "storage/record.h"
 
@@ -38,10 +39,22 @@ static void check_one(const uint8_t *data, size_t size)
         abort();
     uint8_t *out;
     size_t n;
-    if (sc_record_encode(&r, &out, &n) != 0) abort();
+    if (sc_record_encode_version(&r, h.version, &out, &n) != 0) abort();
     if (n != size || memcmp(out, data, n) != 0) abort();
-    if (sc_record_encoded_size(&r) != n) abort();
     free(out);
+    /* The current version: its size is what the store counts, and it
+     * decodes to the same record (a version-1 vector rounded to halves). */
+    if (sc_record_encode(&r, &out, &n) != 0) abort();
+    if (sc_record_encoded_size(&r) != n) abort();
+    sc_record d;
+    if (sc_record_decode(out, n, &d) != 0) abort();
+    if (d.dim != r.dim || d.prompt_len != r.prompt_len || d.response_len != r.response_len ||
+        memcmp(d.prompt, r.prompt, r.prompt_len) != 0 || strcmp(d.ns, r.ns) != 0)
+        abort();
+    for (uint32_t i = 0; i < d.dim; i++)
+        if (!(d.vec[i] == r.vec[i] || h.version == 1)) abort();
+    free(out);
+    sc_record_clear(&d);
     sc_record_clear(&r);
 }
 

@@ -6,6 +6,7 @@
 #include "storage/record.h"
 #include "common/half.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -304,5 +305,32 @@ SC_TEST(record_peek_and_patch)
     CHECK_EQ_INT(sc_record_patch_hit(p, n, 1), SC_ECORRUPT);
     CHECK_EQ_INT(sc_record_decode(p, n, &d), SC_ECORRUPT);
     free(p);
+    sc_record_clear(&r);
+}
+
+/* A non-finite vector is refused by encode (decode would refuse it), and a
+ * decoded vector is always finite: a version-1 record holding a value past
+ * the half range re-encodes clamped, never as an infinity. */
+SC_TEST(record_vector_must_be_finite)
+{
+    sc_record r, d;
+    make_record(&r, 8, 4);
+    uint8_t *p;
+    size_t n;
+    r.vec[3] = NAN;
+    CHECK_EQ_INT(sc_record_encode(&r, &p, &n), SC_EINVAL);
+    r.vec[3] = INFINITY;
+    CHECK_EQ_INT(sc_record_encode_version(&r, 1, &p, &n), SC_EINVAL);
+    r.vec[3] = 1e30f;
+    REQUIRE(sc_record_encode_version(&r, 1, &p, &n) == 0);
+    REQUIRE(sc_record_decode(p, n, &d) == 0);
+    free(p);
+    CHECK(d.vec[3] == 1e30f);
+    REQUIRE(sc_record_encode(&d, &p, &n) == 0);
+    sc_record_clear(&d);
+    CHECK_OK(sc_record_decode(p, n, &d));
+    CHECK(d.vec[3] == 65504.0f);
+    free(p);
+    sc_record_clear(&d);
     sc_record_clear(&r);
 }

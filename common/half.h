@@ -18,8 +18,12 @@
 uint16_t sc_float_to_half(float f);
 float sc_half_to_float(uint16_t h);
 
-/* Array forms: n values from src into dst. */
+/* Array forms: n values from src into dst, 8 at a time with F16C where
+ * the CPU has it (the same results as the scalar functions, NaN payloads
+ * aside). Neither array needs more than its element alignment. */
 void sc_half_encode(uint16_t *dst, const float *src, size_t n);
 void sc_half_decode(float *dst, const uint16_t *src, size_t n);
+/* Tests: non-zero makes the array forms use the scalar functions. */
+extern int sc_half_simd_force;
 
 #endif

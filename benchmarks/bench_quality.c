@@ -39,6 +39,12 @@
  *                  hit is correct when the served entry's intent is the
  *                  query's. banking77_faq_heldout: only the queries of
  *                  intents the verifier never saw in training.
+ *                  banking77_faq_typed: the same with every query typed
+ *                  the way people type into a chat box: lower case, no
+ *                  end punctuation (the cached entries keep their case and
+ *                  punctuation; banking77's text is cased, CLINC150's is
+ *                  not). The exact layer would fold case alone, so this
+ *                  is what case and punctuation cost the semantic layer.
  *   lookalike*     tests/fixtures/lookalike.tsv (held out, never trained or
  *                  tuned on) and the dev sets tests/fixtures/lookalike_dev*.tsv
  *                  (or the --lookalike files); each named after its file.
@@ -78,7 +84,7 @@
 #define MAX_LOOKALIKE 8
 #define FAQ_SEEDS 3             /* cached queries per intent */
 
-enum { FAQ_BANKING, FAQ_CLINC, FAQ_SETS };
+enum { FAQ_BANKING, FAQ_CLINC, FAQ_TYPED, FAQ_SETS };
 enum mode { MODE_COSINE, MODE_VERIFY, MODE_VOTE, MODE_CHECK };
 
 /* An embedder, opened when some scorer uses it, and its verifier (created
@@ -597,9 +603,25 @@ static size_t nearest(const qd_bank *bk, const float *v, uint32_t dim, size_t q,
  * summary gets precision and hit rate at the default threshold in slot
  * faq. held_ds: also report the queries of the verifier's held-out
  * banking77 intents under that name. */
+/* A query as typed into a chat box: ASCII lower case, trailing white
+ * space and ?.! removed. */
+static char *typed(const char *t)
+{
+    char *s = sc_strdup(t);
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z') s[i] = (char)(s[i] - 'A' + 'a');
+    while (n && (s[n - 1] == '?' || s[n - 1] == '.' || s[n - 1] == '!' || s[n - 1] == ' ')) s[--n] = '\0';
+    return s;
+}
+
 static void bench_faq(const qd_bank *bk, const char *ds, const char *held_ds, int faq)
 {
     unsigned char *seed = faq_seeds(bk);
+    /* The texts embedded: the data set's, or with the queries typed. */
+    char **text = sc_malloc((bk->n + 1) * sizeof *text);
+    for (size_t i = 0; i < bk->n; i++)
+        text[i] = faq == FAQ_TYPED && !seed[i] ? typed(bk->text[i]) : sc_strdup(bk->text[i]);
     size_t *entries = sc_malloc((bk->n + 1) * sizeof *entries), *queries = sc_malloc((bk->n + 1) * sizeof *queries);
     unsigned char *held = sc_calloc(bk->n + 1, 1);
     size_t ne = 0, nq = 0;
@@ -613,23 +635,23 @@ static void bench_faq(const qd_bank *bk, const char *ds, const char *held_ds, in
     }
     uint64_t answer[QD_MAX_INTENTS];
     for (int k = 0; k < bk->nintents; k++) {
-        char text[200];
-        int len = snprintf(text, sizeof text, "answer for %s", bk->names[k]);
-        answer[k] = sc_vote_answer_key(text, (size_t)len);
+        char ans[200];
+        int len = snprintf(ans, sizeof ans, "answer for %s", bk->names[k]);
+        answer[k] = sc_vote_answer_key(ans, (size_t)len);
     }
     scored res[MAX_SCORERS];
     for (size_t k = 0; k < nscorers; k++) scored_init(&res[k], nq);
     for (size_t mi = 0; mi < SC_COUNTOF(models); mi++) {
         const model *m = &models[mi];
         if (!model_used(m)) continue;
-        float *v = embed_texts(m, bk->text, bk->n);
+        float *v = embed_texts(m, text, bk->n);
         for (size_t i = 0; i < nq; i++) {
             size_t q = queries[i];
             cand c[SC_VOTE_MAX];
             size_t nc = nearest(bk, v, m->dim, q, entries, ne, answer, c);
             for (size_t k = 0; k < nscorers; k++) {
                 if (scorers[k].m != m) continue;
-                int w = pick(&scorers[k], bk->text[q], v + q * m->dim, c, nc, &res[k].score[i]);
+                int w = pick(&scorers[k], text[q], v + q * m->dim, c, nc, &res[k].score[i]);
                 res[k].ok[i] = w >= 0 && bk->intent[c[w].row] == bk->intent[q];
             }
         }
@@ -648,6 +670,8 @@ static void bench_faq(const qd_bank *bk, const char *ds, const char *held_ds, in
         scored_free_all(sub);
     }
     scored_free_all(res);
+    for (size_t i = 0; i < bk->n; i++) free(text[i]);
+    free(text);
     free(held);
     free(entries);
     free(queries);
@@ -662,6 +686,7 @@ static int bench_banking(const char *path)
         return -1;
     }
     bench_faq(&bk, "banking77_faq", "banking77_faq_heldout", FAQ_BANKING);
+    bench_faq(&bk, "banking77_faq_typed", NULL, FAQ_TYPED);
     qd_bank_free(&bk);
     return 0;
 }
@@ -865,7 +890,8 @@ static void summary(int test)
 {
     char label[MAX_LOOKALIKE][64];
     int w[MAX_LOOKALIKE];
-    fprintf(stderr, "\n%-20s  %5s  %11s  %11s  %6s", "scorer", "thr", "b77 P/hit", "clinc P/hit", "stsb");
+    fprintf(stderr, "\n%-20s  %5s  %11s  %11s  %11s  %6s", "scorer", "thr", "b77 P/hit", "clinc P/hit",
+            "typed P/hit", "stsb");
     for (size_t l = 0; l < nla; l++) {
         snprintf(label[l], sizeof label[l], "%s para/fh", la_names[l]);
         w[l] = (int)strlen(label[l]) < 11 ? 11 : (int)strlen(label[l]);
@@ -878,12 +904,14 @@ static void summary(int test)
         fprintf(stderr, "%-20s  %5.2f", s->name, s->thr);
         cell_pair(s->faq_p[FAQ_BANKING], s->faq_hit[FAQ_BANKING], 11);
         cell_pair(s->faq_p[FAQ_CLINC], s->faq_hit[FAQ_CLINC], 11);
+        cell_pair(s->faq_p[FAQ_TYPED], s->faq_hit[FAQ_TYPED], 11);
         cell(s->stsb, 6);
         for (size_t l = 0; l < nla; l++) cell_pair(s->la_para[l], s->la_false[l], w[l]);
         if (test) cell(s->qqp_p50, 8);
         fprintf(stderr, "\n");
     }
-    fprintf(stderr, "P/hit: precision / hit rate of the FAQ scenario (top-%zu); stsb: Spearman on STS-B test;\n"
+    fprintf(stderr, "P/hit: precision / hit rate of the FAQ scenario (top-%zu); typed: banking77's with the\n"
+                    "queries lower-cased, end punctuation removed; stsb: Spearman on STS-B test;\n"
                     "para/fh: paraphrases / look-alikes served%s\n\n",
             top_k, test ? "; qqp P@.5: qqp_test precision at recall 0.5" : "");
 }

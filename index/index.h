@@ -19,7 +19,8 @@
  *         Removed rows are filtered from its results (asking for more when
  *         needed) and dropped at compaction, which rebuilds the index; an
  *         index that needs training (IVF...) is trained on the partition's
- *         rows once it has 1024 of them (until then: exact fp32 scan).
+ *         rows once it has 1024 of them (until then: an exact scan of
+ *         the fp16 rows).
  *         Results are re-scored against the fp16 rows as well.
  *
  * Threads: any thread may call any function. Searches run concurrently
@@ -51,7 +52,7 @@ typedef struct sc_index_opts {
     const char *faiss_desc;     /* e.g. "HNSW32", "IVF1024,SQ8" */
     uint32_t scan_bits;         /* flat: 4 (default; 0 means 4) = 4-bit
                                  * scan, half the bytes of int8, more
-                                 * candidates re-scored in fp32; 8 = int8 */
+                                 * candidates re-scored; 8 = int8 */
 } sc_index_opts;
 
 typedef struct sc_index_hit {

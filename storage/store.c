@@ -352,8 +352,9 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
     pthread_cond_init(&s->done, NULL);
 
     long long map_mb = opts->map_size_mb > 0 ? opts->map_size_mb : 1024;
-    /* Records above ~2 KB (any 512-d fp32 vector) take whole 4 KB LMDB
-     * overflow pages, so the file can be ~1.8x the encoded bytes. */
+    /* Records above ~2 KB (a 512-d fp16 vector and a 1 KB answer) take
+     * whole 4 KB LMDB overflow pages, so the file can be ~1.8x the encoded
+     * bytes. */
     if (opts->max_bytes > 0 && opts->max_bytes / (1 << 20) * 2 > map_mb)
         sc_warn("%s: max_bytes %lld may not fit a %lld MB map (pages need up to ~2x "
                 "the record bytes); puts may fail with SC_EFULL", opts->dir, opts->max_bytes,

@@ -40,15 +40,34 @@ typedef struct sc_use_mat {
     uint32_t k, n;
     const float *w;
     float *panels;
+    /* int8 copy for AVX-512 VNNI (k a multiple of 4): per 16-column panel
+     * and group of 4 k, 64 bytes (column j's 4 weights at bytes 4j..4j+3),
+     * each column scaled by qscale[j] = max|W[:, j]| / 127; qsum[j] = the
+     * column's sum of int8 weights (undoes the activations' +128). */
+    int8_t *q8;
+    float *qscale;
+    int32_t *qsum;
 } sc_use_mat;
 
-void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n);
+/* Packs W for the kernels; int8: also the int8 copy, where the CPU has
+ * AVX-512 VNNI and the shape allows. */
+void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int int8);
 void sc_use_mat_free(sc_use_mat *m);
-/* C[rows, n] += X[rows, k] W. force: 0 picks (packed kernel up to
- * sc_use_gemm_small_rows rows, else cblas_sgemm), 1 the packed kernel when
- * available, -1 cblas_sgemm (tests and benchmarks). */
+/* C[rows, n] += X[rows, k] W. force: 0 picks (the int8 kernel when W has
+ * an int8 copy and sc_use_gemm_int8 is on, any row count; else the packed
+ * fp32 kernel up to sc_use_gemm_small_rows rows; else cblas_sgemm), 1 the
+ * packed fp32 kernel when available, 2 the int8 kernel when available, -1
+ * cblas_sgemm (tests and benchmarks). The int8 kernel quantises each row
+ * of X to int8 by its own max |x| (round to nearest) and multiplies by the
+ * int8 weights exactly (vpdpbusd), so C differs from fp32 by the two
+ * roundings only (tests/unit/test_embed_use.c bounds what that does to
+ * the sentence vectors). */
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
 extern int sc_use_gemm_small_rows;
+/* 1 (default): the int8 kernel where the CPU has AVX-512 VNNI; 0: fp32
+ * only (the environment variable SC_EMBED_INT8=0 sets 0 when a model is
+ * loaded). Read when an embedding runs; set it before any run. */
+extern int sc_use_gemm_int8;
 
 /* ---- model --------------------------------------------------------------- */
 

@@ -11,12 +11,20 @@
  * (more than 128 rows: batches; and machines without AVX-512) use
  * cblas_sgemm on the row-major W.
  * The kernel is checked against cblas_sgemm in tests/unit/test_embed_use.c.
+ *
+ * int8 (AVX-512 VNNI, the matrices the model marks, see
+ * sc_use_model_prepare): W is also kept as int8 with a scale per column,
+ * each row of X is quantised to int8 by its own max |x| when the product
+ * runs, and vpdpbusd multiplies 4 pairs of bytes per 32-bit lane, four
+ * times the multiply-adds of an fp32 FMA per instruction. Activations are
+ * fed as unsigned (x + 128) and the column sums of W take the 128 back out.
  * Read-only after packing; any thread. */
 #include "embed/use.h"
 
 #include "common/alloc.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,12 +49,57 @@ static int have_avx512(void)
 #endif
 }
 
-void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n)
+int sc_use_gemm_int8 = 1;
+
+static int have_vnni(void)
+{
+#ifdef HAVE_AVX512_KERNEL
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+/* The int8 copy of W (see sc_use_mat in use.h). */
+static void pack_q8(sc_use_mat *m)
+{
+    uint32_t k = m->k, n = m->n;
+    const float *w = m->w;
+    m->q8 = aligned_alloc(64, (size_t)k * n);
+    if (!m->q8) return; /* the fp32 kernels then */
+    m->qscale = sc_malloc((size_t)n * sizeof(float));
+    m->qsum = sc_malloc((size_t)n * sizeof(int32_t));
+    for (uint32_t j = 0; j < n; j++) {
+        float mx = 0;
+        for (uint32_t kk = 0; kk < k; kk++) {
+            float a = fabsf(w[(size_t)kk * n + j]);
+            if (a > mx) mx = a;
+        }
+        float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+        int32_t sum = 0;
+        uint32_t p = j / PANEL, jj = j % PANEL;
+        for (uint32_t kk = 0; kk < k; kk++) {
+            long q = lrintf(w[(size_t)kk * n + j] * inv);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            m->q8[((size_t)p * (k / 4) + kk / 4) * 64 + jj * 4 + kk % 4] = (int8_t)q;
+            sum += (int32_t)q;
+        }
+        m->qscale[j] = sc;
+        m->qsum[j] = sum;
+    }
+}
+
+void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int int8)
 {
     m->k = k;
     m->n = n;
     m->w = w;
     m->panels = NULL;
+    m->q8 = NULL;
+    m->qscale = NULL;
+    m->qsum = NULL;
+    if (int8 && n % PANEL == 0 && k % 4 == 0 && have_vnni()) pack_q8(m);
     if (n % PANEL != 0 || !have_avx512()) return;
     size_t bytes = (size_t)k * n * sizeof(float);
     m->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
@@ -60,7 +113,13 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n)
 void sc_use_mat_free(sc_use_mat *m)
 {
     free(m->panels);
+    free(m->q8);
+    free(m->qscale);
+    free(m->qsum);
     m->panels = NULL;
+    m->q8 = NULL;
+    m->qscale = NULL;
+    m->qsum = NULL;
 }
 
 #ifdef HAVE_AVX512_KERNEL
@@ -116,12 +175,97 @@ __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, c
     free(xt);
 }
 
+/* int8: one block of R rows (their 4-byte groups transposed: xt[g][R] as
+ * uint32, the bytes being x quantised + 128) against one panel of 16
+ * columns; acc - 128 * qsum is the exact integer dot product, scaled back
+ * by the row's and the column's scales. */
+#define DEFINE_BLOCK_I8(R)                                                                \
+    __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void block_i8_##R(      \
+        const uint32_t *xt, size_t valid, const int8_t *panel, uint32_t groups,           \
+        const float *xs, const float *ws, const int32_t *wsum, float *c, size_t ldc)      \
+    {                                                                                     \
+        __m512i acc[R];                                                                   \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_si512(); \
+        for (uint32_t g = 0; g < groups; g++) {                                           \
+            _mm_prefetch((const char *)(panel + (size_t)(g + 8) * 64), _MM_HINT_T0);      \
+            __m512i w = _mm512_load_si512((const void *)(panel + (size_t)g * 64));        \
+            const uint32_t *xg = xt + (size_t)g * R;                                      \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                 \
+                _mm512_dpbusd_epi32(acc[r], _mm512_set1_epi32((int)xg[r]), w);            \
+        }                                                                                 \
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512((const void *)wsum), 7);      \
+        __m512 wsv = _mm512_loadu_ps(ws);                                                 \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) if ((size_t)r < valid) {     \
+            __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r], corr));                \
+            __m512 sc = _mm512_mul_ps(wsv, _mm512_set1_ps(xs[r]));                        \
+            float *cr = c + (size_t)r * ldc;                                              \
+            _mm512_storeu_ps(cr, _mm512_fmadd_ps(d, sc, _mm512_loadu_ps(cr)));            \
+        }                                                                                 \
+    }
+DEFINE_BLOCK_I8(16)
+DEFINE_BLOCK_I8(8)
+DEFINE_BLOCK_I8(4)
+
+/* Quantises each row of a block of X (by its max |x|) and runs the panels,
+ * like small_gemm. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void small_gemm_i8(
+    const sc_use_mat *m, const float *x, size_t rows, float *c)
+{
+    uint32_t k = m->k, n = m->n, groups = k / 4;
+    uint32_t *xt = sc_malloc((size_t)groups * 16 * sizeof(uint32_t));
+    uint8_t *xq = sc_malloc((size_t)k);
+    float xs[16];
+    for (size_t r0 = 0; r0 < rows; r0 += 16) {
+        size_t left = rows - r0, valid = left < 16 ? left : 16;
+        size_t R = valid > 8 ? 16 : valid > 4 ? 8 : 4;
+        for (size_t r = 0; r < R; r++) {
+            if (r >= valid) {
+                xs[r] = 0;
+                for (uint32_t g = 0; g < groups; g++) xt[(size_t)g * R + r] = 0x80808080u;
+                continue;
+            }
+            const float *xr = x + (r0 + r) * k;
+            float mx = 0;
+            for (uint32_t kk = 0; kk < k; kk++) {
+                float a = fabsf(xr[kk]);
+                if (a > mx) mx = a;
+            }
+            float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+            for (uint32_t kk = 0; kk < k; kk++) xq[kk] = (uint8_t)(lrintf(xr[kk] * inv) + 128);
+            for (uint32_t g = 0; g < groups; g++) {
+                uint32_t v;
+                memcpy(&v, xq + 4 * (size_t)g, 4);
+                xt[(size_t)g * R + r] = v;
+            }
+            xs[r] = sc;
+        }
+        float *cb = c + r0 * n;
+        for (uint32_t p = 0; p < n / PANEL; p++) {
+            const int8_t *panel = m->q8 + (size_t)p * groups * 64;
+            float *cp = cb + (size_t)p * PANEL;
+            const float *ws = m->qscale + (size_t)p * PANEL;
+            const int32_t *wsum = m->qsum + (size_t)p * PANEL;
+            if (R == 16) block_i8_16(xt, valid, panel, groups, xs, ws, wsum, cp, n);
+            else if (R == 8) block_i8_8(xt, valid, panel, groups, xs, ws, wsum, cp, n);
+            else block_i8_4(xt, valid, panel, groups, xs, ws, wsum, cp, n);
+        }
+    }
+    free(xq);
+    free(xt);
+}
+
 #endif
 
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force)
 {
     if (rows == 0) return;
 #ifdef HAVE_AVX512_KERNEL
+    /* int8 for any row count: a batch then embeds each sentence exactly as
+     * it would alone (rows are quantised one by one). */
+    if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) {
+        small_gemm_i8(m, x, rows, c);
+        return;
+    }
     if (m->panels && force >= 0 &&
         (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
         small_gemm(m, x, rows, c);

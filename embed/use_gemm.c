@@ -225,13 +225,21 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void small_gemm_i8
                 continue;
             }
             const float *xr = x + (r0 + r) * k;
-            float mx = 0;
-            for (uint32_t kk = 0; kk < k; kk++) {
-                float a = fabsf(xr[kk]);
-                if (a > mx) mx = a;
-            }
+            uint32_t k16 = k & ~15u;
+            __m512 vmx = _mm512_setzero_ps();
+            for (uint32_t kk = 0; kk < k16; kk += 16)
+                vmx = _mm512_max_ps(vmx, _mm512_abs_ps(_mm512_loadu_ps(xr + kk)));
+            float mx = _mm512_reduce_max_ps(vmx);
+            for (uint32_t kk = k16; kk < k; kk++) mx = fmaxf(mx, fabsf(xr[kk]));
             float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
-            for (uint32_t kk = 0; kk < k; kk++) xq[kk] = (uint8_t)(lrintf(xr[kk] * inv) + 128);
+            /* vcvtps2dq rounds to nearest even, as lrintf does. */
+            __m512 vinv = _mm512_set1_ps(inv);
+            __m512i off = _mm512_set1_epi32(128);
+            for (uint32_t kk = 0; kk < k16; kk += 16) {
+                __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + kk), vinv));
+                _mm_storeu_si128((__m128i *)(void *)(xq + kk), _mm512_cvtepi32_epi8(_mm512_add_epi32(q, off)));
+            }
+            for (uint32_t kk = k16; kk < k; kk++) xq[kk] = (uint8_t)(lrintf(xr[kk] * inv) + 128);
             for (uint32_t g = 0; g < groups; g++) {
                 uint32_t v;
                 memcpy(&v, xq + 4 * (size_t)g, 4);

@@ -53,6 +53,7 @@ uint16_t sc_float_to_half(float f)
  * even, as sc_float_to_half does; the unit test compares them) ---- */
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #include <stdatomic.h>
 
@@ -75,19 +76,37 @@ __attribute__((target("avx,f16c"))) static void decode_f16c(float *dst, const ui
     for (; i < n; i++) dst[i] = sc_half_to_float(src[i]);
 }
 
+/* CPUID leaf 1: ECX bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE, and the OS
+ * saving the YMM state (XCR0 bits 1-2). Asked directly: clang's
+ * __builtin_cpu_supports does not know "f16c". */
+static int probe_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & (1u << 29)) || !(c & (1u << 28)) || !(c & (1u << 27))) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;
+}
+
 static int have_f16c(void)
 {
     static atomic_int known = -1;
     int v = atomic_load_explicit(&known, memory_order_relaxed);
     if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        v = probe_f16c();
         atomic_store_explicit(&known, v, memory_order_relaxed);
     }
     return v;
 }
+
+int sc_half_cpu_f16c(void)
+{
+    return have_f16c();
+}
 #else
 static int have_f16c(void) { return 0; }
+int sc_half_cpu_f16c(void) { return 0; }
 #define encode_f16c(d, s, n) ((void)0)
 #define decode_f16c(d, s, n) ((void)0)
 #endif

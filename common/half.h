@@ -23,6 +23,8 @@ float sc_half_to_float(uint16_t h);
  * aside). Neither array needs more than its element alignment. */
 void sc_half_encode(uint16_t *dst, const float *src, size_t n);
 void sc_half_decode(float *dst, const uint16_t *src, size_t n);
+/* 1 when this CPU (and OS) can run F16C with AVX. */
+int sc_half_cpu_f16c(void);
 /* Tests: non-zero makes the array forms use the scalar functions. */
 extern int sc_half_simd_force;
 

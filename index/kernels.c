@@ -454,7 +454,7 @@ static int cpu_has(const char *name)
     if (strcmp(name, "scalar") == 0) return 1;
     if (strcmp(name, "avx2") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+               sc_half_cpu_f16c();
     if (strcmp(name, "avx512vnni") == 0)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");

@@ -67,7 +67,7 @@ extern int sc_use_gemm_small_rows;
 /* 1 (default): the int8 kernel where the CPU has AVX-512 VNNI; 0: fp32
  * only (the environment variable SC_EMBED_INT8=0 sets 0 when a model is
  * loaded). Read when an embedding runs; set it before any run. */
-extern int sc_use_gemm_int8;
+extern _Atomic int sc_use_gemm_int8;
 
 /* ---- model --------------------------------------------------------------- */
 

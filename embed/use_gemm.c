@@ -49,7 +49,7 @@ static int have_avx512(void)
 #endif
 }
 
-int sc_use_gemm_int8 = 1;
+_Atomic int sc_use_gemm_int8 = 1;
 
 static int have_vnni(void)
 {

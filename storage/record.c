@@ -7,7 +7,7 @@
  *
  *   off  size  field
  *     0     4  magic "SCRE"
- *     4     2  version (1)
+ *     4     2  version (2)
  *     6     2  flags (bit 0: has exact key; other bits must be 0)
  *     8     8  created          16  8  expires         24  8  last_hit
  *    32     8  hits             40  8  fp

@@ -1,9 +1,10 @@
 /* Record format migration: rewrites version-1 records (fp32 vectors) as
  * the current version (fp16) in place, when a store is opened.
  *
- * Crash safety comes from LMDB's transactions: each batch of records is
- * rewritten and committed as one transaction, together with the byte
- * counter, so after a kill -9 every record is either the old version or
+ * Crash safety comes from LMDB's transactions: each batch of records (at
+ * most 1,024 and about 8 MB of new records; halved down to one record
+ * when the map is too full for it) is rewritten and committed as one
+ * transaction, together with the byte counter, so after a kill -9 every record is either the old version or
  * the new one, never half of each, and decode reads both. The first
  * transaction writes schema 2 and a "migrating" mark in meta; the last one
  * removes the mark. A start that finds the mark (or schema 1) migrates
@@ -27,6 +28,7 @@ size_t sc_store__migrate_batch;
 void (*sc_store__migrate_hook)(uint64_t rewritten);
 
 #define MIGRATE_BATCH 1024
+#define MIGRATE_BATCH_BYTES ((size_t)8 << 20) /* new record bytes per transaction */
 
 typedef struct pending {
     uint8_t key[8];
@@ -34,12 +36,16 @@ typedef struct pending {
     size_t len, old_len;
 } pending;
 
-/* One transaction: from id *from on, rewrites up to batch old records.
- * Sets *done when the table's end was reached, *from past the last id
- * looked at. */
+/* One transaction: from id *from on, rewrites up to batch old records
+ * (and about MIGRATE_BATCH_BYTES of new ones: LMDB cannot reuse the pages
+ * a transaction frees within it, so a batch needs that much free map).
+ * Sets *done when the table's end was reached; *from moves past the last
+ * id looked at, and s->bytes changes, only when the batch committed. */
 static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *from, int *done,
                          uint64_t *rewritten, uint64_t *unreadable)
 {
+    uint64_t next = *from, bytes = s->bytes;
+    size_t new_bytes = 0;
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc) return sc_store__err(rc);
@@ -47,13 +53,16 @@ static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *fro
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) goto out;
     uint8_t kb[8];
-    sc_store__id_key(kb, *from);
+    sc_store__id_key(kb, next);
     MDB_val k = {8, kb}, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && np < batch) {
+    while (rc == 0 && np < batch && new_bytes < MIGRATE_BATCH_BYTES) {
         uint64_t id = sc_store__key_id(&k);
         sc_record_head h;
-        if (sc_record_peek(v.mv_data, v.mv_size, &h) == 0 && h.version < SC_RECORD_VERSION) {
+        int peek = sc_record_peek(v.mv_data, v.mv_size, &h);
+        if (peek != 0 && peek != SC_EVERSION) {
+            (*unreadable)++;
+        } else if (peek == 0 && h.version < SC_RECORD_VERSION) {
             sc_record r;
             if (sc_record_decode(v.mv_data, v.mv_size, &r) == 0) {
                 pending *p = &pend[np];
@@ -64,12 +73,13 @@ static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *fro
                 sc_record_clear(&r);
                 memcpy(p->key, k.mv_data, 8);
                 p->old_len = v.mv_size;
+                new_bytes += p->len;
                 np++;
             } else {
                 (*unreadable)++;
             }
         }
-        *from = id + 1;
+        next = id + 1;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
@@ -79,11 +89,14 @@ static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *fro
     /* Rewrites after the walk (no cursor left on a page being changed). */
     for (size_t i = 0; i < np && !rc; i++) {
         MDB_val pk = {8, pend[i].key}, pv = {pend[i].len, pend[i].buf};
-        if ((rc = mdb_put(txn, s->dbi_entries, &pk, &pv, 0)) == 0)
-            s->bytes = s->bytes + pend[i].len - pend[i].old_len;
+        if ((rc = mdb_put(txn, s->dbi_entries, &pk, &pv, 0)) == 0) {
+            /* Clamped like the writer's: damaged meta must not wrap it. */
+            bytes = bytes >= pend[i].old_len ? bytes - pend[i].old_len : 0;
+            bytes += pend[i].len;
+        }
     }
     if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "schema", SC_STORE_SCHEMA);
-    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "bytes", s->bytes);
+    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "bytes", bytes);
     if (!rc) {
         MDB_val mk = {9, (void *)"migrating"};
         if (*done) {
@@ -103,6 +116,8 @@ out:
     }
     if ((rc = mdb_txn_commit(txn)) != 0) return sc_store__err(rc);
     *rewritten += np;
+    *from = next;
+    s->bytes = bytes;
     return 0;
 }
 
@@ -110,15 +125,24 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen)
 {
     size_t batch = sc_store__migrate_batch ? sc_store__migrate_batch : MIGRATE_BATCH;
     pending *pend = calloc(batch, sizeof *pend);
-    if (!pend) return SC_ENOMEM;
+    if (!pend) {
+        snprintf(err, errlen, "%s: no memory to upgrade the records", s->dir);
+        return SC_ENOMEM;
+    }
     uint64_t from = 0, rewritten = 0, unreadable = 0, before = s->bytes;
     int64_t t0 = sc_store__now_ms(), last_log = t0;
     int done = 0, rc = 0;
     sc_info("%s: upgrading the entries to record format %d (fp16 vectors) in place",
             s->dir, SC_RECORD_VERSION);
     while (!done) {
-        if ((rc = migrate_batch(s, batch, pend, &from, &done, &rewritten, &unreadable)) != 0)
-            break;
+        uint64_t seen = unreadable;
+        rc = migrate_batch(s, batch, pend, &from, &done, &rewritten, &unreadable);
+        if (rc == SC_EFULL && batch > 1) {
+            batch /= 2; /* the map is nearly full: smaller transactions */
+            unreadable = seen;
+            continue;
+        }
+        if (rc) break;
         if (sc_store__migrate_hook) sc_store__migrate_hook(rewritten);
         int64_t now = sc_store__now_ms();
         if (now - last_log >= 2000) {
@@ -129,8 +153,9 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen)
     free(pend);
     if (rc) {
         snprintf(err, errlen, "%s: upgrading the records to format %d failed after %llu: %s "
-                 "(nothing is lost; the next start goes on)", s->dir, SC_RECORD_VERSION,
-                 (unsigned long long)rewritten, sc_strerror(rc));
+                 "(nothing is lost; the next start goes on%s)", s->dir, SC_RECORD_VERSION,
+                 (unsigned long long)rewritten, sc_strerror(rc),
+                 rc == SC_EFULL ? ", with a larger --map-size-mb" : "");
         return rc;
     }
     s->migrate = 0;

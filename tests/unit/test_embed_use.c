@@ -339,7 +339,7 @@ __attribute__((destructor)) static void close_shared(void)
  * every row count from 1 to 40 (block paddings), plus a few large ones. */
 SC_TEST(embed_use_gemm_kernel_vs_sgemm)
 {
-    static const uint32_t shapes[][2] = {{256, 768}, {512, 1536}, {1536, 512}, {32, 16}};
+    static const uint32_t shapes[][2] = {{256, 768}, {512, 1536}, {1536, 512}, {32, 16}, {36, 32}}; /* k % 16 != 0: the int8 scalar tail */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         uint32_t k = shapes[s][0], n = shapes[s][1];
         float *w = malloc((size_t)k * n * sizeof(float)), *x = malloc(130 * (size_t)k * sizeof(float));

@@ -12,6 +12,12 @@ const mock = require('./mock_upstream');
 
 let up, srv;
 
+// Long prompts (~60 tokens): each keeps the one worker busy for a few
+// milliseconds even with the int8 embedder, so a burst outlasts the 20 ms
+// bound on a fast machine too.
+const FILL = ' and then a few more words that make this question long enough to keep the only worker busy for a while';
+const long = (s) => s + FILL + FILL + FILL;
+
 async function chat(content, headers = {}) {
   const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -28,7 +34,7 @@ test('setup: semcache-embed on one worker, a 20 ms queue bound', async () => {
 });
 
 test('proxy: a burst of distinct prompts; the overflow goes upstream unstored, exact hits keep flowing', async () => {
-  const burst = Array.from({ length: 150 }, (_, i) => chat(`a completely new question number ${i} about topic ${i * 7}`));
+  const burst = Array.from({ length: 150 }, (_, i) => chat(long(`a completely new question number ${i} about topic ${i * 7}`)));
   const exact = Array.from({ length: 30 }, () => chat('what is the capital of france'));
   const rs = await Promise.all([...burst, ...exact]);
   assert(rs.every((r) => r.status === 200), `statuses ${[...new Set(rs.map((r) => r.status))]}`);
@@ -38,14 +44,14 @@ test('proxy: a burst of distinct prompts; the overflow goes upstream unstored, e
   assert(rs.slice(150).every((r) => r.headers.get('x-semcache') === 'hit-exact'), 'exact hits during the burst');
   // An overloaded answer was not written back: the same prompt is a miss again.
   const i = rs.indexOf(over[0]);
-  const again = await chat(`a completely new question number ${i} about topic ${i * 7}`);
+  const again = await chat(long(`a completely new question number ${i} about topic ${i * 7}`));
   assertEq(again.headers.get('x-semcache'), 'miss', 'not stored');
   console.log(`# ${over.length} of 150 overloaded`);
 });
 
 test('/cache/lookup: 503 with Retry-After past the bound; exact hits still answered', async () => {
   const burst = Array.from({ length: 100 }, (_, i) =>
-    json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: `something else entirely ${i}` }));
+    json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: long(`something else entirely ${i}`) }));
   const exact = Array.from({ length: 20 }, () =>
     json(`${srv.url}/cache/lookup`, { namespace: 'faq', prompt: 'how do I reset my password' }));
   const rs = await Promise.all([...burst, ...exact]);
@@ -81,7 +87,7 @@ test('RESP SEM.GET: -OVERLOADED past the bound; exact hits still answered', asyn
     sock.on('error', () => resolve(out));
     sock.on('connect', () => {
       let cmds = '';
-      for (let i = 0; i < 4; i++) cmds += frame('SEM.GET', 'faq', `resp burst ${k} question ${i} about ${k * 13 + i}`);
+      for (let i = 0; i < 4; i++) cmds += frame('SEM.GET', 'faq', long(`resp burst ${k} question ${i} about ${k * 13 + i}`));
       cmds += frame('SEM.GET', 'faq', 'how do I reset my password');
       sock.write(cmds);
     });

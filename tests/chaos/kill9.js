@@ -155,6 +155,15 @@ async function verify(url, round) {
     }
   }
   inflight.clear();
+  // A delete sent but not answered before the kill may have landed, also
+  // on an older entry this round's sample did not check: settle every one
+  // now (gone: deleted; still there: live), so a later round's sample does
+  // not take it for a lost write.
+  for (const id of deleting) {
+    const r = await fetch(`${url}/cache/entries/${id}`);
+    await r.text();
+    if (r.status === 404) { acked.delete(id); deleted.add(id); }
+  }
   deleting.clear();
   const st = await (await fetch(`${url}/stats`)).json();
   if (st.cache.entries !== st.cache.index_vectors)

@@ -64,6 +64,9 @@ void sc_use_mat_free(sc_use_mat *m);
  * the sentence vectors). */
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
 extern int sc_use_gemm_small_rows;
+/* 1 when this CPU runs AVX-512F (the packed kernels, and use_forward.c's
+ * attention and layer norm). */
+int sc_use_have_avx512(void);
 /* 1 (default): the int8 kernel where the CPU has AVX-512 VNNI; 0: fp32
  * only (the environment variable SC_EMBED_INT8=0 sets 0 when a model is
  * loaded). Read when an embedding runs; set it before any run. */

@@ -16,8 +16,9 @@
  * computing each sentence on its own positions is the same function.
  *
  * All dense layers run on the token rows of every sentence in the call at
- * once (one product each, use_gemm.c); attention runs per sentence and head with
- * strided sgemm calls straight on the QKV matrix. Biases are broadcast into
+ * once (one product each, use_gemm.c); attention runs per sentence and head
+ * straight on the QKV matrix (AVX-512 loops up to 64 tokens, else strided
+ * sgemm calls). Biases are broadcast into
  * the output first and the product is accumulated (beta = 1). Scratch is
  * allocated per call, so any number of threads can run this at once. */
 #include "embed/use.h"
@@ -29,6 +30,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512 1 /* the AVX-512 attention and layer norm below */
+#endif
 
 void sc_use_timing_table(sc_use_model *m)
 {
@@ -55,13 +61,44 @@ static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows)
     sc_use_matmul(w, x, rows, c, 0);
 }
 
-static int layer_norm_simd(const float *x, float *y, size_t rows, uint32_t n, const float *g,
-                           const float *b, float eps);
+#ifdef HAVE_AVX512
+/* layer_norm in 16 lanes (n a multiple of 16): 7 % of a 16-token
+ * embedding in the scalar loops, whose float sums the compiler may not
+ * reorder. */
+__attribute__((target("avx512f"))) static void layer_norm_avx512(const float *x, float *y,
+                                                                size_t rows, uint32_t n,
+                                                                const float *g, const float *b,
+                                                                float eps)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        __m512 sum = _mm512_setzero_ps();
+        for (uint32_t i = 0; i < n; i += 16) sum = _mm512_add_ps(sum, _mm512_loadu_ps(xr + i));
+        __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
+        __m512 var = _mm512_setzero_ps();
+        for (uint32_t i = 0; i < n; i += 16) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(xr + i), mean);
+            var = _mm512_fmadd_ps(d, d, var);
+        }
+        __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(var) / (float)n + eps));
+        for (uint32_t i = 0; i < n; i += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mean), inv);
+            _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(_mm512_loadu_ps(g + i), d, _mm512_loadu_ps(b + i)));
+        }
+    }
+}
+#endif
 
 static void layer_norm(const float *x, float *y, size_t rows, uint32_t n, const float *g,
                        const float *b, float eps)
 {
-    if (layer_norm_simd(x, y, rows, n, g, b, eps)) return;
+#ifdef HAVE_AVX512
+    if (n % 16 == 0 && sc_use_have_avx512()) {
+        layer_norm_avx512(x, y, rows, n, g, b, eps);
+        return;
+    }
+#endif
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * n;
         float *yr = y + r * n;
@@ -91,15 +128,7 @@ static void softmax_rows(float *s, uint32_t t)
     }
 }
 
-typedef struct scratch {
-    float *h, *qkv, *att, *ffn, *scores;
-} scratch;
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#include <stdatomic.h>
-#define HAVE_AVX512_ATTEND 1
-
+#ifdef HAVE_AVX512
 /* Attention of one head for one sentence of t tokens, AVX-512, for the
  * short sentences a cache sees (OpenBLAS spent as long setting up these
  * t x t x head_dim products as computing them: 18 % of a 16-token
@@ -126,60 +155,11 @@ __attribute__((target("avx512f"))) static void attend_avx512(const float *q, con
             _mm512_storeu_ps(out + i * ldo + d, acc);
         }
 }
-
-static int use_avx512(void)
-{
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        v = __builtin_cpu_supports("avx512f") != 0;
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v;
-}
 #endif
 
-#ifdef HAVE_AVX512_ATTEND
-/* layer_norm in 16 lanes (n a multiple of 16): 7 % of a 16-token
- * embedding in the scalar loops, whose float sums the compiler may not
- * reorder. */
-__attribute__((target("avx512f"))) static void layer_norm_avx512(const float *x, float *y,
-                                                                size_t rows, uint32_t n,
-                                                                const float *g, const float *b,
-                                                                float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * n;
-        float *yr = y + r * n;
-        __m512 sum = _mm512_setzero_ps();
-        for (uint32_t i = 0; i < n; i += 16) sum = _mm512_add_ps(sum, _mm512_loadu_ps(xr + i));
-        __m512 mean = _mm512_set1_ps(_mm512_reduce_add_ps(sum) / (float)n);
-        __m512 var = _mm512_setzero_ps();
-        for (uint32_t i = 0; i < n; i += 16) {
-            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(xr + i), mean);
-            var = _mm512_fmadd_ps(d, d, var);
-        }
-        __m512 inv = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(var) / (float)n + eps));
-        for (uint32_t i = 0; i < n; i += 16) {
-            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(xr + i), mean), inv);
-            _mm512_storeu_ps(yr + i, _mm512_fmadd_ps(_mm512_loadu_ps(g + i), d, _mm512_loadu_ps(b + i)));
-        }
-    }
-}
-#endif
-
-static int layer_norm_simd(const float *x, float *y, size_t rows, uint32_t n, const float *g,
-                           const float *b, float eps)
-{
-#ifdef HAVE_AVX512_ATTEND
-    if (n % 16 == 0 && use_avx512()) {
-        layer_norm_avx512(x, y, rows, n, g, b, eps);
-        return 1;
-    }
-#endif
-    (void)x, (void)y, (void)rows, (void)n, (void)g, (void)b, (void)eps;
-    return 0;
-}
+typedef struct scratch {
+    float *h, *qkv, *att, *ffn, *scores;
+} scratch;
 
 /* One transformer layer: x [rows, in] -> y [rows, width]. */
 static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float *x, float *y,
@@ -195,8 +175,8 @@ static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float 
         for (uint32_t hh = 0; hh < L->heads && t > 0; hh++) {
             const float *q = s->qkv + off * q3 + hh * dh;
             const float *k = q + in, *v = q + 2 * in;
-#ifdef HAVE_AVX512_ATTEND
-            if (t <= 64 && dh % 16 == 0 && use_avx512()) {
+#ifdef HAVE_AVX512
+            if (t <= 64 && dh % 16 == 0 && sc_use_have_avx512()) {
                 attend_avx512(q, k, v, q3, t, dh, L->scale, s->scores, s->att + off * in + hh * dh, in);
                 continue;
             }

@@ -39,8 +39,9 @@
 int sc_use_gemm_small_rows = 128; /* rows at or below this use the kernel (measured: >= OpenBLAS up to 128) */
 
 /* Panels are only built where the kernel can run, so sc_use_matmul just
- * checks m->panels (no CPU probing on the request path). */
-static int have_avx512(void)
+ * checks m->panels. The probe itself is a load of the compiler's CPU
+ * model (use_forward.c asks it per layer). */
+int sc_use_have_avx512(void)
 {
 #ifdef HAVE_AVX512_KERNEL
     return __builtin_cpu_supports("avx512f");
@@ -100,7 +101,7 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
     m->qscale = NULL;
     m->qsum = NULL;
     if (int8 && n % PANEL == 0 && k % 4 == 0 && have_vnni()) pack_q8(m);
-    if (n % PANEL != 0 || !have_avx512()) return;
+    if (n % PANEL != 0 || !sc_use_have_avx512()) return;
     size_t bytes = (size_t)k * n * sizeof(float);
     m->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!m->panels) return; /* falls back to sgemm */

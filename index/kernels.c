@@ -160,6 +160,14 @@ __attribute__((target("avx2"))) static inline int32_t hsum256_epi32(__m256i v)
     return _mm_cvtsi128_si32(s);
 }
 
+__attribute__((target("avx2"))) static inline float hsum256_ps(__m256 v)
+{
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 __attribute__((target("avx2"))) static void dot_i8_avx2(const int8_t *q, const int8_t *rows,
                                                         size_t n, size_t dim, int32_t *out)
 {
@@ -238,11 +246,7 @@ __attribute__((target("avx2,fma"))) static float dot_f32_avx2(const float *a, co
     }
     for (; j + 8 <= dim; j += 8)
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), s0);
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
+    float s = hsum256_ps(_mm256_add_ps(s0, s1));
     for (; j < dim; j++) s += a[j] * b[j];
     return s;
 }
@@ -258,11 +262,7 @@ __attribute__((target("avx2,fma,f16c"))) static float dot_f16_avx2(const float *
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), b0, s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), b1, s1);
     }
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float s = _mm_cvtss_f32(h);
+    float s = hsum256_ps(_mm256_add_ps(s0, s1));
     for (; j < dim; j++) s += a[j] * sc_half_to_float(b[j]);
     return s;
 }

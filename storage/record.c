@@ -99,6 +99,19 @@ static int host_is_le(void)
 #endif
 }
 
+static void put_floats(uint8_t *p, const float *v, uint32_t n)
+{
+    if (host_is_le()) {
+        memcpy(p, v, (size_t)n * 4);
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        put32(p + 4 * (size_t)i, u);
+    }
+}
+
 static void get_floats(float *v, const uint8_t *p, uint32_t n)
 {
     if (host_is_le()) {
@@ -223,15 +236,10 @@ int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out
         memset(p + OFF_EXACT, 0, SC_RECORD_EXACT_LEN);
 
     uint8_t *q = p + HEAD_LEN;
-    if (r->dim && version == 1) {
-        for (uint32_t i = 0; i < r->dim; i++) {
-            uint32_t u;
-            memcpy(&u, &r->vec[i], 4);
-            put32(q + 4 * (size_t)i, u);
-        }
-    } else if (r->dim) {
+    if (r->dim && version == 1)
+        put_floats(q, r->vec, r->dim);
+    else if (r->dim)
         put_halves(q, r->vec, r->dim);
-    }
     q += vec_bytes(version, r->dim);
     if (ns_len) memcpy(q, r->ns, ns_len);
     q += ns_len;

@@ -149,16 +149,14 @@ static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, MDB_val *out)
     return mdb_get(txn, dbi, &k, out);
 }
 
-#define meta_put_u64 sc_store__meta_put_u64
-
 /* Writes the identity of a fresh store (or of a re-embedded one). */
 static int meta_write_identity(sc_store *s, MDB_txn *txn)
 {
     const char *emb = s->embedder_id;
     MDB_val k = {8, (void *)"embedder"}, d = {strlen(emb), (void *)emb};
     int rc = mdb_put(txn, s->dbi_meta, &k, &d, 0);
-    if (!rc) rc = meta_put_u64(txn, s->dbi_meta, "schema", SC_STORE_SCHEMA);
-    if (!rc) rc = meta_put_u64(txn, s->dbi_meta, "dim", s->dim);
+    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "schema", SC_STORE_SCHEMA);
+    if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "dim", s->dim);
     return rc;
 }
 
@@ -182,7 +180,7 @@ static int reconcile_counters(sc_store *s, MDB_txn *txn)
         sc_warn("%s: meta counts %llu entries, the table holds %zu; using the table",
                 s->dir, (unsigned long long)s->entries, ms.ms_entries);
         s->entries = ms.ms_entries;
-        if ((rc = meta_put_u64(txn, s->dbi_meta, "entries", s->entries)) != 0)
+        if ((rc = sc_store__meta_put_u64(txn, s->dbi_meta, "entries", s->entries)) != 0)
             return sc_store__err(rc);
     }
     MDB_cursor *cur;
@@ -196,13 +194,14 @@ static int reconcile_counters(sc_store *s, MDB_txn *txn)
             sc_warn("%s: next id %llu is not above the largest id %llu; fixed", s->dir,
                     (unsigned long long)s->next_id, (unsigned long long)last);
             s->next_id = last + 1;
-            if ((rc = meta_put_u64(txn, s->dbi_meta, "next_id", s->next_id)) != 0)
+            if ((rc = sc_store__meta_put_u64(txn, s->dbi_meta, "next_id", s->next_id)) != 0)
                 return sc_store__err(rc);
         }
     } else if (rc == MDB_NOTFOUND) {
         if (s->bytes != 0) {
             s->bytes = 0;
-            if ((rc = meta_put_u64(txn, s->dbi_meta, "bytes", 0)) != 0) return sc_store__err(rc);
+            if ((rc = sc_store__meta_put_u64(txn, s->dbi_meta, "bytes", 0)) != 0)
+                return sc_store__err(rc);
         }
     } else {
         return sc_store__err(rc);
@@ -235,9 +234,9 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
         /* A fresh store. */
         s->next_id = 1;
         rc = meta_write_identity(s, txn);
-        if (!rc) rc = meta_put_u64(txn, s->dbi_meta, "next_id", 1);
-        if (!rc) rc = meta_put_u64(txn, s->dbi_meta, "entries", 0);
-        if (!rc) rc = meta_put_u64(txn, s->dbi_meta, "bytes", 0);
+        if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "next_id", 1);
+        if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "entries", 0);
+        if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "bytes", 0);
         if (rc) {
             snprintf(err, errlen, "%s: cannot initialise meta: %s", s->dir, mdb_strerror(rc));
             sc = sc_store__err(rc);

@@ -4,8 +4,9 @@
  * Crash safety comes from LMDB's transactions: each batch of records (at
  * most 1,024 and about 8 MB of new records; halved down to one record
  * when the map is too full for it) is rewritten and committed as one
- * transaction, together with the byte counter, so after a kill -9 every record is either the old version or
- * the new one, never half of each, and decode reads both. The first
+ * transaction, together with the byte counter, so after a kill -9 every
+ * record is either the old version or the new one, never half of each,
+ * and decode reads both. The first
  * transaction writes schema 2 and a "migrating" mark in meta; the last one
  * removes the mark. A start that finds the mark (or schema 1) migrates
  * again from the first id, skipping the records already rewritten (peek
@@ -162,6 +163,7 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen)
     sc_info("%s: upgraded %llu entries to record format %d in %lld ms (%llu -> %llu record "
             "bytes%s)", s->dir, (unsigned long long)rewritten, SC_RECORD_VERSION,
             (long long)(sc_store__now_ms() - t0), (unsigned long long)before,
-            (unsigned long long)s->bytes, unreadable ? "; some records are unreadable and were left" : "");
+            (unsigned long long)s->bytes,
+            unreadable ? "; some records are unreadable and were left" : "");
     return 0;
 }

@@ -199,20 +199,32 @@ static void *qthread(void *arg)
     return NULL;
 }
 
+/* --ann-min / --nprobe: the ANN rows' settings (0 = the index's defaults);
+ * --ann-only: only the ANN rows. */
+static uint32_t g_ann_min, g_nprobe;
+static int g_ann_only;
+
 /* Runs the queries one at a time on one thread, each right after a floor
  * pass over the same number of bytes and the first nf also right before
  * the same query on FAISS flat, so all three see the same machine load;
  * then on two threads. */
-static void run_index(const char *backend, const char *desc, uint32_t bits, const char *kernel,
+static void run_index(const char *backend, const char *desc, uint32_t bits, int ann, const char *kernel,
                       const float *db,
                       size_t n, size_t d, const float *qs, size_t nq, const size_t *truth,
                       const int8_t *fbuf, FaissIndex *fx, size_t nf)
 {
     if (sc_index_kernel_force(kernel) != 0) return;
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .backend = backend, .faiss_desc = desc, .scan_bits = bits};
+    sc_index_opts o = {.dim = (uint32_t)d, .backend = backend, .faiss_desc = desc, .scan_bits = bits,
+                       .ann_min_rows = ann ? 0 : UINT32_MAX};
     if (sc_index_create(&ix, &o) != 0) return;
+    double tl = now_s();
+    sc_index_bulk_load(ix, 1);
     for (size_t i = 0; i < n; i++) sc_index_add(ix, "bench", 1, i, db + i * d);
+    double tb = now_s();
+    sc_index_bulk_load(ix, 0);
+    fprintf(stderr, "# %s%s%s n=%zu: load %.2f s, then ANN build %.2f s\n", backend, bits == 4 ? "-4bit" : "",
+            ann ? "-ann" : "", n, tb - tl, now_s() - tb);
     sc_index_hit h[10];
     size_t got, good = 0;
     for (size_t i = 0; i < nq && i < 5; i++) sc_index_search(ix, "bench", 1, qs + i * d, 10, h, &got);
@@ -262,8 +274,8 @@ static void run_index(const char *backend, const char *desc, uint32_t bits, cons
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, qthread, &jobs[i]);
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
     double qps2 = 2.0 * (double)nq / (now_s() - t2);
-    printf("index,%s%s%s%s,%s,%zu,%zu,10,%.1f,%.1f,%.0f,%.0f,%.4f,%.3f,%.2f,%.2f,%.1f,%.1f,%.3f\n", backend,
-           desc ? ":" : "", desc ? desc : "", bits == 4 ? "-4bit" : "", sc_index_kernel_name(), n, d, p50, p99, qps1, qps2,
+    printf("index,%s%s%s%s%s,%s,%zu,%zu,10,%.1f,%.1f,%.0f,%.0f,%.4f,%.3f,%.2f,%.2f,%.1f,%.1f,%.3f\n", backend,
+           desc ? ":" : "", desc ? desc : "", bits == 4 ? "-4bit" : "", ann ? "-ann" : "", sc_index_kernel_name(), n, d, p50, p99, qps1, qps2,
            (double)good / (double)nq, floor, p50 / 1e3 / floor, faiss_ms, speedup, p50_cpu, floor_cpu);
     fflush(stdout);
     sc_index_destroy(ix);
@@ -297,13 +309,16 @@ static void run_config(size_t n, size_t d, size_t nq, int kernels, int hnsw)
     size_t fq = n >= 1000000 ? 7 : n >= 100000 ? 21 : 51;
     if (fq > nq) fq = nq;
     FaissIndex *fx = faiss_flat(db, n, d);
-    run_index("flat", NULL, 8, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
-    run_index("flat", NULL, 4, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
-    if (kernels) {
-        run_index("flat", NULL, 8, "avx2", db, n, d, qs, nq, truth, fbuf, fx, fq);
-        if (n <= 100000) run_index("flat", NULL, 8, "scalar", db, n, d, qs, nq / 4 ? nq / 4 : 1, truth, fbuf, fx, 0);
+    if (!g_ann_only) {
+        run_index("flat", NULL, 8, 0, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+        run_index("flat", NULL, 4, 0, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
     }
-    if (hnsw && n <= 100000) run_index("faiss", "HNSW32", 0, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+    if (n >= SC_INDEX_ANN_MIN_DEFAULT) run_index("flat", NULL, 4, 1, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
+    if (kernels) {
+        run_index("flat", NULL, 8, 0, "avx2", db, n, d, qs, nq, truth, fbuf, fx, fq);
+        if (n <= 100000) run_index("flat", NULL, 8, 0, "scalar", db, n, d, qs, nq / 4 ? nq / 4 : 1, truth, fbuf, fx, 0);
+    }
+    if (hnsw && n <= 100000) run_index("faiss", "HNSW32", 0, 0, "auto", db, n, d, qs, nq, truth, fbuf, fx, fq);
     if (fx) faiss_Index_free(fx);
     free(fbuf);
     free(truth);
@@ -654,13 +669,25 @@ static void real_score(const real_set *s, size_t qi, const sc_index_hit *h, size
     }
 }
 
-static void run_real(const real_set *s, uint32_t bits, size_t k, const uint32_t *tid, const double *tsc)
+
+/* ann: 0 = exact scan (the ANN path off), 1 = the index's ANN path with
+ * --ann-min / --nprobe, built after the load as at start-up. */
+static void run_real(const real_set *s, uint32_t bits, int ann, size_t k, const uint32_t *tid, const double *tsc)
 {
     const size_t d = s->dim, nq = s->nq;
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .backend = "flat", .scan_bits = bits};
+    sc_index_opts o = {.dim = (uint32_t)d, .backend = "flat", .scan_bits = bits,
+                       .ann_min_rows = ann ? g_ann_min : UINT32_MAX, .ann_nprobe = g_nprobe};
     if (sc_index_create(&ix, &o) != 0) return;
+    sc_index_bulk_load(ix, 1);
     for (size_t i = 0; i < s->n; i++) sc_index_add(ix, "bench", 1, i, s->db + i * d);
+    double tb = now_s();
+    sc_index_bulk_load(ix, 0);
+    tb = now_s() - tb;
+    sc_index_stats ist;
+    sc_index_stats_get(ix, &ist);
+    if (ann) fprintf(stderr, "# ANN build %.2f s, %llu partition(s) with an IVF\n", tb,
+                     (unsigned long long)ist.ann_partitions);
     int8_t *fbuf = floor_buf(s->n * d);
     sc_index_hit h[SC_INDEX_MAX_K];
     size_t got;
@@ -691,7 +718,8 @@ static void run_real(const real_set *s, uint32_t bits, size_t k, const uint32_t 
     double fl = tf[nq / 2] * 1e3;
     static const char *grp[2] = {"all", "qqp-duplicates"};
     for (int g = 0; g < 2; g++)
-        printf("real,flat%s,%s,%s,%zu,%zu,%zu,%zu,%.1f,%.1f,%.5f,%.5f,%zu,%zu,%.3f,%.2f\n", bits == 4 ? "-4bit" : "",
+        printf("real,flat%s%s,%s,%s,%zu,%zu,%zu,%zu,%.1f,%.1f,%.5f,%.5f,%zu,%zu,%.3f,%.2f\n", bits == 4 ? "-4bit" : "",
+               ann ? "-ann" : "",
                sc_index_kernel_name(), grp[g], s->n, d, k, cnt[g], p50, p99, (double)r1[g] / (double)cnt[g],
                (double)rk[g] / (double)(cnt[g] * k), cnt[g] - r1[g], cnt[g] * k - rk[g], fl, p50 / 1e3 / fl);
     fflush(stdout);
@@ -804,11 +832,16 @@ static int real_main(const char *file, const char *data, const char *model_dir, 
     printf("bench,backend,kernel,queries,n,dim,k,count,p50_us,p99_us,recall_at_1,recall_at_k,misses_at_1,"
            "misses_at_k,floor_ms,ratio_vs_floor\n");
     fflush(stdout);
-    run_real(&s, 8, k, tid, tsc);
-    run_real(&s, 4, k, tid, tsc);
-    printf("bench,backend,n,dim,k,candidates,top1_within,topk_all_within,max_rank_top1,max_rank_topk\n");
-    run_real_cands(&s, 8, k, tid);
-    run_real_cands(&s, 4, k, tid);
+    if (!g_ann_only) {
+        run_real(&s, 8, 0, k, tid, tsc);
+        run_real(&s, 4, 0, k, tid, tsc);
+    }
+    run_real(&s, 4, 1, k, tid, tsc);
+    if (!g_ann_only) {
+        printf("bench,backend,n,dim,k,candidates,top1_within,topk_all_within,max_rank_top1,max_rank_topk\n");
+        run_real_cands(&s, 8, k, tid);
+        run_real_cands(&s, 4, k, tid);
+    }
     free(tid);
     free(tsc);
     free(s.db);
@@ -835,6 +868,9 @@ int main(int argc, char **argv)
             nq_given = 1;
         } else if (strcmp(argv[i], "--real") == 0 && i + 1 < argc) real = argv[++i];
         else if (strcmp(argv[i], "--k") == 0 && i + 1 < argc) k = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--ann-min") == 0 && i + 1 < argc) g_ann_min = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--nprobe") == 0 && i + 1 < argc) g_nprobe = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--ann-only") == 0) g_ann_only = 1;
         else if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) data = argv[++i];
         else if (strcmp(argv[i], "--model-dir") == 0 && i + 1 < argc) model_dir = argv[++i];
         else if (strcmp(argv[i], "--help") == 0) {

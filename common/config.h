@@ -50,6 +50,7 @@ typedef struct sc_config {
     long long embed_dim;
     char *index_backend;         /* flat or faiss */
     long long index_scan_bits;   /* flat: 8 or 4 */
+    long long index_ann_min_rows; /* flat 4-bit: IVF from this many live rows; 0 = never */
     char *faiss_desc;
     long long top_k;
     char *verify;                /* on or off */

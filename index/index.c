@@ -48,6 +48,11 @@
 #define HUGE_PAGE ((size_t)2 << 20)
 #define SCAN_BLOCK 256
 #define FAISS_TRAIN_FIRST 1024
+#define IVF_TAIL_MIN 4096            /* unassigned rows tolerated (at least) */
+#define IVF_TAIL_DIV 32              /* ... and up to assigned/IVF_TAIL_DIV */
+#define IVF_SAMPLE_PER_LIST 64       /* k-means sample: rows per list */
+#define IVF_PAR_MIN 65536            /* assignments split over 2 threads from here */
+#define IVF_MAX_LISTS 256
 
 enum { BACKEND_FLAT, BACKEND_FAISS };
 
@@ -59,6 +64,26 @@ typedef struct chunk {
     uint64_t *ids;              /* cap ids; TOMB = removed */
     uint32_t cap, n;
 } chunk;
+
+/* The ANN path of a flat 4-bit partition: an inverted file. Rows
+ * [0, assigned) are grouped by their nearest centroid: list l is entries
+ * off[l] .. off[l + 1] - 1, each a row number, its 4-bit scan codes and
+ * their scale, so a probed list is one contiguous scan (tombstoned rows
+ * stay until the next compaction). The IVF holds the only copy of those
+ * rows' codes: a chunk whose rows are all assigned lets its own go. Rows
+ * from assigned on (added since) are scanned whole from their chunks.
+ * Immutable once published: a change builds a new one and swaps it in
+ * under the partition's write lock. */
+typedef struct ivf {
+    uint32_t nlist, nprobe;
+    size_t trained;             /* live rows when the centroids were trained */
+    size_t assigned;
+    int8_t *c8;                 /* nlist*dim int8 centroids (scale 127) */
+    uint32_t *off;              /* nlist + 1 */
+    uint32_t *rows;             /* off[nlist] row numbers, by list */
+    uint8_t *codes;             /* off[nlist] rows of 4-bit codes, by list */
+    float *scales;              /* off[nlist] scales */
+} ivf;
 
 typedef struct part {
     struct part *next;          /* hash chain */
@@ -73,7 +98,8 @@ typedef struct part {
     void *faiss;                /* faiss backend: index holding rows 0..faiss_rows-1 */
     size_t faiss_rows;
     size_t train_next;          /* untrained faiss index: rows at the next attempt */
-    int compacting;             /* under wmu: a compaction is under way */
+    ivf *ivf;                   /* flat 4-bit: the ANN path, or NULL (exact scan) */
+    int compacting;             /* under wmu: a compaction or IVF build is under way */
     int retired;                /* under wmu: unlinked from the table */
 } part;
 
@@ -88,6 +114,9 @@ struct sc_index {
     int backend;
     uint32_t scan_bits;         /* flat: 8 or 4 */
     char *faiss_desc;
+    size_t ann_min;             /* live rows from which a partition uses an IVF */
+    uint32_t ann_nprobe;        /* lists probed; 0 = by rule (ivf_nprobe) */
+    int bulk;                   /* under wmu: sc_index_bulk_load is on */
     pthread_mutex_t wmu;
     pthread_rwlock_t tlock;
     part **buckets;
@@ -119,13 +148,12 @@ static void row_loc(size_t row, size_t *ci, size_t *off)
     }
 }
 
-static size_t chunk_bytes(const sc_index *ix, uint32_t cap)
+static size_t chunk_bytes(const sc_index *ix, const chunk *c)
 {
     size_t per = (size_t)ix->dim * sizeof(uint16_t) + sizeof(uint64_t);
-    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) per += ix->dim;
-    if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4)
-        per += SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
-    return per * cap;
+    if (c->q) per += ix->dim;
+    if (c->c4) per += SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
+    return per * c->cap;
 }
 
 static void *alloc_aligned(size_t n)
@@ -292,12 +320,54 @@ static void table_unlink(sc_index *ix, part *p)
         }
 }
 
+static size_t ivf_bytes(const sc_index *ix, const ivf *v)
+{
+    if (!v) return 0;
+    size_t per = sizeof(uint32_t) + SC_INDEX_I4_BYTES(ix->dim) + sizeof(float);
+    return (size_t)v->nlist * (ix->dim + sizeof(uint32_t)) + (size_t)v->off[v->nlist] * per;
+}
+
+static void ivf_free(ivf *v)
+{
+    if (!v) return;
+    free(v->c8);
+    free(v->off);
+    free(v->rows);
+    free(v->codes);
+    free(v->scales);
+    free(v);
+}
+
+/* The IVF's arrays for n entries. */
+static void ivf_alloc(const sc_index *ix, ivf *v, size_t n)
+{
+    if (!n) n = 1;
+    v->rows = sc_malloc(n * sizeof(uint32_t));
+    v->codes = alloc_aligned(n * SC_INDEX_I4_BYTES(ix->dim));
+    v->scales = sc_malloc(n * sizeof(float));
+}
+
+/* Row (c, off)'s 4-bit codes and scale: its chunk's, or computed again
+ * from its fp16 vector when the chunk let them go (an IVF holds them). */
+static void row_codes(const sc_index *ix, const chunk *c, size_t off, uint8_t *codes, float *scale)
+{
+    const size_t rb = SC_INDEX_I4_BYTES(ix->dim);
+    if (c->c4) {
+        memcpy(codes, c->c4 + off * rb, rb);
+        *scale = c->s4[off];
+        return;
+    }
+    float f[SC_INDEX_MAX_DIM];
+    sc_half_decode(f, c->hv + off * ix->dim, ix->dim);
+    sc_index_quantize_i4(f, codes, ix->dim, scale);
+}
+
 static size_t part_bytes(const sc_index *ix, const part *p)
 {
     size_t b = 0;
-    for (size_t i = 0; i < p->nchunks; i++) b += chunk_bytes(ix, p->chunks[i].cap);
+    for (size_t i = 0; i < p->nchunks; i++) b += chunk_bytes(ix, &p->chunks[i]);
     if (p->faiss) b += p->faiss_rows * ix->dim * sizeof(float);
-    return b;
+    return b + ivf_bytes(ix, p->ivf);
 }
 
 /* Frees a partition nobody references any more. */
@@ -306,6 +376,7 @@ static void part_free(part *p)
     for (size_t i = 0; i < p->nchunks; i++) chunk_free(&p->chunks[i]);
     free(p->chunks);
     if (p->faiss) sc_index__faiss_free(p->faiss);
+    ivf_free(p->ivf);
     pthread_rwlock_destroy(&p->lock);
     free(p->ns);
     free(p);
@@ -353,6 +424,10 @@ int sc_index_create(sc_index **out, const sc_index_opts *opts)
     ix->scan_bits = opts->scan_bits ? opts->scan_bits : 4;
     ix->backend = backend;
     ix->faiss_desc = sc_strdup(desc);
+    ix->ann_min = opts->ann_min_rows == 0 ? SC_INDEX_ANN_MIN_DEFAULT
+                : opts->ann_min_rows == UINT32_MAX ? SIZE_MAX : opts->ann_min_rows;
+    if (backend != BACKEND_FLAT || ix->scan_bits != 4) ix->ann_min = SIZE_MAX;
+    ix->ann_nprobe = opts->ann_nprobe;
     pthread_mutex_init(&ix->wmu, NULL);
     rwlock_init(&ix->tlock);
     ix->nbuckets = 16;
@@ -452,11 +527,7 @@ static size_t builder_add(const sc_index *ix, builder *b, const chunk *c, size_t
     chunk *d = &b->ch[ci];
     memcpy(d->hv + o * dim, c->hv + off * dim, dim * sizeof(uint16_t));
     if (c->q) memcpy(d->q + o * dim, c->q + off * dim, dim);
-    if (c->c4) {
-        size_t rb = SC_INDEX_I4_BYTES(dim);
-        memcpy(d->c4 + o * rb, c->c4 + off * rb, rb);
-        d->s4[o] = c->s4[off];
-    }
+    if (d->c4) row_codes(ix, c, off, d->c4 + o * SC_INDEX_I4_BYTES(dim), &d->s4[o]);
     d->ids[o] = c->ids[off];
     d->n++;
     return r;
@@ -467,6 +538,72 @@ static chunk *builder_chunk(builder *b, size_t r, size_t *off)
     size_t ci;
     row_loc(r, &ci, off);
     return &b->ch[ci];
+}
+
+/* First row of chunk i. */
+static size_t chunk_base(size_t i)
+{
+    return i < CHUNK_GROW_STEPS ? (((size_t)1 << i) - 1) << CHUNK_MIN_SHIFT
+                                : SMALL_BASE + (i - CHUNK_GROW_STEPS) * (size_t)CHUNK_MAX;
+}
+
+/* With p's write lock held, after an IVF covering rows [0, assigned) was
+ * swapped in: the chunks wholly inside it let their scan codes go (the
+ * IVF has them). The arrays go into *drop, freed by the caller once the
+ * lock is released; returns the bytes given back. */
+static size_t release_codes(const sc_index *ix, part *p, size_t assigned, void ***drop, size_t *ndrop)
+{
+    size_t freed = 0;
+    for (size_t i = 0; i < p->nchunks; i++) {
+        chunk *c = &p->chunks[i];
+        if (!c->c4 || chunk_base(i) + c->cap > assigned) continue;
+        freed += chunk_bytes(ix, c);
+        *drop = sc_realloc(*drop, (*ndrop + 2) * sizeof(void *));
+        (*drop)[(*ndrop)++] = c->c4;
+        (*drop)[(*ndrop)++] = c->s4;
+        c->c4 = NULL;
+        c->s4 = NULL;
+        freed -= chunk_bytes(ix, c);
+    }
+    return freed;
+}
+
+static void free_dropped(void **drop, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(drop[i]);
+    free(drop);
+}
+
+/* The IVF of a compacted partition: the same centroids and lists, rows
+ * renumbered through newrow (SIZE_MAX: not copied). The copy keeps row
+ * order, so the rows assigned before stay a prefix. NULL when there is
+ * none or the partition shrank below half the ANN size (exact scan). */
+static ivf *ivf_remap(const sc_index *ix, const ivf *v, const size_t *newrow, size_t live)
+{
+    if (!v || live < ix->ann_min / 2) return NULL;
+    ivf *w = SC_NEW(ivf);
+    w->nlist = v->nlist;
+    w->nprobe = v->nprobe;
+    w->trained = v->trained;
+    w->c8 = sc_malloc((size_t)v->nlist * ix->dim);
+    memcpy(w->c8, v->c8, (size_t)v->nlist * ix->dim);
+    w->off = sc_malloc(((size_t)v->nlist + 1) * sizeof(uint32_t));
+    ivf_alloc(ix, w, v->off[v->nlist]);
+    const size_t rb = SC_INDEX_I4_BYTES(ix->dim);
+    size_t k = 0;
+    for (uint32_t l = 0; l < v->nlist; l++) {
+        w->off[l] = (uint32_t)k;
+        for (uint32_t i = v->off[l]; i < v->off[l + 1]; i++) {
+            if (newrow[v->rows[i]] == SIZE_MAX) continue;
+            w->rows[k] = (uint32_t)newrow[v->rows[i]];
+            memcpy(w->codes + k * rb, v->codes + (size_t)i * rb, rb);
+            w->scales[k++] = v->scales[i];
+        }
+    }
+    w->off[v->nlist] = (uint32_t)k;
+    for (size_t r = 0; r < v->assigned; r++)
+        if (newrow[r] != SIZE_MAX) w->assigned = newrow[r] + 1;
+    return w;
 }
 
 /* Rebuilds p from its live rows: new chunks, a new FAISS index (trained
@@ -501,6 +638,8 @@ static void compact(sc_index *ix, part *p)
         }
         pthread_rwlock_unlock(&p->lock);
     }
+    /* p->ivf cannot change while p->compacting is set. */
+    ivf *nv = ivf_remap(ix, p->ivf, newrow, b.rows);
     void *fx = NULL;
     size_t frows = 0, copied = b.rows;
     int trained = 0;
@@ -526,6 +665,7 @@ static void compact(sc_index *ix, part *p)
         free(b.ch);
         free(newrow);
         if (fx) sc_index__faiss_free(fx);
+        ivf_free(nv);
         part_unref(p); /* the last reference: frees p */
         return;
     }
@@ -558,6 +698,7 @@ static void compact(sc_index *ix, part *p)
     chunk *oldch = p->chunks;
     size_t oldn = p->nchunks;
     void *oldfx = p->faiss;
+    ivf *oldv = p->ivf;
 
     pthread_rwlock_wrlock(&p->lock);
     p->chunks = b.ch;
@@ -568,11 +709,17 @@ static void compact(sc_index *ix, part *p)
     p->faiss = fx;
     p->faiss_rows = frows;
     p->train_next = train_next;
+    p->ivf = nv;
+    void **drop = NULL;
+    size_t ndrop = 0, freed = nv ? release_codes(ix, p, nv->assigned, &drop, &ndrop) : 0;
     pthread_rwlock_unlock(&p->lock);
+    free_dropped(drop, ndrop);
+    (void)freed; /* part_bytes below counts what is left */
 
     for (size_t i = 0; i < oldn; i++) chunk_free(&oldch[i]);
     free(oldch);
     if (oldfx) sc_index__faiss_free(oldfx);
+    ivf_free(oldv);
     ix->bytes = ix->bytes - oldbytes + part_bytes(ix, p);
     for (size_t r = 0; r < b.rows; r++) {
         size_t o;
@@ -604,6 +751,234 @@ static void maybe_shrink(sc_index *ix, part *p)
         compact(ix, p);
 }
 
+/* ---------------------------------------------------------------------
+ * The ANN path (flat 4-bit partitions of ann_min live rows and more)
+ *
+ * A partition reaching ann_min live rows gets an IVF: k-means centroids
+ * trained on a sample (ivf.c), every row in the list of its nearest
+ * centroid. Rows added later are scanned whole until there are more than
+ * max(IVF_TAIL_MIN, assigned / IVF_TAIL_DIV) of them; then they are put
+ * into lists with the same centroids. When the live rows have doubled
+ * since training, the centroids are trained again (more lists) and every
+ * row reassigned. Both run in the thread whose add crossed the line, the
+ * way a compaction does: without wmu for the long part (p->compacting
+ * keeps compactions and other builds of p out), the new IVF swapped in
+ * under p's write lock. sc_index_bulk_load defers all of it to the end of
+ * a load (start-up), so a partition is built once, not at every doubling.
+ * ------------------------------------------------------------------- */
+
+/* Lists for n live rows: the power of two nearest sqrt(n) / 2, 16..256
+ * (128 at 100k rows, 256 from ~200k: lists of 4k rows at 1M). More lists
+ * would probe fewer rows for the same recall, but assigning a row costs
+ * one dot product per list, and 1M rows must be assigned within the
+ * start-up target (BENCHMARKS.md). */
+static uint32_t ivf_nlist(size_t n)
+{
+    double want = sqrt((double)n) / 2;
+    uint32_t l = 16;
+    while (l < IVF_MAX_LISTS && (double)l * 1.4142 < want) l *= 2;
+    return l;
+}
+
+/* Lists a search probes: 3/16 of them, at least 8 (bench_index --real:
+ * recall@1 and @10 >= 0.99 on real embeddings). */
+static uint32_t ivf_nprobe(const sc_index *ix, uint32_t nlist)
+{
+    uint32_t np = ix->ann_nprobe ? ix->ann_nprobe : nlist * 3 / 16;
+    if (np < 8) np = 8;
+    return np < nlist ? np : nlist;
+}
+
+enum { IVF_NONE, IVF_TAIL, IVF_TRAIN, IVF_DROP };
+
+/* With wmu held: what p's IVF needs now. */
+static int ivf_due(const sc_index *ix, const part *p)
+{
+    if (ix->ann_min == SIZE_MAX || ix->bulk || p->compacting || p->rows > UINT32_MAX) return IVF_NONE;
+    size_t live = p->rows - p->dead;
+    const ivf *v = p->ivf;
+    if (!v) return live >= ix->ann_min && live >= p->train_next ? IVF_TRAIN : IVF_NONE;
+    if (live < ix->ann_min / 2) return IVF_DROP;
+    if (live >= 2 * v->trained) return IVF_TRAIN;
+    size_t tail = p->rows - v->assigned, lim = v->assigned / IVF_TAIL_DIV;
+    return tail > (lim > IVF_TAIL_MIN ? lim : IVF_TAIL_MIN) ? IVF_TAIL : IVF_NONE;
+}
+
+typedef struct assign_job {
+    part *p;
+    const int8_t *c8;
+    uint32_t nlist, dim;
+    size_t from, to;
+    uint32_t *lid;              /* lid[r - base]: list of row r, UINT32_MAX = tombstone */
+    size_t base;
+} assign_job;
+
+/* Puts rows [from, to) of p into lists, reading them a block at a time
+ * under p's read lock (the rows never move while p->compacting is set;
+ * only their ids may turn into tombstones). */
+static void *assign_rows(void *arg)
+{
+    assign_job *j = arg;
+    float f[SC_INDEX_MAX_DIM];
+    int8_t q[SC_INDEX_MAX_DIM];
+    for (size_t r = j->from; r < j->to; r += SCAN_BLOCK) {
+        size_t end = r + SCAN_BLOCK < j->to ? r + SCAN_BLOCK : j->to;
+        pthread_rwlock_rdlock(&j->p->lock);
+        for (size_t x = r; x < end; x++) {
+            size_t ci, off;
+            row_loc(x, &ci, &off);
+            const chunk *c = &j->p->chunks[ci];
+            if (c->ids[off] == TOMB) {
+                j->lid[x - j->base] = UINT32_MAX;
+                continue;
+            }
+            sc_half_decode(f, c->hv + off * j->dim, j->dim);
+            sc_index_quantize(f, q, j->dim);
+            j->lid[x - j->base] = sc_index__nearest(j->c8, j->nlist, j->dim, q);
+        }
+        pthread_rwlock_unlock(&j->p->lock);
+    }
+    return NULL;
+}
+
+/* Trains centroids on a strided sample of p's live rows [0, snap); NULL
+ * when too few rows are left. */
+static int8_t *ivf_train(const sc_index *ix, part *p, size_t snap, size_t live, uint32_t nlist)
+{
+    const size_t dim = ix->dim;
+    size_t want = (size_t)nlist * IVF_SAMPLE_PER_LIST;
+    if (want > live) want = live;
+    size_t stride = snap / want ? snap / want : 1, m = 0;
+    float *x = sc_malloc(want * dim * sizeof(float));
+    for (size_t r = 0; r < snap && m < want; r += SCAN_BLOCK) {
+        size_t end = r + SCAN_BLOCK < snap ? r + SCAN_BLOCK : snap;
+        pthread_rwlock_rdlock(&p->lock);
+        for (size_t i = r; i < end && m < want; i++) {
+            if (i % stride) continue;
+            size_t ci, off;
+            row_loc(i, &ci, &off);
+            const chunk *c = &p->chunks[ci];
+            if (c->ids[off] != TOMB) sc_half_decode(x + m++ * dim, c->hv + off * dim, dim);
+        }
+        pthread_rwlock_unlock(&p->lock);
+    }
+    int8_t *c8 = NULL;
+    if (m >= (size_t)nlist * 4) {
+        float *cent = sc_malloc((size_t)nlist * dim * sizeof(float));
+        if (sc_index__kmeans(x, m, dim, nlist, 0x5eedULL + p->hash, cent) == 0) {
+            c8 = sc_malloc((size_t)nlist * dim);
+            for (uint32_t l = 0; l < nlist; l++) sc_index_quantize(cent + (size_t)l * dim, c8 + (size_t)l * dim, dim);
+        }
+        free(cent);
+    }
+    free(x);
+    return c8;
+}
+
+/* Builds p's next IVF (what = IVF_TRAIN or IVF_TAIL) or drops it
+ * (IVF_DROP). Called and returning with wmu held; see the section head. */
+static void ivf_update(sc_index *ix, part *p, int what)
+{
+    if (what == IVF_DROP) {
+        ivf *old = p->ivf;
+        pthread_rwlock_wrlock(&p->lock);
+        p->ivf = NULL;
+        pthread_rwlock_unlock(&p->lock);
+        ix->bytes -= ivf_bytes(ix, old);
+        ivf_free(old);
+        return;
+    }
+    const size_t dim = ix->dim, snap = p->rows, live = p->rows - p->dead;
+    const ivf *old = what == IVF_TAIL ? p->ivf : NULL;
+    p->compacting = 1;
+    atomic_fetch_add(&p->refs, 1);
+    pthread_mutex_unlock(&ix->wmu);
+
+    ivf *v = SC_NEW(ivf);
+    if (old) {
+        v->nlist = old->nlist;
+        v->trained = old->trained;
+        v->c8 = sc_malloc((size_t)old->nlist * dim);
+        memcpy(v->c8, old->c8, (size_t)old->nlist * dim);
+    } else {
+        v->nlist = ivf_nlist(live);
+        v->trained = live;
+        v->c8 = ivf_train(ix, p, snap, live, v->nlist);
+    }
+    v->nprobe = ivf_nprobe(ix, v->nlist);
+    size_t from = old ? old->assigned : 0;
+    if (v->c8) {
+        uint32_t *lid = sc_malloc((snap - from ? snap - from : 1) * sizeof(uint32_t));
+        assign_job jobs[2] = {{p, v->c8, v->nlist, (uint32_t)dim, from, snap, lid, from},
+                              {p, v->c8, v->nlist, (uint32_t)dim, snap, snap, lid, from}};
+        pthread_t th;
+        int two = 0;
+        if (snap - from >= IVF_PAR_MIN) {
+            jobs[1].from = jobs[0].to = from + (snap - from) / 2;
+            two = pthread_create(&th, NULL, assign_rows, &jobs[1]) == 0;
+        }
+        assign_rows(&jobs[0]);
+        if (two) pthread_join(th, NULL);
+        else assign_rows(&jobs[1]);
+        /* The lists: the old ones' rows, then the new assignments. */
+        v->off = sc_calloc((size_t)v->nlist + 1, sizeof(uint32_t));
+        for (size_t r = from; r < snap; r++)
+            if (lid[r - from] != UINT32_MAX) v->off[lid[r - from] + 1]++;
+        for (uint32_t l = 0; old && l < v->nlist; l++) v->off[l + 1] += old->off[l + 1] - old->off[l];
+        for (uint32_t l = 0; l < v->nlist; l++) v->off[l + 1] += v->off[l];
+        ivf_alloc(ix, v, v->off[v->nlist]);
+        const size_t rb = SC_INDEX_I4_BYTES(dim);
+        uint32_t *at = sc_malloc((size_t)v->nlist * sizeof(uint32_t));
+        memcpy(at, v->off, (size_t)v->nlist * sizeof(uint32_t));
+        for (uint32_t l = 0; old && l < v->nlist; l++) {
+            uint32_t n = old->off[l + 1] - old->off[l], k = at[l];
+            memcpy(v->rows + k, old->rows + old->off[l], n * sizeof(uint32_t));
+            memcpy(v->codes + (size_t)k * rb, old->codes + (size_t)old->off[l] * rb, n * rb);
+            memcpy(v->scales + k, old->scales + old->off[l], n * sizeof(float));
+            at[l] += n;
+        }
+        for (size_t r = from; r < snap; r += SCAN_BLOCK) {
+            size_t end = r + SCAN_BLOCK < snap ? r + SCAN_BLOCK : snap;
+            pthread_rwlock_rdlock(&p->lock);
+            for (size_t x = r; x < end; x++) {
+                if (lid[x - from] == UINT32_MAX) continue;
+                size_t ci, off, k = at[lid[x - from]]++;
+                row_loc(x, &ci, &off);
+                v->rows[k] = (uint32_t)x;
+                row_codes(ix, &p->chunks[ci], off, v->codes + k * rb, &v->scales[k]);
+            }
+            pthread_rwlock_unlock(&p->lock);
+        }
+        free(at);
+        free(lid);
+        v->assigned = snap;
+    }
+
+    pthread_mutex_lock(&ix->wmu);
+    if (!v->c8 || p->retired) {
+        ivf_free(v);
+        if (!p->retired) {
+            p->compacting = 0;
+            /* Too few live rows to train on: again at twice as many. */
+            p->train_next = 2 * live;
+        }
+        part_unref(p);
+        return;
+    }
+    ivf *prev = p->ivf;
+    void **drop = NULL;
+    size_t ndrop = 0;
+    pthread_rwlock_wrlock(&p->lock);
+    p->ivf = v;
+    size_t freed = release_codes(ix, p, v->assigned, &drop, &ndrop);
+    pthread_rwlock_unlock(&p->lock);
+    free_dropped(drop, ndrop);
+    ix->bytes = ix->bytes - ivf_bytes(ix, prev) + ivf_bytes(ix, v) - freed;
+    ivf_free(prev);
+    p->compacting = 0;
+    part_unref(p);
+}
+
 int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const float *vec)
 {
     if (!ix || !ns || !vec || id == TOMB) return SC_EINVAL;
@@ -615,7 +990,7 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     if (ix->backend == BACKEND_FLAT && ix->scan_bits == 8) sc_index_quantize(f, q, dim);
     if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) sc_index_quantize_i4(f, c4, dim, &s4);
 
-    int rc = 0;
+    int rc = 0, what;
     pthread_mutex_lock(&ix->wmu);
     part *p = part_get_or_create(ix, ns, fp);
     if (!p) {
@@ -647,7 +1022,7 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
         }
         p->chunks[p->nchunks++] = c;
         pthread_rwlock_unlock(&p->lock);
-        ix->bytes += chunk_bytes(ix, c.cap);
+        ix->bytes += chunk_bytes(ix, &c);
     }
     size_t row = p->rows, ci, off;
     row_loc(row, &ci, &off);
@@ -677,8 +1052,11 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
     else if (ix->backend == BACKEND_FAISS && p->faiss_rows < p->rows &&
              p->rows - p->dead >= p->train_next)
         compact(ix, p); /* trains the FAISS index (or retries later) */
-    /* compact() may have let wmu go for a while: the partition the id came
-     * from is held by a reference and may have been dropped meanwhile. */
+    else if ((what = ivf_due(ix, p)) != IVF_NONE)
+        ivf_update(ix, p, what);
+    /* compact() and ivf_update() may have let wmu go for a while: the
+     * partition the id came from is held by a reference and may have been
+     * dropped meanwhile. */
     if (old) {
         if (!old->retired) maybe_shrink(ix, old);
         part_unref(old);
@@ -761,12 +1139,43 @@ size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t m
     return n;
 }
 
+void sc_index_bulk_load(sc_index *ix, int on)
+{
+    pthread_mutex_lock(&ix->wmu);
+    ix->bulk = on;
+    if (!on) {
+        /* References to every partition, then their builds one by one
+         * (a build lets wmu go; a partition dropped meanwhile is skipped). */
+        pthread_rwlock_rdlock(&ix->tlock);
+        part **ps = sc_malloc((ix->nparts ? ix->nparts : 1) * sizeof(part *));
+        size_t np = 0;
+        for (size_t i = 0; i < ix->nbuckets; i++)
+            for (part *p = ix->buckets[i]; p; p = p->next) {
+                atomic_fetch_add(&p->refs, 1);
+                ps[np++] = p;
+            }
+        pthread_rwlock_unlock(&ix->tlock);
+        for (size_t i = 0; i < np; i++) {
+            int what;
+            if (!ps[i]->retired && (what = ivf_due(ix, ps[i])) != IVF_NONE) ivf_update(ix, ps[i], what);
+            part_unref(ps[i]);
+        }
+        free(ps);
+    }
+    pthread_mutex_unlock(&ix->wmu);
+}
+
 void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 {
     pthread_mutex_lock(&ix->wmu);
     st->partitions = ix->nparts;
     st->vectors = ix->vectors;
     st->bytes = ix->bytes;
+    st->ann_partitions = 0;
+    pthread_rwlock_rdlock(&ix->tlock);
+    for (size_t i = 0; i < ix->nbuckets; i++)
+        for (const part *p = ix->buckets[i]; p; p = p->next) st->ann_partitions += p->ivf != NULL;
+    pthread_rwlock_unlock(&ix->tlock);
     pthread_mutex_unlock(&ix->wmu);
 }
 
@@ -862,23 +1271,75 @@ static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *
     return n;
 }
 
-/* 4-bit scan: the same with codes and per-row scales. q is zero-padded. */
-static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
+/* 4-bit scan of rows [from, to): the same with codes and per-row scales,
+ * into h which holds n candidates already. q is zero-padded. */
+static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, size_t from, size_t to,
+                      cand *h, size_t n, size_t cap)
 {
     const size_t dim = ix->dim, rb = SC_INDEX_I4_BYTES(dim);
     int32_t sb[SCAN_BLOCK];
     float fs[SCAN_BLOCK];
-    size_t n = 0;
-    for (size_t ci = 0; ci < p->nchunks; ci++) {
+    for (size_t r = from; r < to;) {
+        size_t ci, off;
+        row_loc(r, &ci, &off);
         const chunk *c = &p->chunks[ci];
-        for (size_t off = 0; off < c->n; off += SCAN_BLOCK) {
-            size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
-            sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
-            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * c->s4[off + j];
-            offer_block(ix, c, off, fs, m, h, &n, cap);
-        }
+        size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
+        if (m > to - r) m = to - r;
+        sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
+        for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * c->s4[off + j];
+        offer_block(ix, c, off, fs, m, h, &n, cap);
+        r += m;
     }
     return n;
+}
+
+typedef struct list_score {
+    int32_t s;
+    uint32_t l;
+} list_score;
+
+static int by_list_score(const void *a, const void *b)
+{
+    const list_score *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->l < y->l ? -1 : x->l > y->l;
+}
+
+/* The ANN path: the nprobe lists whose centroids are nearest q, each one
+ * contiguous scan of the IVF's codes, then the unassigned rows scanned
+ * whole from their chunks. */
+static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
+{
+    const ivf *v = p->ivf;
+    const size_t dim = ix->dim, rb = SC_INDEX_I4_BYTES(dim);
+    int32_t cs[SC_INDEX_IVF_MAX_LISTS];
+    list_score ls[SC_INDEX_IVF_MAX_LISTS];
+    sc_index_dot_i8(q, v->c8, v->nlist, dim, cs);
+    for (uint32_t l = 0; l < v->nlist; l++) ls[l] = (list_score){cs[l], l};
+    qsort(ls, v->nlist, sizeof ls[0], by_list_score);
+
+    int32_t sb[SCAN_BLOCK];
+    float fs[SCAN_BLOCK];
+    uint32_t idx[SCAN_BLOCK];
+    size_t n = 0;
+    for (uint32_t pi = 0; pi < v->nprobe; pi++) {
+        size_t e = v->off[ls[pi].l + 1];
+        for (size_t i = v->off[ls[pi].l]; i < e; i += SCAN_BLOCK) {
+            size_t m = e - i < SCAN_BLOCK ? e - i : SCAN_BLOCK;
+            sc_index_dot_i4(q, v->codes + i * rb, m, dim, sb);
+            for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * v->scales[i + j];
+            size_t na = sc_index__above(fs, m, n == cap ? h[0].s : -INFINITY, idx);
+            for (size_t a = 0; a < na; a++) {
+                size_t j = idx[a], ci, off;
+                if (n == cap && fs[j] <= h[0].s) continue;
+                row_loc(v->rows[i + j], &ci, &off);
+                const chunk *c = &p->chunks[ci];
+                if (c->ids[off] == TOMB) continue;
+                heap_offer(h, &n, cap, (cand){fs[j], c->ids[off], c->hv + off * dim});
+            }
+        }
+    }
+    return scan_i4(ix, p, q, v->assigned, p->rows, h, n, cap);
 }
 
 /* Exact scan over the fp16 rows (FAISS partitions whose index is not
@@ -977,7 +1438,10 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     size_t nc = 0;
     if (ix->backend == BACKEND_FLAT) {
         h = want <= SC_COUNTOF(stackbuf) ? stackbuf : sc_malloc(want * sizeof(cand));
-        nc = ix->scan_bits == 4 ? scan_i4(ix, p, q8, h, want) : scan_i8(ix, p, q8, h, want);
+        if (p->ivf)
+            nc = scan_ivf(ix, p, q8, h, want);
+        else
+            nc = ix->scan_bits == 4 ? scan_i4(ix, p, q8, 0, p->rows, h, 0, want) : scan_i8(ix, p, q8, h, want);
     } else if (p->faiss && p->faiss_rows == p->rows && p->rows) {
         rc = search_faiss(ix, p, qf, k, want, &h, &nc);
     } else {

@@ -45,6 +45,9 @@ typedef struct sc_index sc_index;
 /* Largest accepted dimension; the largest k a search accepts. */
 #define SC_INDEX_MAX_DIM 4096
 #define SC_INDEX_MAX_K 1024
+/* Live rows from which a flat 4-bit partition is searched through an IVF
+ * (BENCHMARKS.md: below it the exact scan takes under ~1 ms). */
+#define SC_INDEX_ANN_MIN_DEFAULT 65536
 
 typedef struct sc_index_opts {
     uint32_t dim;
@@ -53,6 +56,12 @@ typedef struct sc_index_opts {
     uint32_t scan_bits;         /* flat: 4 (default; 0 means 4) = 4-bit
                                  * scan, half the bytes of int8, more
                                  * candidates re-scored; 8 = int8 */
+    uint32_t ann_min_rows;      /* flat 4-bit: partitions of this many live
+                                 * rows and more search an IVF (the ANN
+                                 * path); 0 = SC_INDEX_ANN_MIN_DEFAULT,
+                                 * UINT32_MAX = never (always exact) */
+    uint32_t ann_nprobe;        /* lists an ANN search probes; 0 = 3/16
+                                 * of them, at least 8 */
 } sc_index_opts;
 
 typedef struct sc_index_hit {
@@ -63,7 +72,8 @@ typedef struct sc_index_hit {
 typedef struct sc_index_stats {
     uint64_t partitions;
     uint64_t vectors;
-    uint64_t bytes;             /* memory held by vectors */
+    uint64_t bytes;             /* memory held by vectors (and IVF lists) */
+    uint64_t ann_partitions;    /* partitions searched through an IVF */
 } sc_index_stats;
 
 /* Creates an empty index. SC_EINVAL for a dim of 0 or above
@@ -102,10 +112,18 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
 
 void sc_index_stats_get(sc_index *ix, sc_index_stats *st);
 
+/* While on, adds do no IVF upkeep (start-up: the index is filled from the
+ * store); turning it off builds what is due at once, so a partition
+ * loaded with 1M rows is trained and assigned once, not at every doubling
+ * on the way. */
+void sc_index_bulk_load(sc_index *ix, int on);
+
 /* ---- kernels, exposed for tests and benchmarks ---- */
 
-/* Quantises a normalised vector to int8 (scale 127). */
+/* Quantises a normalised vector to int8 (scale 127). _scalar is the
+ * reference the SIMD version (same bytes) is tested against. */
 void sc_index_quantize(const float *v, int8_t *q, size_t dim);
+void sc_index_quantize_scalar(const float *v, int8_t *q, size_t dim);
 /* Dot products of q against n int8 rows (row-major, stride dim) into out.
  * sc_index_dot_i8 uses the best kernel for this CPU; _scalar is the
  * reference the SIMD kernels are tested against. */
@@ -128,6 +146,7 @@ int sc_index_kernel_force(const char *name);
 #define SC_INDEX_I4_BYTES(dim) ((((size_t)(dim) + 127) / 128) * 64)
 #define SC_INDEX_I4_QLEN(dim) ((((size_t)(dim) + 127) / 128) * 128)
 size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *scale);
+size_t sc_index_quantize_i4_scalar(const float *v, uint8_t *codes, size_t dim, float *scale);
 void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim, int32_t *out);
 void sc_index_dot_i4_scalar(const int8_t *q, const uint8_t *codes, size_t n, size_t dim,
                             int32_t *out);

@@ -11,6 +11,16 @@
  * increasing order) and returns their count (AVX-512: 16 at a time). */
 size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx);
 
+/* ---- ivf.c: the ANN path's coarse quantiser (see index.c) ---- */
+#define SC_INDEX_IVF_MAX_LISTS 1024
+/* Spherical k-means: k normalised centroids (k*dim floats into cent) of
+ * the n unit rows x (n >= k), seeded and deterministic. SC_EINVAL for
+ * k = 0 or n < k. */
+int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, float *cent);
+/* The list (0..nlist-1) whose int8 centroid (c8, nlist rows of dim) has
+ * the largest dot product with q8. nlist <= SC_INDEX_IVF_MAX_LISTS. */
+uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8);
+
 /* ---- faiss_backend.c: FAISS indexes as opaque pointers ----
  * All return 0 or a negative SC_E* code; on failure the FAISS message is
  * logged. Every call runs FAISS single-threaded (OpenMP 1 thread). */

@@ -38,7 +38,7 @@
  * Scalar references
  * ------------------------------------------------------------------- */
 
-void sc_index_quantize(const float *v, int8_t *q, size_t dim)
+void sc_index_quantize_scalar(const float *v, int8_t *q, size_t dim)
 {
     for (size_t i = 0; i < dim; i++) {
         float x = v[i] * 127.0f;
@@ -60,7 +60,7 @@ void sc_index_dot_i8_scalar(const int8_t *q, const int8_t *rows, size_t n, size_
     }
 }
 
-size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *scale)
+size_t sc_index_quantize_i4_scalar(const float *v, uint8_t *codes, size_t dim, float *scale)
 {
     float m = 0;
     for (size_t i = 0; i < dim; i++) {
@@ -437,14 +437,69 @@ typedef float (*dot_f16_fn)(const float *, const uint16_t *, size_t);
 typedef void (*dot_i4_fn)(const int8_t *, const uint8_t *, size_t, size_t, int32_t *);
 typedef size_t (*above_fn)(const float *, size_t, float, uint32_t *);
 
+/* ---------------------------------------------------------------------
+ * Quantisers, AVX-512 (every add quantises its row; the ANN build every
+ * row it assigns). Same operations in the same order as the scalar
+ * references, so the same bytes: v*127 (or v*(7/max|v|)), NaN to 0,
+ * clamped, rounded to nearest even.
+ * ------------------------------------------------------------------- */
+
+__attribute__((target("avx512f,avx512bw"))) static void quantize_avx512(const float *v, int8_t *q,
+                                                                         size_t dim)
+{
+    const __m512 hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
+    size_t i = 0;
+    for (; i + 16 <= dim; i += 16) {
+        __m512 x = _mm512_mul_ps(_mm512_loadu_ps(v + i), hi);
+        x = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), x);
+        x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+        _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(x)));
+    }
+    if (i < dim) sc_index_quantize_scalar(v + i, q + i, dim - i);
+}
+
+/* 16 codes v*k rounded, clamped to [-7, 7], plus 8, as bytes. */
+__attribute__((target("avx512f,avx512bw"))) static __m128i codes16(const float *v, __m512 k)
+{
+    const __m512i lo = _mm512_set1_epi32(-7), hi = _mm512_set1_epi32(7), eight = _mm512_set1_epi32(8);
+    __m512i c = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(v), k));
+    c = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(c, lo), hi), eight);
+    return _mm512_cvtepi32_epi8(c);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static size_t quantize_i4_avx512(const float *v, uint8_t *codes,
+                                                                              size_t dim, float *scale)
+{
+    if (dim % 128) return sc_index_quantize_i4_scalar(v, codes, dim, scale);
+    __m512 mx = _mm512_setzero_ps();
+    for (size_t i = 0; i < dim; i += 16) /* NaN (first operand) keeps mx, as the scalar's a > m */
+        mx = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(v + i)), mx);
+    float m = _mm512_reduce_max_ps(mx);
+    __m512 k = _mm512_set1_ps(m > 0 ? 7.0f / m : 0.0f);
+    for (size_t b = 0; b < dim / 128; b++) {
+        const float *x = v + b * 128;
+        for (size_t j = 0; j < 64; j += 16) {
+            __m128i l = codes16(x + j, k), h = codes16(x + 64 + j, k);
+            _mm_storeu_si128((__m128i *)(codes + b * 64 + j), _mm_or_si128(l, _mm_slli_epi16(h, 4)));
+        }
+    }
+    *scale = m;
+    return SC_INDEX_I4_BYTES(dim);
+}
+
+typedef void (*quant_fn)(const float *, int8_t *, size_t);
+typedef size_t (*quant_i4_fn)(const float *, uint8_t *, size_t, float *);
+
 static struct {
     const char *name;
+    quant_fn q8;
+    quant_i4_fn q4;
     dot_i8_fn i8;
     dot_f32_fn f32;
     dot_i4_fn i4;
     above_fn above;
     dot_f16_fn f16;
-} active = {"scalar", sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar,
+} active = {"scalar", sc_index_quantize_scalar, sc_index_quantize_i4_scalar, sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar,
             dot_f16_scalar};
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
@@ -465,6 +520,8 @@ static void select_kernel(const char *name)
 {
     if (strcmp(name, "avx512vnni") == 0) {
         active.name = "avx512vnni";
+        active.q8 = quantize_avx512;
+        active.q4 = quantize_i4_avx512;
         active.i8 = dot_i8_vnni;
         active.f32 = dot_f32_avx512;
         active.i4 = dot_i4_vnni;
@@ -472,6 +529,8 @@ static void select_kernel(const char *name)
         active.f16 = dot_f16_avx512;
     } else if (strcmp(name, "avx2") == 0) {
         active.name = "avx2";
+        active.q8 = sc_index_quantize_scalar;
+        active.q4 = sc_index_quantize_i4_scalar;
         active.i8 = dot_i8_avx2;
         active.f32 = dot_f32_avx2;
         active.i4 = dot_i4_avx2;
@@ -479,6 +538,8 @@ static void select_kernel(const char *name)
         active.f16 = dot_f16_avx2;
     } else {
         active.name = "scalar";
+        active.q8 = sc_index_quantize_scalar;
+        active.q4 = sc_index_quantize_i4_scalar;
         active.i8 = sc_index_dot_i8_scalar;
         active.f32 = dot_f32_scalar;
         active.i4 = sc_index_dot_i4_scalar;
@@ -515,6 +576,18 @@ const char *sc_index_kernel_name(void)
 {
     pthread_once(&dispatch_once, dispatch_init);
     return active.name;
+}
+
+void sc_index_quantize(const float *v, int8_t *q, size_t dim)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    active.q8(v, q, dim);
+}
+
+size_t sc_index_quantize_i4(const float *v, uint8_t *codes, size_t dim, float *scale)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.q4(v, codes, dim, scale);
 }
 
 void sc_index_dot_i8(const int8_t *q, const int8_t *rows, size_t n, size_t dim, int32_t *out)

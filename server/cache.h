@@ -184,6 +184,7 @@ typedef struct sc_cache_stats {
     uint64_t lookups, hits_exact, hits_semantic, misses;
     uint64_t puts, evicted, expired, corrupt_skipped;
     uint64_t index_vectors, index_partitions;
+    uint64_t index_ann_partitions;   /* searched through an IVF (the ANN path) */
 } sc_cache_stats;
 void sc_cache_stats_get(sc_cache *c, sc_cache_stats *st);
 

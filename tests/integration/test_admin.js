@@ -275,6 +275,61 @@ test('the proxy serves a /cache/store {model} answer as a valid chat.completion'
   assertEq(mock.calls().total - before, 2);
 });
 
+test('the ANN path: a big partition is searched through an IVF, kept across a restart', async () => {
+  // --index-ann-min-rows 1500: imported entries cross it one by one (the
+  // IVF is trained, then rows added later are put into lists); a restart
+  // builds it once after the load. Each entry must still be found through
+  // a paraphrase, deleted entries never.
+  const args = ['--upstream', mock.url, '--verify', 'off', '--index-ann-min-rows', '1500'];
+  let s2 = await startServer({ args });
+  const N = 3000;
+  const topics = ['invoice', 'password', 'refund', 'shipping', 'account', 'printer', 'router', 'garden'];
+  const lines = [];
+  for (let i = 0; i < N; i++) {
+    lines.push(JSON.stringify({ namespace: 'big', prompt: `how do I fix ${topics[i % 8]} problem number ${i} on model x${i * 7919 % 10007}`,
+      response: `answer ${i}` }));
+  }
+  const imp = await curl('POST', '/cache/import', lines.join('\n') + '\n', { base: s2.url });
+  assertEq(imp.status, 200, imp.text);
+  assertEq(imp.body.stored, N);
+  const stats = async (srvX) => JSON.parse((await curl('GET', '/stats', undefined, { base: srvX.url })).text).cache;
+  let st = await stats(s2);
+  assertEq(st.index_ann_partitions, 1, JSON.stringify(st));
+  const metrics = (await curl('GET', '/metrics', undefined, { base: s2.url })).text;
+  assert(/^semcached_index_ann_partitions 1$/m.test(metrics), 'the gauge in /metrics');
+  const gone = new Set([5, 77, 2999]);
+  for (const i of gone) {
+    const l = await curl('POST', '/cache/lookup', { namespace: 'big', prompt: JSON.parse(lines[i]).prompt }, { base: s2.url });
+    assertEq((await curl('DELETE', `/cache/entries/${l.body.id}`, undefined, { base: s2.url })).status, 200);
+  }
+  const check = async (srvX) => {
+    let right = 0, n = 0;
+    for (let i = 0; i < N; i += 97) {
+      const prompt = JSON.parse(lines[i]).prompt + ' please';
+      const l = await curl('POST', '/cache/lookup', { namespace: 'big', prompt, threshold: 0.8 }, { base: srvX.url });
+      assertEq(l.status, 200, l.text);
+      n++;
+      if (l.body.hit && l.body.response === `answer ${i}`) right++;
+      assert(!l.body.hit || l.body.kind === 'semantic', l.text);
+    }
+    for (const i of gone) {
+      const l = await curl('POST', '/cache/lookup', { namespace: 'big', prompt: JSON.parse(lines[i]).prompt + ' please', threshold: 0.8 }, { base: srvX.url });
+      assert(l.body.response !== `answer ${i}`, `deleted entry ${i} served`);
+    }
+    return right / n;
+  };
+  const before = await check(s2);
+  assert(before >= 0.95, `paraphrases answered right through the IVF: ${before}`);
+  assertEq((await stopServer(s2, 'SIGTERM')).code, 0);
+  s2 = await startServer({ args, dataDir: s2.dataDir });
+  st = await stats(s2);
+  assertEq(st.index_ann_partitions, 1, JSON.stringify(st));
+  assertEq(st.index_vectors, N - gone.size);
+  const after = await check(s2);
+  assert(after >= before - 0.02, `after the restart: ${after} vs ${before}`);
+  assertEq((await stopServer(s2, 'SIGTERM')).code, 0);
+});
+
 test('stop', async () => {
   const st = await stopServer(srv, 'SIGTERM');
   assertEq(st.code, 0);

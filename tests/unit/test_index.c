@@ -88,11 +88,13 @@ static size_t exact_top1(const float *db, size_t n, size_t d, const float *q)
 }
 
 static uint32_t scan_bits = 8; /* for the flat tests run with both scans (8 unless a test sets 4) */
+static uint32_t ann_min_rows;  /* flat 4-bit: 0 = the default (no IVF at these sizes) */
 
 static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
 {
     sc_index *ix = NULL;
-    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc, .scan_bits = scan_bits};
+    sc_index_opts o = {.dim = dim, .backend = backend, .faiss_desc = desc, .scan_bits = scan_bits,
+                       .ann_min_rows = ann_min_rows};
     int rc = sc_index_create(&ix, &o);
     if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
     return ix;
@@ -599,6 +601,9 @@ SC_TEST(index_tombstones_and_compaction)
     check_tombstones(NULL, NULL);
     scan_bits = 4;
     check_tombstones(NULL, NULL);
+    ann_min_rows = 1024; /* the ANN path: built, retrained, remapped, dropped */
+    check_tombstones(NULL, NULL);
+    ann_min_rows = 0;
     scan_bits = 8;
 }
 
@@ -679,6 +684,9 @@ SC_TEST(index_compaction_with_changes_meanwhile)
     check_compact_meanwhile(NULL, NULL);
     scan_bits = 4;
     check_compact_meanwhile(NULL, NULL);
+    ann_min_rows = 128;
+    check_compact_meanwhile(NULL, NULL);
+    ann_min_rows = 0;
     scan_bits = 8;
     check_compact_meanwhile("faiss", "Flat");
     check_compact_meanwhile("faiss", "HNSW32");
@@ -808,7 +816,212 @@ SC_TEST(index_concurrent_search_and_write)
     run_concurrency(NULL, NULL, 1.0);
     scan_bits = 4;
     run_concurrency(NULL, NULL, 0.5);
+    ann_min_rows = 512; /* IVF builds, tail merges and drops under searches */
+    run_concurrency(NULL, NULL, 1.0);
+    ann_min_rows = 0;
     scan_bits = 8;
+}
+
+SC_TEST(index_quantizers_match_scalar)
+{
+    static const size_t dims[] = {1, 15, 16, 17, 100, 128, 256, 384, 500, 512, 1024};
+    rng r = {31337};
+    float *v = sc_malloc(1024 * sizeof(float));
+    int8_t a[1024], b[1024];
+    uint8_t ca[SC_INDEX_I4_BYTES(1024)], cb[SC_INDEX_I4_BYTES(1024)];
+    for (int k = 0; k < 2; k++) {
+        int rc = sc_index_kernel_force(k ? "avx512vnni" : "auto");
+        if (rc == SC_EUNSUPPORTED) continue;
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++)
+            for (int t = 0; t < 50; t++) {
+                size_t d = dims[di];
+                for (size_t j = 0; j < d; j++) v[j] = rgauss(&r) / (t % 5 ? 8.0f : 0.5f);
+                if (t == 7) v[d / 2] = NAN; /* NaN quantises to 0, alike */
+                if (t == 9) v[0] = 3.0f;    /* past 1: clamped */
+                if (t == 11) memset(v, 0, d * sizeof(float));
+                sc_index_quantize(v, a, d);
+                sc_index_quantize_scalar(v, b, d);
+                CHECK(memcmp(a, b, d) == 0);
+                if (t == 7) continue;
+                float sa, sb;
+                CHECK_EQ_INT(sc_index_quantize_i4(v, ca, d, &sa), SC_INDEX_I4_BYTES(d));
+                sc_index_quantize_i4_scalar(v, cb, d, &sb);
+                CHECK(memcmp(ca, cb, SC_INDEX_I4_BYTES(d)) == 0);
+                CHECK(sa == sb);
+            }
+    }
+    sc_index_kernel_force("auto");
+    free(v);
+}
+
+/* ---------------------------------------------------------------------
+ * The ANN path (IVF over the 4-bit codes)
+ * ------------------------------------------------------------------- */
+
+/* Clustered unit vectors: nc centres, each row a centre plus noise (real
+ * embeddings cluster; uniform random ones do not). */
+static float *clustered(rng *r, size_t n, size_t d, size_t nc, float sigma)
+{
+    float *cent = rand_unit(r, nc, d), *v = sc_malloc(n * d * sizeof(float));
+    for (size_t i = 0; i < n; i++) near_dup(r, cent + (rnext(r) % nc) * d, v + i * d, d, sigma);
+    free(cent);
+    return v;
+}
+
+/* Exact top-k ids (double dot products) of q among the rows not gone. */
+static void exact_topk(const float *db, size_t n, size_t d, const char *gone, const float *q, size_t k,
+                       size_t *out)
+{
+    double best[16];
+    for (size_t j = 0; j < k; j++) best[j] = -3, out[j] = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (gone && gone[i]) continue;
+        double s = dotd(db + i * d, q, d);
+        if (s <= best[k - 1]) continue;
+        size_t j = k - 1;
+        while (j > 0 && best[j - 1] < s) {
+            best[j] = best[j - 1];
+            out[j] = out[j - 1];
+            j--;
+        }
+        best[j] = s;
+        out[j] = i;
+    }
+}
+
+/* recall@1 and @10 of ix's partition ("a", 1) against exact search. */
+static void ann_recall(sc_index *ix, const float *v, size_t n, size_t d, rng *r, double *r1, double *r10)
+{
+    size_t hit1 = 0, hit10 = 0, nq = 300;
+    float q[64];
+    for (size_t t = 0; t < nq; t++) {
+        near_dup(r, v + (rnext(r) % n) * d, q, d, 0.5f / sqrtf((float)d));
+        size_t truth[10], m;
+        exact_topk(v, n, d, NULL, q, 10, truth);
+        sc_index_hit h[10];
+        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, h, &m));
+        REQUIRE(m == 10);
+        hit1 += h[0].id == truth[0];
+        for (size_t i = 0; i < 10; i++)
+            for (size_t j = 0; j < 10; j++) hit10 += h[i].id == truth[j];
+    }
+    *r1 = (double)hit1 / (double)nq;
+    *r10 = (double)hit10 / (double)(nq * 10);
+}
+
+SC_TEST(index_ann_recall_and_upkeep)
+{
+    /* Rows arrive one by one: the IVF is trained at 2,000 live rows,
+     * trained again at 4,000, 8,000 and 16,000, and rows added between
+     * are scanned whole until there are enough to put into lists. */
+    const size_t d = 64, N = 20000;
+    rng r = {4242};
+    scan_bits = 4;
+    ann_min_rows = 2000;
+    sc_index *ix = mk(d, NULL, NULL), *ex = NULL;
+    ann_min_rows = UINT32_MAX;
+    ex = mk(d, NULL, NULL); /* the same rows, exact scan */
+    ann_min_rows = 0;
+    scan_bits = 8;
+    REQUIRE(ix && ex);
+    float *v = clustered(&r, N, d, 200, 1.0f / sqrtf((float)d));
+    sc_index_stats st;
+    for (size_t i = 0; i < N; i++) {
+        CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+        CHECK_OK(sc_index_add(ex, "a", 1, i, v + i * d));
+        if (i == 1998) {
+            sc_index_stats_get(ix, &st);
+            CHECK_EQ_INT(st.ann_partitions, 0);
+        }
+    }
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 1);
+    CHECK_EQ_INT(st.vectors, N);
+    double r1, r10, e1, e10;
+    rng ra = r, rb = r; /* the same queries for both */
+    ann_recall(ix, v, N, d, &ra, &r1, &r10);
+    ann_recall(ex, v, N, d, &rb, &e1, &e10);
+    r = ra;
+    printf("# ANN recall@1 %.4f recall@10 %.4f; exact scan %.4f %.4f\n", r1, r10, e1, e10);
+    CHECK(r1 >= 0.97);
+    CHECK(r10 >= 0.95);
+    /* Every row finds itself (its list is the one nearest its vector). */
+    size_t self = 0;
+    for (size_t i = 0; i < N; i += 7) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
+        self += m == 1 && h[0].id == i;
+    }
+    CHECK_EQ_INT(self, (N + 6) / 7);
+    /* Probing every list finds what the exact scan finds. */
+    sc_index_destroy(ix);
+    scan_bits = 4;
+    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 2000, .ann_nprobe = 1024};
+    CHECK_OK(sc_index_create(&ix, &o));
+    scan_bits = 8;
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    size_t same = 0;
+    float q[64];
+    for (size_t t = 0; t < 300; t++) {
+        near_dup(&r, v + (rnext(&r) % N) * d, q, d, 1.5f / sqrtf((float)d));
+        sc_index_hit ha[10], hb[10];
+        size_t na, nb;
+        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, ha, &na));
+        CHECK_OK(sc_index_search(ex, "a", 1, q, 10, hb, &nb));
+        same += na == nb && ha[0].id == hb[0].id;
+    }
+    CHECK(same >= 297);
+    sc_index_destroy(ix);
+    sc_index_destroy(ex);
+    free(v);
+}
+
+SC_TEST(index_ann_bulk_load_builds_once_at_the_end)
+{
+    const size_t d = 32, N = 6000;
+    rng r = {99};
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 1000};
+    CHECK_OK(sc_index_create(&ix, &o));
+    float *v = clustered(&r, N, d, 50, 3.0f / sqrtf((float)d));
+    sc_index_bulk_load(ix, 1);
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, i % 2 ? "a" : "b", 1, i, v + i * d));
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 0);
+    uint64_t before = st.bytes;
+    sc_index_bulk_load(ix, 0);
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 2);
+    /* The lists hold the codes; the chunks they cover gave theirs back
+     * (only the last, partly filled chunk of each partition keeps them). */
+    CHECK(st.bytes < before * 5 / 4);
+    for (size_t i = 0; i < N; i += 5) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, i % 2 ? "a" : "b", 1, v + i * d, 1, h, &m));
+        CHECK(m == 1 && h[0].id == i);
+    }
+    /* "b" emptied below half the ANN size: a compaction on the way puts
+     * it back on the exact scan; emptied, it is dropped. */
+    for (size_t i = 0; i < N; i += 2) {
+        CHECK_OK(sc_index_remove(ix, i));
+        if (i == 5400) {
+            sc_index_stats_get(ix, &st);
+            CHECK_EQ_INT(st.ann_partitions, 1);
+            CHECK_EQ_INT(st.partitions, 2);
+        }
+    }
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, 1);
+    CHECK_EQ_INT(st.ann_partitions, 1);
+    CHECK_OK(sc_index_flush_ns(ix, "a"));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, 0);
+    CHECK_EQ_INT(st.bytes, 0);
+    sc_index_destroy(ix);
+    free(v);
 }
 
 /* ---------------------------------------------------------------------

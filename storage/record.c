@@ -1,13 +1,13 @@
-/* The entry record codec: sc_record <-> bytes, version 2 (reads 1 too).
+/* The entry record codec: sc_record <-> bytes, version 3 (reads 1 and 2).
  *
  * The encoding is little-endian whatever the host and is laid out so the
  * fixed fields sit at fixed offsets (the store reads expiry, last_hit and
  * the namespace from them without decoding the whole record, and patches
- * hits/last_hit in place). Layout of version 2:
+ * hits/last_hit in place). Layout of version 3:
  *
  *   off  size  field
  *     0     4  magic "SCRE"
- *     4     2  version (2)
+ *     4     2  version (3)
  *     6     2  flags (bit 0: has exact key; other bits must be 0)
  *     8     8  created          16  8  expires         24  8  last_hit
  *    32     8  hits             40  8  fp
@@ -17,16 +17,27 @@
  *    64     2  model_len        66  2  reserved (0)
  *    68     4  prompt_len       72  4  response_len     76  4  reserved (0)
  *    80    16  exact key (zeros when flag bit 0 is clear)
- *    96 dim*2  vector (IEEE binary16, common/half.h)
+ *    96  vec   vector, 12-bit codes (below): 4 + 3*ceil(dim/2) bytes
  *       ...    ns, content_type, model, prompt, response (no terminators)
  *   n-8     8  checksum: XXH3-64 (seed 0) of bytes [0, n-8)
  *
- * Version 1 (until 2026-12) is the same with the vector as dim*4 bytes of
- * float32: a 512-d record was over LMDB's in-page limit and took a whole
- * overflow page. Decode and peek read both; encode writes version 2 only
- * (the store migrates version-1 records in place, store.h). A version-1
- * record decodes to its float32 vector unchanged; re-encoding it rounds the
- * vector to halves, the one change a migration makes.
+ * The vector of version 3: s = max|v[i]| as a float32, then each v[i] as
+ * q = round(v[i] * 2047 / s) in [-2047, 2047] (computed in double), stored
+ * as the 12-bit u = q + 2048, two to 3 bytes (byte 0: u0 bits 0-7; byte 1:
+ * u0 bits 8-11 low, u1 bits 0-3 high; byte 2: u1 bits 4-11), an odd last
+ * one paired with 2048. Decoded, v[i] = q * s / 2047: within s/4094 of the
+ * stored value, about 1e-4 for a 512-d unit vector, a few 1e-5 on a
+ * cosine. 768 + 4 bytes at 512-d, where fp16 took 1,024: a record with a
+ * 200-byte answer is ~1.15 KB, and three of them fill a 4 KiB LMDB page
+ * where two ~1.4 KB fp16 records did (the store appends new ids with
+ * MDB_APPEND, so pages are filled, not split in half).
+ *
+ * Version 2 (2026-12-06) is the same with the vector as dim*2 bytes of IEEE
+ * binary16 (common/half.h); version 1 (until 2026-12) as dim*4 bytes of
+ * float32, over LMDB's in-page limit at 512-d. Decode and peek read all
+ * three; encode writes any of them (the store writes version 3 and
+ * migrates older records in place, store.h). Re-encoding an older record
+ * rounds its vector to 12-bit codes, the one change a migration makes.
  *
  * The envelope (magic, version at offset 4, checksum in the last 8 bytes)
  * is kept by every future version, so decode verifies the checksum before
@@ -159,9 +170,62 @@ static void get_halves(float *v, const uint8_t *p, uint32_t n)
     sc_half_decode(v, h, n);
 }
 
+/* Version 3's 12-bit codes (see the head of this file). The smallest
+ * non-zero scale keeps every decoded value a normal float (s / 2047 >=
+ * FLT_MIN), so decode-then-encode gives the same codes; a vector smaller
+ * than that, which no embedder produces, is stored as zeros. */
+#define CODES12_MIN_SCALE 0x1p-114f
+
+static void put_codes12(uint8_t *p, const float *v, uint32_t n)
+{
+    float s = 0;
+    for (uint32_t i = 0; i < n; i++) s = fabsf(v[i]) > s ? fabsf(v[i]) : s;
+    if (s < CODES12_MIN_SCALE) s = 0;
+    uint32_t su;
+    memcpy(&su, &s, 4);
+    put32(p, su);
+    p += 4;
+    double k = s > 0 ? 2047.0 / (double)s : 0.0;
+    for (uint32_t i = 0; i < n; i += 2) {
+        uint32_t u0 = (uint32_t)(lrint((double)v[i] * k) + 2048);
+        uint32_t u1 = i + 1 < n ? (uint32_t)(lrint((double)v[i + 1] * k) + 2048) : 2048u;
+        p[0] = (uint8_t)u0;
+        p[1] = (uint8_t)((u0 >> 8) | ((u1 & 0xf) << 4));
+        p[2] = (uint8_t)(u1 >> 4);
+        p += 3;
+    }
+}
+
+/* Decodes what put_codes12 wrote; SC_ECORRUPT for codes it never writes
+ * (a scale that is negative, not finite or too small, a code of 0, a padding code
+ * other than 2048, or no code at +-2047 under a non-zero scale), so that
+ * decode-then-encode gives the same bytes. */
+static int get_codes12(float *v, const uint8_t *p, uint32_t n)
+{
+    uint32_t su = get32(p);
+    float s;
+    memcpy(&s, &su, 4);
+    if (!(s == 0 || s >= CODES12_MIN_SCALE) || !isfinite(s)) return SC_ECORRUPT;
+    p += 4;
+    int32_t top = 0;
+    for (uint32_t i = 0; i < n; i += 2) {
+        int32_t q0 = (int32_t)(p[0] | ((p[1] & 0xfu) << 8)) - 2048;
+        int32_t q1 = (int32_t)((p[1] >> 4) | ((uint32_t)p[2] << 4)) - 2048;
+        p += 3;
+        if (q0 == -2048 || q1 == -2048 || (i + 1 >= n && q1 != 0)) return SC_ECORRUPT;
+        v[i] = (float)((double)q0 * (double)s / 2047.0);
+        if (i + 1 < n) v[i + 1] = (float)((double)q1 * (double)s / 2047.0);
+        top = abs(q0) > top ? abs(q0) : top;
+        top = abs(q1) > top ? abs(q1) : top;
+    }
+    if (s > 0 ? top != 2047 : top != 0) return SC_ECORRUPT;
+    return 0;
+}
+
 /* Bytes a vector of dim takes in a record of version ver. */
 static size_t vec_bytes(unsigned ver, uint32_t dim)
 {
+    if (ver == 3) return dim ? 4 + 3 * (((size_t)dim + 1) / 2) : 0;
     return (size_t)dim * (ver == 1 ? 4 : 2);
 }
 
@@ -202,7 +266,7 @@ int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out
     size_t resp_len = r->response ? r->response_len : 0;
     if ((r->prompt_len && !r->prompt) || (r->response_len && !r->response)) return SC_EINVAL;
     if (r->dim > SC_RECORD_MAX_DIM || (r->dim && !r->vec)) return SC_EINVAL;
-    if (version != 1 && version != SC_RECORD_VERSION) return SC_EINVAL;
+    if (version < 1 || version > SC_RECORD_VERSION) return SC_EINVAL;
     for (uint32_t i = 0; i < r->dim; i++)
         if (!isfinite(r->vec[i])) return SC_EINVAL; /* decode would refuse it */
     if (ns_len > SC_RECORD_MAX_NS || ct_len > SC_RECORD_MAX_SHORT ||
@@ -238,8 +302,10 @@ int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out
     uint8_t *q = p + HEAD_LEN;
     if (r->dim && version == 1)
         put_floats(q, r->vec, r->dim);
-    else if (r->dim)
+    else if (r->dim && version == 2)
         put_halves(q, r->vec, r->dim);
+    else if (r->dim)
+        put_codes12(q, r->vec, r->dim);
     q += vec_bytes(version, r->dim);
     if (ns_len) memcpy(q, r->ns, ns_len);
     q += ns_len;
@@ -277,7 +343,7 @@ static int check_layout(const uint8_t *p, size_t n, layout *l)
     if (p[0] != MAGIC_0 || p[1] != MAGIC_1 || p[2] != MAGIC_2 || p[3] != MAGIC_3)
         return SC_ECORRUPT;
     l->version = get16(p + OFF_VERSION);
-    if (l->version != 1 && l->version != SC_RECORD_VERSION) return SC_EVERSION;
+    if (l->version < 1 || l->version > SC_RECORD_VERSION) return SC_EVERSION;
     uint16_t flags = get16(p + OFF_FLAGS);
     if (flags & ~FLAG_EXACT) return SC_ECORRUPT;
     if (get16(p + OFF_RSV16) != 0 || get32(p + OFF_RSV32) != 0) return SC_ECORRUPT;
@@ -357,8 +423,10 @@ int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
         r->vec = sc_malloc((size_t)l.dim * sizeof(float));
         if (l.version == 1)
             get_floats(r->vec, q, l.dim);
-        else
+        else if (l.version == 2)
             get_halves(r->vec, q, l.dim);
+        else if ((rc = get_codes12(r->vec, q, l.dim)) != 0)
+            goto fail;
         /* A stored vector is finite (encode's callers never store others). */
         for (uint32_t i = 0; i < l.dim; i++)
             if (!isfinite(r->vec[i])) {

@@ -12,9 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Version 2 stores the vector as halves (dim*2 bytes); version 1, still
- * read, as float32 (record.c). */
-#define SC_RECORD_VERSION 2
+/* Version 3 stores the vector as 12-bit codes and a scale (4 + 1.5*dim
+ * bytes); version 2, still read, as halves, version 1 as float32
+ * (record.c). */
+#define SC_RECORD_VERSION 3
 #define SC_RECORD_MAX_DIM 8192
 
 /* Bounds on the variable-length fields; encode refuses larger values with
@@ -43,8 +44,8 @@ typedef struct sc_record {
     uint32_t completion_tokens;
     uint32_t dim;             /* 0 when the entry has no vector */
     float *vec;               /* dim floats, L2-normalised (stored as
-                               * halves: a decoded vector is the stored
-                               * one rounded to binary16) */
+                               * 12-bit codes: a decoded vector is within
+                               * max|v|/4094 of the stored one) */
     /* The exact-layer key the entry is filed under (set by sc_store_put from
      * its exact_key argument), so deleting the entry also drops the key. */
     int has_exact_key;
@@ -67,9 +68,9 @@ typedef struct sc_record_head {
 
 /* Encodes r into a freshly malloc'ed buffer (*out, *len); caller frees. */
 int sc_record_encode(const sc_record *r, uint8_t **out, size_t *len);
-/* The same in a given format version (1 or SC_RECORD_VERSION; SC_EINVAL
- * otherwise): tests and tools write version-1 records with it to exercise
- * the migration. */
+/* The same in a given format version (1 to SC_RECORD_VERSION; SC_EINVAL
+ * otherwise): tests and tools write older records with it to exercise the
+ * migration. */
 int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out, size_t *len);
 
 /* Decodes p[0..n) into r. All pointers in r are fresh allocations owned by

@@ -254,13 +254,13 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
             meta_get(txn, s->dbi_meta, "bytes", &bv) || get_u64le(&bv, &s->bytes)) {
             snprintf(err, errlen, "%s: the store's meta table is damaged", s->dir);
             sc = SC_ECORRUPT;
-        } else if (schema != SC_STORE_SCHEMA && schema != 1) {
-            snprintf(err, errlen, "%s: store schema version %llu, this build reads 1 and %d",
+        } else if (schema < 1 || schema > SC_STORE_SCHEMA) {
+            snprintf(err, errlen, "%s: store schema version %llu, this build reads 1 to %d",
                      s->dir, (unsigned long long)schema, SC_STORE_SCHEMA);
             sc = SC_EVERSION;
         } else {
             MDB_val mv;
-            s->migrate = schema == 1 || meta_get(txn, s->dbi_meta, "migrating", &mv) == 0;
+            s->migrate = schema < SC_STORE_SCHEMA || meta_get(txn, s->dbi_meta, "migrating", &mv) == 0;
             size_t elen = ev.mv_size > 200 ? 200 : ev.mv_size;
             int same = ev.mv_size == strlen(s->embedder_id) &&
                        memcmp(ev.mv_data, s->embedder_id, ev.mv_size) == 0 && dim == s->dim;

@@ -16,9 +16,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* Schema 2: records of version 2 (fp16 vectors). Schema 1 data dirs are
- * migrated on open (store_migrate.c). */
-#define SC_STORE_SCHEMA 2
+/* Schema 3: records of version 3 (12-bit vector codes). Schema 1 (fp32)
+ * and 2 (fp16) data dirs are migrated on open (store_migrate.c). */
+#define SC_STORE_SCHEMA 3
 #define SC_STORE_RTXN_POOL 64     /* reset read transactions kept for reuse */
 #define SC_STORE_TOUCH_MAX 65536  /* pending touches past this are dropped */
 #define SC_STORE_TOUCH_DELAY_MS 100

@@ -1,17 +1,18 @@
-/* Record format migration: rewrites version-1 records (fp32 vectors) as
- * the current version (fp16) in place, when a store is opened.
+/* Record format migration: rewrites records of an older version (1: fp32
+ * vectors, 2: fp16) as the current one (3: 12-bit codes) in place, when a
+ * store is opened.
  *
  * Crash safety comes from LMDB's transactions: each batch of records (at
  * most 1,024 and about 8 MB of new records; halved down to one record
  * when the map is too full for it) is rewritten and committed as one
  * transaction, together with the byte counter, so after a kill -9 every
  * record is either the old version or the new one, never half of each,
- * and decode reads both. The first
- * transaction writes schema 2 and a "migrating" mark in meta; the last one
- * removes the mark. A start that finds the mark (or schema 1) migrates
- * again from the first id, skipping the records already rewritten (peek
- * reads their version without decoding them). A build that reads only
- * schema 1 refuses the data dir as soon as any record may be new.
+ * and decode reads all versions. The first transaction writes the
+ * current schema and a "migrating" mark in meta; the last one removes the
+ * mark. A start that finds the mark (or an older schema) migrates again
+ * from the first id, skipping the records already rewritten (peek reads
+ * their version without decoding them). A build that reads only older
+ * schemas refuses the data dir as soon as any record may be new.
  *
  * Ids, exact keys, expiry and learned state do not change: only the
  * entries table's values are rewritten. A record that does not decode is
@@ -133,7 +134,7 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen)
     uint64_t from = 0, rewritten = 0, unreadable = 0, before = s->bytes;
     int64_t t0 = sc_store__now_ms(), last_log = t0;
     int done = 0, rc = 0;
-    sc_info("%s: upgrading the entries to record format %d (fp16 vectors) in place",
+    sc_info("%s: upgrading the entries to record format %d (12-bit vector codes) in place",
             s->dir, SC_RECORD_VERSION);
     while (!done) {
         uint64_t seen = unreadable;

@@ -40,12 +40,18 @@ static void make_record(sc_record *r, uint32_t dim, size_t resp_len)
     for (int i = 0; i < SC_RECORD_EXACT_LEN; i++) r->exact_key[i] = (uint8_t)(0xa0 + i);
 }
 
-/* The vector goes through fp16 (record version 2): b's must be a's
- * rounded to halves. */
-static int vec_is_half_of(const float *a, const float *b, uint32_t dim)
+/* The vector goes through 12-bit codes (record version 3): b's must be
+ * a's rounded to the nearest of 4,095 steps of max|a| / 2047, and so
+ * within max|a| / 4094 of it. */
+static int vec_is_codes_of(const float *a, const float *b, uint32_t dim)
 {
-    for (uint32_t i = 0; i < dim; i++)
-        if (b[i] != sc_half_to_float(sc_float_to_half(a[i]))) return 0;
+    float s = 0;
+    for (uint32_t i = 0; i < dim; i++) s = fabsf(a[i]) > s ? fabsf(a[i]) : s;
+    for (uint32_t i = 0; i < dim; i++) {
+        double q = s > 0 ? (double)lrint((double)a[i] * (2047.0 / (double)s)) : 0;
+        if (b[i] != (float)(q * (double)s / 2047.0)) return 0;
+        if (fabs((double)b[i] - (double)a[i]) > (double)s / 4094.0 * (1 + 1e-6) + fabs((double)a[i]) * 0x1p-23) return 0;
+    }
     return 1;
 }
 
@@ -60,7 +66,7 @@ static int records_equal(const sc_record *a, const sc_record *b)
            a->last_hit == b->last_hit && a->hits == b->hits &&
            a->prompt_tokens == b->prompt_tokens &&
            a->completion_tokens == b->completion_tokens && a->dim == b->dim &&
-           (a->dim == 0 || vec_is_half_of(a->vec, b->vec, a->dim)) &&
+           (a->dim == 0 || vec_is_codes_of(a->vec, b->vec, a->dim)) &&
            a->has_exact_key == b->has_exact_key &&
            memcmp(a->exact_key, b->exact_key, SC_RECORD_EXACT_LEN) == 0;
 }
@@ -228,8 +234,8 @@ SC_TEST(record_unknown_version)
     uint8_t *p;
     size_t n;
     REQUIRE(sc_record_encode(&r, &p, &n) == 0);
-    /* Version 3 with a valid checksum: SC_EVERSION, not corruption. */
-    p[4] = 3;
+    /* Version 4 with a valid checksum: SC_EVERSION, not corruption. */
+    p[4] = 4;
     /* Re-seal: the checksum is XXH3-64 of all but the last 8 bytes, LE. */
     uint64_t c = XXH3_64bits(p, n - 8);
     for (int i = 0; i < 8; i++) p[n - 8 + i] = (uint8_t)(c >> (8 * i));
@@ -253,10 +259,11 @@ SC_TEST(record_reads_version_1)
     make_record(&r, 512, 40);
     uint8_t *p1, *p2;
     size_t n1, n2;
-    CHECK_EQ_INT(sc_record_encode_version(&r, 3, &p1, &n1), SC_EINVAL);
+    CHECK_EQ_INT(sc_record_encode_version(&r, 4, &p1, &n1), SC_EINVAL);
+    CHECK_EQ_INT(sc_record_encode_version(&r, 0, &p1, &n1), SC_EINVAL);
     REQUIRE(sc_record_encode_version(&r, 1, &p1, &n1) == 0);
     REQUIRE(sc_record_encode(&r, &p2, &n2) == 0);
-    CHECK_EQ_INT(n1 - n2, 512 * 2);
+    CHECK_EQ_INT(n1 - n2, 512 * 4 - (4 + 768));
     sc_record_head h;
     CHECK_OK(sc_record_peek(p1, n1, &h));
     CHECK_EQ_INT(h.version, 1);
@@ -310,7 +317,8 @@ SC_TEST(record_peek_and_patch)
 
 /* A non-finite vector is refused by encode (decode would refuse it), and a
  * decoded vector is always finite: a version-1 record holding a value past
- * the half range re-encodes clamped, never as an infinity. */
+ * the half range re-encodes as version 2 clamped, never as an infinity,
+ * and as version 3 unchanged (the scale is a float). */
 SC_TEST(record_vector_must_be_finite)
 {
     sc_record r, d;
@@ -329,8 +337,87 @@ SC_TEST(record_vector_must_be_finite)
     REQUIRE(sc_record_encode(&d, &p, &n) == 0);
     sc_record_clear(&d);
     CHECK_OK(sc_record_decode(p, n, &d));
+    CHECK(d.vec[3] == 1e30f);
+    free(p);
+    REQUIRE(sc_record_encode_version(&d, 2, &p, &n) == 0);
+    sc_record_clear(&d);
+    CHECK_OK(sc_record_decode(p, n, &d));
     CHECK(d.vec[3] == 65504.0f);
     free(p);
     sc_record_clear(&d);
+    sc_record_clear(&r);
+}
+
+/* Version 2 (fp16) is read exactly; re-encoded it becomes version 3 and
+ * takes 252 bytes less at 512-d. */
+SC_TEST(record_reads_version_2)
+{
+    sc_record r, d, d3;
+    make_record(&r, 512, 40);
+    uint8_t *p2, *p3;
+    size_t n2, n3;
+    REQUIRE(sc_record_encode_version(&r, 2, &p2, &n2) == 0);
+    CHECK_OK(sc_record_decode(p2, n2, &d));
+    for (uint32_t i = 0; i < 512; i++) CHECK(d.vec[i] == sc_half_to_float(sc_float_to_half(r.vec[i])));
+    sc_record_head h;
+    CHECK_OK(sc_record_peek(p2, n2, &h));
+    CHECK_EQ_INT(h.version, 2);
+    REQUIRE(sc_record_encode(&d, &p3, &n3) == 0);
+    CHECK_EQ_INT(n2 - n3, 1024 - 772);
+    CHECK_OK(sc_record_decode(p3, n3, &d3));
+    CHECK(vec_is_codes_of(d.vec, d3.vec, 512));
+    free(p2);
+    free(p3);
+    sc_record_clear(&d);
+    sc_record_clear(&d3);
+    sc_record_clear(&r);
+}
+
+/* The 12-bit codes: odd dimensions, a zero vector, the decode-encode
+ * round trip byte for byte, and codes encode never writes refused. */
+SC_TEST(record_codes12)
+{
+    static const uint32_t dims[] = {1, 2, 3, 7, 64, 511, 512, 1024};
+    for (size_t di = 0; di < SC_COUNTOF(dims); di++) {
+        sc_record r, d;
+        make_record(&r, dims[di], 10);
+        for (uint32_t i = 0; i < dims[di]; i++) r.vec[i] = sinf((float)i * 1.7f + 0.3f) * 0.11f;
+        uint8_t *p, *p2;
+        size_t n, n2;
+        REQUIRE(sc_record_encode(&r, &p, &n) == 0);
+        REQUIRE(sc_record_decode(p, n, &d) == 0);
+        CHECK(vec_is_codes_of(r.vec, d.vec, dims[di]));
+        REQUIRE(sc_record_encode(&d, &p2, &n2) == 0);
+        CHECK(n == n2 && memcmp(p, p2, n) == 0);
+        free(p2);
+        sc_record_clear(&d);
+        free(p);
+        sc_record_clear(&r);
+    }
+    sc_record r, d;
+    make_record(&r, 5, 10);
+    memset(r.vec, 0, 5 * sizeof(float));
+    uint8_t *p;
+    size_t n;
+    REQUIRE(sc_record_encode(&r, &p, &n) == 0);
+    REQUIRE(sc_record_decode(p, n, &d) == 0);
+    for (int i = 0; i < 5; i++) CHECK(d.vec[i] == 0.0f);
+    sc_record_clear(&d);
+    /* Re-sealed bad codes (vector at offset 96: scale, then 3 bytes a pair). */
+    static const struct { size_t off; uint8_t val; } bad[] = {
+        {96 + 3, 0x80},           /* a negative scale */
+        {96 + 4 + 8, 0x00},       /* padding code of the odd last one: not 2048 */
+    };
+    for (size_t b = 0; b < SC_COUNTOF(bad); b++) {
+        uint8_t *q = sc_malloc(n);
+        memcpy(q, p, n);
+        q[bad[b].off] = bad[b].val;
+        if (b == 0) q[96 + 0] = 1; /* the zero scale made negative and non-zero */
+        uint64_t c = XXH3_64bits(q, n - 8);
+        for (int i = 0; i < 8; i++) q[n - 8 + i] = (uint8_t)(c >> (8 * i));
+        CHECK_EQ_INT(sc_record_decode(q, n, &d), SC_ECORRUPT);
+        free(q);
+    }
+    free(p);
     sc_record_clear(&r);
 }

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -103,10 +104,10 @@ static int meta_set_u64(raw_env *r, const char *name, uint64_t x)
     return mdb_put(r->txn, r->meta, &k, &v, 0);
 }
 
-/* Counts the records of each version (index 1 and 2). */
-static void count_versions(const char *dir, size_t counts[3])
+/* Counts the records of each version (index 1 to 3; 0: unreadable). */
+static void count_versions(const char *dir, size_t counts[4])
 {
-    counts[0] = counts[1] = counts[2] = 0;
+    counts[0] = counts[1] = counts[2] = counts[3] = 0;
     raw_env r;
     if (raw_open(&r, dir, 0) != 0) return;
     MDB_cursor *cur;
@@ -116,17 +117,30 @@ static void count_versions(const char *dir, size_t counts[3])
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             sc_record_head h;
             int ok = sc_record_peek(v.mv_data, v.mv_size, &h) == 0;
-            counts[ok && h.version <= 2 ? h.version : 0]++;
+            counts[ok && h.version <= 3 ? h.version : 0]++;
         }
         mdb_cursor_close(cur);
     }
     raw_close(&r, 0);
 }
 
+/* The version the old dirs of these tests are made in (1 or 2). */
+static unsigned old_version = 1;
+
+/* The vector an old record of entry i holds: the fp32 original (version
+ * 1) or it rounded to halves (version 2). */
+static void old_vec(int i, float *v)
+{
+    vec_of(i, v);
+    if (old_version == 2)
+        for (int j = 0; j < MDIM; j++) v[j] = sc_half_to_float(sc_float_to_half(v[j]));
+}
+
 /* Writes MN entries with the store, then turns the dir into what a build
- * before record version 2 left: every record re-encoded as version 1 with
- * its full fp32 vector, schema 1, the byte counter of those records. */
-static void make_v1_dir(const char *dir, uint64_t *ids)
+ * of record version old_version left: every record re-encoded in that
+ * version from its original vector, that schema, the byte counter of
+ * those records. */
+static void make_old_dir(const char *dir, uint64_t *ids)
 {
     sc_store_opts o;
     mopts(&o, dir);
@@ -171,26 +185,27 @@ static void make_v1_dir(const char *dir, uint64_t *ids)
         REQUIRE(mdb_get(e.txn, e.entries, &k, &val) == 0);
         sc_record d;
         REQUIRE(sc_record_decode(val.mv_data, val.mv_size, &d) == 0);
-        vec_of(i, d.vec); /* the fp32 original, as version 1 kept it */
+        vec_of(i, d.vec); /* the fp32 original, as the old version got it */
         uint8_t *buf;
         size_t len;
-        REQUIRE(sc_record_encode_version(&d, 1, &buf, &len) == 0);
+        REQUIRE(sc_record_encode_version(&d, old_version, &buf, &len) == 0);
         sc_record_clear(&d);
         MDB_val nv = {len, buf};
         REQUIRE(mdb_put(e.txn, e.entries, &k, &nv, 0) == 0);
         bytes += len;
         free(buf);
     }
-    REQUIRE(meta_set_u64(&e, "schema", 1) == 0);
+    REQUIRE(meta_set_u64(&e, "schema", old_version) == 0);
     REQUIRE(meta_set_u64(&e, "bytes", bytes) == 0);
     REQUIRE(raw_close(&e, 1) == 0);
-    size_t c[3];
+    size_t c[4];
     count_versions(dir, c);
-    REQUIRE(c[1] == MN && c[2] == 0);
+    REQUIRE(c[old_version] == MN && c[3] == 0);
 }
 
-/* Every entry is there, field for field, its vector the fp32 original
- * rounded to halves, its exact key mapped; the byte counter matches. */
+/* Every entry is there, field for field, its vector the old record's
+ * rounded to 12-bit codes (record.c), its exact key mapped; the byte
+ * counter matches. */
 static void check_migrated(sc_store *s, const uint64_t *ids)
 {
     float v[MDIM];
@@ -203,12 +218,14 @@ static void check_migrated(sc_store *s, const uint64_t *ids)
         }
         char prompt[32];
         snprintf(prompt, sizeof prompt, "prompt %d", i);
-        vec_of(i, v);
+        old_vec(i, v);
+        float sc = 0;
+        for (int j = 0; j < MDIM; j++) sc = fabsf(v[j]) > sc ? fabsf(v[j]) : sc;
         int ok = strcmp(g.prompt, prompt) == 0 && strcmp(g.ns, i % 3 ? "a" : "b") == 0 &&
                  g.created == 1700000000 + i && g.hits == (uint64_t)i && g.fp == (uint64_t)i % 4 &&
                  g.expires == (i % 5 == 0 ? 4000000000 : 0) && g.dim == MDIM;
         for (int j = 0; ok && j < MDIM; j++)
-            ok = g.vec[j] == sc_half_to_float(sc_float_to_half(v[j]));
+            ok = g.vec[j] == (float)((double)lrint((double)v[j] * (2047.0 / (double)sc)) * sc / 2047.0);
         uint8_t k[SC_EXACT_KEY_LEN];
         uint64_t id = 0;
         key_of(k, i);
@@ -254,11 +271,11 @@ static void open_and_check(const char *dir, const uint64_t *ids)
     sc_store_close(s);
 }
 
-SC_TEST(store_migrates_version_1_in_place)
+static void check_in_place(void)
 {
     const char *dir = sc_test_tmpdir();
     uint64_t *ids = sc_malloc(MN * sizeof *ids);
-    make_v1_dir(dir, ids);
+    make_old_dir(dir, ids);
     raw_env e;
     uint64_t before = 0, after = 0, schema = 0, mark = 0;
     REQUIRE(raw_open(&e, dir, 0) == 0);
@@ -267,25 +284,39 @@ SC_TEST(store_migrates_version_1_in_place)
 
     open_and_check(dir, ids);
 
-    size_t c[3];
+    size_t c[4];
     count_versions(dir, c);
-    CHECK_EQ_INT(c[1], 0);
-    CHECK_EQ_INT(c[2], MN);
+    CHECK_EQ_INT(c[old_version], 0);
+    CHECK_EQ_INT(c[3], MN);
     REQUIRE(raw_open(&e, dir, 0) == 0);
     CHECK_OK(meta_u64(&e, "bytes", &after));
     CHECK_OK(meta_u64(&e, "schema", &schema));
     CHECK_EQ_INT(meta_u64(&e, "migrating", &mark), MDB_NOTFOUND);
     raw_close(&e, 0);
-    CHECK_EQ_INT(schema, 2);
-    CHECK_EQ_INT(before - after, (uint64_t)MN * MDIM * 2); /* half the vector bytes */
-    printf("# record bytes %llu -> %llu for %d entries of %d-d\n", (unsigned long long)before,
-           (unsigned long long)after, MN, MDIM);
+    CHECK_EQ_INT(schema, 3);
+    /* The vector bytes: 4 (v1) or 2 (v2) a value before, 1.5 and a 4-byte scale now. */
+    CHECK_EQ_INT(before - after, (uint64_t)MN * (MDIM * (old_version == 1 ? 4 : 2) - (4 + MDIM * 3 / 2)));
+    printf("# version %u -> 3: record bytes %llu -> %llu for %d entries of %d-d\n", old_version,
+           (unsigned long long)before, (unsigned long long)after, MN, MDIM);
 
     /* A second open finds nothing to do and changes nothing. */
     open_and_check(dir, ids);
     count_versions(dir, c);
-    CHECK_EQ_INT(c[2], MN);
+    CHECK_EQ_INT(c[3], MN);
     free(ids);
+}
+
+SC_TEST(store_migrates_version_1_in_place)
+{
+    old_version = 1;
+    check_in_place();
+}
+
+SC_TEST(store_migrates_version_2_in_place)
+{
+    old_version = 2;
+    check_in_place();
+    old_version = 1;
 }
 
 static void die_after(uint64_t rewritten)
@@ -297,7 +328,8 @@ SC_TEST(store_migration_killed_midway_finishes_next_open)
 {
     const char *dir = sc_test_tmpdir();
     uint64_t *ids = sc_malloc(MN * sizeof *ids);
-    make_v1_dir(dir, ids);
+    old_version = 2; /* the dirs deployed today */
+    make_old_dir(dir, ids);
     fflush(stdout);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
@@ -317,27 +349,28 @@ SC_TEST(store_migration_killed_midway_finishes_next_open)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 
     /* Half-way: some records of each version, the mark in meta, and
-     * schema 2, so a build that reads only version 1 refuses the dir. */
-    size_t c[3];
+     * schema 3, so a build that reads only versions 1 and 2 refuses the dir. */
+    size_t c[4];
     count_versions(dir, c);
-    printf("# killed with %zu records upgraded, %zu not yet\n", c[2], c[1]);
-    CHECK_EQ_INT(c[2], 700);
-    CHECK_EQ_INT(c[1], MN - 700);
-    CHECK_EQ_INT(c[0], 0);
+    printf("# killed with %zu records upgraded, %zu not yet\n", c[3], c[2]);
+    CHECK_EQ_INT(c[3], 700);
+    CHECK_EQ_INT(c[2], MN - 700);
+    CHECK_EQ_INT(c[0] + c[1], 0);
     raw_env e;
     uint64_t schema = 0, mark = 0;
     REQUIRE(raw_open(&e, dir, 0) == 0);
     CHECK_OK(meta_u64(&e, "schema", &schema));
     CHECK_OK(meta_u64(&e, "migrating", &mark));
     raw_close(&e, 0);
-    CHECK_EQ_INT(schema, 2);
+    CHECK_EQ_INT(schema, 3);
 
     open_and_check(dir, ids);
     count_versions(dir, c);
-    CHECK_EQ_INT(c[2], MN);
+    CHECK_EQ_INT(c[3], MN);
     REQUIRE(raw_open(&e, dir, 0) == 0);
     CHECK_EQ_INT(meta_u64(&e, "migrating", &mark), MDB_NOTFOUND);
     raw_close(&e, 0);
+    old_version = 1;
     free(ids);
 }
 
@@ -347,7 +380,7 @@ SC_TEST(store_migration_leaves_a_corrupt_record)
 {
     const char *dir = sc_test_tmpdir();
     uint64_t *ids = sc_malloc(MN * sizeof *ids);
-    make_v1_dir(dir, ids);
+    make_old_dir(dir, ids);
     raw_env e;
     REQUIRE(raw_open(&e, dir, 1) == 0);
     uint8_t kb[8];
@@ -372,9 +405,9 @@ SC_TEST(store_migration_leaves_a_corrupt_record)
     sc_record_clear(&g);
     sc_log_level = saved;
     sc_store_close(s);
-    size_t c[3];
+    size_t c[4];
     count_versions(dir, c);
     CHECK_EQ_INT(c[1], 1);
-    CHECK_EQ_INT(c[2], MN - 1);
+    CHECK_EQ_INT(c[3], MN - 1);
     free(ids);
 }

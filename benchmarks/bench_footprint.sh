@@ -11,6 +11,8 @@
 # first, its figures are printed, and then BUILD opens that data dir:
 # record-format migration time and the figures after it.
 #   SC_DATA_DIR=DIR bash benchmarks/bench_footprint.sh [BUILD] [N] [OLD_BUILD]
+# KEEP=DIR keeps the imported data dir there (a start-up benchmark can
+# reopen it: benchmarks/bench_startup.sh).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -92,3 +94,4 @@ if [ -n "$OLD" ]; then
     stop
 fi
 measure new "$BUILD/semcached" "$d/data.new"
+if [ -n "${KEEP:-}" ]; then rm -rf "$KEEP"; mv "$d/data.new" "$KEEP"; echo "  kept the data dir in $KEEP"; fi

@@ -462,8 +462,7 @@ void sc_index_destroy(sc_index *ix)
 /* Copies vec normalised into dst; SC_EINVAL for zero or non-finite input. */
 static int normalise(const float *vec, float *dst, size_t dim)
 {
-    double s = 0;
-    for (size_t i = 0; i < dim; i++) s += (double)vec[i] * vec[i];
+    double s = sc_index__sumsq(vec, dim);
     if (!(s > 0) || !isfinite(s)) return SC_EINVAL;
     float inv = (float)(1.0 / sqrt(s));
     for (size_t i = 0; i < dim; i++) dst[i] = vec[i] * inv;

@@ -10,6 +10,8 @@
 /* kernels.c: writes the indices j < m with s[j] > thr into idx (in
  * increasing order) and returns their count (AVX-512: 16 at a time). */
 size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx);
+/* kernels.c: sum of v[i]^2 in double (AVX-512: 16 at a time). */
+double sc_index__sumsq(const float *v, size_t n);
 
 /* ---- ivf.c: the ANN path's coarse quantiser (see index.c) ---- */
 #define SC_INDEX_IVF_MAX_LISTS 1024

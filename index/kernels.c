@@ -487,6 +487,26 @@ __attribute__((target("avx512f,avx512bw"))) static size_t quantize_i4_avx512(con
     return SC_INDEX_I4_BYTES(dim);
 }
 
+/* Sum of squares in double (the index normalises every vector it takes). */
+static double sumsq_scalar(const float *v, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)v[i] * v[i];
+    return s;
+}
+
+__attribute__((target("avx512f"))) static double sumsq_avx512(const float *v, size_t n)
+{
+    __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(v + i)), y = _mm512_cvtps_pd(_mm256_loadu_ps(v + i + 8));
+        a = _mm512_fmadd_pd(x, x, a);
+        b = _mm512_fmadd_pd(y, y, b);
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(a, b)) + sumsq_scalar(v + i, n - i);
+}
+
 typedef void (*quant_fn)(const float *, int8_t *, size_t);
 typedef size_t (*quant_i4_fn)(const float *, uint8_t *, size_t, float *);
 
@@ -494,12 +514,13 @@ static struct {
     const char *name;
     quant_fn q8;
     quant_i4_fn q4;
+    double (*sumsq)(const float *, size_t);
     dot_i8_fn i8;
     dot_f32_fn f32;
     dot_i4_fn i4;
     above_fn above;
     dot_f16_fn f16;
-} active = {"scalar", sc_index_quantize_scalar, sc_index_quantize_i4_scalar, sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar,
+} active = {"scalar", sc_index_quantize_scalar, sc_index_quantize_i4_scalar, sumsq_scalar, sc_index_dot_i8_scalar, dot_f32_scalar, sc_index_dot_i4_scalar, above_scalar,
             dot_f16_scalar};
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
@@ -522,6 +543,7 @@ static void select_kernel(const char *name)
         active.name = "avx512vnni";
         active.q8 = quantize_avx512;
         active.q4 = quantize_i4_avx512;
+        active.sumsq = sumsq_avx512;
         active.i8 = dot_i8_vnni;
         active.f32 = dot_f32_avx512;
         active.i4 = dot_i4_vnni;
@@ -531,6 +553,7 @@ static void select_kernel(const char *name)
         active.name = "avx2";
         active.q8 = sc_index_quantize_scalar;
         active.q4 = sc_index_quantize_i4_scalar;
+        active.sumsq = sumsq_scalar;
         active.i8 = dot_i8_avx2;
         active.f32 = dot_f32_avx2;
         active.i4 = dot_i4_avx2;
@@ -540,6 +563,7 @@ static void select_kernel(const char *name)
         active.name = "scalar";
         active.q8 = sc_index_quantize_scalar;
         active.q4 = sc_index_quantize_i4_scalar;
+        active.sumsq = sumsq_scalar;
         active.i8 = sc_index_dot_i8_scalar;
         active.f32 = dot_f32_scalar;
         active.i4 = sc_index_dot_i4_scalar;
@@ -612,6 +636,12 @@ void sc_index_dot_i4(const int8_t *q, const uint8_t *codes, size_t n, size_t dim
 {
     pthread_once(&dispatch_once, dispatch_init);
     active.i4(q, codes, n, dim, out);
+}
+
+double sc_index__sumsq(const float *v, size_t n)
+{
+    pthread_once(&dispatch_once, dispatch_init);
+    return active.sumsq(v, n);
 }
 
 size_t sc_index__above(const float *s, size_t m, float thr, uint32_t *idx)

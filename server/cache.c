@@ -144,11 +144,113 @@ static void on_store_update(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     atomic_fetch_add(&c->generation, 1);
 }
 
-static int rebuild_one(void *ctx, const sc_record *r)
+/* The start-up rebuild runs on two threads: this one walks the store and
+ * decodes the vectors (sc_store_foreach_vector), a second one adds them to
+ * the index (adds take the index's writer lock one at a time anyway).
+ * Batches of RB_BATCH rows go through a ring of RB_RING slots. */
+enum { RB_BATCH = 256, RB_RING = 4 };
+
+typedef struct rb_row {
+    uint64_t id, fp;
+    char ns[SC_RECORD_MAX_NS + 1];
+} rb_row;
+
+typedef struct rebuild {
+    sc_cache *c;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rb_row *rows;               /* RB_RING * RB_BATCH */
+    float *vecs;                /* RB_RING * RB_BATCH * dim */
+    size_t fill[RB_RING];       /* rows in each slot */
+    size_t head, tail;          /* slots [tail, head) are filled, not yet added */
+    int done, threaded;
+} rebuild;
+
+static void rebuild_add(rebuild *b, size_t slot)
 {
-    sc_cache *c = ctx;
-    if (r->dim == c->dim && r->vec) sc_index_add(c->index, r->ns, r->fp, r->id, r->vec);
+    for (size_t i = 0; i < b->fill[slot]; i++) {
+        const rb_row *r = &b->rows[slot * RB_BATCH + i];
+        sc_index_add(b->c->index, r->ns, r->fp, r->id, b->vecs + (slot * RB_BATCH + i) * b->c->dim);
+    }
+}
+
+static void *rebuild_main(void *arg)
+{
+    rebuild *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->tail == b->head && !b->done) pthread_cond_wait(&b->cv, &b->mu);
+        if (b->tail == b->head) break;
+        size_t slot = b->tail % RB_RING;
+        pthread_mutex_unlock(&b->mu);
+        rebuild_add(b, slot);
+        pthread_mutex_lock(&b->mu);
+        b->tail++;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* Hands the slot being filled to the adder (or adds it here). */
+static void rebuild_publish(rebuild *b)
+{
+    size_t slot = b->head % RB_RING;
+    if (!b->fill[slot]) return;
+    if (!b->threaded) {
+        rebuild_add(b, slot);
+        b->fill[slot] = 0;
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
+    b->head++;
+    pthread_cond_broadcast(&b->cv);
+    while (b->head - b->tail == RB_RING) pthread_cond_wait(&b->cv, &b->mu); /* the next slot is free */
+    b->fill[b->head % RB_RING] = 0;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int rebuild_one(void *ctx, uint64_t id, const sc_record_head *h, const float *vec)
+{
+    rebuild *b = ctx;
+    if (h->dim != b->c->dim || !vec) return 0;
+    size_t slot = b->head % RB_RING, i = b->fill[slot];
+    rb_row *r = &b->rows[slot * RB_BATCH + i];
+    r->id = id;
+    r->fp = h->fp;
+    memcpy(r->ns, h->ns, strlen(h->ns) + 1);
+    memcpy(b->vecs + (slot * RB_BATCH + i) * b->c->dim, vec, b->c->dim * sizeof(float));
+    if (++b->fill[slot] == RB_BATCH) rebuild_publish(b);
     return 0;
+}
+
+/* Rebuilds the index from the store; the ANN lists of big partitions are
+ * built once, after the load. */
+static int rebuild_index(sc_cache *c)
+{
+    rebuild b = {.c = c};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    b.rows = sc_malloc(RB_RING * RB_BATCH * sizeof(rb_row));
+    b.vecs = sc_malloc(RB_RING * RB_BATCH * c->dim * sizeof(float));
+    pthread_t th;
+    b.threaded = pthread_create(&th, NULL, rebuild_main, &b) == 0;
+    sc_index_bulk_load(c->index, 1);
+    int rc = sc_store_foreach_vector(c->store, rebuild_one, &b);
+    rebuild_publish(&b);
+    if (b.threaded) {
+        pthread_mutex_lock(&b.mu);
+        b.done = 1;
+        pthread_cond_broadcast(&b.cv);
+        pthread_mutex_unlock(&b.mu);
+        pthread_join(th, NULL);
+    }
+    sc_index_bulk_load(c->index, 0);
+    free(b.rows);
+    free(b.vecs);
+    pthread_cond_destroy(&b.cv);
+    pthread_mutex_destroy(&b.mu);
+    return rc;
 }
 
 typedef struct id_list {
@@ -293,19 +395,21 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     else c->threshold = SC_DEFAULT_THRESHOLD_COSINE;
     sc_info("semantic threshold %.2f (%s)", c->threshold, sc_cache_scorer(c));
     uint64_t t0 = (uint64_t)clock();
-    /* The ANN lists of big partitions are built once, after the load. */
-    sc_index_bulk_load(c->index, 1);
-    rc = sc_store_foreach(c->store, rebuild_one, c);
-    sc_index_bulk_load(c->index, 0);
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    rc = rebuild_index(c);
+    clock_gettime(CLOCK_MONOTONIC, &w1);
     if (rc) {
         snprintf(err, errlen, "cannot rebuild the index from %s: %s", cfg->data_dir, sc_strerror(rc));
         goto fail;
     }
     sc_index_stats ist;
     sc_index_stats_get(c->index, &ist);
-    sc_info("index rebuilt: %llu vectors in %llu partitions, %llu searched through an IVF (%.2f s CPU)",
+    sc_info("index rebuilt: %llu vectors in %llu partitions, %llu searched through an IVF (%.2f s, %.2f s CPU)",
             (unsigned long long)ist.vectors, (unsigned long long)ist.partitions,
-            (unsigned long long)ist.ann_partitions, (double)((uint64_t)clock() - t0) / CLOCKS_PER_SEC);
+            (unsigned long long)ist.ann_partitions,
+            (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) * 1e-9,
+            (double)((uint64_t)clock() - t0) / CLOCKS_PER_SEC);
     if (pthread_create(&c->maint, NULL, maint_main, c) == 0) c->maint_started = 1;
     *out = c;
     return SC_OK;

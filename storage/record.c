@@ -452,6 +452,37 @@ fail:
     return rc;
 }
 
+int sc_record_decode_vector(const uint8_t *p, size_t n, sc_record_head *h, float *vec, uint32_t cap)
+{
+    memset(h, 0, sizeof *h);
+    if (!p || n < MIN_LEN) return SC_ECORRUPT;
+    if (p[0] != MAGIC_0 || p[1] != MAGIC_1 || p[2] != MAGIC_2 || p[3] != MAGIC_3)
+        return SC_ECORRUPT;
+    if (verify_checksum(p, n) != 0) return SC_ECORRUPT;
+    int rc = sc_record_peek(p, n, h);
+    if (rc != 0) return rc;
+    /* What decode would refuse beyond the layout: a NUL in a short string,
+     * a vector that is not finite or codes encode never writes. */
+    layout l;
+    (void)check_layout(p, n, &l);
+    const uint8_t *q = p + HEAD_LEN + l.vec_len;
+    if ((l.ns_len && memchr(q, 0, l.ns_len)) || (l.ct_len && memchr(q + l.ns_len, 0, l.ct_len)) ||
+        (l.model_len && memchr(q + l.ns_len + l.ct_len, 0, l.model_len)))
+        return SC_ECORRUPT;
+    if (!l.dim) return 0;
+    if (l.dim > cap) return SC_ETOOBIG;
+    q = p + HEAD_LEN;
+    if (l.version == 1)
+        get_floats(vec, q, l.dim);
+    else if (l.version == 2)
+        get_halves(vec, q, l.dim);
+    else if ((rc = get_codes12(vec, q, l.dim)) != 0)
+        return rc;
+    for (uint32_t i = 0; i < l.dim; i++)
+        if (!isfinite(vec[i])) return SC_ECORRUPT;
+    return 0;
+}
+
 void sc_record_clear(sc_record *r)
 {
     if (!r) return;

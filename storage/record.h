@@ -77,6 +77,13 @@ int sc_record_encode_version(const sc_record *r, unsigned version, uint8_t **out
  * r: release them with sc_record_clear(). On error r is left empty. */
 int sc_record_decode(const uint8_t *p, size_t n, sc_record *r);
 
+/* What the index needs of a record, for the start-up walk: the head (as
+ * sc_record_peek) and the vector into vec (cap floats), without copying
+ * the strings. Succeeds exactly when sc_record_decode would (same checks,
+ * checksum included), and the vector is the same; SC_ETOOBIG when dim is
+ * above cap. */
+int sc_record_decode_vector(const uint8_t *p, size_t n, sc_record_head *h, float *vec, uint32_t cap);
+
 /* Frees what r points to and zeroes it; r itself is the caller's. */
 void sc_record_clear(sc_record *r);
 

@@ -550,6 +550,40 @@ int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void
     return rc;
 }
 
+int sc_store_foreach_vector(sc_store *s,
+                            int (*fn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec),
+                            void *ctx)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (mrc) return sc_store__err(mrc);
+    if ((mrc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return sc_store__err(mrc);
+    }
+    float *vec = sc_malloc(SC_RECORD_MAX_DIM * sizeof(float));
+    int64_t now = (int64_t)time(NULL);
+    MDB_val k, v;
+    int rc = 0;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t id = sc_store__key_id(&k);
+        sc_record_head h;
+        int drc = sc_record_decode_vector(v.mv_data, v.mv_size, &h, vec, SC_RECORD_MAX_DIM);
+        if (drc != 0) {
+            note_corrupt(s, id, drc);
+            continue;
+        }
+        if (!expired(h.expires, now) && fn(ctx, id, &h, h.dim ? vec : NULL)) break;
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND) rc = sc_store__err(mrc);
+    free(vec);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 void sc_store_stats_get(sc_store *s, sc_store_stats *st)
 {
     memset(st, 0, sizeof *st);

@@ -137,6 +137,14 @@ int sc_store_evict(sc_store *s, int64_t now, uint64_t *removed);
  * also from fn, are not seen by it. Measured: ~1M 512-d entries in 2.4 s. */
 int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx);
 
+/* The same walk for the index rebuild, lighter: fn gets each live,
+ * decodable record's id, head (namespace, fingerprint, dim...) and vector
+ * (h->dim floats; NULL when it has none), valid only during the call,
+ * with none of the strings copied (sc_record_decode_vector). */
+int sc_store_foreach_vector(sc_store *s,
+                            int (*fn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec),
+                            void *ctx);
+
 void sc_store_stats_get(sc_store *s, sc_store_stats *st);
 
 /* ---- Extensions (storage issue 3) ----

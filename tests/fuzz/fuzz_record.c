@@ -30,6 +30,13 @@ static void check_one(const uint8_t *data, size_t size)
     sc_record_head h;
     int rc = sc_record_decode(data, size, &r);
     int prc = sc_record_peek(data, size, &h);
+    /* The start-up walk's decode agrees with the full one. */
+    static float vbuf[SC_RECORD_MAX_DIM];
+    sc_record_head vh;
+    int vrc = sc_record_decode_vector(data, size, &vh, vbuf, SC_RECORD_MAX_DIM);
+    if ((vrc == 0) != (rc == 0)) abort();
+    if (rc == 0 && (vh.dim != r.dim || vh.fp != r.fp || (r.dim && memcmp(vbuf, r.vec, r.dim * sizeof(float)) != 0)))
+        abort();
     if (rc != 0) {
         if (r.ns || r.vec || r.prompt) abort(); /* left empty on error */
         if (rc != SC_ECORRUPT && rc != SC_EVERSION) abort();

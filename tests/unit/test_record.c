@@ -373,6 +373,31 @@ SC_TEST(record_reads_version_2)
     sc_record_clear(&r);
 }
 
+/* The start-up walk's decode: the same vector and head as the full decode
+ * for every version, the same refusals. */
+SC_TEST(record_decode_vector_agrees)
+{
+    for (unsigned ver = 1; ver <= SC_RECORD_VERSION; ver++) {
+        sc_record r, d;
+        make_record(&r, 300, 50);
+        uint8_t *p;
+        size_t n;
+        REQUIRE(sc_record_encode_version(&r, ver, &p, &n) == 0);
+        REQUIRE(sc_record_decode(p, n, &d) == 0);
+        float v[300];
+        sc_record_head h;
+        CHECK_OK(sc_record_decode_vector(p, n, &h, v, 300));
+        CHECK(memcmp(v, d.vec, sizeof v) == 0);
+        CHECK(h.dim == 300 && h.fp == r.fp && strcmp(h.ns, r.ns) == 0 && h.version == ver);
+        CHECK_EQ_INT(sc_record_decode_vector(p, n, &h, v, 299), SC_ETOOBIG);
+        p[n / 2] ^= 4;
+        CHECK_EQ_INT(sc_record_decode_vector(p, n, &h, v, 300), SC_ECORRUPT);
+        free(p);
+        sc_record_clear(&d);
+        sc_record_clear(&r);
+    }
+}
+
 /* The 12-bit codes: odd dimensions, a zero vector, the decode-encode
  * round trip byte for byte, and codes encode never writes refused. */
 SC_TEST(record_codes12)

@@ -322,7 +322,8 @@ test('the ANN path: a big partition is searched through an IVF, kept across a re
   assert(before >= 0.95, `paraphrases answered right through the IVF: ${before}`);
   assertEq((await stopServer(s2, 'SIGTERM')).code, 0);
   s2 = await startServer({ args, dataDir: s2.dataDir });
-  st = await stats(s2);
+  // The lists are built in the background after start-up.
+  for (let t = 0; t < 200 && (st = await stats(s2)).index_ann_partitions !== 1; t++) await sleep(50);
   assertEq(st.index_ann_partitions, 1, JSON.stringify(st));
   assertEq(st.index_vectors, N - gone.size);
   const after = await check(s2);

@@ -61,8 +61,17 @@ import_all() {
     t1=$(date +%s.%N)
     awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "  import: %d entries in %.1f s = %.0f entries/s\n", n, b - a, n / (b - a) }'
 }
+# The ANN lists are built in the background after start-up (the chunks'
+# own codes are freed once they are): measure after that, 10 s at most.
+ann_wait() {
+    for _ in $(seq 1 100); do
+        curl -s "localhost:$P/stats" | grep -q '"index_ann_partitions": *[1-9]' && return
+        sleep 0.1
+    done
+}
 report() { # LABEL EMPTY_KIB
     local a db
+    ann_wait
     a=$(anon_kib)
     read -r db ent < <(disk_bytes)
     awk -v l="$1" -v a="$a" -v e="$2" -v db="$db" -v ent="$ent" -v n="$N" -v up="$up" 'BEGIN {

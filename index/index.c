@@ -33,6 +33,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -567,10 +568,14 @@ static size_t release_codes(const sc_index *ix, part *p, size_t assigned, void *
     return freed;
 }
 
+/* Frees what release_codes took. glibc keeps freed blocks of a few MB in
+ * its heap (its mmap threshold grows as big blocks are freed), so the
+ * memory would stay resident: it is handed back to the kernel at once. */
 static void free_dropped(void **drop, size_t n)
 {
     for (size_t i = 0; i < n; i++) free(drop[i]);
     free(drop);
+    if (n) malloc_trim(0);
 }
 
 /* The IVF of a compacted partition: the same centroids and lists, rows

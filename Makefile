@@ -1,6 +1,6 @@
 # semcached build. `make help` lists the targets.
 #
-# Layout: every *.c / *.cpp under common/ storage/ index/ embed/ route/
+# Layout: every *.c / *.cpp under common/ storage/ index/ embed/ route/ cluster/
 # server/ goes into build/libsc.a, except entry points named *_main.c.
 # client/semcache.c (+ the common/ helpers it uses) is build/libsemcache.a,
 # which exports only the functions of include/semcache.h.
@@ -30,10 +30,10 @@ CPPFLAGS = -I. -Iinclude -I$(LLHTTP_INC) -D_GNU_SOURCE -MMD -MP
 CFLAGS  = -std=c11 $(OPT) -g -pthread $(WARN) $(SANFLAGS)
 CXXFLAGS = -std=c++17 $(OPT) -g -pthread -Wall -Wextra $(SANFLAGS)
 FAISS_LIBS = -lfaiss -lgomp
-LDLIBS  = -luv -llmdb -ljansson -lcurl -lutf8proc -lxxhash $(FAISS_LIBS) -lopenblas -lm -lpthread -lstdc++
+LDLIBS  = -luv -llmdb -ljansson -lcurl -lutf8proc -lxxhash -lhiredis $(FAISS_LIBS) -lopenblas -lm -lpthread -lstdc++
 LDFLAGS = -pthread $(SANFLAGS)
 
-MODULES  = common storage index embed route server
+MODULES  = common storage index embed route cluster server
 LIB_C    = $(filter-out %_main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_CXX  = $(foreach m,$(MODULES),$(wildcard $(m)/*.cpp))
 UI_FILES = server/ui/index.html server/ui/app.js server/ui/app.css

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config libuv1-dev liblmdb-dev libfaiss-dev libopenblas-dev
-node-llhttp libjansson-dev libcurl4-openssl-dev libutf8proc-dev libxxhash-dev
+node-llhttp libjansson-dev libcurl4-openssl-dev libutf8proc-dev libxxhash-dev libhiredis-dev
 curl redis-server redis-tools nginx-light wrk lmdb-utils gnuplot-nox
 clang libclang-rt-14-dev bear"
 # `deps.sh train` (make train): the training pipeline's PyTorch (CPU) and

@@ -352,6 +352,39 @@ redisReply *sc_rc_command(sc_rc *rc, const char *key, size_t keylen, int argc, c
     return NULL;
 }
 
+redisReply *sc_rc_command_node(sc_rc *rc, const char *addr, int argc, const char **argv, const size_t *lens,
+                               int *err)
+{
+    int dummy;
+    if (!err) err = &dummy;
+    *err = 0;
+    char host[64];
+    int port;
+    uint16_t idx;
+    if (!rc || !addr || argc <= 0 || argc > 64 || !argv || parse_addr(addr, strlen(addr), host, &port) ||
+        (idx = node_of(rc, host, port)) == NO_NODE) {
+        *err = SC_EINVAL;
+        return NULL;
+    }
+    size_t lbuf[64];
+    for (int i = 0; i < argc; i++) lbuf[i] = lens ? lens[i] : strlen(argv[i]);
+    node *n = &rc->nodes[idx];
+    for (int attempt = 0; attempt < rc->o.max_attempts; attempt++) {
+        redisContext *c = node_conn(rc, n);
+        redisReply *r = c ? redisCommandArgv(c, argc, argv, lbuf) : NULL;
+        if (r) return r;
+        if (c) {
+            set_err(rc, n, c->errstr[0] ? c->errstr : "no reply");
+            node_drop(n);
+        }
+        rc->st.reconnects++;
+        sleep_ms(rc->o.retry_wait_ms);
+    }
+    rc->st.failures++;
+    *err = SC_EUPSTREAM;
+    return NULL;
+}
+
 size_t sc_rc_masters(const sc_rc *rc, char (*addrs)[64], size_t max)
 {
     uint8_t seen[SC_RC_MAX_NODES] = {0};

@@ -64,6 +64,11 @@ uint16_t sc_rc_slot(const char *key, size_t len);
 redisReply *sc_rc_command(sc_rc *rc, const char *key, size_t keylen, int argc, const char **argv,
                           const size_t *lens, int *err);
 
+/* Runs argv on node addr ("host:port", e.g. from sc_rc_masters: SCAN,
+ * DBSIZE), with the same reconnect and retry rules but no redirection. */
+redisReply *sc_rc_command_node(sc_rc *rc, const char *addr, int argc, const char **argv, const size_t *lens,
+                               int *err);
+
 /* Reads the slot map again from any node that answers. 0 or SC_EUPSTREAM. */
 int sc_rc_refresh(sc_rc *rc);
 

@@ -63,6 +63,10 @@ typedef struct sc_config {
     char *upstream;
     char *upstream_key;
     char *upstream_key_env;
+    /* multi-node mode (server/shared.h) */
+    char *redis_cluster;         /* "" = off */
+    char *redis_password_env;
+    int redis_wait;
     long long connect_timeout_ms;
     long long first_byte_timeout_ms;
     long long upstream_idle_timeout_ms;

@@ -5,6 +5,8 @@
 #include "server/server.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/cache.h"
+#include "server/shared.h"
 #include "server/ui.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -132,10 +134,13 @@ const char *sc_server_namespace_role(sc_server *srv, sc_http_req *req, const cha
 static void handle_healthz(sc_server *srv, sc_http_req *req)
 {
     double up = (double)(sc_http_now_ns() - srv->started_ns) / 1e9;
-    sc_server_json(req, 200,
-                   json_pack("{s:s,s:f,s:s}", "status", srv->stopping ? "stopping" : "ok",
-                             "uptime_s", up, "version", SC_VERSION),
-                   NULL);
+    json_t *o = json_pack("{s:s,s:f,s:s}", "status", srv->stopping ? "stopping" : "ok", "uptime_s", up, "version",
+                          SC_VERSION);
+    sc_shared_stats cs;
+    /* Multi-node mode: the node answers either way (from its local copy);
+     * "cluster" says whether stores can be made durable right now. */
+    if (o && sc_cache_cluster(srv->cache, &cs)) json_object_set_new(o, "cluster", json_string(cs.up ? "up" : "down"));
+    sc_server_json(req, 200, o, NULL);
 }
 
 static int method_is(sc_http_req *req, const char *want)

@@ -13,6 +13,7 @@
  * add to the index. A maintenance thread expires and evicts entries once a
  * second; every removal reaches the index through the store's callback. */
 #include "server/cache.h"
+#include "server/shared.h"
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/hash.h"
@@ -49,6 +50,7 @@ struct sc_cache {
     double threshold;           /* effective default */
     pthread_t maint;
     pthread_t ann;              /* builds the ANN lists after start-up */
+    sc_shared *shared;          /* multi-node mode (--redis-cluster), or NULL */
     int ann_started;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -310,6 +312,56 @@ static int reembed_all(sc_cache *c, char *err, size_t errlen)
     return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Multi-node mode: what the feed thread applies to the local copy
+ * ------------------------------------------------------------------- */
+
+static int apply_put(void *ctx, sc_record *r)
+{
+    sc_cache *c = ctx;
+    if (r->dim != c->dim || !r->vec || !r->has_exact_key) return SC_EINVAL;
+    float *vec = r->vec;
+    uint8_t key[SC_EXACT_KEY_LEN];
+    memcpy(key, r->exact_key, sizeof key);
+    /* The same version already here (read on an exact lookup before its
+     * event came, or an event applied twice): keep it and its id. */
+    uint64_t id;
+    sc_record old = {0};
+    if (sc_store_get_exact(c->store, key, &id) == 0 && sc_store_get(c->store, id, &old) == 0) {
+        int same = old.created == r->created && old.response_len == r->response_len &&
+                   (!r->response_len || memcmp(old.response, r->response, r->response_len) == 0) &&
+                   strcmp(old.ns, r->ns) == 0;
+        sc_record_clear(&old);
+        if (same) {
+            r->id = id;
+            return SC_OK;
+        }
+    }
+    int rc = sc_store_put(c->store, r, key);
+    if (rc == SC_OK) rc = sc_index_add(c->index, r->ns, r->fp, r->id, vec);
+    return rc;
+}
+
+static int apply_del(void *ctx, const uint8_t key[SC_RECORD_EXACT_LEN])
+{
+    sc_cache *c = ctx;
+    uint64_t id;
+    sc_record r = {0};
+    if (sc_store_get_exact(c->store, key, &id) || sc_store_get(c->store, id, &r)) return SC_ENOTFOUND;
+    int rc = sc_store_del(c->store, r.ns, id);
+    sc_record_clear(&r);
+    return rc;
+}
+
+static int apply_flush(void *ctx, const char *ns)
+{
+    sc_cache *c = ctx;
+    uint64_t n;
+    int rc = sc_store_flush_ns(c->store, ns, &n);
+    if (rc == SC_OK) sc_index_flush_ns(c->index, ns);
+    return rc;
+}
+
 /* After start-up, in the background: the ANN lists of the partitions big
  * enough for them, built once for the whole load (searches use the exact
  * scan until each is swapped in; 1M rows: ~2.3 s on 2 cores). */
@@ -428,6 +480,15 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
             (unsigned long long)ist.vectors, (unsigned long long)ist.partitions,
             (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) * 1e-9,
             (double)((uint64_t)clock() - t0) / CLOCKS_PER_SEC);
+    if (*cfg->redis_cluster) {
+        sc_shared_apply ap = {c, apply_put, apply_del, apply_flush};
+        if ((rc = sc_shared_open(&c->shared, cfg, &ap, err, errlen))) goto fail;
+        if ((rc = sc_shared_start(c->shared))) {
+            snprintf(err, errlen, "cannot start the multi-node feed thread");
+            goto fail;
+        }
+        sc_info("multi-node mode: entries shared through the Redis Cluster at %s", cfg->redis_cluster);
+    }
     if (pthread_create(&c->ann, NULL, ann_main, c) == 0)
         c->ann_started = 1;
     else
@@ -443,6 +504,8 @@ fail:
 void sc_cache_close(sc_cache *c)
 {
     if (!c) return;
+    sc_shared_close(c->shared); /* its feed thread applies to the store: first */
+    c->shared = NULL;
     if (c->ann_started) pthread_join(c->ann, NULL);
     if (c->maint_started) {
         pthread_mutex_lock(&c->maint_mu);
@@ -498,6 +561,25 @@ static int lookup_exact_norm(sc_cache *c, const char *ns, uint64_t fp, const cha
         sc_record_clear(&r);
         return 0;
     }
+    exact_hit(res, &r);
+    return 1;
+}
+
+/* Multi-node mode: an entry another node stored, not here yet (its
+ * event is on the way): read from the cluster, stored here, an exact hit. */
+static int lookup_shared(sc_cache *c, const char *ns, uint64_t fp, const char *norm, size_t nlen,
+                         const uint8_t key[SC_EXACT_KEY_LEN], sc_cache_result *res)
+{
+    sc_record r;
+    if (sc_shared_get(c->shared, ns, key, &r)) return 0;
+    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen) ||
+        apply_put(c, &r) != SC_OK) {
+        sc_record_clear(&r);
+        return 0;
+    }
+    free(r.vec);
+    r.vec = NULL;
+    r.dim = 0;
     exact_hit(res, &r);
     return 1;
 }
@@ -598,6 +680,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     key_of_normalised(ns, fp, norm, nlen, key);
     int rc = SC_OK;
     if (lookup_exact_norm(c, ns, fp, norm, nlen, key, res)) goto out;
+    if (c->shared && lookup_shared(c, ns, fp, norm, nlen, key, res)) goto out;
     if (flags & SC_LOOKUP_EXACT_ONLY) goto out;
     double threshold = lookup_threshold(c, ns, o, res);
     res->dim = c->dim;
@@ -794,6 +877,23 @@ static void prepare(sc_cache *c, sc_record *r, const float *vec, uint8_t key[SC_
     sc_cache_exact_key(r->ns, r->fp, r->prompt, r->prompt_len, key);
 }
 
+/* Multi-node mode: the entry goes to the cluster (and is acknowledged
+ * there) before it is stored here. A no-op on one node. */
+static int share(sc_cache *c, sc_record *r, const uint8_t key[SC_EXACT_KEY_LEN])
+{
+    if (!c->shared) return SC_OK;
+    r->has_exact_key = 1;
+    memcpy(r->exact_key, key, SC_EXACT_KEY_LEN);
+    return sc_shared_put(c->shared, r);
+}
+
+int sc_cache_cluster(sc_cache *c, sc_shared_stats *st)
+{
+    if (!c->shared) return 0;
+    sc_shared_stats_get(c->shared, st);
+    return 1;
+}
+
 int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
 {
     float *own = NULL;
@@ -810,7 +910,8 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
     }
     uint8_t key[SC_EXACT_KEY_LEN];
     prepare(c, r, vec, key);
-    int rc = sc_store_put(c->store, r, key);
+    int rc = share(c, r, key);
+    if (rc == SC_OK) rc = sc_store_put(c->store, r, key);
     r->vec = NULL;
     r->dim = 0;
     if (rc == SC_OK) {
@@ -871,7 +972,17 @@ int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n)
         int rc = embed_batch(c, texts, lens, m, vecs);
         if (!rc) {
             for (size_t k = 0; k < m; k++) prepare(c, recs[i + k], vecs + k * c->dim, keys[k]);
-            rc = sc_store_put_many(c->store, recs + i, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, m, rcs);
+            if (c->shared) {
+                /* One by one: each is acknowledged by the cluster first. */
+                rc = SC_OK;
+                for (size_t k = 0; k < m; k++) {
+                    rcs[k] = share(c, recs[i + k], keys[k]);
+                    if (!rcs[k]) rcs[k] = sc_store_put(c->store, recs[i + k], keys[k]);
+                    if (rcs[k] && !rc) rc = rcs[k];
+                }
+            } else {
+                rc = sc_store_put_many(c->store, recs + i, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, m, rcs);
+            }
             for (size_t k = 0; k < m; k++) {
                 sc_record *r = recs[i + k];
                 r->vec = NULL;
@@ -894,11 +1005,23 @@ int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n)
 
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id)
 {
+    if (c->shared) {
+        sc_record r = {0};
+        int rc = sc_store_get(c->store, id, &r);
+        if (rc == SC_OK && (!ns || strcmp(r.ns, ns) == 0) && r.has_exact_key)
+            rc = sc_shared_del(c->shared, r.ns, r.exact_key);
+        sc_record_clear(&r);
+        if (rc && rc != SC_ENOTFOUND) return rc;
+    }
     return sc_store_del(c->store, ns, id);
 }
 
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count)
 {
+    if (c->shared) {
+        int src = sc_shared_flush(c->shared, ns);
+        if (src) return src;
+    }
     int rc = sc_store_flush_ns(c->store, ns, count);
     if (rc == SC_OK) sc_index_flush_ns(c->index, ns);
     return rc;

@@ -90,6 +90,9 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
 
 /* The learned state (verdicts, checks, budgets); lives as long as c. */
 struct sc_learn *sc_cache_learn(sc_cache *c);
+/* Multi-node mode (--redis-cluster): 1 and its state in *st; 0 on one node. */
+struct sc_shared_stats;
+int sc_cache_cluster(sc_cache *c, struct sc_shared_stats *st);
 /* A decision for a hit served without a lookup (an exact-hit memo): its
  * request id. Any thread. */
 uint64_t sc_cache_note_decision(sc_cache *c, const char *ns, uint64_t id);

@@ -2,6 +2,7 @@
  * statistics, the cache's store/index counters and every upstream's
  * calls, errors, retries, fallbacks and breaker state. */
 #include "server/api.h"
+#include "server/shared.h"
 #include "server/cache.h"
 #include "server/learn.h"
 #include "server/shadow.h"
@@ -100,6 +101,22 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
                            (unsigned long long)cs.index_ann_partitions,
                            sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded));
+    sc_shared_stats cl;
+    if (!rc && sc_cache_cluster(srv->cache, &cl))
+        rc = sc_buf_printf(&b,
+                           "# HELP semcached_cluster_up Multi-node mode: 1 when the last Redis Cluster call succeeded.\n"
+                           "# TYPE semcached_cluster_up gauge\nsemcached_cluster_up %d\n"
+                           "# HELP semcached_cluster_events_total Change-feed events: published by this node, applied from others, entries copied in full copies.\n"
+                           "# TYPE semcached_cluster_events_total counter\n"
+                           "semcached_cluster_events_total{kind=\"published\"} %llu\n"
+                           "semcached_cluster_events_total{kind=\"applied\"} %llu\n"
+                           "semcached_cluster_events_total{kind=\"copied\"} %llu\n"
+                           "# HELP semcached_cluster_errors_total Redis Cluster calls that failed (after retries).\n"
+                           "# TYPE semcached_cluster_errors_total counter\nsemcached_cluster_errors_total %llu\n"
+                           "# HELP semcached_cluster_feed_lag_seconds Publish-to-apply time of the last event from another node.\n"
+                           "# TYPE semcached_cluster_feed_lag_seconds gauge\nsemcached_cluster_feed_lag_seconds %.4f\n",
+                           cl.up, (unsigned long long)cl.published, (unsigned long long)cl.applied,
+                           (unsigned long long)cl.copied, (unsigned long long)cl.errors, cl.lag_ms_last / 1e3);
     sc_learn_totals lt;
     sc_learn_totals_get(sc_cache_learn(srv->cache), &lt);
     sc_shadow_stats sh;

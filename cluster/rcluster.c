@@ -16,13 +16,14 @@ typedef struct node {
     char host[64];
     int port;
     redisContext *c;            /* NULL until used, and after a failure */
+    int64_t down_until;         /* monotonic ms: a refresh skips it until then */
 } node;
 
 struct sc_rc {
     sc_rc_opts o;
     char *seeds, *password;
     node nodes[SC_RC_MAX_NODES];
-    size_t nnodes;
+    size_t nnodes, nseeds;
     uint16_t slots[SC_RC_SLOTS];   /* node index, NO_NODE = unknown */
     sc_rc_stats st;
     char last_err[160];
@@ -58,6 +59,13 @@ uint16_t sc_rc_slot(const char *key, size_t len)
  * Nodes
  * ------------------------------------------------------------------- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -86,17 +94,33 @@ static int parse_addr(const char *s, size_t n, char host[64], int *port)
     return 0;
 }
 
-/* The index of node host:port, added when new; NO_NODE when full. */
+/* A node the map no longer names and that holds no connection (not a
+ * seed): its entry can take a new address. NO_NODE when none. */
+static uint16_t node_unused(const sc_rc *rc)
+{
+    uint8_t used[SC_RC_MAX_NODES] = {0};
+    for (size_t s = 0; s < SC_RC_SLOTS; s++)
+        if (rc->slots[s] != NO_NODE) used[rc->slots[s]] = 1;
+    for (size_t i = rc->nseeds; i < rc->nnodes; i++)
+        if (!used[i] && !rc->nodes[i].c) return (uint16_t)i;
+    return NO_NODE;
+}
+
+/* The index of node host:port, added when new (in a forgotten node's
+ * place when the table is full: nodes change addresses over a long
+ * life); NO_NODE when nothing can be reused. */
 static uint16_t node_of(sc_rc *rc, const char *host, int port)
 {
     for (size_t i = 0; i < rc->nnodes; i++)
         if (rc->nodes[i].port == port && strcmp(rc->nodes[i].host, host) == 0) return (uint16_t)i;
-    if (rc->nnodes == SC_RC_MAX_NODES) return NO_NODE;
-    node *n = &rc->nodes[rc->nnodes];
+    uint16_t idx = rc->nnodes < SC_RC_MAX_NODES ? (uint16_t)rc->nnodes++ : node_unused(rc);
+    if (idx == NO_NODE) return NO_NODE;
+    node *n = &rc->nodes[idx];
     snprintf(n->host, sizeof n->host, "%s", host);
     n->port = port;
     n->c = NULL;
-    return (uint16_t)rc->nnodes++;
+    n->down_until = 0;
+    return idx;
 }
 
 static void node_drop(node *n)
@@ -119,13 +143,14 @@ static redisContext *node_conn(sc_rc *rc, node *n)
     if (!c || c->err) {
         set_err(rc, n, c ? c->errstr : "cannot allocate a connection");
         if (c) redisFree(c);
+        n->down_until = mono_ms() + 1000;
         return NULL;
     }
     redisSetTimeout(c, tv);
     if (rc->password) {
         redisReply *r = redisCommand(c, "AUTH %s", rc->password);
         int ok = r && r->type != REDIS_REPLY_ERROR;
-        set_err(rc, n, !r ? "no reply to AUTH" : ok ? "" : "AUTH refused");
+        if (!ok) set_err(rc, n, !r ? "no reply to AUTH" : "AUTH refused");
         if (r) freeReplyObject(r);
         if (!ok) {
             redisFree(c);
@@ -189,8 +214,17 @@ int sc_rc_refresh(sc_rc *rc)
     rc->st.refreshes++;
     /* Any node will do: the ones known, the seeds first (they were added
      * first). A node that fails is skipped. */
+    /* Nodes with a connection first, then the others, skipping those
+     * that could not be reached in the last second (each would cost a
+     * connect timeout); the seeds were added first. */
     int done = SC_EUPSTREAM;
-    for (size_t i = 0; i < rc->nnodes && done; i++) done = read_map(rc, &rc->nodes[i], m);
+    int64_t now = mono_ms();
+    for (int pass = 0; pass < 2 && done; pass++)
+        for (size_t i = 0; i < rc->nnodes && done; i++) {
+            node *n = &rc->nodes[i];
+            if (pass == 0 ? !n->c : n->c || n->down_until > now) continue;
+            done = read_map(rc, n, m);
+        }
     if (!done) memcpy(rc->slots, m, SC_RC_SLOTS * sizeof(uint16_t));
     free(m);
     return done;
@@ -229,6 +263,7 @@ int sc_rc_open(sc_rc **out, const sc_rc_opts *opts, char *err, size_t errlen)
         }
         p += n + (end != NULL);
     }
+    rc->nseeds = rc->nnodes;
     if (sc_rc_refresh(rc)) {
         snprintf(err, errlen, "no Redis Cluster node of '%s' gave a full slot map (last: %s)", rc->seeds,
                  rc->last_err);

@@ -884,12 +884,10 @@ static int8_t *ivf_train(const sc_index *ix, part *p, size_t snap, size_t live, 
 static void ivf_update(sc_index *ix, part *p, int what)
 {
     if (what == IVF_DROP) {
-        ivf *old = p->ivf;
-        pthread_rwlock_wrlock(&p->lock);
-        p->ivf = NULL;
-        pthread_rwlock_unlock(&p->lock);
-        ix->bytes -= ivf_bytes(ix, old);
-        ivf_free(old);
+        /* The chunks the lists cover gave their codes to the IVF: a
+         * compaction copies the rows with their codes computed again
+         * (row_codes), and leaves no IVF below half of ann_min. */
+        compact(ix, p);
         return;
     }
     const size_t dim = ix->dim, snap = p->rows, live = p->rows - p->dead;
@@ -963,8 +961,10 @@ static void ivf_update(sc_index *ix, part *p, int what)
         ivf_free(v);
         if (!p->retired) {
             p->compacting = 0;
-            /* Too few live rows to train on: again at twice as many. */
+            /* Too few live rows to train on: again at twice as many (a
+             * partition with an IVF keeps it, retrained at twice these). */
             p->train_next = 2 * live;
+            if (p->ivf) p->ivf->trained = live;
         }
         part_unref(p);
         return;

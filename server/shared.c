@@ -42,6 +42,7 @@ struct sc_shared {
     atomic_int stop;
     pthread_mutex_t smu;        /* stats */
     sc_shared_stats st;
+    atomic_llong down_until;    /* wall ms: lookups skip the cluster until then */
 };
 
 static int64_t wall_ms(void)
@@ -51,8 +52,13 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* After a failure, lookups leave the cluster alone for this long (each
+ * would wait out its retries); stores still try, and report. */
+#define DOWN_BACKOFF_MS 1000
+
 static void note(sc_shared *sh, int ok, uint64_t *counter, uint64_t n)
 {
+    atomic_store(&sh->down_until, ok ? 0 : (long long)wall_ms() + DOWN_BACKOFF_MS);
     pthread_mutex_lock(&sh->smu);
     sh->st.up = ok;
     if (!ok) sh->st.errors++;
@@ -244,6 +250,7 @@ int sc_shared_get(sc_shared *sh, const char *ns, const uint8_t key[SC_RECORD_EXA
     char k[SC_RECORD_MAX_NS + 64];
     size_t kl = entry_key(k, sizeof k, ns, key);
     memset(r, 0, sizeof *r);
+    if (wall_ms() < atomic_load(&sh->down_until)) return SC_EUPSTREAM; /* failed just now */
     conn *c = conn_get(sh);
     int rc = get_entry(c->rc, k, kl, r);
     conn_put(c);

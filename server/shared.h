@@ -20,8 +20,9 @@
  *   - An exact lookup that misses locally reads Redis (one keyed GET), so
  *     an entry stored on another node is an exact hit at once, before its
  *     event arrives.
- * When Redis is unreachable, lookups answer from the local copy; stores,
- * deletes and flushes fail with SC_EUPSTREAM. Not thread-safe issues: any
+ * When Redis is unreachable, lookups answer from the local copy (for a
+ * second after each failure they do not even try the cluster); stores,
+ * deletes and flushes fail with SC_EUPSTREAM after their retries. Any
  * thread may call any function (a small pool of cluster connections). */
 #ifndef SC_SHARED_H
 #define SC_SHARED_H

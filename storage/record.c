@@ -205,7 +205,7 @@ static int get_codes12(float *v, const uint8_t *p, uint32_t n)
     uint32_t su = get32(p);
     float s;
     memcpy(&s, &su, 4);
-    if (!(s == 0 || s >= CODES12_MIN_SCALE) || !isfinite(s)) return SC_ECORRUPT;
+    if (!(su == 0 || s >= CODES12_MIN_SCALE) || !isfinite(s)) return SC_ECORRUPT; /* not -0 either */
     p += 4;
     int32_t top = 0;
     for (uint32_t i = 0; i < n; i += 2) {

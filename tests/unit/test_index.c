@@ -1103,3 +1103,39 @@ SC_TEST(index_faiss_concurrent)
 {
     run_concurrency("faiss", "Flat", 0.5);
 }
+
+/* A partition whose IVF is dropped by an add (live rows under half of
+ * ann_min, no compaction due) gets its chunks' scan codes back: searches
+ * go on on the exact scan (this crashed: the codes were in the IVF only). */
+SC_TEST(index_ann_dropped_by_an_add)
+{
+    const size_t d = 32, N = 6000;
+    rng r = {2024};
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 1000};
+    CHECK_OK(sc_index_create(&ix, &o));
+    float *v = clustered(&r, N + 1, d, 40, 3.0f / sqrtf((float)d));
+    sc_index_bulk_load(ix, 1);
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    sc_index_bulk_load(ix, 0);
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 1);
+    for (size_t i = 0; i < N - 498; i++) CHECK_OK(sc_index_remove(ix, i));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 1); /* the last compaction kept it */
+    CHECK_OK(sc_index_add(ix, "a", 1, N, v + N * d)); /* drops the IVF */
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 0);
+    CHECK_EQ_INT(st.vectors, 499);
+    size_t self = 0;
+    for (size_t i = N - 498; i <= N; i++) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
+        self += m == 1 && h[0].id == i;
+    }
+    CHECK_EQ_INT(self, 499);
+    sc_index_destroy(ix);
+    free(v);
+}

@@ -9,6 +9,7 @@
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { tmpDir, test, run, skip, startServer, stopServer, sleep, assert, assertEq, json } = require('./lib');
+const mockUpstream = require('./mock_upstream');
 
 const CLUSTER = path.resolve(__dirname, '../cluster/cluster.sh');
 let dir, base, seeds, A, B, C;
@@ -106,6 +107,63 @@ test('a node killed with SIGKILL catches up; a fresh node copies everything', as
   assertEq(l.body.hit, true, l.text);
   assertEq(l.body.response, 'a7');
   await stopServer(D, 'SIGTERM');
+});
+
+test('a semcached node killed with SIGKILL under write load: the others serve, it catches up, nothing missing', async () => {
+  const acked = [];
+  let refused = 0;
+  const writer = (async () => {
+    for (let i = 0; i < 150; i++) {
+      const s = await post(A, '/cache/store', { namespace: 'load', prompt: `entry under load ${i}`, response: `l${i}` });
+      if (s.status === 200) acked.push(i); else refused++;
+    }
+  })();
+  await until('30 acknowledged stores', async () => acked.length >= 30, 20000);
+  await stopServer(C, 'SIGKILL');
+  const l = await lookup(B, 'faq', 'where can i download my monthly invoice please');
+  assertEq(l.body.hit, true, 'B serves while C is down');
+  await writer;
+  assertEq(refused, 0, 'no store refused: the cluster is fine');
+  C = await startServer({ args: ARGS(), dataDir: C.dataDir });
+  const want = (await stats(A)).entries;
+  await until('C caught up', async () => (await stats(C)).entries === want, 10000);
+  let missing = 0;
+  for (const n of [A, B, C])
+    for (const i of acked) {
+      const r = await lookup(n, 'load', `entry under load ${i}`);
+      if (!(r.body.hit && r.body.response === `l${i}`)) missing++;
+    }
+  console.log(`# C killed after 30 of ${acked.length} acknowledged stores; caught up to ${want} entries; ${missing} missing on A, B, C`);
+  assertEq(missing, 0);
+});
+
+test('auth and namespaces as on one node: a tenant sees only its own entries, on every node', async () => {
+  // Users reach the cache through the proxy with their keys (their
+  // namespace comes from the key): tenant A's answer, cached through E, is
+  // a hit for A on F, and a miss (an upstream call) for B on F.
+  const up = await mockUpstream.start({ port: 0, name: 'tenants' });
+  const KA = 'cluster-tenant-a-key-1', KB = 'cluster-tenant-b-key-2';
+  const auth = ['--upstream', up.url, '--api-key', `${KA} tenant-a user`, '--api-key', `${KB} tenant-b user`];
+  const E = await startServer({ args: [...ARGS(), ...auth] }), F = await startServer({ args: [...ARGS(), ...auth] });
+  const chat = (n, key, text) => fetch(`${n.url}/v1/chat/completions`, { method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ model: 'gpt-test', messages: [{ role: 'user', content: text }] }) });
+  const q = 'What is the launch date of project nightingale?';
+  const first = await chat(E, KA, q);
+  assertEq(first.status, 200);
+  assertEq(first.headers.get('x-semcache'), 'miss');
+  await sleep(300); // the write-back is asynchronous
+  const a = await chat(F, KA, q);
+  assertEq(a.headers.get('x-semcache'), 'hit-exact', 'A on F');
+  const callsBefore = up.calls().total;
+  const b = await chat(F, KB, q);
+  assertEq(b.status, 200);
+  assertEq(b.headers.get('x-semcache'), 'miss', 'B must not get A\'s answer');
+  assertEq(up.calls().total, callsBefore + 1);
+  assertEq((await chat(F, 'not-a-key', q)).status, 401);
+  await stopServer(E, 'SIGTERM');
+  await stopServer(F, 'SIGTERM');
+  await up.close();
 });
 
 test('a Redis master killed with SIGKILL under write load: no acknowledged store missing', async () => {

@@ -513,7 +513,9 @@ int sc_store_learn_foreach(sc_store *s, int (*fn)(void *ctx, const void *k, size
     return SC_OK;
 }
 
-int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx)
+/* Walks the entries table in one read transaction: each(x, id, value)
+ * for every record, until it returns non-zero. */
+static int walk_entries(sc_store *s, int (*each)(void *x, uint64_t id, const MDB_val *v), void *x)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -523,64 +525,69 @@ int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void
         mdb_txn_abort(txn);
         return sc_store__err(mrc);
     }
-    int64_t now = (int64_t)time(NULL);
     MDB_val k, v;
-    int rc = 0;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t id = sc_store__key_id(&k);
-        sc_record r;
-        int drc = sc_record_decode(v.mv_data, v.mv_size, &r);
-        if (drc != 0) {
-            note_corrupt(s, id, drc);
-            continue;
-        }
-        if (!expired(r.expires, now)) {
-            r.id = id;
-            int stop = fn(ctx, &r);
-            sc_record_clear(&r);
-            if (stop) break;
-        } else {
-            sc_record_clear(&r);
-        }
-    }
-    if (mrc != 0 && mrc != MDB_NOTFOUND) rc = sc_store__err(mrc);
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        if (each(x, sc_store__key_id(&k), &v)) break;
+    int rc = mrc != 0 && mrc != MDB_NOTFOUND ? sc_store__err(mrc) : 0;
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+typedef struct walk_ctx {
+    sc_store *s;
+    int64_t now;
+    int (*fn)(void *ctx, const sc_record *r);
+    int (*vfn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec);
+    void *ctx;
+    float *vec;
+} walk_ctx;
+
+/* Live, decodable records to fn (corrupt ones counted and skipped). */
+static int each_record(void *x, uint64_t id, const MDB_val *v)
+{
+    walk_ctx *w = x;
+    sc_record r;
+    int drc = sc_record_decode(v->mv_data, v->mv_size, &r);
+    if (drc != 0) {
+        note_corrupt(w->s, id, drc);
+        return 0;
+    }
+    int stop = 0;
+    if (!expired(r.expires, w->now)) {
+        r.id = id;
+        stop = w->fn(w->ctx, &r);
+    }
+    sc_record_clear(&r);
+    return stop;
+}
+
+static int each_vector(void *x, uint64_t id, const MDB_val *v)
+{
+    walk_ctx *w = x;
+    sc_record_head h;
+    int drc = sc_record_decode_vector(v->mv_data, v->mv_size, &h, w->vec, SC_RECORD_MAX_DIM);
+    if (drc != 0) {
+        note_corrupt(w->s, id, drc);
+        return 0;
+    }
+    return !expired(h.expires, w->now) && w->vfn(w->ctx, id, &h, h.dim ? w->vec : NULL);
+}
+
+int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void *ctx)
+{
+    walk_ctx w = {.s = s, .now = (int64_t)time(NULL), .fn = fn, .ctx = ctx};
+    return walk_entries(s, each_record, &w);
 }
 
 int sc_store_foreach_vector(sc_store *s,
                             int (*fn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec),
                             void *ctx)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    int mrc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (mrc) return sc_store__err(mrc);
-    if ((mrc = mdb_cursor_open(txn, s->dbi_entries, &cur)) != 0) {
-        mdb_txn_abort(txn);
-        return sc_store__err(mrc);
-    }
-    float *vec = sc_malloc(SC_RECORD_MAX_DIM * sizeof(float));
-    int64_t now = (int64_t)time(NULL);
-    MDB_val k, v;
-    int rc = 0;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t id = sc_store__key_id(&k);
-        sc_record_head h;
-        int drc = sc_record_decode_vector(v.mv_data, v.mv_size, &h, vec, SC_RECORD_MAX_DIM);
-        if (drc != 0) {
-            note_corrupt(s, id, drc);
-            continue;
-        }
-        if (!expired(h.expires, now) && fn(ctx, id, &h, h.dim ? vec : NULL)) break;
-    }
-    if (mrc != 0 && mrc != MDB_NOTFOUND) rc = sc_store__err(mrc);
-    free(vec);
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    walk_ctx w = {.s = s, .now = (int64_t)time(NULL), .vfn = fn, .ctx = ctx,
+                  .vec = sc_malloc(SC_RECORD_MAX_DIM * sizeof(float))};
+    int rc = walk_entries(s, each_vector, &w);
+    free(w.vec);
     return rc;
 }
 

@@ -20,7 +20,8 @@
 #define FEED_MAXLEN 100000
 #define FEED_PREFIX "sc:feed"
 #define KEY_PREFIX "sc:e:"
-#define POLL_IDLE_MS 5
+#define POLL_MIN_MS 5             /* between polls while events come */
+#define POLL_MAX_MS 40            /* ... doubling up to this while none do */
 #define POS_SAVE_MS 1000
 
 typedef struct conn {
@@ -383,6 +384,7 @@ static void *feed_main(void *arg)
     int need_copy = pos_load(sh, &pos) != 0;
     feed_ctx x = {sh, c->rc};
     int64_t saved = 0;
+    int wait_ms = POLL_MIN_MS;
     while (!atomic_load(&sh->stop)) {
         if (need_copy) {
             need_copy = full_copy(sh, c->rc, c->feed, &pos) != 0;
@@ -406,7 +408,10 @@ static void *feed_main(void *arg)
             pos_save(sh, &pos);
             saved = now;
         }
-        if (n <= 0) usleep(POLL_IDLE_MS * 1000);
+        /* An idle node polls less (16 XREADs a poll): the first event
+         * after a quiet spell waits at most POLL_MAX_MS. */
+        wait_ms = n > 0 ? POLL_MIN_MS : wait_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : wait_ms * 2;
+        if (n <= 0) usleep((useconds_t)wait_ms * 1000);
     }
     pos_save(sh, &pos);
     return NULL;

@@ -393,17 +393,57 @@ static char *dup_bytes(const uint8_t *p, size_t n)
     return s;
 }
 
-int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
+/* The envelope and its checksum, then the layout: what every decode
+ * checks first. The checksum goes first (see the file comment); it needs
+ * only the envelope's length and magic to be sane. */
+static int check_sealed(const uint8_t *p, size_t n, layout *l)
 {
-    memset(r, 0, sizeof *r);
-    /* The checksum is checked first (see the file comment); it needs only
-     * the envelope's length and magic to be sane. */
     if (!p || n < MIN_LEN) return SC_ECORRUPT;
     if (p[0] != MAGIC_0 || p[1] != MAGIC_1 || p[2] != MAGIC_2 || p[3] != MAGIC_3)
         return SC_ECORRUPT;
     if (verify_checksum(p, n) != 0) return SC_ECORRUPT;
+    return check_layout(p, n, l);
+}
+
+/* The vector of a record laid out as l into vec (l->dim floats), in its
+ * version's encoding; SC_ECORRUPT for codes encode never writes or a value
+ * that is not finite (encode's callers never store one). */
+static int get_vector(const uint8_t *p, const layout *l, float *vec)
+{
+    const uint8_t *q = p + HEAD_LEN;
+    int rc = 0;
+    if (l->version == 1)
+        get_floats(vec, q, l->dim);
+    else if (l->version == 2)
+        get_halves(vec, q, l->dim);
+    else
+        rc = get_codes12(vec, q, l->dim);
+    for (uint32_t i = 0; !rc && i < l->dim; i++)
+        if (!isfinite(vec[i])) rc = SC_ECORRUPT;
+    return rc;
+}
+
+/* The fixed fields and the namespace of a record laid out as l. */
+static void fill_head(const uint8_t *p, const layout *l, sc_record_head *h)
+{
+    h->version = get16(p + OFF_VERSION);
+    h->created = (int64_t)get64(p + OFF_CREATED);
+    h->expires = (int64_t)get64(p + OFF_EXPIRES);
+    h->last_hit = (int64_t)get64(p + OFF_LAST_HIT);
+    h->hits = get64(p + OFF_HITS);
+    h->fp = get64(p + OFF_FP);
+    h->dim = l->dim;
+    h->has_exact_key = (get16(p + OFF_FLAGS) & FLAG_EXACT) != 0;
+    if (h->has_exact_key) memcpy(h->exact_key, p + OFF_EXACT, SC_RECORD_EXACT_LEN);
+    memcpy(h->ns, p + HEAD_LEN + l->vec_len, l->ns_len);
+    h->ns[l->ns_len] = '\0';
+}
+
+int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
+{
+    memset(r, 0, sizeof *r);
     layout l;
-    int rc = check_layout(p, n, &l);
+    int rc = check_sealed(p, n, &l);
     if (rc != 0) return rc;
 
     uint16_t flags = get16(p + OFF_FLAGS);
@@ -421,18 +461,7 @@ int sc_record_decode(const uint8_t *p, size_t n, sc_record *r)
     r->dim = l.dim;
     if (l.dim) {
         r->vec = sc_malloc((size_t)l.dim * sizeof(float));
-        if (l.version == 1)
-            get_floats(r->vec, q, l.dim);
-        else if (l.version == 2)
-            get_halves(r->vec, q, l.dim);
-        else if ((rc = get_codes12(r->vec, q, l.dim)) != 0)
-            goto fail;
-        /* A stored vector is finite (encode's callers never store others). */
-        for (uint32_t i = 0; i < l.dim; i++)
-            if (!isfinite(r->vec[i])) {
-                rc = SC_ECORRUPT;
-                goto fail;
-            }
+        if ((rc = get_vector(p, &l, r->vec)) != 0) goto fail;
     }
     q += l.vec_len;
     if ((rc = dup_cstr(q, l.ns_len, &r->ns)) != 0) goto fail;
@@ -455,32 +484,20 @@ fail:
 int sc_record_decode_vector(const uint8_t *p, size_t n, sc_record_head *h, float *vec, uint32_t cap)
 {
     memset(h, 0, sizeof *h);
-    if (!p || n < MIN_LEN) return SC_ECORRUPT;
-    if (p[0] != MAGIC_0 || p[1] != MAGIC_1 || p[2] != MAGIC_2 || p[3] != MAGIC_3)
-        return SC_ECORRUPT;
-    if (verify_checksum(p, n) != 0) return SC_ECORRUPT;
-    int rc = sc_record_peek(p, n, h);
-    if (rc != 0) return rc;
-    /* What decode would refuse beyond the layout: a NUL in a short string,
-     * a vector that is not finite or codes encode never writes. */
     layout l;
-    (void)check_layout(p, n, &l);
+    int rc = check_sealed(p, n, &l);
+    if (rc != 0) return rc;
+    /* What decode would refuse beyond the layout: a NUL in a short string
+     * (dup_cstr's check), a vector that is not finite or codes encode
+     * never writes (get_vector). */
     const uint8_t *q = p + HEAD_LEN + l.vec_len;
     if ((l.ns_len && memchr(q, 0, l.ns_len)) || (l.ct_len && memchr(q + l.ns_len, 0, l.ct_len)) ||
         (l.model_len && memchr(q + l.ns_len + l.ct_len, 0, l.model_len)))
         return SC_ECORRUPT;
+    fill_head(p, &l, h);
     if (!l.dim) return 0;
     if (l.dim > cap) return SC_ETOOBIG;
-    q = p + HEAD_LEN;
-    if (l.version == 1)
-        get_floats(vec, q, l.dim);
-    else if (l.version == 2)
-        get_halves(vec, q, l.dim);
-    else if ((rc = get_codes12(vec, q, l.dim)) != 0)
-        return rc;
-    for (uint32_t i = 0; i < l.dim; i++)
-        if (!isfinite(vec[i])) return SC_ECORRUPT;
-    return 0;
+    return get_vector(p, &l, vec);
 }
 
 void sc_record_clear(sc_record *r)
@@ -501,17 +518,7 @@ int sc_record_peek(const uint8_t *p, size_t n, sc_record_head *h)
     layout l;
     int rc = check_layout(p, n, &l);
     if (rc != 0) return rc;
-    h->version = get16(p + OFF_VERSION);
-    h->created = (int64_t)get64(p + OFF_CREATED);
-    h->expires = (int64_t)get64(p + OFF_EXPIRES);
-    h->last_hit = (int64_t)get64(p + OFF_LAST_HIT);
-    h->hits = get64(p + OFF_HITS);
-    h->fp = get64(p + OFF_FP);
-    h->dim = l.dim;
-    h->has_exact_key = (get16(p + OFF_FLAGS) & FLAG_EXACT) != 0;
-    if (h->has_exact_key) memcpy(h->exact_key, p + OFF_EXACT, SC_RECORD_EXACT_LEN);
-    memcpy(h->ns, p + HEAD_LEN + l.vec_len, l.ns_len);
-    h->ns[l.ns_len] = '\0';
+    fill_head(p, &l, h);
     return 0;
 }
 

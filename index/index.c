@@ -550,22 +550,18 @@ static size_t chunk_base(size_t i)
 /* With p's write lock held, after an IVF covering rows [0, assigned) was
  * swapped in: the chunks wholly inside it let their scan codes go (the
  * IVF has them). The arrays go into *drop, freed by the caller once the
- * lock is released; returns the bytes given back. */
-static size_t release_codes(const sc_index *ix, part *p, size_t assigned, void ***drop, size_t *ndrop)
+ * lock is released (part_bytes counts what is left). */
+static void release_codes(part *p, size_t assigned, void ***drop, size_t *ndrop)
 {
-    size_t freed = 0;
     for (size_t i = 0; i < p->nchunks; i++) {
         chunk *c = &p->chunks[i];
         if (!c->c4 || chunk_base(i) + c->cap > assigned) continue;
-        freed += chunk_bytes(ix, c);
         *drop = sc_realloc(*drop, (*ndrop + 2) * sizeof(void *));
         (*drop)[(*ndrop)++] = c->c4;
         (*drop)[(*ndrop)++] = c->s4;
         c->c4 = NULL;
         c->s4 = NULL;
-        freed -= chunk_bytes(ix, c);
     }
-    return freed;
 }
 
 /* Frees what release_codes took. glibc keeps freed blocks of a few MB in
@@ -715,10 +711,10 @@ static void compact(sc_index *ix, part *p)
     p->train_next = train_next;
     p->ivf = nv;
     void **drop = NULL;
-    size_t ndrop = 0, freed = nv ? release_codes(ix, p, nv->assigned, &drop, &ndrop) : 0;
+    size_t ndrop = 0;
+    if (nv) release_codes(p, nv->assigned, &drop, &ndrop);
     pthread_rwlock_unlock(&p->lock);
     free_dropped(drop, ndrop);
-    (void)freed; /* part_bytes below counts what is left */
 
     for (size_t i = 0; i < oldn; i++) chunk_free(&oldch[i]);
     free(oldch);
@@ -971,13 +967,13 @@ static void ivf_update(sc_index *ix, part *p, int what)
     }
     ivf *prev = p->ivf;
     void **drop = NULL;
-    size_t ndrop = 0;
+    size_t ndrop = 0, oldbytes = part_bytes(ix, p);
     pthread_rwlock_wrlock(&p->lock);
     p->ivf = v;
-    size_t freed = release_codes(ix, p, v->assigned, &drop, &ndrop);
+    release_codes(p, v->assigned, &drop, &ndrop);
     pthread_rwlock_unlock(&p->lock);
     free_dropped(drop, ndrop);
-    ix->bytes = ix->bytes - ivf_bytes(ix, prev) + ivf_bytes(ix, v) - freed;
+    ix->bytes = ix->bytes - oldbytes + part_bytes(ix, p);
     ivf_free(prev);
     p->compacting = 0;
     part_unref(p);
@@ -1238,21 +1234,28 @@ static int by_score_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* Offers the rows of one scanned block (scores fs[0..m), chunk c from row
- * off) to the heap. Only scores above the heap's weakest are looked at,
- * and those are found 16 at a time (sc_index__above). */
-static void offer_block(const sc_index *ix, const chunk *c, size_t off, const float *fs, size_t m,
-                        cand *h, size_t *n, size_t cap)
+/* Offers the rows of one scanned block to the heap: scores fs[0..m) of
+ * chunk c's rows from off, or (rows not NULL, an IVF list) of the
+ * partition's rows rows[0..m). Only scores above the heap's weakest are
+ * looked at, and those are found 16 at a time (sc_index__above). */
+static void offer_block(const sc_index *ix, const part *p, const chunk *c, size_t off, const uint32_t *rows,
+                        const float *fs, size_t m, cand *h, size_t *n, size_t cap)
 {
     uint32_t idx[SCAN_BLOCK];
     float thr = *n == cap ? h[0].s : -INFINITY;
     size_t na = sc_index__above(fs, m, thr, idx);
     for (size_t a = 0; a < na; a++) {
-        size_t j = idx[a];
+        size_t j = idx[a], o = off + j;
         if (*n == cap && fs[j] <= h[0].s) continue; /* the bar rose meanwhile */
-        uint64_t id = c->ids[off + j];
+        const chunk *rc = c;
+        if (rows) { /* an IVF list: score j is row rows[j], wherever it lies */
+            size_t ci;
+            row_loc(rows[j], &ci, &o);
+            rc = &p->chunks[ci];
+        }
+        uint64_t id = rc->ids[o];
         if (id == TOMB) continue;
-        heap_offer(h, n, cap, (cand){fs[j], id, c->hv + (off + j) * ix->dim});
+        heap_offer(h, n, cap, (cand){fs[j], id, rc->hv + o * ix->dim});
     }
 }
 
@@ -1269,7 +1272,7 @@ static size_t scan_i8(const sc_index *ix, const part *p, const int8_t *q, cand *
             size_t m = c->n - off < SCAN_BLOCK ? c->n - off : SCAN_BLOCK;
             sc_index_dot_i8(q, c->q + off * dim, m, dim, sb);
             for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j];
-            offer_block(ix, c, off, fs, m, h, &n, cap);
+            offer_block(ix, p, c, off, NULL, fs, m, h, &n, cap);
         }
     }
     return n;
@@ -1291,7 +1294,7 @@ static size_t scan_i4(const sc_index *ix, const part *p, const int8_t *q, size_t
         if (m > to - r) m = to - r;
         sc_index_dot_i4(q, c->c4 + off * rb, m, dim, sb);
         for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * c->s4[off + j];
-        offer_block(ix, c, off, fs, m, h, &n, cap);
+        offer_block(ix, p, c, off, NULL, fs, m, h, &n, cap);
         r += m;
     }
     return n;
@@ -1324,7 +1327,6 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
 
     int32_t sb[SCAN_BLOCK];
     float fs[SCAN_BLOCK];
-    uint32_t idx[SCAN_BLOCK];
     size_t n = 0;
     for (uint32_t pi = 0; pi < v->nprobe; pi++) {
         size_t e = v->off[ls[pi].l + 1];
@@ -1332,15 +1334,7 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
             size_t m = e - i < SCAN_BLOCK ? e - i : SCAN_BLOCK;
             sc_index_dot_i4(q, v->codes + i * rb, m, dim, sb);
             for (size_t j = 0; j < m; j++) fs[j] = (float)sb[j] * v->scales[i + j];
-            size_t na = sc_index__above(fs, m, n == cap ? h[0].s : -INFINITY, idx);
-            for (size_t a = 0; a < na; a++) {
-                size_t j = idx[a], ci, off;
-                if (n == cap && fs[j] <= h[0].s) continue;
-                row_loc(v->rows[i + j], &ci, &off);
-                const chunk *c = &p->chunks[ci];
-                if (c->ids[off] == TOMB) continue;
-                heap_offer(h, &n, cap, (cand){fs[j], c->ids[off], c->hv + off * dim});
-            }
+            offer_block(ix, p, NULL, 0, v->rows + i, fs, m, h, &n, cap);
         }
     }
     return scan_i4(ix, p, q, v->assigned, p->rows, h, n, cap);

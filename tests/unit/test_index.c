@@ -858,6 +858,17 @@ SC_TEST(index_quantizers_match_scalar)
  * The ANN path (IVF over the 4-bit codes)
  * ------------------------------------------------------------------- */
 
+/* A flat 4-bit index with the ANN path from ann_min live rows
+ * (UINT32_MAX: never), probing nprobe lists (0: the default rule). */
+static sc_index *mk_ann(size_t dim, uint32_t ann_min, uint32_t nprobe)
+{
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)dim, .scan_bits = 4, .ann_min_rows = ann_min, .ann_nprobe = nprobe};
+    int rc = sc_index_create(&ix, &o);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
+    return ix;
+}
+
 /* Clustered unit vectors: nc centres, each row a centre plus noise (real
  * embeddings cluster; uniform random ones do not). */
 static float *clustered(rng *r, size_t n, size_t d, size_t nc, float sigma)
@@ -916,13 +927,7 @@ SC_TEST(index_ann_recall_and_upkeep)
      * are scanned whole until there are enough to put into lists. */
     const size_t d = 64, N = 20000;
     rng r = {4242};
-    scan_bits = 4;
-    ann_min_rows = 2000;
-    sc_index *ix = mk(d, NULL, NULL), *ex = NULL;
-    ann_min_rows = UINT32_MAX;
-    ex = mk(d, NULL, NULL); /* the same rows, exact scan */
-    ann_min_rows = 0;
-    scan_bits = 8;
+    sc_index *ix = mk_ann(d, 2000, 0), *ex = mk_ann(d, UINT32_MAX, 0); /* ex: the same rows, exact scan */
     REQUIRE(ix && ex);
     float *v = clustered(&r, N, d, 200, 1.0f / sqrtf((float)d));
     sc_index_stats st;
@@ -956,10 +961,7 @@ SC_TEST(index_ann_recall_and_upkeep)
     CHECK_EQ_INT(self, (N + 6) / 7);
     /* Probing every list finds what the exact scan finds. */
     sc_index_destroy(ix);
-    scan_bits = 4;
-    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 2000, .ann_nprobe = 1024};
-    CHECK_OK(sc_index_create(&ix, &o));
-    scan_bits = 8;
+    REQUIRE((ix = mk_ann(d, 2000, 1024)));
     for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
     size_t same = 0;
     float q[64];
@@ -981,9 +983,8 @@ SC_TEST(index_ann_bulk_load_builds_once_at_the_end)
 {
     const size_t d = 32, N = 6000;
     rng r = {99};
-    sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 1000};
-    CHECK_OK(sc_index_create(&ix, &o));
+    sc_index *ix = mk_ann(d, 1000, 0);
+    REQUIRE(ix);
     float *v = clustered(&r, N, d, 50, 3.0f / sqrtf((float)d));
     sc_index_bulk_load(ix, 1);
     for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, i % 2 ? "a" : "b", 1, i, v + i * d));
@@ -1111,9 +1112,8 @@ SC_TEST(index_ann_dropped_by_an_add)
 {
     const size_t d = 32, N = 6000;
     rng r = {2024};
-    sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = 1000};
-    CHECK_OK(sc_index_create(&ix, &o));
+    sc_index *ix = mk_ann(d, 1000, 0);
+    REQUIRE(ix);
     float *v = clustered(&r, N + 1, d, 40, 3.0f / sqrtf((float)d));
     sc_index_bulk_load(ix, 1);
     for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));

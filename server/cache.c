@@ -353,13 +353,18 @@ static int apply_del(void *ctx, const uint8_t key[SC_RECORD_EXACT_LEN])
     return rc;
 }
 
-static int apply_flush(void *ctx, const char *ns)
+/* Namespace ns gone from the store and the index, here only. */
+static int flush_local(sc_cache *c, const char *ns, uint64_t *count)
 {
-    sc_cache *c = ctx;
-    uint64_t n;
-    int rc = sc_store_flush_ns(c->store, ns, &n);
+    int rc = sc_store_flush_ns(c->store, ns, count);
     if (rc == SC_OK) sc_index_flush_ns(c->index, ns);
     return rc;
+}
+
+static int apply_flush(void *ctx, const char *ns)
+{
+    uint64_t n;
+    return flush_local(ctx, ns, &n);
 }
 
 /* After start-up, in the background: the ANN lists of the partitions big
@@ -548,6 +553,13 @@ static void exact_hit(sc_cache_result *res, sc_record *r)
     res->rec = *r;
 }
 
+/* Guard against a hash collision of exact keys: the entry must be what
+ * was asked (namespace, context and normalised prompt). */
+static int asked_for(const sc_record *r, const char *ns, uint64_t fp, const char *norm, size_t nlen)
+{
+    return strcmp(r->ns, ns) == 0 && r->fp == fp && normalises_to(r->prompt, r->prompt_len, norm, nlen);
+}
+
 /* The exact layer for a query already normalised to norm (nlen bytes)
  * whose exact key is key. */
 static int lookup_exact_norm(sc_cache *c, const char *ns, uint64_t fp, const char *norm, size_t nlen,
@@ -556,8 +568,7 @@ static int lookup_exact_norm(sc_cache *c, const char *ns, uint64_t fp, const cha
     uint64_t id;
     sc_record r = {0};
     if (sc_store_get_exact(c->store, key, &id) || sc_store_get(c->store, id, &r)) return 0;
-    /* Guard against a hash collision: the entry must be what was asked. */
-    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen)) {
+    if (!asked_for(&r, ns, fp, norm, nlen)) {
         sc_record_clear(&r);
         return 0;
     }
@@ -572,8 +583,7 @@ static int lookup_shared(sc_cache *c, const char *ns, uint64_t fp, const char *n
 {
     sc_record r;
     if (sc_shared_get(c->shared, ns, key, &r)) return 0;
-    if (strcmp(r.ns, ns) != 0 || r.fp != fp || !normalises_to(r.prompt, r.prompt_len, norm, nlen) ||
-        apply_put(c, &r) != SC_OK) {
+    if (!asked_for(&r, ns, fp, norm, nlen) || apply_put(c, &r) != SC_OK) {
         sc_record_clear(&r);
         return 0;
     }
@@ -1022,9 +1032,7 @@ int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count)
         int src = sc_shared_flush(c->shared, ns);
         if (src) return src;
     }
-    int rc = sc_store_flush_ns(c->store, ns, count);
-    if (rc == SC_OK) sc_index_flush_ns(c->index, ns);
-    return rc;
+    return flush_local(c, ns, count);
 }
 
 int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r)

@@ -71,25 +71,22 @@ int sc_feed_publish(sc_feed *f, const char *key, size_t klen, size_t nf, const c
     return rc;
 }
 
-/* XINFO STREAM of shard k: the value of field name into out ("0-0" when
- * the stream does not exist). 0, or SC_EUPSTREAM when the cluster did
- * not answer. */
-static int xinfo_id(sc_feed *f, int k, const char *name, char out[SC_FEED_ID_MAX])
+/* XINFO STREAM of shard k (NULL when the cluster did not answer; an
+ * error reply when the stream does not exist). */
+static redisReply *xinfo(sc_feed *f, int k)
 {
     const char *argv[] = {"XINFO", "STREAM", f->key[k]};
     int err = 0;
-    redisReply *r = sc_rc_command(f->rc, f->key[k], strlen(f->key[k]), 3, argv, NULL, &err);
-    if (!r) return SC_EUPSTREAM;
-    strcpy(out, "0-0");
-    if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            redisReply *n = r->element[i], *v = r->element[i + 1];
-            if (n->type == REDIS_REPLY_STRING && strcmp(n->str, name) == 0 && v->type == REDIS_REPLY_STRING &&
-                v->len < SC_FEED_ID_MAX)
-                memcpy(out, v->str, v->len + 1);
-        }
-    freeReplyObject(r);
-    return 0;
+    return sc_rc_command(f->rc, f->key[k], strlen(f->key[k]), 3, argv, NULL, &err);
+}
+
+/* Field name of an XINFO STREAM reply (pairs of name and value), or NULL. */
+static const redisReply *xinfo_field(const redisReply *r, const char *name)
+{
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, name) == 0)
+            return r->element[i + 1];
+    return NULL;
 }
 
 /* 1 when shard k may have lost events after pos to trimming. Trimming
@@ -103,16 +100,10 @@ static int shard_trimmed(sc_feed *f, int k, const char *pos)
     int err = 0, trimmed = 0;
     redisReply *r;
     if (strcmp(pos, "0-0") == 0) {
-        const char *argv[] = {"XINFO", "STREAM", f->key[k]};
-        r = sc_rc_command(f->rc, f->key[k], strlen(f->key[k]), 3, argv, NULL, &err);
-        long long added = 0, length = 0;
-        for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-            redisReply *n = r->element[i], *v = r->element[i + 1];
-            if (n->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_INTEGER) continue;
-            if (strcmp(n->str, "entries-added") == 0) added = v->integer;
-            if (strcmp(n->str, "length") == 0) length = v->integer;
-        }
-        trimmed = added > length;
+        r = xinfo(f, k);
+        const redisReply *added = xinfo_field(r, "entries-added"), *length = xinfo_field(r, "length");
+        trimmed = added && length && added->type == REDIS_REPLY_INTEGER && length->type == REDIS_REPLY_INTEGER &&
+                  added->integer > length->integer;
     } else {
         const char *argv[] = {"XRANGE", f->key[k], pos, pos, "COUNT", "1"};
         r = sc_rc_command(f->rc, f->key[k], strlen(f->key[k]), 6, argv, NULL, &err);
@@ -126,8 +117,12 @@ int sc_feed_pos_now(sc_feed *f, sc_feed_pos *pos)
 {
     sc_feed_pos_init(pos);
     for (int k = 0; k < f->shards; k++) {
-        int rc = xinfo_id(f, k, "last-generated-id", pos->id[k]);
-        if (rc) return rc;
+        redisReply *r = xinfo(f, k);
+        if (!r) return SC_EUPSTREAM;
+        const redisReply *last = xinfo_field(r, "last-generated-id"); /* none: no stream, "0-0" */
+        if (last && last->type == REDIS_REPLY_STRING && last->len < SC_FEED_ID_MAX)
+            memcpy(pos->id[k], last->str, last->len + 1);
+        freeReplyObject(r);
         f->checked[k] = 1; /* nothing before it is wanted */
     }
     return 0;

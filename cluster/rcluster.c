@@ -305,6 +305,16 @@ static uint16_t redirect_target(sc_rc *rc, const char *msg, long *slot)
 
 static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
+/* The lengths of argv's words: lens, or strlen of each into buf (at most
+ * 64 words; NULL past that). */
+static const size_t *arg_lens(int argc, const char **argv, const size_t *lens, size_t buf[64])
+{
+    if (lens) return lens;
+    if (argc > 64) return NULL;
+    for (int i = 0; i < argc; i++) buf[i] = strlen(argv[i]);
+    return buf;
+}
+
 redisReply *sc_rc_command(sc_rc *rc, const char *key, size_t keylen, int argc, const char **argv,
                           const size_t *lens, int *err)
 {
@@ -315,14 +325,11 @@ redisReply *sc_rc_command(sc_rc *rc, const char *key, size_t keylen, int argc, c
         *err = SC_EINVAL;
         return NULL;
     }
-    size_t lbuf[64], *l = (size_t *)lens;
-    if (!lens) {
-        if (argc > 64) {
-            *err = SC_EINVAL;
-            return NULL;
-        }
-        for (int i = 0; i < argc; i++) lbuf[i] = strlen(argv[i]);
-        l = lbuf;
+    size_t lbuf[64];
+    const size_t *l = arg_lens(argc, argv, lens, lbuf);
+    if (!l) {
+        *err = SC_EINVAL;
+        return NULL;
     }
     uint16_t slot = sc_rc_slot(key, keylen), ask_node = NO_NODE;
     for (int attempt = 0; attempt < rc->o.max_attempts; attempt++) {
@@ -402,11 +409,11 @@ redisReply *sc_rc_command_node(sc_rc *rc, const char *addr, int argc, const char
         return NULL;
     }
     size_t lbuf[64];
-    for (int i = 0; i < argc; i++) lbuf[i] = lens ? lens[i] : strlen(argv[i]);
+    const size_t *l = arg_lens(argc, argv, lens, lbuf);
     node *n = &rc->nodes[idx];
     for (int attempt = 0; attempt < rc->o.max_attempts; attempt++) {
         redisContext *c = node_conn(rc, n);
-        redisReply *r = c ? redisCommandArgv(c, argc, argv, lbuf) : NULL;
+        redisReply *r = c ? redisCommandArgv(c, argc, argv, l) : NULL;
         if (r) return r;
         if (c) {
             set_err(rc, n, c->errstr[0] ? c->errstr : "no reply");

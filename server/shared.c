@@ -123,6 +123,24 @@ static int publish(sc_shared *sh, conn *c, const char *op, const char *k, size_t
     return sc_feed_publish(c->feed, k, klen, 5, fields, values, id);
 }
 
+/* A write to entry k (argv on its master, a reply of type want), made
+ * durable on a replica, then announced on the feed as op: the order
+ * every store and delete follows before it is acknowledged. */
+static int write_and_announce(sc_shared *sh, const char *k, size_t kl, int argc, const char **argv,
+                              const size_t *lens, int want, const char *op, const char *ns)
+{
+    conn *c = conn_get(sh);
+    int err = 0;
+    redisReply *rep = sc_rc_command(c->rc, k, kl, argc, argv, lens, &err);
+    int rc = rep && rep->type == want ? 0 : SC_EUPSTREAM;
+    if (rep) freeReplyObject(rep);
+    if (!rc) rc = wait_replica(sh, c, k, kl);
+    if (!rc) rc = publish(sh, c, op, k, kl, ns);
+    conn_put(c);
+    note(sh, rc == 0, rc ? NULL : &sh->st.published, 1);
+    return rc;
+}
+
 int sc_shared_put(sc_shared *sh, const sc_record *r)
 {
     if (!r->has_exact_key || !r->ns) return SC_EINVAL;
@@ -144,16 +162,8 @@ int sc_shared_put(sc_shared *sh, const sc_record *r)
         lens[4] = (size_t)snprintf(px, sizeof px, "%lld", ms);
         argc = 5;
     }
-    conn *c = conn_get(sh);
-    int err = 0;
-    redisReply *rep = sc_rc_command(c->rc, k, kl, argc, argv, lens, &err);
+    rc = write_and_announce(sh, k, kl, argc, argv, lens, REDIS_REPLY_STATUS, "put", r->ns);
     free(buf);
-    int ok = rep && rep->type == REDIS_REPLY_STATUS;
-    if (rep) freeReplyObject(rep);
-    rc = ok ? wait_replica(sh, c, k, kl) : SC_EUPSTREAM;
-    if (!rc) rc = publish(sh, c, "put", k, kl, r->ns);
-    conn_put(c);
-    note(sh, rc == 0, rc ? NULL : &sh->st.published, 1);
     return rc;
 }
 
@@ -163,16 +173,7 @@ int sc_shared_del(sc_shared *sh, const char *ns, const uint8_t key[SC_RECORD_EXA
     size_t kl = entry_key(k, sizeof k, ns, key);
     const char *argv[] = {"DEL", k};
     size_t lens[] = {3, kl};
-    conn *c = conn_get(sh);
-    int err = 0;
-    redisReply *rep = sc_rc_command(c->rc, k, kl, 2, argv, lens, &err);
-    int rc = rep && rep->type == REDIS_REPLY_INTEGER ? 0 : SC_EUPSTREAM;
-    if (rep) freeReplyObject(rep);
-    if (!rc) rc = wait_replica(sh, c, k, kl);
-    if (!rc) rc = publish(sh, c, "del", k, kl, ns);
-    conn_put(c);
-    note(sh, rc == 0, rc ? NULL : &sh->st.published, 1);
-    return rc;
+    return write_and_announce(sh, k, kl, 2, argv, lens, REDIS_REPLY_INTEGER, "del", ns);
 }
 
 /* Calls fn for every shared entry key matching pattern, master by master

@@ -171,9 +171,13 @@ test('a Redis master killed with SIGKILL under write load: no acknowledged store
   // (which has no replica of its own) is refused after WAIT's second:
   // the writer runs for a bounded time.
   const acked = [];
-  let refused = 0, killedAt = 0;
+  // It stops once 10 stores were acknowledged after the kill, or 20 s
+  // after it, whichever is first (a slow machine refuses more, each after
+  // WAIT's second, so a fixed time could leave too few).
+  let refused = 0, killedAt = 0, ackedAtKill = 0;
+  const enough = () => killedAt && (acked.length - ackedAtKill >= 10 || Date.now() - killedAt > 20000);
   const writer = (async () => {
-    for (let i = 0; i < 400 && !(killedAt && Date.now() - killedAt > 8000); i++) {
+    for (let i = 0; i < 600 && !enough(); i++) {
       const s = await post(A, '/cache/store', { namespace: 'dur', prompt: `durable entry number ${i}`, response: `d${i}` });
       if (s.status === 200) acked.push(i); else refused++;
     }
@@ -184,8 +188,8 @@ test('a Redis master killed with SIGKILL under write load: no acknowledged store
   const port = Number(victim[1].split(':')[1].split('@')[0]);
   const t0 = Date.now();
   execFileSync('bash', [CLUSTER, 'kill', dir, String(port)]);
+  ackedAtKill = acked.length;
   killedAt = Date.now();
-  const ackedAtKill = acked.length;
   await writer;
   // Read back through a node started afterwards: its copy and its exact
   // lookups both come from Redis.

@@ -22,6 +22,15 @@ uint32_t sc_use_vocab_size(const sc_use_vocab *v);
 /* 1 when long texts can be encoded by prefixes (see use_tokenizer.c). */
 int sc_use_vocab_cut_safe(const sc_use_vocab *v);
 
+/* Folding (off by default; set by the model file, use_bin.h): before the
+ * pieces are matched, text is case-folded (Unicode full case folding) and
+ * the end punctuation and white space ("?", ".", "!", " ") are dropped, so
+ * "What is X?" and "what is x" get the same ids. A model trained on folded
+ * text (tools/train/train.py --fold) must be served folded, and only it.
+ * Set before the vocab is shared between threads. */
+void sc_use_vocab_set_fold(sc_use_vocab *v, int on);
+int sc_use_vocab_folds(const sc_use_vocab *v);
+
 /* Encodes UTF-8 text to token ids as the TF.js tokenizer would: NFKC, a
  * U+2581 word-boundary marker in front and in place of every U+0020,
  * Viterbi over the piece lattice (unknown code points become id 0, runs of

@@ -104,7 +104,12 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
             }
         }
     memcpy(buf, SC_USE_BIN_MAGIC, 8);
-    wr32(buf + 8, SC_USE_BIN_VERSION);
+    int fold = sc_use_vocab_folds(m->vocab);
+    if (fold && name && strlen(name) > 27) {
+        free(buf);
+        return SC_EINVAL;
+    }
+    wr32(buf + 8, fold ? SC_USE_BIN_VERSION_FLAGS : SC_USE_BIN_VERSION);
     wr32(buf + 12, dtype);
     wr32(buf + 16, m->n_vocab_rows);
     wr32(buf + 20, m->emb_dim);
@@ -122,7 +127,8 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
     wrf(buf + 76, m->l2_eps);
     wr64(buf + 80, payload);
     wr64(buf + 88, sc_hash64(buf + SC_USE_BIN_HEADER, payload, 0));
-    snprintf((char *)buf + 96, 32, "%s", name ? name : "");
+    snprintf((char *)buf + 96, fold ? 28 : 32, "%s", name ? name : "");
+    if (fold) wr32(buf + 124, SC_USE_BIN_FOLD);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
@@ -165,7 +171,15 @@ int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint
     if (rc) return rc;
     if (len < SC_USE_BIN_HEADER) FAIL("%s: %zu bytes, shorter than the %u-byte header (truncated?)", path, len, SC_USE_BIN_HEADER);
     if (memcmp(buf, SC_USE_BIN_MAGIC, 8) != 0) FAIL("%s: not a semcached model file (bad magic)", path);
-    if (rd32(buf + 8) != SC_USE_BIN_VERSION) FAIL("%s: format version %u, this build reads %u", path, rd32(buf + 8), SC_USE_BIN_VERSION);
+    uint32_t version = rd32(buf + 8), flags = 0;
+    if (version != SC_USE_BIN_VERSION && version != SC_USE_BIN_VERSION_FLAGS)
+        FAIL("%s: format version %u, this build reads %u and %u", path, version, SC_USE_BIN_VERSION,
+             SC_USE_BIN_VERSION_FLAGS);
+    if (version == SC_USE_BIN_VERSION_FLAGS) {
+        flags = rd32(buf + 124);
+        if (flags & ~SC_USE_BIN_FOLD) FAIL("%s: unknown flags 0x%x in the header", path, flags & ~SC_USE_BIN_FOLD);
+        memset(buf + 124, 0, 4); /* the name ends before the flags */
+    }
     uint32_t dtype = rd32(buf + 12);
     if (dtype != SC_USE_BIN_F32 && dtype != SC_USE_BIN_F16) FAIL("%s: unknown tensor dtype %u", path, dtype);
     m = SC_NEW(sc_use_model);
@@ -240,6 +254,7 @@ int sc_use_bin_load_sum(sc_use_model **out, const char *dir, char name[33], uint
     char verr[256];
     if (sc_use_vocab_load(&m->vocab, (const char *)vtext, vlen, verr, sizeof verr))
         FAIL("%s: %s", path, verr);
+    sc_use_vocab_set_fold(m->vocab, (flags & SC_USE_BIN_FOLD) != 0);
     if (sc_use_vocab_size(m->vocab) > m->n_vocab_rows)
         FAIL("%s has %u pieces, model.bin only %u embedding rows", path, sc_use_vocab_size(m->vocab),
              m->n_vocab_rows);

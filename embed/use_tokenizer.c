@@ -54,6 +54,7 @@ struct sc_use_vocab {
      * whose UTF-16 length would differ from its length in code points).
      * Then a prefix ending before a U+2581 encodes to a prefix of the ids. */
     int cut_safe;
+    int fold;             /* case-fold and drop end punctuation (use.h) */
 };
 
 static uint64_t mix(uint64_t k)
@@ -200,6 +201,12 @@ uint32_t sc_use_vocab_size(const sc_use_vocab *v) { return v->size; }
 
 int sc_use_vocab_cut_safe(const sc_use_vocab *v) { return v->cut_safe; }
 
+void sc_use_vocab_set_fold(sc_use_vocab *v, int on) { v->fold = on != 0; }
+
+int sc_use_vocab_folds(const sc_use_vocab *v) { return v->fold; }
+
+static int end_punct(int32_t c) { return c == ' ' || c == '?' || c == '.' || c == '!'; }
+
 /* Offers the edge (piece `id`, `score`) from start to end to the lattice. */
 static inline void relax(double *best, int32_t *words, size_t start, size_t end, double score,
                          int32_t id)
@@ -252,15 +259,19 @@ static size_t viterbi(const sc_use_vocab *v, const int32_t *sym, size_t m, doubl
     return k;
 }
 
-static int encode_text(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
+/* whole: text is the whole prompt, not a prefix of it (only the whole
+ * prompt's end punctuation is dropped when folding). */
+static int encode_text(const sc_use_vocab *v, const char *text, size_t len, int whole, size_t max_ids,
                        int32_t **ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
     int32_t *cps;
     size_t ncp;
-    int rc = sc_embed_normalize(text, len, 0, &cps, &ncp);
+    int rc = sc_embed_normalize(text, len, v->fold ? UTF8PROC_CASEFOLD : 0, &cps, &ncp);
     if (rc != 0) return rc;
+    if (v->fold && whole)
+        while (ncp > 0 && end_punct(cps[ncp - 1])) ncp--;
     if (ncp == 0) {
         free(cps);
         return 0;
@@ -306,9 +317,9 @@ int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t ma
     for (size_t limit = 16384; max_ids > 0 && v->cut_safe && limit < len; limit *= 4) {
         const char *sp = memchr(text + limit, ' ', len - limit);
         if (!sp) break;
-        int rc = encode_text(v, text, (size_t)(sp - text), max_ids, ids, n);
+        int rc = encode_text(v, text, (size_t)(sp - text), 0, max_ids, ids, n);
         if (rc != 0 || *n > max_ids) return rc;
         free(*ids);
     }
-    return encode_text(v, text, len, max_ids, ids, n);
+    return encode_text(v, text, len, 1, max_ids, ids, n);
 }

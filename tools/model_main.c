@@ -3,14 +3,16 @@
  *   sc-model export-use USE_DIR OUT_DIR   USE-lite's npm weights as
  *                                         OUT_DIR/model.bin (float32) plus
  *                                         vocab.json: the starting point
- *   sc-model tokenize MODEL               stdin: one text a line; stdout:
+ *   sc-model tokenize [--fold] MODEL      stdin: one text a line; stdout:
  *                                         its token ids, space-separated
- *   sc-model embed MODEL                  stdin: one text a line; stdout:
+ *   sc-model embed [--fold] MODEL         stdin: one text a line; stdout:
  *                                         its embedding, space-separated
  *   sc-model check MODEL                  loads and validates; prints a summary
  *
  * MODEL is a directory: with model.bin in it, a semcache-embed model, else
- * USE-lite's npm dist/ folder. Tokenizing is the server's own code, so the
+ * USE-lite's npm dist/ folder. --fold folds the text (embed/use.h) even
+ * when the model file does not say so: training a folded model starts
+ * from unfolded USE-lite. Tokenizing is the server's own code, so the
  * trainer sees exactly the ids the server will. Lines are at most 1 MiB. */
 #include "common/alloc.h"
 #include "embed/embed.h"
@@ -118,7 +120,7 @@ static int emb_line(void *ctx, const char *s, size_t n)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: sc-model export-use USE_DIR OUT_DIR | tokenize MODEL | embed MODEL | check MODEL\n");
+    fprintf(stderr, "usage: sc-model export-use USE_DIR OUT_DIR | tokenize [--fold] MODEL | embed [--fold] MODEL | check MODEL\n");
     return 2;
 }
 
@@ -141,9 +143,11 @@ int main(int argc, char **argv)
         if (rc) fprintf(stderr, "sc-model: cannot write %s\n", argv[3]);
         return rc ? 1 : 0;
     }
-    if (argc != 3) return usage();
-    sc_use_model *m = load(argv[2]);
+    int fold = argc == 4 && !strcmp(argv[2], "--fold") && strcmp(cmd, "check") != 0;
+    if (argc != 3 + fold) return usage();
+    sc_use_model *m = load(argv[2 + fold]);
     if (!m) return 1;
+    if (fold) sc_use_vocab_set_fold(m->vocab, 1);
     int rc = 0;
     if (!strcmp(cmd, "tokenize")) rc = each_line(tok_line, m);
     else if (!strcmp(cmd, "embed")) rc = each_line(emb_line, m);

@@ -190,6 +190,25 @@ def main():
                     open(os.path.join(export, "model.bin"), "rb").read()[128:]
                 report(same, "save_bin float32: the payload is byte-identical to the C export")
 
+        # save_bin(fold=True): version 2 with the fold flag; the C side
+        # then folds what it tokenizes, as `sc-model tokenize --fold` does
+        d = os.path.join(tmp, "fold")
+        os.mkdir(d)
+        scmodel.save_bin(model, os.path.join(d, "model.bin"), dtype=scmodel.F16, name="pt-fold", fold=True)
+        shutil.copy(os.path.join(USE_DIR, "vocab.json"), os.path.join(d, "vocab.json"))
+        rc, out, err = sc_model(["check", d])
+        report(rc == 0, "save_bin fold: sc-model check accepts it", [err] + out)
+        m4 = scmodel.load_bin(os.path.join(d, "model.bin"))
+        report(m4.fold and m4.name == "pt-fold", f"save_bin fold: load_bin reads the flag and the name ({m4.name!r})")
+        typed = ["What is the capital of France?", "what is the capital of france", "WHAT IS THE CAPITAL OF FRANCE!"]
+        ids4 = c_tokenize(d, typed)
+        report(ids4[0] == ids4[1] == ids4[2], "save_bin fold: the C tokenizer folds case and end punctuation",
+               [str(i) for i in ids4])
+        rc, out, err = sc_model(["tokenize", "--fold", export], typed)
+        report(rc == 0 and out[:3] == [" ".join(map(str, i)) for i in ids4],
+               "sc-model tokenize --fold on the unfolded export gives the same ids", [err] + out)
+        report(not scmodel.load_bin(os.path.join(export, "model.bin")).fold, "the export does not fold")
+
         # load_bin refuses a damaged file
         src = open(os.path.join(export, "model.bin"), "rb").read()
         bad_path = os.path.join(tmp, "bad.bin")

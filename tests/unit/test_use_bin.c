@@ -491,6 +491,110 @@ SC_TEST(use_bin_save_errors)
     CHECK_EQ_INT(sc_use_bin_save(m, p, SC_USE_BIN_F16, "x"), SC_EIO);
 }
 
+/* A folding vocab gives the same ids to a prompt as typed in any case,
+ * with or without end punctuation; the flag travels in model.bin. */
+static void ids_of(const sc_use_vocab *v, const char *s, size_t max_ids, int32_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    if (sc_use_encode(v, s, strlen(s), max_ids, ids, n) != 0) sc_test_fail(__FILE__, __LINE__, "encode failed");
+}
+
+static int same_ids(const sc_use_vocab *v, const char *a, const char *b)
+{
+    int32_t *x, *y;
+    size_t nx, ny;
+    ids_of(v, a, 0, &x, &nx);
+    ids_of(v, b, 0, &y, &ny);
+    int same = nx == ny && (nx == 0 || memcmp(x, y, nx * sizeof *x) == 0);
+    free(x);
+    free(y);
+    return same;
+}
+
+SC_TEST(use_bin_fold_tokenizer)
+{
+    const sc_use_model *m = use_model();
+    REQUIRE(m != NULL);
+    sc_use_vocab *v = m->vocab;
+    CHECK(!sc_use_vocab_folds(v));
+    CHECK(!same_ids(v, "What is the capital of France?", "what is the capital of france"));
+    sc_use_vocab_set_fold(v, 1);
+    CHECK(same_ids(v, "What is the capital of France?", "what is the capital of france"));
+    CHECK(same_ids(v, "WHAT IS THE CAPITAL OF FRANCE?!  ", "what is the capital of france"));
+    CHECK(same_ids(v, "Straße.", "strasse")); /* full case folding */
+    CHECK(same_ids(v, "?!.", ""));
+    /* only the end: punctuation inside the text stays */
+    CHECK(!same_ids(v, "dark mode. on", "dark mode on"));
+    CHECK(!same_ids(v, "1.5 km", "15 km"));
+    /* a long text goes by prefixes (use_tokenizer.c); a prefix's end is
+     * not the text's end, so its first ids are those of the whole text */
+    size_t n = 40000;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) big[i] = "Where. Is? It "[i % 14];
+    big[n] = 0;
+    int32_t *a, *b;
+    size_t na, nb;
+    ids_of(v, big, 50, &a, &na);
+    sc_use_vocab_set_fold(v, 0);
+    char *low = malloc(n + 1);
+    for (size_t i = 0; i <= n; i++) low[i] = (char)(big[i] >= 'A' && big[i] <= 'Z' ? big[i] + 32 : big[i]);
+    ids_of(v, low, 0, &b, &nb);
+    CHECK(na >= 50 && nb >= 50 && memcmp(a, b, 50 * sizeof *a) == 0);
+    free(a);
+    free(b);
+    free(big);
+    free(low);
+    CHECK(!sc_use_vocab_folds(v));
+}
+
+SC_TEST(use_bin_fold_flag_round_trip)
+{
+    int int8 = sc_use_gemm_int8;
+    sc_use_gemm_int8 = 0;
+    fresh();
+    const sc_use_model *m = use_model();
+    REQUIRE(m != NULL);
+    const char *dir = model_dir("fold", NULL, 0, 1);
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.bin", dir);
+    sc_use_vocab_set_fold(m->vocab, 1);
+    CHECK_EQ_INT(sc_use_bin_save(m, p, SC_USE_BIN_F16, "a-name-of-28-characters-xxxx"), SC_EINVAL);
+    int rc = sc_use_bin_save(m, p, SC_USE_BIN_F16, "unit-fold");
+    sc_use_vocab_set_fold(m->vocab, 0);
+    CHECK_OK(rc);
+    size_t len;
+    uint8_t *b = read_all(p, &len);
+    REQUIRE(b != NULL);
+    CHECK_EQ_INT(rd32(b + 8), SC_USE_BIN_VERSION_FLAGS);
+    CHECK_EQ_INT(rd32(b + 124), SC_USE_BIN_FOLD);
+    CHECK(strcmp((const char *)b + 96, "unit-fold") == 0);
+    free(b);
+    sc_use_model *m2 = NULL;
+    char name[33], err[512] = "";
+    rc = sc_use_bin_load(&m2, dir, name, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "load: %s", err);
+    REQUIRE(rc == 0 && m2 != NULL);
+    CHECK(strcmp(name, "unit-fold") == 0);
+    CHECK(sc_use_vocab_folds(m2->vocab));
+    float x[512], y[512];
+    CHECK_OK(embed_with(m2, "What is the capital of France?", x));
+    CHECK_OK(embed_with(m2, "what is the capital of france", y));
+    CHECK(cosine(x, y, 512) > 0.999999);
+    sc_use_model_free(m2);
+    /* a model saved without folding stays version 1 and does not fold */
+    CHECK_OK(sc_use_bin_save(m, p, SC_USE_BIN_F16, "unit-nofold"));
+    b = read_all(p, &len);
+    REQUIRE(b != NULL);
+    CHECK_EQ_INT(rd32(b + 8), SC_USE_BIN_VERSION);
+    free(b);
+    rc = sc_use_bin_load(&m2, dir, name, err, sizeof err);
+    REQUIRE(rc == 0);
+    CHECK(!sc_use_vocab_folds(m2->vocab));
+    sc_use_model_free(m2);
+    sc_use_gemm_int8 = int8;
+}
+
 /* ---- refusals ------------------------------------------------------------------ */
 
 SC_TEST(use_bin_refuse_missing_files)
@@ -564,8 +668,12 @@ SC_TEST(use_bin_refuse_magic_version_dtype)
     b[7] = '!'; /* the NUL is part of the magic */
     REFUSED(model_dir("magic_nul", b, len, 1), "model.bin", "bad magic");
     b[7] = 0;
-    wr32(b + 8, 2);
-    REFUSED(model_dir("version", b, len, 1), "model.bin", "version 2");
+    wr32(b + 8, 3);
+    REFUSED(model_dir("version", b, len, 1), "model.bin", "version 3");
+    wr32(b + 8, 2); /* version 2 has flags; an unknown one is refused */
+    wr32(b + 124, 2);
+    REFUSED(model_dir("flags", b, len, 1), "model.bin", "unknown flags 0x2");
+    wr32(b + 124, 0);
     wr32(b + 8, 0);
     REFUSED(model_dir("version0", b, len, 1), "model.bin", "version 0");
     wr32(b + 8, 1);

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 MAGIC = b"SCEMBED\0"
 HEADER = 128
 F32, F16 = 1, 2
+FOLD = 1          # header flag (version 2): the model is served on folded text
 
 _xxh = None
 
@@ -121,9 +122,12 @@ def load_bin(path):
     scales = struct.unpack_from("<2f", data, 64)
     ln_eps, l2_eps = struct.unpack_from("<2f", data, 72)
     payload, checksum = struct.unpack_from("<2Q", data, 80)
-    name = data[96:128].split(b"\0")[0].decode()
-    if version != 1:
-        raise ValueError(f"{path}: format version {version}, this reads 1")
+    if version not in (1, 2):
+        raise ValueError(f"{path}: format version {version}, this reads 1 and 2")
+    flags = struct.unpack_from("<I", data, 124)[0] if version == 2 else 0
+    if flags & ~FOLD:
+        raise ValueError(f"{path}: unknown flags 0x{flags & ~FOLD:x} in the header")
+    name = data[96:124 if version == 2 else 128].split(b"\0")[0].decode()
     if dtype not in (F32, F16):
         raise ValueError(f"{path}: unknown tensor dtype {dtype}")
     if len(data) != HEADER + payload:
@@ -132,6 +136,7 @@ def load_bin(path):
         raise ValueError(f"{path}: checksum mismatch (the file is corrupted)")
     model = UseLite(nv, ed, od, ml, (lay[0][2], lay[1][2]), ln_eps, l2_eps)
     model.name = name
+    model.fold = bool(flags & FOLD)
     for L, s in zip(model.layers, scales):
         L.scale = s
     np_dtype = np.float32 if dtype == F32 else np.float16
@@ -150,22 +155,26 @@ def load_bin(path):
     return model
 
 
-def save_bin(model, path, dtype=F16, name="semcache-embed-v1"):
+def save_bin(model, path, dtype=F16, name="semcache-embed-v1", fold=False):
+    """Version 1, or version 2 with the FOLD flag when fold (the model was
+    trained on folded text; the server then folds what it embeds)."""
     np_dtype = np.float32 if dtype == F32 else np.float16
     parts = [t.detach().contiguous().float().numpy().astype(np_dtype).tobytes() for t in _tensors(model)]
     payload = b"".join(parts)
     hdr = bytearray(HEADER)
     hdr[:8] = MAGIC
     L0, L1 = model.layers
-    struct.pack_into("<6I", hdr, 8, 1, dtype, model.emb.num_embeddings, model.emb.embedding_dim,
+    struct.pack_into("<6I", hdr, 8, 2 if fold else 1, dtype, model.emb.num_embeddings, model.emb.embedding_dim,
                      model.tanh.out_features, model.max_len)
     for l, L in enumerate(model.layers):
         struct.pack_into("<4I", hdr, 32 + 16 * l, L.d_in, L.width, L.heads, 3 * L.width)
         struct.pack_into("<f", hdr, 64 + 4 * l, L.scale)
     struct.pack_into("<2f", hdr, 72, model.ln_eps, model.l2_eps)
     struct.pack_into("<2Q", hdr, 80, len(payload), xxh3_64(payload))
-    nb = name.encode()[:31]
+    nb = name.encode()[:27 if fold else 31]
     hdr[96:96 + len(nb)] = nb
+    if fold:
+        struct.pack_into("<I", hdr, 124, FOLD)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(bytes(hdr) + payload)

@@ -74,9 +74,10 @@ def surface_variants(t):
     return sorted(out)
 
 
-def tokenize(tool, model_dir, texts):
+def tokenize(tool, model_dir, texts, fold=False):
     inp = "\n".join(t.replace("\n", " ").replace("\r", " ") for t in texts) + "\n"
-    r = subprocess.run([tool, "tokenize", model_dir], input=inp.encode(), capture_output=True)
+    r = subprocess.run([tool, "tokenize"] + (["--fold"] if fold else []) + [model_dir], input=inp.encode(),
+                       capture_output=True)
     if r.returncode != 0:
         raise SystemExit(f"train: {tool} tokenize failed: {r.stderr.decode().strip()}")
     lines = r.stdout.decode().split("\n")[:len(texts)]
@@ -86,14 +87,14 @@ def tokenize(tool, model_dir, texts):
 class Vocab:
     """Text -> token ids, every text tokenised once by the C tokenizer."""
 
-    def __init__(self, tool, model_dir):
-        self.tool, self.dir, self.ids = tool, model_dir, {}
+    def __init__(self, tool, model_dir, fold=False):
+        self.tool, self.dir, self.fold, self.ids = tool, model_dir, fold, {}
 
     def add(self, texts):
         new = sorted({t for t in texts if t not in self.ids})
         for i in range(0, len(new), 20000):
             chunk = new[i:i + 20000]
-            for t, ids in zip(chunk, tokenize(self.tool, self.dir, chunk)):
+            for t, ids in zip(chunk, tokenize(self.tool, self.dir, chunk, self.fold)):
                 self.ids[t] = ids
 
 
@@ -318,6 +319,8 @@ def main():
     ap.add_argument("--intent-frac", type=float, default=0.75,
                     help="share of contrastive triples drawn from banking77/CLINC150 intents")
     ap.add_argument("--pair-weight", type=float, default=0.3, help="weight of the CoSENT loss")
+    ap.add_argument("--fold", action="store_true",
+                    help="train (and serve) on folded text: case-folded, end punctuation dropped")
     ap.add_argument("--surface-aug", type=float, default=0.0,
                     help="share of triples whose texts are replaced by a case/punctuation variant, and of "
                          "triples whose positive is the anchor's own variant (case robustness)")
@@ -338,7 +341,7 @@ def main():
     except D.DataError as e:
         raise SystemExit(f"train: {e}")
     model = scmodel.load_bin(os.path.join(args.init, "model.bin"))
-    vocab = Vocab(args.tool, args.init)
+    vocab = Vocab(args.tool, args.init, args.fold)
     gen = LA.Generator()
     pos, intents, intent_items, nondup, looks = build_pools(parts, gen, rng)
     alltexts = set()
@@ -458,7 +461,7 @@ def main():
     log("end:   " + summary(rep))
     os.makedirs(args.out, exist_ok=True)
     model.name = "semcache-embed-v1"
-    scmodel.save_bin(model, os.path.join(args.out, "model.bin"), scmodel.F16, "semcache-embed-v1")
+    scmodel.save_bin(model, os.path.join(args.out, "model.bin"), scmodel.F16, "semcache-embed-v1", args.fold)
     shutil.copyfile(os.path.join(args.init, "vocab.json"), os.path.join(args.out, "vocab.json"))
     rep["start"] = rep0
     rep["args"] = {k: v for k, v in vars(args).items() if k not in ("data", "init", "out")}

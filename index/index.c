@@ -118,6 +118,7 @@ struct sc_index {
     size_t ann_min;             /* live rows from which a partition uses an IVF */
     uint32_t ann_nprobe;        /* lists probed; 0 = by rule (ivf_nprobe) */
     int bulk;                   /* under wmu: sc_index_bulk_load is on */
+    atomic_int stop;            /* sc_index_stop: IVF builds give up */
     pthread_mutex_t wmu;
     pthread_rwlock_t tlock;
     part **buckets;
@@ -794,7 +795,8 @@ enum { IVF_NONE, IVF_TAIL, IVF_TRAIN, IVF_DROP };
 /* With wmu held: what p's IVF needs now. */
 static int ivf_due(const sc_index *ix, const part *p)
 {
-    if (ix->ann_min == SIZE_MAX || ix->bulk || p->compacting || p->rows > UINT32_MAX) return IVF_NONE;
+    if (ix->ann_min == SIZE_MAX || ix->bulk || p->compacting || p->rows > UINT32_MAX || atomic_load(&ix->stop))
+        return IVF_NONE;
     size_t live = p->rows - p->dead;
     const ivf *v = p->ivf;
     if (!v) return live >= ix->ann_min && live >= p->train_next ? IVF_TRAIN : IVF_NONE;
@@ -811,6 +813,7 @@ typedef struct assign_job {
     size_t from, to;
     uint32_t *lid;              /* lid[r - base]: list of row r, UINT32_MAX = tombstone */
     size_t base;
+    atomic_int *stop;           /* set: give up (lid is then incomplete) */
 } assign_job;
 
 /* Puts rows [from, to) of p into lists, reading them a block at a time
@@ -821,7 +824,7 @@ static void *assign_rows(void *arg)
     assign_job *j = arg;
     float f[SC_INDEX_MAX_DIM];
     int8_t q[SC_INDEX_MAX_DIM];
-    for (size_t r = j->from; r < j->to; r += SCAN_BLOCK) {
+    for (size_t r = j->from; r < j->to && !atomic_load(j->stop); r += SCAN_BLOCK) {
         size_t end = r + SCAN_BLOCK < j->to ? r + SCAN_BLOCK : j->to;
         pthread_rwlock_rdlock(&j->p->lock);
         for (size_t x = r; x < end; x++) {
@@ -843,7 +846,7 @@ static void *assign_rows(void *arg)
 
 /* Trains centroids on a strided sample of p's live rows [0, snap); NULL
  * when too few rows are left. */
-static int8_t *ivf_train(const sc_index *ix, part *p, size_t snap, size_t live, uint32_t nlist)
+static int8_t *ivf_train(sc_index *ix, part *p, size_t snap, size_t live, uint32_t nlist)
 {
     const size_t dim = ix->dim;
     size_t want = (size_t)nlist * IVF_SAMPLE_PER_LIST;
@@ -865,7 +868,7 @@ static int8_t *ivf_train(const sc_index *ix, part *p, size_t snap, size_t live, 
     int8_t *c8 = NULL;
     if (m >= (size_t)nlist * 4) {
         float *cent = sc_malloc((size_t)nlist * dim * sizeof(float));
-        if (sc_index__kmeans(x, m, dim, nlist, 0x5eedULL + p->hash, cent) == 0) {
+        if (sc_index__kmeans(x, m, dim, nlist, 0x5eedULL + p->hash, &ix->stop, cent) == 0) {
             c8 = sc_malloc((size_t)nlist * dim);
             for (uint32_t l = 0; l < nlist; l++) sc_index_quantize(cent + (size_t)l * dim, c8 + (size_t)l * dim, dim);
         }
@@ -905,10 +908,11 @@ static void ivf_update(sc_index *ix, part *p, int what)
     }
     v->nprobe = ivf_nprobe(ix, v->nlist);
     size_t from = old ? old->assigned : 0;
+    uint32_t *lid = NULL;
     if (v->c8) {
-        uint32_t *lid = sc_malloc((snap - from ? snap - from : 1) * sizeof(uint32_t));
-        assign_job jobs[2] = {{p, v->c8, v->nlist, (uint32_t)dim, from, snap, lid, from},
-                              {p, v->c8, v->nlist, (uint32_t)dim, snap, snap, lid, from}};
+        lid = sc_malloc((snap - from ? snap - from : 1) * sizeof(uint32_t));
+        assign_job jobs[2] = {{p, v->c8, v->nlist, (uint32_t)dim, from, snap, lid, from, &ix->stop},
+                              {p, v->c8, v->nlist, (uint32_t)dim, snap, snap, lid, from, &ix->stop}};
         pthread_t th;
         int two = 0;
         if (snap - from >= IVF_PAR_MIN) {
@@ -918,6 +922,13 @@ static void ivf_update(sc_index *ix, part *p, int what)
         assign_rows(&jobs[0]);
         if (two) pthread_join(th, NULL);
         else assign_rows(&jobs[1]);
+    }
+    if (v->c8 && atomic_load(&ix->stop)) { /* stopped: lid is incomplete */
+        free(lid);
+        free(v->c8);
+        v->c8 = NULL;
+    }
+    if (v->c8) {
         /* The lists: the old ones' rows, then the new assignments. */
         v->off = sc_calloc((size_t)v->nlist + 1, sizeof(uint32_t));
         for (size_t r = from; r < snap; r++)
@@ -1155,7 +1166,7 @@ void sc_index_bulk_load(sc_index *ix, int on)
                 ps[np++] = p;
             }
         pthread_rwlock_unlock(&ix->tlock);
-        for (size_t i = 0; i < np; i++) {
+        for (size_t i = 0; i < np; i++) { /* ivf_due is IVF_NONE once stopped */
             int what;
             if (!ps[i]->retired && (what = ivf_due(ix, ps[i])) != IVF_NONE) ivf_update(ix, ps[i], what);
             part_unref(ps[i]);
@@ -1164,6 +1175,8 @@ void sc_index_bulk_load(sc_index *ix, int on)
     }
     pthread_mutex_unlock(&ix->wmu);
 }
+
+void sc_index_stop(sc_index *ix) { atomic_store(&ix->stop, 1); }
 
 void sc_index_stats_get(sc_index *ix, sc_index_stats *st)
 {

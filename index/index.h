@@ -133,6 +133,12 @@ void sc_index_stats_get(sc_index *ix, sc_index_stats *st);
  * on the way. */
 void sc_index_bulk_load(sc_index *ix, int on);
 
+/* Before sc_index_destroy, from any thread: IVF builds under way give up
+ * at their next block or k-means iteration (the partition keeps what it
+ * had, the exact scan or its older lists) and no new one starts, so a
+ * shutdown does not wait for a start-up build. Searches and adds go on. */
+void sc_index_stop(sc_index *ix);
+
 /* ---- kernels, exposed for tests and benchmarks ---- */
 
 /* Quantises a normalised vector to int8 (scale 127). _scalar is the

@@ -4,6 +4,7 @@
 #ifndef SC_INDEX_INT_H
 #define SC_INDEX_INT_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,8 +18,10 @@ double sc_index__sumsq(const float *v, size_t n);
 #define SC_INDEX_IVF_MAX_LISTS 1024
 /* Spherical k-means: k normalised centroids (k*dim floats into cent) of
  * the n unit rows x (n >= k), seeded and deterministic. SC_EINVAL for
- * k = 0 or n < k. */
-int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, float *cent);
+ * k = 0 or n < k; SC_ECLOSED when *stop (may be NULL) was set between two
+ * iterations (cent is then unfinished). */
+int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
+                     float *cent);
 /* The list (0..nlist-1) whose int8 centroid (c8, nlist rows of dim) has
  * the largest dot product with q8. nlist <= SC_INDEX_IVF_MAX_LISTS. */
 uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8);

@@ -44,9 +44,11 @@ static void unit(float *v, size_t dim)
     for (size_t i = 0; i < dim; i++) v[i] *= inv;
 }
 
-int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, float *cent)
+int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
+                     float *cent)
 {
     if (!x || !cent || k == 0 || n < k) return SC_EINVAL;
+    int rc = 0;
     /* Distinct starting rows: a partial Fisher-Yates shuffle of 0..n-1. */
     uint32_t *perm = sc_malloc(n * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
@@ -66,6 +68,10 @@ int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t se
     uint32_t *best = sc_malloc(n * sizeof(uint32_t));
     float *bestsc = sc_malloc(n * sizeof(float));
     for (int it = 0; it < ITERS; it++) {
+        if (stop && atomic_load(stop)) {
+            rc = SC_ECLOSED;
+            break;
+        }
         for (size_t b = 0; b < n; b += BLOCK) {
             size_t m = n - b < BLOCK ? n - b : BLOCK;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)dim, 1.0f,
@@ -108,7 +114,7 @@ int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t se
     free(cnt);
     free(best);
     free(bestsc);
-    return 0;
+    return rc;
 }
 
 uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8)

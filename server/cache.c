@@ -511,7 +511,10 @@ void sc_cache_close(sc_cache *c)
     if (!c) return;
     sc_shared_close(c->shared); /* its feed thread applies to the store: first */
     c->shared = NULL;
-    if (c->ann_started) pthread_join(c->ann, NULL);
+    if (c->ann_started) {
+        sc_index_stop(c->index); /* a start-up build gives up rather than hold the shutdown */
+        pthread_join(c->ann, NULL);
+    }
     if (c->maint_started) {
         pthread_mutex_lock(&c->maint_mu);
         c->maint_stop = 1;

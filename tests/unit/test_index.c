@@ -979,6 +979,68 @@ SC_TEST(index_ann_recall_and_upkeep)
     free(v);
 }
 
+/* sc_index_stop: no IVF build starts after it, one under way gives up,
+ * and the partition keeps answering (exactly) either way. */
+typedef struct build_job {
+    sc_index *ix;
+} build_job;
+
+static void *bulk_off(void *arg)
+{
+    sc_index_bulk_load(((build_job *)arg)->ix, 0);
+    return NULL;
+}
+
+SC_TEST(index_ann_stop_gives_builds_up)
+{
+    const size_t d = 32, N = 40000;
+    rng r = {7};
+    float *v = clustered(&r, N, d, 80, 3.0f / sqrtf((float)d));
+    sc_index_stats st;
+    /* stopped before the start-up build: none is made, now or later */
+    sc_index *ix = mk_ann(d, 1000, 0);
+    REQUIRE(ix);
+    sc_index_bulk_load(ix, 1);
+    for (size_t i = 0; i < N / 4; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    sc_index_stop(ix);
+    sc_index_bulk_load(ix, 0);
+    for (size_t i = N / 4; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 0);
+    CHECK_EQ_INT(st.vectors, N);
+    for (size_t i = 0; i < N; i += 97) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
+        CHECK(m == 1 && h[0].id == i);
+    }
+    sc_index_destroy(ix);
+    /* stopped while the build runs (wherever it is: k-means, assignment,
+     * or already done): every row is still found */
+    ix = mk_ann(d, 1000, 0);
+    REQUIRE(ix);
+    sc_index_bulk_load(ix, 1);
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    build_job j = {ix};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, bulk_off, &j) == 0);
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    sc_index_stop(ix);
+    pthread_join(th, NULL);
+    sc_index_stats_get(ix, &st);
+    printf("# stopped after 2 ms: %llu ANN partitions\n", (unsigned long long)st.ann_partitions);
+    CHECK(st.ann_partitions <= 1);
+    for (size_t i = 0; i < N; i += 97) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
+        CHECK(m == 1 && h[0].id == i);
+    }
+    sc_index_destroy(ix);
+    free(v);
+}
+
 SC_TEST(index_ann_bulk_load_builds_once_at_the_end)
 {
     const size_t d = 32, N = 6000;

@@ -60,7 +60,9 @@
  * Options: --data DIR, --scorers LIST, --embedder NAME (shorthand for NAME
  * and NAME+verify, or NAME+vote where no verifier was trained), --model-dir
  * DIR, --embed-model-dir DIR, --top-k N, --qqp-n N, --quick, --lookalike
- * FILE (repeatable), --threshold X, --test, --dev (tuning: reads no
+ * FILE (repeatable), --threshold X, --veto-decisive X (the cross-check's
+ * level for decisive differences, server/cache.h; for tuning it), --test,
+ * --dev (tuning: reads no
  * report-only split; CLINC150's FAQ on "val", no banking77 test, STS-B
  * test or lookalike.tsv), --help. Exit 1 on a missing
  * data file or model, 2 on bad usage. */
@@ -115,6 +117,7 @@ typedef struct scorer {
 static scorer scorers[MAX_SCORERS];
 static size_t nscorers;
 static size_t top_k = 4;
+static double veto_decisive = SC_VERIFY_VETO_DECISIVE; /* --veto-decisive: tuning only */
 static char *la_names[MAX_LOOKALIKE];
 static size_t nla;
 
@@ -160,9 +163,11 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         int w = sc_vote(vc, n, &sc_vote_default_params, score);
         /* +check: the server's cross-check (cache.c): the verifier may
          * refuse the winner, never pick another */
+        int decisive;
         if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr &&
-            sc_verify_score(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec, c[w].cos) <
-                SC_VERIFY_VETO)
+            sc_cache_vetoes(sc_verify_score_ex(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec,
+                                               c[w].cos, &decisive),
+                            decisive, veto_decisive))
             *score = -1;
         return w;
     }
@@ -1003,6 +1008,7 @@ int main(int argc, char **argv)
             i++;
         }
         else if (!strcmp(a, "--threshold")) { thr = atof(v); i++; }
+        else if (!strcmp(a, "--veto-decisive")) { veto_decisive = atof(v); i++; }
         else { fprintf(stderr, "bench_quality: unknown option %s\n", a); usage(stderr); return 2; }
     }
     if (qqp_n == 0 || qqp_n > QD_QQP_EXTRA_AT - QD_QQP_EVAL_AT) {

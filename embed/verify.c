@@ -74,13 +74,28 @@ const sc_verify_model *sc_verify_model_get(const sc_verify *v)
     return v->model;
 }
 
+int sc_verify_decisive(const float x[SC_VF_COUNT])
+{
+    return x[SC_VF_UNIT_MISMATCH] > 0 || x[SC_VF_OPPOSITE] > 0 || x[SC_VF_NAME_MISMATCH] > 0 ||
+           x[SC_VF_SWAP_REL] > 0;
+}
+
+double sc_verify_score_ex(sc_verify *v, const char *query, size_t qlen, const float *qvec, const char *cand,
+                          size_t clen, const float *cvec, float cosine, int *decisive)
+{
+    float x[SC_VF_COUNT];
+    *decisive = 0;
+    if (sc_verify_features(query, qlen, cand, clen, cosine, v->diff_embed ? v->emb : NULL, x) != 0)
+        return 0;
+    *decisive = sc_verify_decisive(x);
+    return sc_verify_model_score(v->model, x);
+}
+
 double sc_verify_score(sc_verify *v, const char *query, size_t qlen, const float *qvec,
                        const char *cand, size_t clen, const float *cvec, float cosine)
 {
-    float x[SC_VF_COUNT];
-    if (sc_verify_features(query, qlen, cand, clen, cosine, v->diff_embed ? v->emb : NULL, x) != 0)
-        return 0;
-    return sc_verify_model_score(v->model, x);
+    int decisive;
+    return sc_verify_score_ex(v, query, qlen, qvec, cand, clen, cvec, cosine, &decisive);
 }
 
 int sc_verify_best(sc_verify *v, const char *query, size_t qlen, const float *qvec,

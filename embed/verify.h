@@ -112,6 +112,17 @@ int sc_verify_features(const char *a, size_t alen, const char *b, size_t blen, f
 const char *sc_verify_opposite_of(const char *word);
 const char *sc_verify_named_word(size_t i);
 
+/* 1 when x shows a difference that changes the answer whatever the
+ * wording around it: a unit, an opposite word, a named thing, or the two
+ * sides of a relation swapped ("miles to km" / "km to miles"). The learned
+ * probability weighs these against a high cosine and often lets a close
+ * look-alike through; the cache's cross-check also refuses a pair with one
+ * unless the probability is high (server/cache.h, SC_VERIFY_VETO_DECISIVE).
+ * Numbers and negation are left to the probability: on the dev sets they
+ * cost FAQ hits (same intent, another number) and caught no look-alike
+ * more (BENCHMARKS.md, "Decisive differences"). */
+int sc_verify_decisive(const float x[SC_VF_COUNT]);
+
 /* Probability of model m for a feature vector. */
 double sc_verify_model_score(const sc_verify_model *m, const float x[SC_VF_COUNT]);
 
@@ -137,6 +148,10 @@ void sc_verify_destroy(sc_verify *v);
  * (e.g. the diff-word embedding failed) it scores without that feature. */
 double sc_verify_score(sc_verify *v, const char *query, size_t qlen, const float *qvec,
                        const char *cand, size_t clen, const float *cvec, float cosine);
+/* The same, and *decisive = sc_verify_decisive() of the pair's features
+ * (0 when they could not be computed). */
+double sc_verify_score_ex(sc_verify *v, const char *query, size_t qlen, const float *qvec, const char *cand,
+                          size_t clen, const float *cvec, float cosine, int *decisive);
 
 /* One candidate of sc_verify_best(): the cached prompt, its embedding
  * (may be NULL) and its cosine to the query. */

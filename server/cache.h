@@ -33,8 +33,16 @@ typedef struct sc_cache sc_cache;
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
 #define SC_DEFAULT_THRESHOLD_EMBED 0.84
 /* semcache-embed with a trained verifier: the vote's winner is refused
- * when the verifier's probability that its answer is right is below this. */
+ * when the verifier's probability that its answer is right is below
+ * SC_VERIFY_VETO, or below SC_VERIFY_VETO_DECISIVE when the two prompts
+ * show a decisive difference (sc_verify_decisive: a unit, opposite word,
+ * named thing or swapped relation). */
 #define SC_VERIFY_VETO 0.30
+#define SC_VERIFY_VETO_DECISIVE 0.70
+static inline int sc_cache_vetoes(double p, int decisive, double decisive_level)
+{
+    return p < SC_VERIFY_VETO || (decisive && p < decisive_level);
+}
 
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };
 

@@ -217,6 +217,44 @@ SC_TEST(verify_features_bounds)
     free(big);
 }
 
+/* The differences the cache's cross-check holds decisive: units, opposite
+ * words, named things and swapped relations; not numbers, negation or a
+ * rewording. */
+SC_TEST(verify_decisive_differences)
+{
+    static const struct { const char *a, *b; int decisive; } pairs[] = {
+        {"How much is the Premium plan per month?", "How much is the Premium plan per year?", 1},
+        {"How do I import contacts from a CSV file?", "How do I export contacts to a CSV file?", 1},
+        {"Does the Gold plan include lounge access?", "Does the Silver plan include lounge access?", 1},
+        {"Can I swap the fries for a salad?", "Can I swap the salad for fries?", 1},
+        {"How do I reset my password?", "How can I reset my password?", 0},
+        {"How do I cancel my streaming subscription?", "What's the way to end my membership?", 0},
+        {"Can I get a refund within 14 days?", "Can I get a refund within 60 days?", 0},
+        {"Why does my printer print blank pages?", "Why doesn't my printer print any pages?", 0},
+    };
+    float x[SC_VF_COUNT];
+    for (size_t i = 0; i < SC_COUNTOF(pairs); i++) {
+        feats(pairs[i].a, pairs[i].b, x);
+        if (sc_verify_decisive(x) != pairs[i].decisive)
+            sc_test_fail(__FILE__, __LINE__, "\"%s\" / \"%s\": decisive %d, expected %d", pairs[i].a, pairs[i].b,
+                         sc_verify_decisive(x), pairs[i].decisive);
+    }
+    /* score_ex gives the same probability as score, and the flag */
+    sc_embedder *e = NULL;
+    char err[256];
+    sc_embedder_opts o = {.name = "hash"};
+    REQUIRE(sc_embedder_open(&e, &o, err, sizeof err) == 0);
+    sc_verify *v;
+    REQUIRE(sc_verify_create(&v, e, NULL) == 0);
+    int d = -1;
+    const char *a = pairs[1].a, *b = pairs[1].b;
+    double p1 = sc_verify_score(v, a, strlen(a), NULL, b, strlen(b), NULL, 0.95f);
+    double p2 = sc_verify_score_ex(v, a, strlen(a), NULL, b, strlen(b), NULL, 0.95f, &d);
+    CHECK(p1 == p2 && d == 1);
+    sc_verify_destroy(v);
+    sc_embedder_close(e);
+}
+
 static sc_embedder *open_emb(const char *name)
 {
     sc_embedder *e = NULL;

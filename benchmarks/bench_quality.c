@@ -60,8 +60,8 @@
  * Options: --data DIR, --scorers LIST, --embedder NAME (shorthand for NAME
  * and NAME+verify, or NAME+vote where no verifier was trained), --model-dir
  * DIR, --embed-model-dir DIR, --top-k N, --qqp-n N, --quick, --lookalike
- * FILE (repeatable), --threshold X, --veto-decisive X (the cross-check's
- * level for decisive differences, server/cache.h; for tuning it), --test,
+ * FILE (repeatable), --threshold X, --veto X and --veto-decisive X (the
+ * cross-check's levels, server/cache.h; for tuning them), --test,
  * --dev (tuning: reads no
  * report-only split; CLINC150's FAQ on "val", no banking77 test, STS-B
  * test or lookalike.tsv), --help. Exit 1 on a missing
@@ -117,7 +117,7 @@ typedef struct scorer {
 static scorer scorers[MAX_SCORERS];
 static size_t nscorers;
 static size_t top_k = 4;
-static double veto_decisive = SC_VERIFY_VETO_DECISIVE; /* --veto-decisive: tuning only */
+static double veto = SC_VERIFY_VETO, veto_decisive = SC_VERIFY_VETO_DECISIVE; /* --veto, --veto-decisive: tuning */
 static char *la_names[MAX_LOOKALIKE];
 static size_t nla;
 
@@ -167,7 +167,7 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr &&
             sc_cache_vetoes(sc_verify_score_ex(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec,
                                                c[w].cos, &decisive),
-                            decisive, veto_decisive))
+                            decisive, veto, veto_decisive))
             *score = -1;
         return w;
     }
@@ -1008,6 +1008,7 @@ int main(int argc, char **argv)
             i++;
         }
         else if (!strcmp(a, "--threshold")) { thr = atof(v); i++; }
+        else if (!strcmp(a, "--veto")) { veto = atof(v); i++; }
         else if (!strcmp(a, "--veto-decisive")) { veto_decisive = atof(v); i++; }
         else { fprintf(stderr, "bench_quality: unknown option %s\n", a); usage(stderr); return 2; }
     }

@@ -779,7 +779,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
         int decisive;
         double p = sc_verify_score_ex(c->verify, prompt, len, res->vec, res->rec.prompt, res->rec.prompt_len,
                                       res->rec.vec, res->similarity, &decisive);
-        if (sc_cache_vetoes(p, decisive, SC_VERIFY_VETO_DECISIVE)) { /* the cross-check refuses it: a look-alike */
+        if (sc_cache_vetoes(p, decisive, SC_VERIFY_VETO, SC_VERIFY_VETO_DECISIVE)) { /* the cross-check refuses it: a look-alike */
             best_conf = -1;
             res->confidence = p;
             res->vetoed = 1;

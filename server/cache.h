@@ -39,9 +39,9 @@ typedef struct sc_cache sc_cache;
  * named thing or swapped relation). */
 #define SC_VERIFY_VETO 0.30
 #define SC_VERIFY_VETO_DECISIVE 0.70
-static inline int sc_cache_vetoes(double p, int decisive, double decisive_level)
+static inline int sc_cache_vetoes(double p, int decisive, double level, double decisive_level)
 {
-    return p < SC_VERIFY_VETO || (decisive && p < decisive_level);
+    return p < level || (decisive && p < decisive_level);
 }
 
 enum sc_cache_outcome { SC_CACHE_MISS = 0, SC_CACHE_HIT_EXACT = 1, SC_CACHE_HIT_SEMANTIC = 2 };

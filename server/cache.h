@@ -31,7 +31,7 @@ typedef struct sc_cache sc_cache;
 /* Default thresholds (threshold -1), tuned by bench_quality. */
 #define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
-#define SC_DEFAULT_THRESHOLD_EMBED 0.84
+#define SC_DEFAULT_THRESHOLD_EMBED 0.82
 /* semcache-embed with a trained verifier: the vote's winner is refused
  * when the verifier's probability that its answer is right is below
  * SC_VERIFY_VETO, or below SC_VERIFY_VETO_DECISIVE when the two prompts

@@ -4,7 +4,7 @@
 
 #include <math.h>
 
-const sc_vote_params sc_vote_default_params = {.tau = 0.05, .agree = 0.4, .conflict = 0.3};
+const sc_vote_params sc_vote_default_params = {.tau = 0.10, .agree = 0.4, .conflict = 0.3};
 
 int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *conf)
 {

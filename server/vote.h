@@ -12,7 +12,7 @@
  * So other phrasings of the same answer near the query can raise the
  * confidence (never past 1), and close candidates with other answers lower
  * it; a lone candidate keeps its cosine. The group with the highest
- * confidence wins. The defaults (vote.c: tau 0.05, agree 0.4, conflict 0.3)
+ * confidence wins. The defaults (vote.c: tau 0.10, agree 0.4, conflict 0.3)
  * were tuned by tools/train/tune.py on the dev splits only (banking77 train
  * hold-out, CLINC150 val; BENCHMARKS.md, Quality) for the current
  * semcache-embed-v1: other phrasings of the winner's answer close by raise

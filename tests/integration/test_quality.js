@@ -22,12 +22,13 @@ function pairs(file) {
     .map((l) => { const t = l.split('\t'); return { label: Number(t[0]), kind: t[1], a: t[2], b: t[3] }; });
 }
 
-// The issue's target is <= 5 % look-alikes with >= 70 % paraphrases (not
-// met); the shipped model (second training) measures 6/51 with 27/40
-// (BENCHMARKS.md, Quality; the first measured 5/51 with 30/40, at half
-// the FAQ hit rate). This guards that level (two pairs of slack for float
-// differences between CPUs), so a regression fails here.
-test('held-out look-alikes: <= 8/51 served, >= 25/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
+// The issue's target is <= 5 % look-alikes with >= 70 % paraphrases; the
+// shipped model (third training, folded text) with the cross-check's
+// decisive differences measures 2/51 with 30/40 (BENCHMARKS.md, Quality;
+// the second training measured 7/51 with 27/40). This guards that level
+// (two pairs of slack for float differences between CPUs), so a
+// regression fails here.
+test('held-out look-alikes: <= 4/51 served, >= 28/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
   const srv = await startServer(DEFAULTS);
   const ps = pairs(path.resolve(__dirname, '../fixtures/lookalike.tsv'));
   let para = 0, paraHit = 0, look = 0, lookHit = 0;
@@ -41,8 +42,8 @@ test('held-out look-alikes: <= 8/51 served, >= 25/40 paraphrases served (default
   }
   console.log(`# paraphrases served ${paraHit}/${para}, look-alikes served ${lookHit}/${look}`);
   assert(para > 20 && look > 20, 'fixture too small');
-  assert(lookHit <= 8, `false hits ${lookHit}/${look}`);
-  assert(paraHit >= 25, `paraphrases served ${paraHit}/${para}`);
+  assert(lookHit <= 4, `false hits ${lookHit}/${look}`);
+  assert(paraHit >= 28, `paraphrases served ${paraHit}/${para}`);
   await stopServer(srv);
 });
 
@@ -102,7 +103,7 @@ test('thresholds: the default (cosine+vote+check) in /stats; /cache/lookup thres
   const srv = await startServer(DEFAULTS);
   const st = await json(`${srv.url}/stats`, undefined, { method: 'GET' });
   assertEq(st.body.cache.scorer, 'cosine+vote+check', st.text);
-  assertEq(st.body.cache.threshold, 0.84, "default threshold");
+  assertEq(st.body.cache.threshold, 0.82, "default threshold");
   assert(/^semcache-embed-v1\//.test(st.body.cache.embedder), st.body.cache.embedder);
   await json(`${srv.url}/cache/store`, { namespace: 'th', prompt: 'How do I reset my password?', response: 'R' });
   const q = 'what do I do if I forgot my password';

@@ -319,8 +319,9 @@ def main():
     ap.add_argument("--intent-frac", type=float, default=0.75,
                     help="share of contrastive triples drawn from banking77/CLINC150 intents")
     ap.add_argument("--pair-weight", type=float, default=0.3, help="weight of the CoSENT loss")
-    ap.add_argument("--fold", action="store_true",
-                    help="train (and serve) on folded text: case-folded, end punctuation dropped")
+    ap.add_argument("--fold", action=argparse.BooleanOptionalAction, default=True,
+                    help="train (and serve) on folded text: case-folded, end punctuation dropped "
+                         "(the default since the third training; --no-fold for the earlier models)")
     ap.add_argument("--surface-aug", type=float, default=0.0,
                     help="share of triples whose texts are replaced by a case/punctuation variant, and of "
                          "triples whose positive is the anchor's own variant (case robustness)")

@@ -17,7 +17,7 @@
  *                        SC_VERIFY_VETO), as the server does by default
  *                        when weights for the embedder exist
  * Each scorer is judged at the server's default threshold (server/cache.h):
- * 0.60 with the verifier, 0.84 for semcache-embed (with or without the
+ * 0.60 with the verifier, 0.82 for semcache-embed (with or without the
  * vote), 0.90 for any other raw cosine; --threshold X replaces them all.
  * A pair of a pair set is a lookup with one candidate, where the vote is
  * the cosine.

@@ -48,7 +48,7 @@ static const directive table[] = {
     {"default-ttl", T_INT, OFF(default_ttl), 0, 1e10, NULL, "0", "entry lifetime in seconds (0 = no expiry)"},
     {"map-size-mb", T_INT, OFF(map_size_mb), 16, 1 << 24, NULL, "16384", "LMDB map size (address space, not disk), MiB"},
     {"reembed", T_BOOL, OFF(reembed), 0, 0, NULL, "no", "re-embed a data dir written by another embedder instead of refusing it"},
-    {"threshold", T_DOUBLE, OFF(threshold), -1, 1, NULL, "-1", "semantic hit threshold: the cosine (semcache-embed; with answer-vote on, lowered by close candidates with other answers in the vote of the candidates' answers), or with use-lite and verify on the estimated probability that the cached answer is right. -1 = the tuned default (semcache-embed 0.84; use-lite 0.60 verified, 0.90 cosine; see BENCHMARKS.md)"},
+    {"threshold", T_DOUBLE, OFF(threshold), -1, 1, NULL, "-1", "semantic hit threshold: the cosine (semcache-embed; with answer-vote on, lowered by close candidates with other answers in the vote of the candidates' answers), or with use-lite and verify on the estimated probability that the cached answer is right. -1 = the tuned default (semcache-embed 0.82; use-lite 0.60 verified, 0.90 cosine; see BENCHMARKS.md)"},
     {"embedder", T_ENUM, OFF(embedder), 0, 0, "semcache-embed|use-lite|hash|remote", "semcache-embed", "sentence embedder: semcache-embed (trained for caching, shipped in models/), use-lite, hash or remote"},
     {"model-dir", T_STR, OFF(model_dir), 0, 0, NULL, "", "model files (empty = the embedder's own: models/semcache-embed-v1, or models/use-lite/dist that make deps fetches)"},
     {"embed-url", T_STR, OFF(embed_url), 0, 0, NULL, "", "remote embedder: base URL of an OpenAI-compatible /v1/embeddings"},

@@ -463,7 +463,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
      * the raw cosine their 0.90 default was tuned on. */
     c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
-     * BENCHMARKS.md): semcache-embed's 0.84 (the cosine after the vote),
+     * BENCHMARKS.md): semcache-embed's 0.82 (the cosine after the vote),
      * use-lite's verifier 0.60, the raw cosine 0.90. */
     if (cfg->threshold >= 0) c->threshold = cfg->threshold;
     else if (own) c->threshold = SC_DEFAULT_THRESHOLD_EMBED;

@@ -19,6 +19,10 @@ Each step has two losses over the same model:
   2. CoSENT ranking over labelled pairs of one source at a time: QQP
      duplicates above non-duplicates, STS-B dev by its 0-5 score, and
      paraphrases above look-alikes; weighted 0.3 (--pair-weight).
+--fold (the default; --no-fold turns it off) trains on folded text: every
+text is tokenized case-folded without its end punctuation (sc-model
+tokenize --fold) and model.bin gets the FOLD flag, so the server folds
+what it embeds the same way (embed/use.h). --surface-aug is then moot.
 --surface-aug P (default 0, off) makes the model see questions as users
 type them: a share P of the triples has its texts replaced by a variant in
 lower case and/or without end punctuation, half of those with the anchor's

@@ -63,6 +63,10 @@ static uint64_t put(sc_store *s, const char *ns, const char *prompt)
 SC_TEST(learn_request_ids_parse_and_format)
 {
     char s[SC_LEARN_RID_LEN + 1];
+    sc_learn_rid_format(0, s);
+    CHECK(strcmp(s, "0000000000000000") == 0);
+    sc_learn_rid_format(UINT64_MAX, s);
+    CHECK(strcmp(s, "ffffffffffffffff") == 0);
     sc_learn_rid_format(0x0123456789abcdefull, s);
     CHECK(strcmp(s, "0123456789abcdef") == 0);
     uint64_t v = 0;

@@ -84,6 +84,32 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
   await stopServer(srv);
 });
 
+test('typed as people type: lower case, no end punctuation, shouting, still the same prompt to the embedder', async () => {
+  // The shipped model is trained and served on folded text (model.bin's
+  // FOLD flag): case and end punctuation do not change the embedding.
+  const srv = await startServer(DEFAULTS);
+  const forms = ['What is the capital of France?', 'what is the capital of france',
+    'WHAT IS THE CAPITAL OF FRANCE!!', 'What is the capital of France.'];
+  const e = await json(`${srv.url}/cache/embed`, { input: forms });
+  assertEq(e.status, 200, e.text);
+  const v = e.body.embeddings;
+  for (let i = 1; i < forms.length; i++) {
+    const cos = v[0].reduce((a, x, j) => a + x * v[i][j], 0);
+    assert(cos > 0.9999, `"${forms[i]}": cosine ${cos} to "${forms[0]}"`);
+  }
+  // ... so a typed question is served the answer stored for the written
+  // one (a semantic hit: the exact layer keeps punctuation), and a typed
+  // look-alike is not.
+  const stored = 'How do I cancel a direct debit?';
+  assertEq((await json(`${srv.url}/cache/store`, { namespace: 'typed', prompt: stored, response: 'Cancel steps.' })).status, 200);
+  const hit = await json(`${srv.url}/cache/lookup`, { namespace: 'typed', prompt: 'how do i cancel a direct debit' });
+  assertEq(hit.body.hit, true, hit.text);
+  assertEq(hit.body.response, 'Cancel steps.');
+  const look = await json(`${srv.url}/cache/lookup`, { namespace: 'typed', prompt: 'how do i set up a direct debit' });
+  assertEq(look.body.hit, false, look.text);
+  await stopServer(srv);
+});
+
 test('answer vote: cached phrasings of one question with differently worded answers do not outvote each other', async () => {
   // LLM answers to paraphrases differ in wording; the vote must not count
   // them as rival answers (vote.h, sc_vote_merge_same).

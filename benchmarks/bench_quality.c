@@ -163,12 +163,12 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         int w = sc_vote(vc, n, &sc_vote_default_params, score);
         /* +check: the server's cross-check (cache.c): the verifier may
          * refuse the winner, never pick another */
-        int decisive;
-        if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr &&
-            sc_cache_vetoes(sc_verify_score_ex(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec,
-                                               c[w].cos, &decisive),
-                            decisive, veto, veto_decisive))
-            *score = -1;
+        if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr) {
+            int decisive = 0;
+            double p = sc_verify_score_ex(s->m->ver, q, strlen(q), qv, c[w].text, strlen(c[w].text), c[w].vec,
+                                          c[w].cos, &decisive);
+            if (sc_cache_vetoes(p, decisive, veto, veto_decisive)) *score = -1;
+        }
         return w;
     }
     *score = c[0].cos;

@@ -24,7 +24,8 @@ int sc_use_vocab_cut_safe(const sc_use_vocab *v);
 
 /* Folding (off by default; set by the model file, use_bin.h): before the
  * pieces are matched, text is case-folded (Unicode full case folding) and
- * the end punctuation and white space ("?", ".", "!", " ") are dropped, so
+ * the end punctuation and white space ("?", ".", "!", space, tab, CR, LF,
+ * after NFKC) are dropped, so
  * "What is X?" and "what is x" get the same ids. A model trained on folded
  * text (tools/train/train.py --fold) must be served folded, and only it.
  * Set before the vocab is shared between threads. */

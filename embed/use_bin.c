@@ -283,10 +283,13 @@ static int bin_open(sc_embedder *e, const sc_embedder_opts *o, char *err, size_t
     openblas_set_num_threads(1);
     e->impl = m;
     e->dim = m->out_dim;
-    /* name/1.<checksum>: a retrained model.bin under the same name is
-     * another embedder to the data dir check (its vectors differ), while
-     * the verifier is still found by the name (the part before '/'). */
-    snprintf(e->id, sizeof e->id, "%s/1.%08x", name[0] ? name : "semcache-embed", (unsigned)(sum >> 32));
+    /* name/1.<checksum> (name/2.<checksum> when it folds: the checksum
+     * covers the tensors, not the header): a retrained model.bin under
+     * the same name is another embedder to the data dir check (its
+     * vectors differ), while the verifier is still found by the name (the
+     * part before '/'). */
+    snprintf(e->id, sizeof e->id, "%s/%d.%08x", name[0] ? name : "semcache-embed",
+             sc_use_vocab_folds(m->vocab) ? 2 : 1, (unsigned)(sum >> 32));
     return 0;
 }
 

@@ -205,7 +205,10 @@ void sc_use_vocab_set_fold(sc_use_vocab *v, int on) { v->fold = on != 0; }
 
 int sc_use_vocab_folds(const sc_use_vocab *v) { return v->fold; }
 
-static int end_punct(int32_t c) { return c == ' ' || c == '?' || c == '.' || c == '!'; }
+static int end_punct(int32_t c)
+{
+    return c == ' ' || c == '?' || c == '.' || c == '!' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* Offers the edge (piece `id`, `score`) from start to end to the lattice. */
 static inline void relax(double *best, int32_t *words, size_t start, size_t end, double score,
@@ -310,13 +313,27 @@ static int encode_text(const sc_use_vocab *v, const char *text, size_t len, int 
  * is first encoded by growing byte prefixes that end before an ASCII space.
  * NFKC never reaches across U+0020 (a starter that composes with nothing),
  * and in the lattice the space becomes a forced U+2581 cut, so the ids of
- * such a prefix are a prefix of the ids of the whole text. */
+ * such a prefix are a prefix of the ids of the whole text. When folding,
+ * the whole text's end punctuation is dropped and that may reach back
+ * into the prefix ("... . . ."), so a prefix only counts when an ASCII
+ * letter or digit (which no normalisation turns into end punctuation)
+ * comes after it. */
 int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
                   int32_t **ids, size_t *n)
 {
+    size_t last = 0; /* folding: where the last ASCII letter or digit is (0: none) */
+    if (v->fold) {
+        size_t i = len;
+        while (i > 0) {
+            unsigned char ch = (unsigned char)text[i - 1];
+            if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')) break;
+            i--;
+        }
+        last = i ? i - 1 : 0;
+    }
     for (size_t limit = 16384; max_ids > 0 && v->cut_safe && limit < len; limit *= 4) {
         const char *sp = memchr(text + limit, ' ', len - limit);
-        if (!sp) break;
+        if (!sp || (v->fold && (size_t)(sp - text) >= last)) break;
         int rc = encode_text(v, text, (size_t)(sp - text), 0, max_ids, ids, n);
         if (rc != 0 || *n > max_ids) return rc;
         free(*ids);

@@ -506,7 +506,7 @@ static const sc_verify_model sc_verify_model_use_lite = {
 };
 /* @@end use-lite@@ */
 /* @@begin semcache-embed-v1@@ */
-/* Embedder semcache-embed-v1/1.5bfa26d8: 43042 fit pairs, 3819 calibration pairs.
+/* Embedder semcache-embed-v1/2.5bfa26d8: 43042 fit pairs, 3819 calibration pairs.
  * Command: build/train_verify --embedder semcache-embed --no-diff-embed --qqp-train 8000 --qqp-calib 3000 --lambda 1 --trees 200 --eta 0.1 --augment 600 --augment-rewrites 0 --rewrite-kinds 0x2f --qqp-extra 20000 --stsb 1 --write embed/verify_weights.h
  * Calibration curve (held-in split, after Platt scaling):
  *   0.0-0.1  n=669   predicted 0.029  observed 0.027
@@ -752,7 +752,7 @@ static const sc_verify_model sc_verify_model_semcache_embed_v1 = {
     },
     .ntrees = 200,
     .trees = sc_verify_trees_semcache_embed_v1,
-    .trained_on = "qqp_dev 8000+3000 pairs (seed 20261127), banking77 even intents; semcache-embed-v1/1.5bfa26d8",
+    .trained_on = "qqp_dev 8000+3000 pairs (seed 20261127), banking77 even intents; semcache-embed-v1/2.5bfa26d8",
 };
 /* @@end semcache-embed-v1@@ */
 #endif

@@ -968,7 +968,8 @@ static void ivf_update(sc_index *ix, part *p, int what)
         ivf_free(v);
         if (!p->retired) {
             p->compacting = 0;
-            /* Too few live rows to train on: again at twice as many (a
+            /* Too few live rows to train on (or sc_index_stop, after which
+             * nothing is built again anyway): again at twice as many (a
              * partition with an IVF keeps it, retrained at twice these). */
             p->train_next = 2 * live;
             if (p->ivf) p->ivf->trained = live;

@@ -35,8 +35,8 @@ typedef struct sc_cache sc_cache;
 /* semcache-embed with a trained verifier: the vote's winner is refused
  * when the verifier's probability that its answer is right is below
  * SC_VERIFY_VETO, or below SC_VERIFY_VETO_DECISIVE when the two prompts
- * show a decisive difference (sc_verify_decisive: a unit, opposite word,
- * named thing or swapped relation). */
+ * show a decisive difference (sc_verify_decisive: a unit, an opposite
+ * word, a named thing or a swapped relation). */
 #define SC_VERIFY_VETO 0.30
 #define SC_VERIFY_VETO_DECISIVE 0.70
 static inline int sc_cache_vetoes(double p, int decisive, double level, double decisive_level)

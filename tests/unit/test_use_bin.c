@@ -524,6 +524,7 @@ SC_TEST(use_bin_fold_tokenizer)
     CHECK(same_ids(v, "WHAT IS THE CAPITAL OF FRANCE?!  ", "what is the capital of france"));
     CHECK(same_ids(v, "Straße.", "strasse")); /* full case folding */
     CHECK(same_ids(v, "?!.", ""));
+    CHECK(same_ids(v, "What is the capital of France?\n\t", "what is the capital of france"));
     /* only the end: punctuation inside the text stays */
     CHECK(!same_ids(v, "dark mode. on", "dark mode on"));
     CHECK(!same_ids(v, "1.5 km", "15 km"));
@@ -545,6 +546,26 @@ SC_TEST(use_bin_fold_tokenizer)
     free(b);
     free(big);
     free(low);
+    /* ... but when only end punctuation follows a prefix, the whole text's
+     * end reaches back into it: the prefix must not be taken */
+    sc_use_vocab_set_fold(v, 1);
+    const char *head = "what is the capital of france";
+    n = strlen(head) + 2 * 20000;
+    big = malloc(n + 1);
+    memcpy(big, head, strlen(head));
+    for (size_t i = strlen(head); i < n; i += 2) memcpy(big + i, " .", 2);
+    big[n] = 0;
+    ids_of(v, big, 128, &a, &na);
+    ids_of(v, big, 0, &b, &nb);
+    int32_t *h;
+    size_t nh;
+    ids_of(v, head, 0, &h, &nh);
+    CHECK(na == nh && nb == nh && memcmp(a, h, nh * sizeof *a) == 0 && memcmp(b, h, nh * sizeof *b) == 0);
+    free(a);
+    free(b);
+    free(h);
+    free(big);
+    sc_use_vocab_set_fold(v, 0);
     CHECK(!sc_use_vocab_folds(v));
 }
 
@@ -863,6 +884,19 @@ SC_TEST(use_bin_embedder_open)
     if (rc) sc_test_fail(__FILE__, __LINE__, "open %s: %s", d, err);
     if (e) {
         CHECK(strncmp(sc_embedder_id(e), "semcache-embed/1.", 17) == 0);
+        sc_embedder_close(e);
+    }
+    /* the same weights with the FOLD flag embed otherwise: another id */
+    wr32(b + 8, SC_USE_BIN_VERSION_FLAGS);
+    wr32(b + 124, SC_USE_BIN_FOLD);
+    memcpy(b + 96, "unit-f16", 8);
+    d = model_dir("folded", b, len, 1);
+    sc_embedder_opts f = {.name = "semcache-embed", .model_dir = d};
+    e = NULL;
+    rc = sc_embedder_open(&e, &f, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "open %s: %s", d, err);
+    if (e) {
+        CHECK(strncmp(sc_embedder_id(e), "unit-f16/2.", 11) == 0);
         sc_embedder_close(e);
     }
     free(b);

@@ -171,7 +171,9 @@ def save_bin(model, path, dtype=F16, name="semcache-embed-v1", fold=False):
         struct.pack_into("<f", hdr, 64 + 4 * l, L.scale)
     struct.pack_into("<2f", hdr, 72, model.ln_eps, model.l2_eps)
     struct.pack_into("<2Q", hdr, 80, len(payload), xxh3_64(payload))
-    nb = name.encode()[:27 if fold else 31]
+    nb = name.encode()
+    if len(nb) > (27 if fold else 31) or not all(c.isascii() and (c.isalnum() or c in "._-") for c in name):
+        raise ValueError(f"model name {name!r}: at most {27 if fold else 31} bytes of [A-Za-z0-9._-]")
     hdr[96:96 + len(nb)] = nb
     if fold:
         struct.pack_into("<I", hdr, 124, FOLD)

@@ -346,6 +346,10 @@ def main():
     except D.DataError as e:
         raise SystemExit(f"train: {e}")
     model = scmodel.load_bin(os.path.join(args.init, "model.bin"))
+    if model.fold and not args.fold:
+        # sc-model tokenize --fold can only turn folding on: the ids would
+        # be folded and the saved model would not say so.
+        raise SystemExit(f"train: {args.init} is a folded model; --no-fold needs an unfolded one")
     vocab = Vocab(args.tool, args.init, args.fold)
     gen = LA.Generator()
     pos, intents, intent_items, nondup, looks = build_pools(parts, gen, rng)

@@ -985,6 +985,18 @@ typedef struct build_job {
     sc_index *ix;
 } build_job;
 
+/* Every 97th row of v (ids = row numbers, partition ("a", 1)) is its own
+ * nearest neighbour. */
+static void finds_every_97th(sc_index *ix, const float *v, size_t d, size_t n)
+{
+    for (size_t i = 0; i < n; i += 97) {
+        sc_index_hit h[1];
+        size_t m;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
+        CHECK(m == 1 && h[0].id == i);
+    }
+}
+
 static void *bulk_off(void *arg)
 {
     sc_index_bulk_load(((build_job *)arg)->ix, 0);
@@ -1008,12 +1020,7 @@ SC_TEST(index_ann_stop_gives_builds_up)
     sc_index_stats_get(ix, &st);
     CHECK_EQ_INT(st.ann_partitions, 0);
     CHECK_EQ_INT(st.vectors, N);
-    for (size_t i = 0; i < N; i += 97) {
-        sc_index_hit h[1];
-        size_t m;
-        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
-        CHECK(m == 1 && h[0].id == i);
-    }
+    finds_every_97th(ix, v, d, N);
     sc_index_destroy(ix);
     /* stopped while the build runs (wherever it is: k-means, assignment,
      * or already done): every row is still found */
@@ -1030,12 +1037,7 @@ SC_TEST(index_ann_stop_gives_builds_up)
     pthread_join(th, NULL);
     sc_index_stats_get(ix, &st);
     printf("# stopped after 2 ms: %llu ANN partitions\n", (unsigned long long)st.ann_partitions);
-    for (size_t i = 0; i < N; i += 97) {
-        sc_index_hit h[1];
-        size_t m;
-        CHECK_OK(sc_index_search(ix, "a", 1, v + i * d, 1, h, &m));
-        CHECK(m == 1 && h[0].id == i);
-    }
+    finds_every_97th(ix, v, d, N);
     sc_index_destroy(ix);
     /* k-means itself gives up when the flag is set, and finishes when not */
     atomic_int stop = 1;

@@ -88,6 +88,9 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
 {
     if (dtype != SC_USE_BIN_F32 && dtype != SC_USE_BIN_F16) return SC_EINVAL;
     sc_use_model *m = (sc_use_model *)mc; /* slots_of only reads through it here */
+    int fold = sc_use_vocab_folds(m->vocab);
+    size_t name_room = fold ? 28 : 32; /* version 2: the flags take the name's last 4 bytes */
+    if (fold && name && strlen(name) >= name_room) return SC_EINVAL;
     slot s[MAX_SLOTS];
     size_t ns = slots_of(m, s), floats = 0, esz = dtype == SC_USE_BIN_F32 ? 4 : 2;
     for (size_t i = 0; i < ns; i++) floats += s[i].n;
@@ -104,11 +107,6 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
             }
         }
     memcpy(buf, SC_USE_BIN_MAGIC, 8);
-    int fold = sc_use_vocab_folds(m->vocab);
-    if (fold && name && strlen(name) > 27) {
-        free(buf);
-        return SC_EINVAL;
-    }
     wr32(buf + 8, fold ? SC_USE_BIN_VERSION_FLAGS : SC_USE_BIN_VERSION);
     wr32(buf + 12, dtype);
     wr32(buf + 16, m->n_vocab_rows);
@@ -127,7 +125,7 @@ int sc_use_bin_save(const sc_use_model *mc, const char *path, uint32_t dtype, co
     wrf(buf + 76, m->l2_eps);
     wr64(buf + 80, payload);
     wr64(buf + 88, sc_hash64(buf + SC_USE_BIN_HEADER, payload, 0));
-    snprintf((char *)buf + 96, fold ? 28 : 32, "%s", name ? name : "");
+    snprintf((char *)buf + 96, name_room, "%s", name ? name : "");
     if (fold) wr32(buf + 124, SC_USE_BIN_FOLD);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

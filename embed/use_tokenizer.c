@@ -309,6 +309,16 @@ static int encode_text(const sc_use_vocab *v, const char *text, size_t len, int 
     return 0;
 }
 
+/* 1 when an ASCII letter or digit is in text[from, len). */
+static int alnum_after(const char *text, size_t len, size_t from)
+{
+    for (size_t i = len; i > from; i--) {
+        unsigned char ch = (unsigned char)text[i - 1];
+        if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')) return 1;
+    }
+    return 0;
+}
+
 /* Long texts: normalisation dominates (~50-100 ms for 1 MiB), so the text
  * is first encoded by growing byte prefixes that end before an ASCII space.
  * NFKC never reaches across U+0020 (a starter that composes with nothing),
@@ -321,19 +331,9 @@ static int encode_text(const sc_use_vocab *v, const char *text, size_t len, int 
 int sc_use_encode(const sc_use_vocab *v, const char *text, size_t len, size_t max_ids,
                   int32_t **ids, size_t *n)
 {
-    size_t last = 0; /* folding: where the last ASCII letter or digit is (0: none) */
-    if (v->fold) {
-        size_t i = len;
-        while (i > 0) {
-            unsigned char ch = (unsigned char)text[i - 1];
-            if ((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z')) break;
-            i--;
-        }
-        last = i ? i - 1 : 0;
-    }
     for (size_t limit = 16384; max_ids > 0 && v->cut_safe && limit < len; limit *= 4) {
         const char *sp = memchr(text + limit, ' ', len - limit);
-        if (!sp || (v->fold && (size_t)(sp - text) >= last)) break;
+        if (!sp || (v->fold && !alnum_after(text, len, (size_t)(sp - text)))) break;
         int rc = encode_text(v, text, (size_t)(sp - text), 0, max_ids, ids, n);
         if (rc != 0 || *n > max_ids) return rc;
         free(*ids);

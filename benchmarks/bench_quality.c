@@ -17,8 +17,10 @@
  *                        SC_VERIFY_VETO), as the server does by default
  *                        when weights for the embedder exist
  * Each scorer is judged at the server's default threshold (server/cache.h):
- * 0.60 with the verifier, 0.82 for semcache-embed (with or without the
- * vote), 0.90 for any other raw cosine; --threshold X replaces them all.
+ * 0.60 with the verifier, 0.95 for semcache-embed (with or without the
+ * vote; its scores are on the server's scale, sc_cache_embed_score: 0.95
+ * is the cosine 0.82), 0.90 for any other raw cosine; --threshold X
+ * replaces them all.
  * A pair of a pair set is a lookup with one candidate, where the vote is
  * the cosine.
  *
@@ -97,10 +99,11 @@ typedef struct model {
     sc_embedder *emb;
     uint32_t dim;
     sc_verify *ver;
+    int scaled;          /* scores reported as sc_cache_embed_score (semcache-embed), as the server */
 } model;
 
 static model models[] = {{.family = "use-lite", .dir = "models/use-lite/dist"},
-                         {.family = "semcache-embed", .dir = SC_EMBED_DEFAULT_MODEL_DIR},
+                         {.family = "semcache-embed", .dir = SC_EMBED_DEFAULT_MODEL_DIR, .scaled = 1},
                          {.family = "hash", .dir = ""}};
 
 /* A scorer and what the summary table shows of it (at thr; NAN = not run). */
@@ -161,6 +164,7 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         }
         sc_vote_merge_same(vc, vecs, s->m->dim, n, SC_VOTE_SAME_QUESTION); /* as cache.c */
         int w = sc_vote(vc, n, &sc_vote_default_params, score);
+        if (s->m->scaled) *score = sc_cache_embed_score(*score);
         /* +check: the server's cross-check (cache.c): the verifier may
          * refuse the winner, never pick another */
         if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr) {
@@ -171,7 +175,7 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         }
         return w;
     }
-    *score = c[0].cos;
+    *score = s->m->scaled ? sc_cache_embed_score(c[0].cos) : c[0].cos;
     return 0;
 }
 

@@ -2,10 +2,10 @@
 # cached answers / cached answers) and the hit rate of each window of 1,000
 # requests, one line per config, with reference lines at the 2 % and 5 %
 # error budgets. replay.js runs it; by hand, from the repository root:
-#   gnuplot -e "csv='benchmarks/results/replay.csv'; out='benchmarks/results/replay.png'; configs='fixed-0.84 budget-0.05'" benchmarks/replay.gp
+#   gnuplot -e "csv='benchmarks/results/replay.csv'; out='benchmarks/results/replay.png'; configs='fixed-0.95 budget-0.05'" benchmarks/replay.gp
 if (!exists("csv")) csv = 'benchmarks/results/replay.csv'
 if (!exists("out")) out = 'benchmarks/results/replay.png'
-if (!exists("configs")) configs = 'fixed-0.84'
+if (!exists("configs")) configs = 'fixed-0.95'
 set terminal pngcairo size 1200,900 font ",11" noenhanced
 set output out
 set datafile separator ","

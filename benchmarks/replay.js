@@ -31,7 +31,7 @@
 //
 // Run: bash benchmarks/replay.sh [BUILD] [--quick]   (needs SC_DATA_DIR), or
 //   node benchmarks/replay.js --data DIR [--build build] [--requests 20000]
-//     [--concurrency 4] [--configs fixed-0.82,budget-0.05] [--seed 1]
+//     [--concurrency 4] [--configs fixed-0.95,budget-0.05] [--seed 1]
 //     [--warmup 5000] [--out benchmarks/results] [--request-log FILE] [--quick]
 //     [--list]
 // --configs takes any fixed-T or budget-R too; --request-log FILE writes one
@@ -58,21 +58,24 @@ const MAX_ERROR_FRACTION = 0.01;
 
 const BUDGET_FLAGS = (rate) => ['--max-error-rate', rate, '--shadow-rate', '0.05'];
 // The fixed sweep spans post-warm-up served error rates from about 5.5 %
-// (0.70) to 0 (1.00: exact repeats only) on this data.
+// (0.88) to 0 (1.00: exact repeats only) on this data. Thresholds are on
+// semcache-embed's score scale (server/cache.h: 0.88, 0.92, 0.94, 0.95,
+// 0.96, 0.97, 0.98, 0.99 are the cosines 0.70, 0.76, 0.80, 0.82, 0.84,
+// 0.87, 0.89, 0.93).
 const CONFIGS = {
-  'fixed-0.70': ['--threshold', '0.70'],
-  'fixed-0.76': ['--threshold', '0.76'],
-  'fixed-0.80': ['--threshold', '0.80'],
-  'fixed-0.82': [],                               // the default threshold
-  'fixed-0.84': ['--threshold', '0.84'],          // the default before the third training
   'fixed-0.88': ['--threshold', '0.88'],
   'fixed-0.92': ['--threshold', '0.92'],
+  'fixed-0.94': ['--threshold', '0.94'],
+  'fixed-0.95': [],                               // the default threshold
   'fixed-0.96': ['--threshold', '0.96'],
+  'fixed-0.97': ['--threshold', '0.97'],
+  'fixed-0.98': ['--threshold', '0.98'],
+  'fixed-0.99': ['--threshold', '0.99'],
   'fixed-1.00': ['--threshold', '1.0'],
   'budget-0.02': BUDGET_FLAGS('0.02'),
   'budget-0.05': BUDGET_FLAGS('0.05'),
 };
-const QUICK_CONFIGS = ['fixed-0.82', 'fixed-0.92', 'budget-0.05'];
+const QUICK_CONFIGS = ['fixed-0.95', 'fixed-0.98', 'budget-0.05'];
 
 // A config's flags: one of CONFIGS, or any fixed-T (--threshold T) or
 // budget-R (--max-error-rate R --shadow-rate 0.05); null when unknown.

@@ -671,8 +671,9 @@ static void embed_done(sc_job *j)
             json_array_append_new(vecs, v);
         }
         sc_server_json(j->req, 200,
-                       json_pack("{s:s,s:i,s:o}", "model", sc_cache_embedder_id(j->srv->cache), "dim",
-                                 (int)dim, "embeddings", vecs),
+                       json_pack("{s:s,s:i,s:o,s:f}", "model", sc_cache_embedder_id(j->srv->cache), "dim",
+                                 (int)dim, "embeddings", vecs, "similarity_gamma",
+                                 sc_cache_similarity_gamma(j->srv->cache)),
                        NULL);
     }
     json_decref(e->body);

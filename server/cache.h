@@ -23,6 +23,7 @@
 #include "common/config.h"
 #include "storage/record.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,29 @@ typedef struct sc_cache sc_cache;
 /* Default thresholds (threshold -1), tuned by bench_quality. */
 #define SC_DEFAULT_THRESHOLD_VERIFIED 0.60
 #define SC_DEFAULT_THRESHOLD_COSINE 0.90
-#define SC_DEFAULT_THRESHOLD_EMBED 0.82
+#define SC_DEFAULT_THRESHOLD_EMBED 0.95
+/* semcache-embed's scores on the product's threshold scale. The threshold
+ * its dev splits chose is a cosine of 0.82, outside the 0.92-0.97 band
+ * users of semantic caches set (its contrastive training spreads
+ * paraphrases over lower cosines than USE-lite's). The similarity
+ * and the confidence it reports, and the threshold they are compared
+ * with, are therefore
+ *
+ *   score = 1 - (1 - cosine)^SC_EMBED_SCORE_GAMMA      (cosine in [0, 1])
+ *
+ * and the cosine itself below 0: monotone, so it decides exactly what the
+ * cosine would at the matching threshold (0.95 here is the cosine 0.82),
+ * 0 and 1 stay put (unrelated prompts keep low scores, the same prompt 1),
+ * and the band 0.92-0.97 spans cosines 0.76-0.87. The answer vote and the
+ * cross-check work on the cosines; the mapping applies to what they
+ * decide. Other embedders report the cosine. Pure. */
+#define SC_EMBED_SCORE_GAMMA 1.75
+static inline double sc_cache_embed_score(double cosine)
+{
+    if (!(cosine > 0)) return cosine;   /* also NaN */
+    if (cosine >= 1) return 1;
+    return 1 - pow(1 - cosine, SC_EMBED_SCORE_GAMMA);
+}
 /* semcache-embed with a trained verifier: the vote's winner is refused
  * when the verifier's probability that its answer is right is below
  * SC_VERIFY_VETO, or below SC_VERIFY_VETO_DECISIVE when the two prompts
@@ -50,11 +73,12 @@ typedef struct sc_cache_result {
     int outcome;               /* enum sc_cache_outcome */
     uint64_t id;               /* entry served (hits) or best candidate (misses, 0 if none) */
     float similarity;          /* cosine of the candidate served (misses: of the winner, or
-                                  the nearest); 1 for exact hits */
+                                  the nearest; semcache-embed: sc_cache_embed_score of it);
+                                  1 for exact hits */
     double confidence;         /* the score compared with the threshold: the vote's score
-                                  (semcache-embed; the verifier's probability when its
-                                  cross-check refused the winner), use-lite's verifier
-                                  estimate, or the cosine */
+                                  (semcache-embed, sc_cache_embed_score of it; the verifier's
+                                  probability when its cross-check refused the winner),
+                                  use-lite's verifier estimate, or the cosine */
     sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
     float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put) */
     uint32_t dim;
@@ -163,7 +187,8 @@ void sc_cache_exact_key(const char *ns, uint64_t fp, const char *prompt, size_t 
 /* The dashboard's entry browser: the k (at most SC_SEARCH_MAX_K) live
  * entries of namespace ns nearest to text by cosine, over every partition
  * of ns (the first SC_SEARCH_MAX_PARTS found; *parts says how many ns has),
- * best first. Fills hits[i].rec (caller clears each) and *n. */
+ * best first (similarity: the cosine, semcache-embed's on its score scale).
+ * Fills hits[i].rec (caller clears each) and *n. */
 #define SC_SEARCH_MAX_K 50
 #define SC_SEARCH_MAX_PARTS 256
 typedef struct sc_cache_search_hit {
@@ -185,6 +210,10 @@ double sc_cache_threshold(const sc_cache *c);
 /* How semantic candidates are scored: "verifier", "cosine+vote+check",
  * "cosine+check", "cosine+vote" or "cosine". */
 const char *sc_cache_scorer(const sc_cache *c);
+/* The exponent of the similarity scale: SC_EMBED_SCORE_GAMMA with
+ * semcache-embed (sc_cache_embed_score), 1 where the similarity is the
+ * cosine. */
+double sc_cache_similarity_gamma(const sc_cache *c);
 
 /* The answer text of an entry: the stored text for plain entries, the
  * first choice's message content for OpenAI JSON bodies. malloc'ed. */

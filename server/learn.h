@@ -56,7 +56,7 @@
 
 typedef struct sc_learn sc_learn;
 
-#define SC_LEARN_BINS 50            /* score grid: steps of 0.02 */
+#define SC_LEARN_BINS 100           /* score grid: steps of 0.01 */
 #define SC_LEARN_DECISIONS 65536    /* decisions remembered for verdicts */
 #define SC_LEARN_BLOCK_MAX 64       /* blocked prompts per entry */
 #define SC_LEARN_QUARANTINE_BAD 3

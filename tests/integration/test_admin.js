@@ -185,11 +185,15 @@ test('/cache/embed: dim, unit-length vectors, equal for equal input', async () =
   }
   assertEq(JSON.stringify(e[0]), JSON.stringify(e[1]), 'equal input, equal vector');
   assert(JSON.stringify(e[0]) !== JSON.stringify(e[2]), 'different input, different vector');
-  // The vectors are the cache's own: their cosine is the lookup similarity.
+  // The vectors are the cache's own: the lookup similarity is their cosine
+  // on the embedder's scale (1 - (1 - cos)^gamma; gamma 1: the cosine).
+  const g = r.body.similarity_gamma;
+  assert(g >= 1 && g <= 3, `similarity_gamma ${g}`);
   await store({ namespace: 'emb', prompt: 'hello world', response: 'hi' });
   const l = await lookup({ namespace: 'emb', prompt: 'something else entirely', threshold: 0 });
   const cos = e[0].reduce((a, x, i) => a + x * e[2][i], 0);
-  assert(Math.abs(l.body.similarity - cos) < 1e-3, `lookup similarity ${l.body.similarity} vs cosine ${cos}`);
+  const sim = cos > 0 ? 1 - Math.pow(1 - cos, g) : cos;
+  assert(Math.abs(l.body.similarity - sim) < 1e-3, `lookup similarity ${l.body.similarity} vs cosine ${cos} on the scale ${sim}`);
   // A single string is accepted as a list of one (as OpenAI's API does).
   const one = await curl('POST', '/cache/embed', { input: 'hello world' });
   assertEq(one.status, 200);

@@ -129,7 +129,8 @@ test('thresholds: the default (cosine+vote+check) in /stats; /cache/lookup thres
   const srv = await startServer(DEFAULTS);
   const st = await json(`${srv.url}/stats`, undefined, { method: 'GET' });
   assertEq(st.body.cache.scorer, 'cosine+vote+check', st.text);
-  assertEq(st.body.cache.threshold, 0.82, "default threshold");
+  assertEq(st.body.cache.threshold, 0.95, "default threshold");
+  assert(st.body.cache.threshold >= 0.92 && st.body.cache.threshold <= 0.97, 'inside the 0.92-0.97 band');
   assert(/^semcache-embed-v1\//.test(st.body.cache.embedder), st.body.cache.embedder);
   await json(`${srv.url}/cache/store`, { namespace: 'th', prompt: 'How do I reset my password?', response: 'R' });
   const q = 'what do I do if I forgot my password';

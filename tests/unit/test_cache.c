@@ -136,3 +136,25 @@ SC_TEST(cache_put_many_two_threads_keep_order)
     sc_cache_close(c);
     sc_config_free(&cfg);
 }
+
+/* semcache-embed's score scale: monotone, 0 and 1 fixed, the tuned cosine
+ * 0.82 at the default threshold, identity below 0. */
+SC_TEST(cache_embed_score_scale)
+{
+    CHECK(sc_cache_embed_score(0) == 0);
+    CHECK(sc_cache_embed_score(1) == 1);
+    CHECK(sc_cache_embed_score(1.0000001) == 1);
+    CHECK(sc_cache_embed_score(-0.25) == -0.25);
+    CHECK(isnan(sc_cache_embed_score(NAN)));
+    CHECK(fabs(sc_cache_embed_score(0.82) - SC_DEFAULT_THRESHOLD_EMBED) < 0.001);
+    /* the band users set spans cosines of about 0.76-0.87 */
+    CHECK(sc_cache_embed_score(0.76) < 0.92 && sc_cache_embed_score(0.77) > 0.92);
+    CHECK(sc_cache_embed_score(0.86) < 0.97 && sc_cache_embed_score(0.87) > 0.97);
+    double prev = -1;
+    for (int i = -100; i <= 1000; i++) {
+        double s = sc_cache_embed_score(i / 1000.0);
+        if (!(s > prev)) sc_test_fail(__FILE__, __LINE__, "not increasing at %d/1000: %.6f after %.6f", i, s, prev);
+        if (i >= 0 && (s < i / 1000.0 || s > 1)) sc_test_fail(__FILE__, __LINE__, "%d/1000 scores %.6f", i, s);
+        prev = s;
+    }
+}

@@ -13,6 +13,9 @@ serves the most FAQ queries with precision >= 0.95 on both. Look-alikes are
 a one-candidate lookup, where the vote is the cosine: their table is
 printed for choosing the threshold (the verifier's cross-check, trained
 separately by build/train_verify, handles what the cosine cannot).
+Thresholds here are cosines (after the vote); the server compares scores
+on semcache-embed's scale, 1 - (1 - cosine)^1.75 (server/cache.h,
+sc_cache_embed_score), which "best" prints too: put that in cache.h.
 """
 import argparse
 import itertools
@@ -45,6 +48,16 @@ def vote(cos, ans, tau, agree, conflict):
         if v > best_conf:
             best, best_conf = i, v
     return best, best_conf
+
+
+SCORE_GAMMA = 1.75   # server/cache.h SC_EMBED_SCORE_GAMMA
+
+
+def served_scale(cos):
+    """server/cache.h's sc_cache_embed_score: a cosine on the threshold's scale."""
+    if not cos > 0:
+        return cos
+    return 1.0 if cos >= 1 else 1 - (1 - cos) ** SCORE_GAMMA
 
 
 def typed(t):
@@ -129,6 +142,8 @@ def main():
         print(desc + ": " + "  ".join(f"{t:.2f} " + "/".join(f"{x[0]:.3f},{x[1]:.3f}" for x in r)
                                       for t, r in zip(thrs, row) if round(t * 100) % 2 == 0))
     print("best:", best)
+    if best is not None:
+        print("best threshold on the server's scale: %.3f" % served_scale(best[2]))
 
 
 if __name__ == "__main__":

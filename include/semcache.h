@@ -103,7 +103,7 @@ int semcache_set(semcache *c, const char *ns, const char *prompt, size_t prompt_
 typedef struct semcache_hit {
     char *response;
     size_t response_len;
-    double similarity; /* cosine similarity, 1 for an exact hit */
+    double similarity; /* the server's similarity (the cosine; with semcache-embed on its score scale, 1 - (1 - cos)^1.75); 1 for an exact hit */
     uint64_t id;
     char request[17];  /* the decision's request id, for semcache_feedback ("" from older servers) */
 } semcache_hit;

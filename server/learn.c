@@ -222,7 +222,7 @@ static void persist_entry(sc_learn *l, uint64_t id)
     entry_st *e = entry_find(l, id);
     if (e) {
         const char *ns = l->ns[e->ns].name;
-        entry_disk d = {.version = 1, .good = e->good, .bad = e->bad, .miss_good = e->miss_good,
+        entry_disk d = {.version = 2, .good = e->good, .bad = e->bad, .miss_good = e->miss_good,
                         .miss_bad = e->miss_bad, .raise = e->raise,
                         .ns_len = (uint16_t)strlen(ns), .nblock = e->nblock, .off = e->off};
         memcpy(buf, &d, sizeof d);
@@ -254,7 +254,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
     } else if (klen == 9 && key[0] == SC_STORE_LEARN_ENTRY && vlen >= sizeof(entry_disk)) {
         entry_disk d;
         memcpy(&d, v, sizeof d);
-        if (d.version != 1 || d.nblock > SC_LEARN_BLOCK_MAX || d.ns_len == 0 || d.ns_len > NS_MAX ||
+        if ((d.version != 1 && d.version != 2) || d.nblock > SC_LEARN_BLOCK_MAX || d.ns_len == 0 || d.ns_len > NS_MAX ||
             vlen != sizeof d + (size_t)d.nblock * 8 + d.ns_len)
             return 0;
         char name[NS_MAX + 1];
@@ -270,7 +270,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         e->bad = d.bad;
         e->miss_good = d.miss_good;
         e->miss_bad = d.miss_bad;
-        e->raise = d.raise;
+        e->raise = d.version == 2 ? d.raise : 0;   /* version 1: a raise on the old scale */
         e->off = d.off;
         for (size_t j = 0; j < d.nblock; j++) {
             uint64_t h;
@@ -519,7 +519,8 @@ static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, doubl
             if (served) e->bad++;
             else e->miss_bad++;
             if (served) {   /* a miss check only calibrates (see learn.h) */
-                float r = (float)(score + SC_LEARN_RAISE);
+                double step = SC_LEARN_RAISE_SHARE * (1 - score);
+                float r = (float)(score + (step < SC_LEARN_RAISE ? step : SC_LEARN_RAISE));
                 if (r > e->raise) e->raise = r;
                 if (phash) block_add(e, phash);
             }

@@ -14,8 +14,11 @@
  * shadow checks):
  *   - a hit judged wrong never repeats: that (entry, prompt) pair is blocked
  *     for semantic serving (up to SC_LEARN_BLOCK_MAX prompts per entry);
- *   - the entry's own threshold rises above the score it was wrong at
- *     (+ SC_LEARN_RAISE);
+ *   - the entry's own threshold rises above the score s it was wrong at,
+ *     by SC_LEARN_RAISE or, close to 1, SC_LEARN_RAISE_SHARE of the rest
+ *     (1 - s): scores near 1 are compressed (semcache-embed's scale, cache.h),
+ *     so one wrong verdict never puts an entry out of reach of all but
+ *     identical prompts;
  *   - an entry served and judged wrong SC_LEARN_QUARANTINE_BAD times, and
  *     more often wrong than right, is taken out of semantic serving (still
  *     exact-servable).
@@ -38,7 +41,11 @@
  * Persistence (the store's learn DBI, store.h): an entry's state is written
  * when it changes and removed with the entry; a namespace's calibration
  * every SC_LEARN_NS_FLUSH observations and at close. A crash loses at most
- * the namespace counts since the last write.
+ * the namespace counts since the last write. State written before the
+ * score scale (semcache-embed's scores, cache.h; the grid of 0.01) is
+ * read without what was on the old scale: a namespace's calibration is
+ * dropped, an entry keeps its counts, blocks and quarantine but not its
+ * raise.
  *
  * Threads: every function is thread-safe. sc_learn_verdict, _observe and
  * _close write to the store and block on its writer: worker threads only.
@@ -61,6 +68,7 @@ typedef struct sc_learn sc_learn;
 #define SC_LEARN_BLOCK_MAX 64       /* blocked prompts per entry */
 #define SC_LEARN_QUARANTINE_BAD 3
 #define SC_LEARN_RAISE 0.01
+#define SC_LEARN_RAISE_SHARE 0.2
 #define SC_LEARN_NS_FLUSH 64
 #define SC_LEARN_BAND_MIN 60        /* observations the monotone bound wants */
 #define SC_LEARN_MAX_NS 1024        /* namespaces with calibration state */

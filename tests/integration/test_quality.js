@@ -138,6 +138,18 @@ test('thresholds: the default (cosine+vote+check) in /stats; /cache/lookup thres
   assertEq(lo.body.hit, true, lo.text);
   const hi = await json(`${srv.url}/cache/lookup`, { namespace: 'th', prompt: q, threshold: 0.999 });
   assertEq(hi.body.hit, false, hi.text);
+  // The similarity is the cosine of the cache's own vectors on
+  // semcache-embed's score scale: 1 - (1 - cos)^similarity_gamma.
+  const e = await json(`${srv.url}/cache/embed`, { input: ['How do I reset my password?', q] });
+  assertEq(e.body.similarity_gamma, 1.75, e.text);
+  const cos = e.body.embeddings[0].reduce((a, x, j) => a + x * e.body.embeddings[1][j], 0);
+  assert(cos > 0 && cos < 1, `cosine ${cos}`);
+  const sim = 1 - Math.pow(1 - cos, 1.75);
+  assert(Math.abs(hi.body.similarity - sim) < 2e-3, `similarity ${hi.body.similarity} vs ${sim} (cosine ${cos})`);
+  assert(hi.body.similarity > cos, 'the scale lifts a cosine below 1');
+  // A lookup's threshold set to its own similarity serves it, a hair above does not.
+  const at = await json(`${srv.url}/cache/lookup`, { namespace: 'th', prompt: q, threshold: Math.max(0, hi.body.similarity - 1e-4) });
+  assertEq(at.body.hit, true, at.text);
   const cli = (args) => execFileSync('redis-cli', ['-p', String(srv.respPort), ...args], { encoding: 'utf8' });
   assert(cli(['SEM.GET', 'th', q, 'THRESHOLD', '0.3']).includes('R'), 'RESP THRESHOLD 0.3 misses');
   assertEq(cli(['SEM.GET', 'th', q, 'THRESHOLD', '0.999']).trim(), '', 'RESP THRESHOLD 0.999 hits');

@@ -218,3 +218,71 @@ SC_TEST(learn_budget_threshold_from_evidence)
     cfg.ns_error_rates.n = 0;
     sc_config_free(&cfg);
 }
+
+/* learn.c's entry record (private there), as builds before the score
+ * scale wrote it: version 1. */
+typedef struct old_entry_disk {
+    uint32_t version, good, bad, miss_good, miss_bad;
+    float raise;
+    uint16_t ns_len, nblock;
+    uint8_t off, pad[3];
+} old_entry_disk;
+
+/* State written before the score scale: an entry keeps its counts and
+ * blocked prompts but not its raise (a cosine then, meaningless as a
+ * score now); a namespace's calibration on the 50-point grid is dropped.
+ * A raise close to 1 stays below 1. */
+SC_TEST(learn_old_state_and_raise_near_one)
+{
+    sc_config cfg;
+    sc_config_defaults(&cfg);
+    ctx x = {0};
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", sc_test_tmpdir());
+    sc_store *s = open_store(dir, &x);
+    REQUIRE(s);
+    uint64_t e1 = put(s, "faq", "how do I reset my password");
+    REQUIRE(e1);
+    uint8_t buf[sizeof(old_entry_disk) + 8 + 3], key[9];
+    old_entry_disk d = {.version = 1, .good = 2, .bad = 1, .raise = 0.87f, .ns_len = 3, .nblock = 1};
+    uint64_t h = 111;
+    memcpy(buf, &d, sizeof d);
+    memcpy(buf + sizeof d, &h, 8);
+    memcpy(buf + sizeof d + 8, "faq", 3);
+    key[0] = SC_STORE_LEARN_ENTRY;
+    for (int j = 0; j < 8; j++) key[1 + j] = (uint8_t)(e1 >> (56 - 8 * j));
+    CHECK_OK(sc_store_learn_put(s, key, sizeof key, buf, sizeof buf));
+    /* A namespace record of the 50-point grid: a size no build reads now. */
+    uint8_t nkey[4] = {'n', 'f', 'a', 'q'}, nval[16 + 50 * 16] = {1, 0, 0, 0, 50};
+    CHECK_OK(sc_store_learn_put(s, nkey, sizeof nkey, nval, sizeof nval));
+    REQUIRE(sc_learn_open(&x.learn, s, &cfg) == 0);
+    sc_learn *l = x.learn;
+    sc_learn_entry st;
+    CHECK(sc_learn_entry_get(l, e1, &st) == 1);
+    CHECK_EQ_INT(st.good, 2);
+    CHECK_EQ_INT(st.bad, 1);
+    CHECK_EQ_INT(st.blocked, 1);
+    CHECK(st.threshold == 0);
+    double eff = 0;
+    CHECK(sc_learn_gate(l, e1, 111, 0.8, &eff) == SC_LEARN_BLOCKED);
+    CHECK(sc_learn_gate(l, e1, 222, 0.8, &eff) == SC_LEARN_OK && eff == 0.8);
+    json_t *ns = sc_learn_ns_json(l, "faq", 0.95);
+    REQUIRE(ns);
+    CHECK(json_integer_value(json_object_get(ns, "observations")) == 0);
+    json_decref(ns);
+
+    /* Wrong at 0.995: the raise is a fifth of the way to 1, not +0.01. */
+    uint64_t r = sc_learn_decision(l, "faq", e1, 333, 0.995, 1);
+    uint64_t entry = 0;
+    CHECK_OK(sc_learn_verdict(l, r, 0, NULL, &entry, &st));
+    CHECK(st.threshold > 0.995 && st.threshold < 0.9965);
+    CHECK(sc_learn_gate(l, e1, 444, 0.9, &eff) == SC_LEARN_OK && eff < 1);
+    /* The new raise is kept across a reopen (version 2). */
+    s = reopen(dir, &x, s, &cfg);
+    REQUIRE(s);
+    CHECK(sc_learn_entry_get(x.learn, e1, &st) == 1);
+    CHECK(st.threshold > 0.995 && st.threshold < 0.9965);
+    sc_learn_close(x.learn);
+    sc_store_close(s);
+    sc_config_free(&cfg);
+}

@@ -102,11 +102,22 @@ struct sc_learn {
 
 /* --------------------------------------------------------------------- */
 
+/* The grid is uniform in u = 1 - sqrt(1 - score): finer towards 1, where
+ * the thresholds that matter are (semcache-embed's scale compresses
+ * cosines 0.82-1 into 0.95-1). Grid point j is the score at the bottom of
+ * bin j. */
 static size_t bin_of(double score)
 {
     if (!(score > 0)) return 0;
-    size_t b = (size_t)(score * SC_LEARN_BINS);
+    if (score >= 1) return SC_LEARN_BINS - 1;
+    size_t b = (size_t)((1 - sqrt(1 - score)) * SC_LEARN_BINS);
     return b >= SC_LEARN_BINS ? SC_LEARN_BINS - 1 : b;
+}
+
+static double grid_score(size_t j)
+{
+    double r = 1 - (double)j / SC_LEARN_BINS;
+    return 1 - r * r;
 }
 
 static size_t bucket_of(const sc_learn *l, uint64_t id)
@@ -202,7 +213,7 @@ static void persist_ns(sc_learn *l, int i)
     ns_st *n = &l->ns[i];
     size_t klen = ns_key(n, key);
     memset(&d, 0, sizeof d);
-    d.version = 1;
+    d.version = 2;   /* 2: the grid uniform in 1 - sqrt(1 - score) */
     d.bins = SC_LEARN_BINS;
     d.k = n->k;
     n->dirty = 0;
@@ -249,7 +260,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         ns_disk d;
         memcpy(&d, v, sizeof d);
         int i = ns_index(l, name, 1);
-        if (i < 0 || d.version != 1 || d.bins != SC_LEARN_BINS) return 0;
+        if (i < 0 || d.version != 2 || d.bins != SC_LEARN_BINS) return 0;
         l->ns[i].k = d.k;
     } else if (klen == 9 && key[0] == SC_STORE_LEARN_ENTRY && vlen >= sizeof(entry_disk)) {
         entry_disk d;
@@ -401,7 +412,7 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
         double u = wilson(p, neff, Z95), band = band_upper(n, j);
         if (band < u) u = band;
         double share = sem > 0 ? sem / (sem + (double)n->k.exact) : 1;
-        if (u * share <= budget) best = (double)j / SC_LEARN_BINS;
+        if (u * share <= budget) best = grid_score(j);
         if (j == jf) low_at_fallback = wilson(p, neff, -Z95) * share;
     }
     /* Looser than the configured threshold only when shown to keep the

@@ -28,7 +28,9 @@
  * and per namespace, with an error budget B (--max-error-rate, per
  * namespace --namespace-max-error-rate, per request
  * X-Semcache-Max-Error-Rate): the namespace's threshold is the lowest t on
- * a grid of SC_LEARN_BINS steps over [0, 1] whose estimated share of wrong
+ * a grid of SC_LEARN_BINS points over [0, 1], uniform in 1 - sqrt(1 - t)
+ * (finer towards 1: 0.95, 0.99 and 0.999 have steps of 0.0045, 0.002 and
+ * 0.0006), whose estimated share of wrong
  * answers among the semantic hits it would serve stays under B at 95 %
  * confidence (sc_learn_threshold states the estimator). Entries then apply
  * their own raises on top. Without enough evidence the configured threshold
@@ -42,7 +44,7 @@
  * when it changes and removed with the entry; a namespace's calibration
  * every SC_LEARN_NS_FLUSH observations and at close. A crash loses at most
  * the namespace counts since the last write. State written before the
- * score scale (semcache-embed's scores, cache.h; the grid of 0.01) is
+ * score scale (semcache-embed's scores, cache.h; the grid finer towards 1) is
  * read without what was on the old scale: a namespace's calibration is
  * dropped, an entry keeps its counts, blocks and quarantine but not its
  * raise.
@@ -63,7 +65,7 @@
 
 typedef struct sc_learn sc_learn;
 
-#define SC_LEARN_BINS 100           /* score grid: steps of 0.01 */
+#define SC_LEARN_BINS 100           /* score grid points (learn.c: bin_of) */
 #define SC_LEARN_DECISIONS 65536    /* decisions remembered for verdicts */
 #define SC_LEARN_BLOCK_MAX 64       /* blocked prompts per entry */
 #define SC_LEARN_QUARANTINE_BAD 3

@@ -464,6 +464,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
      * the raw cosine their 0.90 default was tuned on. */
     c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
     c->scale = own;
+    sc_learn_set_scale(c->learn, c->scale ? SC_EMBED_SCORE_GAMMA : 1);
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
      * BENCHMARKS.md): semcache-embed's 0.95 (the vote's score on its
      * scale, sc_cache_embed_score: the cosine 0.82),

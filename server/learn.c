@@ -98,26 +98,36 @@ struct sc_learn {
     decision *dec;
     uint32_t seq;
     uint32_t nonce;
+    double gamma;                        /* scores are 1 - (1 - cos)^gamma (sc_learn_set_scale) */
 };
 
 /* --------------------------------------------------------------------- */
 
-/* The grid is uniform in u = 1 - sqrt(1 - score): finer towards 1, where
- * the thresholds that matter are (semcache-embed's scale compresses
- * cosines 0.82-1 into 0.95-1). Grid point j is the score at the bottom of
- * bin j. */
-static size_t bin_of(double score)
+/* The grid is uniform in the cosine the score was made from (scores are
+ * 1 - (1 - cos)^gamma, cache.h; gamma 1: the score itself), so the
+ * estimator sees what it saw before semcache-embed's scale and was
+ * measured with (BENCHMARKS.md, Error budget). Grid point j is the score
+ * at the bottom of bin j. */
+static size_t bin_of(const sc_learn *l, double score)
 {
     if (!(score > 0)) return 0;
     if (score >= 1) return SC_LEARN_BINS - 1;
-    size_t b = (size_t)((1 - sqrt(1 - score)) * SC_LEARN_BINS);
+    double c = l->gamma == 1 ? score : 1 - pow(1 - score, 1 / l->gamma);
+    size_t b = (size_t)(c * SC_LEARN_BINS);
     return b >= SC_LEARN_BINS ? SC_LEARN_BINS - 1 : b;
 }
 
-static double grid_score(size_t j)
+static double grid_score(const sc_learn *l, size_t j)
 {
-    double r = 1 - (double)j / SC_LEARN_BINS;
-    return 1 - r * r;
+    double c = (double)j / SC_LEARN_BINS;
+    return l->gamma == 1 ? c : 1 - pow(1 - c, l->gamma);
+}
+
+void sc_learn_set_scale(sc_learn *l, double gamma)
+{
+    pthread_mutex_lock(&l->mu);
+    l->gamma = gamma >= 1 ? gamma : 1;
+    pthread_mutex_unlock(&l->mu);
 }
 
 static size_t bucket_of(const sc_learn *l, uint64_t id)
@@ -213,7 +223,7 @@ static void persist_ns(sc_learn *l, int i)
     ns_st *n = &l->ns[i];
     size_t klen = ns_key(n, key);
     memset(&d, 0, sizeof d);
-    d.version = 2;   /* 2: the grid uniform in 1 - sqrt(1 - score) */
+    d.version = 1;
     d.bins = SC_LEARN_BINS;
     d.k = n->k;
     n->dirty = 0;
@@ -260,7 +270,7 @@ static int load_one(void *ctx, const void *k, size_t klen, const void *v, size_t
         ns_disk d;
         memcpy(&d, v, sizeof d);
         int i = ns_index(l, name, 1);
-        if (i < 0 || d.version != 2 || d.bins != SC_LEARN_BINS) return 0;
+        if (i < 0 || d.version != 1 || d.bins != SC_LEARN_BINS) return 0;
         l->ns[i].k = d.k;
     } else if (klen == 9 && key[0] == SC_STORE_LEARN_ENTRY && vlen >= sizeof(entry_disk)) {
         entry_disk d;
@@ -309,6 +319,7 @@ int sc_learn_open(sc_learn **out, sc_store *store, const sc_config *cfg)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     l->nonce = (uint32_t)(ts.tv_nsec ^ (ts.tv_sec << 10) ^ ((uint32_t)getpid() << 16)) | 1u;
+    l->gamma = 1;
     for (size_t i = 0; i < cfg->ns_error_rates.n; i++) {
         char name[NS_MAX + 1];
         double rate;
@@ -385,7 +396,7 @@ static double band_upper(const ns_st *n, size_t j)
     return obs < SC_LEARN_BAND_MIN ? 1.0 : wilson((double)wrong / (double)obs, (double)obs, Z95);
 }
 
-static double threshold_locked(const ns_st *n, double budget, double fallback, int *learned)
+static double threshold_locked(const sc_learn *l, const ns_st *n, double budget, double fallback, int *learned)
 {
     *learned = 0;
     uint64_t total = 0;
@@ -397,7 +408,7 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
      * on every answer served, so the semantic hits' bound is diluted by
      * the exact hits (right by construction) served beside them. */
     double sw = 0, sw2 = 0, swe = 0, sem = 0, best = SC_LEARN_NO_SEMANTIC, low_at_fallback = 0;
-    size_t jf = bin_of(fallback);
+    size_t jf = bin_of(l, fallback);
     for (size_t j = SC_LEARN_BINS; j-- > 0;) {
         sem += (double)n->k.seen[j];
         if (n->k.obs[j] > 0) {
@@ -412,7 +423,7 @@ static double threshold_locked(const ns_st *n, double budget, double fallback, i
         double u = wilson(p, neff, Z95), band = band_upper(n, j);
         if (band < u) u = band;
         double share = sem > 0 ? sem / (sem + (double)n->k.exact) : 1;
-        if (u * share <= budget) best = grid_score(j);
+        if (u * share <= budget) best = grid_score(l, j);
         if (j == jf) low_at_fallback = wilson(p, neff, -Z95) * share;
     }
     /* Looser than the configured threshold only when shown to keep the
@@ -429,7 +440,7 @@ double sc_learn_threshold(sc_learn *l, const char *ns, double budget, double fal
     if (!(budget > 0)) return fallback;
     pthread_mutex_lock(&l->mu);
     int i = ns_index(l, ns, 0);
-    double t = i >= 0 ? threshold_locked(&l->ns[i], budget, fallback, learned) : fallback;
+    double t = i >= 0 ? threshold_locked(l, &l->ns[i], budget, fallback, learned) : fallback;
     pthread_mutex_unlock(&l->mu);
     return t;
 }
@@ -438,7 +449,7 @@ void sc_learn_seen(sc_learn *l, const char *ns, double score)
 {
     pthread_mutex_lock(&l->mu);
     int i = ns_index(l, ns, 1);
-    if (i >= 0) l->ns[i].k.seen[bin_of(score)]++;
+    if (i >= 0) l->ns[i].k.seen[bin_of(l, score)]++;
     pthread_mutex_unlock(&l->mu);
 }
 
@@ -516,7 +527,7 @@ static void view(const entry_st *e, sc_learn_entry *out)
 static int apply_locked(sc_learn *l, int nsi, uint64_t id, uint64_t phash, double score, int correct, int source)
 {
     ns_st *n = &l->ns[nsi];
-    size_t b = bin_of(score);
+    size_t b = bin_of(l, score);
     n->k.obs[b]++;
     if (!correct) n->k.wrong[b]++;
     if (id) {
@@ -659,7 +670,7 @@ json_t *sc_learn_ns_json(sc_learn *l, const char *ns, double fallback)
     }
     const ns_st *n = &l->ns[i];
     int learned = 0;
-    double t = budget > 0 ? threshold_locked(n, budget, fallback, &learned) : fallback;
+    double t = budget > 0 ? threshold_locked(l, n, budget, fallback, &learned) : fallback;
     uint64_t obs = 0, wrong = 0, off = n->entries_off, blocked = n->blocked, raised = n->entries_raised;
     for (size_t b = 0; b < SC_LEARN_BINS; b++) {
         obs += n->k.obs[b];

@@ -28,9 +28,8 @@
  * and per namespace, with an error budget B (--max-error-rate, per
  * namespace --namespace-max-error-rate, per request
  * X-Semcache-Max-Error-Rate): the namespace's threshold is the lowest t on
- * a grid of SC_LEARN_BINS points over [0, 1], uniform in 1 - sqrt(1 - t)
- * (finer towards 1: 0.95, 0.99 and 0.999 have steps of 0.0045, 0.002 and
- * 0.0006), whose estimated share of wrong
+ * a grid of SC_LEARN_BINS points over [0, 1], uniform in the cosine the
+ * score was made from (sc_learn_set_scale), whose estimated share of wrong
  * answers among the semantic hits it would serve stays under B at 95 %
  * confidence (sc_learn_threshold states the estimator). Entries then apply
  * their own raises on top. Without enough evidence the configured threshold
@@ -43,11 +42,11 @@
  * Persistence (the store's learn DBI, store.h): an entry's state is written
  * when it changes and removed with the entry; a namespace's calibration
  * every SC_LEARN_NS_FLUSH observations and at close. A crash loses at most
- * the namespace counts since the last write. State written before the
- * score scale (semcache-embed's scores, cache.h; the grid finer towards 1) is
- * read without what was on the old scale: a namespace's calibration is
- * dropped, an entry keeps its counts, blocks and quarantine but not its
- * raise.
+ * the namespace counts since the last write. A namespace's calibration
+ * counts cosine bins, so it reads the same before and after semcache-embed's
+ * score scale (cache.h); an entry's raise from before it (a cosine) is
+ * dropped on load (entry records version 1), its counts, blocks and
+ * quarantine kept.
  *
  * Threads: every function is thread-safe. sc_learn_verdict, _observe and
  * _close write to the store and block on its writer: worker threads only.
@@ -65,7 +64,7 @@
 
 typedef struct sc_learn sc_learn;
 
-#define SC_LEARN_BINS 100           /* score grid points (learn.c: bin_of) */
+#define SC_LEARN_BINS 50            /* score grid: steps of 0.02 in the cosine (sc_learn_set_scale) */
 #define SC_LEARN_DECISIONS 65536    /* decisions remembered for verdicts */
 #define SC_LEARN_BLOCK_MAX 64       /* blocked prompts per entry */
 #define SC_LEARN_QUARANTINE_BAD 3
@@ -82,6 +81,10 @@ enum sc_learn_source { SC_LEARN_VERDICT, SC_LEARN_SHADOW, SC_LEARN_MISS };
 /* Opens the learned state kept in store (which must outlive it). cfg gives
  * the budgets (max-error-rate, namespace-max-error-rate). */
 int sc_learn_open(sc_learn **out, sc_store *store, const sc_config *cfg);
+/* Scores are 1 - (1 - cosine)^gamma (semcache-embed's scale, cache.h;
+ * gamma 1, the default: the score is what is binned): the grid is laid
+ * in the cosine. Call before the first lookup. */
+void sc_learn_set_scale(sc_learn *l, double gamma);
 /* Writes the namespaces' calibration and frees. */
 void sc_learn_close(sc_learn *l);
 

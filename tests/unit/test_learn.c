@@ -6,6 +6,7 @@
 #include "common/alloc.h"
 #include "common/config.h"
 #include "common/err.h"
+#include "server/cache.h"
 #include "server/learn.h"
 #include "storage/store.h"
 
@@ -230,8 +231,8 @@ typedef struct old_entry_disk {
 
 /* State written before the score scale: an entry keeps its counts and
  * blocked prompts but not its raise (a cosine then, meaningless as a
- * score now); a namespace's calibration on the 50-point grid is dropped.
- * A raise close to 1 stays below 1. */
+ * score now); a namespace record of another size is dropped. A raise
+ * close to 1 stays below 1. */
 SC_TEST(learn_old_state_and_raise_near_one)
 {
     sc_config cfg;
@@ -252,7 +253,7 @@ SC_TEST(learn_old_state_and_raise_near_one)
     key[0] = SC_STORE_LEARN_ENTRY;
     for (int j = 0; j < 8; j++) key[1 + j] = (uint8_t)(e1 >> (56 - 8 * j));
     CHECK_OK(sc_store_learn_put(s, key, sizeof key, buf, sizeof buf));
-    /* A namespace record of the 50-point grid: a size no build reads now. */
+    /* A namespace record of a size this build does not write: ignored. */
     uint8_t nkey[4] = {'n', 'f', 'a', 'q'}, nval[16 + 50 * 16] = {1, 0, 0, 0, 50};
     CHECK_OK(sc_store_learn_put(s, nkey, sizeof nkey, nval, sizeof nval));
     REQUIRE(sc_learn_open(&x.learn, s, &cfg) == 0);
@@ -284,5 +285,48 @@ SC_TEST(learn_old_state_and_raise_near_one)
     CHECK(st.threshold > 0.995 && st.threshold < 0.9965);
     sc_learn_close(x.learn);
     sc_store_close(s);
+    sc_config_free(&cfg);
+}
+
+/* With semcache-embed's scale (scores 1 - (1 - cos)^1.75) the estimator
+ * bins the cosines: fed the same evidence as scores, it learns the score
+ * of the threshold it learns from the cosines. */
+SC_TEST(learn_grid_in_the_cosine)
+{
+    sc_config cfg;
+    sc_config_defaults(&cfg);
+    ctx xa = {0}, xb = {0};
+    sc_store *sa = open_store(sc_test_tmpdir(), &xa), *sb = open_store(sc_test_tmpdir(), &xb);
+    REQUIRE(sa && sb);
+    REQUIRE(sc_learn_open(&xa.learn, sa, &cfg) == 0);
+    REQUIRE(sc_learn_open(&xb.learn, sb, &cfg) == 0);
+    sc_learn_set_scale(xb.learn, SC_EMBED_SCORE_GAMMA);
+    uint64_t rng = 7;
+    for (int i = 0; i < 20000; i++) {
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double cos = 0.5 + 0.5 * (double)(rng >> 11) / 9007199254740992.0;
+        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(rng >> 11) / 9007199254740992.0;
+        int wrong = cos < 0.8 ? u < 0.4 : u < 0.01;
+        double score = sc_cache_embed_score(cos);
+        sc_learn_seen(xa.learn, "faq", cos);
+        sc_learn_seen(xb.learn, "faq", score);
+        if (cos < 0.9 || i % 20 == 0) {
+            sc_learn_observe(xa.learn, "faq", 0, 0, cos, !wrong, SC_LEARN_MISS);
+            sc_learn_observe(xb.learn, "faq", 0, 0, score, !wrong, SC_LEARN_MISS);
+        }
+    }
+    int la = 0, lb = 0;
+    double ta = sc_learn_threshold(xa.learn, "faq", 0.05, 0.9, &la);
+    double tb = sc_learn_threshold(xb.learn, "faq", 0.05, sc_cache_embed_score(0.9), &lb);
+    CHECK(la && lb);
+    CHECK(ta >= 0.78 && ta <= 0.82);
+    if (!(fabs(tb - sc_cache_embed_score(ta)) < 1e-9))
+        sc_test_fail(__FILE__, __LINE__, "scaled threshold %.6f, the cosine's %.6f on the scale %.6f", tb, ta,
+                     sc_cache_embed_score(ta));
+    sc_learn_close(xa.learn);
+    sc_learn_close(xb.learn);
+    sc_store_close(sa);
+    sc_store_close(sb);
     sc_config_free(&cfg);
 }

@@ -1,6 +1,9 @@
 -- wrk: a new prompt every request (misses). BYPASS=1 sends
 -- Cache-Control: no-cache, no-store (no lookup, no store: pure proxying).
 local n = 0
+-- Seeded, so that two runs against one server do not repeat each other's
+-- prompts (an unseeded math.random gives every run the same tid).
+math.randomseed(os.time() * 1000 + math.floor(os.clock() * 1e6))
 local tid = math.random(1, 1e9)
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

@@ -61,6 +61,18 @@ static uint64_t put(sc_store *s, const char *ns, const char *prompt)
     return sc_store_put(s, &r, NULL) == 0 ? r.id : 0;
 }
 
+/* One candidate of the synthetic evidence: a cosine uniform over 0.5-1,
+ * wrong 40 % of the time below 0.8 and 1 % above. */
+static double synthetic(uint64_t *rng, int *wrong)
+{
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    double cos = 0.5 + 0.5 * (double)(*rng >> 11) / 9007199254740992.0;
+    *rng = *rng * 6364136223846793005ull + 1442695040888963407ull;
+    double u = (double)(*rng >> 11) / 9007199254740992.0;
+    *wrong = cos < 0.8 ? u < 0.4 : u < 0.01;
+    return cos;
+}
+
 SC_TEST(learn_request_ids_parse_and_format)
 {
     char s[SC_LEARN_RID_LEN + 1];
@@ -180,11 +192,8 @@ SC_TEST(learn_budget_threshold_from_evidence)
     CHECK(sc_learn_threshold(l, "faq", 0.05, 0.9, &learned) == 0.9 && !learned);   /* no evidence */
     uint64_t rng = 42;
     for (int i = 0; i < 20000; i++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        double score = 0.5 + 0.5 * (double)(rng >> 11) / 9007199254740992.0;
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(rng >> 11) / 9007199254740992.0;
-        int wrong = score < 0.8 ? u < 0.4 : u < 0.01;
+        int wrong;
+        double score = synthetic(&rng, &wrong);
         sc_learn_seen(l, "faq", score);
         if (score < 0.9 || i % 20 == 0) sc_learn_observe(l, "faq", 0, 0, score, !wrong, SC_LEARN_MISS);
     }
@@ -303,11 +312,8 @@ SC_TEST(learn_grid_in_the_cosine)
     sc_learn_set_scale(xb.learn, SC_EMBED_SCORE_GAMMA);
     uint64_t rng = 7;
     for (int i = 0; i < 20000; i++) {
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        double cos = 0.5 + 0.5 * (double)(rng >> 11) / 9007199254740992.0;
-        rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(rng >> 11) / 9007199254740992.0;
-        int wrong = cos < 0.8 ? u < 0.4 : u < 0.01;
+        int wrong;
+        double cos = synthetic(&rng, &wrong);
         double score = sc_cache_embed_score(cos);
         sc_learn_seen(xa.learn, "faq", cos);
         sc_learn_seen(xb.learn, "faq", score);

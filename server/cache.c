@@ -54,6 +54,7 @@ struct sc_cache {
     sc_shared *shared;          /* multi-node mode (--redis-cluster), or NULL */
     int ann_started;
     pthread_mutex_t maint_mu;
+    pthread_mutex_t apply_mu;   /* multi-node: one apply_put at a time (feed thread, lookup_shared) */
     pthread_cond_t maint_cv;
     int maint_stop;
     int maint_started;
@@ -317,9 +318,22 @@ static int reembed_all(sc_cache *c, char *err, size_t errlen)
  * Multi-node mode: what the feed thread applies to the local copy
  * ------------------------------------------------------------------- */
 
+static int apply_put_locked(sc_cache *c, sc_record *r);
+
+/* The feed thread and a worker's lookup_shared may apply the same record
+ * at once: both would miss the check below and the second put would
+ * replace the first under a new id (an id just served would vanish). */
 static int apply_put(void *ctx, sc_record *r)
 {
     sc_cache *c = ctx;
+    pthread_mutex_lock(&c->apply_mu);
+    int rc = apply_put_locked(c, r);
+    pthread_mutex_unlock(&c->apply_mu);
+    return rc;
+}
+
+static int apply_put_locked(sc_cache *c, sc_record *r)
+{
     if (r->dim != c->dim || !r->vec || !r->has_exact_key) return SC_EINVAL;
     float *vec = r->vec;
     uint8_t key[SC_EXACT_KEY_LEN];
@@ -413,6 +427,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     c->cfg = cfg;
     c->recent = sc_recent_create();
     pthread_mutex_init(&c->maint_mu, NULL);
+    pthread_mutex_init(&c->apply_mu, NULL);
     pthread_cond_init(&c->maint_cv, NULL);
     const char *key = *cfg->upstream_key ? cfg->upstream_key : getenv(cfg->upstream_key_env);
     sc_embedder_opts eo = {
@@ -535,6 +550,7 @@ void sc_cache_close(sc_cache *c)
     sc_recent_destroy(c->recent);
     if (c->emb) sc_embedder_close(c->emb);
     pthread_mutex_destroy(&c->maint_mu);
+    pthread_mutex_destroy(&c->apply_mu);
     pthread_cond_destroy(&c->maint_cv);
     free(c);
 }

@@ -99,11 +99,11 @@ typedef struct model {
     sc_embedder *emb;
     uint32_t dim;
     sc_verify *ver;
-    int scaled;          /* scores reported as sc_cache_embed_score (semcache-embed), as the server */
+    double gamma;        /* scores reported as sc_score_of_cos(cos, gamma), as the server (0: the cosine) */
 } model;
 
 static model models[] = {{.family = "use-lite", .dir = "models/use-lite/dist"},
-                         {.family = "semcache-embed", .dir = SC_EMBED_DEFAULT_MODEL_DIR, .scaled = 1},
+                         {.family = "semcache-embed", .dir = SC_EMBED_DEFAULT_MODEL_DIR, .gamma = SC_EMBED_SCORE_GAMMA},
                          {.family = "hash", .dir = ""}};
 
 /* A scorer and what the summary table shows of it (at thr; NAN = not run). */
@@ -164,7 +164,7 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         }
         sc_vote_merge_same(vc, vecs, s->m->dim, n, SC_VOTE_SAME_QUESTION); /* as cache.c */
         int w = sc_vote(vc, n, &sc_vote_default_params, score);
-        if (s->m->scaled) *score = sc_cache_embed_score(*score);
+        *score = sc_score_of_cos(*score, s->m->gamma);
         /* +check: the server's cross-check (cache.c): the verifier may
          * refuse the winner, never pick another */
         if (s->mode == MODE_CHECK && w >= 0 && *score >= s->thr) {
@@ -175,7 +175,7 @@ static int pick(const scorer *s, const char *q, const float *qv, const cand *c, 
         }
         return w;
     }
-    *score = s->m->scaled ? sc_cache_embed_score(c[0].cos) : c[0].cos;
+    *score = sc_score_of_cos(c[0].cos, s->m->gamma);
     return 0;
 }
 

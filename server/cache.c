@@ -46,7 +46,8 @@ struct sc_cache {
     sc_verify *verify;          /* NULL with verify off */
     int vote;                   /* semcache-embed with answer-vote on */
     int check;                  /* semcache-embed: the verifier only vetoes the vote's winner */
-    int scale;                  /* semcache-embed: scores reported as sc_cache_embed_score */
+    double gamma;               /* scores reported as sc_score_of_cos(cos, gamma): semcache-embed's
+                                   SC_EMBED_SCORE_GAMMA, else 1 (the cosine) */
     uint32_t dim;
     double threshold;           /* effective default */
     pthread_t maint;
@@ -478,8 +479,8 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     /* The vote was tuned for semcache-embed only; use-lite and hash keep
      * the raw cosine their 0.90 default was tuned on. */
     c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
-    c->scale = own;
-    sc_learn_set_scale(c->learn, c->scale ? SC_EMBED_SCORE_GAMMA : 1);
+    c->gamma = own ? SC_EMBED_SCORE_GAMMA : 1;
+    sc_learn_set_scale(c->learn, c->gamma);
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
      * BENCHMARKS.md): semcache-embed's 0.95 (the vote's score on its
      * scale, sc_cache_embed_score: the cosine 0.82),
@@ -788,7 +789,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     }
     /* semcache-embed's scores on the threshold's scale (cache.h); the
      * cross-check below reads the cosine. */
-    if (c->scale && res->id) best_conf = res->confidence = sc_cache_embed_score(best_conf);
+    if (res->id) best_conf = res->confidence = sc_score_of_cos(best_conf, c->gamma);
     /* What was learned about the winner: blocked for this prompt, out of
      * semantic serving, or a threshold of its own. */
     if (res->id) {
@@ -818,7 +819,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
         sc_record_clear(&res->rec);
         atomic_fetch_add(&c->misses, 1);
     }
-    if (c->scale) res->similarity = (float)sc_cache_embed_score(res->similarity);
+    res->similarity = (float)sc_score_of_cos(res->similarity, c->gamma);
     sc_recent_add(c->recent, ns, res->id, res->id ? res->similarity : 0.0f,
                   res->id ? (float)res->confidence : 0.0f, (float)threshold,
                   res->outcome == SC_CACHE_HIT_SEMANTIC);
@@ -872,8 +873,7 @@ int sc_cache_search(sc_cache *c, const char *ns, const char *text, size_t len, s
             sc_record_clear(&r);
             continue;
         }
-        float sim = c->scale ? (float)sc_cache_embed_score(best[i].score) : best[i].score;
-        hits[*n] = (sc_cache_search_hit){best[i].id, sim, r};
+        hits[*n] = (sc_cache_search_hit){best[i].id, (float)sc_score_of_cos(best[i].score, c->gamma), r};
         (*n)++;
     }
 out:
@@ -1076,7 +1076,7 @@ int sc_cache_embed(sc_cache *c, const char *const *texts, const size_t *lens, si
 
 uint32_t sc_cache_dim(const sc_cache *c) { return c->dim; }
 const char *sc_cache_embedder_id(const sc_cache *c) { return sc_embedder_id(c->emb); }
-double sc_cache_similarity_gamma(const sc_cache *c) { return c->scale ? SC_EMBED_SCORE_GAMMA : 1.0; }
+double sc_cache_similarity_gamma(const sc_cache *c) { return c->gamma; }
 
 const char *sc_cache_scorer(const sc_cache *c)
 {

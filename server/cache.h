@@ -21,9 +21,9 @@
 #define SC_CACHE_H
 
 #include "common/config.h"
+#include "server/score.h"
 #include "storage/record.h"
 
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,12 +49,7 @@ typedef struct sc_cache sc_cache;
  * cross-check work on the cosines; the mapping applies to what they
  * decide. Other embedders report the cosine. Pure. */
 #define SC_EMBED_SCORE_GAMMA 1.75
-static inline double sc_cache_embed_score(double cosine)
-{
-    if (!(cosine > 0)) return cosine;   /* also NaN */
-    if (cosine >= 1) return 1;
-    return 1 - pow(1 - cosine, SC_EMBED_SCORE_GAMMA);
-}
+static inline double sc_cache_embed_score(double cosine) { return sc_score_of_cos(cosine, SC_EMBED_SCORE_GAMMA); }
 /* semcache-embed with a trained verifier: the vote's winner is refused
  * when the verifier's probability that its answer is right is below
  * SC_VERIFY_VETO, or below SC_VERIFY_VETO_DECISIVE when the two prompts
@@ -210,9 +205,9 @@ double sc_cache_threshold(const sc_cache *c);
 /* How semantic candidates are scored: "verifier", "cosine+vote+check",
  * "cosine+check", "cosine+vote" or "cosine". */
 const char *sc_cache_scorer(const sc_cache *c);
-/* The exponent of the similarity scale: SC_EMBED_SCORE_GAMMA with
- * semcache-embed (sc_cache_embed_score), 1 where the similarity is the
- * cosine. */
+/* The exponent of the similarity scale (score.h): SC_EMBED_SCORE_GAMMA
+ * with semcache-embed (sc_cache_embed_score), 1 where the similarity is
+ * the cosine. */
 double sc_cache_similarity_gamma(const sc_cache *c);
 
 /* The answer text of an entry: the stored text for plain entries, the

@@ -3,6 +3,7 @@
  * snapshot taken is the last one written (the store's writer may call
  * sc_learn_forget, which takes mu, while a put waits for it). */
 #include "server/learn.h"
+#include "server/score.h"
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -98,13 +99,13 @@ struct sc_learn {
     decision *dec;
     uint32_t seq;
     uint32_t nonce;
-    double gamma;                        /* scores are 1 - (1 - cos)^gamma (sc_learn_set_scale) */
+    double gamma;                        /* scores are sc_score_of_cos(cos, gamma) (sc_learn_set_scale) */
 };
 
 /* --------------------------------------------------------------------- */
 
 /* The grid is uniform in the cosine the score was made from (scores are
- * 1 - (1 - cos)^gamma, cache.h; gamma 1: the score itself), so the
+ * sc_score_of_cos(cos, gamma), score.h; gamma 1: the score itself), so the
  * estimator sees what it saw before semcache-embed's scale and was
  * measured with (BENCHMARKS.md, Error budget). Grid point j is the score
  * at the bottom of bin j. */
@@ -112,15 +113,13 @@ static size_t bin_of(const sc_learn *l, double score)
 {
     if (!(score > 0)) return 0;
     if (score >= 1) return SC_LEARN_BINS - 1;
-    double c = l->gamma == 1 ? score : 1 - pow(1 - score, 1 / l->gamma);
-    size_t b = (size_t)(c * SC_LEARN_BINS);
+    size_t b = (size_t)(sc_score_to_cos(score, l->gamma) * SC_LEARN_BINS);
     return b >= SC_LEARN_BINS ? SC_LEARN_BINS - 1 : b;
 }
 
 static double grid_score(const sc_learn *l, size_t j)
 {
-    double c = (double)j / SC_LEARN_BINS;
-    return l->gamma == 1 ? c : 1 - pow(1 - c, l->gamma);
+    return sc_score_of_cos((double)j / SC_LEARN_BINS, l->gamma);
 }
 
 void sc_learn_set_scale(sc_learn *l, double gamma)

@@ -215,6 +215,11 @@ $(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c | deps
 $(LLHTTP_DIR)/%.c: | deps
 	@test -f $@ || { echo "missing $@ (Debian package node-llhttp)"; exit 1; }
 
+# ...and since that rule "made" them, make would count the package's files
+# as intermediates and delete them after a build that installed the package
+# (the next build dir, `make asan`, then found them missing): keep them.
+.PRECIOUS: $(LLHTTP_DIR)/%.c
+
 # Every compile waits for `deps` (order-only: it never forces a rebuild),
 # so `make -j` on a fresh machine installs libuv & co. before the first
 # #include of them. Make runs the phony `deps` once per invocation.

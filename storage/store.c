@@ -261,6 +261,7 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
         } else {
             MDB_val mv;
             s->migrate = schema < SC_STORE_SCHEMA || meta_get(txn, s->dbi_meta, "migrating", &mv) == 0;
+            s->compact = meta_get(txn, s->dbi_meta, "compact", &mv) == 0;
             size_t elen = ev.mv_size > 200 ? 200 : ev.mv_size;
             int same = ev.mv_size == strlen(s->embedder_id) &&
                        memcmp(ev.mv_data, s->embedder_id, ev.mv_size) == 0 && dim == s->dim;
@@ -292,6 +293,27 @@ static int open_dbs(sc_store *s, char *err, size_t errlen)
         return sc_store__err(rc);
     }
     return 0;
+}
+
+int sc_store__env_open(sc_store *s, char *err, size_t errlen)
+{
+    int mrc;
+    if ((mrc = mdb_env_create(&s->env)) ||
+        (mrc = mdb_env_set_maxdbs(s->env, 8)) ||
+        (mrc = mdb_env_set_maxreaders(s->env, 1024)) ||
+        (mrc = mdb_env_set_mapsize(s->env, s->map_size))) {
+        snprintf(err, errlen, "%s: cannot set up LMDB: %s", s->dir, mdb_strerror(mrc));
+        return sc_store__err(mrc);
+    }
+    unsigned flags = MDB_NOTLS | (s->opts.sync ? 0 : MDB_NOSYNC);
+    if ((mrc = mdb_env_open(s->env, s->dir, flags, 0644)) != 0) {
+        snprintf(err, errlen, "%s: cannot open LMDB environment: %s", s->dir, mdb_strerror(mrc));
+        return sc_store__err(mrc);
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead) sc_info("%s: cleared %d stale reader slot(s)", s->dir, dead);
+    return open_dbs(s, err, errlen);
 }
 
 int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t errlen)
@@ -358,26 +380,13 @@ int sc_store_open(sc_store **out, const sc_store_opts *opts, char *err, size_t e
         sc_warn("%s: max_bytes %lld may not fit a %lld MB map (pages need up to ~2x "
                 "the record bytes); puts may fail with SC_EFULL", opts->dir, opts->max_bytes,
                 map_mb);
-    int mrc;
-    if ((mrc = mdb_env_create(&s->env)) ||
-        (mrc = mdb_env_set_maxdbs(s->env, 8)) ||
-        (mrc = mdb_env_set_maxreaders(s->env, 1024)) ||
-        (mrc = mdb_env_set_mapsize(s->env, (size_t)map_mb << 20))) {
-        snprintf(err, errlen, "%s: cannot set up LMDB: %s", s->dir, mdb_strerror(mrc));
-        rc = sc_store__err(mrc);
-        goto fail;
-    }
-    unsigned flags = MDB_NOTLS | (opts->sync ? 0 : MDB_NOSYNC);
-    if ((mrc = mdb_env_open(s->env, s->dir, flags, 0644)) != 0) {
-        snprintf(err, errlen, "%s: cannot open LMDB environment: %s", s->dir, mdb_strerror(mrc));
-        rc = sc_store__err(mrc);
-        goto fail;
-    }
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-    if (dead) sc_info("%s: cleared %d stale reader slot(s)", s->dir, dead);
-    if ((rc = open_dbs(s, err, errlen)) != 0) goto fail;
+    s->map_size = (size_t)map_mb << 20;
+    sc_store__compact_cleanup(s);
+    if ((rc = sc_store__env_open(s, err, errlen)) != 0) goto fail;
     if (s->migrate && (rc = sc_store__migrate(s, err, errlen)) != 0) goto fail;
+    /* An upgrade left the old records' pages free inside the file: give
+     * them back to the disk. */
+    if (s->migrate == 0 && s->compact && (rc = sc_store__compact(s, err, errlen)) != 0) goto fail;
     atomic_store(&s->pub_entries, s->entries);
     atomic_store(&s->pub_bytes, s->bytes);
     if ((rc = sc_store__writer_start(s)) != 0) {

@@ -69,6 +69,8 @@ struct sc_store {
     uint32_t dim;
     _Atomic int needs_reembed;
     int migrate;              /* open: records of an older version may remain */
+    int compact;              /* open: meta's "compact" mark (an upgrade's free pages) */
+    size_t map_size;          /* LMDB map size, bytes */
 
     /* Writer queue, guarded by mu. */
     pthread_mutex_t mu;
@@ -118,6 +120,26 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen);
  * (default 1024), and a function called after each migration commit. */
 extern size_t sc_store__migrate_batch;
 extern void (*sc_store__migrate_hook)(uint64_t rewritten);
+
+/* store.c: creates and opens s->env on s->dir and its tables (open_dbs). */
+int sc_store__env_open(sc_store *s, char *err, size_t errlen);
+
+/* store_migrate.c: rewrites the data file without its free pages (after an
+ * upgrade, which frees every old record's pages but never shrinks the
+ * file; its last transaction sets meta's "compact" mark, removed once the
+ * copy is in place, so a start killed before that compacts again).
+ * A compacting copy (mdb_env_copy2, MDB_CP_COMPACT) is written to
+ * DIR/compact.tmp/data.mdb and synced, the environment is closed, the
+ * copy renamed over DIR/data.mdb (atomic) and the directory synced, then
+ * the environment is opened again. A kill -9 before the rename leaves the
+ * old file whole (sc_store__compact_cleanup removes the partial copy at
+ * the next open); after it, the copy is whole. A copy that fails (disk
+ * full) is dropped with a warning: the store stays as it was and opens. */
+int sc_store__compact(sc_store *s, char *err, size_t errlen);
+void sc_store__compact_cleanup(sc_store *s);
+/* Test hook, NULL in production: called with 1 when the copy is synced
+ * (before the rename), 2 after the rename. */
+extern void (*sc_store__compact_hook)(int stage);
 
 /* Writer thread lifecycle (store_writer.c). */
 int sc_store__writer_start(sc_store *s);

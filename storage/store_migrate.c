@@ -22,9 +22,13 @@
 #include "common/err.h"
 #include "common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 size_t sc_store__migrate_batch;
 void (*sc_store__migrate_hook)(uint64_t rewritten);
@@ -104,6 +108,9 @@ static int migrate_batch(sc_store *s, size_t batch, pending *pend, uint64_t *fro
         if (*done) {
             rc = mdb_del(txn, s->dbi_meta, &mk, NULL);
             if (rc == MDB_NOTFOUND) rc = 0;
+            /* the file is compacted next (sc_store__compact); a start that
+             * finds this mark compacts it */
+            if (!rc) rc = sc_store__meta_put_u64(txn, s->dbi_meta, "compact", 1);
         } else {
             rc = sc_store__meta_put_u64(txn, s->dbi_meta, "migrating", 1);
         }
@@ -119,6 +126,7 @@ out:
     if ((rc = mdb_txn_commit(txn)) != 0) return sc_store__err(rc);
     *rewritten += np;
     *from = next;
+    if (*done) s->compact = 1;
     s->bytes = bytes;
     return 0;
 }
@@ -166,5 +174,96 @@ int sc_store__migrate(sc_store *s, char *err, size_t errlen)
             (long long)(sc_store__now_ms() - t0), (unsigned long long)before,
             (unsigned long long)s->bytes,
             unreadable ? "; some records are unreadable and were left" : "");
+    return 0;
+}
+
+void (*sc_store__compact_hook)(int stage);
+
+#define COMPACT_DIR "compact.tmp"
+
+void sc_store__compact_cleanup(sc_store *s)
+{
+    char tmp[4096], file[4200];
+    snprintf(tmp, sizeof tmp, "%s/" COMPACT_DIR, s->dir);
+    snprintf(file, sizeof file, "%s/data.mdb", tmp);
+    int had = unlink(file) == 0;
+    if (rmdir(tmp) == 0 && had)
+        sc_info("%s: removed an unfinished compaction copy (the data file is the one before it)", s->dir);
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+    if (fd < 0) return sc_err_from_errno(errno);
+    int rc = fsync(fd) == 0 ? 0 : sc_err_from_errno(errno);
+    close(fd);
+    return rc;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Removes meta's "compact" mark. */
+static int drop_mark(sc_store *s, char *err, size_t errlen)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (!rc) {
+        MDB_val mk = {7, (void *)"compact"};
+        rc = mdb_del(txn, s->dbi_meta, &mk, NULL);
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) mdb_txn_abort(txn);
+        else rc = mdb_txn_commit(txn);
+    }
+    s->compact = 0;
+    if (rc) snprintf(err, errlen, "%s: cannot update meta after compacting: %s", s->dir, mdb_strerror(rc));
+    return rc ? sc_store__err(rc) : 0;
+}
+
+int sc_store__compact(sc_store *s, char *err, size_t errlen)
+{
+    char tmp[4096], copy[4200], data[4200];
+    snprintf(tmp, sizeof tmp, "%s/" COMPACT_DIR, s->dir);
+    snprintf(copy, sizeof copy, "%s/data.mdb", tmp);
+    snprintf(data, sizeof data, "%s/data.mdb", s->dir);
+    int64_t t0 = sc_store__now_ms();
+    long long before = file_size(data);
+    sc_store__compact_cleanup(s);
+    int rc = 0;
+    if (mkdir(tmp, 0755) != 0) {
+        rc = sc_err_from_errno(errno);
+    } else {
+        int mrc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
+        rc = mrc ? sc_store__err(mrc) : fsync_path(copy, 0);
+    }
+    if (rc) {
+        sc_warn("%s: compacting the data file after the upgrade failed (%s); it keeps its free "
+                "pages, which later writes reuse", s->dir, sc_strerror(rc));
+        sc_store__compact_cleanup(s);
+        return drop_mark(s, err, errlen);
+    }
+    if (sc_store__compact_hook) sc_store__compact_hook(1);
+    for (int i = 0; i < s->npool; i++) mdb_txn_abort(s->pool[i]);
+    s->npool = 0;
+    mdb_env_close(s->env);
+    s->env = NULL;
+    if (rename(copy, data) != 0) {
+        rc = sc_err_from_errno(errno);
+        sc_warn("%s: cannot put the compacted copy in place (%s); keeping the data file as it was",
+                s->dir, sc_strerror(rc));
+    } else if ((rc = fsync_path(s->dir, 1)) != 0) {
+        /* The rename is done; only its durability is in doubt, and both
+         * files are whole. */
+        sc_warn("%s: cannot sync the directory after compacting: %s", s->dir, sc_strerror(rc));
+    }
+    sc_store__compact_cleanup(s);
+    if (sc_store__compact_hook) sc_store__compact_hook(2);
+    if ((rc = sc_store__env_open(s, err, errlen)) != 0) return rc;
+    if ((rc = drop_mark(s, err, errlen)) != 0) return rc;
+    sc_info("%s: compacted the data file in %lld ms: %lld -> %lld bytes", s->dir,
+            (long long)(sc_store__now_ms() - t0), before, file_size(data));
     return 0;
 }

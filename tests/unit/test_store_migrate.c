@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +25,23 @@
 /* The test hooks of store_migrate.c (store_int.h). */
 extern size_t sc_store__migrate_batch;
 extern void (*sc_store__migrate_hook)(uint64_t rewritten);
+extern void (*sc_store__compact_hook)(int stage);
+
+static long long data_file_size(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/data.mdb", dir);
+    struct stat st;
+    return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static int compact_copy_exists(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/compact.tmp", dir);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
 
 static void mopts(sc_store_opts *o, const char *dir)
 {
@@ -281,8 +299,15 @@ static void check_in_place(void)
     REQUIRE(raw_open(&e, dir, 0) == 0);
     CHECK_OK(meta_u64(&e, "bytes", &before));
     raw_close(&e, 0);
+    long long file_before = data_file_size(dir);
 
     open_and_check(dir, ids);
+    /* the upgrade's free pages went back to the disk: the file is no
+     * bigger than the new records need, and no copy or mark is left */
+    long long file_after = data_file_size(dir);
+    printf("# data.mdb %lld -> %lld bytes\n", file_before, file_after);
+    CHECK(file_after > 0 && file_after < file_before);
+    CHECK(!compact_copy_exists(dir));
 
     size_t c[4];
     count_versions(dir, c);
@@ -292,6 +317,7 @@ static void check_in_place(void)
     CHECK_OK(meta_u64(&e, "bytes", &after));
     CHECK_OK(meta_u64(&e, "schema", &schema));
     CHECK_EQ_INT(meta_u64(&e, "migrating", &mark), MDB_NOTFOUND);
+    CHECK_EQ_INT(meta_u64(&e, "compact", &mark), MDB_NOTFOUND);
     raw_close(&e, 0);
     CHECK_EQ_INT(schema, 3);
     /* The vector bytes: 4 (v1) or 2 (v2) a value before, 1.5 and a 4-byte scale now. */
@@ -372,6 +398,66 @@ SC_TEST(store_migration_killed_midway_finishes_next_open)
     raw_close(&e, 0);
     old_version = 1;
     free(ids);
+}
+
+static int die_at_stage;
+static void die_at(int stage)
+{
+    if (stage == die_at_stage) kill(getpid(), SIGKILL);
+}
+
+/* kill -9 while compacting after the upgrade: with the copy written and
+ * synced but not yet renamed (stage 1), and right after the rename
+ * (stage 2). Either way the next open finds every record, compacts, and
+ * leaves no copy and no mark. */
+SC_TEST(store_compaction_killed_finishes_next_open)
+{
+    for (int stage = 1; stage <= 2; stage++) {
+        const char *dir = sc_test_tmpdir();
+        uint64_t *ids = sc_malloc(MN * sizeof *ids);
+        old_version = 2;
+        make_old_dir(dir, ids);
+        long long file_before = data_file_size(dir);
+        fflush(stdout);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            sc_log_level = SC_LOG_ERROR;
+            die_at_stage = stage;
+            sc_store__compact_hook = die_at;
+            sc_store_opts o;
+            mopts(&o, dir);
+            sc_store *s = NULL;
+            char err[256];
+            sc_store_open(&s, &o, err, sizeof err);
+            _exit(0); /* not reached */
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        raw_env e;
+        uint64_t mark = 0;
+        REQUIRE(raw_open(&e, dir, 0) == 0);
+        CHECK_OK(meta_u64(&e, "compact", &mark)); /* the mark survived the kill */
+        raw_close(&e, 0);
+        if (stage == 1) {
+            CHECK(compact_copy_exists(dir)); /* the copy, not yet in place */
+            CHECK(data_file_size(dir) >= file_before); /* the upgrade grew it */
+        } else {
+            CHECK(data_file_size(dir) < file_before);
+        }
+        open_and_check(dir, ids);
+        size_t c[4];
+        count_versions(dir, c);
+        CHECK_EQ_INT(c[3], MN);
+        CHECK(!compact_copy_exists(dir));
+        CHECK(data_file_size(dir) < file_before);
+        REQUIRE(raw_open(&e, dir, 0) == 0);
+        CHECK_EQ_INT(meta_u64(&e, "compact", &mark), MDB_NOTFOUND);
+        raw_close(&e, 0);
+        free(ids);
+    }
+    old_version = 1;
 }
 
 /* A version-1 record that does not decode (a flipped vector byte) is left

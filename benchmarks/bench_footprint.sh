@@ -98,8 +98,9 @@ if [ -n "$OLD" ]; then
     measure old "$OLD/semcached" "$d/data.old"
     start "$BUILD/semcached" "$d/data.old"
     echo "new ($BUILD) opening the old data dir:"
-    grep -h "upgraded" "$d/log" | tail -1 | sed 's/^/  /'
+    grep -h "upgraded\|compacted" "$d/log" | tail -2 | sed 's/^/  /'
     report "after the migration" "$empty_old"
+    echo "  data.mdb: $(stat -c %s "$d/data.old/data.mdb") bytes = $(( $(stat -c %s "$d/data.old/data.mdb") / N )) B/entry"
     stop
 fi
 measure new "$BUILD/semcached" "$d/data.new"

@@ -22,7 +22,7 @@
  * is the cosine 0.82), 0.90 for any other raw cosine; --threshold X
  * replaces them all.
  * A pair of a pair set is a lookup with one candidate, where the vote is
- * the cosine.
+ * cos + alone * (1 - cos) (vote.h: the winner is unambiguous).
  *
  * Data sets (--data DIR or $SC_DATA_DIR; BENCHMARKS.md (Quality) lists the
  * files, their public sources and the splits):

@@ -4,7 +4,8 @@
 
 #include <math.h>
 
-const sc_vote_params sc_vote_default_params = {.tau = 0.10, .agree = 0.4, .conflict = 0.3};
+const sc_vote_params sc_vote_default_params = {.tau = 0.10, .agree = 0.4, .conflict = 0.3,
+                                             .alone = 0.4, .alone_pow = 8};
 
 int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *conf)
 {
@@ -34,7 +35,9 @@ int sc_vote(const sc_vote_cand *c, size_t n, const sc_vote_params *p, double *co
         /* float rounding can put a cosine a little past 1, where (1 - cos)
          * would turn negative and the confidence exceed 1 */
         double cos = c[i].cos > 1 ? 1.0 : c[i].cos;
-        double v = cos + p->agree * (1 - cos) * (agree < 1 ? agree : 1) - p->conflict * (1 - mass / total);
+        double share = mass / total;
+        double v = cos + p->agree * (1 - cos) * (agree < 1 ? agree : 1) - p->conflict * (1 - share);
+        if (p->alone > 0) v += p->alone * (1 - cos) * pow(share, p->alone_pow);
         if (v > best_conf) {
             best_conf = v;
             best = (int)i;

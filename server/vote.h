@@ -6,16 +6,25 @@
  * confidence is
  *
  *   conf(G) = cos_rep + agree * (1 - cos_rep) * min(1, sum_{i in G, i != rep} e^((cos_i - cos_rep) / tau))
+ *                     + alone * (1 - cos_rep) * share(G)^alone_pow
  *                     - conflict * (1 - share(G))
  *
  * where share(G) = sum_{i in G} e^(cos_i / tau) / sum_all e^(cos_i / tau).
  * So other phrasings of the same answer near the query can raise the
  * confidence (never past 1), and close candidates with other answers lower
- * it; a lone candidate keeps its cosine. The group with the highest
+ * it. A winner with no other answer anywhere near it (share close to 1:
+ * with tau 0.10 every rival at least ~0.3 below) is unambiguous and gets
+ * up to alone * (1 - cos_rep) more: a lone candidate scores
+ * cos + alone * (1 - cos), so the default threshold (the cosine 0.82)
+ * serves it from the cosine 0.70, while a crowd of other answers close to
+ * the query still needs the full 0.82. What the cosine cannot tell apart
+ * there (look-alikes: "turn on" / "turn off") is the verifier's
+ * cross-check's job (cache.h). The group with the highest
  * confidence wins. The defaults (vote.c: tau 0.10, agree 0.4, conflict 0.3)
  * were tuned by tools/train/tune.py on the dev splits only (banking77 train
  * hold-out, CLINC150 val; BENCHMARKS.md, Quality) for the current
- * semcache-embed-v1: other phrasings of the winner's answer close by raise
+ * semcache-embed-v1 (alone 0.4, alone_pow 8: see "Unambiguous winners"
+ * there): other phrasings of the winner's answer close by raise
  * its score by up to 40 % of its distance to 1, and a winner with close
  * rivals loses up to 0.3. (With the first model an agreement bonus always
  * cost more precision than it gained; the retrained model's same-intent
@@ -36,6 +45,7 @@ typedef struct sc_vote_cand {
 
 typedef struct sc_vote_params {
     double tau, agree, conflict;
+    double alone, alone_pow;   /* the bonus of an unambiguous winner (0: none) */
 } sc_vote_params;
 
 /* The tuned defaults. */

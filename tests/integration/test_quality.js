@@ -24,11 +24,12 @@ function pairs(file) {
 
 // The issue's target is <= 5 % look-alikes with >= 70 % paraphrases; the
 // shipped model (third training, folded text) with the cross-check's
-// decisive differences measures 2/51 with 30/40 (BENCHMARKS.md, Quality;
-// the second training measured 7/51 with 27/40). This guards that level
-// (two pairs of slack for float differences between CPUs), so a
-// regression fails here.
-test('held-out look-alikes: <= 4/51 served, >= 28/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
+// decisive differences and the vote's bonus for an unambiguous winner
+// (a lone candidate: server/vote.h) measures 2/51 with 35/40
+// (BENCHMARKS.md, Quality; without the bonus 2/51 with 30/40, the second
+// training 7/51 with 27/40). This guards that level (two pairs of slack
+// for float differences between CPUs), so a regression fails here.
+test('held-out look-alikes: <= 4/51 served, >= 33/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
   const srv = await startServer(DEFAULTS);
   const ps = pairs(path.resolve(__dirname, '../fixtures/lookalike.tsv'));
   let para = 0, paraHit = 0, look = 0, lookHit = 0;
@@ -43,7 +44,7 @@ test('held-out look-alikes: <= 4/51 served, >= 28/40 paraphrases served (default
   console.log(`# paraphrases served ${paraHit}/${para}, look-alikes served ${lookHit}/${look}`);
   assert(para > 20 && look > 20, 'fixture too small');
   assert(lookHit <= 4, `false hits ${lookHit}/${look}`);
-  assert(paraHit >= 28, `paraphrases served ${paraHit}/${para}`);
+  assert(paraHit >= 33, `paraphrases served ${paraHit}/${para}`);
   await stopServer(srv);
 });
 

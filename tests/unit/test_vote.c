@@ -1,5 +1,7 @@
-/* Unit tests for the answer vote (server/vote.c): a lone candidate keeps
- * its cosine, agreeing candidates raise the confidence (never past 1),
+/* Unit tests for the answer vote (server/vote.c): without the bonus of an
+ * unambiguous winner a lone candidate keeps its cosine, with it a winner
+ * far from every other answer gains and one with a close rival does not;
+ * agreeing candidates raise the confidence (never past 1),
  * close candidates with other answers lower it, two agreeing candidates can
  * outvote a slightly closer one, and answer keys ignore white space. */
 #include "tap.h"
@@ -178,19 +180,62 @@ SC_TEST(vote_answer_key)
     CHECK(sc_vote_answer_key("a\0b", 3) != sc_vote_answer_key("a\0c", 3));
 }
 
+SC_TEST(vote_unambiguous_winner_bonus)
+{
+    sc_vote_params p = {.tau = 0.10, .agree = 0.4, .conflict = 0.3, .alone = 0.4, .alone_pow = 8};
+    double conf;
+    /* a lone candidate: cos + alone * (1 - cos), never past 1 */
+    static const float cs[] = {0.0f, 0.5f, 0.7f, 0.82f, 1.0f, -0.2f};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        sc_vote_cand c = {cs[i], 42};
+        CHECK_EQ_INT(sc_vote(&c, 1, &p, &conf), 0);
+        CHECK(fabs(conf - (cs[i] + 0.4 * (1 - (double)cs[i]))) < 1e-6);
+        CHECK(conf <= 1.0);
+    }
+    /* so the cosine 0.70 alone reaches the threshold 0.82 */
+    sc_vote_cand lone = {0.70f, 1};
+    CHECK_EQ_INT(sc_vote(&lone, 1, &p, &conf), 0);
+    CHECK(conf >= 0.82 - 1e-6);
+    /* other answers far below (0.4 under, weight e^-4) take a little:
+     * share 0.968, three quarters of the bonus ... */
+    sc_vote_cand far[3] = {{0.70f, 1}, {0.30f, 2}, {0.28f, 3}};
+    double far_conf;
+    CHECK_EQ_INT(sc_vote(far, 3, &p, &far_conf), 0);
+    CHECK(far_conf > 0.77 && far_conf < conf);
+    /* ... a close rival answer takes the bonus away, and the conflict
+     * term takes more: the crowd needs the full threshold */
+    sc_vote_cand close[2] = {{0.70f, 1}, {0.66f, 2}};
+    CHECK_EQ_INT(sc_vote(close, 2, &p, &conf), 0);
+    CHECK(conf < 0.70);
+    /* the bonus grows with the distance to the nearest rival */
+    double prev = -1;
+    for (int k = 0; k <= 6; k++) {
+        sc_vote_cand c2[2] = {{0.80f, 1}, {0.80f - 0.05f * (float)k, 2}};
+        CHECK_EQ_INT(sc_vote(c2, 2, &p, &conf), 0);
+        CHECK(conf > prev);
+        prev = conf;
+    }
+    /* agreement and the bonus together stay at or below 1 */
+    sc_vote_cand same[3] = {{0.99f, 5}, {0.99f, 5}, {0.98f, 5}};
+    CHECK_EQ_INT(sc_vote(same, 3, &p, &conf), 0);
+    CHECK(conf <= 1.0 && conf > 0.99);
+}
+
 SC_TEST(vote_default_params)
 {
     /* as tuned on the dev splits (tools/train/tune.py, BENCHMARKS.md): a
-     * lone candidate keeps its cosine, a tie with another answer costs half
-     * the conflict weight, two agreeing candidates beat one rival */
+     * lone candidate gains alone * (1 - cos), a tie with another answer
+     * costs half the conflict weight and gets a share^pow of the bonus,
+     * two agreeing candidates beat one rival */
     const sc_vote_params *d = &sc_vote_default_params;
     CHECK(d->tau > 0 && d->conflict > 0 && d->agree >= 0);
+    CHECK(d->alone > 0 && d->agree + d->alone <= 1); /* never past 1 */
     sc_vote_cand alone = {0.9f, 1}, tie[2] = {{0.9f, 1}, {0.9f, 2}};
     double conf;
     CHECK_EQ_INT(sc_vote(&alone, 1, d, &conf), 0);
-    CHECK(fabs(conf - 0.9) < 1e-6);
+    CHECK(fabs(conf - (0.9 + d->alone * 0.1)) < 1e-6);
     CHECK(sc_vote(tie, 2, d, &conf) >= 0);
-    CHECK(fabs(conf - (0.9 - d->conflict * 0.5)) < 1e-6);
+    CHECK(fabs(conf - (0.9 - d->conflict * 0.5 + d->alone * 0.1 * pow(0.5, d->alone_pow))) < 1e-6);
     sc_vote_cand two[3] = {{0.90f, 1}, {0.895f, 2}, {0.893f, 2}};
     CHECK_EQ_INT(sc_vote(two, 3, d, &conf), 1);
 }

@@ -11,6 +11,7 @@
 # first, its figures are printed, and then BUILD opens that data dir:
 # record-format migration time and the figures after it.
 #   SC_DATA_DIR=DIR bash benchmarks/bench_footprint.sh [BUILD] [N] [OLD_BUILD]
+# EMBEDDER and MODEL choose the embedder (default semcache-embed, its model).
 # KEEP=DIR keeps the imported data dir there (a start-up benchmark can
 # reopen it: benchmarks/bench_startup.sh).
 set -u
@@ -24,6 +25,9 @@ P=28601
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' EXIT
 MODEL=${MODEL:-models/semcache-embed-v1}
+# EMBEDDER=use-lite MODEL=models/use-lite/dist: an OLD_BUILD from before
+# model.bin format 2 (the folded semcache-embed) cannot read today's model.
+EMBEDDER=${EMBEDDER:-semcache-embed}
 
 zcat "$SC_DATA_DIR/qqp_dev.jsonl.gz" | node -e '
 const n = +process.argv[1], seen = new Set(), out = [];
@@ -43,7 +47,7 @@ rl.on("close", () => {
 start() { # BIN DIR -> pid, start-up seconds in $up
     local t0 t1
     t0=$(date +%s.%N)
-    "$1" --port $P --resp-port 0 --data-dir "$2" --model-dir "$MODEL" --log-level warn >>"$d/log" 2>&1 &
+    "$1" --port $P --resp-port 0 --data-dir "$2" --embedder "$EMBEDDER" --model-dir "$MODEL" --log-level warn >>"$d/log" 2>&1 &
     pid=$!
     for _ in $(seq 1 6000); do curl -s -o /dev/null "localhost:$P/healthz" && break; sleep 0.05; done
     t1=$(date +%s.%N)

@@ -35,13 +35,16 @@
  * by sampling, until under the caps. Every id removed by eviction, delete
  * or flush is reported to the removal callback so the index drops it.
  *
- * Record format migration: a data dir written before record version 2
- * (fp32 vectors; schema 1) is upgraded in place by sc_store_open, before
+ * Record format migration: a data dir written before record version 3
+ * (fp32 or fp16 vectors; schema 1 or 2) is upgraded in place by
+ * sc_store_open, before
  * it returns: 1,024 records per transaction, each transaction atomic, so a
  * kill -9 during the upgrade loses nothing and the next open finishes it
  * (meta keeps a "migrating" mark until the last batch). Records not yet
- * rewritten stay readable. Vectors are rounded to fp16; nothing else in
- * a record changes. Measured: BENCHMARKS.md, "Memory and disk per entry". */
+ * rewritten stay readable. Vectors become 12-bit codes with a scale;
+ * nothing else in a record changes. The data file is then rewritten with full pages
+ * (sc_store__compact, store_int.h; crash-safe the same way). Measured:
+ * BENCHMARKS.md, "Memory and disk per entry". */
 #ifndef SC_STORE_H
 #define SC_STORE_H
 

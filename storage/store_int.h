@@ -124,12 +124,13 @@ extern void (*sc_store__migrate_hook)(uint64_t rewritten);
 /* store.c: creates and opens s->env on s->dir and its tables (open_dbs). */
 int sc_store__env_open(sc_store *s, char *err, size_t errlen);
 
-/* store_migrate.c: rewrites the data file without its free pages (after an
- * upgrade, which frees every old record's pages but never shrinks the
- * file; its last transaction sets meta's "compact" mark, removed once the
- * copy is in place, so a start killed before that compacts again).
- * A compacting copy (mdb_env_copy2, MDB_CP_COMPACT) is written to
- * DIR/compact.tmp/data.mdb and synced, the environment is closed, the
+/* store_migrate.c: rewrites the data file with full pages (after an
+ * upgrade, which rewrites every record where it was, leaving half-full
+ * pages and free ones, and never shrinks the file; its last transaction
+ * sets meta's "compact" mark, removed once the copy is in place, so a
+ * start killed before that compacts again). A copy of every table, record
+ * by record with MDB_APPEND, is written to DIR/compact.tmp/data.mdb and
+ * synced, the environment is closed, the
  * copy renamed over DIR/data.mdb (atomic) and the directory synced, then
  * the environment is opened again. A kill -9 before the rename leaves the
  * old file whole (sc_store__compact_cleanup removes the partial copy at

@@ -183,10 +183,12 @@ void (*sc_store__compact_hook)(int stage);
 
 void sc_store__compact_cleanup(sc_store *s)
 {
-    char tmp[4096], file[4200];
+    char tmp[4096], file[4200], lock[4200];
     snprintf(tmp, sizeof tmp, "%s/" COMPACT_DIR, s->dir);
     snprintf(file, sizeof file, "%s/data.mdb", tmp);
+    snprintf(lock, sizeof lock, "%s/lock.mdb", tmp);
     int had = unlink(file) == 0;
+    unlink(lock);
     if (rmdir(tmp) == 0 && had)
         sc_info("%s: removed an unfinished compaction copy (the data file is the one before it)", s->dir);
 }
@@ -223,6 +225,56 @@ static int drop_mark(sc_store *s, char *err, size_t errlen)
     return rc ? sc_store__err(rc) : 0;
 }
 
+/* The tables, copied in this order. */
+static const char *const tables[] = {"meta", "entries", "exact", "expiry", "learn"};
+#define COPY_TXN_RECORDS 20000 /* records per write transaction of the copy */
+
+/* Copies every table of s into a new environment in dir, record by record
+ * in key order with MDB_APPEND, so every page of the copy is filled (LMDB
+ * splits an appended-to page at its end, not in half); a physical copy
+ * (mdb_env_copy2 with MDB_CP_COMPACT) would only drop the free pages and
+ * keep the half-full ones the upgrade left. Synced before it returns. */
+static int copy_repacked(sc_store *s, const char *dir)
+{
+    MDB_env *dst = NULL;
+    MDB_txn *rt = NULL, *wt = NULL;
+    int rc;
+    if ((rc = mdb_env_create(&dst)) || (rc = mdb_env_set_maxdbs(dst, 8)) ||
+        (rc = mdb_env_set_mapsize(dst, s->map_size)) ||
+        (rc = mdb_env_open(dst, dir, MDB_NOSYNC, 0644)))
+        goto out;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt))) goto out;
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0] && !rc; t++) {
+        MDB_dbi from, to;
+        MDB_cursor *cur = NULL;
+        if ((rc = mdb_dbi_open(rt, tables[t], 0, &from))) break;
+        if ((rc = mdb_txn_begin(dst, NULL, 0, &wt))) break;
+        if ((rc = mdb_dbi_open(wt, tables[t], MDB_CREATE, &to))) break;
+        if ((rc = mdb_cursor_open(rt, from, &cur))) break;
+        MDB_val k, v;
+        size_t n = 0;
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            if ((rc = mdb_put(wt, to, &k, &v, MDB_APPEND))) break;
+            if (++n % COPY_TXN_RECORDS == 0) {   /* bounded dirty pages */
+                rc = mdb_txn_commit(wt);
+                wt = NULL;
+                if (rc || (rc = mdb_txn_begin(dst, NULL, 0, &wt))) break;
+            }
+        }
+        mdb_cursor_close(cur);
+        if (rc == MDB_NOTFOUND) rc = 0;
+        if (rc) break;
+        rc = mdb_txn_commit(wt);
+        wt = NULL;
+    }
+    if (!rc) rc = mdb_env_sync(dst, 1);
+out:
+    if (wt) mdb_txn_abort(wt);
+    if (rt) mdb_txn_abort(rt);
+    if (dst) mdb_env_close(dst);
+    return rc ? sc_store__err(rc) : 0;
+}
+
 int sc_store__compact(sc_store *s, char *err, size_t errlen)
 {
     char tmp[4096], copy[4200], data[4200];
@@ -236,8 +288,8 @@ int sc_store__compact(sc_store *s, char *err, size_t errlen)
     if (mkdir(tmp, 0755) != 0) {
         rc = sc_err_from_errno(errno);
     } else {
-        int mrc = mdb_env_copy2(s->env, tmp, MDB_CP_COMPACT);
-        rc = mrc ? sc_store__err(mrc) : fsync_path(copy, 0);
+        rc = copy_repacked(s, tmp);
+        if (!rc) rc = fsync_path(copy, 0);
     }
     if (rc) {
         sc_warn("%s: compacting the data file after the upgrade failed (%s); it keeps its free "

@@ -50,6 +50,9 @@ typedef struct sc_use_mat {
     uint32_t k, n;
     const float *w;
     float *panels;
+    /* without AVX-512, on AVX2 + FMA (n a multiple of 8): 8-column panels
+     * [n/8][k][8] for the AVX2 kernel */
+    float *panels8;
     /* int8 copy for AVX-512 VNNI (k a multiple of 4): per 16-column panel
      * and group of 4 k, 64 bytes (column j's 4 weights at bytes 4j..4j+3),
      * each column scaled by qscale[j] = max|W[:, j]| / 127; qsum[j] = the

@@ -7,9 +7,12 @@
  * 41% in the kernel. Since W never changes, it is packed once at load into
  * 16-column panels ([n/16][k][16], 64-byte aligned), and small products run
  * an AVX-512 kernel that streams each panel once per block of up to 16
- * rows, with the row block's accumulators in registers. Large products
- * (more than 128 rows: batches; and machines without AVX-512) use
- * cblas_sgemm on the row-major W.
+ * rows, with the row block's accumulators in registers. Machines without
+ * AVX-512 but with AVX2 and FMA get the same in 8-column panels and blocks
+ * of up to 12 rows (12 accumulators in 16 ymm registers): a 14-token
+ * sentence with semcache-embed went from 3.8 ms to ~1 ms on such a VM
+ * (BENCHMARKS.md, Embedder). Large products (more than 128 rows: batches;
+ * and machines with neither) use cblas_sgemm on the row-major W.
  * The kernel is checked against cblas_sgemm in tests/unit/test_embed_use.c.
  *
  * int8 (AVX-512 VNNI, the matrices the model marks, see
@@ -51,6 +54,15 @@ int sc_use_have_avx512(void)
 }
 
 _Atomic int sc_use_gemm_int8 = 1;
+
+static int have_avx2(void)
+{
+#ifdef HAVE_AVX512_KERNEL
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
 
 static int have_vnni(void)
 {
@@ -97,11 +109,23 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
     m->n = n;
     m->w = w;
     m->panels = NULL;
+    m->panels8 = NULL;
     m->q8 = NULL;
     m->qscale = NULL;
     m->qsum = NULL;
     if (int8 && n % PANEL == 0 && k % 4 == 0 && have_vnni()) pack_q8(m);
-    if (n % PANEL != 0 || !sc_use_have_avx512()) return;
+    if (!sc_use_have_avx512()) {
+        if (n % 8 != 0 || !have_avx2()) return;
+        size_t bytes = (size_t)k * n * sizeof(float);
+        m->panels8 = aligned_alloc(32, (bytes + 31) / 32 * 32);
+        if (!m->panels8) return; /* falls back to sgemm */
+        for (uint32_t p = 0; p < n / 8; p++)
+            for (uint32_t kk = 0; kk < k; kk++)
+                memcpy(m->panels8 + ((size_t)p * k + kk) * 8, w + (size_t)kk * n + (size_t)p * 8,
+                       8 * sizeof(float));
+        return;
+    }
+    if (n % PANEL != 0) return;
     size_t bytes = (size_t)k * n * sizeof(float);
     m->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!m->panels) return; /* falls back to sgemm */
@@ -114,6 +138,8 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
 void sc_use_mat_free(sc_use_mat *m)
 {
     free(m->panels);
+    free(m->panels8);
+    m->panels8 = NULL;
     free(m->q8);
     free(m->qscale);
     free(m->qsum);
@@ -171,6 +197,65 @@ __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, c
             if (R == 16) block_16(xt, valid, panel, k, cp, n);
             else if (R == 8) block_8(xt, valid, panel, k, cp, n);
             else block_4(xt, valid, panel, k, cp, n);
+        }
+    }
+    free(xt);
+}
+
+/* AVX2 + FMA: one block of R rows against one 8-column panel, as
+ * block_R above (xt[k][R], rows past `valid` zero). */
+#define DEFINE_BLOCK8(R)                                                                  \
+    __attribute__((target("avx2,fma"))) static void block8_##R(                           \
+        const float *xt, size_t valid, const float *panel, uint32_t k, float *c,          \
+        size_t ldc)                                                                       \
+    {                                                                                     \
+        __m256 acc[R];                                                                    \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                     \
+            (size_t)r < valid ? _mm256_loadu_ps(c + (size_t)r * ldc) : _mm256_setzero_ps(); \
+        for (uint32_t kk = 0; kk < k; kk++) {                                             \
+            _mm_prefetch((const char *)(panel + (size_t)(kk + 16) * 8), _MM_HINT_T0);     \
+            __m256 w = _mm256_load_ps(panel + (size_t)kk * 8);                            \
+            const float *xk = xt + (size_t)kk * R;                                        \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                 \
+                _mm256_fmadd_ps(_mm256_broadcast_ss(xk + r), w, acc[r]);                  \
+        }                                                                                 \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) if ((size_t)r < valid)       \
+            _mm256_storeu_ps(c + (size_t)r * ldc, acc[r]);                                \
+    }
+DEFINE_BLOCK8(12)
+DEFINE_BLOCK8(8)
+DEFINE_BLOCK8(4)
+
+/* Rows in blocks of 12, the last one padded to 4, 8 or 12 rows; every
+ * block of X is transposed first, then each panel (k x 8 floats: 16 KiB at
+ * k = 512) runs against all the blocks while it is in L1, so W is read
+ * from memory once whatever the row count: the weights (10 MB a layer in
+ * fp32) do not fit the caches, and reading them once per block of rows
+ * made a 14-token sentence memory-bound. */
+__attribute__((target("avx2,fma"))) static void small_gemm_avx2(const sc_use_mat *m, const float *x,
+                                                                 size_t rows, float *c)
+{
+    uint32_t k = m->k, n = m->n;
+    size_t nb = (rows + 11) / 12;
+    float *xt = sc_malloc((size_t)k * 12 * nb * sizeof(float));
+    for (size_t b = 0; b < nb; b++) {
+        size_t r0 = b * 12, left = rows - r0, valid = left < 12 ? left : 12;
+        size_t R = valid > 8 ? 12 : valid > 4 ? 8 : 4;
+        float *xb = xt + (size_t)k * 12 * b;
+        for (size_t r = 0; r < R; r++) {
+            const float *xr = x + (r0 + r) * k;
+            for (uint32_t kk = 0; kk < k; kk++) xb[(size_t)kk * R + r] = r < valid ? xr[kk] : 0.0f;
+        }
+    }
+    for (uint32_t p = 0; p < n / 8; p++) {
+        const float *panel = m->panels8 + (size_t)p * k * 8;
+        for (size_t b = 0; b < nb; b++) {
+            size_t r0 = b * 12, left = rows - r0, valid = left < 12 ? left : 12;
+            const float *xb = xt + (size_t)k * 12 * b;
+            float *cp = c + r0 * n + (size_t)p * 8;
+            if (valid > 8) block8_12(xb, valid, panel, k, cp, n);
+            else if (valid > 4) block8_8(xb, valid, panel, k, cp, n);
+            else block8_4(xb, valid, panel, k, cp, n);
         }
     }
     free(xt);
@@ -278,6 +363,11 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
     if (m->panels && force >= 0 &&
         (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
         small_gemm(m, x, rows, c);
+        return;
+    }
+    if (m->panels8 && force >= 0 &&
+        (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
+        small_gemm_avx2(m, x, rows, c);
         return;
     }
 #endif

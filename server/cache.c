@@ -774,7 +774,12 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
         const float *vecs[MAX_TOPK];
         for (size_t i = 0; i < nc; i++) vecs[i] = cands[i].dim == c->dim ? cands[i].vec : NULL;
         sc_vote_merge_same(votes, vecs, c->dim, nc, SC_VOTE_SAME_QUESTION);
-        int w = sc_vote(votes, nc, &sc_vote_default_params, &conf);
+        /* The bonus of an unambiguous winner needs a look at its
+         * neighbours: with one candidate a lookup (--top-k 1) every
+         * winner would look alone. */
+        sc_vote_params vp = sc_vote_default_params;
+        if (k < 2) vp.alone = 0;
+        int w = sc_vote(votes, nc, &vp, &conf);
         for (size_t i = 0; i < nc; i++) {
             if ((int)i != w) {
                 sc_record_clear(&cands[i]);

@@ -19,8 +19,9 @@
  * serves it from the cosine 0.70, while a crowd of other answers close to
  * the query still needs the full 0.82. What the cosine cannot tell apart
  * there (look-alikes: "turn on" / "turn off") is the verifier's
- * cross-check's job (cache.h). The group with the highest
- * confidence wins. The defaults (vote.c: tau 0.10, agree 0.4, conflict 0.3)
+ * cross-check's job (cache.h). With --top-k 1 the cache turns the
+ * bonus off: one candidate says nothing about its neighbours. The group
+ * with the highest confidence wins. The defaults (vote.c: tau 0.10, agree 0.4, conflict 0.3)
  * were tuned by tools/train/tune.py on the dev splits only (banking77 train
  * hold-out, CLINC150 val; BENCHMARKS.md, Quality) for the current
  * semcache-embed-v1 (alone 0.4, alone_pow 8: see "Unambiguous winners"

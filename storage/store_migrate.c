@@ -208,8 +208,9 @@ static long long file_size(const char *path)
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-/* Removes meta's "compact" mark. */
-static int drop_mark(sc_store *s, char *err, size_t errlen)
+/* Removes meta's "compact" mark; a failure only warns (the next start
+ * compacts again). */
+static void drop_mark(sc_store *s)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -221,8 +222,8 @@ static int drop_mark(sc_store *s, char *err, size_t errlen)
         else rc = mdb_txn_commit(txn);
     }
     s->compact = 0;
-    if (rc) snprintf(err, errlen, "%s: cannot update meta after compacting: %s", s->dir, mdb_strerror(rc));
-    return rc ? sc_store__err(rc) : 0;
+    if (rc) sc_warn("%s: cannot clear the compaction mark (%s); the next start compacts again", s->dir,
+                    mdb_strerror(rc));
 }
 
 /* The tables, copied in this order. */
@@ -239,8 +240,14 @@ static int copy_repacked(sc_store *s, const char *dir)
     MDB_env *dst = NULL;
     MDB_txn *rt = NULL, *wt = NULL;
     int rc;
+    /* The source's map size, not the configured one: LMDB grows a map to
+     * the file it opens, so a data dir can hold more than a lowered
+     * --map-size-mb. */
+    MDB_envinfo info;
+    size_t map = s->map_size;
+    if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > map) map = info.me_mapsize;
     if ((rc = mdb_env_create(&dst)) || (rc = mdb_env_set_maxdbs(dst, 8)) ||
-        (rc = mdb_env_set_mapsize(dst, s->map_size)) ||
+        (rc = mdb_env_set_mapsize(dst, map)) ||
         (rc = mdb_env_open(dst, dir, MDB_NOSYNC, 0644)))
         goto out;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rt))) goto out;
@@ -285,7 +292,7 @@ int sc_store__compact(sc_store *s, char *err, size_t errlen)
     long long before = file_size(data);
     sc_store__compact_cleanup(s);
     int rc = 0;
-    if (mkdir(tmp, 0755) != 0) {
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) { /* EEXIST: foreign files the cleanup left */
         rc = sc_err_from_errno(errno);
     } else {
         rc = copy_repacked(s, tmp);
@@ -295,26 +302,38 @@ int sc_store__compact(sc_store *s, char *err, size_t errlen)
         sc_warn("%s: compacting the data file after the upgrade failed (%s); it keeps its free "
                 "pages, which later writes reuse", s->dir, sc_strerror(rc));
         sc_store__compact_cleanup(s);
-        return drop_mark(s, err, errlen);
+        drop_mark(s);
+        return 0;
     }
     if (sc_store__compact_hook) sc_store__compact_hook(1);
     for (int i = 0; i < s->npool; i++) mdb_txn_abort(s->pool[i]);
     s->npool = 0;
     mdb_env_close(s->env);
     s->env = NULL;
-    if (rename(copy, data) != 0) {
-        rc = sc_err_from_errno(errno);
-        sc_warn("%s: cannot put the compacted copy in place (%s); keeping the data file as it was",
-                s->dir, sc_strerror(rc));
-    } else if ((rc = fsync_path(s->dir, 1)) != 0) {
-        /* The rename is done; only its durability is in doubt, and both
-         * files are whole. */
-        sc_warn("%s: cannot sync the directory after compacting: %s", s->dir, sc_strerror(rc));
+    int moved = rename(copy, data) == 0;
+    if (!moved) {
+        sc_warn("%s: cannot put the compacted copy in place (%s); keeping the data file as it was "
+                "(the next start tries again)", s->dir, strerror(errno));
+    } else {
+        /* The lock file describes the old file's transactions: an LMDB
+         * reader of another process (mdb_stat, a backup) keeps it from
+         * being reset on the reopen, and the copy's meta pages would then
+         * be read by the old transaction counter, which can pick the
+         * copy's older meta page and drop its last transaction. A fresh
+         * lock file starts from the copy's own. */
+        char lock[4200];
+        snprintf(lock, sizeof lock, "%s/lock.mdb", s->dir);
+        unlink(lock);
+        if ((rc = fsync_path(s->dir, 1)) != 0)
+            /* The rename is done; only its durability is in doubt, and
+             * both files are whole. */
+            sc_warn("%s: cannot sync the directory after compacting: %s", s->dir, sc_strerror(rc));
     }
     sc_store__compact_cleanup(s);
     if (sc_store__compact_hook) sc_store__compact_hook(2);
     if ((rc = sc_store__env_open(s, err, errlen)) != 0) return rc;
-    if ((rc = drop_mark(s, err, errlen)) != 0) return rc;
+    if (!moved) return 0; /* the mark stays */
+    drop_mark(s);
     sc_info("%s: compacted the data file in %lld ms: %lld -> %lld bytes", s->dir,
             (long long)(sc_store__now_ms() - t0), before, file_size(data));
     return 0;

@@ -85,6 +85,28 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
   await stopServer(srv);
 });
 
+test('unambiguous winner: a lone paraphrase below the cosine 0.82 is served, not with --top-k 1', async () => {
+  // cosine ~0.76 (BENCHMARKS.md, "Unambiguous winners"): alone it scores
+  // cos + 0.4 (1 - cos), past the default; with --top-k 1 the vote cannot
+  // tell it is alone (a close rival answer taking the bonus away is
+  // build/unit_tests vote_unambiguous_winner_bonus).
+  const stored = "I'd like to book a table for tonight", query = 'How can I reserve a table for this evening?';
+  const srv = await startServer(DEFAULTS);
+  assertEq((await json(`${srv.url}/cache/store`, { namespace: 'lone', prompt: stored, response: 'Booked.' })).status, 200);
+  const e = await json(`${srv.url}/cache/embed`, { input: [stored, query] });
+  const cos = e.body.embeddings[0].reduce((a, x, j) => a + x * e.body.embeddings[1][j], 0);
+  assert(cos > 0.70 && cos < 0.8194, `cosine ${cos} is not in the band this test needs`);
+  const hit = await json(`${srv.url}/cache/lookup`, { namespace: 'lone', prompt: query });
+  assertEq(hit.body.hit, true, hit.text);
+  assertEq(hit.body.response, 'Booked.');
+  await stopServer(srv);
+  const one = await startServer({ ...DEFAULTS, args: ['--top-k', '1'] });
+  assertEq((await json(`${one.url}/cache/store`, { namespace: 'lone', prompt: stored, response: 'Booked.' })).status, 200);
+  const miss = await json(`${one.url}/cache/lookup`, { namespace: 'lone', prompt: query });
+  assertEq(miss.body.hit, false, miss.text);
+  await stopServer(one);
+});
+
 test('typed as people type: lower case, no end punctuation, shouting, still the same prompt to the embedder', async () => {
   // The shipped model is trained and served on folded text (model.bin's
   // FOLD flag): case and end punctuation do not change the embedding.

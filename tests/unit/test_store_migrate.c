@@ -460,6 +460,98 @@ SC_TEST(store_compaction_killed_finishes_next_open)
     old_version = 1;
 }
 
+/* Puts n records into the learn table (or counts them: n < 0) with raw
+ * LMDB; extra more commits of nothing-much first (the transaction
+ * counter's parity decides which meta page a stale lock file picks). */
+static int raw_learn(const char *dir, int n, int extra)
+{
+    raw_env e;
+    MDB_dbi learn;
+    if (raw_open(&e, dir, 1) != 0) {
+        CHECK(!"raw_open");
+        return -1;
+    }
+    if (mdb_dbi_open(e.txn, "learn", MDB_CREATE, &learn) != 0) {
+        CHECK(!"mdb_dbi_open learn");
+        raw_close(&e, 0);
+        return -1;
+    }
+    int count = 0;
+    if (n >= 0) {
+        for (int i = 0; i < n; i++) {
+            char kb[16];
+            snprintf(kb, sizeof kb, "k%03d", i);
+            MDB_val k = {strlen(kb), kb}, v = {4, (void *)"vvvv"};
+            CHECK_OK(mdb_put(e.txn, learn, &k, &v, 0));
+        }
+        CHECK_OK(raw_close(&e, 1));
+        for (int i = 0; i < extra; i++) {
+            if (raw_open(&e, dir, 1) != 0) {
+                CHECK(!"raw_open");
+                return -1;
+            }
+            CHECK_OK(raw_close(&e, 1));
+        }
+        return n;
+    }
+    MDB_stat st;
+    CHECK_OK(mdb_stat(e.txn, learn, &st));
+    count = (int)st.ms_entries;
+    raw_close(&e, 0);
+    return count;
+}
+
+/* An LMDB reader of another process (mdb_stat, a backup) holds the data
+ * dir open while the upgrade compacts it: the reopened store must still
+ * see everything the copy holds, whichever the transaction counter's
+ * parity (a stale lock file once picked the copy's older meta page and
+ * dropped its last transaction: the learn table). */
+SC_TEST(store_compaction_with_a_foreign_reader)
+{
+    for (int extra = 0; extra <= 1; extra++) {
+        const char *dir = sc_test_tmpdir();
+        uint64_t *ids = sc_malloc(MN * sizeof *ids);
+        old_version = 2;
+        make_old_dir(dir, ids);
+        raw_learn(dir, 5, extra);
+        int go[2], done[2];
+        REQUIRE(pipe(go) == 0 && pipe(done) == 0);
+        fflush(stdout);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) { /* the foreign reader: env open until told */
+            raw_env e;
+            if (raw_open(&e, dir, 0) != 0) _exit(1);
+            char c = 1;
+            if (write(go[1], &c, 1) != 1) _exit(1);
+            if (read(done[0], &c, 1) != 1) _exit(1);
+            raw_close(&e, 0);
+            _exit(0);
+        }
+        char c;
+        REQUIRE(read(go[0], &c, 1) == 1);
+        sc_store *s = open_quietly(dir, SC_LOG_ERROR);
+        REQUIRE(s);
+        check_migrated(s, ids);
+        sc_store_close(s);
+        c = 1;
+        REQUIRE(write(done[1], &c, 1) == 1);
+        int status;
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        close(go[0]); close(go[1]); close(done[0]); close(done[1]);
+        CHECK_EQ_INT(raw_learn(dir, -1, 0), 5);
+        s = open_quietly(dir, SC_LOG_ERROR);
+        REQUIRE(s);
+        check_migrated(s, ids);
+        sc_store_close(s);
+        CHECK_EQ_INT(raw_learn(dir, -1, 0), 5);
+        CHECK(!compact_copy_exists(dir));
+        free(ids);
+    }
+    old_version = 1;
+}
+
 /* A version-1 record that does not decode (a flipped vector byte) is left
  * as it is and stays unreadable; every other record is upgraded. */
 SC_TEST(store_migration_leaves_a_corrupt_record)

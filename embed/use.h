@@ -69,7 +69,8 @@ void sc_use_mat_free(sc_use_mat *m);
 /* C[rows, n] += X[rows, k] W. force: 0 picks (the int8 kernel when W has
  * an int8 copy and sc_use_gemm_int8 is on, any row count; else the packed
  * fp32 kernel up to sc_use_gemm_small_rows rows; else cblas_sgemm), 1 the
- * packed fp32 kernel when available, 2 the int8 kernel when available, -1
+ * packed fp32 kernel when available, 2 the int8 kernel when available, 3
+ * the AVX2 kernel when its panels exist (sc_use_mat_pack8), -1
  * cblas_sgemm (tests and benchmarks). The int8 kernel quantises each row
  * of X to int8 by its own max |x| (round to nearest) and multiplies by the
  * int8 weights exactly (vpdpbusd), so C differs from fp32 by the two
@@ -77,6 +78,10 @@ void sc_use_mat_free(sc_use_mat *m);
  * the sentence vectors). */
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
 extern int sc_use_gemm_small_rows;
+/* Tests: builds the AVX2 kernel's 8-column panels where the CPU has AVX2
+ * and FMA even if it has AVX-512 too (0: built or already there), so
+ * force 1 runs that kernel on every CPU that can. */
+int sc_use_mat_pack8(sc_use_mat *m);
 /* 1 when this CPU runs AVX-512F (the packed kernels, and use_forward.c's
  * attention and layer norm). */
 int sc_use_have_avx512(void);

@@ -115,14 +115,7 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
     m->qsum = NULL;
     if (int8 && n % PANEL == 0 && k % 4 == 0 && have_vnni()) pack_q8(m);
     if (!sc_use_have_avx512()) {
-        if (n % 8 != 0 || !have_avx2()) return;
-        size_t bytes = (size_t)k * n * sizeof(float);
-        m->panels8 = aligned_alloc(32, (bytes + 31) / 32 * 32);
-        if (!m->panels8) return; /* falls back to sgemm */
-        for (uint32_t p = 0; p < n / 8; p++)
-            for (uint32_t kk = 0; kk < k; kk++)
-                memcpy(m->panels8 + ((size_t)p * k + kk) * 8, w + (size_t)kk * n + (size_t)p * 8,
-                       8 * sizeof(float));
+        sc_use_mat_pack8(m); /* else cblas_sgemm */
         return;
     }
     if (n % PANEL != 0) return;
@@ -133,6 +126,21 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
         for (uint32_t kk = 0; kk < k; kk++)
             memcpy(m->panels + ((size_t)p * k + kk) * PANEL, w + (size_t)kk * n + (size_t)p * PANEL,
                    PANEL * sizeof(float));
+}
+
+int sc_use_mat_pack8(sc_use_mat *m)
+{
+    uint32_t k = m->k, n = m->n;
+    if (m->panels8) return 0;
+    if (n % 8 != 0 || !have_avx2()) return -1;
+    size_t bytes = (size_t)k * n * sizeof(float);
+    m->panels8 = aligned_alloc(32, (bytes + 31) / 32 * 32);
+    if (!m->panels8) return -1;
+    for (uint32_t p = 0; p < n / 8; p++)
+        for (uint32_t kk = 0; kk < k; kk++)
+            memcpy(m->panels8 + ((size_t)p * k + kk) * 8, m->w + (size_t)kk * n + (size_t)p * 8,
+                   8 * sizeof(float));
+    return 0;
 }
 
 void sc_use_mat_free(sc_use_mat *m)
@@ -243,8 +251,12 @@ __attribute__((target("avx2,fma"))) static void small_gemm_avx2(const sc_use_mat
         size_t R = valid > 8 ? 12 : valid > 4 ? 8 : 4;
         float *xb = xt + (size_t)k * 12 * b;
         for (size_t r = 0; r < R; r++) {
+            if (r >= valid) { /* padding rows */
+                for (uint32_t kk = 0; kk < k; kk++) xb[(size_t)kk * R + r] = 0.0f;
+                continue;
+            }
             const float *xr = x + (r0 + r) * k;
-            for (uint32_t kk = 0; kk < k; kk++) xb[(size_t)kk * R + r] = r < valid ? xr[kk] : 0.0f;
+            for (uint32_t kk = 0; kk < k; kk++) xb[(size_t)kk * R + r] = xr[kk];
         }
     }
     for (uint32_t p = 0; p < n / 8; p++) {
@@ -358,6 +370,10 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
      * it would alone (rows are quantised one by one). */
     if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) {
         small_gemm_i8(m, x, rows, c);
+        return;
+    }
+    if (m->panels8 && force == 3) {
+        small_gemm_avx2(m, x, rows, c);
         return;
     }
     if (m->panels && force >= 0 &&

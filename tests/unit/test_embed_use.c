@@ -362,6 +362,23 @@ SC_TEST(embed_use_gemm_kernel_vs_sgemm)
         }
         printf("# kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst);
         CHECK(worst < 1e-4);
+        /* The AVX2 kernel, also where AVX-512 would be picked. */
+        if (sc_use_mat_pack8(&m) == 0) {
+            double worst2 = 0;
+            for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
+                for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
+                sc_use_matmul(&m, x, rows, c1, 3);
+                sc_use_matmul(&m, x, rows, c2, -1);
+                for (size_t i = 0; i < rows * n; i++) {
+                    double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
+                    worst2 = d > worst2 ? d : worst2;
+                }
+            }
+            printf("# AVX2 kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst2);
+            CHECK(worst2 < 1e-4);
+        } else {
+            printf("# no AVX2 + FMA here (or n %% 8 != 0): AVX2 kernel not tested\n");
+        }
         /* The int8 kernel (where the CPU has VNNI) against the same
          * quantisation done here in double: equal but for float rounding,
          * whatever the row count (blocks of 16, 8 and 4, and padding). */

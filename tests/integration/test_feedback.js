@@ -57,7 +57,11 @@ test('a wrong verdict: that prompt is not served that entry again; its threshold
   assertEq(f.body.entry, id);
   assertEq(f.body.learned.bad, 1);
   assertEq(f.body.learned.blocked_prompts, 1);
-  assert(f.body.learned.threshold > Number(hit.headers.get('x-semcache-confidence')), 'threshold raised');
+  // raised past the hit's confidence (the header has 4 decimals: two
+  // agreeing phrasings with nothing else near score ~0.99998, "1.0000")
+  const conf = Number(hit.headers.get('x-semcache-confidence'));
+  assert(f.body.learned.threshold > conf - 5e-5 && f.body.learned.threshold <= 1,
+    `threshold raised: ${f.body.learned.threshold} vs confidence ${conf}`);
   const next = await chat('how can I reset my password', LOW);
   assert(next.headers.get('x-semcache') !== 'hit-semantic' || next.headers.get('x-semcache-entry') !== String(id),
     `served the same entry again: ${next.headers.get('x-semcache')} ${next.headers.get('x-semcache-entry')}`);

@@ -60,6 +60,10 @@ typedef struct sc_use_mat {
     int8_t *q8;
     float *qscale;
     int32_t *qsum;
+    /* the same int8 weights for CPUs with AVX2 but no VNNI, widened to
+     * int16 for vpmaddwd: per 8-column panel and pair of k, 32 bytes
+     * (column j's 2 weights at int16 2j, 2j+1); scales in qscale */
+    int16_t *q16;
 } sc_use_mat;
 
 /* Packs W for the kernels; int8: also the int8 copy, where the CPU has
@@ -69,9 +73,12 @@ void sc_use_mat_free(sc_use_mat *m);
 /* C[rows, n] += X[rows, k] W. force: 0 picks (the int8 kernel when W has
  * an int8 copy and sc_use_gemm_int8 is on, any row count; else the packed
  * fp32 kernel up to sc_use_gemm_small_rows rows; else cblas_sgemm), 1 the
- * packed fp32 kernel when available, 2 the int8 kernel when available, 3
- * the AVX2 kernel when its panels exist (sc_use_mat_pack8), -1
- * cblas_sgemm (tests and benchmarks). The int8 kernel quantises each row
+ * packed fp32 kernel when available, 2 the int8 kernel when available
+ * (VNNI, else the AVX2 one), 3 the AVX2 kernel when its panels exist
+ * (sc_use_mat_pack8), 4 the AVX2 int8 kernel when q16 exists, -1
+ * cblas_sgemm (tests and benchmarks). Both int8 kernels compute the same
+ * integer dot products of the same quantised values, so they agree to
+ * float rounding. The int8 kernel quantises each row
  * of X to int8 by its own max |x| (round to nearest) and multiplies by the
  * int8 weights exactly (vpdpbusd), so C differs from fp32 by the two
  * roundings only (tests/unit/test_embed_use.c bounds what that does to
@@ -82,6 +89,9 @@ extern int sc_use_gemm_small_rows;
  * and FMA even if it has AVX-512 too (0: built or already there), so
  * force 1 runs that kernel on every CPU that can. */
 int sc_use_mat_pack8(sc_use_mat *m);
+/* Tests: builds q16 where the CPU has AVX2 (0: built or already there), so
+ * force 4 runs the AVX2 int8 kernel on every CPU that can. */
+int sc_use_mat_pack_q16(sc_use_mat *m);
 /* 1 when this CPU runs AVX-512F (the packed kernels, and use_forward.c's
  * attention and layer norm). */
 int sc_use_have_avx512(void);

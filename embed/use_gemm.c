@@ -11,7 +11,8 @@
  * AVX-512 but with AVX2 and FMA get the same in 8-column panels and blocks
  * of up to 12 rows (12 accumulators in 16 ymm registers): a 14-token
  * sentence with semcache-embed went from 3.8 ms to ~1 ms on such a VM
- * (BENCHMARKS.md, Embedder). Large products (more than 128 rows: batches;
+ * (BENCHMARKS.md, Embedder), and the int8 matrices run there through
+ * vpmaddwd on int16-widened int8 (small_gemm_i16). Large products (more than 128 rows: batches;
  * and machines with neither) use cblas_sgemm on the row-major W.
  * The kernel is checked against cblas_sgemm in tests/unit/test_embed_use.c.
  *
@@ -103,6 +104,34 @@ static void pack_q8(sc_use_mat *m)
     }
 }
 
+int sc_use_mat_pack_q16(sc_use_mat *m)
+{
+    uint32_t k = m->k, n = m->n;
+    const float *w = m->w;
+    if (m->q16) return 0;
+    if (n % 8 != 0 || k % 2 != 0 || !have_avx2()) return -1;
+    m->q16 = aligned_alloc(32, ((size_t)k * n * 2 + 31) / 32 * 32);
+    if (!m->q16) return -1;
+    if (!m->qscale) m->qscale = sc_malloc((size_t)n * sizeof(float));
+    for (uint32_t j = 0; j < n; j++) {
+        float mx = 0;
+        for (uint32_t kk = 0; kk < k; kk++) {
+            float a = fabsf(w[(size_t)kk * n + j]);
+            if (a > mx) mx = a;
+        }
+        /* as pack_q8: the same scale and the same rounded values */
+        float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+        uint32_t p = j / 8, jj = j % 8;
+        for (uint32_t kk = 0; kk < k; kk++) {
+            long q = lrintf(w[(size_t)kk * n + j] * inv);
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            m->q16[(((size_t)p * (k / 2) + kk / 2) * 8 + jj) * 2 + kk % 2] = (int16_t)q;
+        }
+        m->qscale[j] = sc;
+    }
+    return 0;
+}
+
 void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int int8)
 {
     m->k = k;
@@ -113,7 +142,9 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
     m->q8 = NULL;
     m->qscale = NULL;
     m->qsum = NULL;
+    m->q16 = NULL;
     if (int8 && n % PANEL == 0 && k % 4 == 0 && have_vnni()) pack_q8(m);
+    else if (int8) sc_use_mat_pack_q16(m); /* AVX2 without VNNI (or a shape VNNI's panels cannot take) */
     if (!sc_use_have_avx512()) {
         sc_use_mat_pack8(m); /* else cblas_sgemm */
         return;
@@ -148,6 +179,8 @@ void sc_use_mat_free(sc_use_mat *m)
     free(m->panels);
     free(m->panels8);
     m->panels8 = NULL;
+    free(m->q16);
+    m->q16 = NULL;
     free(m->q8);
     free(m->qscale);
     free(m->qsum);
@@ -273,6 +306,103 @@ __attribute__((target("avx2,fma"))) static void small_gemm_avx2(const sc_use_mat
     free(xt);
 }
 
+/* int8 on AVX2: one block of R rows (their pairs of int16 activations
+ * transposed: xt[g][R] as uint32) against one 8-column panel of int16
+ * weight pairs; vpmaddwd multiplies and adds each pair exactly (|x|, |w|
+ * <= 127: no overflow in int32 for any k this model has). */
+#define DEFINE_BLOCK_I16(R)                                                               \
+    __attribute__((target("avx2,fma"))) static void block_i16_##R(                        \
+        const uint32_t *xt, size_t valid, const int16_t *panel, uint32_t pairs,           \
+        const float *xs, const float *ws, float *c, size_t ldc)                           \
+    {                                                                                     \
+        __m256i acc[R];                                                                   \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_si256(); \
+        for (uint32_t g = 0; g < pairs; g++) {                                            \
+            _mm_prefetch((const char *)(panel + (size_t)(g + 8) * 16), _MM_HINT_T0);      \
+            __m256i w = _mm256_load_si256((const __m256i *)(const void *)(panel + (size_t)g * 16)); \
+            const uint32_t *xg = xt + (size_t)g * R;                                      \
+            _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) acc[r] =                 \
+                _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_set1_epi32((int)xg[r]), w)); \
+        }                                                                                 \
+        __m256 wsv = _mm256_loadu_ps(ws);                                                 \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) if ((size_t)r < valid) {     \
+            __m256 d = _mm256_cvtepi32_ps(acc[r]);                                        \
+            __m256 sc = _mm256_mul_ps(wsv, _mm256_set1_ps(xs[r]));                        \
+            float *cr = c + (size_t)r * ldc;                                              \
+            _mm256_storeu_ps(cr, _mm256_fmadd_ps(d, sc, _mm256_loadu_ps(cr)));            \
+        }                                                                                 \
+    }
+DEFINE_BLOCK_I16(12)
+DEFINE_BLOCK_I16(8)
+DEFINE_BLOCK_I16(4)
+
+/* Quantises every row of X by its own max |x| (as small_gemm_i8), blocks of
+ * 12 rows transposed first, then each panel against every block (as
+ * small_gemm_avx2). */
+__attribute__((target("avx2,fma"))) static void small_gemm_i16(const sc_use_mat *m, const float *x,
+                                                                size_t rows, float *c)
+{
+    uint32_t k = m->k, n = m->n, pairs = k / 2;
+    size_t nb = (rows + 11) / 12;
+    uint32_t *xt = sc_malloc((size_t)pairs * 12 * nb * sizeof(uint32_t));
+    float *xs = sc_malloc(12 * nb * sizeof(float));
+    for (size_t b = 0; b < nb; b++) {
+        size_t r0 = b * 12, left = rows - r0, valid = left < 12 ? left : 12;
+        size_t R = valid > 8 ? 12 : valid > 4 ? 8 : 4;
+        uint32_t *xb = xt + (size_t)pairs * 12 * b;
+        for (size_t r = 0; r < R; r++) {
+            if (r >= valid) {
+                xs[b * 12 + r] = 0;
+                for (uint32_t g = 0; g < pairs; g++) xb[(size_t)g * R + r] = 0;
+                continue;
+            }
+            const float *xr = x + (r0 + r) * k;
+            uint32_t k8 = k & ~7u;
+            __m256 vmx = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+            for (uint32_t kk = 0; kk < k8; kk += 8)
+                vmx = _mm256_max_ps(vmx, _mm256_andnot_ps(sign, _mm256_loadu_ps(xr + kk)));
+            float lanes[8], mx = 0;
+            _mm256_storeu_ps(lanes, vmx);
+            for (int i = 0; i < 8; i++) mx = lanes[i] > mx ? lanes[i] : mx;
+            for (uint32_t kk = k8; kk < k; kk++) mx = fabsf(xr[kk]) > mx ? fabsf(xr[kk]) : mx;
+            float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+            /* 8 values at once: vcvtps2dq rounds to nearest even, as lrintf
+             * does; each 64-bit lane's pair becomes lo | hi << 16 */
+            __m256 vinv = _mm256_set1_ps(inv);
+            const __m256i lo16 = _mm256_set1_epi64x(0xffff), idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+            uint32_t g8 = k8 / 2;
+            for (uint32_t g = 0; g < g8; g += 4) {
+                __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xr + 2 * g), vinv));
+                __m256i pr = _mm256_or_si256(_mm256_and_si256(q, lo16), _mm256_slli_epi64(_mm256_srli_epi64(q, 32), 16));
+                uint32_t out[8];
+                _mm256_storeu_si256((__m256i *)(void *)out, _mm256_permutevar8x32_epi32(pr, idx));
+                for (int i = 0; i < 4; i++) xb[(size_t)(g + i) * R + r] = out[i];
+            }
+            for (uint32_t g = g8; g < pairs; g++) {
+                long lo = lrintf(xr[2 * g] * inv), hi = lrintf(xr[2 * g + 1] * inv);
+                lo = lo > 127 ? 127 : lo < -127 ? -127 : lo;
+                hi = hi > 127 ? 127 : hi < -127 ? -127 : hi;
+                xb[(size_t)g * R + r] = (uint32_t)(uint16_t)(int16_t)lo | (uint32_t)(uint16_t)(int16_t)hi << 16;
+            }
+            xs[b * 12 + r] = sc;
+        }
+    }
+    for (uint32_t p = 0; p < n / 8; p++) {
+        const int16_t *panel = m->q16 + (size_t)p * pairs * 16;
+        const float *ws = m->qscale + (size_t)p * 8;
+        for (size_t b = 0; b < nb; b++) {
+            size_t r0 = b * 12, left = rows - r0, valid = left < 12 ? left : 12;
+            const uint32_t *xb = xt + (size_t)pairs * 12 * b;
+            float *cp = c + r0 * n + (size_t)p * 8;
+            if (valid > 8) block_i16_12(xb, valid, panel, pairs, xs + b * 12, ws, cp, n);
+            else if (valid > 4) block_i16_8(xb, valid, panel, pairs, xs + b * 12, ws, cp, n);
+            else block_i16_4(xb, valid, panel, pairs, xs + b * 12, ws, cp, n);
+        }
+    }
+    free(xs);
+    free(xt);
+}
+
 /* int8: one block of R rows (their 4-byte groups transposed: xt[g][R] as
  * uint32, the bytes being x quantised + 128) against one panel of 16
  * columns; acc - 128 * qsum is the exact integer dot product, scaled back
@@ -370,6 +500,10 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
      * it would alone (rows are quantised one by one). */
     if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) {
         small_gemm_i8(m, x, rows, c);
+        return;
+    }
+    if (m->q16 && (force == 4 || (!m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))))) {
+        small_gemm_i16(m, x, rows, c);
         return;
     }
     if (m->panels8 && force == 3) {

@@ -337,6 +337,44 @@ __attribute__((destructor)) static void close_shared(void)
 
 /* The packed AVX-512 kernel against cblas_sgemm on the model's shapes and
  * every row count from 1 to 40 (block paddings), plus a few large ones. */
+/* An int8 kernel (force 2 or 4) against the same quantisation done here
+ * in double: equal but for float rounding, whatever the row count (blocks
+ * of 16 or 12, 8 and 4, and padding). */
+static void check_int8(const sc_use_mat *mp, const float *w, const float *x, float *c1, float *c2, int force)
+{
+    uint32_t k = mp->k, n = mp->n;
+    double *sw = malloc(n * sizeof(double));
+    for (uint32_t j = 0; j < n; j++) {
+        double mx = 0;
+        for (uint32_t kk = 0; kk < k; kk++) mx = fmax(mx, fabs(w[(size_t)kk * n + j]));
+        sw[j] = (float)mx / 127.0f;
+    }
+    double worst8 = 0;
+    for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
+        for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
+        sc_use_matmul(mp, x, rows, c1, force);
+        for (size_t r = 0; r < rows; r++) {
+            const float *xr = x + r * k;
+            float mx = 0;
+            for (uint32_t kk = 0; kk < k; kk++) mx = fmaxf(mx, fabsf(xr[kk]));
+            float sx = mx / 127.0f, inv = 1.0f / sx;
+            for (uint32_t j = 0; j < n; j++) {
+                float invw = 1.0f / (float)sw[j];
+                long acc = 0;
+                for (uint32_t kk = 0; kk < k; kk++)
+                    acc += lrintf(xr[kk] * inv) * lrintf(w[(size_t)kk * n + j] * invw);
+                double want = c2[r * n + j] + (double)acc * sx * (float)sw[j];
+                double d = fabs(c1[r * n + j] - want) / (1 + fabs(want));
+                worst8 = d > worst8 ? d : worst8;
+            }
+        }
+    }
+    printf("# int8 kernel (force %d: %s) vs its quantisation in double k=%u n=%u: max rel diff %.2e\n", force,
+           force == 4 || !mp->q8 ? "AVX2" : "VNNI", k, n, worst8);
+    CHECK(worst8 < 1e-5);
+    free(sw);
+}
+
 SC_TEST(embed_use_gemm_kernel_vs_sgemm)
 {
     static const uint32_t shapes[][2] = {{256, 768}, {512, 1536}, {1536, 512}, {32, 16}, {36, 32}}; /* k % 16 != 0: the int8 scalar tail */
@@ -379,42 +417,12 @@ SC_TEST(embed_use_gemm_kernel_vs_sgemm)
         } else {
             printf("# no AVX2 + FMA here (or n %% 8 != 0): AVX2 kernel not tested\n");
         }
-        /* The int8 kernel (where the CPU has VNNI) against the same
-         * quantisation done here in double: equal but for float rounding,
-         * whatever the row count (blocks of 16, 8 and 4, and padding). */
-        if (m.q8) {
-            double *sw = malloc(n * sizeof(double));
-            for (uint32_t j = 0; j < n; j++) {
-                double mx = 0;
-                for (uint32_t kk = 0; kk < k; kk++) mx = fmax(mx, fabs(w[(size_t)kk * n + j]));
-                sw[j] = (float)mx / 127.0f;
-            }
-            double worst8 = 0;
-            for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
-                for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
-                sc_use_matmul(&m, x, rows, c1, 2);
-                for (size_t r = 0; r < rows; r++) {
-                    const float *xr = x + r * k;
-                    float mx = 0;
-                    for (uint32_t kk = 0; kk < k; kk++) mx = fmaxf(mx, fabsf(xr[kk]));
-                    float sx = mx / 127.0f, inv = 1.0f / sx;
-                    for (uint32_t j = 0; j < n; j++) {
-                        float invw = 1.0f / (float)sw[j];
-                        long acc = 0;
-                        for (uint32_t kk = 0; kk < k; kk++)
-                            acc += lrintf(xr[kk] * inv) * lrintf(w[(size_t)kk * n + j] * invw);
-                        double want = c2[r * n + j] + (double)acc * sx * (float)sw[j];
-                        double d = fabs(c1[r * n + j] - want) / (1 + fabs(want));
-                        worst8 = d > worst8 ? d : worst8;
-                    }
-                }
-            }
-            printf("# int8 kernel vs its quantisation in double k=%u n=%u: max rel diff %.2e\n", k, n, worst8);
-            CHECK(worst8 < 1e-5);
-            free(sw);
-        } else {
-            printf("# no AVX-512 VNNI here: int8 kernel not tested\n");
-        }
+        /* The int8 kernels (VNNI, or AVX2's vpmaddwd where there is no
+         * VNNI; and AVX2's also where there is) against the same
+         * quantisation done here in double. */
+        if (m.q8 || m.q16) check_int8(&m, w, x, c1, c2, 2);
+        else printf("# no int8 kernel here (neither AVX-512 VNNI nor AVX2)\n");
+        if (sc_use_mat_pack_q16(&m) == 0) check_int8(&m, w, x, c1, c2, 4);
         sc_use_mat_free(&m);
         free(w);
         free(x);

@@ -9,11 +9,12 @@
  * an AVX-512 kernel that streams each panel once per block of up to 16
  * rows, with the row block's accumulators in registers. Machines without
  * AVX-512 but with AVX2 and FMA get the same in 8-column panels and blocks
- * of up to 12 rows (12 accumulators in 16 ymm registers): a 14-token
- * sentence with semcache-embed went from 3.8 ms to ~1 ms on such a VM
- * (BENCHMARKS.md, Embedder), and the int8 matrices run there through
- * vpmaddwd on int16-widened int8 (small_gemm_i16). Large products (more than 128 rows: batches;
- * and machines with neither) use cblas_sgemm on the row-major W.
+ * of up to 12 rows (12 accumulators in 16 ymm registers), and the int8
+ * matrices run there through vpmaddwd on int16-widened int8
+ * (small_gemm_i16): a 14-token sentence with semcache-embed went from
+ * 4.5-4.9 ms (OpenBLAS) to 2.0-2.2 ms on such a VM (BENCHMARKS.md,
+ * Embedder). Large products (more than 128 rows: batches; and machines
+ * with neither) use cblas_sgemm on the row-major W.
  * The kernel is checked against cblas_sgemm in tests/unit/test_embed_use.c.
  *
  * int8 (AVX-512 VNNI, the matrices the model marks, see

@@ -76,61 +76,78 @@ static int have_vnni(void)
 #endif
 }
 
+/* Column j of W quantised to int8 by its max |w|: q[0..k) in -127..127;
+ * returns the scale (w ~ q * scale). Both int8 copies (q8, q16) take their
+ * values from here, so the VNNI and AVX2 kernels multiply the same
+ * integers. */
+static float quant_col(const float *w, uint32_t k, uint32_t n, uint32_t j, int8_t *q)
+{
+    float mx = 0;
+    for (uint32_t kk = 0; kk < k; kk++) {
+        float a = fabsf(w[(size_t)kk * n + j]);
+        if (a > mx) mx = a;
+    }
+    float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+    for (uint32_t kk = 0; kk < k; kk++) {
+        long v = lrintf(w[(size_t)kk * n + j] * inv);
+        q[kk] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+    }
+    return sc;
+}
+
 /* The int8 copy of W (see sc_use_mat in use.h). */
 static void pack_q8(sc_use_mat *m)
 {
     uint32_t k = m->k, n = m->n;
-    const float *w = m->w;
     m->q8 = aligned_alloc(64, (size_t)k * n);
     if (!m->q8) return; /* the fp32 kernels then */
     m->qscale = sc_malloc((size_t)n * sizeof(float));
     m->qsum = sc_malloc((size_t)n * sizeof(int32_t));
+    int8_t *q = sc_malloc(k);
     for (uint32_t j = 0; j < n; j++) {
-        float mx = 0;
-        for (uint32_t kk = 0; kk < k; kk++) {
-            float a = fabsf(w[(size_t)kk * n + j]);
-            if (a > mx) mx = a;
-        }
-        float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+        m->qscale[j] = quant_col(m->w, k, n, j, q);
         int32_t sum = 0;
         uint32_t p = j / PANEL, jj = j % PANEL;
         for (uint32_t kk = 0; kk < k; kk++) {
-            long q = lrintf(w[(size_t)kk * n + j] * inv);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            m->q8[((size_t)p * (k / 4) + kk / 4) * 64 + jj * 4 + kk % 4] = (int8_t)q;
-            sum += (int32_t)q;
+            m->q8[((size_t)p * (k / 4) + kk / 4) * 64 + jj * 4 + kk % 4] = q[kk];
+            sum += q[kk];
         }
-        m->qscale[j] = sc;
         m->qsum[j] = sum;
     }
+    free(q);
 }
 
 int sc_use_mat_pack_q16(sc_use_mat *m)
 {
     uint32_t k = m->k, n = m->n;
-    const float *w = m->w;
     if (m->q16) return 0;
     if (n % 8 != 0 || k % 2 != 0 || !have_avx2()) return -1;
     m->q16 = aligned_alloc(32, ((size_t)k * n * 2 + 31) / 32 * 32);
     if (!m->q16) return -1;
     if (!m->qscale) m->qscale = sc_malloc((size_t)n * sizeof(float));
+    int8_t *q = sc_malloc(k);
     for (uint32_t j = 0; j < n; j++) {
-        float mx = 0;
-        for (uint32_t kk = 0; kk < k; kk++) {
-            float a = fabsf(w[(size_t)kk * n + j]);
-            if (a > mx) mx = a;
-        }
-        /* as pack_q8: the same scale and the same rounded values */
-        float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+        m->qscale[j] = quant_col(m->w, k, n, j, q);
         uint32_t p = j / 8, jj = j % 8;
-        for (uint32_t kk = 0; kk < k; kk++) {
-            long q = lrintf(w[(size_t)kk * n + j] * inv);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            m->q16[(((size_t)p * (k / 2) + kk / 2) * 8 + jj) * 2 + kk % 2] = (int16_t)q;
-        }
-        m->qscale[j] = sc;
+        for (uint32_t kk = 0; kk < k; kk++)
+            m->q16[(((size_t)p * (k / 2) + kk / 2) * 8 + jj) * 2 + kk % 2] = q[kk];
     }
+    free(q);
     return 0;
+}
+
+/* W as panels of `width` columns, [n/width][k][width], aligned to a
+ * panel row; NULL when out of memory (the caller falls back). */
+static float *pack_panels(const float *w, uint32_t k, uint32_t n, uint32_t width)
+{
+    size_t align = width * sizeof(float), bytes = (size_t)k * n * sizeof(float);
+    float *panels = aligned_alloc(align, (bytes + align - 1) / align * align);
+    if (!panels) return NULL;
+    for (uint32_t p = 0; p < n / width; p++)
+        for (uint32_t kk = 0; kk < k; kk++)
+            memcpy(panels + ((size_t)p * k + kk) * width, w + (size_t)kk * n + (size_t)p * width,
+                   width * sizeof(float));
+    return panels;
 }
 
 void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int int8)
@@ -150,14 +167,7 @@ void sc_use_mat_pack(sc_use_mat *m, const float *w, uint32_t k, uint32_t n, int 
         sc_use_mat_pack8(m); /* else cblas_sgemm */
         return;
     }
-    if (n % PANEL != 0) return;
-    size_t bytes = (size_t)k * n * sizeof(float);
-    m->panels = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!m->panels) return; /* falls back to sgemm */
-    for (uint32_t p = 0; p < n / PANEL; p++)
-        for (uint32_t kk = 0; kk < k; kk++)
-            memcpy(m->panels + ((size_t)p * k + kk) * PANEL, w + (size_t)kk * n + (size_t)p * PANEL,
-                   PANEL * sizeof(float));
+    if (n % PANEL == 0) m->panels = pack_panels(w, k, n, PANEL); /* NULL: sgemm */
 }
 
 int sc_use_mat_pack8(sc_use_mat *m)
@@ -165,14 +175,8 @@ int sc_use_mat_pack8(sc_use_mat *m)
     uint32_t k = m->k, n = m->n;
     if (m->panels8) return 0;
     if (n % 8 != 0 || !have_avx2()) return -1;
-    size_t bytes = (size_t)k * n * sizeof(float);
-    m->panels8 = aligned_alloc(32, (bytes + 31) / 32 * 32);
-    if (!m->panels8) return -1;
-    for (uint32_t p = 0; p < n / 8; p++)
-        for (uint32_t kk = 0; kk < k; kk++)
-            memcpy(m->panels8 + ((size_t)p * k + kk) * 8, m->w + (size_t)kk * n + (size_t)p * 8,
-                   8 * sizeof(float));
-    return 0;
+    m->panels8 = pack_panels(m->w, k, n, 8);
+    return m->panels8 ? 0 : -1;
 }
 
 void sc_use_mat_free(sc_use_mat *m)

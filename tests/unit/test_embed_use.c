@@ -337,6 +337,25 @@ __attribute__((destructor)) static void close_shared(void)
 
 /* The packed AVX-512 kernel against cblas_sgemm on the model's shapes and
  * every row count from 1 to 40 (block paddings), plus a few large ones. */
+/* A packed fp32 kernel (force 1 or 3) against cblas_sgemm, for row counts
+ * 1..40 and 85, 130 (blocks, padding, and past the small-product bound). */
+static void check_fp32(const sc_use_mat *mp, const float *x, float *c1, float *c2, int force, const char *what)
+{
+    uint32_t n = mp->n;
+    double worst = 0;
+    for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
+        for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
+        sc_use_matmul(mp, x, rows, c1, force);
+        sc_use_matmul(mp, x, rows, c2, -1);
+        for (size_t i = 0; i < rows * n; i++) {
+            double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
+            worst = d > worst ? d : worst;
+        }
+    }
+    printf("# %s vs sgemm k=%u n=%u: max rel diff %.2e\n", what, mp->k, n, worst);
+    CHECK(worst < 1e-4);
+}
+
 /* An int8 kernel (force 2 or 4) against the same quantisation done here
  * in double: equal but for float rounding, whatever the row count (blocks
  * of 16 or 12, 8 and 4, and padding). */
@@ -388,35 +407,10 @@ SC_TEST(embed_use_gemm_kernel_vs_sgemm)
         for (size_t i = 0; i < 130 * (size_t)k; i++) x[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
         sc_use_mat m;
         sc_use_mat_pack(&m, w, k, n, 1);
-        double worst = 0;
-        for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
-            for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
-            sc_use_matmul(&m, x, rows, c1, 1);
-            sc_use_matmul(&m, x, rows, c2, -1);
-            for (size_t i = 0; i < rows * n; i++) {
-                double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
-                worst = d > worst ? d : worst;
-            }
-        }
-        printf("# kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst);
-        CHECK(worst < 1e-4);
+        check_fp32(&m, x, c1, c2, 1, "kernel");
         /* The AVX2 kernel, also where AVX-512 would be picked. */
-        if (sc_use_mat_pack8(&m) == 0) {
-            double worst2 = 0;
-            for (size_t rows = 1; rows <= 130; rows = rows < 40 ? rows + 1 : rows + 45) {
-                for (size_t i = 0; i < rows * n; i++) c1[i] = c2[i] = (float)(i % 11) * 0.25f;
-                sc_use_matmul(&m, x, rows, c1, 3);
-                sc_use_matmul(&m, x, rows, c2, -1);
-                for (size_t i = 0; i < rows * n; i++) {
-                    double d = fabs((double)c1[i] - c2[i]) / (1 + fabs(c2[i]));
-                    worst2 = d > worst2 ? d : worst2;
-                }
-            }
-            printf("# AVX2 kernel vs sgemm k=%u n=%u: max rel diff %.2e\n", k, n, worst2);
-            CHECK(worst2 < 1e-4);
-        } else {
-            printf("# no AVX2 + FMA here (or n %% 8 != 0): AVX2 kernel not tested\n");
-        }
+        if (sc_use_mat_pack8(&m) == 0) check_fp32(&m, x, c1, c2, 3, "AVX2 kernel");
+        else printf("# no AVX2 + FMA here (or n %% 8 != 0): AVX2 kernel not tested\n");
         /* The int8 kernels (VNNI, or AVX2's vpmaddwd where there is no
          * VNNI; and AVX2's also where there is) against the same
          * quantisation done here in double. */

@@ -350,19 +350,16 @@ static void die_after(uint64_t rewritten)
     if (rewritten >= 700) kill(getpid(), SIGKILL);
 }
 
-SC_TEST(store_migration_killed_midway_finishes_next_open)
+/* Opens dir in a child process that arm() has set up to SIGKILL itself
+ * part-way (a test hook); checks that it died so. */
+static void open_until_killed(const char *dir, void (*arm)(void))
 {
-    const char *dir = sc_test_tmpdir();
-    uint64_t *ids = sc_malloc(MN * sizeof *ids);
-    old_version = 2; /* the dirs deployed today */
-    make_old_dir(dir, ids);
     fflush(stdout);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         sc_log_level = SC_LOG_ERROR;
-        sc_store__migrate_batch = 100;
-        sc_store__migrate_hook = die_after;
+        arm();
         sc_store_opts o;
         mopts(&o, dir);
         sc_store *s = NULL;
@@ -373,6 +370,21 @@ SC_TEST(store_migration_killed_midway_finishes_next_open)
     int status;
     waitpid(pid, &status, 0);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+static void arm_migration_kill(void)
+{
+    sc_store__migrate_batch = 100;
+    sc_store__migrate_hook = die_after;
+}
+
+SC_TEST(store_migration_killed_midway_finishes_next_open)
+{
+    const char *dir = sc_test_tmpdir();
+    uint64_t *ids = sc_malloc(MN * sizeof *ids);
+    old_version = 2; /* the dirs deployed today */
+    make_old_dir(dir, ids);
+    open_until_killed(dir, arm_migration_kill);
 
     /* Half-way: some records of each version, the mark in meta, and
      * schema 3, so a build that reads only versions 1 and 2 refuses the dir. */
@@ -405,6 +417,7 @@ static void die_at(int stage)
 {
     if (stage == die_at_stage) kill(getpid(), SIGKILL);
 }
+static void arm_compaction_kill(void) { sc_store__compact_hook = die_at; }
 
 /* kill -9 while compacting after the upgrade: with the copy written and
  * synced but not yet renamed (stage 1), and right after the rename
@@ -418,23 +431,8 @@ SC_TEST(store_compaction_killed_finishes_next_open)
         old_version = 2;
         make_old_dir(dir, ids);
         long long file_before = data_file_size(dir);
-        fflush(stdout);
-        pid_t pid = fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            sc_log_level = SC_LOG_ERROR;
-            die_at_stage = stage;
-            sc_store__compact_hook = die_at;
-            sc_store_opts o;
-            mopts(&o, dir);
-            sc_store *s = NULL;
-            char err[256];
-            sc_store_open(&s, &o, err, sizeof err);
-            _exit(0); /* not reached */
-        }
-        int status;
-        waitpid(pid, &status, 0);
-        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        die_at_stage = stage;
+        open_until_killed(dir, arm_compaction_kill);
         raw_env e;
         uint64_t mark = 0;
         REQUIRE(raw_open(&e, dir, 0) == 0);

@@ -290,8 +290,7 @@ int sc_store__compact(sc_store *s, char *err, size_t errlen)
     snprintf(data, sizeof data, "%s/data.mdb", s->dir);
     int64_t t0 = sc_store__now_ms();
     long long before = file_size(data);
-    sc_store__compact_cleanup(s);
-    int rc = 0;
+    int rc = 0;   /* a copy an earlier start left was removed by sc_store_open */
     if (mkdir(tmp, 0755) != 0 && errno != EEXIST) { /* EEXIST: foreign files the cleanup left */
         rc = sc_err_from_errno(errno);
     } else {

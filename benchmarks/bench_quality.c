@@ -40,7 +40,11 @@
  *                  the top-k (--top-k) entries by cosine are candidates; a
  *                  hit is correct when the served entry's intent is the
  *                  query's. banking77_faq_heldout: only the queries of
- *                  intents the verifier never saw in training.
+ *                  the odd intents (verifiers before 2026-12-07 were
+ *                  trained on banking77 test's even intents; today's
+ *                  reads banking77 train only). With --dev,
+ *                  banking77_tune_faq: the same scenario on banking77
+ *                  train's tuning rows instead of banking77 test.
  *                  banking77_faq_typed: the same with every query typed
  *                  the way people type into a chat box: lower case, no
  *                  end punctuation (the cached entries keep their case and
@@ -65,8 +69,8 @@
  * FILE (repeatable), --threshold X, --veto X and --veto-decisive X (the
  * cross-check's levels, server/cache.h; for tuning them), --test,
  * --dev (tuning: reads no
- * report-only split; CLINC150's FAQ on "val", no banking77 test, STS-B
- * test or lookalike.tsv), --help. Exit 1 on a missing
+ * report-only split; CLINC150's FAQ on "val", banking77's on train's
+ * tuning rows, no STS-B test or lookalike.tsv), --help. Exit 1 on a missing
  * data file or model, 2 on bad usage. */
 #include "benchmarks/quality_data.h"
 #include "common/alloc.h"
@@ -687,6 +691,34 @@ static void bench_faq(const qd_bank *bk, const char *ds, const char *held_ds, in
     free(seed);
 }
 
+/* --dev: the FAQ scenario on banking77 train's tuning rows
+ * (qd_bank_tune_row, tools/train/data.py's "b77_tune"), which neither the
+ * embedder nor the verifier is trained on. */
+static int bench_banking_tune(const char *path)
+{
+    qd_bank bk;
+    if (qd_load_banking(path, &bk) != 0) {
+        fprintf(stderr, "bench_quality: cannot read %s\n", path);
+        return -1;
+    }
+    size_t m = 0;
+    int count[QD_MAX_INTENTS] = {0};
+    for (size_t i = 0; i < bk.n; i++) {
+        if (!qd_bank_tune_row(bk.text[i])) {
+            free(bk.text[i]);
+            continue;
+        }
+        bk.text[m] = bk.text[i];
+        bk.intent[m] = bk.intent[i];
+        bk.pos[m] = count[bk.intent[i]]++;
+        m++;
+    }
+    bk.n = m;
+    bench_faq(&bk, "banking77_tune_faq", NULL, FAQ_BANKING);
+    qd_bank_free(&bk);
+    return 0;
+}
+
 static int bench_banking(const char *path)
 {
     qd_bank bk;
@@ -976,7 +1008,8 @@ static void usage(FILE *o)
                "--embed-model-dir semcache-embed's (default %s). --threshold\n"
                "replaces every scorer's default threshold. --test also reports the held-out\n"
                "qqp_test split (once, final). --dev reads no report-only split (for tuning):\n"
-               "no banking77 test, STS-B test or lookalike.tsv; CLINC150's FAQ on \"val\".\n",
+               "CLINC150's FAQ on \"val\", banking77's on train's tuning rows; no STS-B test\n"
+               "or lookalike.tsv.\n",
             SC_EMBED_DEFAULT_MODEL_DIR);
 }
 
@@ -1039,7 +1072,7 @@ int main(int argc, char **argv)
     }
     snprintf(qqp_dev, sizeof qqp_dev, "%s/qqp_dev.jsonl.gz", data);
     snprintf(gptcache, sizeof gptcache, "%s/gptcache_mock_data.json", data);
-    snprintf(banking, sizeof banking, "%s/banking77_test.csv", data);
+    snprintf(banking, sizeof banking, "%s/%s", data, dev_only ? "banking77_train.csv" : "banking77_test.csv");
     snprintf(clinc, sizeof clinc, "%s/clinc150_data_full.json.gz", data);
     snprintf(stsb_dev, sizeof stsb_dev, "%s/stsb_sts-dev.csv", data);
     snprintf(stsb_test, sizeof stsb_test, "%s/stsb_sts-test.csv", data);
@@ -1048,7 +1081,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_quality: --dev and --test exclude each other\n");
         return 2;
     }
-    const char *inputs[] = {qqp_dev, gptcache, dev_only ? NULL : banking, clinc, stsb_dev,
+    const char *inputs[] = {qqp_dev, gptcache, banking, clinc, stsb_dev,
                             dev_only ? NULL : stsb_test, test ? qqp_test : NULL};
     for (size_t i = 0; i < SC_COUNTOF(inputs); i++)
         if (inputs[i]) need(inputs[i]);
@@ -1059,7 +1092,7 @@ int main(int argc, char **argv)
     int rc = 0;
     rc |= bench_qqp(qqp_dev, "qqp_dev", QD_QQP_EVAL_AT, qqp_n, 0);
     rc |= bench_gptcache(gptcache);
-    if (!dev_only) rc |= bench_banking(banking);
+    rc |= dev_only ? bench_banking_tune(banking) : bench_banking(banking);
     rc |= bench_clinc(clinc);
     for (size_t l = 0; l < nla; l++) rc |= bench_lookalike(la_paths[l], l);
     rc |= bench_stsb(stsb_dev, "stsb_dev", 0);

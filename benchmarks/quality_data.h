@@ -243,7 +243,24 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
     ssize_t n;
     char **cats = NULL;
     int first = 1;
+    char *more = NULL;
+    size_t mcap = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
+        /* A quoted text may span lines (banking77 train has a few): read
+         * on while its quotes are open. */
+        size_t quotes = 0;
+        for (ssize_t i = 0; i < n; i++) quotes += line[i] == '"';
+        while (line[0] == '"' && quotes % 2) {
+            ssize_t m = getline(&more, &mcap, f);
+            if (m <= 0) break;
+            for (ssize_t i = 0; i < m; i++) quotes += more[i] == '"';
+            if ((size_t)(n + m + 1) > cap) {
+                cap = (size_t)(n + m + 1);
+                line = sc_realloc(line, cap);
+            }
+            memcpy(line + n, more, (size_t)m + 1);
+            n += m;
+        }
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
         if (first) { first = 0; continue; }    /* header */
         char *comma = strrchr(line, ',');
@@ -271,6 +288,7 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
         bk->n++;
     }
     free(line);
+    free(more);
     fclose(f);
     return qd_bank_number(bk, cats);
 }
@@ -319,6 +337,49 @@ static inline void qd_bank_free(qd_bank *bk)
 
 static inline int qd_bank_is_seed(const qd_bank *bk, size_t i) { return bk->pos[i] % 8 == 0; }
 static inline int qd_bank_train_intent(int intent) { return intent % 2 == 0; }
+
+/* CRC-32 (IEEE, as zlib's crc32) of a string with its white space runs
+ * (Python's str.split: Unicode white space too) folded to one space and
+ * trimmed, as tools/train/data.py reads texts. */
+static inline size_t qd_space_len(const unsigned char *s)
+{
+    if (*s == ' ' || (*s >= '\t' && *s <= '\r') || (*s >= 0x1c && *s <= 0x1f)) return 1;
+    if (s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0)) return 2;
+    if (s[0] == 0xe1 && s[1] == 0x9a && s[2] == 0x80) return 3;                  /* U+1680 */
+    if (s[0] == 0xe2 && s[1] == 0x80 && ((s[2] >= 0x80 && s[2] <= 0x8a) || s[2] == 0xa8 || s[2] == 0xa9 ||
+                                         s[2] == 0xaf))
+        return 3;                                                                  /* U+2000-200A, 2028, 2029, 202F */
+    if (s[0] == 0xe2 && s[1] == 0x81 && s[2] == 0x9f) return 3;                  /* U+205F */
+    if (s[0] == 0xe3 && s[1] == 0x80 && s[2] == 0x80) return 3;                  /* U+3000 */
+    return 0;
+}
+
+static inline uint32_t qd_crc32_words(const char *text)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    uint32_t c = 0xffffffffu;
+    int pending = 0, any = 0;
+    for (; *s; s++) {
+        unsigned char ch = *s;
+        size_t sl = qd_space_len(s);
+        if (sl) {
+            pending = any;
+            s += sl - 1;
+            continue;
+        }
+        for (int sp = pending; sp >= 0; sp--) {
+            c ^= sp ? ' ' : ch;
+            for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+        }
+        pending = 0;
+        any = 1;
+    }
+    return ~c;
+}
+
+/* A banking77 train row of the tuning split (tools/train/data.py's
+ * "b77_tune": crc32(text) % 5 == 0), never trained on. */
+static inline int qd_bank_tune_row(const char *text) { return qd_crc32_words(text) % 5 == 0; }
 
 /* Embeds n texts in batches of 32 into out[n * dim]. */
 static inline int qd_embed_all(sc_embedder *e, char *const *texts, size_t n, float *out)

@@ -3,8 +3,10 @@
  *
  * Data (fixed splits, see benchmarks/quality_data.h and BENCHMARKS.md (Quality)):
  * a seeded subsample of qqp_dev (never qqp_test) and FAQ-style pairs from
- * the banking77 training intents (each non-seed query paired with its 3
- * nearest seeded entries by cosine; positive when the intents agree). Each
+ * banking77 train, less its tuning rows (with --clinc 1, CLINC150 train
+ * too): 3 seeded entries per intent, each other query paired with its 3
+ * nearest seeds by cosine, positive when the intents agree. banking77
+ * test, CLINC150 val/test and STS-B test are never read. Each
  * source is split into a fit part and a held-in calibration part. The model
  * is L2-regularised logistic regression on standardised features, fitted
  * by Newton's method (IRLS); Platt scaling on the calibration part then
@@ -46,6 +48,7 @@ static size_t g_augment = 300;   /* synthetic pairs per edit kind (0 = none) */
 static size_t g_augment_extra = 0; /* per kind of the rewrites 8..13 (0 = none; opt-in, see BENCHMARKS.md) */
 static int g_bank_weight = 1;      /* banking77 fit pairs count this many times */
 static size_t g_qqp_extra = 0;     /* more fit pairs from shuffled qqp_dev rows [QD_QQP_EXTRA_AT, +N) */
+static int g_clinc = 0;             /* CLINC150 train FAQ pairs as fit data */
 static int g_stsb = 0;             /* STS-B dev pairs as fit data (score >= 4: 1, < 3: 0) */
 static unsigned g_rewrite_kinds = 0x2f; /* bit k-8: rewrite kind k in use (clause order off) */   /* parameters: features + bias (last) */
 
@@ -904,27 +907,35 @@ static int load_stsb(const char *dir, sc_embedder *e, int de, set *fit)
     return rc;
 }
 
-static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *cal)
+/* FAQ-style pairs from an intent data set's training rows (use[i]): per
+ * intent, 3 rows spread over it are the seeded entries (as in the FAQ
+ * scenario: 3 phrasings cached per answer); every other row is a query,
+ * paired with its 3 nearest seeds by cosine (positive when the intents
+ * agree). Every 5th query of an intent calibrates. */
+static int faq_pairs(const qd_bank *bk, const unsigned char *use, sc_embedder *e, int de, set *fit, set *cal)
 {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/banking77_test.csv", dir);
-    qd_bank bk;
-    if (qd_load_banking(path, &bk) != 0) {
-        fprintf(stderr, "train_verify: cannot read %s\n", path);
-        return -1;
+    int total[QD_MAX_INTENTS] = {0}, seen[QD_MAX_INTENTS] = {0};
+    for (size_t i = 0; i < bk->n; i++) total[bk->intent[i]] += use[i];
+    unsigned char *seed = sc_calloc(bk->n + 1, 1);
+    int *upos = sc_calloc(bk->n + 1, sizeof *upos);
+    for (size_t i = 0; i < bk->n; i++) {
+        if (!use[i]) continue;
+        int k = bk->intent[i], stride = total[k] / 3 > 0 ? total[k] / 3 : 1;
+        upos[i] = seen[k]++;
+        seed[i] = upos[i] % stride == 0 && upos[i] / stride < 3;
     }
     uint32_t dim = sc_embedder_dim(e);
-    float *v = sc_malloc(bk.n * dim * sizeof *v);
-    int rc = qd_embed_all(e, bk.text, bk.n, v);
-    size_t cap = bk.n * 3, n = 0;
+    float *v = sc_malloc((bk->n + 1) * dim * sizeof *v);
+    int rc = qd_embed_all(e, bk->text, bk->n, v);
+    size_t cap = bk->n * 3 + 1, n = 0;
     char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
     int *y = sc_malloc(cap * sizeof *y), *tc = sc_malloc(cap * sizeof *tc);
-    for (size_t q = 0; q < bk.n && !rc; q++) {
-        if (!qd_bank_train_intent(bk.intent[q]) || qd_bank_is_seed(&bk, q)) continue;
+    for (size_t q = 0; q < bk->n && !rc; q++) {
+        if (!use[q] || seed[q]) continue;
         size_t best[3] = {0};
         float bc[3] = {-2, -2, -2};
-        for (size_t s = 0; s < bk.n; s++) {
-            if (!qd_bank_train_intent(bk.intent[s]) || !qd_bank_is_seed(&bk, s)) continue;
+        for (size_t s = 0; s < bk->n; s++) {
+            if (!seed[s]) continue;
             float c = qd_dot(v + q * dim, v + s * dim, dim);
             for (int k = 0; k < 3; k++)
                 if (c > bc[k]) {
@@ -935,10 +946,10 @@ static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *
                 }
         }
         for (int k = 0; k < 3; k++) {
-            ta[n] = bk.text[q];
-            tb[n] = bk.text[best[k]];
-            y[n] = bk.intent[q] == bk.intent[best[k]];
-            tc[n] = bk.pos[q] % 5 == 0;
+            ta[n] = bk->text[q];
+            tb[n] = bk->text[best[k]];
+            y[n] = bk->intent[q] == bk->intent[best[k]];
+            tc[n] = upos[q] % 5 == 0;
             n++;
         }
     }
@@ -948,6 +959,44 @@ static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *
     free(tb);
     free(y);
     free(tc);
+    free(seed);
+    free(upos);
+    return rc;
+}
+
+/* banking77 train without its tuning rows (qd_bank_tune_row: the FAQ dev
+ * scenario of tools/train/tune.py); banking77 test is never read here. */
+static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *cal)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/banking77_train.csv", dir);
+    qd_bank bk;
+    if (qd_load_banking(path, &bk) != 0) {
+        fprintf(stderr, "train_verify: cannot read %s\n", path);
+        return -1;
+    }
+    unsigned char *use = sc_calloc(bk.n + 1, 1);
+    for (size_t i = 0; i < bk.n; i++) use[i] = !qd_bank_tune_row(bk.text[i]);
+    int rc = faq_pairs(&bk, use, e, de, fit, cal);
+    free(use);
+    qd_bank_free(&bk);
+    return rc;
+}
+
+/* CLINC150 train (--clinc 1): its val split tunes, its test split reports. */
+static int load_clinc(const char *dir, sc_embedder *e, int de, set *fit, set *cal)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/clinc150_data_full.json.gz", dir);
+    qd_bank bk;
+    if (qd_load_clinc(path, "train", &bk) != 0) {
+        fprintf(stderr, "train_verify: cannot read %s (train)\n", path);
+        return -1;
+    }
+    unsigned char *use = sc_malloc(bk.n + 1);
+    memset(use, 1, bk.n + 1);
+    int rc = faq_pairs(&bk, use, e, de, fit, cal);
+    free(use);
     qd_bank_free(&bk);
     return rc;
 }
@@ -1022,12 +1071,12 @@ static void usage(FILE *o)
             "                    [--qqp-train N] [--qqp-calib N] [--no-diff-embed]\n"
             "                    [--lambda X] [--trees N] [--eta X] [--augment N-per-kind]\n"
             "                    [--augment-rewrites N-per-kind] [--rewrite-kinds MASK] [--bank-weight N]\n"
-            "                    [--no-ablation] [--dev PAIRS.tsv] [--qqp-extra N] [--stsb 0|1]\n"
+            "                    [--no-ablation] [--dev PAIRS.tsv] [--qqp-extra N] [--stsb 0|1] [--clinc 0|1]\n"
             "                    [--write embed/verify_weights.h]\n"
             "                    [--dump FEATURES.csv]\n"
-            "Trains the hit verifier on qqp_dev (seeded subsample) and banking77\n"
-            "training intents; prints the ablation and calibration CSV; with --write,\n"
-            "replaces this embedder's block of the weights header.\n");
+            "Trains the hit verifier on qqp_dev (seeded subsample) and banking77 train\n"
+            "(without its tuning rows; --clinc 1: and CLINC150 train); prints the\n"
+            "ablation and calibration CSV; with --write, replaces this embedder's block of the weights header.\n");
 }
 
 int main(int argc, char **argv)
@@ -1059,6 +1108,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--bank-weight")) { g_bank_weight = atoi(v); i++; }
         else if (!strcmp(a, "--qqp-extra")) { g_qqp_extra = (size_t)atol(v); i++; }
         else if (!strcmp(a, "--stsb")) { g_stsb = atoi(v); i++; }
+        else if (!strcmp(a, "--clinc")) { g_clinc = atoi(v); i++; }
         else if (!strcmp(a, "--rewrite-kinds")) { g_rewrite_kinds = (unsigned)strtoul(v, NULL, 0); i++; }
         else if (!strcmp(a, "--eta")) { eta = atof(v); i++; }
         else { fprintf(stderr, "train_verify: unknown option %s\n", a); usage(stderr); return 2; }
@@ -1086,6 +1136,7 @@ int main(int argc, char **argv)
     time_t t0 = time(NULL);
     if (load_qqp(data, ntrain, ncal, e, diff_embed, &fit, &cal) != 0 ||
         load_banking(data, e, diff_embed, &fit, &cal) != 0 ||
+        (g_clinc && load_clinc(data, e, diff_embed, &fit, &cal) != 0) ||
         (g_stsb && load_stsb(data, e, diff_embed, &fit) != 0))
         return 1;
     fprintf(stderr, "train_verify: %zu fit + %zu calibration pairs, features in %lds\n", fit.n,
@@ -1305,8 +1356,8 @@ int main(int argc, char **argv)
                                   "    .ntrees = %d,\n    .trees = sc_verify_trees_%s,\n", best.ntrees, lo);
         n += (size_t)snprintf(blk + n, sizeof blk - n,
                               "    .trained_on = \"qqp_dev %zu+%zu pairs (seed %u), "
-                              "banking77 even intents; %s\",\n};\n/* @@end %s@@ */\n",
-                              ntrain, ncal, QD_SEED, sc_embedder_id(e), family);
+                              "banking77 train%s; %s\",\n};\n/* @@end %s@@ */\n",
+                              ntrain, ncal, QD_SEED, g_clinc ? ", CLINC150 train" : "", sc_embedder_id(e), family);
         if (write_block(write, family, blk) != 0) {
             fprintf(stderr, "train_verify: cannot write %s\n", write);
             return 1;

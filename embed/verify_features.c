@@ -118,6 +118,13 @@ static const char *const units[][2] = {
     {"yr", "year"}, {"mph", "mph"}, {"kmh", "kmh"}, {"kph", "kmh"}, {"watt", "watt"},
     {"kw", "kw"}, {"kwh", "kwh"}, {"volt", "volt"}, {"hz", "hz"}, {"ghz", "ghz"},
     {"calorie", "calorie"}, {"kcal", "calorie"}, {"acre", "acre"}, {"hectare", "hectare"},
+    /* doses and kitchen measures */
+    {"mg", "mg"}, {"milligram", "mg"}, {"mcg", "mcg"}, {"microgram", "mcg"},
+    {"milliliter", "ml"}, {"millilitre", "ml"}, {"cl", "cl"}, {"centiliter", "cl"},
+    {"centilitre", "cl"}, {"dl", "dl"}, {"millimeter", "mm"}, {"millimetre", "mm"},
+    {"teaspoon", "tsp"}, {"tsp", "tsp"}, {"tablespoon", "tbsp"}, {"tbsp", "tbsp"},
+    {"cup", "cup"}, {"pint", "pint"}, {"quart", "quart"}, {"pill", "pill"},
+    {"tablet", "pill"}, {"capsule", "pill"},
 };
 
 /* Named things written in lower case as often as not: languages, places,

@@ -13,7 +13,7 @@
 #   SC_DATA_DIR=DIR bash benchmarks/bench_footprint.sh [BUILD] [N] [OLD_BUILD]
 # EMBEDDER and MODEL choose the embedder (default semcache-embed, its model).
 # KEEP=DIR keeps the imported data dir there (a start-up benchmark can
-# reopen it: benchmarks/bench_startup.sh).
+# reopen it: benchmarks/bench_million.sh).
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}

@@ -25,11 +25,13 @@ function pairs(file) {
 // The issue's target is <= 5 % look-alikes with >= 70 % paraphrases; the
 // shipped model (third training, folded text) with the cross-check's
 // decisive differences and the vote's bonus for an unambiguous winner
-// (a lone candidate: server/vote.h) measures 2/51 with 35/40
-// (BENCHMARKS.md, Quality; without the bonus 2/51 with 30/40, the second
-// training 7/51 with 27/40). This guards that level (two pairs of slack
-// for float differences between CPUs), so a regression fails here.
-test('held-out look-alikes: <= 4/51 served, >= 33/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
+// (a lone candidate: server/vote.h) and the verifier trained on banking77
+// train measures 3/51 with 37/40 (BENCHMARKS.md, Quality; the verifier
+// trained on banking77 test's even intents 2/51 with 35/40; without the
+// bonus 2/51 with 30/40, the second training 7/51 with 27/40). This
+// guards that level (one or two pairs of slack for float differences
+// between CPUs), so a regression fails here.
+test('held-out look-alikes: <= 4/51 served, >= 35/40 paraphrases served (defaults, /cache/store + /cache/lookup)', async () => {
   const srv = await startServer(DEFAULTS);
   const ps = pairs(path.resolve(__dirname, '../fixtures/lookalike.tsv'));
   let para = 0, paraHit = 0, look = 0, lookHit = 0;
@@ -44,7 +46,7 @@ test('held-out look-alikes: <= 4/51 served, >= 33/40 paraphrases served (default
   console.log(`# paraphrases served ${paraHit}/${para}, look-alikes served ${lookHit}/${look}`);
   assert(para > 20 && look > 20, 'fixture too small');
   assert(lookHit <= 4, `false hits ${lookHit}/${look}`);
-  assert(paraHit >= 33, `paraphrases served ${paraHit}/${para}`);
+  assert(paraHit >= 35, `paraphrases served ${paraHit}/${para}`);
   await stopServer(srv);
 });
 

@@ -10,11 +10,13 @@
  *   qqp_dev rows are shuffled with seed QD_SEED; positions [0, train) train
  *   the verifier, [train, train+calib) calibrate it (Platt) and report the
  *   ablations, [QD_QQP_EVAL_AT, +n) are the benchmark's qqp_dev pairs.
- *   banking77: intents sorted by name; even positions are training intents,
- *   odd positions held out. In each intent, the queries at file position
- *   % 8 == 0 are train_verify's seeded FAQ entries (5 per intent), the rest
- *   queries (bench_quality's FAQ scenario picks its own entries: 3 per
- *   intent by a shuffle with QD_SEED, for banking77 and CLINC150 alike). */
+ *   banking77: intents sorted by name. train_verify reads banking77 train
+ *   only, less its tuning rows (qd_bank_tune_row, tools/train/data.py's
+ *   "b77_tune"), which bench_quality --dev uses as its FAQ scenario;
+ *   banking77 test is for bench_quality's report (its odd intents, the
+ *   "held-out" row, were the ones earlier verifiers did not train on).
+ *   bench_quality's FAQ scenario picks its entries: 3 per intent by a
+ *   shuffle with QD_SEED, for banking77 and CLINC150 alike. */
 #ifndef SC_QUALITY_DATA_H
 #define SC_QUALITY_DATA_H
 
@@ -245,6 +247,7 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
     int first = 1;
     char *more = NULL;
     size_t mcap = 0;
+    int unclosed = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
         /* A quoted text may span lines (banking77 train has a few): read
          * on while its quotes are open. */
@@ -252,7 +255,10 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
         for (ssize_t i = 0; i < n; i++) quotes += line[i] == '"';
         while (line[0] == '"' && quotes % 2) {
             ssize_t m = getline(&more, &mcap, f);
-            if (m <= 0) break;
+            if (m <= 0) {
+                unclosed = 1;   /* a quote open at the end of the file */
+                break;
+            }
             for (ssize_t i = 0; i < m; i++) quotes += more[i] == '"';
             if ((size_t)(n + m + 1) > cap) {
                 cap = (size_t)(n + m + 1);
@@ -290,7 +296,8 @@ static inline int qd_load_banking(const char *path, qd_bank *bk)
     free(line);
     free(more);
     fclose(f);
-    return qd_bank_number(bk, cats);
+    int rc = qd_bank_number(bk, cats);
+    return unclosed ? -1 : rc;
 }
 
 /* CLINC150 (data_full.json.gz via `gzip -dc`): the list `split` ("train",
@@ -335,7 +342,6 @@ static inline void qd_bank_free(qd_bank *bk)
     free(bk->pos);
 }
 
-static inline int qd_bank_is_seed(const qd_bank *bk, size_t i) { return bk->pos[i] % 8 == 0; }
 static inline int qd_bank_train_intent(int intent) { return intent % 2 == 0; }
 
 /* CRC-32 (IEEE, as zlib's crc32) of a string with its white space runs

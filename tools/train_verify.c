@@ -55,7 +55,7 @@ static unsigned g_rewrite_kinds = 0x2f; /* bit k-8: rewrite kind k in use (claus
 typedef struct set {
     float (*x)[SC_VF_COUNT];
     int *y;
-    int *src;                  /* 0 = qqp, 1 = banking77, 2 = synthetic */
+    int *src;                  /* 0 = qqp, 1 = banking77, 2 = synthetic, 3 = CLINC150 */
     size_t n, cap;
 } set;
 
@@ -912,7 +912,8 @@ static int load_stsb(const char *dir, sc_embedder *e, int de, set *fit)
  * scenario: 3 phrasings cached per answer); every other row is a query,
  * paired with its 3 nearest seeds by cosine (positive when the intents
  * agree). Every 5th query of an intent calibrates. */
-static int faq_pairs(const qd_bank *bk, const unsigned char *use, sc_embedder *e, int de, set *fit, set *cal)
+static int faq_pairs(const qd_bank *bk, const unsigned char *use, int src, sc_embedder *e, int de, set *fit,
+                     set *cal)
 {
     int total[QD_MAX_INTENTS] = {0}, seen[QD_MAX_INTENTS] = {0};
     for (size_t i = 0; i < bk->n; i++) total[bk->intent[i]] += use[i];
@@ -946,6 +947,7 @@ static int faq_pairs(const qd_bank *bk, const unsigned char *use, sc_embedder *e
                 }
         }
         for (int k = 0; k < 3; k++) {
+            if (bc[k] == -2) continue;   /* fewer than 3 seeds in all */
             ta[n] = bk->text[q];
             tb[n] = bk->text[best[k]];
             y[n] = bk->intent[q] == bk->intent[best[k]];
@@ -954,7 +956,7 @@ static int faq_pairs(const qd_bank *bk, const unsigned char *use, sc_embedder *e
         }
     }
     free(v);
-    if (!rc) rc = add_pairs(e, de, ta, tb, y, n, tc, 1, fit, cal);
+    if (!rc) rc = add_pairs(e, de, ta, tb, y, n, tc, src, fit, cal);
     free(ta);
     free(tb);
     free(y);
@@ -977,7 +979,7 @@ static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *
     }
     unsigned char *use = sc_calloc(bk.n + 1, 1);
     for (size_t i = 0; i < bk.n; i++) use[i] = !qd_bank_tune_row(bk.text[i]);
-    int rc = faq_pairs(&bk, use, e, de, fit, cal);
+    int rc = faq_pairs(&bk, use, 1, e, de, fit, cal);
     free(use);
     qd_bank_free(&bk);
     return rc;
@@ -995,7 +997,7 @@ static int load_clinc(const char *dir, sc_embedder *e, int de, set *fit, set *ca
     }
     unsigned char *use = sc_malloc(bk.n + 1);
     memset(use, 1, bk.n + 1);
-    int rc = faq_pairs(&bk, use, e, de, fit, cal);
+    int rc = faq_pairs(&bk, use, 3, e, de, fit, cal);   /* source 3: not counted as banking77 */
     free(use);
     qd_bank_free(&bk);
     return rc;

@@ -701,19 +701,7 @@ static int bench_banking_tune(const char *path)
         fprintf(stderr, "bench_quality: cannot read %s\n", path);
         return -1;
     }
-    size_t m = 0;
-    int count[QD_MAX_INTENTS] = {0};
-    for (size_t i = 0; i < bk.n; i++) {
-        if (!qd_bank_tune_row(bk.text[i])) {
-            free(bk.text[i]);
-            continue;
-        }
-        bk.text[m] = bk.text[i];
-        bk.intent[m] = bk.intent[i];
-        bk.pos[m] = count[bk.intent[i]]++;
-        m++;
-    }
-    bk.n = m;
+    qd_bank_keep_tune(&bk, 1);
     bench_faq(&bk, "banking77_tune_faq", NULL, FAQ_BANKING);
     qd_bank_free(&bk);
     return 0;

@@ -360,23 +360,27 @@ static inline size_t qd_space_len(const unsigned char *s)
     return 0;
 }
 
+static inline uint32_t qd_crc32_byte(uint32_t c, unsigned char ch)
+{
+    c ^= ch;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    return c;
+}
+
 static inline uint32_t qd_crc32_words(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
     uint32_t c = 0xffffffffu;
-    int pending = 0, any = 0;
-    for (; *s; s++) {
-        unsigned char ch = *s;
+    int pending = 0, any = 0;   /* a space is owed before the next word */
+    while (*s) {
         size_t sl = qd_space_len(s);
         if (sl) {
             pending = any;
-            s += sl - 1;
+            s += sl;
             continue;
         }
-        for (int sp = pending; sp >= 0; sp--) {
-            c ^= sp ? ' ' : ch;
-            for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
-        }
+        if (pending) c = qd_crc32_byte(c, ' ');
+        c = qd_crc32_byte(c, *s++);
         pending = 0;
         any = 1;
     }
@@ -386,6 +390,26 @@ static inline uint32_t qd_crc32_words(const char *text)
 /* A banking77 train row of the tuning split (tools/train/data.py's
  * "b77_tune": crc32(text) % 5 == 0), never trained on. */
 static inline int qd_bank_tune_row(const char *text) { return qd_crc32_words(text) % 5 == 0; }
+
+/* Keeps only banking77 train's tuning rows (tune = 1: bench_quality --dev)
+ * or only the others (tune = 0: train_verify), in file order; positions
+ * within each intent are counted again over the rows kept. */
+static inline void qd_bank_keep_tune(qd_bank *bk, int tune)
+{
+    size_t m = 0;
+    int count[QD_MAX_INTENTS] = {0};
+    for (size_t i = 0; i < bk->n; i++) {
+        if (qd_bank_tune_row(bk->text[i]) != tune) {
+            free(bk->text[i]);
+            continue;
+        }
+        bk->text[m] = bk->text[i];
+        bk->intent[m] = bk->intent[i];
+        bk->pos[m] = count[bk->intent[i]]++;
+        m++;
+    }
+    bk->n = m;
+}
 
 /* Embeds n texts in batches of 32 into out[n * dim]. */
 static inline int qd_embed_all(sc_embedder *e, char *const *texts, size_t n, float *out)

@@ -118,14 +118,6 @@ static const char *const units[][2] = {
     {"yr", "year"}, {"mph", "mph"}, {"kmh", "kmh"}, {"kph", "kmh"}, {"watt", "watt"},
     {"kw", "kw"}, {"kwh", "kwh"}, {"volt", "volt"}, {"hz", "hz"}, {"ghz", "ghz"},
     {"calorie", "calorie"}, {"kcal", "calorie"}, {"acre", "acre"}, {"hectare", "hectare"},
-    /* doses and kitchen measures ("cup", "tablet", "dl" stay out: the World
-     * Cup, a tablet computer, "dl" for download would turn ordinary
-     * paraphrases into unit mismatches, which the cross-check holds
-     * decisive) */
-    {"mg", "mg"}, {"milligram", "mg"}, {"mcg", "mcg"}, {"microgram", "mcg"},
-    {"milliliter", "ml"}, {"millilitre", "ml"}, {"centiliter", "cl"}, {"centilitre", "cl"},
-    {"millimeter", "mm"}, {"millimetre", "mm"}, {"teaspoon", "tsp"}, {"tsp", "tsp"},
-    {"tablespoon", "tbsp"}, {"tbsp", "tbsp"}, {"pint", "pint"}, {"quart", "quart"},
 };
 
 /* Named things written in lower case as often as not: languages, places,

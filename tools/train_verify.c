@@ -907,23 +907,19 @@ static int load_stsb(const char *dir, sc_embedder *e, int de, set *fit)
     return rc;
 }
 
-/* FAQ-style pairs from an intent data set's training rows (use[i]): per
- * intent, 3 rows spread over it are the seeded entries (as in the FAQ
- * scenario: 3 phrasings cached per answer); every other row is a query,
- * paired with its 3 nearest seeds by cosine (positive when the intents
- * agree). Every 5th query of an intent calibrates. */
-static int faq_pairs(const qd_bank *bk, const unsigned char *use, int src, sc_embedder *e, int de, set *fit,
-                     set *cal)
+/* FAQ-style pairs from an intent data set's training rows: per intent, 3
+ * rows spread over it are the seeded entries (as in the FAQ scenario: 3
+ * phrasings cached per answer); every other row is a query, paired with
+ * its 3 nearest seeds by cosine (positive when the intents agree). Every
+ * 5th query of an intent calibrates. */
+static int faq_pairs(const qd_bank *bk, int src, sc_embedder *e, int de, set *fit, set *cal)
 {
-    int total[QD_MAX_INTENTS] = {0}, seen[QD_MAX_INTENTS] = {0};
-    for (size_t i = 0; i < bk->n; i++) total[bk->intent[i]] += use[i];
+    int total[QD_MAX_INTENTS] = {0};
+    for (size_t i = 0; i < bk->n; i++) total[bk->intent[i]]++;
     unsigned char *seed = sc_calloc(bk->n + 1, 1);
-    int *upos = sc_calloc(bk->n + 1, sizeof *upos);
     for (size_t i = 0; i < bk->n; i++) {
-        if (!use[i]) continue;
-        int k = bk->intent[i], stride = total[k] / 3 > 0 ? total[k] / 3 : 1;
-        upos[i] = seen[k]++;
-        seed[i] = upos[i] % stride == 0 && upos[i] / stride < 3;
+        int stride = total[bk->intent[i]] / 3 > 0 ? total[bk->intent[i]] / 3 : 1;
+        seed[i] = bk->pos[i] % stride == 0 && bk->pos[i] / stride < 3;
     }
     uint32_t dim = sc_embedder_dim(e);
     float *v = sc_malloc((bk->n + 1) * dim * sizeof *v);
@@ -932,7 +928,7 @@ static int faq_pairs(const qd_bank *bk, const unsigned char *use, int src, sc_em
     char **ta = sc_malloc(cap * sizeof *ta), **tb = sc_malloc(cap * sizeof *tb);
     int *y = sc_malloc(cap * sizeof *y), *tc = sc_malloc(cap * sizeof *tc);
     for (size_t q = 0; q < bk->n && !rc; q++) {
-        if (!use[q] || seed[q]) continue;
+        if (seed[q]) continue;
         size_t best[3] = {0};
         float bc[3] = {-2, -2, -2};
         for (size_t s = 0; s < bk->n; s++) {
@@ -951,7 +947,7 @@ static int faq_pairs(const qd_bank *bk, const unsigned char *use, int src, sc_em
             ta[n] = bk->text[q];
             tb[n] = bk->text[best[k]];
             y[n] = bk->intent[q] == bk->intent[best[k]];
-            tc[n] = upos[q] % 5 == 0;
+            tc[n] = bk->pos[q] % 5 == 0;
             n++;
         }
     }
@@ -962,7 +958,6 @@ static int faq_pairs(const qd_bank *bk, const unsigned char *use, int src, sc_em
     free(y);
     free(tc);
     free(seed);
-    free(upos);
     return rc;
 }
 
@@ -977,10 +972,8 @@ static int load_banking(const char *dir, sc_embedder *e, int de, set *fit, set *
         fprintf(stderr, "train_verify: cannot read %s\n", path);
         return -1;
     }
-    unsigned char *use = sc_calloc(bk.n + 1, 1);
-    for (size_t i = 0; i < bk.n; i++) use[i] = !qd_bank_tune_row(bk.text[i]);
-    int rc = faq_pairs(&bk, use, 1, e, de, fit, cal);
-    free(use);
+    qd_bank_keep_tune(&bk, 0);
+    int rc = faq_pairs(&bk, 1, e, de, fit, cal);
     qd_bank_free(&bk);
     return rc;
 }
@@ -995,10 +988,7 @@ static int load_clinc(const char *dir, sc_embedder *e, int de, set *fit, set *ca
         fprintf(stderr, "train_verify: cannot read %s (train)\n", path);
         return -1;
     }
-    unsigned char *use = sc_malloc(bk.n + 1);
-    memset(use, 1, bk.n + 1);
-    int rc = faq_pairs(&bk, use, 3, e, de, fit, cal);   /* source 3: not counted as banking77 */
-    free(use);
+    int rc = faq_pairs(&bk, 3, e, de, fit, cal);   /* source 3: not counted as banking77 */
     qd_bank_free(&bk);
     return rc;
 }

@@ -76,8 +76,12 @@ const sc_verify_model *sc_verify_model_get(const sc_verify *v)
 
 int sc_verify_decisive(const float x[SC_VF_COUNT])
 {
+    /* A negation on one side only, and every content word aligned: the
+     * negation is all that differs ("Why is the app asking for my
+     * location?" / "Why isn't ..."). */
+    int neg_only = x[SC_VF_NEG_MISMATCH] > 0 && x[SC_VF_DIFF_LOG] <= 0;
     return x[SC_VF_UNIT_MISMATCH] > 0 || x[SC_VF_OPPOSITE] > 0 || x[SC_VF_NAME_MISMATCH] > 0 ||
-           x[SC_VF_SWAP_REL] > 0;
+           x[SC_VF_SWAP_REL] > 0 || neg_only;
 }
 
 double sc_verify_score_ex(sc_verify *v, const char *query, size_t qlen, const float *qvec, const char *cand,

@@ -114,13 +114,16 @@ const char *sc_verify_named_word(size_t i);
 
 /* 1 when x shows a difference that changes the answer whatever the
  * wording around it: a unit, an opposite word ("turn on" / "turn off"), a
- * named thing, or the two sides of a relation swapped ("miles to km" /
- * "km to miles"). The learned probability weighs these against a high
+ * named thing, the two sides of a relation swapped ("miles to km" /
+ * "km to miles"), or a negation on one side when it is all that differs
+ * (every content word aligned: "Why is the app asking for my location?" /
+ * "Why isn't ..."). The learned probability weighs these against a high
  * cosine and lets some close look-alikes through; the cache's cross-check
  * also refuses a pair with one unless the probability is high
- * (server/cache.h, SC_VERIFY_VETO_DECISIVE). Numbers and negation are left
- * to the probability: on the dev sets they cost FAQ hits and caught no
- * look-alike more (BENCHMARKS.md, "Decisive differences"). */
+ * (server/cache.h, SC_VERIFY_VETO_DECISIVE). Numbers, and a negation
+ * among other differing words, are left to the probability: on the dev
+ * sets they cost FAQ hits and caught no look-alike more (BENCHMARKS.md,
+ * "Decisive differences"). */
 int sc_verify_decisive(const float x[SC_VF_COUNT]);
 
 /* Probability of model m for a feature vector. */

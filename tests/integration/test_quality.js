@@ -87,6 +87,25 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
   await stopServer(srv);
 });
 
+test('a negation that is all that differs is refused; a paraphrase of the same prompt is still served', async () => {
+  // sc_verify_decisive: a negation on one side with every content word
+  // aligned. Our own pairs, not from the dev or held-out sets.
+  const srv = await startServer(DEFAULTS);
+  const cases = [
+    ['Why is my order showing as shipped?', "Why isn't my order showing as shipped?", false],
+    ['The refund was approved, is that right?', 'The refund was not approved, is that right?', false],
+    ['Why is my order showing as shipped?', 'why is my order showing as shipped', true],
+  ];
+  for (let i = 0; i < cases.length; i++) {
+    const [a, b, want] = cases[i];
+    assertEq((await json(`${srv.url}/cache/store`, { namespace: `neg${i}`, prompt: a, response: `answer ${i}` })).status, 200);
+    const r = await json(`${srv.url}/cache/lookup`, { namespace: `neg${i}`, prompt: b });
+    assertEq(r.status, 200);
+    assertEq(r.body.hit, want, `"${a}" / "${b}": hit ${r.body.hit}, similarity ${r.body.similarity}`);
+  }
+  await stopServer(srv);
+});
+
 test('unambiguous winner: a lone paraphrase below the cosine 0.82 is served, not with --top-k 1', async () => {
   // cosine ~0.76 (BENCHMARKS.md, "Unambiguous winners"): alone it scores
   // cos + 0.4 (1 - cos), past the default; with --top-k 1 the vote cannot

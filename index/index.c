@@ -52,7 +52,7 @@
 #define IVF_TAIL_MIN 4096            /* unassigned rows tolerated (at least) */
 #define IVF_TAIL_DIV 32              /* ... and up to assigned/IVF_TAIL_DIV */
 #define IVF_SAMPLE_PER_LIST 64       /* k-means sample: rows per list */
-#define IVF_PAR_MIN 65536            /* assignments split over 2 threads from here */
+#define IVF_PAR_MIN 65536            /* assignments and list fills split over 2 threads from here */
 #define IVF_MAX_LISTS 256
 
 enum { BACKEND_FLAT, BACKEND_FAISS };
@@ -504,6 +504,7 @@ static void drop_part(sc_index *ix, part *p)
 }
 
 void (*sc_index__compact_hook)(void);
+size_t sc_index__par_min = IVF_PAR_MIN;
 
 /* A chunk array being filled by a compaction. */
 typedef struct builder {
@@ -844,6 +845,38 @@ static void *assign_rows(void *arg)
     return NULL;
 }
 
+typedef struct fill_job {
+    const sc_index *ix;
+    part *p;
+    ivf *v;
+    const uint32_t *lid;        /* lid[r - base], as assign_rows left it */
+    size_t base, from, to;
+    uint32_t *at;               /* next slot of each list for these rows */
+} fill_job;
+
+/* Copies rows [from, to) of p into the slots of their lists (at[]), under
+ * p's read lock a block at a time, like assign_rows. */
+static void *fill_lists(void *arg)
+{
+    fill_job *j = arg;
+    const size_t rb = SC_INDEX_I4_BYTES(j->ix->dim);
+    ivf *v = j->v;
+    for (size_t r = j->from; r < j->to; r += SCAN_BLOCK) {
+        size_t end = r + SCAN_BLOCK < j->to ? r + SCAN_BLOCK : j->to;
+        pthread_rwlock_rdlock(&j->p->lock);
+        for (size_t x = r; x < end; x++) {
+            uint32_t l = j->lid[x - j->base];
+            if (l == UINT32_MAX) continue;
+            size_t ci, off, k = j->at[l]++;
+            row_loc(x, &ci, &off);
+            v->rows[k] = (uint32_t)x;
+            row_codes(j->ix, &j->p->chunks[ci], off, v->codes + k * rb, &v->scales[k]);
+        }
+        pthread_rwlock_unlock(&j->p->lock);
+    }
+    return NULL;
+}
+
 /* Trains centroids on a strided sample of p's live rows [0, snap); NULL
  * when too few rows are left. */
 static int8_t *ivf_train(sc_index *ix, part *p, size_t snap, size_t live, uint32_t nlist)
@@ -868,7 +901,7 @@ static int8_t *ivf_train(sc_index *ix, part *p, size_t snap, size_t live, uint32
     int8_t *c8 = NULL;
     if (m >= (size_t)nlist * 4) {
         float *cent = sc_malloc((size_t)nlist * dim * sizeof(float));
-        if (sc_index__kmeans(x, m, dim, nlist, 0x5eedULL + p->hash, &ix->stop, cent) == 0) {
+        if (sc_index__kmeans(x, m, dim, nlist, 0x5eedULL + p->hash, &ix->stop, 2, cent) == 0) {
             c8 = sc_malloc((size_t)nlist * dim);
             for (uint32_t l = 0; l < nlist; l++) sc_index_quantize(cent + (size_t)l * dim, c8 + (size_t)l * dim, dim);
         }
@@ -915,7 +948,7 @@ static void ivf_update(sc_index *ix, part *p, int what)
                               {p, v->c8, v->nlist, (uint32_t)dim, snap, snap, lid, from, &ix->stop}};
         pthread_t th;
         int two = 0;
-        if (snap - from >= IVF_PAR_MIN) {
+        if (snap - from >= sc_index__par_min) {
             jobs[1].from = jobs[0].to = from + (snap - from) / 2;
             two = pthread_create(&th, NULL, assign_rows, &jobs[1]) == 0;
         }
@@ -946,18 +979,26 @@ static void ivf_update(sc_index *ix, part *p, int what)
             memcpy(v->scales + k, old->scales + old->off[l], n * sizeof(float));
             at[l] += n;
         }
-        for (size_t r = from; r < snap; r += SCAN_BLOCK) {
-            size_t end = r + SCAN_BLOCK < snap ? r + SCAN_BLOCK : snap;
-            pthread_rwlock_rdlock(&p->lock);
-            for (size_t x = r; x < end; x++) {
-                if (lid[x - from] == UINT32_MAX) continue;
-                size_t ci, off, k = at[lid[x - from]]++;
-                row_loc(x, &ci, &off);
-                v->rows[k] = (uint32_t)x;
-                row_codes(ix, &p->chunks[ci], off, v->codes + k * rb, &v->scales[k]);
-            }
-            pthread_rwlock_unlock(&p->lock);
+        /* The new rows, on two threads past IVF_PAR_MIN: the second half's
+         * rows go after the first half's in each list, so the lists come
+         * out the same as from one thread. */
+        fill_job fj[2] = {{ix, p, v, lid, from, from, snap, at}, {ix, p, v, lid, from, snap, snap, NULL}};
+        uint32_t *at2 = NULL;
+        if (snap - from >= sc_index__par_min) {
+            size_t mid = from + (snap - from) / 2;
+            at2 = sc_malloc((size_t)v->nlist * sizeof(uint32_t));
+            memcpy(at2, at, (size_t)v->nlist * sizeof(uint32_t));
+            for (size_t r = from; r < mid; r++)
+                if (lid[r - from] != UINT32_MAX) at2[lid[r - from]]++;
+            fj[0].to = fj[1].from = mid;
+            fj[1].at = at2;
         }
+        pthread_t th;
+        int two = at2 && pthread_create(&th, NULL, fill_lists, &fj[1]) == 0;
+        fill_lists(&fj[0]);
+        if (two) pthread_join(th, NULL);
+        else if (at2) fill_lists(&fj[1]);
+        free(at2);
         free(at);
         free(lid);
         v->assigned = snap;

@@ -17,11 +17,17 @@ double sc_index__sumsq(const float *v, size_t n);
 /* ---- ivf.c: the ANN path's coarse quantiser (see index.c) ---- */
 #define SC_INDEX_IVF_MAX_LISTS 1024
 /* Spherical k-means: k normalised centroids (k*dim floats into cent) of
- * the n unit rows x (n >= k), seeded and deterministic. SC_EINVAL for
- * k = 0 or n < k; SC_ECLOSED when *stop (may be NULL) was set between two
- * iterations (cent is then unfinished). */
+ * the n unit rows x (n >= k), seeded and deterministic: threads (1 or 2)
+ * changes the time, not the result. SC_EINVAL for k = 0 or n < k;
+ * SC_ECLOSED when *stop (may be NULL) was set between two iterations
+ * (cent is then unfinished). */
 int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
-                     float *cent);
+                     int threads, float *cent);
+
+/* Rows from which an IVF build assigns rows and fills its lists on two
+ * threads (index.c; 65,536). A variable so that tests can take the
+ * two-thread path with few rows; the lists are the same either way. */
+extern size_t sc_index__par_min;
 /* The list (0..nlist-1) whose int8 centroid (c8, nlist rows of dim) has
  * the largest dot product with q8. nlist <= SC_INDEX_IVF_MAX_LISTS. */
 uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8);

@@ -12,7 +12,10 @@
  * for the same rows. Assignment compares int8 copies of the row and of
  * the centroids (sc_index_dot_i8: about half the time of the fp32 product,
  * and a row that lands in a near-tied neighbour's list is still found when
- * that list is probed). */
+ * that list is probed). With threads > 1 and from 8 blocks of sample rows,
+ * each iteration's assignment step runs on two threads (the calling one
+ * and one it starts), each on whole blocks: the centroids are the same as
+ * from one thread. */
 #include "index/index.h"
 #include "index/index_int.h"
 #include "common/alloc.h"
@@ -20,11 +23,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BLOCK 512
 #define ITERS 8
+#define PAR_BLOCKS 8   /* blocks of sample rows from which two threads assign */
 
 static uint64_t xorshift(uint64_t *s)
 {
@@ -44,8 +49,39 @@ static void unit(float *v, size_t dim)
     for (size_t i = 0; i < dim; i++) v[i] *= inv;
 }
 
+/* One thread's share of an iteration's assignment step: rows [from, to)
+ * (from a multiple of BLOCK) to their nearest centroid, BLOCK rows per
+ * cblas_sgemm call into its own scores buffer sc (BLOCK x k). */
+typedef struct kjob {
+    const float *x, *cent;
+    size_t dim, k, from, to;
+    float *sc;
+    uint32_t *best;
+    float *bestsc;
+} kjob;
+
+static void *kmeans_assign(void *arg)
+{
+    const kjob *j = arg;
+    const size_t k = j->k, dim = j->dim;
+    for (size_t b = j->from; b < j->to; b += BLOCK) {
+        size_t m = j->to - b < BLOCK ? j->to - b : BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)dim, 1.0f, j->x + b * dim,
+                    (int)dim, j->cent, (int)dim, 0.0f, j->sc, (int)k);
+        for (size_t i = 0; i < m; i++) {
+            const float *row = j->sc + i * k;
+            size_t bi = 0;
+            for (size_t c = 1; c < k; c++)
+                if (row[c] > row[bi]) bi = c;
+            j->best[b + i] = (uint32_t)bi;
+            j->bestsc[b + i] = row[bi];
+        }
+    }
+    return NULL;
+}
+
 int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
-                     float *cent)
+                     int threads, float *cent)
 {
     if (!x || !cent || k == 0 || n < k) return SC_EINVAL;
     int rc = 0;
@@ -62,7 +98,7 @@ int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t se
     }
     free(perm);
 
-    float *sc = sc_malloc((size_t)BLOCK * k * sizeof(float));
+    float *sc = sc_malloc((size_t)2 * BLOCK * k * sizeof(float));
     double *sum = sc_malloc(k * dim * sizeof(double));
     uint32_t *cnt = sc_malloc(k * sizeof(uint32_t));
     uint32_t *best = sc_malloc(n * sizeof(uint32_t));
@@ -72,19 +108,16 @@ int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t se
             rc = SC_ECLOSED;
             break;
         }
-        for (size_t b = 0; b < n; b += BLOCK) {
-            size_t m = n - b < BLOCK ? n - b : BLOCK;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)dim, 1.0f,
-                        x + b * dim, (int)dim, cent, (int)dim, 0.0f, sc, (int)k);
-            for (size_t i = 0; i < m; i++) {
-                const float *row = sc + i * k;
-                size_t bi = 0;
-                for (size_t c = 1; c < k; c++)
-                    if (row[c] > row[bi]) bi = c;
-                best[b + i] = (uint32_t)bi;
-                bestsc[b + i] = row[bi];
-            }
-        }
+        /* Two threads from PAR_BLOCKS blocks: the same calls on the same
+         * blocks, so the same result as one thread. */
+        size_t nb = (n + BLOCK - 1) / BLOCK, mid = threads > 1 && nb >= PAR_BLOCKS ? nb / 2 * BLOCK : n;
+        kjob jobs[2] = {{x, cent, dim, k, 0, mid, sc, best, bestsc},
+                        {x, cent, dim, k, mid, n, sc + (size_t)BLOCK * k, best, bestsc}};
+        pthread_t th;
+        int two = mid < n && pthread_create(&th, NULL, kmeans_assign, &jobs[1]) == 0;
+        kmeans_assign(&jobs[0]);
+        if (two) pthread_join(th, NULL);
+        else kmeans_assign(&jobs[1]);
         memset(sum, 0, k * dim * sizeof(double));
         memset(cnt, 0, k * sizeof(uint32_t));
         for (size_t i = 0; i < n; i++) {

@@ -6,6 +6,8 @@
 #ifndef SC_EMBED_USE_H
 #define SC_EMBED_USE_H
 
+#include "embed/use_pair.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +86,11 @@ void sc_use_mat_free(sc_use_mat *m);
  * roundings only (tests/unit/test_embed_use.c bounds what that does to
  * the sentence vectors). */
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
+/* sc_use_matmul(force 0), with the column panels of an AVX-512 kernel
+ * split between this thread and pair's helper while this forward is the
+ * only one in flight (use_pair.h); pair NULL: sc_use_matmul. The same
+ * result either way, bit for bit. */
+void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_use_pair *pair);
 extern int sc_use_gemm_small_rows;
 /* Tests: builds the AVX2 kernel's 8-column panels where the CPU has AVX2
  * and FMA even if it has AVX-512 too (0: built or already there), so
@@ -129,6 +136,7 @@ typedef struct sc_use_model {
     sc_use_layer layer[2];
     const float *tanh_w, *tanh_b; /* [out_dim, out_dim], [out_dim] */
     sc_use_mat tanh_m;
+    sc_use_pair *pair;            /* a lone forward's second thread, or NULL */
 } sc_use_model;
 
 /* Loads dir/model.json, its weight shards and dir/vocab.json, checking
@@ -143,7 +151,9 @@ void sc_use_model_prepare(sc_use_model *m);
 /* Runs the encoder on n token sequences (ids[i] of ntok[i] ids, each
  * already clipped to max_len) and writes n L2-normalised vectors of out_dim
  * floats. The token rows of all sequences go through each dense layer as
- * one matrix. Allocates its own scratch; any thread. */
+ * one matrix; when it is the only forward in flight, m->pair's helper
+ * takes half of each product (the same vectors, bit for bit). Allocates
+ * its own scratch; any thread. */
 /* Fills m->timing from m->inv_timescales (called once at load). */
 void sc_use_timing_table(sc_use_model *m);
 

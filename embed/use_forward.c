@@ -56,9 +56,9 @@ static void broadcast(float *y, const float *bias, size_t rows, uint32_t cols)
 }
 
 /* C[rows, n] += X[rows, k] W (see use_gemm.c). */
-static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows)
+static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows, sc_use_pair *pair)
 {
-    sc_use_matmul(w, x, rows, c, 0);
+    sc_use_matmul_pair(w, x, rows, c, pair);
 }
 
 #ifdef HAVE_AVX512
@@ -159,6 +159,7 @@ __attribute__((target("avx512f"))) static void attend_avx512(const float *q, con
 
 typedef struct scratch {
     float *h, *qkv, *att, *ffn, *scores;
+    sc_use_pair *pair;          /* this forward may split its products */
 } scratch;
 
 /* One transformer layer: x [rows, in] -> y [rows, width]. */
@@ -168,7 +169,7 @@ static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float 
     uint32_t in = L->in, w = L->width, q3 = 3 * in, dh = L->head_dim;
     layer_norm(x, s->h, rows, in, L->ln1_g, L->ln1_b, m->ln_eps);
     broadcast(s->qkv, L->qkv_b, rows, q3);
-    gemm_acc(s->h, &L->qkv, s->qkv, rows);
+    gemm_acc(s->h, &L->qkv, s->qkv, rows, s->pair);
     size_t off = 0;
     for (size_t si = 0; si < nsent; si++) {
         uint32_t t = ntok[si];
@@ -194,19 +195,19 @@ static void run_layer(const sc_use_model *m, const sc_use_layer *L, const float 
     if (L->res_w) {
         for (size_t r = 0; r < rows; r++)
             for (uint32_t i = 0; i < w; i++) y[r * w + i] += L->res_b[i];
-        gemm_acc(x, &L->res, y, rows);
+        gemm_acc(x, &L->res, y, rows, s->pair);
     } else {
         for (size_t r = 0; r < rows * w; r++) y[r] += x[r];
     }
-    gemm_acc(s->att, &L->out, y, rows);
+    gemm_acc(s->att, &L->out, y, rows, s->pair);
     /* y += W2 relu(W1 LN(y) + b1) + b2 */
     layer_norm(y, s->h, rows, w, L->ln2_g, L->ln2_b, m->ln_eps);
     broadcast(s->ffn, L->ffn1_b, rows, L->ffn);
-    gemm_acc(s->h, &L->ffn1, s->ffn, rows);
+    gemm_acc(s->h, &L->ffn1, s->ffn, rows, s->pair);
     for (size_t r = 0; r < rows * L->ffn; r++) s->ffn[r] = s->ffn[r] > 0 ? s->ffn[r] : 0;
     for (size_t r = 0; r < rows; r++)
         for (uint32_t i = 0; i < w; i++) y[r * w + i] += L->ffn2_b[i];
-    gemm_acc(s->ffn, &L->ffn2, y, rows);
+    gemm_acc(s->ffn, &L->ffn2, y, rows, s->pair);
 }
 
 int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint32_t *ntok,
@@ -231,6 +232,8 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         .ffn = sc_malloc(r1 * fmax * sizeof(float)),
         .scores = sc_malloc((size_t)tmax * tmax * sizeof(float)),
     };
+    int own = sc_use_pair_begin(m->pair);
+    s.pair = own ? m->pair : NULL;
     /* x = E[id] + (E[id] + timing(pos)) */
     size_t r = 0;
     for (size_t i = 0; i < n; i++)
@@ -254,7 +257,7 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         for (uint32_t k = 0; k < w; k++) mi[k] /= div;
     }
     broadcast(out, m->tanh_b, n, w);
-    gemm_acc(mean, &m->tanh_m, out, n);
+    gemm_acc(mean, &m->tanh_m, out, n, s.pair);
     for (size_t i = 0; i < n; i++) {
         float *o = out + i * w, ss = 0;
         for (uint32_t k = 0; k < w; k++) {
@@ -264,6 +267,7 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         float inv = 1.0f / sqrtf(ss > m->l2_eps ? ss : m->l2_eps);
         for (uint32_t k = 0; k < w; k++) o[k] *= inv;
     }
+    sc_use_pair_end(m->pair, own);
     free(mean);
     free(xa);
     free(xb);

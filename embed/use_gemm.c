@@ -226,7 +226,7 @@ DEFINE_BLOCK(4)
  * rows, whichever is the smallest that holds it. Each block of X is
  * transposed once into xt and reused for every panel. */
 __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, const float *x,
-                                                          size_t rows, float *c)
+                                                          size_t rows, float *c, uint32_t p0, uint32_t p1)
 {
     uint32_t k = m->k, n = m->n;
     float *xt = sc_malloc((size_t)k * 16 * sizeof(float));
@@ -237,7 +237,7 @@ __attribute__((target("avx512f"))) static void small_gemm(const sc_use_mat *m, c
             for (size_t r = 0; r < R; r++)
                 xt[(size_t)kk * R + r] = r < valid ? x[(r0 + r) * k + kk] : 0.0f;
         float *cb = c + r0 * n;
-        for (uint32_t p = 0; p < n / PANEL; p++) {
+        for (uint32_t p = p0; p < p1; p++) {
             const float *panel = m->panels + (size_t)p * k * PANEL;
             float *cp = cb + (size_t)p * PANEL;
             if (R == 16) block_16(xt, valid, panel, k, cp, n);
@@ -442,7 +442,7 @@ DEFINE_BLOCK_I8(4)
 /* Quantises each row of a block of X (by its max |x|) and runs the panels,
  * like small_gemm. */
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void small_gemm_i8(
-    const sc_use_mat *m, const float *x, size_t rows, float *c)
+    const sc_use_mat *m, const float *x, size_t rows, float *c, uint32_t p0, uint32_t p1)
 {
     uint32_t k = m->k, n = m->n, groups = k / 4;
     uint32_t *xt = sc_malloc((size_t)groups * 16 * sizeof(uint32_t));
@@ -481,7 +481,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void small_gemm_i8
             xs[r] = sc;
         }
         float *cb = c + r0 * n;
-        for (uint32_t p = 0; p < n / PANEL; p++) {
+        for (uint32_t p = p0; p < p1; p++) {
             const int8_t *panel = m->q8 + (size_t)p * groups * 64;
             float *cp = cb + (size_t)p * PANEL;
             const float *ws = m->qscale + (size_t)p * PANEL;
@@ -504,7 +504,7 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
     /* int8 for any row count: a batch then embeds each sentence exactly as
      * it would alone (rows are quantised one by one). */
     if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) {
-        small_gemm_i8(m, x, rows, c);
+        small_gemm_i8(m, x, rows, c, 0, m->n / PANEL);
         return;
     }
     if (m->q16 && (force == 4 || (!m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))))) {
@@ -517,7 +517,7 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
     }
     if (m->panels && force >= 0 &&
         (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
-        small_gemm(m, x, rows, c);
+        small_gemm(m, x, rows, c, 0, m->n / PANEL);
         return;
     }
     if (m->panels8 && force >= 0 &&
@@ -528,4 +528,45 @@ void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, i
 #endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)m->n, (int)m->k, 1.0f, x,
                 (int)m->k, m->w, (int)m->n, 1.0f, c, (int)m->n);
+}
+
+#ifdef HAVE_AVX512_KERNEL
+/* One product split by column panels: half 0 takes [0, mid), half 1
+ * [mid, np). Both quantise (or transpose) the same rows of X. */
+typedef struct split_job {
+    const sc_use_mat *m;
+    const float *x;
+    size_t rows;
+    float *c;
+    uint32_t mid, np;
+    int i8;
+} split_job;
+
+static void split_half(void *arg, int half)
+{
+    const split_job *j = arg;
+    uint32_t p0 = half ? j->mid : 0, p1 = half ? j->np : j->mid;
+    if (j->i8) small_gemm_i8(j->m, j->x, j->rows, j->c, p0, p1);
+    else small_gemm(j->m, j->x, j->rows, j->c, p0, p1);
+}
+#endif
+
+void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_use_pair *pair)
+{
+#ifdef HAVE_AVX512_KERNEL
+    /* The kernel sc_use_matmul(force 0) would pick, when it is one of the
+     * two AVX-512 ones; anything else runs unsplit. */
+    int int8 = sc_use_gemm_int8;
+    int i8 = m->q8 && int8, i16 = !m->q8 && m->q16 && int8;
+    int fp = !i8 && !i16 && m->panels && rows <= (size_t)sc_use_gemm_small_rows;
+    uint32_t np = m->n / PANEL;
+    if (rows > 0 && (i8 || fp) && np >= 2 && sc_use_pair_alone(pair)) {
+        split_job j = {m, x, rows, c, np / 2, np, i8};
+        sc_use_pair_run(pair, split_half, &j);
+        return;
+    }
+#else
+    (void)pair;
+#endif
+    sc_use_matmul(m, x, rows, c, 0);
 }

@@ -148,15 +148,15 @@ void sc_use_model_free(sc_use_model *m);
  * weights are bound (both loaders call it once). */
 void sc_use_model_prepare(sc_use_model *m);
 
+/* Fills m->timing from m->inv_timescales (called once at load). */
+void sc_use_timing_table(sc_use_model *m);
+
 /* Runs the encoder on n token sequences (ids[i] of ntok[i] ids, each
  * already clipped to max_len) and writes n L2-normalised vectors of out_dim
  * floats. The token rows of all sequences go through each dense layer as
  * one matrix; when it is the only forward in flight, m->pair's helper
  * takes half of each product (the same vectors, bit for bit). Allocates
  * its own scratch; any thread. */
-/* Fills m->timing from m->inv_timescales (called once at load). */
-void sc_use_timing_table(sc_use_model *m);
-
 int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint32_t *ntok,
                    size_t n, float *out);
 

@@ -167,7 +167,12 @@ void sc_use_pair_run(sc_use_pair *p, void (*fn)(void *arg, int half), void *arg)
         fn(arg, 1);   /* not taken: the helper is asleep or off the CPU */
         return;
     }
-    while (atomic_load(&p->slot) != SLOT(s, SLOT_FREE)) PAUSE();
+    /* The helper took it: wait, letting the CPU go now and then in case
+     * the helper was preempted by a thread that needs this one. */
+    for (unsigned spins = 1; atomic_load(&p->slot) != SLOT(s, SLOT_FREE); spins++) {
+        if (spins % 256 == 0) sched_yield();
+        else PAUSE();
+    }
 }
 
 unsigned long sc_use_pair_helped(const sc_use_pair *p)

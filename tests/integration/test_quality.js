@@ -89,12 +89,15 @@ test('FAQ: phrasings that share an answer are served it; opposite actions get th
 
 test('a negation that is all that differs is refused; a paraphrase of the same prompt is still served', async () => {
   // sc_verify_decisive: a negation on one side with every content word
-  // aligned. Our own pairs, not from the dev or held-out sets.
+  // aligned. Our own pairs, not from the dev or held-out sets. The first
+  // is served without the rule (the verifier gives it 0.33, above the
+  // plain 0.30 veto); the rule itself is build/unit_tests
+  // verify_decisive_differences. A reworded paraphrase is still served.
   const srv = await startServer(DEFAULTS);
   const cases = [
     ['Why is my order showing as shipped?', "Why isn't my order showing as shipped?", false],
     ['The refund was approved, is that right?', 'The refund was not approved, is that right?', false],
-    ['Why is my order showing as shipped?', 'why is my order showing as shipped', true],
+    ['Why is my order showing as shipped?', 'Why does my order say it has shipped?', true],
   ];
   for (let i = 0; i < cases.length; i++) {
     const [a, b, want] = cases[i];

@@ -497,37 +497,44 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void small_gemm_i8
 
 #endif
 
-void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force)
+/* The kernel a product runs on (see sc_use_matmul in use.h): one choice
+ * for sc_use_matmul and sc_use_matmul_pair, so a split product runs the
+ * kernel the unsplit one would. */
+enum { K_BLAS, K_I8, K_I16, K_FP, K_AVX2 };
+
+static int pick_kernel(const sc_use_mat *m, size_t rows, int force)
 {
-    if (rows == 0) return;
 #ifdef HAVE_AVX512_KERNEL
     /* int8 for any row count: a batch then embeds each sentence exactly as
      * it would alone (rows are quantised one by one). */
-    if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) {
-        small_gemm_i8(m, x, rows, c, 0, m->n / PANEL);
-        return;
-    }
-    if (m->q16 && (force == 4 || (!m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))))) {
-        small_gemm_i16(m, x, rows, c);
-        return;
-    }
-    if (m->panels8 && force == 3) {
-        small_gemm_avx2(m, x, rows, c);
-        return;
-    }
-    if (m->panels && force >= 0 &&
-        (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
-        small_gemm(m, x, rows, c, 0, m->n / PANEL);
-        return;
-    }
-    if (m->panels8 && force >= 0 &&
-        (force > 0 || rows <= (size_t)sc_use_gemm_small_rows)) {
-        small_gemm_avx2(m, x, rows, c);
-        return;
-    }
+    if (m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))) return K_I8;
+    if (m->q16 && (force == 4 || (!m->q8 && (force == 2 || (force == 0 && sc_use_gemm_int8))))) return K_I16;
+    if (m->panels8 && force == 3) return K_AVX2;
+    int small = force >= 0 && (force > 0 || rows <= (size_t)sc_use_gemm_small_rows);
+    if (m->panels && small) return K_FP;
+    if (m->panels8 && small) return K_AVX2;
+#else
+    (void)m;
+    (void)rows;
+    (void)force;
 #endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)m->n, (int)m->k, 1.0f, x,
-                (int)m->k, m->w, (int)m->n, 1.0f, c, (int)m->n);
+    return K_BLAS;
+}
+
+void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force)
+{
+    if (rows == 0) return;
+    switch (pick_kernel(m, rows, force)) {
+#ifdef HAVE_AVX512_KERNEL
+    case K_I8: small_gemm_i8(m, x, rows, c, 0, m->n / PANEL); return;
+    case K_I16: small_gemm_i16(m, x, rows, c); return;
+    case K_FP: small_gemm(m, x, rows, c, 0, m->n / PANEL); return;
+    case K_AVX2: small_gemm_avx2(m, x, rows, c); return;
+#endif
+    default:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)m->n, (int)m->k, 1.0f, x,
+                    (int)m->k, m->w, (int)m->n, 1.0f, c, (int)m->n);
+    }
 }
 
 #ifdef HAVE_AVX512_KERNEL
@@ -554,14 +561,11 @@ static void split_half(void *arg, int half)
 void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_use_pair *pair)
 {
 #ifdef HAVE_AVX512_KERNEL
-    /* The kernel sc_use_matmul(force 0) would pick, when it is one of the
-     * two AVX-512 ones; anything else runs unsplit. */
-    int int8 = sc_use_gemm_int8;
-    int i8 = m->q8 && int8, i16 = !m->q8 && m->q16 && int8;
-    int fp = !i8 && !i16 && m->panels && rows <= (size_t)sc_use_gemm_small_rows;
+    /* Only the two AVX-512 kernels take a panel range; the rest run unsplit. */
+    int k = rows > 0 ? pick_kernel(m, rows, 0) : K_BLAS;
     uint32_t np = m->n / PANEL;
-    if (rows > 0 && (i8 || fp) && np >= 2 && sc_use_pair_alone(pair)) {
-        split_job j = {m, x, rows, c, np / 2, np, i8};
+    if ((k == K_I8 || k == K_FP) && np >= 2 && sc_use_pair_alone(pair)) {
+        split_job j = {m, x, rows, c, np / 2, np, k == K_I8};
         sc_use_pair_run(pair, split_half, &j);
         return;
     }

@@ -809,8 +809,8 @@ static int ivf_due(const sc_index *ix, const part *p)
 
 typedef struct assign_job {
     part *p;
-    const int8_t *c8;
-    uint32_t nlist, dim;
+    const sc_index__cents *cents;
+    uint32_t dim;
     size_t from, to;
     uint32_t *lid;              /* lid[r - base]: list of row r, UINT32_MAX = tombstone */
     size_t base;
@@ -824,9 +824,10 @@ static void *assign_rows(void *arg)
 {
     assign_job *j = arg;
     float f[SC_INDEX_MAX_DIM];
-    int8_t q[SC_INDEX_MAX_DIM];
+    int8_t *q = sc_malloc((size_t)SCAN_BLOCK * j->dim);
+    uint32_t at[SCAN_BLOCK], got[SCAN_BLOCK];
     for (size_t r = j->from; r < j->to && !atomic_load(j->stop); r += SCAN_BLOCK) {
-        size_t end = r + SCAN_BLOCK < j->to ? r + SCAN_BLOCK : j->to;
+        size_t end = r + SCAN_BLOCK < j->to ? r + SCAN_BLOCK : j->to, n = 0;
         pthread_rwlock_rdlock(&j->p->lock);
         for (size_t x = r; x < end; x++) {
             size_t ci, off;
@@ -837,11 +838,14 @@ static void *assign_rows(void *arg)
                 continue;
             }
             sc_half_decode(f, c->hv + off * j->dim, j->dim);
-            sc_index_quantize(f, q, j->dim);
-            j->lid[x - j->base] = sc_index__nearest(j->c8, j->nlist, j->dim, q);
+            sc_index_quantize(f, q + n * j->dim, j->dim);
+            at[n++] = (uint32_t)(x - j->base);
         }
         pthread_rwlock_unlock(&j->p->lock);
+        sc_index__nearest_rows(j->cents, q, n, got);
+        for (size_t i = 0; i < n; i++) j->lid[at[i]] = got[i];
     }
+    free(q);
     return NULL;
 }
 
@@ -944,8 +948,10 @@ static void ivf_update(sc_index *ix, part *p, int what)
     uint32_t *lid = NULL;
     if (v->c8) {
         lid = sc_malloc((snap - from ? snap - from : 1) * sizeof(uint32_t));
-        assign_job jobs[2] = {{p, v->c8, v->nlist, (uint32_t)dim, from, snap, lid, from, &ix->stop},
-                              {p, v->c8, v->nlist, (uint32_t)dim, snap, snap, lid, from, &ix->stop}};
+        sc_index__cents cents;
+        sc_index__cents_init(&cents, v->c8, v->nlist, dim);
+        assign_job jobs[2] = {{p, &cents, (uint32_t)dim, from, snap, lid, from, &ix->stop},
+                              {p, &cents, (uint32_t)dim, snap, snap, lid, from, &ix->stop}};
         pthread_t th;
         int two = 0;
         if (snap - from >= sc_index__par_min) {
@@ -955,6 +961,7 @@ static void ivf_update(sc_index *ix, part *p, int what)
         assign_rows(&jobs[0]);
         if (two) pthread_join(th, NULL);
         else assign_rows(&jobs[1]);
+        sc_index__cents_free(&cents);
     }
     if (v->c8 && atomic_load(&ix->stop)) { /* stopped: lid is incomplete */
         free(lid);

@@ -31,6 +31,22 @@ extern size_t sc_index__par_min;
 /* The list (0..nlist-1) whose int8 centroid (c8, nlist rows of dim) has
  * the largest dot product with q8. nlist <= SC_INDEX_IVF_MAX_LISTS. */
 uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8);
+/* The centroids of one build, ready for sc_index__nearest_rows: with the
+ * AVX-512 VNNI kernel active, also packed 16 to a register (packed, init;
+ * NULL otherwise, and then every row goes through sc_index__nearest). c8
+ * is borrowed and must outlive it. */
+typedef struct sc_index__cents {
+    const int8_t *c8;
+    uint32_t nlist, dim, npad;  /* npad: nlist rounded up to 64 (packed) */
+    int8_t *packed;
+    int32_t *init;
+} sc_index__cents;
+/* 0, or SC_EINVAL for nlist outside 1..SC_INDEX_IVF_MAX_LISTS or dim 0. */
+int sc_index__cents_init(sc_index__cents *c, const int8_t *c8, uint32_t nlist, size_t dim);
+void sc_index__cents_free(sc_index__cents *c);
+/* out[i] = sc_index__nearest(c8, nlist, dim, q + i*dim) for i < n (the same
+ * lists, ties included), four rows per pass over the centroids. */
+void sc_index__nearest_rows(const sc_index__cents *c, const int8_t *q, size_t n, uint32_t *out);
 
 /* ---- faiss_backend.c: FAISS indexes as opaque pointers ----
  * All return 0 or a negative SC_E* code; on failure the FAISS message is

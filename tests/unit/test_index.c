@@ -1072,6 +1072,73 @@ static sc_index *ann_built(const float *v, size_t n, size_t d, size_t par_min)
     return ix;
 }
 
+/* The build's many-row assignment picks the list sc_index__nearest picks,
+ * for every row, with every kernel: dims that are not whole quads, list
+ * counts that are not whole groups of 64, row counts that are not whole
+ * groups of 4, negative-only dot products, and exact ties (repeated
+ * centroids: the first one wins). */
+SC_TEST(index_nearest_rows_match_nearest)
+{
+    static const size_t dims[] = {1, 3, 5, 32, 100, 512, 513};
+    static const uint32_t lists[] = {1, 16, 17, 64, 100, 128, 256, 1024};
+    static const char *kernels[] = {"scalar", "avx2", "avx512vnni"};
+    rng r = {0x5eed51};
+    const size_t n = 23;
+    int8_t *c8 = sc_malloc((size_t)1024 * 513), *q = sc_malloc(n * 513);
+    uint32_t got[23];
+    size_t tested = 0, rows = 0, ties = 0;
+    for (size_t ki = 0; ki < SC_COUNTOF(kernels); ki++) {
+        int rc = sc_index_kernel_force(kernels[ki]);
+        if (rc == SC_EUNSUPPORTED) continue;
+        REQUIRE(rc == 0);
+        tested++;
+        for (size_t di = 0; di < SC_COUNTOF(dims); di++)
+            for (size_t li = 0; li < SC_COUNTOF(lists); li++) {
+                const size_t d = dims[di];
+                const uint32_t nl = lists[li];
+                for (size_t i = 0; i < (size_t)nl * d; i++) c8[i] = (int8_t)((int)(rnext(&r) % 255) - 127);
+                /* Repeats: list 3k+2 is a copy of list k (ties). */
+                for (uint32_t l = 2; l < nl; l += 3) memcpy(c8 + (size_t)l * d, c8 + (size_t)(l / 3) * d, d);
+                for (size_t i = 0; i < n * d; i++) q[i] = (int8_t)((int)(rnext(&r) % 255) - 127);
+                /* Row 0 is a centroid (copied), row 1 the negated list 0: its
+                 * best dot may be negative. */
+                memcpy(q, c8 + (size_t)(rnext(&r) % nl) * d, d);
+                for (size_t i = 0; i < d; i++) q[d + i] = (int8_t)-c8[i];
+                sc_index__cents c;
+                REQUIRE(sc_index__cents_init(&c, c8, nl, d) == 0);
+                CHECK((c.packed != NULL) == (strcmp(kernels[ki], "avx512vnni") == 0));
+                for (size_t m = 0; m <= n; m += (m < 5 ? 1 : 9)) {
+                    sc_index__nearest_rows(&c, q, m, got);
+                    for (size_t i = 0; i < m; i++) {
+                        uint32_t want = sc_index__nearest(c8, nl, d, q + i * d);
+                        if (got[i] != want) {
+                            printf("# %s d=%zu nlist=%u row %zu: %u, want %u\n", kernels[ki], d, nl, i, got[i], want);
+                            CHECK(0);
+                        }
+                        rows++;
+                        int32_t dots[1024], hi = INT32_MIN, at = 0;
+                        sc_index_dot_i8(q + i * d, c8, nl, d, dots);
+                        for (uint32_t l = 0; l < nl; l++) {
+                            at = dots[l] > hi ? 1 : at + (dots[l] == hi);
+                            hi = dots[l] > hi ? dots[l] : hi;
+                        }
+                        ties += at > 1;
+                    }
+                }
+                sc_index__cents_free(&c);
+            }
+    }
+    sc_index_kernel_force("auto");
+    CHECK(tested >= 1);
+    CHECK(rows > 1000);
+    CHECK(ties > 0);
+    printf("# %zu kernels, %zu rows, %zu with tied lists\n", tested, rows, ties);
+    int32_t bad = sc_index__cents_init(&(sc_index__cents){0}, c8, 0, 8);
+    CHECK_EQ_INT(bad, SC_EINVAL);
+    free(c8);
+    free(q);
+}
+
 SC_TEST(index_ann_two_threads_build_the_same)
 {
     const size_t d = 32, N = 17000;

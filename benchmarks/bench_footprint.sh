@@ -20,8 +20,10 @@ BUILD=${1:-build}
 N=${2:-100000}
 OLD=${3:-}
 : "${SC_DATA_DIR:?set SC_DATA_DIR to the data dir (qqp_dev.jsonl.gz)}"
-d=$(mktemp -d)
 P=28601
+. benchmarks/ports.sh
+ports_free bench_footprint $P
+d=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' EXIT
 MODEL=${MODEL:-models/semcache-embed-v1}

@@ -20,6 +20,8 @@ BUILD=${2:-build}
 : "${SC_DATA_DIR:?set SC_DATA_DIR to the data dir (qqp_dev.jsonl.gz)}"
 DUR=${BENCH_SECONDS:-10}
 P=28611
+. benchmarks/ports.sh
+ports_free bench_million $P
 d=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' EXIT

@@ -15,8 +15,10 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 DUR=${BENCH_SECONDS:-6}
 export CAP_S=${CAP_S:-5} OVER_S=${OVER_S:-15} FACTOR=${FACTOR:-4}
-tmp=$(mktemp -d)
 P_SC=28290; P_MOCK=28291
+. benchmarks/ports.sh
+ports_free bench_overload $P_SC $P_MOCK
+tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
 trap cleanup EXIT

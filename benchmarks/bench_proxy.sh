@@ -19,15 +19,10 @@ SEM_N=$([ "$FULL" = 1 ] && echo 100000 || echo 10000)
 EMB=semcache-embed   # the default embedder, with the answer vote
 [ -f models/semcache-embed-v1/model.bin ] || EMB=hash
 EMB=${BENCH_EMBEDDER:-$EMB}
-tmp=$(mktemp -d)
 P_SC=28180; P_MOCK=28181; P_NGX=28182
-# A server left on these ports (an earlier run killed before its cleanup)
-# would answer instead of this run's: refuse to measure it.
-for p in $P_SC $P_MOCK $P_NGX; do
-  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p/"; then
-    echo "bench_proxy: port $p is already in use; stop what listens there first" >&2; rm -rf "$tmp"; exit 1
-  fi
-done
+. benchmarks/ports.sh
+ports_free bench_proxy $P_SC $P_MOCK $P_NGX
+tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT

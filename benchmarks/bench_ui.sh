@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 DUR=${BENCH_SECONDS:-6}
 ROUNDS=${BENCH_ROUNDS:-3}
-tmp=$(mktemp -d)
 P_SC=28190; P_MOCK=28191
+. benchmarks/ports.sh
+ports_free bench_ui $P_SC $P_MOCK
+tmp=$(mktemp -d)
 pids=()
 poller=
 cleanup() { [ -n "$poller" ] && kill "$poller" 2>/dev/null; for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }

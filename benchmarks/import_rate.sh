@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 N=${2:-5000}
 : "${SC_DATA_DIR:?set SC_DATA_DIR to the data dir (qqp_dev.jsonl.gz)}"
-d=$(mktemp -d)
 P=28501
+. benchmarks/ports.sh
+ports_free import_rate $P
+d=$(mktemp -d)
 "$BUILD/semcached" --port $P --resp-port 0 --data-dir "$d/data" --log-level error >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$d"' EXIT

@@ -6,7 +6,7 @@
 #ifndef SC_EMBED_USE_H
 #define SC_EMBED_USE_H
 
-#include "embed/use_pair.h"
+#include "common/pair.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -88,9 +88,9 @@ void sc_use_mat_free(sc_use_mat *m);
 void sc_use_matmul(const sc_use_mat *m, const float *x, size_t rows, float *c, int force);
 /* sc_use_matmul(force 0), with the column panels of an AVX-512 kernel
  * split between this thread and pair's helper while this forward is the
- * only one in flight (use_pair.h); pair NULL: sc_use_matmul. The same
+ * only one in flight (common/pair.h); pair NULL: sc_use_matmul. The same
  * result either way, bit for bit. */
-void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_use_pair *pair);
+void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_pair *pair);
 extern int sc_use_gemm_small_rows;
 /* Tests: builds the AVX2 kernel's 8-column panels where the CPU has AVX2
  * and FMA even if it has AVX-512 too (0: built or already there), so
@@ -136,7 +136,7 @@ typedef struct sc_use_model {
     sc_use_layer layer[2];
     const float *tanh_w, *tanh_b; /* [out_dim, out_dim], [out_dim] */
     sc_use_mat tanh_m;
-    sc_use_pair *pair;            /* a lone forward's second thread, or NULL */
+    sc_pair *pair;            /* a lone forward's second thread, or NULL */
 } sc_use_model;
 
 /* Loads dir/model.json, its weight shards and dir/vocab.json, checking

@@ -56,7 +56,7 @@ static void broadcast(float *y, const float *bias, size_t rows, uint32_t cols)
 }
 
 /* C[rows, n] += X[rows, k] W (see use_gemm.c). */
-static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows, sc_use_pair *pair)
+static void gemm_acc(const float *x, const sc_use_mat *w, float *c, size_t rows, sc_pair *pair)
 {
     sc_use_matmul_pair(w, x, rows, c, pair);
 }
@@ -159,7 +159,7 @@ __attribute__((target("avx512f"))) static void attend_avx512(const float *q, con
 
 typedef struct scratch {
     float *h, *qkv, *att, *ffn, *scores;
-    sc_use_pair *pair;          /* this forward may split its products */
+    sc_pair *pair;          /* this forward may split its products */
 } scratch;
 
 /* One transformer layer: x [rows, in] -> y [rows, width]. */
@@ -232,7 +232,7 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         .ffn = sc_malloc(r1 * fmax * sizeof(float)),
         .scores = sc_malloc((size_t)tmax * tmax * sizeof(float)),
     };
-    int own = sc_use_pair_begin(m->pair);
+    int own = sc_pair_begin(m->pair);
     s.pair = own ? m->pair : NULL;
     /* x = E[id] + (E[id] + timing(pos)) */
     size_t r = 0;
@@ -267,7 +267,7 @@ int sc_use_forward(const sc_use_model *m, const int32_t *const *ids, const uint3
         float inv = 1.0f / sqrtf(ss > m->l2_eps ? ss : m->l2_eps);
         for (uint32_t k = 0; k < w; k++) o[k] *= inv;
     }
-    sc_use_pair_end(m->pair, own);
+    sc_pair_end(m->pair, own);
     free(mean);
     free(xa);
     free(xb);

@@ -558,15 +558,15 @@ static void split_half(void *arg, int half)
 }
 #endif
 
-void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_use_pair *pair)
+void sc_use_matmul_pair(const sc_use_mat *m, const float *x, size_t rows, float *c, sc_pair *pair)
 {
 #ifdef HAVE_AVX512_KERNEL
     /* Only the two AVX-512 kernels take a panel range; the rest run unsplit. */
     int k = rows > 0 ? pick_kernel(m, rows, 0) : K_BLAS;
     uint32_t np = m->n / PANEL;
-    if ((k == K_I8 || k == K_FP) && np >= 2 && sc_use_pair_alone(pair)) {
+    if ((k == K_I8 || k == K_FP) && np >= 2 && sc_pair_alone(pair)) {
         split_job j = {m, x, rows, c, np / 2, np, k == K_I8};
-        sc_use_pair_run(pair, split_half, &j);
+        sc_pair_run(pair, split_half, &j);
         return;
     }
 #else

@@ -436,13 +436,12 @@ void sc_use_model_prepare(sc_use_model *m)
     sc_use_mat_pack(&m->tanh_m, m->tanh_w, m->out_dim, m->out_dim, 0);
     m->timing = sc_malloc((size_t)m->max_len * m->emb_dim * sizeof *m->timing);
     sc_use_timing_table(m);
-    m->pair = sc_use_pair_create();
+    m->pair = sc_pair_shared();
 }
 
 void sc_use_model_free(sc_use_model *m)
 {
     if (!m) return;
-    sc_use_pair_destroy(m->pair);
     sc_use_vocab_free(m->vocab);
     free(m->timing);
     for (int l = 0; l < 2; l++) {

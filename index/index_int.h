@@ -28,6 +28,9 @@ int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t se
  * threads (index.c; 65,536). A variable so that tests can take the
  * two-thread path with few rows; the lists are the same either way. */
 extern size_t sc_index__par_min;
+/* Test hook (index.c): set, an ANN search never splits its lists with
+ * the shared helper thread (common/pair.h). */
+extern int sc_index__split_off;
 /* The list (0..nlist-1) whose int8 centroid (c8, nlist rows of dim) has
  * the largest dot product with q8. nlist <= SC_INDEX_IVF_MAX_LISTS. */
 uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const int8_t *q8);

@@ -11,7 +11,7 @@
  * a finite unit vector. Seeds: tests/fuzz/corpus/fuzz_use_bin (the header
  * of a real model.bin and the first bytes of its payload).
  */
-// fuzz-sources: embed/use_bin.c embed/use_model.c embed/use_tokenizer.c embed/use_gemm.c embed/use_forward.c embed/use_pair.c embed/embed.c common/half.c common/alloc.c common/err.c common/log.c common/hash.c
+// fuzz-sources: embed/use_bin.c embed/use_model.c embed/use_tokenizer.c embed/use_gemm.c embed/use_forward.c common/pair.c embed/embed.c common/half.c common/alloc.c common/err.c common/log.c common/hash.c
 // fuzz-libs: -ljansson -lutf8proc -lopenblas -lxxhash
 #include "embed/embed_internal.h"
 #include "embed/use_bin.h"
@@ -50,7 +50,7 @@ static void setup(void)
     snprintf(dir, sizeof dir, "%s/fuzz_use_bin.XXXXXX", base);
     if (!mkdtemp(dir)) abort();
     atexit(cleanup);
-    /* No helper thread per loaded model (use_pair.h): nothing here embeds
+    /* No helper thread per loaded model (common/pair.h): nothing here embeds
      * while another embedding runs, and the loader is what is fuzzed. */
     setenv("SC_EMBED_PAIR", "0", 1);
     char p[128];

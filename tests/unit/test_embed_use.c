@@ -264,7 +264,7 @@ SC_TEST(embed_use_threads)
     }
 }
 
-/* use_pair.h: a lone forward splits its products with the helper; the
+/* common/pair.h: a lone forward splits its products with the helper; the
  * vectors are the same bits as without it, in int8 and fp32. */
 static void pair_same_bits(int int8)
 {
@@ -274,14 +274,14 @@ static void pair_same_bits(int int8)
     json_t *doc = fixture();
     REQUIRE(e != NULL && doc != NULL);
     sc_use_model *m = e->impl;
-    sc_use_pair *pair = m->pair;
+    sc_pair *pair = m->pair;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     if (!pair) printf("# no helper (%ld CPU): both runs single-threaded\n", cpus);
     json_t *sents = json_object_get(doc, "sentences");
     size_t n = json_array_size(sents);
     float *with = malloc(n * 512 * sizeof(float)), *without = malloc(n * 512 * sizeof(float));
     REQUIRE(with && without);
-    unsigned long h0 = sc_use_pair_helped(pair);
+    unsigned long h0 = sc_pair_helped(pair);
     for (size_t i = 0; i < n; i++) {
         json_t *t = json_object_get(json_array_get(sents, i), "text");
         const char *text = json_string_value(t);
@@ -291,7 +291,7 @@ static void pair_same_bits(int int8)
         CHECK_OK(sc_embed(e, &text, &len, 1, without + i * 512));
         m->pair = pair;
     }
-    unsigned long helped = sc_use_pair_helped(pair) - h0;
+    unsigned long helped = sc_pair_helped(pair) - h0;
     printf("# %s: the helper ran %lu halves for %zu sentences\n", int8 ? "int8" : "fp32", helped, n);
     size_t differ = 0;
     for (size_t i = 0; i < n; i++) differ += memcmp(with + i * 512, without + i * 512, 512 * sizeof(float)) != 0;
@@ -328,7 +328,7 @@ static void pair_fn(void *arg, int half)
 }
 
 typedef struct {
-    sc_use_pair *p;
+    sc_pair *p;
     _Atomic int *stop;
     size_t bad;
 } churn_arg;
@@ -337,23 +337,23 @@ static void *churn_main(void *arg)
 {
     churn_arg *a = arg;
     while (!atomic_load(a->stop)) {
-        int own = sc_use_pair_begin(a->p);
+        int own = sc_pair_begin(a->p);
         if (own) {
             pair_task t = {0};
-            sc_use_pair_run(a->p, pair_fn, &t);
+            sc_pair_run(a->p, pair_fn, &t);
             a->bad += atomic_load(&t.runs[0]) != 1 || atomic_load(&t.runs[1]) != 1;
         }
-        sc_use_pair_end(a->p, own);
+        sc_pair_end(a->p, own);
     }
     return NULL;
 }
 
 SC_TEST(embed_use_pair_runs_each_half_once)
 {
-    sc_use_pair *p = sc_use_pair_create();
+    sc_pair *p = sc_pair_create();
     if (!p) {
         printf("# no helper on this machine (one CPU or SC_EMBED_PAIR=0)\n");
-        CHECK(sc_use_pair_begin(NULL) == 0);
+        CHECK(sc_pair_begin(NULL) == 0);
         return;
     }
     enum { N = 20000 };
@@ -365,26 +365,26 @@ SC_TEST(embed_use_pair_runs_each_half_once)
     size_t owned = 0;
     for (int i = 0; i < N; i++) {
         if (i == N / 2) REQUIRE(pthread_create(&th, NULL, churn_main, &ca) == 0);
-        int own = sc_use_pair_begin(p);
+        int own = sc_pair_begin(p);
         if (own) {
             owned++;
-            sc_use_pair_run(p, pair_fn, &t[i]);
+            sc_pair_run(p, pair_fn, &t[i]);
         } else {
             pair_fn(&t[i], 0);
             pair_fn(&t[i], 1);
         }
-        sc_use_pair_end(p, own);
+        sc_pair_end(p, own);
     }
     atomic_store(&stop, 1);
     pthread_join(th, NULL);
     size_t bad = 0;
     for (int i = 0; i < N; i++) bad += atomic_load(&t[i].runs[0]) != 1 || atomic_load(&t[i].runs[1]) != 1;
-    printf("# %zu of %d owned the pair; the helper ran %lu halves\n", owned, N, sc_use_pair_helped(p));
+    printf("# %zu of %d owned the pair; the helper ran %lu halves\n", owned, N, sc_pair_helped(p));
     CHECK_EQ_INT(bad, 0);
     CHECK_EQ_INT(ca.bad, 0);
     CHECK(owned > 0);
-    CHECK(sc_use_pair_helped(p) > 0);
-    sc_use_pair_destroy(p);
+    CHECK(sc_pair_helped(p) > 0);
+    sc_pair_destroy(p);
     free(t);
 }
 

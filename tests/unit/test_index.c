@@ -10,6 +10,7 @@
 #include "index/index.h"
 #include "common/half.h"
 #include "index/index_int.h"
+#include "common/pair.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -1175,6 +1176,44 @@ SC_TEST(index_ann_two_threads_build_the_same)
     sc_index_destroy(two);
     free(c1);
     free(c2);
+    free(v);
+}
+
+/* A lone ANN search scans every other probed list on the shared helper
+ * thread (common/pair.h) and merges the two heaps: the same hits as one
+ * thread scanning them all. */
+SC_TEST(index_ann_split_search_same_hits)
+{
+    const size_t d = 32, N = 17000;
+    rng r = {4049};
+    float *v = clustered(&r, N, d, 60, 3.0f / sqrtf((float)d));
+    sc_index *ix = ann_built(v, N, d, SIZE_MAX);
+    REQUIRE(ix);
+    sc_pair *pair = sc_pair_shared();
+    unsigned long h0 = pair ? sc_pair_helped(pair) : 0;
+    size_t differ = 0, found = 0;
+    float q[32];
+    for (size_t t = 0; t < 300; t++) {
+        near_dup(&r, v + (rnext(&r) % N) * d, q, d, 1.0f / sqrtf((float)d));
+        sc_index_hit ha[10], hb[10];
+        size_t na, nb;
+        sc_index__split_off = 0;
+        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, ha, &na));
+        sc_index__split_off = 1;
+        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, hb, &nb));
+        int same = na == nb;
+        for (size_t i = 0; same && i < na; i++) same = ha[i].id == hb[i].id && ha[i].score == hb[i].score;
+        differ += !same;
+        found += na;
+    }
+    sc_index__split_off = 0;
+    CHECK_EQ_INT(differ, 0);
+    CHECK(found > 2000);
+    if (pair) {
+        printf("# the helper scanned %lu halves\n", sc_pair_helped(pair) - h0);
+        CHECK(sc_pair_helped(pair) > h0);
+    }
+    sc_index_destroy(ix);
     free(v);
 }
 

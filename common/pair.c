@@ -1,4 +1,4 @@
-/* The helper thread of one lone embedding (use_pair.h).
+/* The helper thread of one lone embedding (common/pair.h).
  *
  * One word, slot, carries the hand-off: (sequence << 2) | state, state
  * FREE, POSTED (a half is waiting) or TAKEN (the helper runs it). The owner
@@ -9,7 +9,7 @@
  * condition variable otherwise; `sleeping` and the fields it waits on are
  * written before they are read on the other side (sequentially consistent
  * atomics), so a wake-up cannot be lost. */
-#include "embed/use_pair.h"
+#include "common/pair.h"
 
 #include "common/alloc.h"
 
@@ -31,7 +31,7 @@
 enum { SLOT_FREE = 0, SLOT_POSTED = 1, SLOT_TAKEN = 2 };
 #define SLOT(seq, st) (((uint64_t)(seq) << 2) | (uint64_t)(st))
 
-struct sc_use_pair {
+struct sc_pair {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -46,7 +46,7 @@ struct sc_use_pair {
     uint64_t seq;                /* the owner's last sequence number */
 };
 
-static void wake(sc_use_pair *p)
+static void wake(sc_pair *p)
 {
     if (!atomic_load(&p->sleeping)) return;
     pthread_mutex_lock(&p->mu);
@@ -55,14 +55,14 @@ static void wake(sc_use_pair *p)
 }
 
 /* Worth spinning: a forward that may split is open and still alone. */
-static int wanted(const sc_use_pair *p)
+static int wanted(const sc_pair *p)
 {
     return atomic_load(&p->active) && atomic_load(&p->inflight) == 1;
 }
 
 static void *helper_main(void *arg)
 {
-    sc_use_pair *p = arg;
+    sc_pair *p = arg;
     unsigned spins = 0;
     for (;;) {
         uint64_t v = atomic_load(&p->slot);
@@ -104,11 +104,11 @@ static int usable_cpus(void)
     return n > 0 ? (int)n : 1;
 }
 
-sc_use_pair *sc_use_pair_create(void)
+sc_pair *sc_pair_create(void)
 {
     const char *env = getenv("SC_EMBED_PAIR");
     if ((env && strcmp(env, "0") == 0) || usable_cpus() < 2) return NULL;
-    sc_use_pair *p = SC_NEW(sc_use_pair);
+    sc_pair *p = SC_NEW(sc_pair);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     if (pthread_create(&p->th, NULL, helper_main, p) != 0) {
@@ -120,7 +120,21 @@ sc_use_pair *sc_use_pair_create(void)
     return p;
 }
 
-void sc_use_pair_destroy(sc_use_pair *p)
+static sc_pair *shared;
+static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
+
+static void shared_make(void)
+{
+    shared = sc_pair_create();
+}
+
+sc_pair *sc_pair_shared(void)
+{
+    pthread_once(&shared_once, shared_make);
+    return shared;
+}
+
+void sc_pair_destroy(sc_pair *p)
 {
     if (!p) return;
     atomic_store(&p->stop, 1);
@@ -133,7 +147,7 @@ void sc_use_pair_destroy(sc_use_pair *p)
     free(p);
 }
 
-int sc_use_pair_begin(sc_use_pair *p)
+int sc_pair_begin(sc_pair *p)
 {
     if (!p) return 0;
     if (atomic_fetch_add(&p->inflight, 1) != 0) return 0;
@@ -142,19 +156,19 @@ int sc_use_pair_begin(sc_use_pair *p)
     return 1;
 }
 
-void sc_use_pair_end(sc_use_pair *p, int owner)
+void sc_pair_end(sc_pair *p, int owner)
 {
     if (!p) return;
     if (owner) atomic_store(&p->active, 0);
     atomic_fetch_sub(&p->inflight, 1);
 }
 
-int sc_use_pair_alone(const sc_use_pair *p)
+int sc_pair_alone(const sc_pair *p)
 {
     return p && atomic_load(&p->inflight) == 1;
 }
 
-void sc_use_pair_run(sc_use_pair *p, void (*fn)(void *arg, int half), void *arg)
+void sc_pair_run(sc_pair *p, void (*fn)(void *arg, int half), void *arg)
 {
     p->fn = fn;
     p->arg = arg;
@@ -175,7 +189,7 @@ void sc_use_pair_run(sc_use_pair *p, void (*fn)(void *arg, int half), void *arg)
     }
 }
 
-unsigned long sc_use_pair_helped(const sc_use_pair *p)
+unsigned long sc_pair_helped(const sc_pair *p)
 {
     return p ? atomic_load_explicit(&p->helped, memory_order_relaxed) : 0;
 }

@@ -21,6 +21,8 @@ N=${2:-2000}
 EMB=${BENCH_EMBEDDER:-hash}
 DUR=${BENCH_SECONDS:-5}
 RB=21600; SB=21800; HP=21900
+. benchmarks/ports.sh
+ports_free bench_cluster $(seq $RB $((RB + 5))) $(seq $((RB + 100)) $((RB + 105))) $(seq $SB $((SB + 7)))
 d=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; bash tests/cluster/cluster.sh stop "$d/redis"; rm -rf "$d"; }

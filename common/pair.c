@@ -1,11 +1,11 @@
-/* The helper thread of one lone embedding (common/pair.h).
+/* The helper thread of one lone operation (common/pair.h).
  *
  * One word, slot, carries the hand-off: (sequence << 2) | state, state
  * FREE, POSTED (a half is waiting) or TAKEN (the helper runs it). The owner
  * posts only when the slot is FREE, so the task it describes (fn, arg)
  * cannot change under a helper that took it; whoever moves the slot from
  * POSTED (the helper to TAKEN, the owner back to FREE) runs the half. The
- * helper spins while a forward that may split is open and sleeps on a
+ * helper spins while an operation that may split is open and sleeps on a
  * condition variable otherwise; `sleeping` and the fields it waits on are
  * written before they are read on the other side (sequentially consistent
  * atomics), so a wake-up cannot be lost. */
@@ -36,7 +36,7 @@ struct sc_pair {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic uint64_t slot;
-    _Atomic int inflight;        /* forwards between begin and end */
+    _Atomic int inflight;        /* operations between begin and end */
     _Atomic int active;          /* the one that may split is open */
     _Atomic int sleeping;        /* the helper waits on cv */
     _Atomic int stop;

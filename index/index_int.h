@@ -18,7 +18,8 @@ double sc_index__sumsq(const float *v, size_t n);
 #define SC_INDEX_IVF_MAX_LISTS 1024
 /* Spherical k-means: k normalised centroids (k*dim floats into cent) of
  * the n unit rows x (n >= k), seeded and deterministic: threads (1 or 2)
- * changes the time, not the result. SC_EINVAL for k = 0 or n < k;
+ * changes the time, not the result. SC_EINVAL for k = 0, n < k, k above
+ * SC_INDEX_IVF_MAX_LISTS or dim outside 1..SC_INDEX_MAX_DIM;
  * SC_ECLOSED when *stop (may be NULL) was set between two iterations
  * (cent is then unfinished). */
 int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
@@ -44,7 +45,8 @@ typedef struct sc_index__cents {
     int8_t *packed;
     int32_t *init;
 } sc_index__cents;
-/* 0, or SC_EINVAL for nlist outside 1..SC_INDEX_IVF_MAX_LISTS or dim 0. */
+/* 0, or SC_EINVAL for nlist outside 1..SC_INDEX_IVF_MAX_LISTS or dim
+ * outside 1..SC_INDEX_MAX_DIM. */
 int sc_index__cents_init(sc_index__cents *c, const int8_t *c8, uint32_t nlist, size_t dim);
 void sc_index__cents_free(sc_index__cents *c);
 /* out[i] = sc_index__nearest(c8, nlist, dim, q + i*dim) for i < n (the same

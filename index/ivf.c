@@ -65,7 +65,8 @@ static void *kmeans_assign(void *arg)
 int sc_index__kmeans(const float *x, size_t n, size_t dim, size_t k, uint64_t seed, atomic_int *stop,
                      int threads, float *cent)
 {
-    if (!x || !cent || k == 0 || n < k || k > SC_INDEX_IVF_MAX_LISTS) return SC_EINVAL;
+    if (!x || !cent || k == 0 || n < k || k > SC_INDEX_IVF_MAX_LISTS || dim == 0 || dim > SC_INDEX_MAX_DIM)
+        return SC_EINVAL;
     int rc = 0;
     /* Distinct starting rows: a partial Fisher-Yates shuffle of 0..n-1. */
     uint32_t *perm = sc_malloc(n * sizeof(uint32_t));
@@ -179,7 +180,8 @@ uint32_t sc_index__nearest(const int8_t *c8, uint32_t nlist, size_t dim, const i
 int sc_index__cents_init(sc_index__cents *c, const int8_t *c8, uint32_t nlist, size_t dim)
 {
     memset(c, 0, sizeof *c);
-    if (!c8 || nlist == 0 || nlist > SC_INDEX_IVF_MAX_LISTS || dim == 0) return SC_EINVAL;
+    if (!c8 || nlist == 0 || nlist > SC_INDEX_IVF_MAX_LISTS || dim == 0 || dim > SC_INDEX_MAX_DIM)
+        return SC_EINVAL;
     c->c8 = c8;
     c->nlist = nlist;
     c->dim = (uint32_t)dim;
@@ -214,8 +216,6 @@ void sc_index__cents_free(sc_index__cents *c)
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
-/* Rows q[0..3] (dim4 quads each, as unsigned: byte ^ 0x80, zero-padded
- * quads as 0x80808080) to their nearest centroids. */
 /* Group g's 64 sums for rows q0..q3 (dim4 quads each, as unsigned: byte
  * ^ 0x80, zero-padded quads as 0x80808080) into s[row][0..63]. Written out
  * by hand so that the 16 accumulators, 4 centroid panels and a broadcast

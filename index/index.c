@@ -1382,28 +1382,33 @@ typedef struct ivf_split {
     const part *p;
     const int8_t *q;
     const list_score *ls;
-    uint32_t nprobe;
     cand *h[2];
     size_t n[2], cap;
 } ivf_split;
 
-/* Scores the probed lists ls[half], ls[half + 2], ... into h[half]. */
-static void scan_lists(void *arg, int half)
+/* Scores the probed lists ls[first], ls[first + step], ... into h. */
+static void scan_lists(const ivf_split *j, uint32_t first, uint32_t step, cand *h, size_t *n)
 {
-    ivf_split *j = arg;
     const ivf *v = j->p->ivf;
     const size_t dim = j->ix->dim, rb = SC_INDEX_I4_BYTES(dim);
     int32_t sb[SCAN_BLOCK];
     float fs[SCAN_BLOCK];
-    for (uint32_t pi = (uint32_t)half; pi < j->nprobe; pi += 2) {
+    for (uint32_t pi = first; pi < v->nprobe; pi += step) {
         size_t e = v->off[j->ls[pi].l + 1];
         for (size_t i = v->off[j->ls[pi].l]; i < e; i += SCAN_BLOCK) {
             size_t m = e - i < SCAN_BLOCK ? e - i : SCAN_BLOCK;
             sc_index_dot_i4(j->q, v->codes + i * rb, m, dim, sb);
             for (size_t t = 0; t < m; t++) fs[t] = (float)sb[t] * v->scales[i + t];
-            offer_block(j->ix, j->p, NULL, 0, v->rows + i, fs, m, j->h[half], &j->n[half], j->cap);
+            offer_block(j->ix, j->p, NULL, 0, v->rows + i, fs, m, h, n, j->cap);
         }
     }
+}
+
+/* sc_pair_run's halves: every other list, into heap `half`. */
+static void scan_half(void *arg, int half)
+{
+    ivf_split *j = arg;
+    scan_lists(j, (uint32_t)half, 2, j->h[half], &j->n[half]);
 }
 
 /* The ANN path: the nprobe lists whose centroids score highest, by a
@@ -1421,21 +1426,16 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
     for (uint32_t l = 0; l < v->nlist; l++) ls[l] = (list_score){cs[l], l};
     qsort(ls, v->nlist, sizeof ls[0], by_list_score);
 
-    ivf_split j = {ix, p, q, ls, v->nprobe, {h, NULL}, {0, 0}, cap};
+    ivf_split j = {ix, p, q, ls, {h, NULL}, {0, 0}, cap};
     sc_pair *pair = v->nprobe >= 2 && !sc_index__split_off ? sc_pair_shared() : NULL;
     int own = sc_pair_begin(pair);
     if (own) {
         j.h[1] = sc_malloc(cap * sizeof(cand));
-        sc_pair_run(pair, scan_lists, &j);
+        sc_pair_run(pair, scan_half, &j);
         for (size_t i = 0; i < j.n[1]; i++) heap_offer(h, &j.n[0], cap, j.h[1][i]);
         free(j.h[1]);
     } else {
-        /* Both halves here, in the order of the split (the same lists). */
-        scan_lists(&j, 0);
-        j.h[1] = h;
-        j.n[1] = j.n[0];
-        scan_lists(&j, 1);
-        j.n[0] = j.n[1];
+        scan_lists(&j, 0, 1, h, &j.n[0]);
     }
     sc_pair_end(pair, own);
     return scan_i4(ix, p, q, v->assigned, p->rows, h, j.n[0], cap);

@@ -216,6 +216,24 @@ void sc_index__cents_free(sc_index__cents *c)
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
+/* One row's broadcast quad into the accumulators of four panels (b0..b3
+ * in scope), and one row's 64 sums stored: the steps of group4_vnni. */
+#define ROW4(a0, a1, a2, a3, qr)                \
+    do {                                        \
+        __m512i x = _mm512_set1_epi32((int)(qr)); \
+        a0 = _mm512_dpbusd_epi32(a0, x, b0);    \
+        a1 = _mm512_dpbusd_epi32(a1, x, b1);    \
+        a2 = _mm512_dpbusd_epi32(a2, x, b2);    \
+        a3 = _mm512_dpbusd_epi32(a3, x, b3);    \
+    } while (0)
+#define STORE4(row, a0, a1, a2, a3)               \
+    do {                                          \
+        _mm512_storeu_si512(s[row], a0);          \
+        _mm512_storeu_si512(s[row] + 16, a1);     \
+        _mm512_storeu_si512(s[row] + 32, a2);     \
+        _mm512_storeu_si512(s[row] + 48, a3);     \
+    } while (0)
+
 /* Group g's 64 sums for rows q0..q3 (dim4 quads each, as unsigned: byte
  * ^ 0x80, zero-padded quads as 0x80808080) into s[row][0..63]. Written out
  * by hand so that the 16 accumulators, 4 centroid panels and a broadcast
@@ -234,43 +252,15 @@ VNNI_TARGET static void group4_vnni(const sc_index__cents *c, size_t g, const ui
     for (size_t j = 0; j < dim4; j++) {
         __m512i b0 = _mm512_loadu_si512(p0 + j * 64), b1 = _mm512_loadu_si512(p1 + j * 64);
         __m512i b2 = _mm512_loadu_si512(p2 + j * 64), b3 = _mm512_loadu_si512(p3 + j * 64);
-        __m512i x = _mm512_set1_epi32((int)q0[j]);
-        a00 = _mm512_dpbusd_epi32(a00, x, b0);
-        a01 = _mm512_dpbusd_epi32(a01, x, b1);
-        a02 = _mm512_dpbusd_epi32(a02, x, b2);
-        a03 = _mm512_dpbusd_epi32(a03, x, b3);
-        x = _mm512_set1_epi32((int)q1[j]);
-        a10 = _mm512_dpbusd_epi32(a10, x, b0);
-        a11 = _mm512_dpbusd_epi32(a11, x, b1);
-        a12 = _mm512_dpbusd_epi32(a12, x, b2);
-        a13 = _mm512_dpbusd_epi32(a13, x, b3);
-        x = _mm512_set1_epi32((int)q2[j]);
-        a20 = _mm512_dpbusd_epi32(a20, x, b0);
-        a21 = _mm512_dpbusd_epi32(a21, x, b1);
-        a22 = _mm512_dpbusd_epi32(a22, x, b2);
-        a23 = _mm512_dpbusd_epi32(a23, x, b3);
-        x = _mm512_set1_epi32((int)q3[j]);
-        a30 = _mm512_dpbusd_epi32(a30, x, b0);
-        a31 = _mm512_dpbusd_epi32(a31, x, b1);
-        a32 = _mm512_dpbusd_epi32(a32, x, b2);
-        a33 = _mm512_dpbusd_epi32(a33, x, b3);
+        ROW4(a00, a01, a02, a03, q0[j]);
+        ROW4(a10, a11, a12, a13, q1[j]);
+        ROW4(a20, a21, a22, a23, q2[j]);
+        ROW4(a30, a31, a32, a33, q3[j]);
     }
-    _mm512_storeu_si512(s[0], a00);
-    _mm512_storeu_si512(s[0] + 16, a01);
-    _mm512_storeu_si512(s[0] + 32, a02);
-    _mm512_storeu_si512(s[0] + 48, a03);
-    _mm512_storeu_si512(s[1], a10);
-    _mm512_storeu_si512(s[1] + 16, a11);
-    _mm512_storeu_si512(s[1] + 32, a12);
-    _mm512_storeu_si512(s[1] + 48, a13);
-    _mm512_storeu_si512(s[2], a20);
-    _mm512_storeu_si512(s[2] + 16, a21);
-    _mm512_storeu_si512(s[2] + 32, a22);
-    _mm512_storeu_si512(s[2] + 48, a23);
-    _mm512_storeu_si512(s[3], a30);
-    _mm512_storeu_si512(s[3] + 16, a31);
-    _mm512_storeu_si512(s[3] + 32, a32);
-    _mm512_storeu_si512(s[3] + 48, a33);
+    STORE4(0, a00, a01, a02, a03);
+    STORE4(1, a10, a11, a12, a13);
+    STORE4(2, a20, a21, a22, a23);
+    STORE4(3, a30, a31, a32, a33);
 }
 
 /* Rows q[0..3] to their nearest centroids, out[0..3]. */

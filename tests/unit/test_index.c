@@ -1142,6 +1142,15 @@ SC_TEST(index_nearest_rows_match_nearest)
     free(q);
 }
 
+/* 1 when two searches gave the same hits, ids and scores, in order. */
+static int same_hits(const sc_index_hit *a, size_t na, const sc_index_hit *b, size_t nb)
+{
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++)
+        if (a[i].id != b[i].id || a[i].score != b[i].score) return 0;
+    return 1;
+}
+
 SC_TEST(index_ann_two_threads_build_the_same)
 {
     const size_t d = 32, N = 17000;
@@ -1168,9 +1177,7 @@ SC_TEST(index_ann_two_threads_build_the_same)
         size_t na, nb;
         CHECK_OK(sc_index_search(one, "a", 1, q, 10, ha, &na));
         CHECK_OK(sc_index_search(two, "a", 1, q, 10, hb, &nb));
-        int same = na == nb;
-        for (size_t i = 0; same && i < na; i++) same = ha[i].id == hb[i].id && ha[i].score == hb[i].score;
-        differ += !same;
+        differ += !same_hits(ha, na, hb, nb);
         for (size_t i = 0; i < na; i++) CHECK(ha[i].id >= 12000 || ha[i].id % 13 != 0); /* removed rows stay out */
     }
     CHECK_EQ_INT(differ, 0);
@@ -1204,9 +1211,7 @@ SC_TEST(index_ann_split_search_same_hits)
         CHECK_OK(sc_index_search(ix, "a", 1, q, 10, ha, &na));
         sc_index__split_off = 1;
         CHECK_OK(sc_index_search(ix, "a", 1, q, 10, hb, &nb));
-        int same = na == nb;
-        for (size_t i = 0; same && i < na; i++) same = ha[i].id == hb[i].id && ha[i].score == hb[i].score;
-        differ += !same;
+        differ += !same_hits(ha, na, hb, nb);
         found += na;
     }
     sc_index__split_off = 0;

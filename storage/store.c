@@ -14,8 +14,6 @@
 #include "common/log.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -591,63 +589,13 @@ int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void
     return walk_entries(s, each_record, &w);
 }
 
-/* The start-up walk faults the map in page by page, and on a cold page
- * cache each fault waits for one small read: 1M entries (1.4 GB) took 5.2
- * s cold against 1.9 s warm, while the disk reads the file in 2.8 s. A
- * thread reading the file ahead in big sequential steps (readahead(2): into
- * the page cache, nothing copied) lets the walk overlap the disk. Only when
- * the file fits comfortably in free memory (else the reads would evict
- * what the walk has not reached yet); it stops with the walk. */
-enum { RA_STEP = 16 << 20 };
-
-typedef struct read_ahead {
-    int fd;
-    off_t size;
-    atomic_int stop;
-    pthread_t th;
-    int started;
-} read_ahead;
-
-atomic_ullong sc_store__read_ahead_bytes;
-
-static void *read_ahead_main(void *arg)
-{
-    read_ahead *ra = arg;
-    for (off_t off = 0; off < ra->size && !atomic_load(&ra->stop); off += RA_STEP) {
-        if (readahead(ra->fd, off, RA_STEP) != 0) break;
-        atomic_fetch_add(&sc_store__read_ahead_bytes, RA_STEP);
-    }
-    return NULL;
-}
-
-static void read_ahead_start(sc_store *s, read_ahead *ra)
-{
-    memset(ra, 0, sizeof *ra);
-    struct stat st;
-    long avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (mdb_env_get_fd(s->env, &ra->fd) != 0 || fstat(ra->fd, &st) != 0 || avail <= 0 || page <= 0) return;
-    ra->size = st.st_size;
-    if (ra->size < RA_STEP || (double)ra->size > 0.5 * (double)avail * (double)page) return;
-    ra->started = pthread_create(&ra->th, NULL, read_ahead_main, ra) == 0;
-}
-
-static void read_ahead_stop(read_ahead *ra)
-{
-    if (!ra->started) return;
-    atomic_store(&ra->stop, 1);
-    pthread_join(ra->th, NULL);
-}
-
 int sc_store_foreach_vector(sc_store *s,
                             int (*fn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec),
                             void *ctx)
 {
     walk_ctx w = {.s = s, .now = (int64_t)time(NULL), .vfn = fn, .ctx = ctx,
                   .vec = sc_malloc(SC_RECORD_MAX_DIM * sizeof(float))};
-    read_ahead ra;
-    read_ahead_start(s, &ra);
     int rc = walk_entries(s, each_vector, &w);
-    read_ahead_stop(&ra);
     free(w.vec);
     return rc;
 }

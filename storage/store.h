@@ -143,10 +143,7 @@ int sc_store_foreach(sc_store *s, int (*fn)(void *ctx, const sc_record *r), void
 /* The same walk for the index rebuild, lighter: fn gets each live,
  * decodable record's id, head (namespace, fingerprint, dim...) and vector
  * (h->dim floats; NULL when it has none), valid only during the call,
- * with none of the strings copied (sc_record_decode_vector). While it
- * walks, a thread reads the data file ahead into the page cache (when the
- * file is 16 MB or more and under half of free memory), so a start on a
- * cold page cache overlaps the disk with the decoding. */
+ * with none of the strings copied (sc_record_decode_vector). */
 int sc_store_foreach_vector(sc_store *s,
                             int (*fn)(void *ctx, uint64_t id, const sc_record_head *h, const float *vec),
                             void *ctx);

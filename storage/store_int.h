@@ -142,10 +142,6 @@ void sc_store__compact_cleanup(sc_store *s);
  * (before the rename), 2 after the rename. */
 extern void (*sc_store__compact_hook)(int stage);
 
-/* For tests: bytes the start-up walk's read-ahead thread (store.c) has
- * asked the kernel to read, over every walk of the process. */
-extern atomic_ullong sc_store__read_ahead_bytes;
-
 /* Writer thread lifecycle (store_writer.c). */
 int sc_store__writer_start(sc_store *s);
 void sc_store__writer_stop(sc_store *s);

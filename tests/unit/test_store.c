@@ -7,10 +7,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "storage/store.h"
-#include "storage/store_int.h"
 
 #include <lmdb.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1041,73 +1039,5 @@ SC_TEST(store_put_many_batches)
         CHECK_EQ_INT(id, recs[i].id);
     }
     CHECK_EQ_INT(after.entries, N - 1);
-    sc_store_close(s);
-}
-
-/* The start-up walk reads the file ahead on a thread once it passes 16 MB:
- * every record still comes out once, with its vector, and the thread ran. */
-typedef struct walk_seen {
-    uint32_t dim;
-    size_t n, bad;
-    uint8_t *seen;
-    uint64_t first_id;
-} walk_seen;
-
-static int seen_fn(void *ctx, uint64_t id, const sc_record_head *h, const float *vec)
-{
-    walk_seen *w = ctx;
-    size_t i = (size_t)(id - w->first_id);
-    if (!vec || h->dim != w->dim || i >= 20000 || w->seen[i]) {
-        w->bad++;
-        return 0;
-    }
-    w->seen[i] = 1;
-    /* vec[1] carries the record's number mod 1000 (12-bit codes on disk:
-     * within 1/4094 of the largest component, vec[0] = 1). */
-    if (fabsf(vec[0] - 1.0f) > 1e-3f || fabsf(vec[1] - (float)(i % 1000) / 1000.0f) > 4e-4f) w->bad++;
-    w->n++;
-    return 0;
-}
-
-SC_TEST(store_walk_reads_ahead_and_sees_every_record)
-{
-    enum { N = 20000, D = 512, BATCH = 500 };
-    sc_store_opts o;
-    opts_init(&o, sc_test_tmpdir(), NULL);
-    o.sync = 0;
-    o.dim = D;
-    sc_store *s = open_store(&o);
-    REQUIRE(s);
-    float *vecs = sc_calloc((size_t)BATCH * D, sizeof(float));
-    sc_record recs[BATCH];
-    sc_record *ptrs[BATCH];
-    uint8_t (*keys)[SC_EXACT_KEY_LEN] = sc_malloc(sizeof *keys * BATCH);
-    int rcs[BATCH];
-    uint64_t first = 0;
-    for (int b = 0; b < N / BATCH; b++) {
-        for (int j = 0; j < BATCH; j++) {
-            int i = b * BATCH + j;
-            float *v = vecs + (size_t)j * D;
-            v[0] = 1.0f;
-            v[1] = (float)(i % 1000) / 1000.0f;
-            rec_init(&recs[j], "walk", "a prompt", 100, 0, v);
-            recs[j].dim = D;
-            key_of(keys[j], i);
-            ptrs[j] = &recs[j];
-        }
-        REQUIRE(sc_store_put_many(s, ptrs, (const uint8_t(*)[SC_EXACT_KEY_LEN])keys, BATCH, rcs) == 0);
-        if (b == 0) first = recs[0].id;
-    }
-    /* Ids are handed out in order, so record i has id first + i. */
-    CHECK_EQ_INT(recs[BATCH - 1].id, first + N - 1);
-    unsigned long long before = atomic_load(&sc_store__read_ahead_bytes);
-    walk_seen w = {.dim = D, .seen = sc_calloc(N, 1), .first_id = first};
-    CHECK_OK(sc_store_foreach_vector(s, seen_fn, &w));
-    CHECK_EQ_INT(w.n, N);
-    CHECK_EQ_INT(w.bad, 0);
-    CHECK(atomic_load(&sc_store__read_ahead_bytes) > before);
-    free(w.seen);
-    free(keys);
-    free(vecs);
     sc_store_close(s);
 }

@@ -13,6 +13,8 @@
 #              one connection; with the ANN path (the default) and with
 #              --index-ann-min-rows 0 (the exact 4-bit scan) in the same run
 #   SC_DATA_DIR=DIR bash benchmarks/bench_million.sh KEPT_DIR [BUILD]
+# COLD=1: the page cache is dropped before each start (root only), so the
+# walk reads the data file from disk, as after a reboot.
 set -u
 cd "$(dirname "$0")/.."
 KEPT=${1:?usage: bench_million.sh KEPT_DIR [BUILD]}
@@ -41,6 +43,7 @@ rl.on("close", () => {
 
 start() { # ARGS... -> pid, start-up seconds in $up ($t0: exec time)
     local t1
+    if [ "${COLD:-0}" = 1 ]; then sync; echo 3 > /proc/sys/vm/drop_caches || exit 1; fi
     t0=$(date +%s.%N)
     "$BUILD/semcached" --port $P --resp-port 0 --data-dir "$KEPT" --model-dir "$MODEL" --log-level info "$@" >"$d/log" 2>&1 &
     pid=$!

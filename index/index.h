@@ -38,6 +38,12 @@
  * partition that shrinks below half of ann_min_rows goes back to the exact
  * scan at its next compaction.
  *
+ * A search that is the only embedding or search in flight in the process
+ * (common/pair.h) has the shared helper thread scan half of its work (every
+ * other probed list; on the exact 4-bit scan, the second half of the rows
+ * of a partition of 16,384 rows or more), with the same hits as one
+ * thread's.
+ *
  * Threads: any thread may call any function. Searches run concurrently
  * with each other and with adds; an add or remove holds a partition's
  * write lock only for a short, bounded time (no large copies under it).

@@ -1192,19 +1192,16 @@ SC_TEST(index_ann_two_threads_build_the_same)
  * thread (common/pair.h) and merges the two heaps: the same hits as one
  * thread scanning them all (these rows have no equal scores, where the
  * candidate kept at the cut could depend on the order). */
-SC_TEST(index_ann_split_search_same_hits)
+/* Searches of ix split with the shared helper and unsplit give the same
+ * hits, and the helper does take halves (when there is one). */
+static void split_same(sc_index *ix, rng *r, const float *v, size_t n, size_t d)
 {
-    const size_t d = 32, N = 17000;
-    rng r = {4049};
-    float *v = clustered(&r, N, d, 60, 3.0f / sqrtf((float)d));
-    sc_index *ix = ann_built(v, N, d, SIZE_MAX);
-    REQUIRE(ix);
     sc_pair *pair = sc_pair_shared();
     unsigned long h0 = pair ? sc_pair_helped(pair) : 0;
     size_t differ = 0, found = 0;
     float q[32];
     for (size_t t = 0; t < 300; t++) {
-        near_dup(&r, v + (rnext(&r) % N) * d, q, d, 1.0f / sqrtf((float)d));
+        near_dup(r, v + (rnext(r) % n) * d, q, d, 1.0f / sqrtf((float)d));
         sc_index_hit ha[10], hb[10];
         size_t na, nb;
         sc_index__split_off = 0;
@@ -1229,6 +1226,35 @@ SC_TEST(index_ann_split_search_same_hits)
     } else {
         printf("# no helper thread here (one CPU or SC_EMBED_PAIR=0): both paths unsplit\n");
     }
+}
+
+SC_TEST(index_ann_split_search_same_hits)
+{
+    const size_t d = 32, N = 17000;
+    rng r = {4049};
+    float *v = clustered(&r, N, d, 60, 3.0f / sqrtf((float)d));
+    sc_index *ix = ann_built(v, N, d, SIZE_MAX);
+    REQUIRE(ix);
+    split_same(ix, &r, v, N, d);
+    sc_index_destroy(ix);
+    free(v);
+}
+
+/* The exact 4-bit scan of a big partition (no IVF) splits its rows in two
+ * halves the same way; tombstones on both sides of the middle. */
+SC_TEST(index_exact_split_search_same_hits)
+{
+    const size_t d = 32, N = 17001;   /* past SPLIT_MIN_ROWS (16,384) */
+    rng r = {733};
+    float *v = clustered(&r, N, d, 40, 3.0f / sqrtf((float)d));
+    sc_index *ix = mk_ann(d, UINT32_MAX, 0);
+    REQUIRE(ix);
+    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
+    for (size_t i = 0; i < N; i += 17) CHECK_OK(sc_index_remove(ix, i));
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.ann_partitions, 0);
+    split_same(ix, &r, v, N, d);
     sc_index_destroy(ix);
     free(v);
 }

@@ -13,6 +13,7 @@
  * add to the index. A maintenance thread expires and evicts entries once a
  * second; every removal reaches the index through the store's callback. */
 #include "server/cache.h"
+#include "server/akeys.h"
 #include "server/shared.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -37,6 +38,7 @@
 
 #define SC_IMPORT_SPLIT_MIN 16   /* texts in a batch before embed_batch uses a second thread */
 #define MAX_TOPK 64
+#define AKEY_SLOTS 65536          /* the vote's answer keys held (1 MiB) */
 
 struct sc_cache {
     const sc_config *cfg;
@@ -63,6 +65,7 @@ struct sc_cache {
     atomic_ullong generation;   /* bumped after every committed removal or update */
     sc_recent *recent;          /* the last semantic decisions (dashboard) */
     sc_learn *learn;            /* verdicts, checks and the error budget */
+    sc_akeys *akeys;            /* the vote's answer keys by id (NULL without the vote) */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -136,6 +139,7 @@ static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     sc_cache *c = ctx;
     if (c->index) sc_index_remove(c->index, id);
     if (c->learn) sc_learn_forget(c->learn, id);
+    sc_akeys_forget(c->akeys, id);
     atomic_fetch_add(&c->generation, 1);
 }
 
@@ -144,10 +148,10 @@ static void on_store_remove(void *ctx, uint64_t id, const char *ns, uint64_t fp)
  * exact key: memos of it are stale as after a removal. */
 static void on_store_update(void *ctx, uint64_t id, const char *ns, uint64_t fp)
 {
-    (void)id;
     (void)ns;
     (void)fp;
     sc_cache *c = ctx;
+    sc_akeys_forget(c->akeys, id);
     atomic_fetch_add(&c->generation, 1);
 }
 
@@ -479,6 +483,7 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     /* The vote was tuned for semcache-embed only; use-lite and hash keep
      * the raw cosine their 0.90 default was tuned on. */
     c->vote = own && strcmp(cfg->answer_vote, "on") == 0;
+    if (c->vote) c->akeys = sc_akeys_create(AKEY_SLOTS);
     c->gamma = own ? SC_EMBED_SCORE_GAMMA : 1;
     sc_learn_set_scale(c->learn, c->gamma);
     /* The tuned defaults (bench_quality and tools/train on the dev splits;
@@ -549,6 +554,7 @@ void sc_cache_close(sc_cache *c)
     if (c->verify) sc_verify_destroy(c->verify);
     if (c->index) sc_index_destroy(c->index);
     sc_recent_destroy(c->recent);
+    sc_akeys_destroy(c->akeys);
     if (c->emb) sc_embedder_close(c->emb);
     pthread_mutex_destroy(&c->maint_mu);
     pthread_mutex_destroy(&c->apply_mu);
@@ -702,6 +708,20 @@ static double lookup_threshold(sc_cache *c, const char *ns, const sc_cache_looku
     return sc_learn_threshold(c->learn, ns, res->max_error, c->threshold, &res->learned);
 }
 
+/* The vote's key of entry r's answer: held since its put or an earlier
+ * lookup, else computed from its stored JSON and held. */
+static uint64_t answer_key(sc_cache *c, const sc_record *r)
+{
+    uint64_t key;
+    if (sc_akeys_get(c->akeys, r->id, &key)) return key;
+    size_t alen;
+    char *ans = sc_cache_answer_text(r, &alen);
+    key = sc_vote_answer_key(ans ? ans : r->response, ans ? alen : r->response_len);
+    free(ans);
+    sc_akeys_put(c->akeys, r->id, key);
+    return key;
+}
+
 int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                        const sc_cache_lookup_opts *o, sc_cache_result *res)
 {
@@ -745,11 +765,8 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
         }
         if (i == 0) res->similarity = hits[i].score;
         if (c->vote) {
-            size_t alen;
-            char *ans = sc_cache_answer_text(&r, &alen);
             votes[nc].cos = hits[i].score;
-            votes[nc].answer = sc_vote_answer_key(ans ? ans : r.response, ans ? alen : r.response_len);
-            free(ans);
+            votes[nc].answer = answer_key(c, &r);
             cands[nc++] = r;
             continue;
         }
@@ -961,6 +978,9 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
     if (rc == SC_OK) {
         rc = sc_index_add(c->index, r->ns, r->fp, r->id, vec);
         atomic_fetch_add(&c->puts, 1);
+        /* Off the lookup's path: its answer key, ready for the votes
+         * whose candidate it will be. */
+        if (c->akeys) (void)answer_key(c, r);
     }
     free(own);
     return rc;

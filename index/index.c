@@ -1447,9 +1447,13 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
  * IVF's lists. 512-d rows after a pass that evicts the caches (as an
  * embedding does), one search at a time: 16k rows 190 -> 143 us, 65k rows
  * 650 -> 386 us; at 5k rows waking the helper costs more than it saves
- * (80 -> 89 us), at 10k it is a wash (BENCHMARKS.md, "The exact scan on
+ * (80 -> 89 us), at 10k it is a wash. Inside an operation the caller
+ * already opened (a lookup's embedding and search, common/pair.h) the
+ * helper is awake, and from SPLIT_MIN_ROWS_AWAKE rows on the split pays:
+ * 4k rows 67 -> 53 us, 8k 110 -> 74 us (BENCHMARKS.md, "The exact scan on
  * two cores"). */
 #define SPLIT_MIN_ROWS 16384
+#define SPLIT_MIN_ROWS_AWAKE 2048
 
 typedef struct range_split {
     const sc_index *ix;
@@ -1468,7 +1472,8 @@ static void range_half(void *arg, int half)
 
 static size_t scan_i4_all(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
-    sc_pair *pair = p->rows >= SPLIT_MIN_ROWS && !sc_index__split_off ? sc_pair_shared() : NULL;
+    sc_pair *pair = sc_index__split_off ? NULL : sc_pair_shared();
+    if (p->rows < (sc_pair_owns(pair) ? SPLIT_MIN_ROWS_AWAKE : SPLIT_MIN_ROWS)) pair = NULL;
     int own = sc_pair_begin(pair);
     size_t n;
     if (own) {

@@ -550,3 +550,53 @@ SC_TEST(embed_use_gemm_kernel_vs_sgemm)
         free(c2);
     }
 }
+
+typedef struct {
+    sc_pair *p;
+    int got;
+} other_arg;
+
+static void *other_begin(void *arg)
+{
+    other_arg *o = arg;
+    o->got = sc_pair_begin(o->p);
+    sc_pair_end(o->p, o->got);
+    return NULL;
+}
+
+/* begin/end nest on the thread that owns the open operation: inner calls
+ * get 1 without counting a second operation (another thread still gets
+ * 0), and only the outermost end closes it. */
+SC_TEST(embed_use_pair_begin_nests)
+{
+    sc_pair *p = sc_pair_create();
+    if (!p) {
+        printf("# no helper on this machine (one CPU or SC_EMBED_PAIR=0)\n");
+        CHECK(!sc_pair_owns(NULL));
+        return;
+    }
+    CHECK(!sc_pair_owns(p));
+    int outer = sc_pair_begin(p);
+    CHECK_EQ_INT(outer, 1);
+    CHECK(sc_pair_owns(p));
+    int inner = sc_pair_begin(p);
+    CHECK_EQ_INT(inner, 1);
+    CHECK(sc_pair_alone(p));           /* still one operation in flight */
+    pair_task t = {0};
+    sc_pair_run(p, pair_fn, &t);
+    CHECK(atomic_load(&t.runs[0]) == 1 && atomic_load(&t.runs[1]) == 1);
+    sc_pair_end(p, inner);
+    CHECK(sc_pair_owns(p));            /* the outer operation is still open */
+    other_arg o = {p, -1};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, other_begin, &o) == 0);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(o.got, 0);            /* a second operation does not split */
+    sc_pair_end(p, outer);
+    CHECK(!sc_pair_owns(p));
+    o.got = -1;
+    REQUIRE(pthread_create(&th, NULL, other_begin, &o) == 0);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(o.got, 1);            /* closed: the next one owns it */
+    sc_pair_destroy(p);
+}

@@ -19,7 +19,8 @@
  * nest: a thread that owns the open operation and begins again (a lookup
  * that opened one around its embedding and its search, so the helper
  * stays awake between the two) gets 1 at once, and only the outermost end
- * closes it.
+ * closes it. A nested begin returns 1 even when other operations have
+ * started since the outer one: check sc_pair_alone() before splitting.
  * sc_pair_run() posts half a task to the helper, runs the other half, and
  * runs the helper's half too when the helper has not taken it by then
  * (asleep, descheduled): a split never waits on a thread that is not

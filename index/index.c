@@ -1429,7 +1429,7 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
     ivf_split j = {ix, p, q, ls, {h, NULL}, {0, 0}, cap};
     sc_pair *pair = v->nprobe >= 2 && !sc_index__split_off ? sc_pair_shared() : NULL;
     int own = sc_pair_begin(pair);
-    if (own) {
+    if (own && sc_pair_alone(pair)) { /* nested (common/pair.h): others may have started since */
         j.h[1] = sc_malloc(cap * sizeof(cand));
         sc_pair_run(pair, scan_half, &j);
         for (size_t i = 0; i < j.n[1]; i++) heap_offer(h, &j.n[0], cap, j.h[1][i]);
@@ -1476,7 +1476,7 @@ static size_t scan_i4_all(const sc_index *ix, const part *p, const int8_t *q, ca
     if (p->rows < (sc_pair_owns(pair) ? SPLIT_MIN_ROWS_AWAKE : SPLIT_MIN_ROWS)) pair = NULL;
     int own = sc_pair_begin(pair);
     size_t n;
-    if (own) {
+    if (own && sc_pair_alone(pair)) {
         range_split j = {ix, p, q, 0, p->rows / 2, p->rows, {h, sc_malloc(cap * sizeof(cand))}, {0, 0}, cap};
         sc_pair_run(pair, range_half, &j);
         n = j.n[0];

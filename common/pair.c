@@ -147,42 +147,20 @@ void sc_pair_destroy(sc_pair *p)
     free(p);
 }
 
-/* The pair whose open operation this thread owns, and how deep its
- * begin/end calls nest inside it (a lookup's embedding and search). */
-static _Thread_local sc_pair *owned;
-static _Thread_local int depth;
-
 int sc_pair_begin(sc_pair *p)
 {
     if (!p) return 0;
-    if (owned == p) {
-        depth++;
-        return 1;
-    }
     if (atomic_fetch_add(&p->inflight, 1) != 0) return 0;
     atomic_store(&p->active, 1);
     wake(p);
-    if (!owned) {
-        owned = p;
-        depth = 1;
-    }
     return 1;
 }
 
 void sc_pair_end(sc_pair *p, int owner)
 {
     if (!p) return;
-    if (owner && owned == p && --depth > 0) return;
-    if (owner) {
-        if (owned == p) owned = NULL;
-        atomic_store(&p->active, 0);
-    }
+    if (owner) atomic_store(&p->active, 0);
     atomic_fetch_sub(&p->inflight, 1);
-}
-
-int sc_pair_owns(const sc_pair *p)
-{
-    return p && owned == p;
 }
 
 int sc_pair_alone(const sc_pair *p)

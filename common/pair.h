@@ -15,12 +15,7 @@
  * Protocol: sc_pair_begin() before an operation and sc_pair_end() after
  * it, from every operation (they count the operations in flight); begin
  * returns 1 to the one that may split, and wakes the helper, which then
- * spins for tasks until end (or until a second operation starts). Calls
- * nest: a thread that owns the open operation and begins again (a lookup
- * that opened one around its embedding and its search, so the helper
- * stays awake between the two) gets 1 at once, and only the outermost end
- * closes it. A nested begin returns 1 even when other operations have
- * started since the outer one: check sc_pair_alone() before splitting.
+ * spins for tasks until end (or until a second operation starts).
  * sc_pair_run() posts half a task to the helper, runs the other half, and
  * runs the helper's half too when the helper has not taken it by then
  * (asleep, descheduled): a split never waits on a thread that is not
@@ -43,11 +38,6 @@ sc_pair *sc_pair_shared(void);
  * runs alone; either way pair it with sc_pair_end(p, that value). */
 int sc_pair_begin(sc_pair *p);
 void sc_pair_end(sc_pair *p, int owner);
-
-/* 1 when the calling thread owns p's open operation (begin returned 1 to
- * it and its end has not come): the helper is awake, so even a short task
- * is worth splitting. */
-int sc_pair_owns(const sc_pair *p);
 
 /* For the forward that begin returned 1 to: 1 while it is still the only
  * one in flight (worth splitting the next product). */

@@ -1429,7 +1429,7 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
     ivf_split j = {ix, p, q, ls, {h, NULL}, {0, 0}, cap};
     sc_pair *pair = v->nprobe >= 2 && !sc_index__split_off ? sc_pair_shared() : NULL;
     int own = sc_pair_begin(pair);
-    if (own && sc_pair_alone(pair)) { /* nested (common/pair.h): others may have started since */
+    if (own) {
         j.h[1] = sc_malloc(cap * sizeof(cand));
         sc_pair_run(pair, scan_half, &j);
         for (size_t i = 0; i < j.n[1]; i++) heap_offer(h, &j.n[0], cap, j.h[1][i]);
@@ -1447,13 +1447,9 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
  * IVF's lists. 512-d rows after a pass that evicts the caches (as an
  * embedding does), one search at a time: 16k rows 190 -> 143 us, 65k rows
  * 650 -> 386 us; at 5k rows waking the helper costs more than it saves
- * (80 -> 89 us), at 10k it is a wash. Inside an operation the caller
- * already opened (a lookup's embedding and search, common/pair.h) the
- * helper is awake, and from SPLIT_MIN_ROWS_AWAKE rows on the split pays:
- * 4k rows 67 -> 53 us, 8k 110 -> 74 us (BENCHMARKS.md, "The exact scan on
+ * (80 -> 89 us), at 10k it is a wash (BENCHMARKS.md, "The exact scan on
  * two cores"). */
 #define SPLIT_MIN_ROWS 16384
-#define SPLIT_MIN_ROWS_AWAKE 2048
 
 typedef struct range_split {
     const sc_index *ix;
@@ -1472,11 +1468,10 @@ static void range_half(void *arg, int half)
 
 static size_t scan_i4_all(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
-    sc_pair *pair = sc_index__split_off ? NULL : sc_pair_shared();
-    if (p->rows < (sc_pair_owns(pair) ? SPLIT_MIN_ROWS_AWAKE : SPLIT_MIN_ROWS)) pair = NULL;
+    sc_pair *pair = p->rows >= SPLIT_MIN_ROWS && !sc_index__split_off ? sc_pair_shared() : NULL;
     int own = sc_pair_begin(pair);
     size_t n;
-    if (own && sc_pair_alone(pair)) {
+    if (own) {
         range_split j = {ix, p, q, 0, p->rows / 2, p->rows, {h, sc_malloc(cap * sizeof(cand))}, {0, 0}, cap};
         sc_pair_run(pair, range_half, &j);
         n = j.n[0];

@@ -14,7 +14,6 @@
  * second; every removal reaches the index through the store's callback. */
 #include "server/cache.h"
 #include "server/akeys.h"
-#include "common/pair.h"
 #include "server/shared.h"
 #include "common/alloc.h"
 #include "common/err.h"
@@ -67,8 +66,6 @@ struct sc_cache {
     sc_recent *recent;          /* the last semantic decisions (dashboard) */
     sc_learn *learn;            /* verdicts, checks and the error budget */
     sc_akeys *akeys;            /* the vote's answer keys by id (NULL without the vote) */
-    int pair_session;           /* a lookup's embedding and search are one pair operation
-                                   (local forward passes: semcache-embed, use-lite) */
 };
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
@@ -445,7 +442,6 @@ int sc_cache_open(sc_cache **out, const sc_config *cfg, char *err, size_t errlen
     int rc = sc_embedder_open(&c->emb, &eo, err, errlen);
     if (rc) goto fail;
     c->dim = sc_embedder_dim(c->emb);
-    c->pair_session = strcmp(cfg->embedder, "semcache-embed") == 0 || strcmp(cfg->embedder, "use-lite") == 0;
 
     sc_index_opts io = {.dim = c->dim, .backend = cfg->index_backend, .faiss_desc = cfg->faiss_desc,
                         .scan_bits = (uint32_t)cfg->index_scan_bits,
@@ -743,18 +739,11 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     double threshold = lookup_threshold(c, ns, o, res);
     res->dim = c->dim;
     res->vec = sc_malloc(sizeof(float) * c->dim);
+    if ((rc = sc_embed(c->emb, &prompt, &len, 1, res->vec))) goto out;
     size_t k = (size_t)c->cfg->top_k, n = 0;
     if (k > MAX_TOPK) k = MAX_TOPK;
     sc_index_hit hits[MAX_TOPK];
-    /* One operation for the shared helper thread (common/pair.h) from the
-     * embedding to the end of the search: it stays awake between the two,
-     * so the search can split too. Not around a remote embedder's call. */
-    sc_pair *pair = c->pair_session ? sc_pair_shared() : NULL;
-    int own = sc_pair_begin(pair);
-    rc = sc_embed(c->emb, &prompt, &len, 1, res->vec);
-    if (!rc) rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n);
-    sc_pair_end(pair, own);
-    if (rc) goto out;
+    if ((rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n))) goto out;
     double best_conf = -1;
     sc_record cands[MAX_TOPK];
     sc_vote_cand votes[MAX_TOPK];

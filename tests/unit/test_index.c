@@ -1259,51 +1259,6 @@ SC_TEST(index_exact_split_search_same_hits)
     free(v);
 }
 
-/* Inside an operation the caller opened (a lookup around its embedding and
- * search), the helper is awake and a 3,000-row partition splits too. */
-SC_TEST(index_exact_split_inside_an_open_operation)
-{
-    const size_t d = 32, N = 3000;
-    rng r = {1201};
-    float *v = clustered(&r, N, d, 20, 3.0f / sqrtf((float)d));
-    sc_index *ix = mk_ann(d, UINT32_MAX, 0);
-    REQUIRE(ix);
-    for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
-    sc_pair *pair = sc_pair_shared();
-    if (!pair) {
-        printf("# no helper thread here (one CPU or SC_EMBED_PAIR=0)\n");
-        sc_index_destroy(ix);
-        free(v);
-        return;
-    }
-    /* Outside an operation 3,000 rows are below the line: never split. */
-    unsigned long h0 = sc_pair_helped(pair);
-    float q[32];
-    sc_index_hit ha[10], hb[10];
-    size_t na, nb, differ = 0;
-    for (int t = 0; t < 200; t++) {
-        near_dup(&r, v + (rnext(&r) % N) * d, q, d, 1.0f / sqrtf((float)d));
-        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, ha, &na));
-    }
-    CHECK_EQ_INT(sc_pair_helped(pair) - h0, 0);
-    for (int t = 0; t < 500 && (t < 200 || sc_pair_helped(pair) == h0); t++) {
-        near_dup(&r, v + (rnext(&r) % N) * d, q, d, 1.0f / sqrtf((float)d));
-        int own = sc_pair_begin(pair);
-        CHECK_EQ_INT(own, 1);
-        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, ha, &na));
-        sc_pair_end(pair, own);
-        sc_index__split_off = 1;
-        CHECK_OK(sc_index_search(ix, "a", 1, q, 10, hb, &nb));
-        sc_index__split_off = 0;
-        differ += !same_hits(ha, na, hb, nb);
-    }
-    printf("# the helper scanned %lu halves\n", sc_pair_helped(pair) - h0);
-    CHECK(sc_pair_helped(pair) > h0);
-    CHECK_EQ_INT(differ, 0);
-    sc_index_destroy(ix);
-    free(v);
-}
-
 SC_TEST(index_ann_bulk_load_builds_once_at_the_end)
 {
     const size_t d = 32, N = 6000;

@@ -43,7 +43,10 @@ rl.on("close", () => {
 
 start() { # ARGS... -> pid, start-up seconds in $up ($t0: exec time)
     local t1
-    if [ "${COLD:-0}" = 1 ]; then sync; echo 3 > /proc/sys/vm/drop_caches || exit 1; fi
+    if [ "${COLD:-0}" = 1 ]; then
+        sync
+        echo 3 2>/dev/null > /proc/sys/vm/drop_caches || { echo "bench_million: COLD=1 needs root (writes /proc/sys/vm/drop_caches)" >&2; exit 1; }
+    fi
     t0=$(date +%s.%N)
     "$BUILD/semcached" --port $P --resp-port 0 --data-dir "$KEPT" --model-dir "$MODEL" --log-level info "$@" >"$d/log" 2>&1 &
     pid=$!

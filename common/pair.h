@@ -5,7 +5,8 @@
  * meanwhile. An sc_pair is one helper thread that takes half of the work
  * of an operation while it is the only one in flight: half of each dense
  * product's column panels of a forward pass (embed/use_gemm.c), half of
- * the lists an ANN search probes (index/index.c). With two or more
+ * the lists an ANN search probes or of the rows of a big exact scan
+ * (index/index.c). With two or more
  * operations in flight every one runs on its own thread as before
  * (parallelism across requests, no oversubscription); the embedder and the
  * index share one pair (sc_pair_shared), so an embedding and a search on

@@ -1441,15 +1441,16 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
     return scan_i4(ix, p, q, v->assigned, p->rows, h, j.n[0], cap);
 }
 
-/* The exact 4-bit scan of a partition of SPLIT_MIN_ROWS rows or more,
- * when it is the only operation in flight: the helper scans the second
- * half of the rows into a heap of its own, merged here after, as for the
- * IVF's lists. 512-d rows after a pass that evicts the caches (as an
- * embedding does), one search at a time: 16k rows 190 -> 143 us, 65k rows
- * 650 -> 386 us; at 5k rows waking the helper costs more than it saves
- * (80 -> 89 us), at 10k it is a wash (BENCHMARKS.md, "The exact scan on
- * two cores"). */
-#define SPLIT_MIN_ROWS 16384
+/* The exact 4-bit scan of a partition whose codes take SPLIT_MIN_BYTES or
+ * more (16,384 rows at 512-d), when it is the only operation in flight:
+ * the helper scans the second half of the rows into a heap of its own,
+ * merged here after, as for the IVF's lists. The scan's time goes with its
+ * bytes, waking the helper costs a fixed ~30-40 us: 512-d rows after a
+ * pass that evicts the caches, one search at a time (bench_index): 20k
+ * rows 228-235 -> 159-166 us, 50k 505-529 -> 324-400 us; below the line,
+ * 10k rows were a wash and 5k rows lost (80 -> 89 us) in a build that
+ * split them (BENCHMARKS.md, "The exact scan on two cores"). */
+#define SPLIT_MIN_BYTES ((size_t)4 << 20)
 
 typedef struct range_split {
     const sc_index *ix;
@@ -1468,7 +1469,8 @@ static void range_half(void *arg, int half)
 
 static size_t scan_i4_all(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
-    sc_pair *pair = p->rows >= SPLIT_MIN_ROWS && !sc_index__split_off ? sc_pair_shared() : NULL;
+    int big = p->rows * SC_INDEX_I4_BYTES(ix->dim) >= SPLIT_MIN_BYTES;
+    sc_pair *pair = big && !sc_index__split_off ? sc_pair_shared() : NULL;
     int own = sc_pair_begin(pair);
     size_t n;
     if (own) {

@@ -38,11 +38,13 @@
  * partition that shrinks below half of ann_min_rows goes back to the exact
  * scan at its next compaction.
  *
- * A search that is the only embedding or search in flight in the process
- * (common/pair.h) has the shared helper thread scan half of its work (every
- * other probed list; on the exact 4-bit scan, the second half of the rows
- * of a partition of 16,384 rows or more), with the same hits as one
- * thread's.
+ * Two cores for one search: a flat 4-bit search that is the only
+ * embedding or search in flight in the process (common/pair.h) has the
+ * shared helper thread scan half of the work: every other probed list of
+ * an IVF (when it probes two or more; the caller scans the rows not yet
+ * assigned alone), or the second half of the rows of an exact scan whose
+ * codes take 4 MiB or more (16,384 rows at 512-d). The hits are one
+ * thread's, up to which of equal scores is kept at the candidates' cut.
  *
  * Threads: any thread may call any function. Searches run concurrently
  * with each other and with adds; an add or remove holds a partition's

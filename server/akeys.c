@@ -3,6 +3,7 @@
 #include "common/alloc.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #define STRIPES 64
@@ -12,10 +13,16 @@ typedef struct slot {
     uint64_t key;
 } slot;
 
+/* One lock a cache line, so that neighbouring stripes do not share one. */
+typedef struct stripe {
+    _Alignas(64) pthread_mutex_t mu;
+} stripe;
+
 struct sc_akeys {
     slot *slots;
     unsigned shift;            /* 64 - log2(slots) */
-    pthread_mutex_t mu[STRIPES];
+    atomic_ullong epoch;       /* sc_akeys_changed calls */
+    stripe st[STRIPES];
 };
 
 sc_akeys *sc_akeys_create(size_t slots)
@@ -29,14 +36,14 @@ sc_akeys *sc_akeys_create(size_t slots)
     }
     a->slots = sc_calloc(n, sizeof *a->slots);
     a->shift = 64 - bits;
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&a->mu[i], NULL);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_init(&a->st[i].mu, NULL);
     return a;
 }
 
 void sc_akeys_destroy(sc_akeys *a)
 {
     if (!a) return;
-    for (int i = 0; i < STRIPES; i++) pthread_mutex_destroy(&a->mu[i]);
+    for (int i = 0; i < STRIPES; i++) pthread_mutex_destroy(&a->st[i].mu);
     free(a->slots);
     free(a);
 }
@@ -52,7 +59,7 @@ int sc_akeys_get(sc_akeys *a, uint64_t id, uint64_t *key)
 {
     if (!a || !id) return 0;
     size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->mu[i % STRIPES];
+    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
     pthread_mutex_lock(mu);
     int found = a->slots[i].id == id;
     if (found) *key = a->slots[i].key;
@@ -60,13 +67,21 @@ int sc_akeys_get(sc_akeys *a, uint64_t id, uint64_t *key)
     return found;
 }
 
-void sc_akeys_put(sc_akeys *a, uint64_t id, uint64_t key)
+uint64_t sc_akeys_epoch(sc_akeys *a)
+{
+    return a ? atomic_load(&a->epoch) : 0;
+}
+
+/* The epoch is checked under the slot's lock, and sc_akeys_changed moves
+ * it before it takes that lock to clear the slot: a put either comes
+ * before the clearing (which then drops it) or sees the new epoch. */
+void sc_akeys_put(sc_akeys *a, uint64_t id, uint64_t key, uint64_t epoch)
 {
     if (!a || !id) return;
     size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->mu[i % STRIPES];
+    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
     pthread_mutex_lock(mu);
-    a->slots[i] = (slot){id, key};
+    if (atomic_load(&a->epoch) == epoch) a->slots[i] = (slot){id, key};
     pthread_mutex_unlock(mu);
 }
 
@@ -74,8 +89,15 @@ void sc_akeys_forget(sc_akeys *a, uint64_t id)
 {
     if (!a || !id) return;
     size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->mu[i % STRIPES];
+    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
     pthread_mutex_lock(mu);
     if (a->slots[i].id == id) a->slots[i] = (slot){0, 0};
     pthread_mutex_unlock(mu);
+}
+
+void sc_akeys_changed(sc_akeys *a, uint64_t id)
+{
+    if (!a) return;
+    atomic_fetch_add(&a->epoch, 1);
+    sc_akeys_forget(a, id);
 }

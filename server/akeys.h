@@ -3,10 +3,11 @@
  * A semantic lookup groups its candidates by answer (server/vote.h): each
  * candidate's answer text is pulled out of its stored JSON and reduced to
  * sc_vote_answer_key. That parse was ~8 us a candidate, ~30 us of every
- * lookup with the default 4 candidates (BENCHMARKS.md, "The miss path").
- * An entry's answer never changes under its id (ids are not reused; an
- * entry rewritten in place is forgotten here), so the key is computed once:
- * at the put that stored it, or at the first lookup that needs it.
+ * lookup with the default 4 candidates (BENCHMARKS.md, "Where a miss's
+ * time goes, phase by phase"). An entry's answer does not change under its
+ * id (ids are not reused; an entry rewritten in place is reported with
+ * sc_akeys_changed), so the key is computed once: at the put that stored
+ * it (sc_cache_put), or at the first lookup that needs it.
  *
  * Direct-mapped slots (a newer id takes an older one's slot), locked in
  * stripes: any thread may call any function. Bounded: 16 bytes a slot.
@@ -25,9 +26,17 @@ void sc_akeys_destroy(sc_akeys *a);
 
 /* 1 and *key when id's key is held, else 0. id 0 is never held. */
 int sc_akeys_get(sc_akeys *a, uint64_t id, uint64_t *key);
-/* Holds key for id (replacing whatever shared its slot). */
-void sc_akeys_put(sc_akeys *a, uint64_t id, uint64_t key);
-/* Drops id's key (an entry removed or rewritten). */
+/* The count of sc_akeys_changed calls so far: read it before reading the
+ * entry whose key is then put. */
+uint64_t sc_akeys_epoch(sc_akeys *a);
+/* Holds key for id (replacing whatever shared its slot), unless an entry
+ * changed (sc_akeys_changed) since epoch was read: the key may come from
+ * the answer before the change. */
+void sc_akeys_put(sc_akeys *a, uint64_t id, uint64_t key, uint64_t epoch);
+/* Drops id's key: an entry removed (its id is never used again). */
 void sc_akeys_forget(sc_akeys *a, uint64_t id);
+/* Drops id's key and refuses every put whose epoch was read before: an
+ * entry rewritten in place, whose answer may have changed. */
+void sc_akeys_changed(sc_akeys *a, uint64_t id);
 
 #endif

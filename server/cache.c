@@ -151,7 +151,7 @@ static void on_store_update(void *ctx, uint64_t id, const char *ns, uint64_t fp)
     (void)ns;
     (void)fp;
     sc_cache *c = ctx;
-    sc_akeys_forget(c->akeys, id);
+    sc_akeys_changed(c->akeys, id);
     atomic_fetch_add(&c->generation, 1);
 }
 
@@ -709,8 +709,9 @@ static double lookup_threshold(sc_cache *c, const char *ns, const sc_cache_looku
 }
 
 /* The vote's key of entry r's answer: held since its put or an earlier
- * lookup, else computed from its stored JSON and held. */
-static uint64_t answer_key(sc_cache *c, const sc_record *r)
+ * lookup, else computed from its stored JSON and held (unless an entry was
+ * rewritten since epoch, read before r was). */
+static uint64_t answer_key(sc_cache *c, const sc_record *r, uint64_t epoch)
 {
     uint64_t key;
     if (sc_akeys_get(c->akeys, r->id, &key)) return key;
@@ -718,7 +719,7 @@ static uint64_t answer_key(sc_cache *c, const sc_record *r)
     char *ans = sc_cache_answer_text(r, &alen);
     key = sc_vote_answer_key(ans ? ans : r->response, ans ? alen : r->response_len);
     free(ans);
-    sc_akeys_put(c->akeys, r->id, key);
+    sc_akeys_put(c->akeys, r->id, key, epoch);
     return key;
 }
 
@@ -750,6 +751,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     size_t nc = 0;
     for (size_t i = 0; i < n; i++) {
         sc_record r = {0};
+        uint64_t epoch = sc_akeys_epoch(c->akeys);
         if (sc_store_get(c->store, hits[i].id, &r)) continue;   /* expired or gone */
         if (strcmp(r.ns, ns) != 0 || r.fp != fp) {
             sc_record_clear(&r);
@@ -766,7 +768,7 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
         if (i == 0) res->similarity = hits[i].score;
         if (c->vote) {
             votes[nc].cos = hits[i].score;
-            votes[nc].answer = answer_key(c, &r);
+            votes[nc].answer = answer_key(c, &r, epoch);
             cands[nc++] = r;
             continue;
         }
@@ -971,6 +973,7 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
     }
     uint8_t key[SC_EXACT_KEY_LEN];
     prepare(c, r, vec, key);
+    uint64_t epoch = sc_akeys_epoch(c->akeys);
     int rc = share(c, r, key);
     if (rc == SC_OK) rc = sc_store_put(c->store, r, key);
     r->vec = NULL;
@@ -980,7 +983,7 @@ int sc_cache_put(sc_cache *c, sc_record *r, const float *vec)
         atomic_fetch_add(&c->puts, 1);
         /* Off the lookup's path: its answer key, ready for the votes
          * whose candidate it will be. */
-        if (c->akeys) (void)answer_key(c, r);
+        if (c->akeys) (void)answer_key(c, r, epoch);
     }
     free(own);
     return rc;

@@ -1188,12 +1188,10 @@ SC_TEST(index_ann_two_threads_build_the_same)
     free(v);
 }
 
-/* A lone ANN search scans every other probed list on the shared helper
- * thread (common/pair.h) and merges the two heaps: the same hits as one
- * thread scanning them all (these rows have no equal scores, where the
- * candidate kept at the cut could depend on the order). */
-/* Searches of ix split with the shared helper and unsplit give the same
- * hits, and the helper does take halves (when there is one). */
+/* Searches of ix split with the shared helper (common/pair.h) and unsplit
+ * give the same hits (these rows have no equal scores, where the candidate
+ * kept at the cut could depend on the order), and the helper does take
+ * halves (when there is one). */
 static void split_same(sc_index *ix, rng *r, const float *v, size_t n, size_t d)
 {
     sc_pair *pair = sc_pair_shared();
@@ -1228,6 +1226,8 @@ static void split_same(sc_index *ix, rng *r, const float *v, size_t n, size_t d)
     }
 }
 
+/* A lone ANN search scans every other probed list on the helper thread
+ * and merges the two heaps. */
 SC_TEST(index_ann_split_search_same_hits)
 {
     const size_t d = 32, N = 17000;
@@ -1240,21 +1240,31 @@ SC_TEST(index_ann_split_search_same_hits)
     free(v);
 }
 
-/* The exact 4-bit scan of a big partition (no IVF) splits its rows in two
- * halves the same way; tombstones on both sides of the middle. */
+/* The exact 4-bit scan of a big partition (no IVF; 32-d codes are 64
+ * bytes, so 4 MiB is 65,536 rows) splits its rows in two halves the same
+ * way; tombstones on both sides of the middle. The rows at the edges of
+ * the halves (the first, both sides of the middle, the last) are each
+ * found first when searched for. */
 SC_TEST(index_exact_split_search_same_hits)
 {
-    const size_t d = 32, N = 17001;   /* past SPLIT_MIN_ROWS (16,384) */
+    const size_t d = 32, N = 65601, mid = N / 2;
     rng r = {733};
     float *v = clustered(&r, N, d, 40, 3.0f / sqrtf((float)d));
     sc_index *ix = mk_ann(d, UINT32_MAX, 0);
     REQUIRE(ix);
     for (size_t i = 0; i < N; i++) CHECK_OK(sc_index_add(ix, "a", 1, i, v + i * d));
-    for (size_t i = 0; i < N; i += 17) CHECK_OK(sc_index_remove(ix, i));
+    for (size_t i = 3; i < N; i += 19) CHECK_OK(sc_index_remove(ix, i));
     sc_index_stats st;
     sc_index_stats_get(ix, &st);
     CHECK_EQ_INT(st.ann_partitions, 0);
     split_same(ix, &r, v, N, d);
+    static const size_t edge[] = {0, 1, mid - 1, mid, mid + 1, N - 2, N - 1};
+    for (size_t e = 0; e < SC_COUNTOF(edge); e++) {
+        sc_index_hit h[4];
+        size_t nh;
+        CHECK_OK(sc_index_search(ix, "a", 1, v + edge[e] * d, 4, h, &nh));
+        CHECK(nh > 0 && h[0].id == edge[e]);
+    }
     sc_index_destroy(ix);
     free(v);
 }

@@ -1114,6 +1114,11 @@ const char *sc_cache_scorer(const sc_cache *c)
 
 double sc_cache_threshold(const sc_cache *c) { return c->threshold; }
 
+struct sc_akeys *sc_cache_akeys(sc_cache *c)
+{
+    return c->akeys;
+}
+
 char *sc_cache_answer_text(const sc_record *r, size_t *len)
 {
     if (r->content_type && strncmp(r->content_type, "application/json", 16) == 0) {

@@ -173,6 +173,10 @@ int64_t sc_cache_expires_in(long long ttl);
  * batch). An entry that failed has id 0; returns the first error. */
 int sc_cache_put_many(sc_cache *c, sc_record *const *recs, size_t n);
 
+/* The vote's answer keys by entry id (server/akeys.h); NULL without the
+ * answer vote. For tests. */
+struct sc_akeys *sc_cache_akeys(sc_cache *c);
+
 int sc_cache_del(sc_cache *c, const char *ns, uint64_t id);
 int sc_cache_flush(sc_cache *c, const char *ns, uint64_t *count);
 int sc_cache_get(sc_cache *c, uint64_t id, sc_record *r);

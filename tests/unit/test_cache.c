@@ -1,11 +1,14 @@
 /* Unit tests for server/cache.c (with the model-free hash embedder and
- * verify off, so no model files are needed). */
+ * verify off, except the answer keys' test, which needs the vote and so
+ * semcache-embed, whose model is in the repository). */
 #include "tap.h"
 #include "common/alloc.h"
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "server/akeys.h"
 #include "server/cache.h"
+#include "server/vote.h"
 #include "storage/store.h"
 
 #include <stdlib.h>
@@ -157,4 +160,59 @@ SC_TEST(cache_embed_score_scale)
         if (i >= 0 && (s < i / 1000.0 || s > 1)) sc_test_fail(__FILE__, __LINE__, "%d/1000 scores %.6f", i, s);
         prev = s;
     }
+}
+
+static void json_record(sc_record *r, const char *ns, const char *prompt, const char *json)
+{
+    memset(r, 0, sizeof *r);
+    r->ns = (char *)ns;
+    r->prompt = (char *)prompt;
+    r->prompt_len = strlen(prompt);
+    r->response = (char *)json;
+    r->response_len = strlen(json);
+    r->content_type = (char *)"application/json";
+    r->model = (char *)"m";
+}
+
+/* The vote's answer keys (server/akeys.h), with semcache-embed (the
+ * model in the repository): held from sc_cache_put, gone with the entry;
+ * an import's entries get theirs from the first lookup that takes them as
+ * candidates. */
+SC_TEST(cache_answer_keys_held_and_forgotten)
+{
+    sc_config cfg;
+    cache_cfg(&cfg, sc_test_tmpdir());
+    char err[512];
+    sc_config_set(&cfg, "embedder", "semcache-embed", err, sizeof err);
+    sc_cache *c = NULL;
+    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    REQUIRE(c);
+    struct sc_akeys *a = sc_cache_akeys(c);
+    REQUIRE(a);
+    const char *ans = "Settings, then Display, then Dark.";
+    sc_record r;
+    json_record(&r, "d", "How do I turn on dark mode?",
+                "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"Settings, then Display, then Dark.\"}}]}");
+    CHECK_OK(sc_cache_put(c, &r, NULL));
+    uint64_t k = 0, id1 = r.id;
+    CHECK(sc_akeys_get(a, id1, &k));
+    CHECK(k == sc_vote_answer_key(ans, strlen(ans)));   /* the answer's text, not its JSON */
+    CHECK_OK(sc_cache_del(c, "d", id1));
+    CHECK(!sc_akeys_get(a, id1, &k));
+    /* imported: no key until a lookup needs one */
+    sc_record r2, *pr = &r2;
+    json_record(&r2, "d", "How do I switch on dark mode?",
+                "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\"Open Settings.\"}}]}");
+    CHECK_OK(sc_cache_put_many(c, &pr, 1));
+    REQUIRE(r2.id != 0);
+    CHECK(!sc_akeys_get(a, r2.id, &k));
+    sc_cache_result res;
+    CHECK_OK(sc_cache_lookup(c, "d", 0, "How can I enable dark mode?", 27, 0.0, 0, &res));
+    CHECK_EQ_INT(res.id, r2.id);
+    sc_cache_result_clear(&res);
+    CHECK(sc_akeys_get(a, r2.id, &k));
+    CHECK(k == sc_vote_answer_key("Open Settings.", 14));
+    sc_cache_close(c);
+    sc_config_free(&cfg);
 }

@@ -1377,17 +1377,22 @@ static int by_list_score(const void *a, const void *b)
 
 int sc_index__split_off;
 
-typedef struct ivf_split {
+/* A flat 4-bit search's scan, in two halves when the search may split
+ * (common/pair.h): the IVF's probed lists (ls set; halves: every other
+ * list) or the rows of an exact scan (ls NULL; halves: the rows before mid
+ * and from mid on), each half into its own heap h[half]. */
+typedef struct scan_job {
     const sc_index *ix;
     const part *p;
     const int8_t *q;
     const list_score *ls;
+    size_t mid;
     cand *h[2];
     size_t n[2], cap;
-} ivf_split;
+} scan_job;
 
 /* Scores the probed lists ls[first], ls[first + step], ... into h. */
-static void scan_lists(const ivf_split *j, uint32_t first, uint32_t step, cand *h, size_t *n)
+static void scan_lists(const scan_job *j, uint32_t first, uint32_t step, cand *h, size_t *n)
 {
     const ivf *v = j->p->ivf;
     const size_t dim = j->ix->dim, rb = SC_INDEX_I4_BYTES(dim);
@@ -1404,11 +1409,35 @@ static void scan_lists(const ivf_split *j, uint32_t first, uint32_t step, cand *
     }
 }
 
-/* sc_pair_run's halves: every other list, into heap `half`. */
+/* sc_pair_run's halves, into heap `half`. */
 static void scan_half(void *arg, int half)
 {
-    ivf_split *j = arg;
-    scan_lists(j, (uint32_t)half, 2, j->h[half], &j->n[half]);
+    scan_job *j = arg;
+    if (j->ls)
+        scan_lists(j, (uint32_t)half, 2, j->h[half], &j->n[half]);
+    else
+        j->n[half] = scan_i4(j->ix, j->p, j->q, half ? j->mid : 0, half ? j->p->rows : j->mid, j->h[half], 0,
+                             j->cap);
+}
+
+/* Runs j's scan into j->h[0] and returns its candidate count: split with
+ * the helper thread when pair lets this search (the second heap merged into
+ * the first after), else whole here, in order. */
+static size_t scan_split(sc_pair *pair, scan_job *j)
+{
+    int own = sc_pair_begin(pair);
+    if (own) {
+        j->h[1] = sc_malloc(j->cap * sizeof(cand));
+        sc_pair_run(pair, scan_half, j);
+        for (size_t i = 0; i < j->n[1]; i++) heap_offer(j->h[0], &j->n[0], j->cap, j->h[1][i]);
+        free(j->h[1]);
+    } else if (j->ls) {
+        scan_lists(j, 0, 1, j->h[0], &j->n[0]);
+    } else {
+        j->n[0] = scan_i4(j->ix, j->p, j->q, 0, j->p->rows, j->h[0], 0, j->cap);
+    }
+    sc_pair_end(pair, own);
+    return j->n[0];
 }
 
 /* The ANN path: the nprobe lists whose centroids score highest, by a
@@ -1426,19 +1455,9 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
     for (uint32_t l = 0; l < v->nlist; l++) ls[l] = (list_score){cs[l], l};
     qsort(ls, v->nlist, sizeof ls[0], by_list_score);
 
-    ivf_split j = {ix, p, q, ls, {h, NULL}, {0, 0}, cap};
-    sc_pair *pair = v->nprobe >= 2 && !sc_index__split_off ? sc_pair_shared() : NULL;
-    int own = sc_pair_begin(pair);
-    if (own) {
-        j.h[1] = sc_malloc(cap * sizeof(cand));
-        sc_pair_run(pair, scan_half, &j);
-        for (size_t i = 0; i < j.n[1]; i++) heap_offer(h, &j.n[0], cap, j.h[1][i]);
-        free(j.h[1]);
-    } else {
-        scan_lists(&j, 0, 1, h, &j.n[0]);
-    }
-    sc_pair_end(pair, own);
-    return scan_i4(ix, p, q, v->assigned, p->rows, h, j.n[0], cap);
+    scan_job j = {ix, p, q, ls, 0, {h, NULL}, {0, 0}, cap};
+    size_t n = scan_split(v->nprobe >= 2 && !sc_index__split_off ? sc_pair_shared() : NULL, &j);
+    return scan_i4(ix, p, q, v->assigned, p->rows, h, n, cap);
 }
 
 /* The exact 4-bit scan of a partition whose codes take SPLIT_MIN_BYTES or
@@ -1452,38 +1471,11 @@ static size_t scan_ivf(const sc_index *ix, const part *p, const int8_t *q, cand 
  * split them (BENCHMARKS.md, "The exact scan on two cores"). */
 #define SPLIT_MIN_BYTES ((size_t)4 << 20)
 
-typedef struct range_split {
-    const sc_index *ix;
-    const part *p;
-    const int8_t *q;
-    size_t from, mid, to;
-    cand *h[2];
-    size_t n[2], cap;
-} range_split;
-
-static void range_half(void *arg, int half)
-{
-    range_split *j = arg;
-    j->n[half] = scan_i4(j->ix, j->p, j->q, half ? j->mid : j->from, half ? j->to : j->mid, j->h[half], 0, j->cap);
-}
-
 static size_t scan_i4_all(const sc_index *ix, const part *p, const int8_t *q, cand *h, size_t cap)
 {
     int big = p->rows * SC_INDEX_I4_BYTES(ix->dim) >= SPLIT_MIN_BYTES;
-    sc_pair *pair = big && !sc_index__split_off ? sc_pair_shared() : NULL;
-    int own = sc_pair_begin(pair);
-    size_t n;
-    if (own) {
-        range_split j = {ix, p, q, 0, p->rows / 2, p->rows, {h, sc_malloc(cap * sizeof(cand))}, {0, 0}, cap};
-        sc_pair_run(pair, range_half, &j);
-        n = j.n[0];
-        for (size_t i = 0; i < j.n[1]; i++) heap_offer(h, &n, cap, j.h[1][i]);
-        free(j.h[1]);
-    } else {
-        n = scan_i4(ix, p, q, 0, p->rows, h, 0, cap);
-    }
-    sc_pair_end(pair, own);
-    return n;
+    scan_job j = {ix, p, q, NULL, p->rows / 2, {h, NULL}, {0, 0}, cap};
+    return scan_split(big && !sc_index__split_off ? sc_pair_shared() : NULL, &j);
 }
 
 /* Exact scan over the fp16 rows (FAISS partitions whose index is not

@@ -55,15 +55,26 @@ static size_t slot_of(const sc_akeys *a, uint64_t id)
     return (size_t)((id * 0x9e3779b97f4a7c15ull) >> a->shift);
 }
 
+/* Locks id's slot (its stripe) and returns it; unlock_slot after. */
+static slot *lock_slot(sc_akeys *a, uint64_t id)
+{
+    size_t i = slot_of(a, id);
+    pthread_mutex_lock(&a->st[i % STRIPES].mu);
+    return &a->slots[i];
+}
+
+static void unlock_slot(sc_akeys *a, const slot *s)
+{
+    pthread_mutex_unlock(&a->st[(size_t)(s - a->slots) % STRIPES].mu);
+}
+
 int sc_akeys_get(sc_akeys *a, uint64_t id, uint64_t *key)
 {
     if (!a || !id) return 0;
-    size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
-    pthread_mutex_lock(mu);
-    int found = a->slots[i].id == id;
-    if (found) *key = a->slots[i].key;
-    pthread_mutex_unlock(mu);
+    slot *s = lock_slot(a, id);
+    int found = s->id == id;
+    if (found) *key = s->key;
+    unlock_slot(a, s);
     return found;
 }
 
@@ -78,21 +89,17 @@ uint64_t sc_akeys_epoch(sc_akeys *a)
 void sc_akeys_put(sc_akeys *a, uint64_t id, uint64_t key, uint64_t epoch)
 {
     if (!a || !id) return;
-    size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
-    pthread_mutex_lock(mu);
-    if (atomic_load(&a->epoch) == epoch) a->slots[i] = (slot){id, key};
-    pthread_mutex_unlock(mu);
+    slot *s = lock_slot(a, id);
+    if (atomic_load(&a->epoch) == epoch) *s = (slot){id, key};
+    unlock_slot(a, s);
 }
 
 void sc_akeys_forget(sc_akeys *a, uint64_t id)
 {
     if (!a || !id) return;
-    size_t i = slot_of(a, id);
-    pthread_mutex_t *mu = &a->st[i % STRIPES].mu;
-    pthread_mutex_lock(mu);
-    if (a->slots[i].id == id) a->slots[i] = (slot){0, 0};
-    pthread_mutex_unlock(mu);
+    slot *s = lock_slot(a, id);
+    if (s->id == id) *s = (slot){0, 0};
+    unlock_slot(a, s);
 }
 
 void sc_akeys_changed(sc_akeys *a, uint64_t id)

@@ -7,7 +7,8 @@
 #               answer vote per request (N = 10k; BENCH_FULL=1 or --full: 100k).
 #   miss        unique prompts through semcached to the mock upstream, vs
 #               the same requests sent to the mock directly; also "bypass"
-#               (no-cache, no-store: proxying only).
+#               (no-cache, no-store: proxying only), and "miss_new_context"
+#               (each prompt after a new earlier turn: an empty partition).
 # Prints CSV. Usage: benchmarks/bench_proxy.sh [BUILD] [--full]
 set -u
 cd "$(dirname "$0")/.."
@@ -90,6 +91,10 @@ read -r rps p50 p99 bad < <(BYPASS=1 wrk_run "http://127.0.0.1:$P_SC/v1/chat/com
 echo "bypass,$EMB,-,1,$rps,$p50,$p99,$bad,mock_direct,$drps,$dp50,$dp99,$(awk -v a="$rps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
 read -r rps p50 p99 bad < <(wrk_run "http://127.0.0.1:$P_SC/v1/chat/completions" 1 benchmarks/lua/chat_unique.lua)
 echo "miss,$EMB,-,1,$rps,$p50,$p99,$bad,mock_direct,$drps,$dp50,$dp99,$(awk -v a="$rps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
+# A conversation's later turn: a context of its own, nothing stored there
+# yet, so the lookup skips the embedding (the write-back embeds later).
+read -r rps p50 p99 bad < <(CONTEXT=1 wrk_run "http://127.0.0.1:$P_SC/v1/chat/completions" 1 benchmarks/lua/chat_unique.lua)
+echo "miss_new_context,$EMB,-,1,$rps,$p50,$p99,$bad,mock_direct,$drps,$dp50,$dp99,$(awk -v a="$rps" -v b="$drps" 'BEGIN{printf "%.2f", a/b}')"
 
 # --- semantic hits with SEM_N entries in the partition --------------------
 node -e '

@@ -147,10 +147,14 @@ void sc_pair_destroy(sc_pair *p)
     free(p);
 }
 
+static _Thread_local int background;
+
+void sc_pair_background(int on) { background = on != 0; }
+
 int sc_pair_begin(sc_pair *p)
 {
     if (!p) return 0;
-    if (atomic_fetch_add(&p->inflight, 1) != 0) return 0;
+    if (atomic_fetch_add(&p->inflight, 1) != 0 || background) return 0;
     atomic_store(&p->active, 1);
     wake(p);
     return 1;

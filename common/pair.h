@@ -40,6 +40,13 @@ sc_pair *sc_pair_shared(void);
 int sc_pair_begin(sc_pair *p);
 void sc_pair_end(sc_pair *p, int owner);
 
+/* Marks the calling thread's operations as background work (on != 0)
+ * until called again with 0: they still count as in flight, so a request's
+ * operation beside one does not split, but begin never returns 1 to them,
+ * so they keep to one core and leave the other to requests (the proxy's
+ * write-back embedding a prompt after the answer went out). */
+void sc_pair_background(int on);
+
 /* For the forward that begin returned 1 to: 1 while it is still the only
  * one in flight (worth splitting the next product). */
 int sc_pair_alone(const sc_pair *p);

@@ -1200,6 +1200,23 @@ size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t m
     return n;
 }
 
+size_t sc_index_rows(sc_index *ix, const char *ns, uint64_t fp)
+{
+    if (!ix || !ns) return 0;
+    uint64_t h = part_hash(ns, fp);
+    size_t n = 0;
+    pthread_rwlock_rdlock(&ix->tlock);
+    part *p = part_find(ix, ns, fp, h);
+    if (p) atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ix->tlock);
+    if (!p) return 0;
+    pthread_rwlock_rdlock(&p->lock);
+    n = p->rows - p->dead;
+    pthread_rwlock_unlock(&p->lock);
+    part_unref(p);
+    return n;
+}
+
 void sc_index_bulk_load(sc_index *ix, int on)
 {
     pthread_mutex_lock(&ix->wmu);

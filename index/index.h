@@ -126,6 +126,11 @@ int sc_index_flush_ns(sc_index *ix, const char *ns);
  * fps (in no particular order) and returns how many ns has in all. */
 size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t max);
 
+/* Live rows of partition (ns, fp): 0 when it does not exist (a partition
+ * is dropped with its last live row), so a search there finds nothing.
+ * A snapshot: an add or remove on another thread may change it next. */
+size_t sc_index_rows(sc_index *ix, const char *ns, uint64_t fp);
+
 /* Top-k by cosine in partition (ns, fp), best first (ties: smaller id
  * first). Writes up to k hits into out and their count into *n (0 when the
  * partition is empty or does not exist). SC_EINVAL when k is above

@@ -738,13 +738,18 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     if (c->shared && lookup_shared(c, ns, fp, norm, nlen, key, res)) goto out;
     if (flags & SC_LOOKUP_EXACT_ONLY) goto out;
     double threshold = lookup_threshold(c, ns, o, res);
-    res->dim = c->dim;
-    res->vec = sc_malloc(sizeof(float) * c->dim);
-    if ((rc = sc_embed(c->emb, &prompt, &len, 1, res->vec))) goto out;
     size_t k = (size_t)c->cfg->top_k, n = 0;
     if (k > MAX_TOPK) k = MAX_TOPK;
     sc_index_hit hits[MAX_TOPK];
-    if ((rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n))) goto out;
+    /* An empty partition (a conversation's later turns, a new namespace)
+     * has nothing to find: a miss without the embedding on its path (the
+     * write-back embeds the prompt, sc_cache_put with no vector). */
+    if (sc_index_rows(c->index, ns, fp) > 0) {
+        res->dim = c->dim;
+        res->vec = sc_malloc(sizeof(float) * c->dim);
+        if ((rc = sc_embed(c->emb, &prompt, &len, 1, res->vec))) goto out;
+        if ((rc = sc_index_search(c->index, ns, fp, res->vec, k, hits, &n))) goto out;
+    }
     double best_conf = -1;
     sc_record cands[MAX_TOPK];
     sc_vote_cand votes[MAX_TOPK];

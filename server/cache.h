@@ -77,7 +77,9 @@ typedef struct sc_cache_result {
                                   probability when its cross-check refused the winner),
                                   use-lite's verifier estimate, or the cosine */
     sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
-    float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put) */
+    float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put);
+                                  NULL when none was computed (exact hits, or an empty
+                                  partition: nothing to search) */
     uint32_t dim;
     uint64_t rid;              /* hits: the decision's request id (learn.h), for a verdict */
     uint64_t phash;            /* semantic lookups with a candidate: the prompt's hash */
@@ -100,8 +102,10 @@ enum {
 /* Looks prompt up in (ns, fp). threshold < 0 means the configured one.
  * flags: SC_LOOKUP_*. A candidate of the semantic layer whose prompt
  * normalises to the query's (stored since the exact layer looked) is an
- * exact hit. On return, res->vec holds the query's embedding when
- * one was computed (free() it, or pass it to sc_cache_put). */
+ * exact hit. A partition with no live row is a miss without an embedding
+ * (sc_index_rows). On return, res->vec holds the query's embedding when
+ * one was computed (free() it, or pass it to sc_cache_put, which embeds
+ * the prompt itself when given NULL). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,
                     double threshold, int flags, sc_cache_result *res);
 

@@ -216,3 +216,55 @@ SC_TEST(cache_answer_keys_held_and_forgotten)
     sc_cache_close(c);
     sc_config_free(&cfg);
 }
+
+/* A lookup in a partition with no live row has nothing to find: a miss
+ * without an embedding (res.vec NULL); sc_cache_put given no vector
+ * embeds the prompt itself, and the next lookup there searches. */
+SC_TEST(cache_empty_partition_miss_skips_embedding)
+{
+    sc_config cfg;
+    cache_cfg(&cfg, sc_test_tmpdir());
+    char err[512];
+    sc_cache *c = NULL;
+    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    REQUIRE(c);
+    const char *q = "how do i reset my password";
+    sc_cache_result res;
+    CHECK_OK(sc_cache_lookup(c, "d", 7, q, strlen(q), -1, 0, &res));
+    CHECK_EQ_INT(res.outcome, SC_CACHE_MISS);
+    CHECK(res.vec == NULL);
+    CHECK_EQ_INT(res.id, 0);
+    sc_cache_result_clear(&res);
+    sc_cache_stats st;
+    sc_cache_stats_get(c, &st);
+    CHECK_EQ_INT(st.lookups, 1);
+    CHECK_EQ_INT(st.misses, 1);
+    /* The write-back of that miss, as the proxy does it: no vector. */
+    sc_record r;
+    json_record(&r, "d", q, "{\"choices\":[{\"message\":{\"content\":\"Use the link.\"}}]}");
+    r.fp = 7;
+    CHECK_OK(sc_cache_put(c, &r, NULL));
+    uint64_t id = r.id;
+    REQUIRE(id != 0);
+    /* The same words in other spacing: found by the semantic layer. */
+    const char *q2 = "how do i  reset my password?";
+    CHECK_OK(sc_cache_lookup(c, "d", 7, q2, strlen(q2), 0.5, 0, &res));
+    CHECK(res.vec != NULL);
+    CHECK(res.outcome != SC_CACHE_MISS);
+    CHECK_EQ_INT(res.id, id);
+    sc_cache_result_clear(&res);
+    /* Another context of the same namespace is still empty. */
+    CHECK_OK(sc_cache_lookup(c, "d", 8, q2, strlen(q2), 0.5, 0, &res));
+    CHECK_EQ_INT(res.outcome, SC_CACHE_MISS);
+    CHECK(res.vec == NULL);
+    sc_cache_result_clear(&res);
+    /* Its only entry deleted, the partition is empty again. */
+    CHECK_OK(sc_cache_del(c, "d", id));
+    CHECK_OK(sc_cache_lookup(c, "d", 7, q2, strlen(q2), 0.5, 0, &res));
+    CHECK_EQ_INT(res.outcome, SC_CACHE_MISS);
+    CHECK(res.vec == NULL);
+    sc_cache_result_clear(&res);
+    sc_cache_close(c);
+    sc_config_free(&cfg);
+}

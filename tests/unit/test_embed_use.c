@@ -388,6 +388,36 @@ SC_TEST(embed_use_pair_runs_each_half_once)
     free(t);
 }
 
+/* Background work (sc_pair_background) never owns the pair, yet counts as
+ * in flight: an operation beside it does not split either. */
+SC_TEST(embed_use_pair_background_never_splits)
+{
+    sc_pair *p = sc_pair_create();
+    if (!p) {
+        printf("# no helper on this machine (one CPU or SC_EMBED_PAIR=0)\n");
+        return;
+    }
+    sc_pair_background(1);
+    int bg = sc_pair_begin(p);
+    CHECK_EQ_INT(bg, 0);                 /* alone, and still not split */
+    sc_pair_background(0);
+    int fg = sc_pair_begin(p);
+    CHECK_EQ_INT(fg, 0);                 /* beside background work */
+    sc_pair_end(p, fg);
+    sc_pair_end(p, bg);
+    fg = sc_pair_begin(p);
+    CHECK_EQ_INT(fg, 1);                 /* alone again */
+    CHECK(sc_pair_alone(p));
+    sc_pair_background(1);
+    bg = sc_pair_begin(p);
+    CHECK_EQ_INT(bg, 0);
+    CHECK(!sc_pair_alone(p));            /* the owner stops splitting */
+    sc_pair_end(p, bg);
+    sc_pair_background(0);
+    sc_pair_end(p, fg);
+    sc_pair_destroy(p);
+}
+
 static int copy_file(const char *from, const char *to, long truncate_to)
 {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");

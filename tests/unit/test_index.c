@@ -297,6 +297,37 @@ SC_TEST(index_quantize)
  * Flat backend
  * ------------------------------------------------------------------- */
 
+/* sc_index_rows: a partition's live rows, 0 for one that does not exist
+ * or whose last row went (the cache skips a lookup's embedding then). */
+SC_TEST(index_rows_counts_live_rows)
+{
+    const size_t d = 32;
+    rng r = {7};
+    sc_index *ix = mk(d, NULL, NULL);
+    REQUIRE(ix);
+    float *v = rand_unit(&r, 4, d);
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), 0);
+    for (size_t i = 0; i < 3; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 10 + i, v + i * d));
+    CHECK_OK(sc_index_add(ix, "ns", 2, 20, v + 3 * d));
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), 3);
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 2), 1);
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 3), 0);
+    CHECK_EQ_INT(sc_index_rows(ix, "other", 1), 0);
+    CHECK_OK(sc_index_add(ix, "ns", 1, 11, v));          /* a re-add replaces */
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), 3);
+    CHECK_OK(sc_index_remove(ix, 10));
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), 2);
+    CHECK_OK(sc_index_remove(ix, 20));                   /* its last row: dropped */
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 2), 0);
+    CHECK_OK(sc_index_add(ix, "ns", 2, 21, v));
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 2), 1);
+    CHECK_OK(sc_index_flush_ns(ix, "ns"));
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), 0);
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 2), 0);
+    free(v);
+    sc_index_destroy(ix);
+}
+
 SC_TEST(index_basic_add_search_remove)
 {
     const size_t d = 64;

@@ -743,7 +743,13 @@ int sc_cache_lookup_ex(sc_cache *c, const char *ns, uint64_t fp, const char *pro
     sc_index_hit hits[MAX_TOPK];
     /* An empty partition (a conversation's later turns, a new namespace)
      * has nothing to find: a miss without the embedding on its path (the
-     * write-back embeds the prompt, sc_cache_put with no vector). */
+     * write-back embeds the prompt, sc_cache_put with no vector). So an
+     * embedder that fails fails only lookups that have rows to search; a
+     * prompt the embedder would refuse is refused either way. */
+    if (len > SC_EMBED_MAX_BYTES) {
+        rc = SC_ETOOBIG;
+        goto out;
+    }
     if (sc_index_rows(c->index, ns, fp) > 0) {
         res->dim = c->dim;
         res->vec = sc_malloc(sizeof(float) * c->dim);

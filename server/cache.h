@@ -78,8 +78,8 @@ typedef struct sc_cache_result {
                                   use-lite's verifier estimate, or the cosine */
     sc_record rec;             /* the entry on hits; caller calls sc_record_clear() */
     float *vec;                /* the query's embedding (misses: reuse it in sc_cache_put);
-                                  NULL when none was computed (exact hits, or an empty
-                                  partition: nothing to search) */
+                                  NULL when none was computed (exact hits, exact-only
+                                  lookups, errors, or an empty partition) */
     uint32_t dim;
     uint64_t rid;              /* hits: the decision's request id (learn.h), for a verdict */
     uint64_t phash;            /* semantic lookups with a candidate: the prompt's hash */
@@ -103,7 +103,9 @@ enum {
  * flags: SC_LOOKUP_*. A candidate of the semantic layer whose prompt
  * normalises to the query's (stored since the exact layer looked) is an
  * exact hit. A partition with no live row is a miss without an embedding
- * (sc_index_rows). On return, res->vec holds the query's embedding when
+ * (sc_index_rows): there, a failing embedder (remote, down) does not fail
+ * the lookup; a prompt over SC_EMBED_MAX_BYTES is SC_ETOOBIG everywhere.
+ * On return, res->vec holds the query's embedding when
  * one was computed (free() it, or pass it to sc_cache_put, which embeds
  * the prompt itself when given NULL). */
 int sc_cache_lookup(sc_cache *c, const char *ns, uint64_t fp, const char *prompt, size_t len,

@@ -196,6 +196,26 @@ test('different earlier turns with the same last question -> miss', async () => 
   assertEq(calls() - before, 2);
 });
 
+test('a later turn (a context with nothing stored) misses, is stored after the answer, and a paraphrase hits', async () => {
+  // The lookup skips the embedding in an empty partition; the write-back
+  // embeds the prompt itself, so the entry is searchable all the same.
+  const m = model();
+  const before = calls();
+  const h = [{ role: 'user', content: 'I use the web app.' }, { role: 'assistant', content: 'Noted.' }];
+  const a = await chat({ model: m, messages: [...h, ...user('How do I reset my account password?')] });
+  assertEq(a.h.get('x-semcache'), 'miss');
+  await settle();
+  const b = await chat({ model: m, messages: [...h, ...user('How do I reset my account password please?')] },
+    { 'X-Semcache-Threshold': '0.6' });
+  assertEq(b.h.get('x-semcache'), 'hit-semantic');
+  assertEq(b.content, a.content);
+  const h2 = [{ role: 'user', content: 'I use the phone app.' }, { role: 'assistant', content: 'Noted.' }];
+  const c = await chat({ model: m, messages: [...h2, ...user('How do I reset my account password please?')] },
+    { 'X-Semcache-Threshold': '0.6' });
+  assertEq(c.h.get('x-semcache'), 'miss');
+  assertEq(calls() - before, 2);
+});
+
 test('different model or temperature -> miss', async () => {
   const m = model(), m2 = model();
   const before = calls();

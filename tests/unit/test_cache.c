@@ -6,6 +6,7 @@
 #include "common/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "embed/embed.h"
 #include "server/akeys.h"
 #include "server/cache.h"
 #include "server/vote.h"
@@ -265,6 +266,52 @@ SC_TEST(cache_empty_partition_miss_skips_embedding)
     CHECK_EQ_INT(res.outcome, SC_CACHE_MISS);
     CHECK(res.vec == NULL);
     sc_cache_result_clear(&res);
+    sc_cache_close(c);
+    sc_config_free(&cfg);
+}
+
+/* The same with an embedder that cannot answer (remote, nothing listening
+ * on its port): an empty partition's lookup never calls it, a partition
+ * with rows does and fails, and a prompt the embedder would refuse for
+ * its size is refused in both. */
+SC_TEST(cache_empty_partition_miss_needs_no_embedder)
+{
+    sc_config cfg;
+    cache_cfg(&cfg, sc_test_tmpdir());
+    char err[512];
+    REQUIRE(sc_config_set(&cfg, "embedder", "remote", err, sizeof err) == 0);
+    REQUIRE(sc_config_set(&cfg, "embed-url", "http://127.0.0.1:1", err, sizeof err) == 0);
+    REQUIRE(sc_config_set(&cfg, "embed-model", "m", err, sizeof err) == 0);
+    REQUIRE(sc_config_set(&cfg, "embed-dim", "8", err, sizeof err) == 0);
+    sc_cache *c = NULL;
+    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    REQUIRE(c);
+    sc_cache_result res;
+    CHECK_OK(sc_cache_lookup(c, "d", 1, "first question", 14, -1, 0, &res));
+    CHECK_EQ_INT(res.outcome, SC_CACHE_MISS);
+    sc_cache_result_clear(&res);
+    /* Stored with its vector given: no embedding needed. */
+    sc_record r;
+    json_record(&r, "d", "first question", "{\"choices\":[{\"message\":{\"content\":\"a\"}}]}");
+    r.fp = 1;
+    float v[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_OK(sc_cache_put(c, &r, v));
+    rc = sc_cache_lookup(c, "d", 1, "second question", 15, -1, 0, &res);
+    CHECK(rc != SC_OK);                   /* rows to search: the embedder is called */
+    sc_cache_result_clear(&res);
+    CHECK_OK(sc_cache_lookup(c, "d", 1, "first question", 14, -1, 0, &res));
+    CHECK_EQ_INT(res.outcome, SC_CACHE_HIT_EXACT);   /* the exact layer needs none */
+    sc_cache_result_clear(&res);
+    size_t big = (size_t)SC_EMBED_MAX_BYTES + 1;
+    char *huge = malloc(big);
+    REQUIRE(huge);
+    memset(huge, 'a', big);
+    CHECK_EQ_INT(sc_cache_lookup(c, "d", 2, huge, big, -1, 0, &res), SC_ETOOBIG);
+    sc_cache_result_clear(&res);
+    CHECK_EQ_INT(sc_cache_lookup(c, "d", 1, huge, big, -1, 0, &res), SC_ETOOBIG);
+    sc_cache_result_clear(&res);
+    free(huge);
     sc_cache_close(c);
     sc_config_free(&cfg);
 }

@@ -43,10 +43,11 @@
 #include <sys/mman.h>
 
 #define TOMB UINT64_MAX
-#define CHUNK_MIN_SHIFT 4            /* first chunk: 16 rows */
-#define CHUNK_GROW_STEPS 10          /* chunks 0..9 double; from 10 on: 16384 */
+#define CHUNK_MIN_SHIFT 0            /* first chunk: 1 row (a partition of one entry
+                                      * holds one row, not 16: chat turns) */
+#define CHUNK_GROW_STEPS 14          /* chunks 0..13 double; from 14 on: 16384 */
 #define CHUNK_MAX (1u << (CHUNK_MIN_SHIFT + CHUNK_GROW_STEPS))
-#define SMALL_BASE ((((size_t)1 << CHUNK_GROW_STEPS) - 1) << CHUNK_MIN_SHIFT) /* 16368 */
+#define SMALL_BASE ((((size_t)1 << CHUNK_GROW_STEPS) - 1) << CHUNK_MIN_SHIFT) /* 16383 */
 #define HUGE_PAGE ((size_t)2 << 20)
 #define SCAN_BLOCK 256
 #define FAISS_TRAIN_FIRST 1024
@@ -1078,7 +1079,7 @@ int sc_index_add(sc_index *ix, const char *ns, uint64_t fp, uint64_t id, const f
         chunk_alloc(ix, &c, chunk_cap(p->nchunks));
         pthread_rwlock_wrlock(&p->lock);
         if (p->nchunks == p->chunks_cap) {
-            p->chunks_cap = p->chunks_cap ? p->chunks_cap * 2 : 4;
+            p->chunks_cap = p->chunks_cap ? p->chunks_cap * 2 : 1;
             p->chunks = sc_realloc(p->chunks, p->chunks_cap * sizeof(chunk));
         }
         p->chunks[p->nchunks++] = c;

@@ -53,7 +53,10 @@
  * a quarter of its rows, and is dropped when it has no live row left.
  * Memory: every vector is kept in fp16 (re-scoring, rebuilds: 2*dim
  * bytes) plus its scan copy (int8: dim bytes, 4-bit: dim/2 + 4 bytes) and
- * its id (8 bytes, and 24 in the id map). Scores are the fp32 query's dot
+ * its id (8 bytes, and 24 in the id map). A partition's rows live in
+ * chunks of 1, 2, 4, ... rows up to 16,384, so a partition of n rows
+ * reserves fewer than 2n rows' worth, and one of a single row (a
+ * conversation's later turn) reserves one. Scores are the fp32 query's dot
  * product with the fp16 row, clamped to [-1, 1]: within ~1e-4 of the fp32
  * cosine (a vector scored against itself gives 0.999 or more, not always
  * exactly 1). */

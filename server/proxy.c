@@ -317,6 +317,7 @@ typedef struct store_job {
     flight *fl;                  /* unregistered once stored */
     uint64_t cand, phash;        /* the candidate the lookup refused (0: none) */
     double score;
+    int dropped;                 /* overloaded: not stored (store_work) */
 } store_job;
 
 /* A miss check: the upstream answered a miss anyway, so the candidate the
@@ -339,8 +340,15 @@ static void miss_check(sc_cache *cache, const store_job *s)
 static void store_work(sc_job *j)
 {
     store_job *s = j->data;
-    /* The client has its answer: embedding the prompt (a lookup in an
-     * empty partition computed none) keeps to this core. */
+    /* A write-back that has to embed its prompt (the lookup found an empty
+     * partition) and waited past --max-queue-ms for a worker is dropped,
+     * as an overloaded lookup's answer is never stored: nobody waits for
+     * it, and the workers are short of exactly that. */
+    if (!s->vec && sc_job_overloaded(j)) {
+        s->dropped = 1;
+        return;
+    }
+    /* The client has its answer: embedding the prompt keeps to this core. */
     sc_pair_background(1);
     j->rc = sc_cache_put(j->srv->cache, &s->rec, s->vec);
     if (s->cand) miss_check(j->srv->cache, s);
@@ -350,7 +358,8 @@ static void store_work(sc_job *j)
 static void store_done(sc_job *j)
 {
     store_job *s = j->data;
-    if (j->rc) sc_warn("write-back failed: %s", sc_strerror(j->rc));
+    if (s->dropped) sc_debug("write-back dropped: it waited past --max-queue-ms");
+    else if (j->rc) sc_warn("write-back failed: %s", sc_strerror(j->rc));
     if (s->fl) flight_free(s->fl);
     free(s->body);
     free(s->vec);

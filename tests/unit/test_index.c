@@ -328,6 +328,45 @@ SC_TEST(index_rows_counts_live_rows)
     sc_index_destroy(ix);
 }
 
+/* A conversation's later turns each have a context of their own: many
+ * partitions of one row. Each holds about one row's memory (a first chunk
+ * of one row, then doubling), not a chunk of 16; rows still found. */
+SC_TEST(index_one_row_partitions_hold_one_row)
+{
+    const size_t d = 512, np = 1000;
+    rng r = {11};
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4};
+    REQUIRE(sc_index_create(&ix, &o) == 0);
+    float *v = rand_unit(&r, np, d);
+    for (size_t i = 0; i < np; i++) CHECK_OK(sc_index_add(ix, "ns", 100 + i, 1 + i, v + i * d));
+    sc_index_stats st;
+    sc_index_stats_get(ix, &st);
+    CHECK_EQ_INT(st.partitions, np);
+    const size_t per_row = d * 2 + 8 + d / 2 + 4;   /* fp16 row, id, 4-bit codes, scale */
+    printf("# %zu one-row partitions: %llu bytes of rows (%zu a row)\n", np,
+           (unsigned long long)st.bytes, per_row);
+    CHECK(st.bytes <= np * per_row);
+    sc_index_hit h[2];
+    size_t n = 0;
+    for (size_t i = 0; i < np; i += 97) {
+        CHECK_OK(sc_index_search(ix, "ns", 100 + i, v + i * d, 2, h, &n));
+        CHECK_EQ_INT(n, 1);
+        CHECK_EQ_INT(h[0].id, 1 + i);
+    }
+    /* Rows past the small chunks land where they should: one partition
+     * grown through chunks of 1, 2, 4, ... rows, every row found. */
+    float *w = rand_unit(&r, 300, d);
+    for (size_t i = 0; i < 300; i++) CHECK_OK(sc_index_add(ix, "big", 1, 5000 + i, w + i * d));
+    for (size_t i = 0; i < 300; i++) {
+        CHECK_OK(sc_index_search(ix, "big", 1, w + i * d, 1, h, &n));
+        CHECK_EQ_INT(h[0].id, 5000 + i);
+    }
+    free(v);
+    free(w);
+    sc_index_destroy(ix);
+}
+
 SC_TEST(index_basic_add_search_remove)
 {
     const size_t d = 64;

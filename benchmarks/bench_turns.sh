@@ -4,8 +4,8 @@
 # with nothing stored yet (issue 18). New-context misses through the proxy
 # to the mock upstream (benchmarks/lua/chat_unique.lua with CONTEXT=1,
 # wrk -c64 for 10 s), then: entries stored (one partition each), anonymous
-# memory per entry (RssAnon after, less RssAnon of the idle server before)
-# and the misses' p50. Prints CSV.
+# memory per entry (RssAnon after, less RssAnon of the idle server before),
+# write-backs dropped under overload (--max-queue-ms) and the misses' p50. Prints CSV.
 #   bash benchmarks/bench_turns.sh [BUILD]
 set -u
 cd "$(dirname "$0")/.."
@@ -25,9 +25,16 @@ anon() { awk '/^RssAnon/ { print $2 }' "/proc/$sp/status"; }
 a0=$(anon)
 p50=$(CONTEXT=1 wrk -t1 -c64 -d"${DUR}s" --latency -s benchmarks/lua/chat_unique.lua \
       "http://127.0.0.1:$P_SC/v1/chat/completions" | awk '/ 50%/ { v = $2; if (v ~ /us$/) print v / 1000; else if (v ~ /ms$/) print v + 0; else print v * 1000 }')
-sleep 2   # the last write-backs
+# The last write-backs: until the entry count stops moving (at most ~10 s).
+entries() { curl -s "localhost:$P_SC/stats" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o.cache.entries, o.writebacks_dropped)})'; }
+prev=
+for _ in $(seq 1 20); do
+    sleep 0.5
+    cur=$(entries)
+    [ "$cur" = "$prev" ] && break
+    prev=$cur
+done
 a1=$(anon)
-stats=$(curl -s "localhost:$P_SC/stats")
-entries=$(echo "$stats" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o.cache.entries)})')
-echo "bench,entries,rss_anon_before_kB,rss_anon_after_kB,anon_per_entry_B,miss_p50_ms"
-echo "turns,$entries,$a0,$a1,$(( (a1 - a0) * 1024 / (entries > 0 ? entries : 1) )),$p50"
+read -r entries dropped <<< "$cur"
+echo "bench,entries,writebacks_dropped,rss_anon_before_kB,rss_anon_after_kB,anon_per_entry_B,miss_p50_ms"
+echo "turns,$entries,$dropped,$a0,$a1,$(( (a1 - a0) * 1024 / (entries > 0 ? entries : 1) )),$p50"

@@ -3,7 +3,7 @@
  * faiss_backend.c).
  *
  * A partition (ns, fp) holds its rows in chunks that never move once
- * allocated: chunk i holds min(16 << i, 16384) rows, so small partitions
+ * allocated: chunk i holds min(1 << i, 16384) rows, so small partitions
  * stay small and appends never copy existing rows. Arrays of 2 MB and
  * more are 2 MB aligned and advised as huge pages (fewer TLB misses, and
  * the hardware prefetcher does not stop every 4 KB during a scan). A row

@@ -52,10 +52,15 @@ void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn d
     }
 }
 
-int sc_job_overloaded(sc_job *j)
+int sc_job_waited_too_long(const sc_job *j)
 {
     long long bound = j->srv->cfg->max_queue_ms;
-    if (bound <= 0 || sc_http_now_ns() - j->submit_ns < (uint64_t)bound * 1000000ull) return 0;
+    return bound > 0 && sc_http_now_ns() - j->submit_ns >= (uint64_t)bound * 1000000ull;
+}
+
+int sc_job_overloaded(sc_job *j)
+{
+    if (!sc_job_waited_too_long(j)) return 0;
     atomic_fetch_add(&j->srv->overloaded, 1);
     return 1;
 }

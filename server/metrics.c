@@ -41,6 +41,7 @@ json_t *sc_api_stats_object(sc_server *srv)
     sc_buf_free(&b);
     json_object_set_new(o, "connections", json_integer((json_int_t)sc_http_server_conns(srv->http)));
     json_object_set_new(o, "overloaded", json_integer((json_int_t)atomic_load(&srv->overloaded)));
+    json_object_set_new(o, "writebacks_dropped", json_integer((json_int_t)atomic_load(&srv->writebacks_dropped)));
     sc_learn *l = sc_cache_learn(srv->cache);
     sc_learn_totals lt;
     sc_learn_totals_get(l, &lt);
@@ -95,12 +96,15 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            "# HELP semcached_connections Open HTTP connections.\n# TYPE semcached_connections gauge\n"
                            "semcached_connections %zu\n"
                            "# HELP semcached_overloaded_total Lookups that skipped the semantic layer after waiting over --max-queue-ms.\n"
-                           "# TYPE semcached_overloaded_total counter\nsemcached_overloaded_total %llu\n",
+                           "# TYPE semcached_overloaded_total counter\nsemcached_overloaded_total %llu\n"
+                           "# HELP semcached_writebacks_dropped_total Misses not stored: their prompt still had to be embedded and the write-back waited over --max-queue-ms.\n"
+                           "# TYPE semcached_writebacks_dropped_total counter\nsemcached_writebacks_dropped_total %llu\n",
                            (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
                            (unsigned long long)cs.disk_bytes, (unsigned long long)cs.evicted,
                            (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
                            (unsigned long long)cs.index_ann_partitions,
-                           sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded));
+                           sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded),
+                           (unsigned long long)atomic_load(&srv->writebacks_dropped));
     sc_shared_stats cl;
     if (!rc && sc_cache_cluster(srv->cache, &cl))
         rc = sc_buf_printf(&b,

@@ -317,6 +317,7 @@ typedef struct store_job {
     flight *fl;                  /* unregistered once stored */
     uint64_t cand, phash;        /* the candidate the lookup refused (0: none) */
     double score;
+    int droppable;               /* its lookup found an empty partition: no vector yet */
     int dropped;                 /* overloaded: not stored (store_work) */
 } store_job;
 
@@ -340,12 +341,15 @@ static void miss_check(sc_cache *cache, const store_job *s)
 static void store_work(sc_job *j)
 {
     store_job *s = j->data;
-    /* A write-back that has to embed its prompt (the lookup found an empty
-     * partition) and waited past --max-queue-ms for a worker is dropped,
-     * as an overloaded lookup's answer is never stored: nobody waits for
-     * it, and the workers are short of exactly that. */
-    if (!s->vec && sc_job_overloaded(j)) {
+    /* A write-back that has to embed its prompt because its lookup found
+     * an empty partition, and that waited past --max-queue-ms for a
+     * worker, is dropped, as an overloaded lookup's answer is never
+     * stored: nobody waits for it, and embedding is what the workers are
+     * short of (counted: /stats writebacks_dropped). A no-cache refresh,
+     * which asked for its answer to be stored, is always stored. */
+    if (s->droppable && sc_job_waited_too_long(j)) {
         s->dropped = 1;
+        atomic_fetch_add(&j->srv->writebacks_dropped, 1);
         return;
     }
     /* The client has its answer: embedding the prompt keeps to this core. */
@@ -358,7 +362,7 @@ static void store_work(sc_job *j)
 static void store_done(sc_job *j)
 {
     store_job *s = j->data;
-    if (s->dropped) sc_debug("write-back dropped: it waited past --max-queue-ms");
+    if (s->dropped) sc_debug("write-back dropped: it waited over --max-queue-ms");
     else if (j->rc) sc_warn("write-back failed: %s", sc_strerror(j->rc));
     if (s->fl) flight_free(s->fl);
     free(s->body);
@@ -392,6 +396,7 @@ static void write_back(preq *p, flight *f, char *body, size_t len)
     if (p->ttl > 0) s->rec.expires = sc_cache_expires_in(p->ttl);
     s->vec = p->res.vec;   /* computed by the lookup; NULL -> embedded in put */
     p->res.vec = NULL;
+    s->droppable = !s->vec && !p->no_cache;
     s->fl = f;
     /* Only under an error budget: that is what the evidence is for. */
     if (p->res.outcome == SC_CACHE_MISS && p->res.id && !p->res.vetoed && p->res.max_error > 0) {

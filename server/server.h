@@ -39,6 +39,7 @@ typedef struct sc_server {
     atomic_ullong http_requests;
     atomic_ullong http_errors;
     atomic_ullong overloaded;     /* lookups that skipped the semantic layer (queue wait) */
+    atomic_ullong writebacks_dropped; /* write-backs that had to embed, dropped (queue wait) */
 } sc_server;
 
 /* Work handed to the thread pool for one HTTP request: work() runs on a
@@ -61,6 +62,8 @@ void sc_job_submit(sc_server *srv, sc_http_req *req, sc_job_fn work, sc_job_fn d
  * (call from work()). Such a lookup skips the semantic layer: embedding is
  * what the workers are short of. Counted in /stats (`overloaded`). */
 int sc_job_overloaded(sc_job *job);
+/* The same test without counting: the job waited over --max-queue-ms. */
+int sc_job_waited_too_long(const sc_job *job);
 
 /* Sends a JSON value (takes the reference) with status. */
 void sc_server_json(sc_http_req *req, int status, json_t *o, const char *extra_headers);

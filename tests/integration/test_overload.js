@@ -7,7 +7,7 @@
 //     served);
 // exact hits keep flowing all along, and /stats and /metrics count it.
 'use strict';
-const { test, run, startServer, stopServer, assert, assertEq, json } = require('./lib');
+const { test, run, startServer, stopServer, sleep, assert, assertEq, json } = require('./lib');
 const mock = require('./mock_upstream');
 
 let up, srv;
@@ -102,6 +102,47 @@ test('RESP SEM.GET: -OVERLOADED past the bound; exact hits still answered', asyn
   const after = (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body.overloaded;
   assert(after - before >= over.length, `counted ${after - before} of ${over.length}`);
   console.log(`# ${over.length} of 96 RESP lookups overloaded`);
+});
+
+test('a write-back that still has to embed, queued past the bound, is dropped and counted apart', async () => {
+  // A new context: nothing is stored there, so the lookup needs no
+  // embedding and the write-back must embed the prompt. The upstream
+  // answers after 300 ms; meanwhile two imports hold both threads of the
+  // pool (--workers 1 gives it two) for longer than that.
+  const stats = async () => (await json(`${srv.url}/stats`, undefined, { method: 'GET' })).body;
+  const st0 = await stats();
+  const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [
+    { role: 'system', content: 'a context of its own' }, { role: 'user', content: 'a question asked once' }] });
+  const send = async () => {
+    const r = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    await r.text();
+    return r;
+  };
+  up.plan(['slow:300']);
+  const a = send();
+  await sleep(50);
+  const imp = [0, 1].map((k) => fetch(`${srv.url}/cache/import`, { method: 'POST', body: Array.from({ length: 1000 }, (_, i) =>
+    JSON.stringify({ namespace: 'bulk', prompt: long(`imported question ${k} ${i} about ${i * 3}`), response: 'r' })).join('\n') + '\n' }));
+  const ra = await a;
+  assertEq(ra.status, 200);
+  assertEq(ra.headers.get('x-semcache'), 'miss');
+  assertEq(ra.headers.get('x-semcache-overload'), null, 'its lookup was not overloaded');
+  for (const ri of await Promise.all(imp)) {
+    await ri.text();
+    assertEq(ri.status, 200);
+  }
+  await sleep(200);
+  const st1 = await stats();
+  assert(st1.writebacks_dropped > st0.writebacks_dropped, `writebacks_dropped ${st0.writebacks_dropped} -> ${st1.writebacks_dropped}`);
+  assertEq(st1.overloaded, st0.overloaded, 'not counted as an overloaded lookup');
+  assertEq((await send()).headers.get('x-semcache'), 'miss', 'not stored');
+  // Without the queue, the same kind of miss is stored.
+  await sleep(300);
+  const st2 = await stats();
+  assertEq((await send()).headers.get('x-semcache'), 'hit-exact', 'stored the second time');
+  assertEq(st2.writebacks_dropped, st1.writebacks_dropped);
+  const m = await (await fetch(`${srv.url}/metrics`)).text();
+  assert(new RegExp(`semcached_writebacks_dropped_total ${st2.writebacks_dropped}`).test(m), 'metric');
 });
 
 test('/stats and /metrics count the overloaded lookups', async () => {

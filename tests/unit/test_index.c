@@ -360,10 +360,55 @@ SC_TEST(index_one_row_partitions_hold_one_row)
     for (size_t i = 0; i < 300; i++) CHECK_OK(sc_index_add(ix, "big", 1, 5000 + i, w + i * d));
     for (size_t i = 0; i < 300; i++) {
         CHECK_OK(sc_index_search(ix, "big", 1, w + i * d, 1, h, &n));
+        CHECK_EQ_INT(n, 1);
         CHECK_EQ_INT(h[0].id, 5000 + i);
     }
     free(v);
     free(w);
+    sc_index_destroy(ix);
+}
+
+/* The rows either side of the chunk boundaries (the small chunks end at
+ * row 16,382; full chunks of 16,384 start at 16,383 and 32,767) are found,
+ * before and after a compaction moves every row. */
+SC_TEST(index_rows_at_chunk_boundaries)
+{
+    const size_t d = 32, rows = 33000;
+    rng r = {29};
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = UINT32_MAX};
+    REQUIRE(sc_index_create(&ix, &o) == 0);
+    float *v = rand_unit(&r, rows, d);
+    for (size_t i = 0; i < rows; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1 + i, v + i * d));
+    static const size_t edge[] = {0, 1, 2, 3, 6, 7, 8190, 8191, 16381, 16382, 16383, 16384,
+                                  32765, 32766, 32767, 32768, 32999};
+    sc_index_hit h[1];
+    size_t n = 0;
+    for (size_t e = 0; e < SC_COUNTOF(edge); e++) {
+        CHECK_OK(sc_index_search(ix, "ns", 1, v + edge[e] * d, 1, h, &n));
+        CHECK_EQ_INT(n, 1);
+        if (h[0].id != 1 + edge[e]) sc_test_fail(__FILE__, __LINE__, "row %zu: found id %llu", edge[e],
+                                                 (unsigned long long)h[0].id);
+    }
+    /* Remove a third of the rows (not the edges): past a quarter of
+     * tombstones the partition compacts, every live row moving to a new
+     * place in new chunks. */
+    size_t removed = 0;
+    for (size_t i = 4; i < rows; i += 3) {
+        int is_edge = 0;
+        for (size_t e = 0; e < SC_COUNTOF(edge); e++) is_edge |= edge[e] == i;
+        if (is_edge) continue;
+        CHECK_OK(sc_index_remove(ix, 1 + i));
+        removed++;
+    }
+    CHECK_EQ_INT(sc_index_rows(ix, "ns", 1), rows - removed);
+    for (size_t e = 0; e < SC_COUNTOF(edge); e++) {
+        CHECK_OK(sc_index_search(ix, "ns", 1, v + edge[e] * d, 1, h, &n));
+        CHECK_EQ_INT(n, 1);
+        if (h[0].id != 1 + edge[e]) sc_test_fail(__FILE__, __LINE__, "after compaction, row %zu: found id %llu",
+                                                 edge[e], (unsigned long long)h[0].id);
+    }
+    free(v);
     sc_index_destroy(ix);
 }
 

@@ -25,6 +25,15 @@ static void cache_cfg(sc_config *cfg, const char *dir)
     sc_config_set(cfg, "map-size-mb", "64", err, sizeof err);
 }
 
+/* Opens a cache on cfg; NULL (the test failed, naming why) when it cannot. */
+static sc_cache *open_cache(const sc_config *cfg)
+{
+    char err[512];
+    sc_cache *c = NULL;
+    if (sc_cache_open(&c, cfg, err, sizeof err)) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    return c;
+}
+
 /* sc_store_update() rewrites an entry in place (its answer, expiry and
  * exact key may all change), so, like a removal, it must bump the
  * generation that exact-hit memos are tagged with. Its caller today is the
@@ -100,10 +109,7 @@ SC_TEST(cache_put_many_two_threads_keep_order)
     enum { N = 100 };
     sc_config cfg;
     cache_cfg(&cfg, sc_test_tmpdir());
-    char err[512];
-    sc_cache *c = NULL;
-    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
-    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    sc_cache *c = open_cache(&cfg);
     REQUIRE(c);
     sc_record recs[N];
     sc_record *ptrs[N];
@@ -185,9 +191,7 @@ SC_TEST(cache_answer_keys_held_and_forgotten)
     cache_cfg(&cfg, sc_test_tmpdir());
     char err[512];
     sc_config_set(&cfg, "embedder", "semcache-embed", err, sizeof err);
-    sc_cache *c = NULL;
-    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
-    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    sc_cache *c = open_cache(&cfg);
     REQUIRE(c);
     struct sc_akeys *a = sc_cache_akeys(c);
     REQUIRE(a);
@@ -225,10 +229,7 @@ SC_TEST(cache_empty_partition_miss_skips_embedding)
 {
     sc_config cfg;
     cache_cfg(&cfg, sc_test_tmpdir());
-    char err[512];
-    sc_cache *c = NULL;
-    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
-    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    sc_cache *c = open_cache(&cfg);
     REQUIRE(c);
     const char *q = "how do i reset my password";
     sc_cache_result res;
@@ -283,9 +284,7 @@ SC_TEST(cache_empty_partition_miss_needs_no_embedder)
     REQUIRE(sc_config_set(&cfg, "embed-url", "http://127.0.0.1:1", err, sizeof err) == 0);
     REQUIRE(sc_config_set(&cfg, "embed-model", "m", err, sizeof err) == 0);
     REQUIRE(sc_config_set(&cfg, "embed-dim", "8", err, sizeof err) == 0);
-    sc_cache *c = NULL;
-    int rc = sc_cache_open(&c, &cfg, err, sizeof err);
-    if (rc) sc_test_fail(__FILE__, __LINE__, "open: %s", err);
+    sc_cache *c = open_cache(&cfg);
     REQUIRE(c);
     sc_cache_result res;
     CHECK_OK(sc_cache_lookup(c, "d", 1, "first question", 14, -1, 0, &res));
@@ -297,7 +296,7 @@ SC_TEST(cache_empty_partition_miss_needs_no_embedder)
     r.fp = 1;
     float v[8] = {1, 0, 0, 0, 0, 0, 0, 0};
     CHECK_OK(sc_cache_put(c, &r, v));
-    rc = sc_cache_lookup(c, "d", 1, "second question", 15, -1, 0, &res);
+    int rc = sc_cache_lookup(c, "d", 1, "second question", 15, -1, 0, &res);
     CHECK(rc != SC_OK);                   /* rows to search: the embedder is called */
     sc_cache_result_clear(&res);
     CHECK_OK(sc_cache_lookup(c, "d", 1, "first question", 14, -1, 0, &res));

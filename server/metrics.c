@@ -21,14 +21,15 @@ json_t *sc_api_stats_object(sc_server *srv)
     sc_cache_stats cs;
     sc_cache_stats_get(srv->cache, &cs);
     json_object_set_new(o, "cache",
-                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:f,s:s}",
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:i,s:f,s:s}",
                                   "entries", (json_int_t)cs.entries, "bytes", (json_int_t)cs.bytes,
                                   "disk_bytes", (json_int_t)cs.disk_bytes, "lookups", (json_int_t)cs.lookups,
                                   "hits_exact", (json_int_t)cs.hits_exact, "hits_semantic",
                                   (json_int_t)cs.hits_semantic, "misses", (json_int_t)cs.misses,
                                   "evicted", (json_int_t)cs.evicted, "expired", (json_int_t)cs.expired,
                                   "corrupt_skipped", (json_int_t)cs.corrupt_skipped, "index_vectors",
-                                  (json_int_t)cs.index_vectors, "index_ann_partitions",
+                                  (json_int_t)cs.index_vectors, "index_partitions",
+                                  (json_int_t)cs.index_partitions, "index_ann_partitions",
                                   (json_int_t)cs.index_ann_partitions, "embedder", sc_cache_embedder_id(srv->cache),
                                   "dim", (int)sc_cache_dim(srv->cache), "threshold",
                                   sc_cache_threshold(srv->cache), "scorer", sc_cache_scorer(srv->cache)));
@@ -91,6 +92,8 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            "semcached_expired_total %llu\n"
                            "# HELP semcached_index_vectors Vectors in the in-memory index.\n# TYPE semcached_index_vectors gauge\n"
                            "semcached_index_vectors %llu\n"
+                           "# HELP semcached_index_partitions Index partitions (namespace x context), a conversation's later turns each one of their own.\n# TYPE semcached_index_partitions gauge\n"
+                           "semcached_index_partitions %llu\n"
                            "# HELP semcached_index_ann_partitions Index partitions searched through an IVF (the ANN path).\n# TYPE semcached_index_ann_partitions gauge\n"
                            "semcached_index_ann_partitions %llu\n"
                            "# HELP semcached_connections Open HTTP connections.\n# TYPE semcached_connections gauge\n"
@@ -102,7 +105,7 @@ void sc_api_metrics(sc_server *srv, sc_http_req *req)
                            (unsigned long long)cs.entries, (unsigned long long)cs.bytes,
                            (unsigned long long)cs.disk_bytes, (unsigned long long)cs.evicted,
                            (unsigned long long)cs.expired, (unsigned long long)cs.index_vectors,
-                           (unsigned long long)cs.index_ann_partitions,
+                           (unsigned long long)cs.index_partitions, (unsigned long long)cs.index_ann_partitions,
                            sc_http_server_conns(srv->http), (unsigned long long)atomic_load(&srv->overloaded),
                            (unsigned long long)atomic_load(&srv->writebacks_dropped));
     sc_shared_stats cl;

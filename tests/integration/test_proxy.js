@@ -201,10 +201,15 @@ test('a later turn (a context with nothing stored) misses, is stored after the a
   // embeds the prompt itself, so the entry is searchable all the same.
   const m = model();
   const before = calls();
+  const parts = async () => (await fetch(`${srv.url}/stats`).then((r) => r.json())).cache.index_partitions;
+  const p0 = await parts();
   const h = [{ role: 'user', content: 'I use the web app.' }, { role: 'assistant', content: 'Noted.' }];
   const a = await chat({ model: m, messages: [...h, ...user('How do I reset my account password?')] });
   assertEq(a.h.get('x-semcache'), 'miss');
   await settle();
+  assertEq(await parts(), p0 + 1, 'a partition of its own');
+  const metrics = await fetch(`${srv.url}/metrics`).then((r) => r.text());
+  assert(new RegExp(`^semcached_index_partitions ${p0 + 1}$`, 'm').test(metrics), 'the gauge in /metrics');
   const b = await chat({ model: m, messages: [...h, ...user('How do I reset my account password please?')] },
     { 'X-Semcache-Threshold': '0.6' });
   assertEq(b.h.get('x-semcache'), 'hit-semantic');

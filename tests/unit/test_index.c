@@ -840,6 +840,9 @@ static void *searcher(void *arg)
         }
         /* Ids below CN stay in "x" for the whole test: always found. */
         if (ns[0] == 'x' && (n == 0 || h[0].id != i)) atomic_fetch_add(&c->bad, 1);
+        /* Live rows, read beside the writers (the cache asks before a lookup). */
+        size_t live = sc_index_rows(c->ix, ns, 3);
+        if (live > 5 * CN || (ns[0] == 'x' && live < CN)) atomic_fetch_add(&c->bad, 1);
         atomic_fetch_add(&c->searches, 1);
     }
     return NULL;

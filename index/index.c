@@ -391,6 +391,18 @@ static void part_unref(part *p)
     if (atomic_fetch_sub(&p->refs, 1) == 1) part_free(p);
 }
 
+/* Partition (ns, fp) with a reference taken (part_unref after), or NULL:
+ * it stays alive even if it is dropped from the table meanwhile. */
+static part *part_acquire(sc_index *ix, const char *ns, uint64_t fp)
+{
+    uint64_t h = part_hash(ns, fp);
+    pthread_rwlock_rdlock(&ix->tlock);
+    part *p = part_find(ix, ns, fp, h);
+    if (p) atomic_fetch_add(&p->refs, 1);
+    pthread_rwlock_unlock(&ix->tlock);
+    return p;
+}
+
 /* With wmu held, after p was unlinked from the table: accounting, then the
  * table's reference goes (searches still running keep p alive). */
 static void part_retire(sc_index *ix, part *p)
@@ -1204,15 +1216,10 @@ size_t sc_index_partitions(sc_index *ix, const char *ns, uint64_t *fps, size_t m
 size_t sc_index_rows(sc_index *ix, const char *ns, uint64_t fp)
 {
     if (!ix || !ns) return 0;
-    uint64_t h = part_hash(ns, fp);
-    size_t n = 0;
-    pthread_rwlock_rdlock(&ix->tlock);
-    part *p = part_find(ix, ns, fp, h);
-    if (p) atomic_fetch_add(&p->refs, 1);
-    pthread_rwlock_unlock(&ix->tlock);
+    part *p = part_acquire(ix, ns, fp);
     if (!p) return 0;
     pthread_rwlock_rdlock(&p->lock);
-    n = p->rows - p->dead;
+    size_t n = p->rows - p->dead;
     pthread_rwlock_unlock(&p->lock);
     part_unref(p);
     return n;
@@ -1577,15 +1584,11 @@ int sc_index_search(sc_index *ix, const char *ns, uint64_t fp, const float *quer
     if (normalise(query, qf, dim)) return SC_EINVAL;
     if (ix->backend == BACKEND_FLAT) sc_index_quantize(qf, q8, dim);
     if (ix->scan_bits == 4) memset(q8 + dim, 0, SC_INDEX_I4_QLEN(dim) - dim);
-    uint64_t hsh = part_hash(ns, fp);
     size_t want = k * 4 > 32 ? k * 4 : 32;
     if (ix->backend == BACKEND_FLAT && ix->scan_bits == 4) want = k * 8 > 64 ? k * 8 : 64;
     int rc = 0;
 
-    pthread_rwlock_rdlock(&ix->tlock);
-    part *p = part_find(ix, ns, fp, hsh);
-    if (p) atomic_fetch_add(&p->refs, 1);
-    pthread_rwlock_unlock(&ix->tlock);
+    part *p = part_acquire(ix, ns, fp);
     if (!p) return 0;
     pthread_rwlock_rdlock(&p->lock);
     cand stackbuf[256], *h = NULL;

@@ -101,6 +101,17 @@ static sc_index *mk(uint32_t dim, const char *backend, const char *desc)
     return ix;
 }
 
+/* A flat 4-bit index with the ANN path from ann_min live rows
+ * (UINT32_MAX: never), probing nprobe lists (0: the default rule). */
+static sc_index *mk_ann(size_t dim, uint32_t ann_min, uint32_t nprobe)
+{
+    sc_index *ix = NULL;
+    sc_index_opts o = {.dim = (uint32_t)dim, .scan_bits = 4, .ann_min_rows = ann_min, .ann_nprobe = nprobe};
+    int rc = sc_index_create(&ix, &o);
+    if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
+    return ix;
+}
+
 /* ---------------------------------------------------------------------
  * Kernels
  * ------------------------------------------------------------------- */
@@ -335,9 +346,8 @@ SC_TEST(index_one_row_partitions_hold_one_row)
 {
     const size_t d = 512, np = 1000;
     rng r = {11};
-    sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4};
-    REQUIRE(sc_index_create(&ix, &o) == 0);
+    sc_index *ix = mk_ann(d, 0, 0);
+    REQUIRE(ix);
     float *v = rand_unit(&r, np, d);
     for (size_t i = 0; i < np; i++) CHECK_OK(sc_index_add(ix, "ns", 100 + i, 1 + i, v + i * d));
     sc_index_stats st;
@@ -375,9 +385,8 @@ SC_TEST(index_rows_at_chunk_boundaries)
 {
     const size_t d = 32, rows = 33000;
     rng r = {29};
-    sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)d, .scan_bits = 4, .ann_min_rows = UINT32_MAX};
-    REQUIRE(sc_index_create(&ix, &o) == 0);
+    sc_index *ix = mk_ann(d, UINT32_MAX, 0);
+    REQUIRE(ix);
     float *v = rand_unit(&r, rows, d);
     for (size_t i = 0; i < rows; i++) CHECK_OK(sc_index_add(ix, "ns", 1, 1 + i, v + i * d));
     static const size_t edge[] = {0, 1, 2, 3, 6, 7, 8190, 8191, 16381, 16382, 16383, 16384,
@@ -976,17 +985,6 @@ SC_TEST(index_quantizers_match_scalar)
 /* ---------------------------------------------------------------------
  * The ANN path (IVF over the 4-bit codes)
  * ------------------------------------------------------------------- */
-
-/* A flat 4-bit index with the ANN path from ann_min live rows
- * (UINT32_MAX: never), probing nprobe lists (0: the default rule). */
-static sc_index *mk_ann(size_t dim, uint32_t ann_min, uint32_t nprobe)
-{
-    sc_index *ix = NULL;
-    sc_index_opts o = {.dim = (uint32_t)dim, .scan_bits = 4, .ann_min_rows = ann_min, .ann_nprobe = nprobe};
-    int rc = sc_index_create(&ix, &o);
-    if (rc) sc_test_fail(__FILE__, __LINE__, "sc_index_create: %s", sc_strerror(rc));
-    return ix;
-}
 
 /* Clustered unit vectors: nc centres, each row a centre plus noise (real
  * embeddings cluster; uniform random ones do not). */
